@@ -1,0 +1,116 @@
+#include "client/job_view.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+
+namespace tl::client {
+namespace {
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp) {
+  if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return "-";
+  const absl::Time time = absl::FromUnixSeconds(timestamp.seconds()) +
+                          absl::Nanoseconds(timestamp.nanos());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", time, absl::LocalTimeZone());
+}
+
+double Seconds(const google::protobuf::Timestamp& timestamp) {
+  return static_cast<double>(timestamp.seconds()) + timestamp.nanos() * 1e-9;
+}
+
+}  // namespace
+
+std::string ProgressLine(const tl::v1::Progress& progress, int bar_width) {
+  const double fraction =
+      progress.batches() > 0
+          ? std::clamp(static_cast<double>(progress.batch()) / progress.batches(), 0.0, 1.0)
+          : 0.0;
+  const int filled = static_cast<int>(std::lround(fraction * bar_width));
+  return absl::StrFormat("epoch %d/%d [%s%s] %3d%%  %d/%d batches  loss %.4f  %.0f img/s",
+                         progress.epoch(), progress.epochs(), std::string(filled, '#'),
+                         std::string(bar_width - filled, '.'),
+                         static_cast<int>(std::lround(fraction * 100)), progress.batch(),
+                         progress.batches(), progress.loss(), progress.images_per_second());
+}
+
+std::string EpochTableHeader() {
+  return absl::StrFormat("%5s  %10s  %9s  %8s  %7s  %7s  %8s  %7s", "epoch", "train_loss",
+                         "train_acc", "val_loss", "val_acc", "val_f1", "img/s", "seconds");
+}
+
+std::string EpochTableRow(const tl::v1::EpochMetrics& m) {
+  return absl::StrFormat("%5d  %10.4f  %9.4f  %8.4f  %7.4f  %7.4f  %8.0f  %7.1f", m.epoch(),
+                         m.train_loss(), m.train_accuracy(), m.val_loss(), m.val_accuracy(),
+                         m.val_macro_f1(), m.images_per_second(), m.seconds());
+}
+
+std::string JobDetails(const tl::v1::Job& job) {
+  std::string text = absl::StrCat("job        ", job.id(), "\n");
+  absl::StrAppend(&text, "name       ", job.spec().name().empty() ? "-" : job.spec().name(), "\n");
+  absl::StrAppend(&text, "state      ", tl::v1::Job::State_Name(job.state()),
+                  job.cancel_requested() && job.state() != tl::v1::Job::CANCELLED
+                      ? " (cancel requested)"
+                      : "",
+                  "\n");
+  absl::StrAppend(&text, "owner      ", job.owner(), "\n");
+  absl::StrAppend(&text, "attempt    ", job.attempt(), "\n");
+  if (!job.worker_id().empty()) absl::StrAppend(&text, "worker     ", job.worker_id(), "\n");
+  absl::StrAppend(&text, "strategy   ",
+                  tl::v1::TrainingSpec::Strategy_Name(job.spec().training().strategy()), ", ",
+                  job.spec().training().epochs(), " epochs\n");
+  absl::StrAppend(&text, "created    ", FormatTimestamp(job.create_time()), "\n");
+  absl::StrAppend(&text, "started    ", FormatTimestamp(job.start_time()), "\n");
+  absl::StrAppend(&text, "ended      ", FormatTimestamp(job.end_time()), "\n");
+  if (job.has_start_time() && job.has_end_time()) {
+    absl::StrAppend(&text, "duration   ",
+                    absl::StrFormat("%.1f s", Seconds(job.end_time()) - Seconds(job.start_time())),
+                    "\n");
+  }
+  if (job.epoch() > 0) absl::StrAppend(&text, "epoch      ", job.epoch(), "\n");
+  if (!job.error().empty()) absl::StrAppend(&text, "error      ", job.error(), "\n");
+  const tl::v1::JobResult& result = job.result();
+  if (result.has_dataset()) {
+    absl::StrAppend(&text, "dataset    ", result.dataset().class_names_size(), " classes, ",
+                    result.dataset().train_images(), " train / ", result.dataset().val_images(),
+                    " val images",
+                    result.dataset().skipped_images() > 0
+                        ? absl::StrCat(", ", result.dataset().skipped_images(), " unreadable")
+                        : "",
+                    "\n");
+  }
+  if (result.has_final_metrics()) {
+    const tl::v1::EpochMetrics& m = result.final_metrics();
+    absl::StrAppend(&text, "metrics    ",
+                    absl::StrFormat("val accuracy %.4f, val macro F1 %.4f, train loss %.4f",
+                                    m.val_accuracy(), m.val_macro_f1(), m.train_loss()),
+                    "\n");
+  }
+  if (!result.model_path().empty()) {
+    absl::StrAppend(&text, "model      ", result.model_path(), "\n");
+    absl::StrAppend(&text, "backbone   ", result.backbone_path(), "\n");
+    absl::StrAppend(&text, "metrics    ", result.metrics_path(), "\n");
+  }
+  return text;
+}
+
+std::string JobListHeader() {
+  return absl::StrFormat("%-16s  %-9s  %-24s  %-10s  %5s  %7s  %s", "ID", "STATE", "NAME", "OWNER",
+                         "EPOCH", "VAL_ACC", "CREATED");
+}
+
+std::string JobListRow(const tl::v1::Job& job) {
+  const std::string accuracy =
+      job.result().has_final_metrics()
+          ? absl::StrFormat("%.4f", job.result().final_metrics().val_accuracy())
+          : "-";
+  return absl::StrFormat("%-16s  %-9s  %-24s  %-10s  %5d  %7s  %s", job.id(),
+                         tl::v1::Job::State_Name(job.state()), job.spec().name().substr(0, 24),
+                         job.owner().substr(0, 10), job.epoch(), accuracy,
+                         FormatTimestamp(job.create_time()));
+}
+
+}  // namespace tl::client

@@ -1,0 +1,63 @@
+#include "common/confined_path.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+
+namespace tl {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool IsInside(const fs::path& root, const fs::path& candidate) {
+  auto root_it = root.begin();
+  auto candidate_it = candidate.begin();
+  for (; root_it != root.end(); ++root_it, ++candidate_it) {
+    if (root_it->empty()) continue;  // a trailing separator
+    if (candidate_it == candidate.end() || *root_it != *candidate_it) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<ConfinedPath> ConfinePath(const std::string& root, const std::string& path,
+                                         const std::string& field) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is empty"));
+  if (path.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " holds a NUL character"));
+  }
+  std::error_code error;
+  const fs::path canonical_root = fs::weakly_canonical(fs::absolute(root), error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat("root ", root, " cannot be resolved"));
+  }
+  fs::path given(path);
+  for (const fs::path& part : given) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " \"", path, "\" must not contain \"..\""));
+    }
+  }
+  const fs::path joined = (given.is_absolute() ? given : canonical_root / given).lexically_normal();
+  if (!IsInside(canonical_root, joined)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " \"", path,
+                                                   "\" is outside the data root ",
+                                                   canonical_root.string()));
+  }
+  // Symbolic links are followed for the part that exists: a link inside the
+  // root may not lead outside it.
+  const fs::path resolved = fs::weakly_canonical(joined, error);
+  if (error || !IsInside(canonical_root, resolved)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " \"", path, "\" leads outside the data root ", canonical_root.string()));
+  }
+  ConfinedPath confined;
+  confined.absolute = joined.string();
+  confined.relative = joined.lexically_relative(canonical_root).string();
+  if (confined.relative == ".") confined.relative.clear();
+  return confined;
+}
+
+}  // namespace tl

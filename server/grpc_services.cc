@@ -1,0 +1,272 @@
+#include "server/grpc_services.h"
+
+#include <deque>
+#include <mutex>
+
+#include "common/grpc_status.h"
+#include "common/log.h"
+
+namespace tl::server {
+namespace {
+
+using ::tl::v1::JobEvent;
+using ::tl::v1::SchedulerMessage;
+using ::tl::v1::WorkerMessage;
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+template <typename Message>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+                                absl::StatusOr<Message> result, Message* response) {
+  if (result.ok()) *response = *std::move(result);
+  return Reply(context, result.status());
+}
+
+// Queue of outgoing messages for a stream with one write in flight. The
+// reactor calls back into it; the scheduler pushes into it from any thread.
+// After the reactor is gone (Detach), pushes are refused.
+template <typename Message>
+class Outbox {
+ public:
+  using StartWrite = std::function<void(const Message*)>;
+  using Finish = std::function<void(const grpc::Status&)>;
+
+  Outbox(StartWrite start_write, Finish finish, size_t droppable_limit)
+      : start_write_(std::move(start_write)),
+        finish_(std::move(finish)),
+        droppable_limit_(droppable_limit) {}
+
+  // `droppable` messages (progress) are dropped while the queue is long, so
+  // that a slow reader cannot make the server hold unbounded memory.
+  bool Push(const Message& message, bool droppable) {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    if (detached_ || finishing_) return false;
+    if (droppable && pending_.size() >= droppable_limit_) return true;
+    pending_.push_back(message);
+    Pump();
+    return true;
+  }
+  // Finishes the stream once every queued message is written.
+  void FinishAfterDrain(const grpc::Status& status) {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    if (detached_ || finishing_) return;
+    finish_status_ = status;
+    drain_then_finish_ = true;
+    Pump();
+  }
+  // Finishes now, dropping what is queued (cancellation, shutdown).
+  void FinishNow(const grpc::Status& status) {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    if (detached_ || finishing_) return;
+    finishing_ = true;
+    pending_.clear();
+    finish_(status);
+  }
+  void WriteDone(bool ok) {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    writing_ = false;
+    if (!ok) {
+      if (!finishing_ && !detached_) {
+        finishing_ = true;
+        pending_.clear();
+        finish_(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the client went away"));
+      }
+      return;
+    }
+    Pump();
+  }
+  void Detach() {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    detached_ = true;
+  }
+  bool detached() {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    return detached_ || finishing_;
+  }
+
+ private:
+  void Pump() {
+    if (writing_ || finishing_ || detached_) return;
+    if (!pending_.empty()) {
+      in_flight_ = std::move(pending_.front());
+      pending_.pop_front();
+      writing_ = true;
+      start_write_(&in_flight_);
+      return;
+    }
+    if (drain_then_finish_) {
+      finishing_ = true;
+      finish_(finish_status_);
+    }
+  }
+
+  StartWrite start_write_;
+  Finish finish_;
+  const size_t droppable_limit_;
+  // Recursive: gRPC may run a reaction on the thread that started the
+  // operation, and that reaction re-enters the outbox.
+  std::recursive_mutex mutex_;
+  std::deque<Message> pending_;
+  Message in_flight_;
+  bool writing_ = false;
+  bool drain_then_finish_ = false;
+  bool finishing_ = false;
+  bool detached_ = false;
+  grpc::Status finish_status_;
+};
+
+class WatchReactor final : public grpc::ServerWriteReactor<JobEvent> {
+ public:
+  WatchReactor(Scheduler& scheduler, const std::string& job_id) {
+    outbox_ = std::make_shared<Outbox<JobEvent>>(
+        [this](const JobEvent* event) { StartWrite(event); },
+        [this](const grpc::Status& status) { Finish(status); }, /*droppable_limit=*/64);
+    watcher_ = std::make_shared<Watcher>(outbox_);
+    absl::Status status = scheduler.WatchJob(job_id, watcher_);
+    if (!status.ok()) outbox_->FinishNow(ToGrpcStatus(status));
+  }
+
+  void OnWriteDone(bool ok) override { outbox_->WriteDone(ok); }
+  void OnCancel() override {
+    outbox_->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  }
+  void OnDone() override {
+    outbox_->Detach();
+    delete this;
+  }
+
+ private:
+  class Watcher final : public JobWatcher {
+   public:
+    explicit Watcher(std::shared_ptr<Outbox<JobEvent>> outbox) : outbox_(std::move(outbox)) {}
+    bool Deliver(const JobEvent& event) override {
+      return outbox_->Push(event, /*droppable=*/event.has_progress());
+    }
+    void Finish() override { outbox_->FinishAfterDrain(grpc::Status::OK); }
+
+   private:
+    std::shared_ptr<Outbox<JobEvent>> outbox_;
+  };
+
+  std::shared_ptr<Outbox<JobEvent>> outbox_;
+  std::shared_ptr<Watcher> watcher_;
+};
+
+class WorkerStreamReactor final
+    : public grpc::ServerBidiReactor<WorkerMessage, SchedulerMessage> {
+ public:
+  explicit WorkerStreamReactor(Scheduler& scheduler) : scheduler_(scheduler) {
+    outbox_ = std::make_shared<Outbox<SchedulerMessage>>(
+        [this](const SchedulerMessage* message) { StartWrite(message); },
+        [this](const grpc::Status& status) { Finish(status); },
+        /*droppable_limit=*/SIZE_MAX);
+    connection_ = std::make_shared<Connection>(outbox_);
+    StartRead(&incoming_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The worker closed its side or the connection broke.
+      outbox_->FinishNow(grpc::Status::OK);
+      return;
+    }
+    if (session_ == 0) {
+      if (!incoming_.has_hello()) {
+        outbox_->FinishNow(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        "the first message on a worker stream must be hello"));
+        return;
+      }
+      absl::StatusOr<int64_t> session = scheduler_.ConnectWorker(incoming_.hello(), connection_);
+      if (!session.ok()) {
+        outbox_->FinishNow(ToGrpcStatus(session.status()));
+        return;
+      }
+      session_ = *session;
+    } else {
+      scheduler_.HandleWorkerMessage(session_, incoming_);
+    }
+    StartRead(&incoming_);
+  }
+  void OnWriteDone(bool ok) override { outbox_->WriteDone(ok); }
+  void OnCancel() override {
+    outbox_->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED, "worker stream cancelled"));
+  }
+  void OnDone() override {
+    outbox_->Detach();
+    if (session_ != 0) scheduler_.DisconnectWorker(session_);
+    delete this;
+  }
+
+ private:
+  class Connection final : public WorkerConnection {
+   public:
+    explicit Connection(std::shared_ptr<Outbox<SchedulerMessage>> outbox)
+        : outbox_(std::move(outbox)) {}
+    void Send(const SchedulerMessage& message) override {
+      outbox_->Push(message, /*droppable=*/false);
+    }
+    void Close() override {
+      outbox_->FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                      "no heartbeat within the lease; reconnect"));
+    }
+
+   private:
+    std::shared_ptr<Outbox<SchedulerMessage>> outbox_;
+  };
+
+  Scheduler& scheduler_;
+  std::shared_ptr<Outbox<SchedulerMessage>> outbox_;
+  std::shared_ptr<Connection> connection_;
+  WorkerMessage incoming_;
+  int64_t session_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
+                                                    const tl::v1::SubmitJobRequest* request,
+                                                    tl::v1::Job* response) {
+  return Reply(context, scheduler_.SubmitJob(request->spec(), request->owner()), response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* context,
+                                                 const tl::v1::GetJobRequest* request,
+                                                 tl::v1::Job* response) {
+  return Reply(context, scheduler_.GetJob(request->job_id()), response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* context,
+                                                   const tl::v1::ListJobsRequest* request,
+                                                   tl::v1::ListJobsResponse* response) {
+  std::vector<tl::v1::Job::State> states;
+  for (int state : request->states()) states.push_back(static_cast<tl::v1::Job::State>(state));
+  absl::StatusOr<JobStore::Page> page =
+      scheduler_.ListJobs(states, request->page_size(), request->page_token());
+  if (page.ok()) {
+    for (tl::v1::Job& job : page->jobs) *response->add_jobs() = std::move(job);
+    response->set_next_page_token(page->next_page_token);
+  }
+  return Reply(context, page.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* context,
+                                                    const tl::v1::CancelJobRequest* request,
+                                                    tl::v1::Job* response) {
+  return Reply(context, scheduler_.CancelJob(request->job_id(), request->reason()), response);
+}
+
+grpc::ServerWriteReactor<JobEvent>* JobServiceImpl::WatchJob(
+    grpc::CallbackServerContext* context, const tl::v1::WatchJobRequest* request) {
+  return new WatchReactor(scheduler_, request->job_id());
+}
+
+grpc::ServerBidiReactor<WorkerMessage, SchedulerMessage>* WorkerServiceImpl::Connect(
+    grpc::CallbackServerContext* context) {
+  return new WorkerStreamReactor(scheduler_);
+}
+
+}  // namespace tl::server

@@ -1,0 +1,480 @@
+#include "server/job_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/message_lite.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace tl::server {
+namespace {
+
+using ::google::protobuf::Timestamp;
+using ::google::protobuf::util::TimeUtil;
+using ::tl::v1::EpochMetrics;
+using ::tl::v1::Job;
+using ::tl::v1::JobSpec;
+
+// Bump together with a migration in CreateOrCheckSchema; files written by a newer binary are
+// refused rather than misread.
+constexpr int kSchemaVersion = 1;
+// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
+constexpr int kBusyTimeoutMs = 5000;
+constexpr int kMaxPageSize = 1000;
+// 64 random bits collide with vanishing probability; the bound only guarantees termination.
+constexpr int kMaxIdAttempts = 8;
+
+// Time columns hold microseconds since the Unix epoch, 0 for "unset". seq orders jobs by
+// insertion (listing, page tokens, FIFO among equal priorities); AUTOINCREMENT keeps a seq from
+// ever being reused, so a page token can never point into a different set of jobs. Columns that
+// queries filter or sort on are real columns; everything else rides in the spec/result blobs.
+// result is NULL while the job has none, so that has_result() reads back as it was written.
+constexpr char kCreateSchemaSql[] = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  state INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  owner TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  cancel_requested INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  start_time_us INTEGER NOT NULL,
+  end_time_us INTEGER NOT NULL,
+  update_time_us INTEGER NOT NULL,
+  spec BLOB NOT NULL,
+  result BLOB
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
+CREATE INDEX IF NOT EXISTS jobs_queue_order ON jobs (state, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS epochs (
+  job_id TEXT NOT NULL REFERENCES jobs (id),
+  epoch INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  metrics BLOB NOT NULL,
+  PRIMARY KEY (job_id, epoch)
+) WITHOUT ROWID;
+)sql";
+
+// Every job query selects these columns, in the order of JobColumn.
+constexpr char kJobColumns[] =
+    "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
+    "start_time_us, end_time_us, update_time_us, spec, result";
+enum JobColumn : int {
+  kSeqColumn,
+  kIdColumn,
+  kStateColumn,
+  kOwnerColumn,
+  kAttemptColumn,
+  kWorkerIdColumn,
+  kEpochColumn,
+  kCancelRequestedColumn,
+  kErrorColumn,
+  kCreateTimeColumn,
+  kStartTimeColumn,
+  kEndTimeColumn,
+  kUpdateTimeColumn,
+  kSpecColumn,
+  kResultColumn,
+};
+
+// INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
+constexpr char kInsertJobSql[] = R"sql(
+INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
+                  create_time_us, start_time_us, end_time_us, update_time_us, spec, result)
+VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
+        :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result)
+ON CONFLICT (id) DO NOTHING
+)sql";
+constexpr char kUpdateJobSql[] = R"sql(
+UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = :attempt,
+                worker_id = :worker_id, epoch = :epoch, cancel_requested = :cancel_requested,
+                error = :error, create_time_us = :create_time_us, start_time_us = :start_time_us,
+                end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
+                result = :result
+WHERE id = :id
+)sql";
+constexpr char kPutEpochSql[] = R"sql(
+INSERT INTO epochs (job_id, epoch, attempt, metrics) VALUES (:job_id, :epoch, :attempt, :metrics)
+ON CONFLICT (job_id, epoch) DO UPDATE SET attempt = excluded.attempt, metrics = excluded.metrics
+)sql";
+
+// Runs `body` and turns whatever it throws into INTERNAL, so that no exception leaves the store.
+template <typename Body>
+auto Guarded(absl::string_view operation, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const SQLite::Exception& e) {
+    return absl::InternalError(
+        absl::StrCat(operation, ": ", e.what(), " (sqlite error ", e.getExtendedErrorCode(), ")"));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(operation, ": ", e.what()));
+  }
+}
+
+absl::Status JobNotFound(absl::string_view job_id) {
+  return absl::NotFoundError(absl::StrCat("job \"", absl::CHexEscape(job_id), "\" not found"));
+}
+
+std::string NewJobId(absl::BitGen& gen) {
+  return absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16));
+}
+
+int64_t StoredMicros(bool is_set, const Timestamp& time) {
+  return is_set ? TimeUtil::TimestampToMicroseconds(time) : 0;
+}
+
+std::optional<Timestamp> LoadedTime(const SQLite::Column& column) {
+  const int64_t micros = column.getInt64();
+  if (micros == 0) return std::nullopt;
+  return TimeUtil::MicrosecondsToTimestamp(micros);
+}
+
+// Blobs are bound by pointer and size: binding the std::string itself would store TEXT.
+void BindBlob(SQLite::Statement& statement, const char* name, const std::string& bytes) {
+  statement.bind(name, bytes.data(), static_cast<int>(bytes.size()));
+}
+
+void BindJobColumns(const Job& job, SQLite::Statement& statement) {
+  statement.bind(":id", job.id());
+  statement.bind(":state", static_cast<int>(job.state()));
+  statement.bind(":priority", job.spec().priority());
+  statement.bind(":owner", job.owner());
+  statement.bind(":attempt", job.attempt());
+  statement.bind(":worker_id", job.worker_id());
+  statement.bind(":epoch", job.epoch());
+  statement.bind(":cancel_requested", job.cancel_requested() ? 1 : 0);
+  statement.bind(":error", job.error());
+  statement.bind(":create_time_us", StoredMicros(job.has_create_time(), job.create_time()));
+  statement.bind(":start_time_us", StoredMicros(job.has_start_time(), job.start_time()));
+  statement.bind(":end_time_us", StoredMicros(job.has_end_time(), job.end_time()));
+  statement.bind(":update_time_us", StoredMicros(job.has_update_time(), job.update_time()));
+  BindBlob(statement, ":spec", job.spec().SerializeAsString());
+  if (job.has_result()) {
+    BindBlob(statement, ":result", job.result().SerializeAsString());
+  } else {
+    statement.bind(":result");  // NULL
+  }
+}
+
+absl::StatusOr<Job::State> StoredState(int value) {
+  if (!Job::State_IsValid(value)) {
+    return absl::InternalError(absl::StrCat("stored job state ", value, " is not a known state"));
+  }
+  return static_cast<Job::State>(value);
+}
+
+bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* message) {
+  // getBlob before getBytes: SQLite sizes the value in the form last asked for.
+  const void* data = column.getBlob();
+  return message->ParseFromArray(data, column.getBytes());
+}
+
+// Reads the current row of a statement that selected kJobColumns.
+absl::StatusOr<Job> RowToJob(const SQLite::Statement& row) {
+  Job job;
+  job.set_id(row.getColumn(kIdColumn).getString());
+  absl::StatusOr<Job::State> state = StoredState(row.getColumn(kStateColumn).getInt());
+  if (!state.ok()) return state.status();
+  job.set_state(*state);
+  job.set_owner(row.getColumn(kOwnerColumn).getString());
+  job.set_attempt(row.getColumn(kAttemptColumn).getInt());
+  job.set_worker_id(row.getColumn(kWorkerIdColumn).getString());
+  job.set_epoch(row.getColumn(kEpochColumn).getInt());
+  job.set_cancel_requested(row.getColumn(kCancelRequestedColumn).getInt() != 0);
+  job.set_error(row.getColumn(kErrorColumn).getString());
+  if (auto time = LoadedTime(row.getColumn(kCreateTimeColumn))) *job.mutable_create_time() = *time;
+  if (auto time = LoadedTime(row.getColumn(kStartTimeColumn))) *job.mutable_start_time() = *time;
+  if (auto time = LoadedTime(row.getColumn(kEndTimeColumn))) *job.mutable_end_time() = *time;
+  if (auto time = LoadedTime(row.getColumn(kUpdateTimeColumn))) *job.mutable_update_time() = *time;
+  const SQLite::Column result = row.getColumn(kResultColumn);
+  if (!ParseBlob(row.getColumn(kSpecColumn), job.mutable_spec()) ||
+      (!result.isNull() && !ParseBlob(result, job.mutable_result()))) {
+    return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt spec or result"));
+  }
+  return job;
+}
+
+// Reads every row a job query returns.
+absl::StatusOr<std::vector<Job>> AllRowsToJobs(SQLite::Statement& query) {
+  std::vector<Job> jobs;
+  while (query.executeStep()) {
+    absl::StatusOr<Job> job = RowToJob(query);
+    if (!job.ok()) return job.status();
+    jobs.push_back(*std::move(job));
+  }
+  return jobs;
+}
+
+bool JobExists(SQLite::Database& db, const std::string& job_id) {
+  SQLite::Statement query(db, "SELECT 1 FROM jobs WHERE id = ?");
+  query.bind(1, job_id);
+  return query.executeStep();
+}
+
+// Validates a state filter and drops duplicates, which also bounds the number of SQL
+// parameters a caller can make us bind.
+absl::StatusOr<std::vector<int>> DistinctStates(const std::vector<Job::State>& states) {
+  std::set<int> distinct;
+  for (Job::State state : states) {
+    if (!Job::State_IsValid(state)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown job state ", state));
+    }
+    distinct.insert(state);
+  }
+  return std::vector<int>(distinct.begin(), distinct.end());
+}
+
+// "(?, ?, ?)" for three values: the SQL text depends only on how many states there are, and
+// the states themselves are bound.
+std::string InPlaceholders(size_t count) {
+  return absl::StrCat("(", absl::StrJoin(std::vector<std::string>(count, "?"), ", "), ")");
+}
+
+// A page token names the seq of the last job on the previous page. The "s" prefix keeps it
+// from looking like a bare number callers might be tempted to compute.
+std::string MakePageToken(int64_t last_seq) { return absl::StrCat("s", last_seq); }
+
+absl::StatusOr<int64_t> ParsePageToken(absl::string_view token) {
+  // Only the exact form MakePageToken writes is accepted: no sign, spaces or leading zeros.
+  absl::string_view digits = token;
+  int64_t last_seq = 0;
+  if (!absl::ConsumePrefix(&digits, "s") || digits.empty() || digits[0] == '0' ||
+      !std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(digits, &last_seq)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed page token \"", absl::CHexEscape(token), "\""));
+  }
+  return last_seq;
+}
+
+absl::Status ConfigureConnection(SQLite::Database& db) {
+  // WAL lets readers run during a write. journal_mode answers with the mode in force, which
+  // stays the old one where WAL is impossible (some network file systems), so check it.
+  const std::string journal_mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
+  if (journal_mode != "wal") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot switch to WAL journal mode (still \"", journal_mode, "\")"));
+  }
+  // In WAL mode only FULL syncs the log at every commit; NORMAL could lose the last commits on
+  // power loss, and the store promises that an acknowledged write is durable.
+  db.exec("PRAGMA synchronous = FULL");
+  // SQLite leaves foreign keys off unless each connection turns them on.
+  db.exec("PRAGMA foreign_keys = ON");
+  return absl::OkStatus();
+}
+
+absl::Status CreateOrCheckSchema(SQLite::Database& db) {
+  // IMMEDIATE takes the write lock before reading the version, so two processes opening a new
+  // file cannot both see version 0 and interleave their schema creation.
+  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+  const int version = db.execAndGet("PRAGMA user_version").getInt();
+  if (version == kSchemaVersion) return absl::OkStatus();
+  if (version != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "schema version ", version, " is not supported (this build knows ", kSchemaVersion, ")"));
+  }
+  db.exec(kCreateSchemaSql);
+  db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
+  transaction.commit();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+JobStore::JobStore(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+
+JobStore::~JobStore() = default;
+
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<JobStore>> store =
+      Guarded("open", [&]() -> absl::StatusOr<std::unique_ptr<JobStore>> {
+        // The busy timeout is given to the constructor (it sets what PRAGMA busy_timeout sets)
+        // so that it already applies to the locking statements below.
+        auto db = std::make_unique<SQLite::Database>(
+            path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs);
+        absl::Status status = ConfigureConnection(*db);
+        if (status.ok()) status = CreateOrCheckSchema(*db);
+        if (!status.ok()) return status;
+        return std::unique_ptr<JobStore>(new JobStore(std::move(db)));
+      });
+  if (store.ok()) return store;
+  // Every failure to open names the file, whichever step failed.
+  return absl::Status(store.status().code(),
+                      absl::StrCat("job database ", path, ": ", store.status().message()));
+}
+
+absl::StatusOr<Job> JobStore::CreateJob(const JobSpec& spec, const std::string& owner,
+                                        absl::Time now) {
+  Job job;
+  *job.mutable_spec() = spec;
+  job.set_state(Job::QUEUED);
+  job.set_owner(owner);
+  // Through microseconds, so the returned job equals what GetJob will read back.
+  *job.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
+  *job.mutable_update_time() = job.create_time();
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("create job", [&]() -> absl::StatusOr<Job> {
+    absl::BitGen gen;
+    for (int attempt = 0; attempt < kMaxIdAttempts; ++attempt) {
+      job.set_id(NewJobId(gen));
+      SQLite::Statement insert(*db_, kInsertJobSql);
+      BindJobColumns(job, insert);
+      // No row changed means the id was taken: draw another.
+      if (insert.exec() == 1) return job;
+    }
+    return absl::InternalError("no free job id found");
+  });
+}
+
+absl::StatusOr<Job> JobStore::GetJob(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get job", [&]() -> absl::StatusOr<Job> {
+    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
+    query.bind(1, job_id);
+    if (!query.executeStep()) return JobNotFound(job_id);
+    return RowToJob(query);
+  });
+}
+
+absl::Status JobStore::UpdateJob(const Job& job) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("update job", [&]() -> absl::Status {
+    SQLite::Statement update(*db_, kUpdateJobSql);
+    BindJobColumns(job, update);
+    if (update.exec() == 0) return JobNotFound(job.id());
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<JobStore::Page> JobStore::ListJobs(const std::vector<Job::State>& states,
+                                                  int page_size, const std::string& page_token) {
+  if (page_size < 1 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must be in [1, ", kMaxPageSize, "], got ", page_size));
+  }
+  absl::StatusOr<std::vector<int>> filter = DistinctStates(states);
+  if (!filter.ok()) return filter.status();
+  int64_t before_seq = std::numeric_limits<int64_t>::max();
+  if (!page_token.empty()) {
+    absl::StatusOr<int64_t> last_seq = ParsePageToken(page_token);
+    if (!last_seq.ok()) return last_seq.status();
+    before_seq = *last_seq;
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("list jobs", [&]() -> absl::StatusOr<Page> {
+    const std::string state_clause =
+        filter->empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter->size()));
+    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq < ?",
+                                               state_clause, " ORDER BY seq DESC LIMIT ?"));
+    int parameter = 1;
+    query.bind(parameter++, before_seq);
+    for (int state : *filter) query.bind(parameter++, state);
+    // One row more than the page: its presence is what says another page exists, so a page
+    // that happens to hold exactly the rest gets no token.
+    query.bind(parameter++, page_size + 1);
+
+    Page page;
+    int64_t last_seq = 0;
+    while (query.executeStep()) {
+      if (static_cast<int>(page.jobs.size()) == page_size) {
+        page.next_page_token = MakePageToken(last_seq);
+        break;
+      }
+      absl::StatusOr<Job> job = RowToJob(query);
+      if (!job.ok()) return job.status();
+      page.jobs.push_back(*std::move(job));
+      last_seq = query.getColumn(kSeqColumn).getInt64();
+    }
+    return page;
+  });
+}
+
+absl::StatusOr<std::vector<Job>> JobStore::JobsInStates(const std::vector<Job::State>& states) {
+  absl::StatusOr<std::vector<int>> filter = DistinctStates(states);
+  if (!filter.ok()) return filter.status();
+  // Unlike ListJobs, no states means no jobs: this asks for specific states.
+  if (filter->empty()) return std::vector<Job>();
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("list jobs by state", [&]() -> absl::StatusOr<std::vector<Job>> {
+    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state IN ",
+                                               InPlaceholders(filter->size()), " ORDER BY seq"));
+    int parameter = 1;
+    for (int state : *filter) query.bind(parameter++, state);
+    return AllRowsToJobs(query);
+  });
+}
+
+absl::Status JobStore::PutEpoch(const std::string& job_id, const EpochMetrics& metrics) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("put epoch", [&]() -> absl::Status {
+    // The foreign key would refuse the row too, but as a bare constraint failure; checking
+    // first gives the caller NOT_FOUND. The mutex makes check and insert one step.
+    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
+    SQLite::Statement upsert(*db_, kPutEpochSql);
+    upsert.bind(":job_id", job_id);
+    upsert.bind(":epoch", metrics.epoch());
+    upsert.bind(":attempt", metrics.attempt());
+    BindBlob(upsert, ":metrics", metrics.SerializeAsString());
+    upsert.exec();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<EpochMetrics>> JobStore::GetEpochs(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get epochs", [&]() -> absl::StatusOr<std::vector<EpochMetrics>> {
+    SQLite::Statement query(*db_, "SELECT metrics FROM epochs WHERE job_id = ? ORDER BY epoch");
+    query.bind(1, job_id);
+    std::vector<EpochMetrics> epochs;
+    while (query.executeStep()) {
+      if (!ParseBlob(query.getColumn(0), &epochs.emplace_back())) {
+        return absl::InternalError(absl::StrCat("job ", job_id, " has corrupt epoch metrics"));
+      }
+    }
+    // No epochs is a normal answer for a job that has not finished one; not for a job that
+    // does not exist.
+    if (epochs.empty() && !JobExists(*db_, job_id)) return JobNotFound(job_id);
+    return epochs;
+  });
+}
+
+absl::StatusOr<std::map<Job::State, int64_t>> JobStore::CountByState() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("count jobs", [&]() -> absl::StatusOr<std::map<Job::State, int64_t>> {
+    SQLite::Statement query(*db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    std::map<Job::State, int64_t> counts;
+    while (query.executeStep()) {
+      absl::StatusOr<Job::State> state = StoredState(query.getColumn(0).getInt());
+      if (!state.ok()) return state.status();
+      counts[*state] = query.getColumn(1).getInt64();
+    }
+    return counts;
+  });
+}
+
+}  // namespace tl::server

@@ -1,0 +1,74 @@
+// The durable job queue: one SQLite file in WAL mode holding every job and
+// every stored epoch. A row here is the truth; the scheduler's memory only
+// caches it. Every write is committed (synchronous=FULL) before it returns,
+// so an acknowledged SubmitJob survives a crash of the process or the host.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tl/v1/jobs.pb.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace tl::server {
+
+class JobStore {
+ public:
+  // Opens (creating when missing) the database at `path` and its schema.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path);
+  ~JobStore();
+
+  // Inserts a QUEUED job with a fresh id, attempt 0 and create/update time
+  // `now`. Returns the stored row.
+  absl::StatusOr<tl::v1::Job> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
+                                        absl::Time now);
+
+  // NOT_FOUND naming the id when there is no such job.
+  absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id);
+
+  // Replaces the stored row of job.id() with `job` (every column, the spec
+  // included). NOT_FOUND when the job does not exist.
+  absl::Status UpdateJob(const tl::v1::Job& job);
+
+  struct Page {
+    std::vector<tl::v1::Job> jobs;
+    std::string next_page_token;  // empty on the last page
+  };
+  // Newest first. `states` empty means every state. page_size in [1, 1000].
+  // A page token is opaque to callers; a malformed one is INVALID_ARGUMENT.
+  absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states, int page_size,
+                                const std::string& page_token);
+
+  // Every job in one of `states`, oldest first (for the scheduler's startup).
+  absl::StatusOr<std::vector<tl::v1::Job>> JobsInStates(
+      const std::vector<tl::v1::Job::State>& states);
+
+  // Stores an epoch's metrics, keyed by (job_id, metrics.epoch()): a later
+  // attempt's report of the same epoch replaces the earlier one, so every
+  // epoch is stored once.
+  absl::Status PutEpoch(const std::string& job_id, const tl::v1::EpochMetrics& metrics);
+
+  // The job's stored epochs, in epoch order.
+  absl::StatusOr<std::vector<tl::v1::EpochMetrics>> GetEpochs(const std::string& job_id);
+
+  // Number of jobs in each state that has any.
+  absl::StatusOr<std::map<tl::v1::Job::State, int64_t>> CountByState();
+
+ private:
+  explicit JobStore(std::unique_ptr<SQLite::Database> db);
+
+  std::mutex mutex_;  // SQLite connection objects are not safe to share unguarded
+  std::unique_ptr<SQLite::Database> db_;
+};
+
+}  // namespace tl::server

@@ -1,0 +1,417 @@
+#include "server/job_store.h"
+
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/testing/status_matchers.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+
+namespace tl::server {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::google::protobuf::util::TimeUtil;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::MatchesRegex;
+using ::testing::Pair;
+using ::testing::SizeIs;
+using ::tl::testing::IsOk;
+using ::tl::testing::StatusIs;
+using ::tl::v1::EpochMetrics;
+using ::tl::v1::Job;
+using ::tl::v1::JobSpec;
+
+MATCHER_P(EqualsProto, expected, "equals " + expected.ShortDebugString()) {
+  std::string difference;
+  MessageDifferencer differencer;
+  differencer.ReportDifferencesToString(&difference);
+  if (differencer.Compare(expected, arg)) return true;
+  *result_listener << "which differs: " << difference;
+  return false;
+}
+
+// Microsecond-aligned, as the store keeps times in microseconds.
+const absl::Time kCreateTime = absl::FromUnixMicros(1'700'000'000'123'456);
+
+JobSpec FullSpec(const std::string& name, int priority = 0) {
+  JobSpec spec;
+  spec.set_name(name);
+  spec.set_priority(priority);
+  spec.mutable_backbone()->set_path("backbones/resnet18.pt");
+  spec.mutable_dataset()->set_train_dir("flowers/train");
+  spec.mutable_dataset()->set_val_fraction(0.25);
+  spec.mutable_preprocessing()->set_image_size(224);
+  spec.mutable_preprocessing()->set_horizontal_flip(false);
+  spec.mutable_training()->set_strategy(tl::v1::TrainingSpec::FINE_TUNE);
+  spec.mutable_training()->set_epochs(12);
+  spec.mutable_training()->set_learning_rate(0.003);
+  spec.mutable_training()->set_seed(42);
+  spec.mutable_resources()->set_device("cuda");
+  return spec;
+}
+
+EpochMetrics Epoch(int epoch, int attempt, double train_loss) {
+  EpochMetrics metrics;
+  metrics.set_epoch(epoch);
+  metrics.set_attempt(attempt);
+  metrics.set_train_loss(train_loss);
+  return metrics;
+}
+
+std::vector<std::string> IdsOf(const std::vector<Job>& jobs) {
+  std::vector<std::string> ids;
+  for (const Job& job : jobs) ids.push_back(job.id());
+  return ids;
+}
+
+// Each test gets a fresh directory holding a fresh database file, removed afterwards.
+class JobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "job_store_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    dir_ = pattern;
+    path_ = (dir_ / "jobs.db").string();
+    ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  }
+
+  void TearDown() override {
+    store_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  // Creates `count` jobs in order and returns their ids, oldest first.
+  std::vector<std::string> CreateJobs(int count) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < count; ++i) {
+      absl::StatusOr<Job> job = store_->CreateJob(FullSpec("job " + std::to_string(i)), "alice",
+                                                  kCreateTime + absl::Seconds(i));
+      EXPECT_THAT(job, IsOk());
+      if (job.ok()) ids.push_back(job->id());
+    }
+    return ids;
+  }
+
+  void SetState(const std::string& job_id, Job::State state) {
+    ASSERT_OK_AND_ASSIGN(Job job, store_->GetJob(job_id));
+    job.set_state(state);
+    ASSERT_THAT(store_->UpdateJob(job), IsOk());
+  }
+
+  // Follows page tokens to the end and returns every job id seen, in order.
+  std::vector<std::string> ListAllIds(const std::vector<Job::State>& states, int page_size,
+                                      int* page_count) {
+    std::vector<std::string> ids;
+    std::string token;
+    *page_count = 0;
+    do {
+      absl::StatusOr<JobStore::Page> page = store_->ListJobs(states, page_size, token);
+      EXPECT_THAT(page, IsOk());
+      if (!page.ok() || ++*page_count > 100) break;  // the bound stops a token loop
+      EXPECT_LE(page->jobs.size(), static_cast<size_t>(page_size));
+      for (const Job& job : page->jobs) ids.push_back(job.id());
+      token = page->next_page_token;
+    } while (!token.empty());
+    return ids;
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_F(JobStoreTest, CreatedJobReadsBackExactly) {
+  const JobSpec spec = FullSpec("flowers", 5);
+  ASSERT_OK_AND_ASSIGN(Job created, store_->CreateJob(spec, "alice", kCreateTime));
+
+  EXPECT_THAT(created.id(), MatchesRegex("[0-9a-f]{16}"));
+  EXPECT_THAT(created.spec(), EqualsProto(spec));
+  EXPECT_EQ(created.state(), Job::QUEUED);
+  EXPECT_EQ(created.attempt(), 0);
+  EXPECT_EQ(created.owner(), "alice");
+  EXPECT_EQ(TimeUtil::TimestampToMicroseconds(created.create_time()),
+            absl::ToUnixMicros(kCreateTime));
+  EXPECT_THAT(created.update_time(), EqualsProto(created.create_time()));
+  EXPECT_FALSE(created.has_start_time());
+  EXPECT_FALSE(created.has_end_time());
+
+  ASSERT_OK_AND_ASSIGN(Job fetched, store_->GetJob(created.id()));
+  EXPECT_THAT(fetched, EqualsProto(created));
+}
+
+TEST_F(JobStoreTest, GetOfUnknownIdIsNotFoundNamingTheId) {
+  EXPECT_THAT(store_->GetJob("0123456789abcdef"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("0123456789abcdef")));
+}
+
+TEST_F(JobStoreTest, UpdatePersistsEveryColumn) {
+  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("before", 1), "alice", kCreateTime));
+
+  *job.mutable_spec() = FullSpec("after", 9);
+  job.set_state(Job::FAILED);
+  job.set_attempt(3);
+  job.set_owner("bob");
+  *job.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(1'600'000'000'000'001);
+  *job.mutable_start_time() = TimeUtil::MicrosecondsToTimestamp(1'700'000'100'000'002);
+  *job.mutable_end_time() = TimeUtil::MicrosecondsToTimestamp(1'700'000'200'000'003);
+  *job.mutable_update_time() = TimeUtil::MicrosecondsToTimestamp(1'700'000'300'000'004);
+  job.set_error("out of memory");
+  job.mutable_result()->set_model_path("jobs/x/model.pt");
+  job.mutable_result()->mutable_dataset()->add_class_names("daisy");
+  job.mutable_result()->mutable_final_metrics()->set_val_accuracy(0.91);
+  job.mutable_result()->set_train_seconds(12.5);
+  job.set_worker_id("worker-7");
+  job.set_epoch(4);
+  job.set_cancel_requested(true);
+  ASSERT_THAT(store_->UpdateJob(job), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(Job fetched, store_->GetJob(job.id()));
+  EXPECT_THAT(fetched, EqualsProto(job));
+}
+
+TEST_F(JobStoreTest, UpdateOfUnknownJobIsNotFound) {
+  Job job;
+  job.set_id("fedcba9876543210");
+  EXPECT_THAT(store_->UpdateJob(job),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("fedcba9876543210")));
+  ASSERT_OK_AND_ASSIGN(auto counts, store_->CountByState());
+  EXPECT_THAT(counts, IsEmpty());  // the failed update inserted nothing
+}
+
+TEST_F(JobStoreTest, DataSurvivesReopening) {
+  const std::vector<std::string> ids = CreateJobs(3);
+  ASSERT_THAT(ids, SizeIs(3));
+  SetState(ids[1], Job::RUNNING);
+  ASSERT_THAT(store_->PutEpoch(ids[1], Epoch(1, 1, 0.7)), IsOk());
+  ASSERT_OK_AND_ASSIGN(Job before, store_->GetJob(ids[1]));
+
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+
+  ASSERT_OK_AND_ASSIGN(Job after, store_->GetJob(ids[1]));
+  EXPECT_THAT(after, EqualsProto(before));
+  ASSERT_OK_AND_ASSIGN(std::vector<EpochMetrics> epochs, store_->GetEpochs(ids[1]));
+  EXPECT_THAT(epochs, ElementsAre(EqualsProto(Epoch(1, 1, 0.7))));
+  // Insertion order carries over: a job created now lists before the old ones.
+  ASSERT_OK_AND_ASSIGN(Job newest, store_->CreateJob(FullSpec("new"), "bob", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, ""));
+  EXPECT_THAT(IdsOf(page.jobs), ElementsAre(newest.id(), ids[2], ids[1], ids[0]));
+}
+
+TEST_F(JobStoreTest, WritesAreCommittedBeforeReturning) {
+  // A second connection sees the write at once: nothing waits in a buffer of the first one.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobStore> other, JobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("x"), "alice", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(Job seen, other->GetJob(job.id()));
+  EXPECT_THAT(seen, EqualsProto(job));
+}
+
+TEST_F(JobStoreTest, RecordsSchemaVersionAndRefusesNewerOnes) {
+  store_.reset();  // closing checkpoints the WAL, so the header below is current
+  // SQLite keeps PRAGMA user_version big-endian at byte 60 of the file header.
+  constexpr std::streamoff kUserVersionOffset = 60;
+  std::fstream file(path_, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(file.is_open());
+  char version[4] = {};
+  file.seekg(kUserVersionOffset);
+  ASSERT_TRUE(file.read(version, sizeof(version)));
+  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 1));
+
+  const char future_version[4] = {0, 0, 0, 2};
+  file.seekp(kUserVersionOffset);
+  ASSERT_TRUE(file.write(future_version, sizeof(future_version)));
+  file.close();
+  EXPECT_THAT(JobStore::Open(path_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 2")));
+}
+
+TEST_F(JobStoreTest, ListPagesNewestFirstWithoutGapsOrDuplicates) {
+  const std::vector<std::string> ids = CreateJobs(7);
+  ASSERT_THAT(ids, SizeIs(7));
+  const std::vector<std::string> newest_first(ids.rbegin(), ids.rend());
+
+  int page_count = 0;
+  EXPECT_EQ(ListAllIds({}, 3, &page_count), newest_first);
+  EXPECT_EQ(page_count, 3);  // 3 + 3 + 1
+  EXPECT_EQ(ListAllIds({}, 1, &page_count), newest_first);
+  EXPECT_EQ(page_count, 7);
+}
+
+TEST_F(JobStoreTest, PageHoldingExactlyTheRestHasNoToken) {
+  ASSERT_THAT(CreateJobs(6), SizeIs(6));
+
+  ASSERT_OK_AND_ASSIGN(JobStore::Page first, store_->ListJobs({}, 3, ""));
+  EXPECT_THAT(first.jobs, SizeIs(3));
+  ASSERT_FALSE(first.next_page_token.empty());
+  ASSERT_OK_AND_ASSIGN(JobStore::Page second, store_->ListJobs({}, 3, first.next_page_token));
+  EXPECT_THAT(second.jobs, SizeIs(3));
+  EXPECT_THAT(second.next_page_token, IsEmpty());
+
+  ASSERT_OK_AND_ASSIGN(JobStore::Page whole, store_->ListJobs({}, 6, ""));
+  EXPECT_THAT(whole.jobs, SizeIs(6));
+  EXPECT_THAT(whole.next_page_token, IsEmpty());
+}
+
+TEST_F(JobStoreTest, ListFiltersByState) {
+  const std::vector<std::string> ids = CreateJobs(6);
+  ASSERT_THAT(ids, SizeIs(6));
+  SetState(ids[1], Job::RUNNING);
+  SetState(ids[2], Job::FAILED);
+  SetState(ids[4], Job::RUNNING);
+
+  int page_count = 0;
+  EXPECT_THAT(ListAllIds({Job::RUNNING, Job::FAILED}, 2, &page_count),
+              ElementsAre(ids[4], ids[2], ids[1]));
+  EXPECT_EQ(page_count, 2);
+  EXPECT_THAT(ListAllIds({Job::QUEUED, Job::QUEUED}, 10, &page_count),
+              ElementsAre(ids[5], ids[3], ids[0]));
+  EXPECT_THAT(ListAllIds({Job::CANCELLED}, 10, &page_count), IsEmpty());
+  EXPECT_THAT(store_->ListJobs({static_cast<Job::State>(99)}, 10, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("99")));
+}
+
+TEST_F(JobStoreTest, ListRejectsPageSizesOutOfRange) {
+  ASSERT_THAT(CreateJobs(2), SizeIs(2));
+  for (int page_size : {-1, 0, 1001}) {
+    EXPECT_THAT(store_->ListJobs({}, page_size, ""),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")))
+        << page_size;
+  }
+  EXPECT_THAT(store_->ListJobs({}, 1, ""), IsOk());
+  EXPECT_THAT(store_->ListJobs({}, 1000, ""), IsOk());
+}
+
+TEST_F(JobStoreTest, ListRejectsMalformedTokens) {
+  ASSERT_THAT(CreateJobs(3), SizeIs(3));
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 1, ""));
+  ASSERT_FALSE(page.next_page_token.empty());
+  EXPECT_THAT(store_->ListJobs({}, 1, page.next_page_token), IsOk());
+
+  for (const char* token : {"x", "s", "3", "s-1", "s+1", "s 1", " s1", "s01", "s0", "s1a", "S1",
+                            "s99999999999999999999"}) {
+    EXPECT_THAT(store_->ListJobs({}, 1, token),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page token")))
+        << token;
+  }
+}
+
+TEST_F(JobStoreTest, JobsInStatesIsOldestFirst) {
+  // Priorities deliberately disagree with creation order: this is not the queue order.
+  std::vector<std::string> ids;
+  for (int priority : {1, 9, 5, 7}) {
+    ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("p", priority), "alice", kCreateTime));
+    ids.push_back(job.id());
+  }
+  SetState(ids[2], Job::RUNNING);
+  SetState(ids[3], Job::SUCCEEDED);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<Job> active, store_->JobsInStates({Job::RUNNING, Job::QUEUED}));
+  EXPECT_THAT(IdsOf(active), ElementsAre(ids[0], ids[1], ids[2]));
+  ASSERT_OK_AND_ASSIGN(std::vector<Job> none, store_->JobsInStates({}));
+  EXPECT_THAT(none, IsEmpty());
+}
+
+TEST_F(JobStoreTest, PutEpochReplacesTheSameEpoch) {
+  const std::vector<std::string> ids = CreateJobs(2);
+  ASSERT_THAT(ids, SizeIs(2));
+  // Stored out of order, and epoch 2 reported again by a second attempt.
+  ASSERT_THAT(store_->PutEpoch(ids[0], Epoch(3, 1, 0.3)), IsOk());
+  ASSERT_THAT(store_->PutEpoch(ids[0], Epoch(2, 1, 0.9)), IsOk());
+  ASSERT_THAT(store_->PutEpoch(ids[0], Epoch(1, 1, 1.2)), IsOk());
+  ASSERT_THAT(store_->PutEpoch(ids[0], Epoch(2, 2, 0.5)), IsOk());
+  ASSERT_THAT(store_->PutEpoch(ids[1], Epoch(1, 1, 2.0)), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(std::vector<EpochMetrics> first, store_->GetEpochs(ids[0]));
+  EXPECT_THAT(first, ElementsAre(EqualsProto(Epoch(1, 1, 1.2)), EqualsProto(Epoch(2, 2, 0.5)),
+                                 EqualsProto(Epoch(3, 1, 0.3))));
+  ASSERT_OK_AND_ASSIGN(std::vector<EpochMetrics> second, store_->GetEpochs(ids[1]));
+  EXPECT_THAT(second, ElementsAre(EqualsProto(Epoch(1, 1, 2.0))));
+}
+
+TEST_F(JobStoreTest, EpochsOfUnknownJobAreNotFound) {
+  ASSERT_THAT(CreateJobs(1), SizeIs(1));
+  EXPECT_THAT(store_->PutEpoch("0000000000000bad", Epoch(1, 1, 0.1)),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("0000000000000bad")));
+  EXPECT_THAT(store_->GetEpochs("0000000000000bad"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("0000000000000bad")));
+}
+
+TEST_F(JobStoreTest, JobWithoutEpochsHasAnEmptyList) {
+  const std::vector<std::string> ids = CreateJobs(1);
+  ASSERT_THAT(ids, SizeIs(1));
+  ASSERT_OK_AND_ASSIGN(std::vector<EpochMetrics> epochs, store_->GetEpochs(ids[0]));
+  EXPECT_THAT(epochs, IsEmpty());
+}
+
+TEST_F(JobStoreTest, CountByStateListsOnlyStatesWithJobs) {
+  ASSERT_OK_AND_ASSIGN(auto empty_counts, store_->CountByState());
+  EXPECT_THAT(empty_counts, IsEmpty());
+
+  const std::vector<std::string> ids = CreateJobs(5);
+  ASSERT_THAT(ids, SizeIs(5));
+  SetState(ids[0], Job::RUNNING);
+  SetState(ids[3], Job::RUNNING);
+  SetState(ids[4], Job::FAILED);
+
+  ASSERT_OK_AND_ASSIGN(auto counts, store_->CountByState());
+  EXPECT_THAT(counts,
+              ElementsAre(Pair(Job::QUEUED, 2), Pair(Job::RUNNING, 2), Pair(Job::FAILED, 1)));
+}
+
+TEST_F(JobStoreTest, OpenInMissingDirectoryFailsNamingThePath) {
+  const std::string path = (dir_ / "missing" / "jobs.db").string();
+  EXPECT_THAT(JobStore::Open(path), StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
+}
+
+TEST_F(JobStoreTest, OpenOfANonDatabaseFileFails) {
+  const std::string path = (dir_ / "not_a_database").string();
+  std::ofstream(path) << std::string(4096, 'x');
+  EXPECT_THAT(JobStore::Open(path), StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
+}
+
+TEST_F(JobStoreTest, ConcurrentCreatesAllSucceedWithUniqueIds) {
+  constexpr int kThreads = 8;
+  constexpr int kJobsPerThread = 10;
+  std::vector<std::vector<absl::StatusOr<Job>>> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &results] {
+      for (int i = 0; i < kJobsPerThread; ++i) {
+        results[t].push_back(store_->CreateJob(FullSpec("c"), "alice", kCreateTime));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  std::set<std::string> ids;
+  for (const auto& thread_results : results) {
+    for (const absl::StatusOr<Job>& job : thread_results) {
+      ASSERT_THAT(job, IsOk());
+      ids.insert(job->id());
+    }
+  }
+  EXPECT_THAT(ids, SizeIs(kThreads * kJobsPerThread));
+  ASSERT_OK_AND_ASSIGN(auto counts, store_->CountByState());
+  EXPECT_THAT(counts, ElementsAre(Pair(Job::QUEUED, kThreads * kJobsPerThread)));
+}
+
+}  // namespace
+}  // namespace tl::server

@@ -1,0 +1,146 @@
+// tlserver: the scheduler process. Serves tl.v1.JobService and
+// tl.v1.WorkerService over gRPC (with grpc.health.v1 and server reflection),
+// Prometheus metrics over HTTP, and keeps every job in one SQLite file.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <prometheus/exposer.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/log.h"
+#include "server/grpc_services.h"
+#include "server/job_store.h"
+#include "server/scheduler.h"
+#include "server/server_metrics.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC address to listen on; port 0 picks a free port");
+ABSL_FLAG(std::string, db, "tl.db", "SQLite database file (created if missing)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "address of the Prometheus /metrics endpoint; port 0 picks a free port; empty disables");
+ABSL_FLAG(std::string, data_root, ".", "folder that job datasets and backbones must lie under");
+ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are written under");
+ABSL_FLAG(std::string, ready_file, "",
+          "when set, written once serving, with the bound ports: 'grpc=PORT metrics=PORT'");
+ABSL_FLAG(double, lease_seconds, 30, "a worker silent this long loses its job");
+ABSL_FLAG(double, heartbeat_seconds, 5, "how often workers are asked to heartbeat");
+ABSL_FLAG(int, max_attempts, 3, "assignments a job gets before a lost worker fails it");
+ABSL_FLAG(int, max_message_bytes, 4 << 20, "largest gRPC message accepted");
+
+namespace {
+
+namespace fs = std::filesystem;
+
+int WaitForTerminationSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int received = 0;
+  sigwait(&signals, &received);
+  return received;
+}
+
+int MetricsPort(const prometheus::Exposer* exposer) {
+  if (exposer == nullptr) return 0;
+  std::vector<int> ports = exposer->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("tlserver: the tl scheduler. Flags: --listen, --db, --data_root ...");
+  absl::ParseCommandLine(argc, argv);
+  tl::SetLogProgramName("tlserver");
+
+  // Block the termination signals in every thread; main waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::error_code error;
+  fs::create_directories(absl::GetFlag(FLAGS_artifact_root), error);
+  if (!fs::is_directory(absl::GetFlag(FLAGS_data_root))) {
+    tl::LogError("--data_root ", absl::GetFlag(FLAGS_data_root), " is not a folder");
+    return 2;
+  }
+
+  absl::StatusOr<std::unique_ptr<tl::server::JobStore>> store =
+      tl::server::JobStore::Open(absl::GetFlag(FLAGS_db));
+  if (!store.ok()) {
+    tl::LogError("cannot open the job database: ", store.status().ToString());
+    return 1;
+  }
+
+  tl::server::ServerMetrics metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_listen));
+      exposer->RegisterCollectable(metrics.registry());
+    } catch (const std::exception& e) {
+      tl::LogError("cannot serve metrics on ", absl::GetFlag(FLAGS_metrics_listen), ": ", e.what());
+      return 1;
+    }
+  }
+
+  tl::server::SchedulerOptions options;
+  options.data_root = absl::GetFlag(FLAGS_data_root);
+  options.artifact_root = absl::GetFlag(FLAGS_artifact_root);
+  options.lease_timeout = absl::Seconds(absl::GetFlag(FLAGS_lease_seconds));
+  options.heartbeat_interval = absl::Seconds(absl::GetFlag(FLAGS_heartbeat_seconds));
+  options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  tl::server::Scheduler scheduler(**store, metrics, options);
+  if (absl::Status status = scheduler.Start(); !status.ok()) {
+    tl::LogError("cannot start the scheduler: ", status.ToString());
+    return 1;
+  }
+
+  tl::server::JobServiceImpl job_service(scheduler);
+  tl::server::WorkerServiceImpl worker_service(scheduler);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(),
+                           &grpc_port);
+  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.RegisterService(&job_service);
+  builder.RegisterService(&worker_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || grpc_port == 0) {
+    tl::LogError("cannot listen on ", absl::GetFlag(FLAGS_listen));
+    return 1;
+  }
+  const int metrics_port = MetricsPort(exposer.get());
+  tl::LogInfo("serving gRPC on port ", grpc_port, ", metrics on port ", metrics_port,
+              ", database ", absl::GetFlag(FLAGS_db));
+  if (!absl::GetFlag(FLAGS_ready_file).empty()) {
+    // Written under another name and renamed, so that a reader never sees
+    // half of it.
+    const std::string ready = absl::GetFlag(FLAGS_ready_file);
+    std::ofstream(ready + ".tmp") << "grpc=" << grpc_port << " metrics=" << metrics_port << "\n";
+    fs::rename(ready + ".tmp", ready, error);
+  }
+
+  const int signal_number = WaitForTerminationSignal();
+  tl::LogInfo("signal ", signal_number, " received; shutting down");
+  // Streams (workers, watchers) are cancelled after the deadline; unary
+  // calls in flight finish first.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  scheduler.Stop();
+  tl::LogInfo("stopped");
+  return 0;
+}

@@ -1,0 +1,255 @@
+#include "server/spec_validation.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/confined_path.h"
+
+namespace tl::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::tl::v1::Job;
+using ::tl::v1::JobSpec;
+using ::tl::v1::TrainingSpec;
+
+absl::Status Invalid(const std::string& field, const std::string& problem) {
+  return absl::InvalidArgumentError(absl::StrCat(field, " ", problem));
+}
+
+template <typename Number>
+absl::Status CheckRange(const std::string& field, Number value, Number low, Number high) {
+  if (!(value >= low && value <= high)) {  // also refuses NaN
+    std::ostringstream message;
+    message << "is " << value << "; it must lie in [" << low << ", " << high << "]";
+    return Invalid(field, message.str());
+  }
+  return absl::OkStatus();
+}
+
+// The number of class folders of `dir` that hold at least one image. Stops
+// looking inside a class at its first image, so that a large dataset costs
+// one directory listing per class.
+int CountClassFoldersWithImages(const fs::path& dir) {
+  int classes = 0;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
+    if (!entry.is_directory() || entry.path().filename().string().front() == '.') continue;
+    for (const fs::directory_entry& file : fs::directory_iterator(entry.path(), error)) {
+      if (file.is_regular_file() && HasImageExtension(file.path().filename().string())) {
+        ++classes;
+        break;
+      }
+    }
+  }
+  return classes;
+}
+
+absl::StatusOr<std::string> CheckImageFolder(const std::string& field, const std::string& path,
+                                             int min_classes, const SpecContext& context) {
+  absl::StatusOr<ConfinedPath> confined = ConfinePath(context.data_root, path, field);
+  if (!confined.ok()) return confined.status();
+  if (!fs::is_directory(confined->absolute)) {
+    return Invalid(field, absl::StrCat("\"", path, "\": folder ", confined->absolute,
+                                       " does not exist"));
+  }
+  const int classes = CountClassFoldersWithImages(confined->absolute);
+  if (classes < min_classes) {
+    return Invalid(field, absl::StrCat("\"", path, "\" has ", classes,
+                                       " class folder(s) with images; at least ", min_classes,
+                                       " are needed (one subfolder of images per class)"));
+  }
+  return confined->relative;
+}
+
+absl::Status CheckManifestFile(const std::string& field, const fs::path& backbone) {
+  fs::path manifest = backbone;
+  manifest.replace_extension(".json");
+  std::ifstream in(manifest);
+  if (!in) {
+    return Invalid(field, absl::StrCat("backbone ", backbone.string(), " has no manifest ",
+                                       manifest.string()));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json parsed = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object() || !parsed.contains("format") ||
+      parsed["format"] != "tl.backbone.v1") {
+    return Invalid(field, absl::StrCat("manifest ", manifest.string(),
+                                       " is not a tl.backbone.v1 JSON document"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBackbone(JobSpec& spec, const SpecContext& context) {
+  tl::v1::BackboneSpec& backbone = *spec.mutable_backbone();
+  switch (backbone.source_case()) {
+    case tl::v1::BackboneSpec::kPath: {
+      absl::StatusOr<ConfinedPath> confined =
+          ConfinePath(context.data_root, backbone.path(), "backbone.path");
+      if (!confined.ok()) return confined.status();
+      if (!fs::is_regular_file(confined->absolute)) {
+        return Invalid("backbone.path", absl::StrCat("\"", backbone.path(), "\": file ",
+                                                     confined->absolute, " does not exist"));
+      }
+      absl::Status manifest = CheckManifestFile("backbone.path", confined->absolute);
+      if (!manifest.ok()) return manifest;
+      backbone.set_path(confined->relative);
+      return absl::OkStatus();
+    }
+    case tl::v1::BackboneSpec::kFromJob: {
+      absl::StatusOr<Job> source = context.find_job(backbone.from_job());
+      if (!source.ok()) {
+        return Invalid("backbone.from_job", absl::StrCat("\"", backbone.from_job(),
+                                                         "\" is not a known job"));
+      }
+      if (source->state() != Job::SUCCEEDED || source->result().backbone_path().empty()) {
+        return Invalid("backbone.from_job",
+                       absl::StrCat("job ", backbone.from_job(), " is ",
+                                    Job::State_Name(source->state()),
+                                    "; only a SUCCEEDED job has a backbone to start from"));
+      }
+      const fs::path file = fs::path(context.artifact_root) / source->result().backbone_path();
+      if (!fs::is_regular_file(file)) {
+        return Invalid("backbone.from_job", absl::StrCat("backbone of job ", backbone.from_job(),
+                                                         " is gone from ", file.string()));
+      }
+      return CheckManifestFile("backbone.from_job", file);
+    }
+    case tl::v1::BackboneSpec::SOURCE_NOT_SET:
+      break;
+  }
+  return Invalid("backbone", "is missing: set backbone.path or backbone.from_job");
+}
+
+absl::Status CheckDataset(JobSpec& spec, const SpecContext& context) {
+  tl::v1::DatasetSpec& dataset = *spec.mutable_dataset();
+  if (dataset.train_dir().empty()) return Invalid("dataset.train_dir", "is missing");
+  absl::StatusOr<std::string> train =
+      CheckImageFolder("dataset.train_dir", dataset.train_dir(), 2, context);
+  if (!train.ok()) return train.status();
+  dataset.set_train_dir(*train);
+  if (!dataset.val_dir().empty()) {
+    absl::StatusOr<std::string> val =
+        CheckImageFolder("dataset.val_dir", dataset.val_dir(), 1, context);
+    if (!val.ok()) return val.status();
+    dataset.set_val_dir(*val);
+    dataset.clear_val_fraction();
+    return absl::OkStatus();
+  }
+  if (!dataset.has_val_fraction()) dataset.set_val_fraction(0.2);
+  return CheckRange("dataset.val_fraction", dataset.val_fraction(), 0.0, 0.9);
+}
+
+absl::Status CheckPreprocessing(JobSpec& spec) {
+  tl::v1::PreprocessingSpec& preprocessing = *spec.mutable_preprocessing();
+  if (preprocessing.image_size() != 0) {
+    absl::Status status = CheckRange("preprocessing.image_size", preprocessing.image_size(), 8, 1024);
+    if (!status.ok()) return status;
+  }
+  if (preprocessing.resize_size() != 0) {
+    const int low = std::max(8, preprocessing.image_size());
+    absl::Status status =
+        CheckRange("preprocessing.resize_size", preprocessing.resize_size(), low, 2048);
+    if (!status.ok()) return status;
+  }
+  if (!preprocessing.has_horizontal_flip()) preprocessing.set_horizontal_flip(true);
+  return absl::OkStatus();
+}
+
+absl::Status CheckTraining(JobSpec& spec) {
+  TrainingSpec& training = *spec.mutable_training();
+  if (!TrainingSpec::Strategy_IsValid(training.strategy())) {
+    return Invalid("training.strategy", "is not a known strategy");
+  }
+  if (training.strategy() == TrainingSpec::STRATEGY_UNSPECIFIED) {
+    training.set_strategy(TrainingSpec::FINE_TUNE);
+  }
+  if (!TrainingSpec::Optimizer_IsValid(training.optimizer())) {
+    return Invalid("training.optimizer", "is not a known optimizer");
+  }
+  if (training.optimizer() == TrainingSpec::OPTIMIZER_UNSPECIFIED) {
+    training.set_optimizer(TrainingSpec::ADAM);
+  }
+  if (training.strategy() == TrainingSpec::FINE_TUNE) {
+    if (!training.has_unfreeze_groups()) training.set_unfreeze_groups(1);
+    absl::Status status =
+        CheckRange("training.unfreeze_groups", training.unfreeze_groups(), 1, 64);
+    if (!status.ok()) return status;
+  } else if (training.has_unfreeze_groups()) {
+    return Invalid("training.unfreeze_groups", "applies to the FINE_TUNE strategy only");
+  }
+  if (!training.has_epochs()) training.set_epochs(10);
+  if (!training.has_batch_size()) training.set_batch_size(32);
+  if (!training.has_learning_rate()) {
+    training.set_learning_rate(training.optimizer() == TrainingSpec::SGD ? 0.01 : 0.001);
+  }
+  if (!training.has_backbone_lr_scale()) {
+    training.set_backbone_lr_scale(training.strategy() == TrainingSpec::FULL ? 1.0 : 0.1);
+  }
+  if (!training.has_momentum()) training.set_momentum(0.9);
+  if (!training.has_weight_decay()) training.set_weight_decay(0.0);
+  if (!training.has_seed()) training.set_seed(1);
+
+  if (training.epochs() <= 0) return Invalid("training.epochs", "must be positive");
+  if (training.batch_size() <= 0) return Invalid("training.batch_size", "must be positive");
+  if (!(training.learning_rate() > 0)) {
+    return Invalid("training.learning_rate", "must be positive");
+  }
+  for (absl::Status status : {
+           CheckRange("training.epochs", training.epochs(), 1, 1000),
+           CheckRange("training.batch_size", training.batch_size(), 1, 4096),
+           CheckRange("training.learning_rate", training.learning_rate(), 1e-12, 10.0),
+           CheckRange("training.backbone_lr_scale", training.backbone_lr_scale(), 0.0, 100.0),
+           CheckRange("training.momentum", training.momentum(), 0.0, 0.999),
+           CheckRange("training.weight_decay", training.weight_decay(), 0.0, 1.0),
+           CheckRange("training.threads", training.threads(), 0, 256),
+       }) {
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool HasImageExtension(const std::string& file_name) {
+  static const std::set<std::string> kExtensions = {".png", ".jpg", ".jpeg", ".bmp", ".pgm",
+                                                    ".ppm", ".pbm", ".tif", ".tiff", ".webp"};
+  std::string extension = fs::path(file_name).extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return kExtensions.count(extension) > 0;
+}
+
+absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
+  JobSpec spec = submitted;
+  if (spec.name().size() > 200) return Invalid("name", "is longer than 200 characters");
+  absl::Status status = CheckRange("priority", spec.priority(), -1000, 1000);
+  if (!status.ok()) return status;
+  // Cheap numeric checks first: a typo in a number should not cost a scan of
+  // the dataset folders.
+  status = CheckTraining(spec);
+  if (!status.ok()) return status;
+  status = CheckPreprocessing(spec);
+  if (!status.ok()) return status;
+  const std::string& device = spec.resources().device();
+  if (!device.empty() && device != "cpu" && device != "cuda") {
+    return Invalid("resources.device", absl::StrCat("is \"", device,
+                                                    "\"; it must be \"cpu\", \"cuda\" or empty"));
+  }
+  status = CheckBackbone(spec, context);
+  if (!status.ok()) return status;
+  status = CheckDataset(spec, context);
+  if (!status.ok()) return status;
+  return spec;
+}
+
+}  // namespace tl::server

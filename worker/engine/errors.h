@@ -1,0 +1,35 @@
+// Errors of the training engine. The engine is free of gRPC and abseil (it
+// builds on a CUDA machine that has LibTorch alone), so it reports failures
+// as exceptions carrying a kind; the worker maps the kind to absl::Status.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace tl::engine {
+
+enum class ErrorKind {
+  kInvalidArgument,     // the job as given can never work (bad field, bad file)
+  kFailedPrecondition,  // found at run time: dataset unusable, loss became NaN
+  kCancelled,           // stopped on request
+  kInternal,            // a bug or an unexpected library failure
+};
+
+class EngineError : public std::runtime_error {
+ public:
+  EngineError(ErrorKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+inline EngineError InvalidArgument(const std::string& message) {
+  return EngineError(ErrorKind::kInvalidArgument, message);
+}
+inline EngineError FailedPrecondition(const std::string& message) {
+  return EngineError(ErrorKind::kFailedPrecondition, message);
+}
+
+}  // namespace tl::engine

@@ -1,0 +1,94 @@
+// The image-folder data pipeline: a folder per class, decoded with OpenCV,
+// resized, center-cropped, normalized, randomly flipped, batched by a pool of
+// loader threads ahead of the trainer.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "worker/engine/batch_source.h"
+
+namespace tl::engine {
+
+struct ImageSample {
+  std::string path;
+  int64_t label = 0;
+};
+
+struct ImageFolderIndex {
+  // Subfolder names in byte order; a class's label is its position here.
+  std::vector<std::string> class_names;
+  // Sorted by class, then by file name.
+  std::vector<ImageSample> samples;
+};
+
+// Lists dir/<class>/<image file>. Only files with an image extension count
+// (.png .jpg .jpeg .bmp .pgm .ppm .pbm .tif .tiff .webp, any case); hidden
+// entries are ignored. Throws EngineError(kInvalidArgument) naming `dir` when
+// it is missing, not a folder, or holds no class folder.
+ImageFolderIndex ScanImageFolder(const std::string& dir);
+
+// Holds out round(n * val_fraction) images of each class (at least one when
+// the class has two or more images and val_fraction > 0), chosen by a
+// shuffle seeded with `seed`. Returns {train, val}, each sorted as the input.
+std::pair<std::vector<ImageSample>, std::vector<ImageSample>> StratifiedSplit(
+    const std::vector<ImageSample>& samples, double val_fraction, uint64_t seed);
+
+struct Preprocessing {
+  int resize_size = 0;  // shorter side after resizing
+  int crop_size = 0;    // side of the square center crop, <= resize_size
+  std::array<float, 3> mean{};  // per RGB channel, on [0, 1] pixel values
+  std::array<float, 3> std{};
+};
+
+// Decodes one image file (grayscale and alpha turned into RGB), resizes it so
+// that its shorter side is resize_size (area interpolation when shrinking,
+// bilinear when growing), takes the center crop_size square, and writes it to
+// `chw` as float CHW RGB in [0, 1], normalized with mean and std, mirrored left
+// to right when `flip`. Returns false when the file cannot be read or decoded.
+bool LoadImage(const std::string& path, const Preprocessing& preprocessing, bool flip,
+               float* chw);
+
+struct ImageFolderSourceOptions {
+  int batch_size = 32;
+  bool shuffle = false;      // a new order each epoch, from seed and epoch
+  bool random_hflip = false;
+  // Drops a final batch of one image: BatchNorm cannot train on it.
+  bool drop_singleton_batch = false;
+  uint64_t seed = 1;
+  int threads = 2;  // loader threads
+  // Decoded and cropped images are kept (uint8) up to this many bytes, so
+  // that later epochs skip decoding and resizing.
+  int64_t cache_bytes = int64_t{1} << 30;
+};
+
+// Batches of an image list, prepared by loader threads a few batches ahead.
+// Unreadable images are skipped (the batch is shorter) and counted.
+class ImageFolderSource : public BatchSource {
+ public:
+  ImageFolderSource(std::vector<ImageSample> samples, Preprocessing preprocessing,
+                    ImageFolderSourceOptions options);
+  ~ImageFolderSource() override;
+
+  int64_t size() const override;
+  int64_t batches() const override;
+  void StartEpoch(int epoch) override;
+  std::optional<Batch> Next() override;
+  int64_t skipped() const override;
+
+  // Decodes every image into the cache now, on `threads` threads, when they
+  // all fit in it; returns whether they did. Called between epochs (before
+  // the first, typically): decoding then never competes with training for
+  // the cores, and unreadable files are counted before any training starts.
+  bool Preload(int threads);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tl::engine

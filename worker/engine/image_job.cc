@@ -1,0 +1,254 @@
+#include "worker/engine/image_job.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "worker/engine/errors.h"
+#include "worker/engine/image_folder.h"
+
+namespace tl::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+int HardwareThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+void CheckConfig(const ImageJobConfig& config) {
+  if (!fs::is_regular_file(config.backbone_path)) {
+    throw InvalidArgument("backbone: file " + config.backbone_path + " does not exist");
+  }
+  if (!fs::exists(ManifestPathFor(config.backbone_path))) {
+    throw InvalidArgument("backbone: manifest " + ManifestPathFor(config.backbone_path) +
+                          " does not exist (every backbone needs its .json manifest)");
+  }
+  if (config.batch_size < 1) throw InvalidArgument("training.batch_size must be positive");
+  if (config.train.epochs < 1) throw InvalidArgument("training.epochs must be positive");
+  if (!(config.train.learning_rate > 0)) {
+    throw InvalidArgument("training.learning_rate must be positive");
+  }
+  if (config.val_dir.empty() && !(config.val_fraction >= 0 && config.val_fraction < 1)) {
+    throw InvalidArgument("dataset.val_fraction must lie in [0, 1)");
+  }
+  if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
+}
+
+struct SplitData {
+  std::vector<std::string> class_names;
+  std::vector<ImageSample> train;
+  std::vector<ImageSample> val;
+};
+
+SplitData LoadSplit(const ImageJobConfig& config) {
+  ImageFolderIndex train_index = ScanImageFolder(config.train_dir);
+  if (train_index.class_names.size() < 2) {
+    throw InvalidArgument("dataset.train_dir " + config.train_dir + " has " +
+                          std::to_string(train_index.class_names.size()) +
+                          " class folder(s); at least 2 are needed");
+  }
+  SplitData split;
+  split.class_names = train_index.class_names;
+  if (config.val_dir.empty()) {
+    auto [train, val] = StratifiedSplit(train_index.samples, config.val_fraction, config.seed);
+    split.train = std::move(train);
+    split.val = std::move(val);
+    return split;
+  }
+  split.train = std::move(train_index.samples);
+  // Validation labels follow the training classes by name, whatever order
+  // or subset of them the validation folder holds.
+  ImageFolderIndex val_index = ScanImageFolder(config.val_dir);
+  std::map<std::string, int64_t> label_of;
+  for (size_t i = 0; i < split.class_names.size(); ++i) label_of[split.class_names[i]] = i;
+  for (ImageSample sample : val_index.samples) {
+    const std::string& name = val_index.class_names[sample.label];
+    auto it = label_of.find(name);
+    if (it == label_of.end()) {
+      throw InvalidArgument("dataset.val_dir " + config.val_dir + " has class \"" + name +
+                            "\", which dataset.train_dir does not have");
+    }
+    sample.label = it->second;
+    split.val.push_back(std::move(sample));
+  }
+  return split;
+}
+
+// A dataset that is mostly unreadable is a broken dataset, not a noisy one.
+void CheckReadable(const BatchSource& source, const std::string& dir, const std::string& field) {
+  if (source.size() > 0 && source.skipped() * 2 > source.size()) {
+    throw FailedPrecondition(field + " " + dir + ": " + std::to_string(source.skipped()) + " of " +
+                             std::to_string(source.size()) + " images could not be read");
+  }
+}
+
+// Saves a checkpoint after every epoch and fails a job whose images are
+// mostly unreadable, then passes everything on.
+class CheckpointingObserver : public TrainObserver {
+ public:
+  CheckpointingObserver(ImageJobObserver& downstream, Trainer& trainer, const BatchSource& train,
+                        std::string output_dir, std::string train_dir,
+                        std::vector<EpochStats> done)
+      : downstream_(downstream),
+        trainer_(trainer),
+        train_(train),
+        output_dir_(std::move(output_dir)),
+        train_dir_(std::move(train_dir)),
+        done_(std::move(done)) {}
+
+  void OnBatch(const BatchProgress& progress) override { downstream_.OnBatch(progress); }
+  bool StopRequested() override { return downstream_.StopRequested(); }
+  void OnEpoch(const EpochStats& stats) override {
+    CheckReadable(train_, train_dir_, "dataset.train_dir");
+    done_.push_back(stats);
+    trainer_.SaveCheckpoint(output_dir_, done_);
+    downstream_.OnEpoch(stats);
+  }
+  const std::vector<EpochStats>& done() const { return done_; }
+
+ private:
+  ImageJobObserver& downstream_;
+  Trainer& trainer_;
+  const BatchSource& train_;
+  std::string output_dir_;
+  std::string train_dir_;
+  std::vector<EpochStats> done_;
+};
+
+void WriteModelInfo(const std::string& path, const ImageJobConfig& config,
+                    const BackboneManifest& manifest, const Preprocessing& preprocessing,
+                    const std::vector<std::string>& class_names, Strategy strategy) {
+  nlohmann::json info = {{"format", "tl.model.v1"},
+                         {"class_names", class_names},
+                         {"architecture", manifest.architecture},
+                         {"input_size", preprocessing.crop_size},
+                         {"resize_size", preprocessing.resize_size},
+                         {"mean", preprocessing.mean},
+                         {"std", preprocessing.std},
+                         {"strategy", StrategyName(strategy)},
+                         {"backbone_source", manifest.source},
+                         {"input", "float32 NCHW RGB, resized, center-cropped, normalized"}};
+  std::ofstream(path) << info.dump(2) << "\n";
+}
+
+// The exported file must compute what the trained model computes: a job
+// whose export differs is a failed job, not a silent wrong model.
+void CheckExport(TransferModel& model, const std::string& model_path, BatchSource& source,
+                 const torch::Device& device) {
+  source.StartEpoch(0);
+  std::optional<Batch> batch = source.Next();
+  if (!batch) return;
+  torch::NoGradGuard no_grad;
+  model.SetTraining(false);
+  torch::Tensor images = batch->images.to(device);
+  torch::Tensor expected = model.Forward(images).to(torch::kFloat32);
+  torch::jit::Module exported = torch::jit::load(model_path, device);
+  exported.eval();
+  torch::Tensor actual = exported.forward({images}).toTensor().to(torch::kFloat32);
+  if (!torch::allclose(actual, expected, /*rtol=*/1e-5, /*atol=*/1e-5)) {
+    throw EngineError(ErrorKind::kInternal,
+                      "exported model " + model_path + " differs from the trained one by up to " +
+                          std::to_string((actual - expected).abs().max().item<double>()));
+  }
+}
+
+}  // namespace
+
+int DefaultResizeSize(int image_size) { return std::max(image_size, image_size * 8 / 7); }
+
+ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& observer) {
+  const Clock::time_point start = Clock::now();
+  CheckConfig(config);
+  // LibTorch starts with one intra-op thread here; that halves throughput on
+  // two cores, so the job sets the count itself.
+  at::set_num_threads(config.threads > 0 ? config.threads : HardwareThreads());
+
+  const BackboneManifest manifest = ReadManifest(ManifestPathFor(config.backbone_path));
+  SplitData split = LoadSplit(config);
+  if (split.train.empty()) {
+    throw InvalidArgument("dataset.train_dir " + config.train_dir + " holds no training images");
+  }
+
+  Preprocessing preprocessing;
+  preprocessing.crop_size = config.image_size > 0 ? config.image_size : manifest.input_size;
+  preprocessing.resize_size =
+      config.resize_size > 0 ? config.resize_size : DefaultResizeSize(preprocessing.crop_size);
+  if (preprocessing.resize_size < preprocessing.crop_size) {
+    throw InvalidArgument("preprocessing.resize_size must not be smaller than image_size");
+  }
+  preprocessing.mean = manifest.mean;
+  preprocessing.std = manifest.std;
+
+  const int loader_threads =
+      config.loader_threads > 0 ? config.loader_threads : std::clamp(HardwareThreads() / 2, 1, 4);
+  ImageFolderSourceOptions train_options;
+  train_options.batch_size = config.batch_size;
+  train_options.shuffle = true;
+  train_options.random_hflip = config.horizontal_flip;
+  train_options.drop_singleton_batch = true;
+  train_options.seed = config.seed;
+  train_options.threads = loader_threads;
+  ImageFolderSourceOptions val_options = train_options;
+  val_options.shuffle = false;
+  val_options.random_hflip = false;
+  val_options.drop_singleton_batch = false;
+
+  ImageJobResult result;
+  result.dataset.class_names = split.class_names;
+  result.dataset.train_images = static_cast<int64_t>(split.train.size());
+  result.dataset.val_images = static_cast<int64_t>(split.val.size());
+  ImageFolderSource train_source(std::move(split.train), preprocessing, train_options);
+  ImageFolderSource val_source(std::move(split.val), preprocessing, val_options);
+  // Decoding everything first, on every core, keeps it from competing with
+  // training later; it also finds unreadable files before any epoch runs.
+  const int decode_threads = config.threads > 0 ? config.threads : HardwareThreads();
+  if (train_source.Preload(decode_threads) && val_source.Preload(decode_threads)) {
+    CheckReadable(train_source, config.train_dir, "dataset.train_dir");
+    CheckReadable(val_source, config.val_dir.empty() ? config.train_dir : config.val_dir,
+                  config.val_dir.empty() ? "dataset.train_dir" : "dataset.val_dir");
+  }
+  result.dataset.skipped_images = train_source.skipped() + val_source.skipped();
+  observer.OnDataset(result.dataset);
+
+  TransferModel model(config.backbone_path, manifest,
+                      static_cast<int64_t>(result.dataset.class_names.size()), config.seed);
+  Trainer trainer(model, config.train);
+
+  fs::create_directories(config.output_dir);
+  std::vector<EpochStats> done = trainer.LoadCheckpoint(config.output_dir);
+  result.first_epoch_run = static_cast<int>(done.size()) + 1;
+  CheckpointingObserver checkpointing(observer, trainer, train_source, config.output_dir,
+                                      config.train_dir, done);
+  trainer.Run(train_source, val_source.size() > 0 ? &val_source : nullptr, checkpointing,
+              result.first_epoch_run);
+  result.epochs = checkpointing.done();
+  result.dataset.skipped_images = train_source.skipped() + val_source.skipped();
+
+  const fs::path out(config.output_dir);
+  result.model_path = (out / "model.pt").string();
+  result.model_info_path = (out / "model.json").string();
+  result.backbone_path = (out / "backbone.pt").string();
+  result.metrics_path = (out / "metrics.json").string();
+  model.ExportClassifier(result.model_path, result.dataset.class_names);
+  WriteModelInfo(result.model_info_path, config, manifest, preprocessing,
+                 result.dataset.class_names, config.train.strategy);
+  model.ExportBackbone(result.backbone_path, config.provenance.empty()
+                                                 ? manifest.source
+                                                 : config.provenance);
+  std::ofstream(result.metrics_path) << EpochStatsToJson(result.epochs) << "\n";
+  CheckExport(model, result.model_path, val_source.size() > 0 ? val_source : train_source,
+              trainer.device());
+  // The finished model replaces the checkpoint; a retry after this point
+  // would start over, which is what a succeeded job never needs.
+  fs::remove_all(out / "checkpoint");
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace tl::engine

@@ -1,0 +1,64 @@
+// A whole transfer-learning job on image folders: scan and split the data,
+// load the backbone, train, export the classifier, the trained backbone and
+// the metrics, and check the exported classifier against the trained one.
+// The worker runs one through this; so could a local command.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "worker/engine/trainer.h"
+
+namespace tl::engine {
+
+struct ImageJobConfig {
+  std::string backbone_path;  // TorchScript file; its manifest sits beside it
+  std::string train_dir;
+  std::string val_dir;        // empty: hold out val_fraction of train_dir
+  double val_fraction = 0.2;
+  int image_size = 0;         // 0: the manifest's input_size
+  int resize_size = 0;        // 0: image_size * 8 / 7
+  bool horizontal_flip = true;
+  int batch_size = 32;
+  uint64_t seed = 1;
+  int threads = 0;            // intra-op threads; 0: every core
+  int loader_threads = 0;     // 0: chosen from the core count
+  TrainOptions train;
+  std::string output_dir;     // created if missing
+  std::string provenance;     // recorded in the exported backbone's manifest
+};
+
+struct DatasetInfo {
+  std::vector<std::string> class_names;
+  int64_t train_images = 0;
+  int64_t val_images = 0;
+  int64_t skipped_images = 0;
+};
+
+struct ImageJobResult {
+  DatasetInfo dataset;
+  std::vector<EpochStats> epochs;  // every epoch, resumed ones included
+  int first_epoch_run = 1;         // > 1 when resumed from a checkpoint
+  // Absolute paths inside output_dir.
+  std::string model_path;
+  std::string model_info_path;
+  std::string backbone_path;
+  std::string metrics_path;
+  double seconds = 0;
+};
+
+class ImageJobObserver : public TrainObserver {
+ public:
+  // Called once the data is scanned and split, before training starts.
+  virtual void OnDataset(const DatasetInfo& dataset) {}
+};
+
+// Throws EngineError: kInvalidArgument for a job that cannot work as given
+// (naming the field or file), kFailedPrecondition for what is found while
+// running, kCancelled when the observer asks to stop.
+ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& observer);
+
+// The resize rule shared by training and exported models.
+int DefaultResizeSize(int image_size);
+
+}  // namespace tl::engine

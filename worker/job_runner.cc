@@ -1,0 +1,230 @@
+#include "worker/job_runner.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/confined_path.h"
+#include "common/log.h"
+#include "worker/engine/errors.h"
+
+namespace tl::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using ::tl::v1::JobFinished;
+using ::tl::v1::TrainingSpec;
+using ::tl::v1::WorkerMessage;
+using Clock = std::chrono::steady_clock;
+
+// Progress goes to people watching a bar; a few updates a second is plenty.
+constexpr auto kProgressInterval = std::chrono::milliseconds(200);
+
+engine::Strategy StrategyOf(TrainingSpec::Strategy strategy) {
+  switch (strategy) {
+    case TrainingSpec::FEATURE_EXTRACTION:
+      return engine::Strategy::kFeatureExtraction;
+    case TrainingSpec::FULL:
+      return engine::Strategy::kFull;
+    default:
+      return engine::Strategy::kFineTune;
+  }
+}
+
+std::string RelativeTo(const std::string& root, const std::string& path) {
+  return fs::path(path).lexically_relative(fs::weakly_canonical(root)).string();
+}
+
+tl::v1::EpochMetrics ToProto(const engine::EpochStats& stats, int attempt) {
+  tl::v1::EpochMetrics metrics;
+  metrics.set_epoch(stats.epoch);
+  metrics.set_attempt(attempt);
+  metrics.set_train_loss(stats.train_loss);
+  metrics.set_train_accuracy(stats.train_accuracy);
+  metrics.set_val_loss(stats.val_loss);
+  metrics.set_val_accuracy(stats.val_accuracy);
+  metrics.set_val_macro_precision(stats.val_macro_precision);
+  metrics.set_val_macro_recall(stats.val_macro_recall);
+  metrics.set_val_macro_f1(stats.val_macro_f1);
+  metrics.set_images_per_second(stats.images_per_second);
+  metrics.set_seconds(stats.seconds);
+  metrics.set_learning_rate(stats.learning_rate);
+  return metrics;
+}
+
+class ReportingObserver : public engine::ImageJobObserver {
+ public:
+  ReportingObserver(const tl::v1::Assignment& assignment, const JobRunner::Report& report,
+                    const std::atomic<bool>& cancel_requested)
+      : assignment_(assignment), report_(report), cancel_requested_(cancel_requested) {}
+
+  void OnDataset(const engine::DatasetInfo& dataset) override {
+    WorkerMessage message;
+    tl::v1::JobStarted& started = *message.mutable_started();
+    started.set_job_id(assignment_.job_id());
+    started.set_attempt(assignment_.attempt());
+    for (const std::string& name : dataset.class_names) {
+      started.mutable_dataset()->add_class_names(name);
+    }
+    started.mutable_dataset()->set_train_images(dataset.train_images);
+    started.mutable_dataset()->set_val_images(dataset.val_images);
+    started.mutable_dataset()->set_skipped_images(dataset.skipped_images);
+    report_(message);
+  }
+
+  void OnBatch(const engine::BatchProgress& progress) override {
+    const Clock::time_point now = Clock::now();
+    if (progress.batch != progress.batches && now - last_progress_ < kProgressInterval) return;
+    last_progress_ = now;
+    WorkerMessage message;
+    tl::v1::ProgressReport& report = *message.mutable_progress();
+    report.set_job_id(assignment_.job_id());
+    report.set_attempt(assignment_.attempt());
+    report.mutable_progress()->set_epoch(progress.epoch);
+    report.mutable_progress()->set_epochs(progress.epochs);
+    report.mutable_progress()->set_batch(static_cast<int32_t>(progress.batch));
+    report.mutable_progress()->set_batches(static_cast<int32_t>(progress.batches));
+    report.mutable_progress()->set_loss(progress.mean_loss);
+    report.mutable_progress()->set_images_per_second(progress.images_per_second);
+    report_(message);
+  }
+
+  void OnEpoch(const engine::EpochStats& stats) override {
+    WorkerMessage message;
+    message.mutable_epoch()->set_job_id(assignment_.job_id());
+    *message.mutable_epoch()->mutable_metrics() = ToProto(stats, assignment_.attempt());
+    report_(message);
+    LogInfo("job ", assignment_.job_id(), " epoch ", stats.epoch, ": train loss ",
+            stats.train_loss, ", val accuracy ", stats.val_accuracy, ", ",
+            static_cast<int64_t>(stats.images_per_second), " images/s");
+  }
+
+  bool StopRequested() override { return cancel_requested_.load(); }
+
+ private:
+  const tl::v1::Assignment& assignment_;
+  const JobRunner::Report& report_;
+  const std::atomic<bool>& cancel_requested_;
+  Clock::time_point last_progress_{};
+};
+
+}  // namespace
+
+absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment& assignment,
+                                                       const WorkerSettings& settings) {
+  const tl::v1::JobSpec& spec = assignment.spec();
+  engine::ImageJobConfig config;
+  // The scheduler checked these paths against its roots; the worker checks
+  // again against its own, which may be mounted elsewhere.
+  absl::StatusOr<ConfinedPath> backbone =
+      assignment.backbone_from_artifacts()
+          ? ConfinePath(settings.artifact_root, assignment.backbone_path(), "backbone.from_job")
+          : ConfinePath(settings.data_root, assignment.backbone_path(), "backbone.path");
+  if (!backbone.ok()) return backbone.status();
+  config.backbone_path = backbone->absolute;
+  absl::StatusOr<ConfinedPath> train =
+      ConfinePath(settings.data_root, spec.dataset().train_dir(), "dataset.train_dir");
+  if (!train.ok()) return train.status();
+  config.train_dir = train->absolute;
+  if (!spec.dataset().val_dir().empty()) {
+    absl::StatusOr<ConfinedPath> val =
+        ConfinePath(settings.data_root, spec.dataset().val_dir(), "dataset.val_dir");
+    if (!val.ok()) return val.status();
+    config.val_dir = val->absolute;
+  }
+  absl::StatusOr<ConfinedPath> output =
+      ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir");
+  if (!output.ok()) return output.status();
+  config.output_dir = output->absolute;
+
+  config.val_fraction = spec.dataset().val_fraction();
+  config.image_size = spec.preprocessing().image_size();
+  config.resize_size = spec.preprocessing().resize_size();
+  config.horizontal_flip = spec.preprocessing().horizontal_flip();
+  const TrainingSpec& training = spec.training();
+  config.batch_size = training.batch_size();
+  config.seed = training.seed();
+  config.threads = training.threads() > 0 ? training.threads() : settings.threads;
+  config.loader_threads = settings.loader_threads;
+  config.train.strategy = StrategyOf(training.strategy());
+  config.train.unfreeze_groups = training.unfreeze_groups();
+  config.train.epochs = training.epochs();
+  config.train.optimizer =
+      training.optimizer() == TrainingSpec::SGD ? engine::OptimizerKind::kSgd
+                                                : engine::OptimizerKind::kAdam;
+  config.train.learning_rate = training.learning_rate();
+  config.train.backbone_lr_scale = training.backbone_lr_scale();
+  config.train.momentum = training.momentum();
+  config.train.weight_decay = training.weight_decay();
+  config.train.device = settings.device;
+  config.provenance = absl::StrCat("trained by tl job ", assignment.job_id(), " (",
+                                   TrainingSpec::Strategy_Name(training.strategy()), " on ",
+                                   spec.dataset().train_dir(), ")");
+  return config;
+}
+
+JobRunner::JobRunner(tl::v1::Assignment assignment, WorkerSettings settings, Report report)
+    : assignment_(std::move(assignment)), settings_(std::move(settings)), report_(std::move(report)) {}
+
+JobRunner::~JobRunner() {
+  Cancel();
+  Join();
+}
+
+void JobRunner::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void JobRunner::Cancel() { cancel_requested_ = true; }
+
+void JobRunner::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void JobRunner::Run() {
+  WorkerMessage message;
+  JobFinished& finished = *message.mutable_finished();
+  finished.set_job_id(assignment_.job_id());
+  finished.set_attempt(assignment_.attempt());
+  LogInfo("job ", assignment_.job_id(), " attempt ", assignment_.attempt(), " starting");
+  absl::StatusOr<engine::ImageJobConfig> config = EngineConfigFor(assignment_, settings_);
+  if (!config.ok()) {
+    finished.set_outcome(JobFinished::FAILED);
+    finished.set_error(std::string(config.status().message()));
+  } else {
+    ReportingObserver observer(assignment_, report_, cancel_requested_);
+    try {
+      engine::ImageJobResult result = engine::RunImageJob(*config, observer);
+      finished.set_outcome(JobFinished::SUCCEEDED);
+      tl::v1::JobResult& out = *finished.mutable_result();
+      out.set_model_path(RelativeTo(settings_.artifact_root, result.model_path));
+      out.set_model_info_path(RelativeTo(settings_.artifact_root, result.model_info_path));
+      out.set_backbone_path(RelativeTo(settings_.artifact_root, result.backbone_path));
+      out.set_metrics_path(RelativeTo(settings_.artifact_root, result.metrics_path));
+      for (const std::string& name : result.dataset.class_names) {
+        out.mutable_dataset()->add_class_names(name);
+      }
+      out.mutable_dataset()->set_train_images(result.dataset.train_images);
+      out.mutable_dataset()->set_val_images(result.dataset.val_images);
+      out.mutable_dataset()->set_skipped_images(result.dataset.skipped_images);
+      if (!result.epochs.empty()) {
+        *out.mutable_final_metrics() = ToProto(result.epochs.back(), assignment_.attempt());
+      }
+      out.set_train_seconds(result.seconds);
+    } catch (const engine::EngineError& error) {
+      finished.set_outcome(error.kind() == engine::ErrorKind::kCancelled ? JobFinished::CANCELLED
+                                                                         : JobFinished::FAILED);
+      finished.set_error(error.what());
+    } catch (const std::exception& error) {
+      // LibTorch and OpenCV report their own failures this way; the first
+      // line is the useful one, the rest a C++ backtrace.
+      std::string text = error.what();
+      finished.set_outcome(JobFinished::FAILED);
+      finished.set_error("internal error: " + text.substr(0, text.find('\n')));
+    }
+  }
+  LogInfo("job ", assignment_.job_id(), " ", JobFinished::Outcome_Name(finished.outcome()),
+          finished.error().empty() ? "" : ": ", finished.error());
+  report_(message);
+  finished_ = true;
+}
+
+}  // namespace tl::worker

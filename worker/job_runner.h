@@ -1,0 +1,59 @@
+// Runs one assignment through the engine on its own thread and reports what
+// happens as tl.v1 worker messages. The only place where the worker's
+// protobuf world meets the engine's plain C++ one.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "tl/v1/service.pb.h"
+#include "worker/engine/image_job.h"
+
+namespace tl::worker {
+
+struct WorkerSettings {
+  std::string data_root;
+  std::string artifact_root;
+  std::string device = "cpu";  // what this worker trains on: "cpu", "cuda:0", ...
+  int threads = 0;             // intra-op threads; 0: every core
+  int loader_threads = 0;      // 0: chosen from the core count
+};
+
+// The engine configuration of an assignment, paths resolved against the
+// worker's roots (and confined to them). INVALID_ARGUMENT names the field.
+absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment& assignment,
+                                                       const WorkerSettings& settings);
+
+class JobRunner {
+ public:
+  // Messages to send; called on the runner's thread.
+  using Report = std::function<void(const tl::v1::WorkerMessage&)>;
+
+  JobRunner(tl::v1::Assignment assignment, WorkerSettings settings, Report report);
+  ~JobRunner();  // cancels and joins
+
+  void Start();
+  // Stops the job before its next batch; it then reports CANCELLED.
+  void Cancel();
+  bool finished() const { return finished_.load(); }
+  void Join();
+
+  const std::string& job_id() const { return assignment_.job_id(); }
+  int attempt() const { return assignment_.attempt(); }
+
+ private:
+  void Run();
+
+  const tl::v1::Assignment assignment_;
+  const WorkerSettings settings_;
+  const Report report_;
+  std::atomic<bool> cancel_requested_{false};
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+}  // namespace tl::worker
