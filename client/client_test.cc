@@ -1,1 +1,401 @@
+// Tests of tlctl's pieces that need no server: reading job.json and rendering
+// jobs, progress and epochs for people.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "client/job_file.h"
+#include "client/job_view.h"
+#include "common/testing/status_matchers.h"
+#include "worker/engine/testing/temp_dir.h"
+
+namespace tl::client {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::tl::engine::testing::TempDir;
+using ::tl::testing::StatusIs;
+using ::tl::v1::Job;
+using ::tl::v1::TrainingSpec;
+
+// Right edges of the whitespace-separated tokens of a line. Every column of the
+// epoch table is right-aligned, so aligned columns share their right edges.
+std::vector<size_t> TokenEnds(const std::string& line) {
+  std::vector<size_t> ends;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const bool last_of_token = line[i] != ' ' && (i + 1 == line.size() || line[i + 1] == ' ');
+    if (last_of_token) ends.push_back(i + 1);
+  }
+  return ends;
+}
+
+// Left edges of the whitespace-separated tokens: the job list is left-aligned.
+std::vector<size_t> TokenStarts(const std::string& line) {
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] != ' ' && (i == 0 || line[i - 1] == ' ')) starts.push_back(i);
+  }
+  return starts;
+}
+
+// ---------------------------------------------------------------- job files
+
+TEST(ParseJobSpecJsonTest, AcceptsCamelCaseFieldsAndEnumNames) {
+  ASSERT_OK_AND_ASSIGN(tl::v1::JobSpec spec, ParseJobSpecJson(R"({
+    "name": "flowers",
+    "priority": 3,
+    "backbone": {"path": "backbones/resnet18.pt"},
+    "dataset": {"trainDir": "flowers/train", "valDir": "flowers/val", "valFraction": 0.25},
+    "preprocessing": {"imageSize": 224, "resizeSize": 256, "horizontalFlip": false},
+    "training": {"strategy": "FEATURE_EXTRACTION", "unfreezeGroups": 2, "epochs": 7,
+                 "batchSize": 48, "optimizer": "SGD", "learningRate": 0.05,
+                 "backboneLrScale": 0.2, "momentum": 0.8, "weightDecay": 0.0001,
+                 "seed": "42", "threads": 3},
+    "resources": {"device": "cuda"}
+  })",
+                                                              "job.json"));
+  EXPECT_EQ(spec.name(), "flowers");
+  EXPECT_EQ(spec.priority(), 3);
+  EXPECT_EQ(spec.backbone().path(), "backbones/resnet18.pt");
+  EXPECT_EQ(spec.dataset().train_dir(), "flowers/train");
+  EXPECT_EQ(spec.dataset().val_dir(), "flowers/val");
+  ASSERT_TRUE(spec.dataset().has_val_fraction());
+  EXPECT_DOUBLE_EQ(spec.dataset().val_fraction(), 0.25);
+  EXPECT_EQ(spec.preprocessing().image_size(), 224);
+  EXPECT_EQ(spec.preprocessing().resize_size(), 256);
+  // An explicit false must survive: unset means "default true".
+  ASSERT_TRUE(spec.preprocessing().has_horizontal_flip());
+  EXPECT_FALSE(spec.preprocessing().horizontal_flip());
+  const TrainingSpec& training = spec.training();
+  EXPECT_EQ(training.strategy(), TrainingSpec::FEATURE_EXTRACTION);
+  EXPECT_EQ(training.unfreeze_groups(), 2);
+  EXPECT_EQ(training.epochs(), 7);
+  EXPECT_EQ(training.batch_size(), 48);
+  EXPECT_EQ(training.optimizer(), TrainingSpec::SGD);
+  EXPECT_DOUBLE_EQ(training.learning_rate(), 0.05);
+  EXPECT_DOUBLE_EQ(training.backbone_lr_scale(), 0.2);
+  EXPECT_DOUBLE_EQ(training.momentum(), 0.8);
+  EXPECT_DOUBLE_EQ(training.weight_decay(), 0.0001);
+  EXPECT_EQ(training.seed(), 42u);
+  EXPECT_EQ(training.threads(), 3);
+  EXPECT_EQ(spec.resources().device(), "cuda");
+}
+
+TEST(ParseJobSpecJsonTest, AcceptsSnakeCaseFields) {
+  ASSERT_OK_AND_ASSIGN(tl::v1::JobSpec spec, ParseJobSpecJson(R"({
+    "backbone": {"from_job": "job-17"},
+    "dataset": {"train_dir": "pets", "val_fraction": 0.1},
+    "preprocessing": {"image_size": 96, "resize_size": 110, "horizontal_flip": true},
+    "training": {"strategy": "FULL", "unfreeze_groups": 4, "batch_size": 8,
+                 "optimizer": "ADAM", "learning_rate": 0.002, "backbone_lr_scale": 1.5,
+                 "weight_decay": 0.01, "seed": 18446744073709551615}
+  })",
+                                                              "snake.json"));
+  EXPECT_EQ(spec.backbone().source_case(), tl::v1::BackboneSpec::kFromJob);
+  EXPECT_EQ(spec.backbone().from_job(), "job-17");
+  EXPECT_EQ(spec.dataset().train_dir(), "pets");
+  EXPECT_DOUBLE_EQ(spec.dataset().val_fraction(), 0.1);
+  EXPECT_EQ(spec.preprocessing().image_size(), 96);
+  EXPECT_EQ(spec.preprocessing().resize_size(), 110);
+  EXPECT_TRUE(spec.preprocessing().horizontal_flip());
+  EXPECT_EQ(spec.training().strategy(), TrainingSpec::FULL);
+  EXPECT_EQ(spec.training().unfreeze_groups(), 4);
+  EXPECT_EQ(spec.training().batch_size(), 8);
+  EXPECT_EQ(spec.training().optimizer(), TrainingSpec::ADAM);
+  EXPECT_DOUBLE_EQ(spec.training().learning_rate(), 0.002);
+  EXPECT_DOUBLE_EQ(spec.training().backbone_lr_scale(), 1.5);
+  EXPECT_DOUBLE_EQ(spec.training().weight_decay(), 0.01);
+  EXPECT_EQ(spec.training().seed(), 18446744073709551615u);
+  // Fields the file leaves out stay unset, so the scheduler can fill defaults.
+  EXPECT_FALSE(spec.training().has_epochs());
+  EXPECT_FALSE(spec.training().has_momentum());
+}
+
+TEST(ParseJobSpecJsonTest, RejectsUnknownFieldsNamingFieldAndOrigin) {
+  EXPECT_THAT(ParseJobSpecJson(R"({"training": {"epochs": 3, "epocs": 4}})", "typo.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("typo.json"), HasSubstr("epocs"))));
+  EXPECT_THAT(ParseJobSpecJson(R"({"dataset": {"train_dir": "x"}, "gpus": 2})", "top.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("top.json"), HasSubstr("gpus"))));
+}
+
+TEST(ParseJobSpecJsonTest, RejectsMalformedJson) {
+  for (const char* text : {R"({"name": "x")", R"({"name" "x"})", "", "[1, 2]", "nonsense"}) {
+    EXPECT_THAT(ParseJobSpecJson(text, "broken.json"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("broken.json")))
+        << "input: " << text;
+  }
+}
+
+TEST(ParseJobSpecJsonTest, RejectsWrongTypesAndUnknownEnumNames) {
+  const std::string bad_inputs[] = {
+      R"({"training": {"epochs": "ten"}})",
+      R"({"training": {"epochs": 2.5}})",
+      R"({"training": {"batchSize": true}})",
+      R"({"name": 5})",
+      R"({"dataset": "images/"})",
+      // protobuf 3.21 takes "yes" and "no" for a bool (SimpleAtob), but not a number.
+      R"({"preprocessing": {"horizontalFlip": 1}})",
+      R"({"training": {"strategy": "TRANSFER"}})",
+      R"({"training": {"optimizer": "RMSPROP"}})",
+  };
+  for (const std::string& text : bad_inputs) {
+    EXPECT_THAT(ParseJobSpecJson(text, "types.json"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("types.json")))
+        << "input: " << text;
+  }
+}
+
+TEST(ReadJobSpecFileTest, MissingFileIsNotFoundNamingThePath) {
+  TempDir dir;
+  const std::string path = dir.Sub("absent/job.json");
+  EXPECT_THAT(ReadJobSpecFile(path), StatusIs(absl::StatusCode::kNotFound, HasSubstr(path)));
+}
+
+TEST(ReadJobSpecFileTest, ReadsAFileAndNamesItInErrors) {
+  TempDir dir;
+  const std::string good = dir.Sub("good.json");
+  std::ofstream(good) << R"({"name": "from disk", "training": {"epochs": 4}})";
+  ASSERT_OK_AND_ASSIGN(tl::v1::JobSpec spec, ReadJobSpecFile(good));
+  EXPECT_EQ(spec.name(), "from disk");
+  EXPECT_EQ(spec.training().epochs(), 4);
+
+  const std::string bad = dir.Sub("bad.json");
+  std::ofstream(bad) << R"({"training": {"learningrate": 0.1}})";
+  EXPECT_THAT(ReadJobSpecFile(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             AllOf(HasSubstr(bad), HasSubstr("learningrate"))));
+}
+
+// ---------------------------------------------------------------- progress
+
+tl::v1::Progress MakeProgress(int batch, int batches) {
+  tl::v1::Progress progress;
+  progress.set_epoch(3);
+  progress.set_epochs(10);
+  progress.set_batch(batch);
+  progress.set_batches(batches);
+  progress.set_loss(0.53214);
+  progress.set_images_per_second(812.4);
+  return progress;
+}
+
+TEST(ProgressLineTest, EmptyBarAtTheStart) {
+  const std::string line = ProgressLine(MakeProgress(0, 30), 20);
+  EXPECT_THAT(line, HasSubstr("[" + std::string(20, '.') + "]   0%"));
+  EXPECT_THAT(line, HasSubstr("0/30 batches"));
+}
+
+TEST(ProgressLineTest, HalfwayFillsHalfTheBar) {
+  const std::string line = ProgressLine(MakeProgress(15, 30), 20);
+  EXPECT_THAT(line, HasSubstr("[" + std::string(10, '#') + std::string(10, '.') + "]  50%"));
+  EXPECT_THAT(line, HasSubstr("15/30 batches"));
+}
+
+TEST(ProgressLineTest, FullBarAtTheEnd) {
+  const std::string line = ProgressLine(MakeProgress(30, 30), 20);
+  EXPECT_THAT(line, HasSubstr("[" + std::string(20, '#') + "] 100%"));
+}
+
+TEST(ProgressLineTest, BarFollowsTheFractionAtTheDefaultWidth) {
+  // 12 of 30 batches is 40%: 9.6 of 24 cells, drawn as 10.
+  const std::string line = ProgressLine(MakeProgress(12, 30));
+  EXPECT_THAT(line, HasSubstr("[" + std::string(10, '#') + std::string(14, '.') + "]  40%"));
+}
+
+TEST(ProgressLineTest, NoBatchesYetDrawsAnEmptyBar) {
+  // An epoch whose batch count is not known yet must not divide by zero.
+  const std::string line = ProgressLine(MakeProgress(0, 0), 10);
+  EXPECT_THAT(line, HasSubstr("[" + std::string(10, '.') + "]   0%"));
+  EXPECT_THAT(line, HasSubstr("0/0 batches"));
+}
+
+TEST(ProgressLineTest, ShowsEpochLossAndThroughput) {
+  const std::string line = ProgressLine(MakeProgress(12, 30));
+  EXPECT_THAT(line, HasSubstr("epoch 3/10"));
+  EXPECT_THAT(line, HasSubstr("loss 0.5321"));
+  EXPECT_THAT(line, HasSubstr("812 img/s"));
+}
+
+// ---------------------------------------------------------------- epoch table
+
+tl::v1::EpochMetrics MakeEpoch() {
+  tl::v1::EpochMetrics metrics;
+  metrics.set_epoch(12);
+  metrics.set_train_loss(0.4321);
+  metrics.set_train_accuracy(0.8765);
+  metrics.set_val_loss(0.5432);
+  metrics.set_val_accuracy(0.8123);
+  metrics.set_val_macro_f1(0.7999);
+  metrics.set_images_per_second(1534.6);
+  metrics.set_seconds(42.31);
+  return metrics;
+}
+
+TEST(EpochTableTest, RowValuesSitUnderTheirHeaders) {
+  const std::string header = EpochTableHeader();
+  const std::string row = EpochTableRow(MakeEpoch());
+  EXPECT_EQ(row.size(), header.size());
+  ASSERT_EQ(TokenEnds(header).size(), 8u) << header;
+  EXPECT_EQ(TokenEnds(row), TokenEnds(header)) << header << "\n" << row;
+  EXPECT_THAT(
+      row, AllOf(HasSubstr("12"), HasSubstr("0.4321"), HasSubstr("0.8765"), HasSubstr("0.5432"),
+                 HasSubstr("0.8123"), HasSubstr("0.7999"), HasSubstr("1535"), HasSubstr("42.3")));
+}
+
+TEST(EpochTableTest, ZeroRowKeepsTheSameColumns) {
+  const std::string row = EpochTableRow(tl::v1::EpochMetrics());
+  EXPECT_EQ(row.size(), EpochTableHeader().size());
+  EXPECT_EQ(TokenEnds(row), TokenEnds(EpochTableHeader()));
+}
+
+// ---------------------------------------------------------------- job details
+
+Job FinishedJob() {
+  Job job;
+  job.set_id("job-42");
+  job.mutable_spec()->set_name("pets");
+  job.mutable_spec()->mutable_training()->set_strategy(TrainingSpec::FINE_TUNE);
+  job.mutable_spec()->mutable_training()->set_epochs(5);
+  job.set_state(Job::SUCCEEDED);
+  job.set_attempt(2);
+  job.set_owner("ada");
+  job.set_worker_id("worker-a");
+  job.set_epoch(5);
+  tl::v1::JobResult& result = *job.mutable_result();
+  result.mutable_dataset()->add_class_names("cat");
+  result.mutable_dataset()->add_class_names("dog");
+  result.mutable_dataset()->add_class_names("fox");
+  result.mutable_dataset()->set_train_images(120);
+  result.mutable_dataset()->set_val_images(30);
+  result.mutable_dataset()->set_skipped_images(2);
+  result.mutable_final_metrics()->set_val_accuracy(0.9125);
+  result.mutable_final_metrics()->set_val_macro_f1(0.9031);
+  result.mutable_final_metrics()->set_train_loss(0.2468);
+  result.set_model_path("jobs/job-42/model.pt");
+  result.set_backbone_path("jobs/job-42/backbone.pt");
+  result.set_metrics_path("jobs/job-42/metrics.json");
+  return job;
+}
+
+TEST(JobDetailsTest, ShowsEverythingAFinishedJobHas) {
+  const std::string text = JobDetails(FinishedJob());
+  EXPECT_THAT(text, HasSubstr("job-42"));
+  EXPECT_THAT(text, HasSubstr("pets"));
+  EXPECT_THAT(text, HasSubstr("SUCCEEDED"));
+  EXPECT_THAT(text, HasSubstr("FINE_TUNE, 5 epochs"));
+  EXPECT_THAT(text, HasSubstr("worker-a"));
+  EXPECT_THAT(text, HasSubstr("3 classes, 120 train / 30 val images, 2 unreadable"));
+  EXPECT_THAT(text, HasSubstr("val accuracy 0.9125, val macro F1 0.9031, train loss 0.2468"));
+  EXPECT_THAT(text, HasSubstr("jobs/job-42/model.pt"));
+  EXPECT_THAT(text, HasSubstr("jobs/job-42/backbone.pt"));
+  EXPECT_THAT(text, HasSubstr("jobs/job-42/metrics.json"));
+  EXPECT_THAT(text, Not(HasSubstr("error")));
+  EXPECT_THAT(text, Not(HasSubstr("cancel requested")));
+}
+
+TEST(JobDetailsTest, ShowsTheErrorOfAFailedJobAndOmitsTheMissingResult) {
+  Job job;
+  job.set_id("job-7");
+  job.set_state(Job::FAILED);
+  job.set_error("dataset.train_dir pets has 1 class folder(s)");
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("FAILED"));
+  EXPECT_THAT(text, HasSubstr("error      dataset.train_dir pets has 1 class folder(s)\n"));
+  EXPECT_THAT(text, Not(HasSubstr("dataset    ")));
+  EXPECT_THAT(text, Not(HasSubstr("val accuracy")));
+  EXPECT_THAT(text, Not(HasSubstr("model")));
+  EXPECT_THAT(text, Not(HasSubstr("backbone")));
+  EXPECT_THAT(text, Not(HasSubstr("worker ")));
+  EXPECT_THAT(text, Not(HasSubstr("duration")));
+}
+
+TEST(JobDetailsTest, NoUnreadableCountWhenNothingWasSkipped) {
+  Job job = FinishedJob();
+  job.mutable_result()->mutable_dataset()->set_skipped_images(0);
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("3 classes, 120 train / 30 val images\n"));
+  EXPECT_THAT(text, Not(HasSubstr("unreadable")));
+}
+
+TEST(JobDetailsTest, DatasetWithoutModelShowsNoModelPaths) {
+  // A job that failed after the data was scanned has counts but no model.
+  Job job = FinishedJob();
+  job.set_state(Job::FAILED);
+  job.mutable_result()->clear_model_path();
+  job.mutable_result()->clear_backbone_path();
+  job.mutable_result()->clear_metrics_path();
+  job.mutable_result()->clear_final_metrics();
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("3 classes, 120 train / 30 val images"));
+  EXPECT_THAT(text, Not(HasSubstr("model.pt")));
+  EXPECT_THAT(text, Not(HasSubstr("metrics.json")));
+  EXPECT_THAT(text, Not(HasSubstr("val accuracy")));
+}
+
+TEST(JobDetailsTest, MarksAPendingCancelUntilTheJobIsCancelled) {
+  Job job;
+  job.set_id("job-9");
+  job.set_state(Job::RUNNING);
+  job.set_cancel_requested(true);
+  EXPECT_THAT(JobDetails(job), HasSubstr("RUNNING (cancel requested)"));
+  job.set_state(Job::CANCELLED);
+  EXPECT_THAT(JobDetails(job), Not(HasSubstr("cancel requested")));
+}
+
+TEST(JobDetailsTest, DurationFromStartToEnd) {
+  Job job = FinishedJob();
+  job.mutable_start_time()->set_seconds(1'700'000'000);
+  job.mutable_end_time()->set_seconds(1'700'000'090);
+  job.mutable_end_time()->set_nanos(500'000'000);
+  EXPECT_THAT(JobDetails(job), HasSubstr("duration   90.5 s"));
+}
+
+// ---------------------------------------------------------------- job list
+
+TEST(JobListTest, LongNamesAreTruncatedAndColumnsStayAligned) {
+  Job job = FinishedJob();
+  const std::string long_name = "a-very-long-job-name-that-goes-on-and-on";
+  job.mutable_spec()->set_name(long_name);
+  job.set_owner("someone-with-a-long-login");
+  const std::string row = JobListRow(job);
+  EXPECT_THAT(row, HasSubstr(long_name.substr(0, 24)));
+  EXPECT_THAT(row, Not(HasSubstr(long_name.substr(0, 25))));
+  EXPECT_THAT(row, HasSubstr("someone-wi"));
+  EXPECT_THAT(row, Not(HasSubstr("someone-wit")));
+  // ID, STATE, NAME, OWNER start where their headers do (the rest is right-aligned
+  // or free-form).
+  const std::vector<size_t> header_starts = TokenStarts(JobListHeader());
+  const std::vector<size_t> row_starts = TokenStarts(row);
+  ASSERT_GE(header_starts.size(), 4u);
+  ASSERT_GE(row_starts.size(), 4u);
+  for (size_t column = 0; column < 4; ++column) {
+    EXPECT_EQ(row_starts[column], header_starts[column]) << "column " << column << "\n"
+                                                         << JobListHeader() << "\n"
+                                                         << row;
+  }
+}
+
+TEST(JobListTest, ShowsStateEpochAndAccuracyOrDash) {
+  Job job = FinishedJob();
+  const std::string row = JobListRow(job);
+  EXPECT_THAT(row, AllOf(HasSubstr("job-42"), HasSubstr("SUCCEEDED"), HasSubstr("pets"),
+                         HasSubstr("ada"), HasSubstr("0.9125")));
+  Job queued;
+  queued.set_id("job-43");
+  queued.set_state(Job::QUEUED);
+  const std::string queued_row = JobListRow(queued);
+  EXPECT_THAT(queued_row, HasSubstr("QUEUED"));
+  // Neither an accuracy nor a creation time yet: dashes, not zeros or 1970.
+  EXPECT_THAT(queued_row, Not(HasSubstr("0.0000")));
+  EXPECT_THAT(queued_row, Not(HasSubstr("1970")));
+}
+
+}  // namespace
+}  // namespace tl::client

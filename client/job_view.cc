@@ -92,7 +92,7 @@ std::string JobDetails(const tl::v1::Job& job) {
   if (!result.model_path().empty()) {
     absl::StrAppend(&text, "model      ", result.model_path(), "\n");
     absl::StrAppend(&text, "backbone   ", result.backbone_path(), "\n");
-    absl::StrAppend(&text, "metrics    ", result.metrics_path(), "\n");
+    absl::StrAppend(&text, "epochs     ", result.metrics_path(), "\n");
   }
   return text;
 }

@@ -43,7 +43,7 @@ absl::StatusOr<ConfinedPath> ConfinePath(const std::string& root, const std::str
   const fs::path joined = (given.is_absolute() ? given : canonical_root / given).lexically_normal();
   if (!IsInside(canonical_root, joined)) {
     return absl::InvalidArgumentError(absl::StrCat(field, " \"", path,
-                                                   "\" is outside the data root ",
+                                                   "\" is outside its root ",
                                                    canonical_root.string()));
   }
   // Symbolic links are followed for the part that exists: a link inside the
@@ -51,7 +51,7 @@ absl::StatusOr<ConfinedPath> ConfinePath(const std::string& root, const std::str
   const fs::path resolved = fs::weakly_canonical(joined, error);
   if (error || !IsInside(canonical_root, resolved)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " \"", path, "\" leads outside the data root ", canonical_root.string()));
+        field, " \"", path, "\" leads outside its root ", canonical_root.string()));
   }
   ConfinedPath confined;
   confined.absolute = joined.string();

@@ -47,7 +47,7 @@ TEST_F(ConfinedPathTest, EscapesAreRefusedNamingTheField) {
   EXPECT_THAT(ConfinePath(root_, "data/../../outside", "f"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ConfinePath(root_, base_ + "/outside", "backbone.path"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside the data root")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside its root")));
   EXPECT_THAT(ConfinePath(root_, "", "f"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f is empty")));
   // A sibling whose name starts with the root's is not inside it.

@@ -190,11 +190,16 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
   const std::string why = reason.empty() ? "cancelled on request" : reason;
   if (active.job.state() == Job::QUEUED || active.session == 0) {
     // Nobody runs it: it ends now.
-    queue_.erase(KeyOf(active));
-    Job ended = active.job;
+    const bool was_queued = queue_.erase(KeyOf(active)) > 0;
     EndJob(active, Job::CANCELLED, why);
-    ended = store_.GetJob(job_id).value_or(ended);
-    return ended;
+    auto still_active = active_.find(job_id);
+    if (still_active != active_.end()) {
+      // The store refused the write; the job stays as it was, queued again.
+      if (was_queued) queue_.insert(KeyOf(still_active->second));
+      return absl::UnavailableError(absl::StrCat("job ", job_id,
+                                                 " could not be cancelled now; try again"));
+    }
+    return store_.GetJob(job_id);
   }
   active.job.set_cancel_requested(true);
   active.job.set_error(why);
@@ -260,13 +265,15 @@ void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& e
 }
 
 void Scheduler::Requeue(ActiveJob& active, const std::string& why) {
+  // A requested cancel wins over the attempt limit: the user asked for the job to stop, so
+  // it ends CANCELLED whichever attempt its worker was lost on.
+  if (active.job.cancel_requested()) {
+    EndJob(active, Job::CANCELLED, active.job.error());
+    return;
+  }
   if (active.job.attempt() >= options_.max_attempts) {
     EndJob(active, Job::FAILED,
            absl::StrCat(why, "; gave up after ", active.job.attempt(), " attempts"));
-    return;
-  }
-  if (active.job.cancel_requested()) {
-    EndJob(active, Job::CANCELLED, active.job.error());
     return;
   }
   const Job::State previous = active.job.state();
@@ -277,6 +284,7 @@ void Scheduler::Requeue(ActiveJob& active, const std::string& why) {
   active.orphaned_since = absl::InfinitePast();
   if (!Persist(active, previous).ok()) return;
   queue_.insert(KeyOf(active));
+  metrics_.RemoveJob(active.job.id());  // its series return with its next run
   LogWarning("job ", active.job.id(), " requeued: ", why);
 }
 
@@ -407,6 +415,7 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
         active.job.set_state(Job::RUNNING);
       }
       active.job.set_worker_id(hello.worker_id());
+      active.job.set_error("");  // the loss this requeue recorded did not happen after all
       active.session = session;
       active.orphaned_since = absl::InfinitePast();
       adopted = Persist(active, previous).ok();

@@ -1,1 +1,1024 @@
-#include <gtest/gtest.h>
+#include "server/scheduler.h"
+
+#include <stdlib.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/testing/status_matchers.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "prometheus/metric_type.h"
+
+namespace tl::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::Optional;
+using ::testing::SizeIs;
+using ::tl::testing::IsOk;
+using ::tl::testing::StatusIs;
+using ::tl::v1::Assignment;
+using ::tl::v1::CancelAssignment;
+using ::tl::v1::Job;
+using ::tl::v1::JobEvent;
+using ::tl::v1::JobFinished;
+using ::tl::v1::JobSpec;
+using ::tl::v1::SchedulerMessage;
+using ::tl::v1::WorkerMessage;
+
+// Long enough that the scheduler's own lease thread (which wakes every lease / 10) never
+// expires anything during a test: lease expiry is driven by calling CheckLeases with
+// synthetic times instead, which makes it deterministic.
+constexpr absl::Duration kLease = absl::Hours(1);
+
+// Records what the scheduler sends one worker. The scheduler calls it under its own lock and
+// the lease thread may call Close, so it guards its state.
+class FakeConnection final : public WorkerConnection {
+ public:
+  void Send(const SchedulerMessage& message) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    messages_.push_back(message);
+  }
+  void Close() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+  }
+
+  std::vector<SchedulerMessage> messages() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return messages_;
+  }
+  std::vector<Assignment> assignments() const {
+    std::vector<Assignment> result;
+    for (const SchedulerMessage& message : messages()) {
+      if (message.has_assignment()) result.push_back(message.assignment());
+    }
+    return result;
+  }
+  std::vector<CancelAssignment> cancels() const {
+    std::vector<CancelAssignment> result;
+    for (const SchedulerMessage& message : messages()) {
+      if (message.has_cancel()) result.push_back(message.cancel());
+    }
+    return result;
+  }
+  bool closed() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return closed_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<SchedulerMessage> messages_;
+  bool closed_ = false;
+};
+
+// One event as a short string, so that whole event sequences read well in assertions.
+std::string Describe(const JobEvent& event) {
+  switch (event.event_case()) {
+    case JobEvent::kJob:
+      return absl::StrCat("job ", Job::State_Name(event.job().state()));
+    case JobEvent::kEpoch:
+      return absl::StrCat("epoch ", event.epoch().epoch());
+    case JobEvent::kProgress:
+      return absl::StrCat("progress ", event.progress().batch(), "/", event.progress().batches());
+    case JobEvent::EVENT_NOT_SET:
+      break;
+  }
+  return "empty";
+}
+
+// Records the events of one WatchJob; `accepting` false plays a watcher whose client left.
+class FakeWatcher final : public JobWatcher {
+ public:
+  explicit FakeWatcher(bool accepting = true) : accepting_(accepting) {}
+
+  bool Deliver(const JobEvent& event) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events_.push_back(event);
+    return accepting_;
+  }
+  void Finish() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++finish_count_;
+  }
+
+  std::vector<JobEvent> events() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_;
+  }
+  std::vector<std::string> described() const {
+    std::vector<std::string> result;
+    for (const JobEvent& event : events()) result.push_back(Describe(event));
+    return result;
+  }
+  int finish_count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return finish_count_;
+  }
+
+ private:
+  const bool accepting_;
+  mutable std::mutex mutex_;
+  std::vector<JobEvent> events_;
+  int finish_count_ = 0;
+};
+
+void WriteFile(const fs::path& path, const std::string& contents) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path) << contents;
+}
+
+// The value of the series `name` whose labels are exactly `labels`; nullopt when absent.
+std::optional<double> MetricValue(const prometheus::Registry& registry, const std::string& name,
+                                  const std::map<std::string, std::string>& labels = {}) {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      std::map<std::string, std::string> found;
+      for (const prometheus::ClientMetric::Label& label : metric.label) {
+        found[label.name] = label.value;
+      }
+      if (found != labels) continue;
+      return family.type == prometheus::MetricType::Counter ? metric.counter.value
+                                                            : metric.gauge.value;
+    }
+  }
+  return std::nullopt;
+}
+
+struct FakeWorker {
+  std::string id;
+  int64_t session = 0;
+  std::shared_ptr<FakeConnection> connection;
+};
+
+// A real JobStore on a temp SQLite file, a data root holding one valid backbone and a
+// two-class image folder, and a started Scheduler over them.
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "scheduler_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    base_ = pattern;
+    WriteFile(base_ / "data/backbones/resnet.pt", "torchscript");
+    WriteFile(base_ / "data/backbones/resnet.json", R"({"format": "tl.backbone.v1"})");
+    WriteFile(base_ / "data/flowers/daisy/1.png", "");
+    WriteFile(base_ / "data/flowers/rose/1.png", "");
+    fs::create_directories(base_ / "artifacts");
+    db_path_ = (base_ / "jobs.db").string();
+    Restart(DefaultOptions());
+  }
+
+  void TearDown() override {
+    scheduler_.reset();  // it uses the store and the metrics
+    store_.reset();
+    std::error_code ignored;
+    fs::remove_all(base_, ignored);
+  }
+
+  SchedulerOptions DefaultOptions() const {
+    SchedulerOptions options;
+    options.data_root = (base_ / "data").string();
+    options.artifact_root = (base_ / "artifacts").string();
+    options.lease_timeout = kLease;
+    options.heartbeat_interval = absl::Milliseconds(250);
+    options.max_attempts = 3;
+    return options;
+  }
+
+  // Replaces scheduler, metrics and store (reopened from the same file), as a restart of
+  // the server process would.
+  void Restart(const SchedulerOptions& options) {
+    scheduler_.reset();
+    store_.reset();
+    ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(db_path_));
+    metrics_ = std::make_unique<ServerMetrics>();
+    scheduler_ = std::make_unique<Scheduler>(*store_, *metrics_, options);
+    ASSERT_THAT(scheduler_->Start(), IsOk());
+  }
+
+  static JobSpec Spec(const std::string& name, int priority = 0, const std::string& device = "") {
+    JobSpec spec;
+    spec.set_name(name);
+    spec.set_priority(priority);
+    spec.mutable_backbone()->set_path("backbones/resnet.pt");
+    spec.mutable_dataset()->set_train_dir("flowers");
+    spec.mutable_resources()->set_device(device);
+    return spec;
+  }
+
+  // Submits a valid job and returns its id ("" after a failure, which is reported).
+  std::string Submit(const std::string& name, int priority = 0, const std::string& device = "") {
+    absl::StatusOr<Job> job = scheduler_->SubmitJob(Spec(name, priority, device), "alice");
+    EXPECT_THAT(job, IsOk());
+    return job.ok() ? job->id() : "";
+  }
+
+  FakeWorker Connect(const std::string& worker_id,
+                     const std::vector<std::string>& devices = {"cpu"},
+                     const std::string& held_job_id = "", int held_attempt = 0) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(worker_id);
+    hello.set_hostname("host-" + worker_id);
+    for (const std::string& kind : devices) hello.add_devices()->set_kind(kind);
+    hello.set_held_job_id(held_job_id);
+    hello.set_held_attempt(held_attempt);
+    FakeWorker worker{worker_id, 0, std::make_shared<FakeConnection>()};
+    absl::StatusOr<int64_t> session = scheduler_->ConnectWorker(hello, worker.connection);
+    EXPECT_THAT(session, IsOk());
+    worker.session = session.value_or(0);
+    return worker;
+  }
+
+  void Started(const FakeWorker& worker, const std::string& job_id, int attempt) {
+    WorkerMessage message;
+    message.mutable_started()->set_job_id(job_id);
+    message.mutable_started()->set_attempt(attempt);
+    message.mutable_started()->mutable_dataset()->add_class_names("daisy");
+    message.mutable_started()->mutable_dataset()->add_class_names("rose");
+    message.mutable_started()->mutable_dataset()->set_train_images(80);
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+
+  void EpochDone(const FakeWorker& worker, const std::string& job_id, int attempt, int epoch,
+                 double train_loss) {
+    WorkerMessage message;
+    message.mutable_epoch()->set_job_id(job_id);
+    tl::v1::EpochMetrics& metrics = *message.mutable_epoch()->mutable_metrics();
+    metrics.set_epoch(epoch);
+    metrics.set_attempt(attempt);
+    metrics.set_train_loss(train_loss);
+    metrics.set_val_accuracy(0.5 + 0.1 * epoch);
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+
+  void Progressed(const FakeWorker& worker, const std::string& job_id, int attempt, int batch,
+                  int batches) {
+    WorkerMessage message;
+    message.mutable_progress()->set_job_id(job_id);
+    message.mutable_progress()->set_attempt(attempt);
+    message.mutable_progress()->mutable_progress()->set_epoch(1);
+    message.mutable_progress()->mutable_progress()->set_epochs(10);
+    message.mutable_progress()->mutable_progress()->set_batch(batch);
+    message.mutable_progress()->mutable_progress()->set_batches(batches);
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+
+  void Finished(const FakeWorker& worker, const std::string& job_id, int attempt,
+                JobFinished::Outcome outcome, const std::string& error = "") {
+    WorkerMessage message;
+    JobFinished& finished = *message.mutable_finished();
+    finished.set_job_id(job_id);
+    finished.set_attempt(attempt);
+    finished.set_outcome(outcome);
+    finished.set_error(error);
+    if (outcome == JobFinished::SUCCEEDED) {
+      finished.mutable_result()->set_model_path(job_id + "/model.pt");
+      finished.mutable_result()->set_backbone_path(job_id + "/backbone.pt");
+    }
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+
+  void Heartbeat(const FakeWorker& worker) {
+    WorkerMessage message;
+    message.mutable_heartbeat();
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+
+  // The job as the scheduler reports it; a default Job (state unspecified) after a failure.
+  Job Get(const std::string& job_id) {
+    absl::StatusOr<Job> job = scheduler_->GetJob(job_id);
+    EXPECT_THAT(job, IsOk());
+    return job.value_or(Job());
+  }
+  // The job as it is on disk.
+  Job Stored(const std::string& job_id) {
+    absl::StatusOr<Job> job = store_->GetJob(job_id);
+    EXPECT_THAT(job, IsOk());
+    return job.value_or(Job());
+  }
+
+  std::optional<double> Metric(const std::string& name,
+                               const std::map<std::string, std::string>& labels = {}) {
+    return MetricValue(*metrics_->registry(), name, labels);
+  }
+
+  fs::path base_;
+  std::string db_path_;
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, SubmitStoresTheJobQueuedBeforeReturning) {
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->SubmitJob(Spec("flowers"), "alice"));
+  EXPECT_EQ(job.state(), Job::QUEUED);
+  EXPECT_EQ(job.attempt(), 0);
+  EXPECT_EQ(job.owner(), "alice");
+  EXPECT_EQ(job.spec().training().epochs(), 10);  // stored with defaults filled in
+
+  // A second connection to the file sees the row: it is committed, not only cached.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobStore> other, JobStore::Open(db_path_));
+  ASSERT_OK_AND_ASSIGN(Job stored, other->GetJob(job.id()));
+  EXPECT_EQ(stored.state(), Job::QUEUED);
+  EXPECT_TRUE(MessageDifferencer::Equals(stored.spec(), job.spec()));
+}
+
+TEST_F(SchedulerTest, SubmitWithoutOwnerIsAnonymous) {
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->SubmitJob(Spec("flowers"), ""));
+  EXPECT_EQ(job.owner(), "anonymous");
+}
+
+TEST_F(SchedulerTest, InvalidSpecIsRefusedAndNothingIsStored) {
+  JobSpec spec = Spec("bad");
+  spec.mutable_training()->set_epochs(0);
+  EXPECT_THAT(scheduler_->SubmitJob(spec, "alice"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("training.epochs")));
+  ASSERT_OK_AND_ASSIGN(auto counts, store_->CountByState());
+  EXPECT_THAT(counts, IsEmpty());
+  EXPECT_THAT(Metric("tl_jobs_submitted_total"), Optional(0.0));
+}
+
+TEST_F(SchedulerTest, DispatchRunsHigherPriorityFirstThenSubmissionOrder) {
+  std::map<std::string, std::string> name_of;
+  for (const auto& [name, priority] :
+       std::vector<std::pair<std::string, int>>{{"a", 0}, {"b", 5}, {"c", 0}, {"d", 5}, {"e", 2}}) {
+    name_of[Submit(name, priority)] = name;
+  }
+  FakeWorker worker = Connect("w1");
+  std::vector<std::string> order;
+  for (int i = 0; i < 5; ++i) {
+    const std::vector<Assignment> assignments = worker.connection->assignments();
+    ASSERT_THAT(assignments, SizeIs(i + 1));
+    const Assignment& current = assignments.back();
+    order.push_back(name_of[current.job_id()]);
+    // One worker runs one job at a time: the next comes only when this one ends.
+    Started(worker, current.job_id(), current.attempt());
+    EXPECT_THAT(worker.connection->assignments(), SizeIs(i + 1));
+    Finished(worker, current.job_id(), current.attempt(), JobFinished::SUCCEEDED);
+  }
+  EXPECT_THAT(order, ElementsAre("b", "d", "e", "a", "c"));
+}
+
+TEST_F(SchedulerTest, WorkerIsWelcomedThenAssignedTheQueuedJob) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+
+  const std::vector<SchedulerMessage> messages = worker.connection->messages();
+  ASSERT_THAT(messages, SizeIs(2));
+  ASSERT_TRUE(messages[0].has_welcome());
+  EXPECT_EQ(messages[0].welcome().heartbeat_interval_ms(), 250);
+  ASSERT_TRUE(messages[1].has_assignment());
+  const Assignment& assignment = messages[1].assignment();
+  EXPECT_EQ(assignment.job_id(), id);
+  EXPECT_EQ(assignment.attempt(), 1);
+  EXPECT_EQ(assignment.backbone_path(), "backbones/resnet.pt");
+  EXPECT_FALSE(assignment.backbone_from_artifacts());
+  EXPECT_EQ(assignment.output_dir(), id);
+  EXPECT_TRUE(MessageDifferencer::Equals(assignment.spec(), Stored(id).spec()));
+
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::ASSIGNED);
+  EXPECT_EQ(stored.attempt(), 1);
+  EXPECT_EQ(stored.worker_id(), "w1");
+}
+
+TEST_F(SchedulerTest, BackboneFromAFinishedJobIsAssignedFromTheArtifactRoot) {
+  const std::string source = Submit("pretrain");
+  FakeWorker worker = Connect("w1");
+  Finished(worker, source, 1, JobFinished::SUCCEEDED);  // exports <source>/backbone.pt
+  WriteFile(base_ / "artifacts" / source / "backbone.pt", "torchscript");
+  WriteFile(base_ / "artifacts" / source / "backbone.json", R"({"format": "tl.backbone.v1"})");
+
+  JobSpec spec = Spec("transfer");
+  spec.mutable_backbone()->set_from_job(source);
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->SubmitJob(spec, "alice"));
+  const std::vector<Assignment> assignments = worker.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(2));
+  EXPECT_EQ(assignments[1].job_id(), job.id());
+  EXPECT_EQ(assignments[1].backbone_path(), source + "/backbone.pt");
+  EXPECT_TRUE(assignments[1].backbone_from_artifacts());
+}
+
+TEST_F(SchedulerTest, StartedMakesTheJobRunning) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  EXPECT_FALSE(Get(id).has_start_time());
+  Started(worker, id, 1);
+
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::RUNNING);
+  EXPECT_TRUE(stored.has_start_time());
+  EXPECT_GT(stored.start_time().seconds(), 0);
+  EXPECT_THAT(stored.result().dataset().class_names(), ElementsAre("daisy", "rose"));
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+}
+
+TEST_F(SchedulerTest, EpochIsStoredAndDeliveredToWatchers) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+
+  EpochDone(worker, id, 1, 1, 0.75);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(id));
+  ASSERT_THAT(epochs, SizeIs(1));
+  EXPECT_EQ(epochs[0].epoch(), 1);
+  EXPECT_DOUBLE_EQ(epochs[0].train_loss(), 0.75);
+  // The snapshot, the epoch, then the job row with its new epoch count.
+  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "epoch 1", "job RUNNING"));
+  EXPECT_DOUBLE_EQ(watcher->events()[1].epoch().train_loss(), 0.75);
+  EXPECT_EQ(watcher->events()[2].job().epoch(), 1);
+  EXPECT_EQ(Stored(id).epoch(), 1);
+  EXPECT_DOUBLE_EQ(Stored(id).result().final_metrics().train_loss(), 0.75);
+  EXPECT_EQ(watcher->finish_count(), 0);
+}
+
+TEST_F(SchedulerTest, ProgressIsDeliveredButNotStored) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+
+  Progressed(worker, id, 1, 3, 10);
+
+  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "progress 3/10"));
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(id));
+  EXPECT_THAT(epochs, IsEmpty());
+  EXPECT_EQ(Stored(id).epoch(), 0);
+}
+
+TEST_F(SchedulerTest, SucceededEndsTheJobAndTheWorkerTakesTheNext) {
+  const std::string first = Submit("first");
+  const std::string second = Submit("second");
+  FakeWorker worker = Connect("w1");
+  Started(worker, first, 1);
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(first, watcher), IsOk());
+
+  Finished(worker, first, 1, JobFinished::SUCCEEDED);
+
+  const Job stored = Stored(first);
+  EXPECT_EQ(stored.state(), Job::SUCCEEDED);
+  EXPECT_TRUE(stored.has_end_time());
+  EXPECT_EQ(stored.error(), "");
+  EXPECT_EQ(stored.result().model_path(), first + "/model.pt");
+  // The result came without a dataset summary: the one from JobStarted is kept.
+  EXPECT_THAT(stored.result().dataset().class_names(), ElementsAre("daisy", "rose"));
+  EXPECT_EQ(Get(first).state(), Job::SUCCEEDED);  // read back from the store once ended
+  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "job SUCCEEDED"));
+  EXPECT_EQ(watcher->finish_count(), 1);
+
+  const std::vector<Assignment> assignments = worker.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(2));
+  EXPECT_EQ(assignments[1].job_id(), second);
+  EXPECT_EQ(assignments[1].attempt(), 1);
+}
+
+TEST_F(SchedulerTest, FailedKeepsTheWorkersError) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  Finished(worker, id, 1, JobFinished::FAILED, "out of memory");
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::FAILED);
+  EXPECT_EQ(stored.error(), "out of memory");
+  EXPECT_TRUE(stored.has_end_time());
+}
+
+TEST_F(SchedulerTest, FailureWithoutAnErrorStillSaysWhy) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Finished(worker, id, 1, JobFinished::FAILED);
+  EXPECT_EQ(Stored(id).state(), Job::FAILED);
+  EXPECT_THAT(Stored(id).error(), Not(IsEmpty()));
+}
+
+TEST_F(SchedulerTest, ReportsForAnotherAttemptOrFromAnotherSessionAreIgnored) {
+  const std::string id = Submit("flowers");
+  FakeWorker holder = Connect("w1");
+  FakeWorker stranger = Connect("w2");
+  ASSERT_THAT(holder.connection->assignments(), SizeIs(1));
+
+  Started(holder, id, 2);  // wrong attempt
+  EpochDone(holder, id, 2, 1, 0.5);
+  Progressed(holder, id, 2, 1, 10);
+  Started(stranger, id, 1);  // right attempt, wrong session
+  EpochDone(stranger, id, 1, 1, 0.5);
+  Finished(stranger, id, 1, JobFinished::SUCCEEDED);
+  Finished(holder, id, 7, JobFinished::FAILED, "stale");
+
+  EXPECT_EQ(Stored(id).state(), Job::ASSIGNED);
+  EXPECT_EQ(Stored(id).epoch(), 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(id));
+  EXPECT_THAT(epochs, IsEmpty());
+  EXPECT_FALSE(Metric("tl_job_epoch_progress_ratio", {{"job_id", id}}).has_value());
+
+  // The holder's own reports still count.
+  Started(holder, id, 1);
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+}
+
+TEST_F(SchedulerTest, CancelOfQueuedJobEndsItAtOnce) {
+  const std::string cancelled = Submit("cancelled");
+  const std::string kept = Submit("kept");
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(cancelled, watcher), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->CancelJob(cancelled, "changed my mind"));
+  EXPECT_EQ(job.state(), Job::CANCELLED);
+  EXPECT_EQ(job.error(), "changed my mind");
+  EXPECT_EQ(Stored(cancelled).state(), Job::CANCELLED);
+  EXPECT_EQ(watcher->finish_count(), 1);
+
+  // It left the queue: a worker gets the other job only.
+  FakeWorker worker = Connect("w1");
+  const std::vector<Assignment> assignments = worker.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(1));
+  EXPECT_EQ(assignments[0].job_id(), kept);
+  Finished(worker, kept, 1, JobFinished::SUCCEEDED);
+  EXPECT_THAT(worker.connection->assignments(), SizeIs(1));
+}
+
+TEST_F(SchedulerTest, CancelWithoutReasonSaysItWasRequested) {
+  const std::string id = Submit("flowers");
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->CancelJob(id, ""));
+  EXPECT_EQ(job.state(), Job::CANCELLED);
+  EXPECT_THAT(job.error(), HasSubstr("cancel"));
+}
+
+TEST_F(SchedulerTest, CancelOfRunningJobAsksItsWorkerToStop) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->CancelJob(id, "wrong dataset"));
+  EXPECT_EQ(job.state(), Job::RUNNING);  // it runs until the worker confirms
+  EXPECT_TRUE(job.cancel_requested());
+  EXPECT_TRUE(Stored(id).cancel_requested());
+  const std::vector<CancelAssignment> cancels = worker.connection->cancels();
+  ASSERT_THAT(cancels, SizeIs(1));
+  EXPECT_EQ(cancels[0].job_id(), id);
+  EXPECT_EQ(cancels[0].reason(), "wrong dataset");
+
+  Finished(worker, id, 1, JobFinished::CANCELLED, "stopped at batch 3");
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::CANCELLED);
+  EXPECT_EQ(stored.error(), "wrong dataset");  // the user's reason, not the worker's words
+}
+
+TEST_F(SchedulerTest, WorkerLeavingACancelRequestedJobEndsItCancelled) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  ASSERT_THAT(scheduler_->CancelJob(id, "stop"), IsOk());
+  scheduler_->DisconnectWorker(worker.session);
+  EXPECT_EQ(Stored(id).state(), Job::CANCELLED);
+  EXPECT_EQ(Stored(id).error(), "stop");
+}
+
+TEST_F(SchedulerTest, CancelOfEndedJobIsFailedPrecondition) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Finished(worker, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_THAT(scheduler_->CancelJob(id, ""),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SUCCEEDED")));
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, UnknownJobIsNotFound) {
+  EXPECT_THAT(scheduler_->CancelJob("0123456789abcdef", ""),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("0123456789abcdef")));
+  EXPECT_THAT(scheduler_->GetJob("0123456789abcdef"), StatusIs(absl::StatusCode::kNotFound));
+  auto watcher = std::make_shared<FakeWatcher>();
+  EXPECT_THAT(scheduler_->WatchJob("0123456789abcdef", watcher),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(watcher->events(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, WorkerWithoutIdIsRefused) {
+  auto connection = std::make_shared<FakeConnection>();
+  EXPECT_THAT(scheduler_->ConnectWorker(tl::v1::WorkerHello(), connection),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("worker_id")));
+  EXPECT_THAT(connection->messages(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, ListJobsChecksItsArguments) {
+  Submit("a");
+  Submit("b");
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, scheduler_->ListJobs({}, 0, ""));  // 0 means 50
+  EXPECT_THAT(page.jobs, SizeIs(2));
+  EXPECT_THAT(scheduler_->ListJobs({}, 5000, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
+  EXPECT_THAT(scheduler_->ListJobs({}, -1, ""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(scheduler_->ListJobs({static_cast<Job::State>(99)}, 10, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("states")));
+}
+
+TEST_F(SchedulerTest, LostWorkersJobIsRequeuedAfterTheLeaseAndRunsElsewhere) {
+  const std::string id = Submit("flowers");
+  FakeWorker first = Connect("w1");
+  Started(first, id, 1);
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+
+  scheduler_->DisconnectWorker(first.session);
+  // The job was orphaned no later than this instant.
+  const absl::Time orphaned_by = absl::Now();
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  scheduler_->CheckLeases(orphaned_by + kLease / 2);
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);  // within the lease it waits for its worker
+
+  // Connected after orphaned_by, so not silent at orphaned_by + kLease.
+  FakeWorker second = Connect("w2");
+  EXPECT_THAT(second.connection->assignments(), IsEmpty());
+  scheduler_->CheckLeases(orphaned_by + kLease);
+
+  // Back in the queue with its attempt count kept, then at once to the idle worker.
+  const std::vector<JobEvent> events = watcher->events();
+  ASSERT_THAT(watcher->described(), ElementsAre("job RUNNING", "job QUEUED", "job ASSIGNED"));
+  EXPECT_EQ(events[1].job().attempt(), 1);
+  EXPECT_THAT(events[1].job().error(), HasSubstr("w1"));
+  EXPECT_EQ(events[2].job().attempt(), 2);
+  EXPECT_EQ(events[2].job().worker_id(), "w2");
+  const std::vector<Assignment> assignments = second.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(1));
+  EXPECT_EQ(assignments[0].job_id(), id);
+  EXPECT_EQ(assignments[0].attempt(), 2);
+  EXPECT_FALSE(second.connection->closed());
+
+  // Reports of the lost attempt no longer count.
+  Started(second, id, 2);
+  Finished(second, id, 1, JobFinished::FAILED);
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+  Finished(second, id, 2, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+  EXPECT_EQ(Stored(id).attempt(), 2);
+}
+
+TEST_F(SchedulerTest, SilentWorkerIsDroppedAndItsJobRequeued) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  scheduler_->CheckLeases(absl::Now() + kLease / 2);
+  EXPECT_FALSE(worker.connection->closed());
+
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);
+  EXPECT_TRUE(worker.connection->closed());
+  // Its stream closing afterwards changes nothing more.
+  scheduler_->DisconnectWorker(worker.session);
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::QUEUED);
+  EXPECT_EQ(stored.attempt(), 1);
+  EXPECT_EQ(stored.worker_id(), "");
+}
+
+TEST_F(SchedulerTest, HeartbeatsKeepAWorker) {
+  FakeWorker worker = Connect("w1");
+  const absl::Time heard_by = absl::Now();
+  Heartbeat(worker);
+  scheduler_->CheckLeases(heard_by + kLease);
+  EXPECT_FALSE(worker.connection->closed());
+}
+
+TEST_F(SchedulerTest, WorkerReconnectingWithinTheLeaseKeepsItsJob) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  scheduler_->DisconnectWorker(worker.session);
+  const absl::Time orphaned_by = absl::Now();
+
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  EXPECT_THAT(back.connection->cancels(), IsEmpty());
+  EXPECT_THAT(back.connection->assignments(), IsEmpty());  // it already has the job
+  scheduler_->CheckLeases(orphaned_by + kLease);
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+  EXPECT_EQ(Stored(id).attempt(), 1);
+  EXPECT_EQ(Stored(id).worker_id(), "w1");
+
+  EpochDone(back, id, 1, 1, 0.25);
+  Finished(back, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(id));
+  EXPECT_THAT(epochs, SizeIs(1));
+}
+
+TEST_F(SchedulerTest, WorkerReconnectingBeforeItsOldStreamEndsKeepsItsJob) {
+  const std::string id = Submit("flowers");
+  FakeWorker old_stream = Connect("w1");
+  Started(old_stream, id, 1);
+
+  // The new stream arrives before the transport noticed the old one is gone.
+  FakeWorker new_stream = Connect("w1", {"cpu"}, id, 1);
+  EXPECT_THAT(new_stream.connection->cancels(), IsEmpty());
+  Finished(old_stream, id, 1, JobFinished::FAILED, "from the dead stream");
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+
+  // The old stream's end must not orphan the job the new stream holds.
+  scheduler_->DisconnectWorker(old_stream.session);
+  const absl::Time disconnected_by = absl::Now();
+  Heartbeat(new_stream);
+  scheduler_->CheckLeases(disconnected_by + kLease);
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+  Finished(new_stream, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, WorkerReconnectingAfterARequeueReclaimsTheJobNotYetReassigned) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  scheduler_->DisconnectWorker(worker.session);
+  scheduler_->CheckLeases(absl::Now() + kLease);
+  ASSERT_EQ(Stored(id).state(), Job::QUEUED);
+
+  // Nobody took it meanwhile, and the worker still runs that attempt: it may go on.
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  EXPECT_THAT(back.connection->cancels(), IsEmpty());
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+  EXPECT_EQ(Stored(id).worker_id(), "w1");
+  EXPECT_EQ(Stored(id).attempt(), 1);
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(0.0));
+  // It left the queue: another worker does not get it too.
+  FakeWorker other = Connect("w2");
+  EXPECT_THAT(other.connection->assignments(), IsEmpty());
+  Finished(back, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, WorkerReconnectingWithAReassignedJobIsToldToCancelIt) {
+  const std::string id = Submit("flowers");
+  FakeWorker first = Connect("w1");
+  Started(first, id, 1);
+  scheduler_->DisconnectWorker(first.session);
+  scheduler_->CheckLeases(absl::Now() + kLease);
+  FakeWorker second = Connect("w2");
+  ASSERT_THAT(second.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(second.connection->assignments()[0].attempt(), 2);
+
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  const std::vector<CancelAssignment> cancels = back.connection->cancels();
+  ASSERT_THAT(cancels, SizeIs(1));
+  EXPECT_EQ(cancels[0].job_id(), id);
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.worker_id(), "w2");
+  EXPECT_EQ(stored.attempt(), 2);
+  EXPECT_EQ(stored.state(), Job::ASSIGNED);
+}
+
+TEST_F(SchedulerTest, WorkerReconnectingWithAnEndedJobIsToldToCancelIt) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  scheduler_->DisconnectWorker(worker.session);
+  // Nobody runs it now, so the cancel ends it at once.
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->CancelJob(id, "stop"));
+  EXPECT_EQ(job.state(), Job::CANCELLED);
+
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  ASSERT_THAT(back.connection->cancels(), SizeIs(1));
+  EXPECT_EQ(Stored(id).state(), Job::CANCELLED);
+}
+
+TEST_F(SchedulerTest, JobGivesUpAfterMaxAttempts) {
+  SchedulerOptions options = DefaultOptions();
+  options.max_attempts = 2;
+  Restart(options);
+  const std::string id = Submit("flowers");
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+
+  FakeWorker first = Connect("w1");
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);
+  EXPECT_EQ(Stored(id).state(), Job::QUEUED);
+  FakeWorker second = Connect("w2");
+  ASSERT_THAT(second.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(second.connection->assignments()[0].attempt(), 2);
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);
+
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::FAILED);
+  EXPECT_THAT(stored.error(), HasSubstr("gave up after 2 attempts"));
+  EXPECT_TRUE(stored.has_end_time());
+  EXPECT_EQ(watcher->finish_count(), 1);
+  EXPECT_THAT(Metric("tl_jobs_finished_total", {{"outcome", "failed"}}), Optional(1.0));
+}
+
+TEST_F(SchedulerTest, CancelRequestedJobWhoseWorkerIsLostOnTheLastAttemptEndsCancelled) {
+  SchedulerOptions options = DefaultOptions();
+  options.max_attempts = 1;
+  Restart(options);
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  ASSERT_THAT(scheduler_->CancelJob(id, "stop"), IsOk());
+
+  // The worker falls silent instead of confirming; the user asked for a cancel, so that is
+  // what the job ends as, whatever attempt it was on.
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::CANCELLED);
+  EXPECT_EQ(stored.error(), "stop");
+}
+
+TEST_F(SchedulerTest, RestartDispatchesJobsQueuedInTheStore) {
+  const std::string first = Submit("first");
+  const std::string second = Submit("second");
+  Restart(DefaultOptions());
+
+  EXPECT_EQ(Get(first).state(), Job::QUEUED);
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(2.0));
+  FakeWorker worker = Connect("w1");
+  const std::vector<Assignment> assignments = worker.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(1));
+  EXPECT_EQ(assignments[0].job_id(), first);
+  EXPECT_EQ(assignments[0].attempt(), 1);
+  Finished(worker, first, 1, JobFinished::SUCCEEDED);
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(worker.connection->assignments()[1].job_id(), second);
+}
+
+TEST_F(SchedulerTest, RestartRequeuesLeasedJobsAfterTheLeaseUnlessReclaimed) {
+  const std::string reclaimed = Submit("reclaimed");
+  const std::string abandoned = Submit("abandoned");
+  FakeWorker a = Connect("wa");
+  FakeWorker b = Connect("wb");
+  Started(a, reclaimed, 1);
+  Started(b, abandoned, 1);
+  ASSERT_EQ(Stored(reclaimed).worker_id(), "wa");
+  ASSERT_EQ(Stored(abandoned).worker_id(), "wb");
+
+  Restart(DefaultOptions());
+  const absl::Time restarted_by = absl::Now();
+  // A restart alone requeues nothing: the workers get a lease to come back.
+  EXPECT_EQ(Get(abandoned).state(), Job::RUNNING);
+  FakeWorker a_back = Connect("wa", {"cpu"}, reclaimed, 1);
+  EXPECT_THAT(a_back.connection->cancels(), IsEmpty());
+  scheduler_->CheckLeases(restarted_by + kLease);
+
+  EXPECT_EQ(Stored(reclaimed).state(), Job::RUNNING);
+  EXPECT_EQ(Stored(reclaimed).worker_id(), "wa");
+  const Job requeued = Stored(abandoned);
+  EXPECT_EQ(requeued.state(), Job::QUEUED);
+  EXPECT_EQ(requeued.attempt(), 1);
+
+  FakeWorker c = Connect("wc");
+  const std::vector<Assignment> assignments = c.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(1));
+  EXPECT_EQ(assignments[0].job_id(), abandoned);
+  EXPECT_EQ(assignments[0].attempt(), 2);
+  Finished(a_back, reclaimed, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(reclaimed).state(), Job::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, CudaJobWaitsForACudaWorker) {
+  const std::string gpu_job = Submit("gpu", 10, "cuda");
+  const std::string cpu_job = Submit("cpu", 0, "cpu");
+  const std::string any_job = Submit("any", 0, "");
+  FakeWorker cpu = Connect("cpu-worker", {"cpu"});
+  // The higher-priority cuda job is skipped, not blocking the queue.
+  ASSERT_THAT(cpu.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(cpu.connection->assignments()[0].job_id(), cpu_job);
+  Finished(cpu, cpu_job, 1, JobFinished::SUCCEEDED);
+  ASSERT_THAT(cpu.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(cpu.connection->assignments()[1].job_id(), any_job);
+  Finished(cpu, any_job, 1, JobFinished::SUCCEEDED);
+  EXPECT_THAT(cpu.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(Stored(gpu_job).state(), Job::QUEUED);
+
+  FakeWorker gpu = Connect("gpu-worker", {"cpu", "cuda"});
+  ASSERT_THAT(gpu.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(gpu.connection->assignments()[0].job_id(), gpu_job);
+}
+
+TEST_F(SchedulerTest, WatchOfEndedJobDeliversJobAndEpochsThenFinishes) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  EpochDone(worker, id, 1, 1, 0.9);
+  EpochDone(worker, id, 1, 2, 0.4);
+  Finished(worker, id, 1, JobFinished::SUCCEEDED);
+
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+  EXPECT_THAT(watcher->described(), ElementsAre("job SUCCEEDED", "epoch 1", "epoch 2"));
+  EXPECT_DOUBLE_EQ(watcher->events()[2].epoch().train_loss(), 0.4);
+  EXPECT_EQ(watcher->finish_count(), 1);
+}
+
+TEST_F(SchedulerTest, WatchOfRunningJobReplaysStoredEpochsFirst) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  EpochDone(worker, id, 1, 1, 0.9);
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "epoch 1"));
+  EXPECT_EQ(watcher->finish_count(), 0);
+}
+
+TEST_F(SchedulerTest, WatcherThatStopsAcceptingIsDropped) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  auto gone = std::make_shared<FakeWatcher>(/*accepting=*/false);
+  auto staying = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, gone), IsOk());
+  ASSERT_THAT(scheduler_->WatchJob(id, staying), IsOk());
+
+  Started(worker, id, 1);  // the first refused delivery drops it
+  Progressed(worker, id, 1, 1, 4);
+  Finished(worker, id, 1, JobFinished::SUCCEEDED);
+
+  EXPECT_THAT(gone->described(), ElementsAre("job ASSIGNED", "job RUNNING"));
+  EXPECT_EQ(gone->finish_count(), 0);
+  EXPECT_THAT(staying->described(),
+              ElementsAre("job ASSIGNED", "job RUNNING", "progress 1/4", "job SUCCEEDED"));
+  EXPECT_EQ(staying->finish_count(), 1);
+}
+
+TEST_F(SchedulerTest, MetricsFollowJobsAndDropPerJobSeriesWhenTheyEnd) {
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(0.0));
+  EXPECT_THAT(Metric("tl_jobs_submitted_total"), Optional(0.0));
+  const std::string first = Submit("first");
+  const std::string second = Submit("second");
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(2.0));
+  EXPECT_THAT(Metric("tl_queue_depth"), Optional(2.0));
+  EXPECT_THAT(Metric("tl_jobs_submitted_total"), Optional(2.0));
+
+  FakeWorker worker = Connect("w1");
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(1.0));
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "assigned"}}), Optional(1.0));
+  EXPECT_THAT(Metric("tl_workers_connected"), Optional(1.0));
+  EXPECT_THAT(Metric("tl_workers_busy"), Optional(1.0));
+
+  Started(worker, first, 1);
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "assigned"}}), Optional(0.0));
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "running"}}), Optional(1.0));
+  EpochDone(worker, first, 1, 3, 0.5);
+  Progressed(worker, first, 1, 5, 10);
+  EXPECT_THAT(Metric("tl_job_epoch", {{"job_id", first}}), Optional(3.0));
+  EXPECT_THAT(Metric("tl_job_train_loss", {{"job_id", first}}), Optional(0.5));
+  EXPECT_THAT(Metric("tl_job_epoch_progress_ratio", {{"job_id", first}}), Optional(0.5));
+
+  Finished(worker, first, 1, JobFinished::SUCCEEDED);
+  EXPECT_FALSE(Metric("tl_job_epoch", {{"job_id", first}}).has_value());
+  EXPECT_FALSE(Metric("tl_job_epoch_progress_ratio", {{"job_id", first}}).has_value());
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "succeeded"}}), Optional(1.0));
+  EXPECT_THAT(Metric("tl_jobs_finished_total", {{"outcome", "succeeded"}}), Optional(1.0));
+  // The second job went to the freed worker.
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(0.0));
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "assigned"}}), Optional(1.0));
+
+  scheduler_->DisconnectWorker(worker.session);
+  EXPECT_THAT(Metric("tl_workers_connected"), Optional(0.0));
+  EXPECT_THAT(Metric("tl_workers_busy"), Optional(0.0));
+  EXPECT_EQ(Stored(second).state(), Job::ASSIGNED);  // orphaned, waiting for the lease
+}
+
+// The one test that lets the scheduler's own lease thread act, with a short lease: a worker
+// that never heartbeats is dropped and its job requeued without anyone calling CheckLeases.
+TEST_F(SchedulerTest, LeaseThreadExpiresSilentWorkers) {
+  SchedulerOptions options = DefaultOptions();
+  options.lease_timeout = absl::Milliseconds(200);
+  Restart(options);
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(1));
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!(worker.connection->closed() && Get(id).state() == Job::QUEUED) &&
+         absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(worker.connection->closed());
+  EXPECT_EQ(Stored(id).state(), Job::QUEUED);
+  EXPECT_EQ(Stored(id).attempt(), 1);
+}
+
+}  // namespace
+}  // namespace tl::server

@@ -117,7 +117,12 @@ absl::Status CheckBackbone(JobSpec& spec, const SpecContext& context) {
                                     Job::State_Name(source->state()),
                                     "; only a SUCCEEDED job has a backbone to start from"));
       }
-      const fs::path file = fs::path(context.artifact_root) / source->result().backbone_path();
+      // The path came from a worker's report: it is held to the artifact
+      // root like any path a user gives.
+      absl::StatusOr<ConfinedPath> confined = ConfinePath(
+          context.artifact_root, source->result().backbone_path(), "backbone.from_job");
+      if (!confined.ok()) return confined.status();
+      const fs::path file = confined->absolute;
       if (!fs::is_regular_file(file)) {
         return Invalid("backbone.from_job", absl::StrCat("backbone of job ", backbone.from_job(),
                                                          " is gone from ", file.string()));

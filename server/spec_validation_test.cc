@@ -1,1 +1,454 @@
-#include <gtest/gtest.h>
+#include "server/spec_validation.h"
+
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/testing/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tl::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using ::tl::testing::IsOk;
+using ::tl::testing::StatusIs;
+using ::tl::v1::Job;
+using ::tl::v1::JobSpec;
+using ::tl::v1::TrainingSpec;
+
+void WriteFile(const fs::path& path, const std::string& contents) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path) << contents;
+}
+
+constexpr char kManifest[] =
+    R"({"format": "tl.backbone.v1", "architecture": "resnet18", "feature_dim": 512})";
+
+// A data root, an artifact root and a folder outside both, in a fresh temp directory:
+//   data/backbones/resnet.pt + resnet.json   a valid backbone
+//   data/backbones/bare.pt                   no manifest
+//   data/backbones/wrong.pt + wrong.json     a manifest of another format
+//   data/backbones/link.pt -> outside/evil.pt (which has a valid manifest)
+//   data/flowers/train/{daisy,rose}/*.png    two classes
+//   data/flowers/val/{daisy,rose}/*.png
+//   data/single/only/a.png                   one class
+//   data/texts/{a,b}/notes.txt               class folders without images
+//   artifacts/jobs/src/backbone.pt + .json   the exported backbone of a finished job
+// Image files are empty: validation looks at names only.
+class SpecValidationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "spec_validation_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    base_ = pattern;
+    data_root_ = base_ / "data";
+    artifact_root_ = base_ / "artifacts";
+
+    WriteFile(data_root_ / "backbones/resnet.pt", "torchscript");
+    WriteFile(data_root_ / "backbones/resnet.json", kManifest);
+    WriteFile(data_root_ / "backbones/bare.pt", "torchscript");
+    WriteFile(data_root_ / "backbones/wrong.pt", "torchscript");
+    WriteFile(data_root_ / "backbones/wrong.json", R"({"format": "onnx.v7"})");
+    WriteFile(base_ / "outside/evil.pt", "torchscript");
+    WriteFile(base_ / "outside/evil.json", kManifest);
+    fs::create_symlink(base_ / "outside/evil.pt", data_root_ / "backbones/link.pt");
+    fs::create_symlink(base_ / "outside/evil.json", data_root_ / "backbones/link.json");
+    for (const char* split : {"train", "val"}) {
+      for (const char* label : {"daisy", "rose"}) {
+        for (const char* file : {"1.png", "2.PNG"}) {
+          WriteFile(data_root_ / "flowers" / split / label / file, "");
+        }
+      }
+    }
+    WriteFile(data_root_ / "single/only/a.png", "");
+    WriteFile(data_root_ / "texts/a/notes.txt", "");
+    WriteFile(data_root_ / "texts/b/notes.txt", "");
+    WriteFile(artifact_root_ / "jobs/src/backbone.pt", "torchscript");
+    WriteFile(artifact_root_ / "jobs/src/backbone.json", kManifest);
+
+    context_.data_root = data_root_.string();
+    context_.artifact_root = artifact_root_.string();
+    context_.find_job = [this](const std::string& job_id) -> absl::StatusOr<Job> {
+      auto it = jobs_.find(job_id);
+      if (it == jobs_.end()) return absl::NotFoundError("job " + job_id + " not found");
+      return it->second;
+    };
+  }
+
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(base_, ignored);
+  }
+
+  // The least a user must write: a backbone and a training folder.
+  static JobSpec MinimalSpec() {
+    JobSpec spec;
+    spec.mutable_backbone()->set_path("backbones/resnet.pt");
+    spec.mutable_dataset()->set_train_dir("flowers/train");
+    return spec;
+  }
+
+  // Adds a stored job whose result names `backbone_path` under the artifact root.
+  void AddJob(const std::string& id, Job::State state, const std::string& backbone_path) {
+    Job job;
+    job.set_id(id);
+    job.set_state(state);
+    job.mutable_result()->set_backbone_path(backbone_path);
+    jobs_[id] = job;
+  }
+
+  absl::StatusOr<JobSpec> Validate(const JobSpec& spec) { return ValidateJobSpec(spec, context_); }
+
+  fs::path base_;
+  fs::path data_root_;
+  fs::path artifact_root_;
+  std::map<std::string, Job> jobs_;
+  SpecContext context_;
+};
+
+// Matches an INVALID_ARGUMENT status whose message starts with the field at fault (and holds
+// `detail`), so that a user can find the field from the message alone.
+auto InvalidField(const std::string& field, const std::string& detail = "") {
+  return StatusIs(absl::StatusCode::kInvalidArgument,
+                  AllOf(StartsWith(field + " "), HasSubstr(detail)));
+}
+
+TEST_F(SpecValidationTest, MinimalSpecGetsEveryDefault) {
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(MinimalSpec()));
+
+  const TrainingSpec& training = spec.training();
+  EXPECT_EQ(training.strategy(), TrainingSpec::FINE_TUNE);
+  ASSERT_TRUE(training.has_unfreeze_groups());
+  EXPECT_EQ(training.unfreeze_groups(), 1);
+  EXPECT_EQ(training.epochs(), 10);
+  EXPECT_EQ(training.batch_size(), 32);
+  EXPECT_EQ(training.optimizer(), TrainingSpec::ADAM);
+  EXPECT_DOUBLE_EQ(training.learning_rate(), 0.001);
+  EXPECT_DOUBLE_EQ(training.backbone_lr_scale(), 0.1);
+  EXPECT_DOUBLE_EQ(training.momentum(), 0.9);
+  ASSERT_TRUE(training.has_weight_decay());
+  EXPECT_DOUBLE_EQ(training.weight_decay(), 0.0);
+  EXPECT_EQ(training.seed(), 1u);
+  ASSERT_TRUE(spec.dataset().has_val_fraction());
+  EXPECT_DOUBLE_EQ(spec.dataset().val_fraction(), 0.2);
+  ASSERT_TRUE(spec.preprocessing().has_horizontal_flip());
+  EXPECT_TRUE(spec.preprocessing().horizontal_flip());
+  // Zero means "take the manifest's" and stays zero.
+  EXPECT_EQ(spec.preprocessing().image_size(), 0);
+  EXPECT_EQ(spec.backbone().path(), "backbones/resnet.pt");
+  EXPECT_EQ(spec.dataset().train_dir(), "flowers/train");
+}
+
+TEST_F(SpecValidationTest, ExplicitValuesAreKept) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_epochs(3);
+  submitted.mutable_training()->set_batch_size(8);
+  submitted.mutable_training()->set_learning_rate(0.05);
+  submitted.mutable_training()->set_seed(0);  // explicit zero is not "unset"
+  submitted.mutable_preprocessing()->set_horizontal_flip(false);
+  submitted.mutable_dataset()->set_val_fraction(0.0);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.training().epochs(), 3);
+  EXPECT_EQ(spec.training().batch_size(), 8);
+  EXPECT_DOUBLE_EQ(spec.training().learning_rate(), 0.05);
+  EXPECT_EQ(spec.training().seed(), 0u);
+  EXPECT_FALSE(spec.preprocessing().horizontal_flip());
+  EXPECT_DOUBLE_EQ(spec.dataset().val_fraction(), 0.0);
+}
+
+TEST_F(SpecValidationTest, SgdDefaultsToAHigherLearningRate) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_optimizer(TrainingSpec::SGD);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.training().optimizer(), TrainingSpec::SGD);
+  EXPECT_DOUBLE_EQ(spec.training().learning_rate(), 0.01);
+}
+
+TEST_F(SpecValidationTest, FullTrainingScalesTheBackboneRateByOne) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_strategy(TrainingSpec::FULL);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_DOUBLE_EQ(spec.training().backbone_lr_scale(), 1.0);
+  // unfreeze_groups means nothing outside FINE_TUNE, so it is not filled in either.
+  EXPECT_FALSE(spec.training().has_unfreeze_groups());
+}
+
+TEST_F(SpecValidationTest, PathsAreNormalizedRelativeToTheDataRoot) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_backbone()->set_path((data_root_ / "backbones/./resnet.pt").string());
+  submitted.mutable_dataset()->set_train_dir("./flowers//train");
+  submitted.mutable_dataset()->set_val_dir(data_root_.string() + "/flowers/val");
+  submitted.mutable_dataset()->set_val_fraction(0.5);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.backbone().path(), "backbones/resnet.pt");
+  EXPECT_EQ(spec.dataset().train_dir(), "flowers/train");
+  EXPECT_EQ(spec.dataset().val_dir(), "flowers/val");
+  // A val_dir replaces the held-out slice, so the fraction is dropped.
+  EXPECT_FALSE(spec.dataset().has_val_fraction());
+}
+
+TEST_F(SpecValidationTest, MissingBackboneIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.clear_backbone();
+  EXPECT_THAT(Validate(spec), InvalidField("backbone", "is missing"));
+}
+
+TEST_F(SpecValidationTest, BackboneFileThatDoesNotExistIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_path("backbones/nope.pt");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "does not exist"));
+}
+
+TEST_F(SpecValidationTest, BackboneWithoutManifestIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_path("backbones/bare.pt");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "has no manifest"));
+}
+
+TEST_F(SpecValidationTest, ManifestOfAnotherFormatIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_path("backbones/wrong.pt");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "tl.backbone.v1"));
+}
+
+TEST_F(SpecValidationTest, ManifestThatIsNotJsonIsRefused) {
+  WriteFile(data_root_ / "backbones/broken.pt", "torchscript");
+  WriteFile(data_root_ / "backbones/broken.json", "{\"format\": ");
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_path("backbones/broken.pt");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "tl.backbone.v1"));
+}
+
+TEST_F(SpecValidationTest, BackbonePathWithDotDotIsRefused) {
+  JobSpec spec = MinimalSpec();
+  // It would even land inside the root; ".." is refused on its face.
+  spec.mutable_backbone()->set_path("flowers/../backbones/resnet.pt");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "\"..\""));
+}
+
+TEST_F(SpecValidationTest, AbsoluteBackbonePathOutsideTheRootIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_path((base_ / "outside/evil.pt").string());
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "outside its root"));
+}
+
+TEST_F(SpecValidationTest, SymlinkLeadingOutOfTheRootIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_path("backbones/link.pt");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "leads outside its root"));
+}
+
+TEST_F(SpecValidationTest, MissingTrainDirIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->clear_train_dir();
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.train_dir", "is missing"));
+}
+
+TEST_F(SpecValidationTest, TrainDirThatDoesNotExistIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_train_dir("flowers/test");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.train_dir", "does not exist"));
+}
+
+TEST_F(SpecValidationTest, TrainDirWithOneClassIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_train_dir("single");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.train_dir", "has 1 class folder"));
+}
+
+TEST_F(SpecValidationTest, ClassFoldersWithoutImagesDoNotCount) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_train_dir("texts");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.train_dir", "has 0 class folder"));
+}
+
+TEST_F(SpecValidationTest, TrainDirOutsideTheRootIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_train_dir("../outside");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.train_dir", "\"..\""));
+}
+
+TEST_F(SpecValidationTest, ValDirThatDoesNotExistIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_val_dir("flowers/validation");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.val_dir", "does not exist"));
+}
+
+TEST_F(SpecValidationTest, ValDirWithOneClassIsAccepted) {
+  // Validation may cover fewer classes than training; one is enough.
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_val_dir("single");
+  EXPECT_THAT(Validate(spec), IsOk());
+}
+
+TEST_F(SpecValidationTest, NonPositiveEpochsAreRefused) {
+  for (int epochs : {0, -1}) {
+    JobSpec spec = MinimalSpec();
+    spec.mutable_training()->set_epochs(epochs);
+    EXPECT_THAT(Validate(spec), InvalidField("training.epochs")) << "epochs " << epochs;
+  }
+}
+
+TEST_F(SpecValidationTest, TooManyEpochsAreRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_training()->set_epochs(1001);
+  EXPECT_THAT(Validate(spec), InvalidField("training.epochs", "1001"));
+}
+
+TEST_F(SpecValidationTest, ZeroBatchSizeIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_training()->set_batch_size(0);
+  EXPECT_THAT(Validate(spec), InvalidField("training.batch_size"));
+}
+
+TEST_F(SpecValidationTest, LearningRateThatIsNotPositiveIsRefused) {
+  for (double rate : {0.0, -0.1, std::numeric_limits<double>::quiet_NaN()}) {
+    JobSpec spec = MinimalSpec();
+    spec.mutable_training()->set_learning_rate(rate);
+    EXPECT_THAT(Validate(spec), InvalidField("training.learning_rate")) << "rate " << rate;
+  }
+}
+
+TEST_F(SpecValidationTest, NanMomentumIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_training()->set_momentum(std::nan(""));
+  EXPECT_THAT(Validate(spec), InvalidField("training.momentum"));
+}
+
+TEST_F(SpecValidationTest, ValFractionAboveTheLimitIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_val_fraction(0.95);
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.val_fraction", "0.95"));
+}
+
+TEST_F(SpecValidationTest, UnfreezeGroupsWithFullTrainingIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_training()->set_strategy(TrainingSpec::FULL);
+  spec.mutable_training()->set_unfreeze_groups(2);
+  EXPECT_THAT(Validate(spec), InvalidField("training.unfreeze_groups", "FINE_TUNE"));
+}
+
+TEST_F(SpecValidationTest, ZeroUnfreezeGroupsIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_training()->set_unfreeze_groups(0);
+  EXPECT_THAT(Validate(spec), InvalidField("training.unfreeze_groups", "is 0"));
+}
+
+TEST_F(SpecValidationTest, UnknownStrategyNumberIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_training()->set_strategy(static_cast<TrainingSpec::Strategy>(42));
+  EXPECT_THAT(Validate(spec), InvalidField("training.strategy"));
+}
+
+TEST_F(SpecValidationTest, UnknownDeviceIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_resources()->set_device("tpu");
+  EXPECT_THAT(Validate(spec), InvalidField("resources.device", "\"tpu\""));
+}
+
+TEST_F(SpecValidationTest, KnownDevicesAreAccepted) {
+  for (const char* device : {"cpu", "cuda"}) {
+    JobSpec spec = MinimalSpec();
+    spec.mutable_resources()->set_device(device);
+    EXPECT_THAT(Validate(spec), IsOk()) << device;
+  }
+}
+
+TEST_F(SpecValidationTest, PriorityOutOfRangeIsRefused) {
+  for (int priority : {1001, -1001}) {
+    JobSpec spec = MinimalSpec();
+    spec.set_priority(priority);
+    EXPECT_THAT(Validate(spec), InvalidField("priority", std::to_string(priority)));
+  }
+  JobSpec spec = MinimalSpec();
+  spec.set_priority(1000);
+  EXPECT_THAT(Validate(spec), IsOk());
+}
+
+TEST_F(SpecValidationTest, TinyImageSizeIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_preprocessing()->set_image_size(4);
+  EXPECT_THAT(Validate(spec), InvalidField("preprocessing.image_size", "is 4"));
+}
+
+TEST_F(SpecValidationTest, ResizeSmallerThanTheCropIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_preprocessing()->set_image_size(224);
+  spec.mutable_preprocessing()->set_resize_size(200);
+  EXPECT_THAT(Validate(spec), InvalidField("preprocessing.resize_size", "is 200"));
+}
+
+TEST_F(SpecValidationTest, OverlongNameIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.set_name(std::string(201, 'x'));
+  EXPECT_THAT(Validate(spec), InvalidField("name"));
+}
+
+TEST_F(SpecValidationTest, BackboneFromUnknownJobIsRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_from_job("feedfacefeedface");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.from_job", "feedfacefeedface"));
+}
+
+TEST_F(SpecValidationTest, BackboneFromUnfinishedJobIsRefused) {
+  for (Job::State state : {Job::RUNNING, Job::FAILED}) {
+    AddJob("src", state, "jobs/src/backbone.pt");
+    JobSpec spec = MinimalSpec();
+    spec.mutable_backbone()->set_from_job("src");
+    EXPECT_THAT(Validate(spec), InvalidField("backbone.from_job", Job::State_Name(state)));
+  }
+}
+
+TEST_F(SpecValidationTest, BackboneFromSucceededJobWithoutExportIsRefused) {
+  AddJob("src", Job::SUCCEEDED, "");
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_from_job("src");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.from_job"));
+}
+
+TEST_F(SpecValidationTest, BackboneFromSucceededJobWhoseFileIsGoneIsRefused) {
+  AddJob("src", Job::SUCCEEDED, "jobs/src/deleted.pt");
+  JobSpec spec = MinimalSpec();
+  spec.mutable_backbone()->set_from_job("src");
+  EXPECT_THAT(Validate(spec), InvalidField("backbone.from_job", "is gone"));
+}
+
+TEST_F(SpecValidationTest, BackboneFromSucceededJobIsResolvedUnderTheArtifactRoot) {
+  AddJob("src", Job::SUCCEEDED, "jobs/src/backbone.pt");
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_backbone()->set_from_job("src");
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.backbone().from_job(), "src");
+
+  // The same relative path under the data root does not count: only the artifact root does.
+  fs::rename(artifact_root_ / "jobs", base_ / "moved");
+  WriteFile(data_root_ / "jobs/src/backbone.pt", "torchscript");
+  WriteFile(data_root_ / "jobs/src/backbone.json", kManifest);
+  EXPECT_THAT(Validate(submitted), InvalidField("backbone.from_job", "is gone"));
+}
+
+TEST(HasImageExtensionTest, KnowsCommonImageTypesInAnyCase) {
+  EXPECT_TRUE(HasImageExtension("a.png"));
+  EXPECT_TRUE(HasImageExtension("b.JPEG"));
+  EXPECT_TRUE(HasImageExtension("c.Tiff"));
+  EXPECT_FALSE(HasImageExtension("notes.txt"));
+  EXPECT_FALSE(HasImageExtension("png"));
+  EXPECT_FALSE(HasImageExtension(".png.bak"));
+}
+
+}  // namespace
+}  // namespace tl::server

@@ -1,1 +1,624 @@
+// Tests of the worker's job runner: how an Assignment becomes an engine
+// configuration, and what a real (tiny) training job reports on the way.
+#include "worker/job_runner.h"
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/testing/status_matchers.h"
+#include "worker/engine/manifest.h"
+#include "worker/engine/testing/temp_dir.h"
+#include "worker/engine/testing/tiny_backbone.h"
+
+namespace tl::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::StartsWith;
+using ::tl::engine::testing::TempDir;
+using ::tl::testing::StatusIs;
+using ::tl::v1::Assignment;
+using ::tl::v1::JobFinished;
+using ::tl::v1::TrainingSpec;
+using ::tl::v1::WorkerMessage;
+
+constexpr char kJobId[] = "job-1";
+// Not 1, so that a runner reporting a default attempt is caught.
+constexpr int kAttempt = 3;
+constexpr int kTrainPerClass = 8;
+constexpr int kValPerClass = 3;
+// Sorted, because the engine labels classes in byte order of their folders.
+const std::vector<std::string> kClasses = {"apple", "banana", "cherry"};
+// A whole job must end well within this; it is a guard against hangs, not a
+// pace the tests rely on.
+constexpr auto kJobDeadline = std::chrono::seconds(60);
+
+// A small image whose colour says its class (one channel per class) and whose
+// brightness varies with its index, so that images of a class differ.
+void WriteClassImage(const std::string& path, int label, int index) {
+  cv::Scalar bgr(30, 30, 30);
+  bgr[2 - label] = 150 + 10 * index;  // OpenCV orders channels BGR
+  const cv::Mat image(10, 10, CV_8UC3, bgr);
+  ASSERT_TRUE(cv::imwrite(path, image)) << path;
+}
+
+// Bytes that no decoder accepts, under an image file name.
+void WriteCorruptImage(const std::string& path, uint32_t seed) {
+  std::mt19937 random(seed);
+  std::ofstream out(path, std::ios::binary);
+  for (int i = 0; i < 300; ++i) out.put(static_cast<char>(random() & 0xff));
+}
+
+// dir/<class>/img<i>.png for every class of `classes`.
+void WriteImageFolder(const std::string& dir, const std::vector<std::string>& classes,
+                      int per_class) {
+  for (size_t label = 0; label < classes.size(); ++label) {
+    const std::string class_dir = dir + "/" + classes[label];
+    fs::create_directories(class_dir);
+    for (int i = 0; i < per_class; ++i) {
+      WriteClassImage(class_dir + "/img" + std::to_string(i) + ".png", static_cast<int>(label), i);
+    }
+  }
+}
+
+std::string Canonical(const std::string& path) { return fs::weakly_canonical(path).string(); }
+
+// Everything one runner reported, safe to read while it runs.
+class Reports {
+ public:
+  // Called on the runner's thread.
+  void Add(const WorkerMessage& message) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      messages_.push_back(message);
+    }
+    changed_.notify_all();
+  }
+
+  // Waits until a message satisfying `done` has arrived; false at the deadline.
+  bool WaitFor(const std::function<bool(const WorkerMessage&)>& done,
+               std::chrono::steady_clock::duration timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] {
+      for (const WorkerMessage& message : messages_) {
+        if (done(message)) return true;
+      }
+      return false;
+    });
+  }
+
+  std::vector<WorkerMessage> messages() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return messages_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<WorkerMessage> messages_;
+};
+
+bool IsFinished(const WorkerMessage& message) { return message.has_finished(); }
+
+int CountOf(const std::vector<WorkerMessage>& messages, WorkerMessage::MessageCase which) {
+  int count = 0;
+  for (const WorkerMessage& message : messages) count += message.message_case() == which;
+  return count;
+}
+
+class JobRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_root_ = temp_.Sub("data");
+    artifact_root_ = temp_.Sub("artifacts");
+    fs::create_directories(data_root_ + "/backbones");
+    fs::create_directories(artifact_root_);
+    engine::testing::WriteTinyBackbone(data_root_ + "/backbones");
+    WriteImageFolder(data_root_ + "/fruit/train", kClasses, kTrainPerClass);
+    WriteImageFolder(data_root_ + "/fruit/val", kClasses, kValPerClass);
+  }
+
+  WorkerSettings Settings() const {
+    WorkerSettings settings;
+    settings.data_root = data_root_;
+    settings.artifact_root = artifact_root_;
+    settings.threads = 2;
+    settings.loader_threads = 1;
+    return settings;
+  }
+
+  // A complete spec (the scheduler fills defaults before assigning, so the
+  // worker sees every field set) for a quick two-epoch job.
+  Assignment MakeAssignment(TrainingSpec::Strategy strategy) const {
+    Assignment assignment;
+    assignment.set_job_id(kJobId);
+    assignment.set_attempt(kAttempt);
+    assignment.set_backbone_path("backbones/tiny.pt");
+    assignment.set_output_dir(std::string("jobs/") + kJobId);
+    tl::v1::JobSpec& spec = *assignment.mutable_spec();
+    spec.set_name("fruit");
+    spec.mutable_backbone()->set_path("backbones/tiny.pt");
+    spec.mutable_dataset()->set_train_dir("fruit/train");
+    spec.mutable_dataset()->set_val_dir("fruit/val");
+    spec.mutable_dataset()->set_val_fraction(0.2);
+    spec.mutable_preprocessing()->set_image_size(0);
+    spec.mutable_preprocessing()->set_resize_size(0);
+    spec.mutable_preprocessing()->set_horizontal_flip(true);
+    TrainingSpec& training = *spec.mutable_training();
+    training.set_strategy(strategy);
+    training.set_unfreeze_groups(1);
+    training.set_epochs(2);
+    training.set_batch_size(4);
+    training.set_optimizer(TrainingSpec::ADAM);
+    training.set_learning_rate(0.01);
+    training.set_backbone_lr_scale(0.1);
+    training.set_momentum(0.9);
+    training.set_weight_decay(0);
+    training.set_seed(1);
+    training.set_threads(1);
+    return assignment;
+  }
+
+  // Runs the assignment to its end. `hook` sees every message on the runner's
+  // thread, after it was recorded, and may act on the runner.
+  std::vector<WorkerMessage> Run(
+      const Assignment& assignment,
+      std::function<void(JobRunner&, const WorkerMessage&)> hook = nullptr) {
+    Reports reports;
+    JobRunner* runner_for_hook = nullptr;
+    JobRunner runner(assignment, Settings(), [&](const WorkerMessage& message) {
+      reports.Add(message);
+      if (hook) hook(*runner_for_hook, message);
+    });
+    runner_for_hook = &runner;
+    runner.Start();
+    const bool ended = reports.WaitFor(IsFinished, kJobDeadline);
+    // A runner that never finishes would block the join below forever.
+    if (!ended) runner.Cancel();
+    runner.Join();
+    EXPECT_TRUE(ended) << "job did not finish in time";
+    EXPECT_TRUE(runner.finished());
+    std::vector<WorkerMessage> messages = reports.messages();
+    EXPECT_EQ(CountOf(messages, WorkerMessage::kFinished), 1);
+    EXPECT_FALSE(messages.empty());
+    if (!messages.empty()) EXPECT_TRUE(messages.back().has_finished()) << "finished is last";
+    return messages;
+  }
+
+  static JobFinished FinishedOf(const std::vector<WorkerMessage>& messages) {
+    return messages.empty() ? JobFinished() : messages.back().finished();
+  }
+
+  TempDir temp_;
+  std::string data_root_;
+  std::string artifact_root_;
+};
+
+// ---------------------------------------------------------------- EngineConfigFor
+
+TEST_F(JobRunnerTest, EngineConfigMapsEverySpecField) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  tl::v1::JobSpec& spec = *assignment.mutable_spec();
+  spec.mutable_dataset()->set_val_fraction(0.35);
+  spec.mutable_preprocessing()->set_image_size(96);
+  spec.mutable_preprocessing()->set_resize_size(112);
+  spec.mutable_preprocessing()->set_horizontal_flip(false);
+  TrainingSpec& training = *spec.mutable_training();
+  training.set_unfreeze_groups(3);
+  training.set_epochs(17);
+  training.set_batch_size(24);
+  training.set_optimizer(TrainingSpec::SGD);
+  training.set_learning_rate(0.125);
+  training.set_backbone_lr_scale(0.25);
+  training.set_momentum(0.75);
+  training.set_weight_decay(0.003);
+  training.set_seed(987654321987ULL);
+  training.set_threads(5);
+  WorkerSettings settings = Settings();
+  settings.device = "cuda:1";
+  settings.threads = 7;
+  settings.loader_threads = 3;
+
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, settings));
+  EXPECT_EQ(config.backbone_path, Canonical(data_root_) + "/backbones/tiny.pt");
+  EXPECT_EQ(config.train_dir, Canonical(data_root_) + "/fruit/train");
+  EXPECT_EQ(config.val_dir, Canonical(data_root_) + "/fruit/val");
+  EXPECT_EQ(config.output_dir, Canonical(artifact_root_) + "/jobs/job-1");
+  EXPECT_DOUBLE_EQ(config.val_fraction, 0.35);
+  EXPECT_EQ(config.image_size, 96);
+  EXPECT_EQ(config.resize_size, 112);
+  EXPECT_FALSE(config.horizontal_flip);
+  EXPECT_EQ(config.batch_size, 24);
+  EXPECT_EQ(config.seed, 987654321987ULL);
+  EXPECT_EQ(config.threads, 5) << "the spec's thread count wins over the worker's";
+  EXPECT_EQ(config.loader_threads, 3);
+  EXPECT_EQ(config.train.strategy, engine::Strategy::kFineTune);
+  EXPECT_EQ(config.train.unfreeze_groups, 3);
+  EXPECT_EQ(config.train.epochs, 17);
+  EXPECT_EQ(config.train.optimizer, engine::OptimizerKind::kSgd);
+  EXPECT_DOUBLE_EQ(config.train.learning_rate, 0.125);
+  EXPECT_DOUBLE_EQ(config.train.backbone_lr_scale, 0.25);
+  EXPECT_DOUBLE_EQ(config.train.momentum, 0.75);
+  EXPECT_DOUBLE_EQ(config.train.weight_decay, 0.003);
+  EXPECT_EQ(config.train.device, "cuda:1");
+  EXPECT_THAT(config.provenance,
+              AllOf(HasSubstr("job-1"), HasSubstr("FINE_TUNE"), HasSubstr("fruit/train")));
+}
+
+TEST_F(JobRunnerTest, EngineConfigMapsStrategiesOptimizersAndThreadFallback) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FEATURE_EXTRACTION);
+  assignment.mutable_spec()->mutable_training()->set_threads(0);
+  assignment.mutable_spec()->mutable_training()->set_optimizer(TrainingSpec::ADAM);
+  WorkerSettings settings = Settings();
+  settings.threads = 6;
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, settings));
+  EXPECT_EQ(config.train.strategy, engine::Strategy::kFeatureExtraction);
+  EXPECT_EQ(config.train.optimizer, engine::OptimizerKind::kAdam);
+  EXPECT_EQ(config.threads, 6) << "no thread count in the spec: the worker's applies";
+
+  assignment.mutable_spec()->mutable_training()->set_strategy(TrainingSpec::FULL);
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(assignment, settings));
+  EXPECT_EQ(config.train.strategy, engine::Strategy::kFull);
+
+  // Unspecified means the documented defaults: FINE_TUNE and Adam.
+  assignment.mutable_spec()->mutable_training()->set_strategy(TrainingSpec::STRATEGY_UNSPECIFIED);
+  assignment.mutable_spec()->mutable_training()->set_optimizer(TrainingSpec::OPTIMIZER_UNSPECIFIED);
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(assignment, settings));
+  EXPECT_EQ(config.train.strategy, engine::Strategy::kFineTune);
+  EXPECT_EQ(config.train.optimizer, engine::OptimizerKind::kAdam);
+}
+
+TEST_F(JobRunnerTest, EngineConfigWithoutValDirHoldsOutAFraction) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->clear_val_dir();
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_THAT(config.val_dir, IsEmpty());
+  EXPECT_DOUBLE_EQ(config.val_fraction, 0.2);
+}
+
+TEST_F(JobRunnerTest, BackboneFromArtifactsResolvesUnderTheArtifactRoot) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.set_backbone_from_artifacts(true);
+  assignment.set_backbone_path("jobs/job-0/backbone.pt");
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_EQ(config.backbone_path, Canonical(artifact_root_) + "/jobs/job-0/backbone.pt");
+  // The datasets stay under the data root whatever the backbone's source.
+  EXPECT_EQ(config.train_dir, Canonical(data_root_) + "/fruit/train");
+}
+
+TEST_F(JobRunnerTest, AbsolutePathsInsideTheRootsAreAccepted) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.set_backbone_path(Canonical(data_root_) + "/backbones/tiny.pt");
+  assignment.mutable_spec()->mutable_dataset()->set_train_dir(Canonical(data_root_) +
+                                                              "/fruit/train");
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_EQ(config.backbone_path, Canonical(data_root_) + "/backbones/tiny.pt");
+  EXPECT_EQ(config.train_dir, Canonical(data_root_) + "/fruit/train");
+}
+
+TEST_F(JobRunnerTest, EngineConfigRefusesEscapesNamingTheField) {
+  const std::string outside = temp_.Sub("outside");
+  fs::create_directories(outside);
+  struct Case {
+    std::string field;
+    std::function<void(Assignment&)> spoil;
+  };
+  const std::vector<Case> cases = {
+      {"backbone.path", [](Assignment& a) { a.set_backbone_path("../secret.pt"); }},
+      {"backbone.path",
+       // A data path must not reach into the artifact root either.
+       [this](Assignment& a) { a.set_backbone_path(artifact_root_ + "/x.pt"); }},
+      {"backbone.from_job",
+       [](Assignment& a) {
+         a.set_backbone_from_artifacts(true);
+         a.set_backbone_path("../data/backbones/tiny.pt");
+       }},
+      {"backbone.from_job",
+       [this](Assignment& a) {
+         // Inside the data root, but that is not where a job's backbone lives.
+         a.set_backbone_from_artifacts(true);
+         a.set_backbone_path(Canonical(data_root_) + "/backbones/tiny.pt");
+       }},
+      {"dataset.train_dir",
+       [](Assignment& a) { a.mutable_spec()->mutable_dataset()->set_train_dir("/etc"); }},
+      {"dataset.train_dir",
+       [](Assignment& a) { a.mutable_spec()->mutable_dataset()->set_train_dir("fruit/../.."); }},
+      {"dataset.train_dir",
+       [](Assignment& a) { a.mutable_spec()->mutable_dataset()->clear_train_dir(); }},
+      {"dataset.val_dir",
+       [outside](Assignment& a) { a.mutable_spec()->mutable_dataset()->set_val_dir(outside); }},
+      {"output_dir", [](Assignment& a) { a.set_output_dir("../data/fruit"); }},
+      {"output_dir", [](Assignment& a) { a.set_output_dir("/tmp"); }},
+  };
+  for (const Case& c : cases) {
+    Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+    c.spoil(assignment);
+    EXPECT_THAT(EngineConfigFor(assignment, Settings()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)))
+        << assignment.ShortDebugString();
+  }
+}
+
+TEST_F(JobRunnerTest, EngineConfigRefusesSymbolicLinksLeadingOut) {
+  const std::string outside = temp_.Sub("outside");
+  WriteImageFolder(outside, kClasses, 1);
+  fs::create_directory_symlink(outside, data_root_ + "/linked");
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->set_train_dir("linked");
+  EXPECT_THAT(EngineConfigFor(assignment, Settings()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset.train_dir")));
+}
+
+// ---------------------------------------------------------------- whole jobs
+
+class JobRunnerStrategyTest : public JobRunnerTest,
+                              public ::testing::WithParamInterface<TrainingSpec::Strategy> {};
+
+TEST_P(JobRunnerStrategyTest, ReportsStartProgressEpochsAndResultInOrder) {
+  const std::vector<WorkerMessage> messages = Run(MakeAssignment(GetParam()));
+  ASSERT_GE(messages.size(), 4u);
+
+  // JobStarted comes first and describes the data.
+  ASSERT_TRUE(messages.front().has_started()) << messages.front().ShortDebugString();
+  const tl::v1::JobStarted& started = messages.front().started();
+  EXPECT_EQ(started.job_id(), kJobId);
+  EXPECT_EQ(started.attempt(), kAttempt);
+  EXPECT_THAT(started.dataset().class_names(), ElementsAre("apple", "banana", "cherry"));
+  EXPECT_EQ(started.dataset().train_images(), 3 * kTrainPerClass);
+  EXPECT_EQ(started.dataset().val_images(), 3 * kValPerClass);
+  EXPECT_EQ(started.dataset().skipped_images(), 0);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kStarted), 1);
+
+  // Between start and finish: progress of epoch 1, epoch 1, progress of
+  // epoch 2, epoch 2. Each epoch's last batch is always reported.
+  std::vector<int> epochs_reported;
+  std::vector<int> progress_per_epoch(3, 0);
+  for (size_t i = 1; i + 1 < messages.size(); ++i) {
+    const WorkerMessage& message = messages[i];
+    if (message.has_progress()) {
+      const tl::v1::ProgressReport& report = message.progress();
+      EXPECT_EQ(report.job_id(), kJobId);
+      EXPECT_EQ(report.attempt(), kAttempt);
+      const tl::v1::Progress& progress = report.progress();
+      // Progress belongs to the epoch after the last one reported finished.
+      EXPECT_EQ(progress.epoch(), static_cast<int>(epochs_reported.size()) + 1);
+      EXPECT_EQ(progress.epochs(), 2);
+      EXPECT_EQ(progress.batches(), 6);  // 24 images in batches of 4
+      EXPECT_GE(progress.batch(), 1);
+      EXPECT_LE(progress.batch(), progress.batches());
+      EXPECT_GT(progress.loss(), 0);
+      EXPECT_GT(progress.images_per_second(), 0);
+      if (progress.epoch() >= 1 && progress.epoch() <= 2) ++progress_per_epoch[progress.epoch()];
+    } else if (message.has_epoch()) {
+      const tl::v1::EpochReport& report = message.epoch();
+      EXPECT_EQ(report.job_id(), kJobId);
+      EXPECT_EQ(report.metrics().attempt(), kAttempt);
+      EXPECT_TRUE(std::isfinite(report.metrics().train_loss()));
+      EXPECT_GT(report.metrics().train_loss(), 0);
+      EXPECT_GT(report.metrics().val_loss(), 0);
+      EXPECT_GT(report.metrics().images_per_second(), 0);
+      EXPECT_GT(report.metrics().learning_rate(), 0);
+      epochs_reported.push_back(report.metrics().epoch());
+    } else {
+      ADD_FAILURE() << "unexpected message " << i << ": " << message.ShortDebugString();
+    }
+  }
+  EXPECT_THAT(epochs_reported, ElementsAre(1, 2));
+  EXPECT_GE(progress_per_epoch[1], 1);
+  EXPECT_GE(progress_per_epoch[2], 1);
+
+  // JobFinished: SUCCEEDED, with artifact paths relative to the artifact root.
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  EXPECT_EQ(finished.job_id(), kJobId);
+  EXPECT_EQ(finished.attempt(), kAttempt);
+  EXPECT_THAT(finished.error(), IsEmpty());
+  const tl::v1::JobResult& result = finished.result();
+  for (const std::string& path : {result.model_path(), result.model_info_path(),
+                                  result.backbone_path(), result.metrics_path()}) {
+    EXPECT_THAT(path, StartsWith("jobs/job-1/"));
+    EXPECT_TRUE(fs::path(path).is_relative()) << path;
+    EXPECT_TRUE(fs::is_regular_file(fs::path(artifact_root_) / path)) << path;
+  }
+  EXPECT_THAT(result.dataset().class_names(), ElementsAre("apple", "banana", "cherry"));
+  EXPECT_EQ(result.dataset().train_images(), 3 * kTrainPerClass);
+  EXPECT_EQ(result.dataset().val_images(), 3 * kValPerClass);
+  EXPECT_EQ(result.final_metrics().epoch(), 2);
+  EXPECT_EQ(result.final_metrics().attempt(), kAttempt);
+  EXPECT_GT(result.train_seconds(), 0);
+
+  // The exported classifier is TorchScript that names its classes and
+  // classifies an input of the backbone's size.
+  torch::jit::Module model = torch::jit::load(artifact_root_ + "/" + result.model_path());
+  ASSERT_TRUE(model.hasattr("class_names"));
+  std::vector<std::string> names;
+  for (const c10::IValue& name : model.attr("class_names").toListRef()) {
+    names.push_back(name.toStringRef());
+  }
+  EXPECT_THAT(names, ElementsAre("apple", "banana", "cherry"));
+  model.eval();
+  const torch::Tensor logits = model
+                                   .forward({torch::zeros({2, 3, engine::testing::kTinyInputSize,
+                                                           engine::testing::kTinyInputSize})})
+                                   .toTensor();
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 3}));
+
+  // The trained backbone comes with its manifest, recording where it came from.
+  const std::string backbone = artifact_root_ + "/" + result.backbone_path();
+  EXPECT_EQ(fs::path(backbone).filename(), "backbone.pt");
+  ASSERT_TRUE(fs::is_regular_file(engine::ManifestPathFor(backbone)));
+  EXPECT_THAT(engine::ReadManifest(engine::ManifestPathFor(backbone)).source, HasSubstr("job-1"));
+  EXPECT_NO_THROW(torch::jit::load(backbone));
+
+  std::ifstream metrics_file(artifact_root_ + "/" + result.metrics_path());
+  const nlohmann::json metrics = nlohmann::json::parse(metrics_file);
+  ASSERT_TRUE(metrics.contains("epochs")) << metrics.dump();
+  const nlohmann::json& epochs = metrics["epochs"];
+  ASSERT_TRUE(epochs.is_array()) << metrics.dump();
+  ASSERT_EQ(epochs.size(), 2u) << metrics.dump();
+  EXPECT_EQ(epochs[0]["epoch"], 1);
+  EXPECT_EQ(epochs[1]["epoch"], 2);
+  EXPECT_DOUBLE_EQ(epochs[1]["train_loss"].get<double>(), result.final_metrics().train_loss());
+  // A succeeded job leaves no checkpoint for a retry to resume from.
+  EXPECT_FALSE(fs::exists(artifact_root_ + "/jobs/job-1/checkpoint"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Strategies, JobRunnerStrategyTest,
+                         ::testing::Values(TrainingSpec::FEATURE_EXTRACTION,
+                                           TrainingSpec::FINE_TUNE),
+                         [](const ::testing::TestParamInfo<TrainingSpec::Strategy>& info) {
+                           return TrainingSpec::Strategy_Name(info.param);
+                         });
+
+TEST_F(JobRunnerTest, CancelOnTheFirstProgressEndsCancelledWithoutEpochs) {
+  // Cancelling from the runner's own thread makes the point of the cancel
+  // exact: before the second batch of epoch 1.
+  const std::vector<WorkerMessage> messages =
+      Run(MakeAssignment(TrainingSpec::FINE_TUNE), [](JobRunner& runner, const WorkerMessage& m) {
+        if (m.has_progress()) runner.Cancel();
+      });
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::CANCELLED) << finished.error();
+  EXPECT_EQ(finished.attempt(), kAttempt);
+  EXPECT_THAT(finished.error(), HasSubstr("epoch 1"));
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kProgress), 1);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 0);
+  EXPECT_FALSE(finished.has_result());
+  EXPECT_FALSE(fs::exists(artifact_root_ + "/jobs/job-1/model.pt"));
+}
+
+TEST_F(JobRunnerTest, CancelOnTheFirstEpochEndsCancelledAfterOneEpoch) {
+  const std::vector<WorkerMessage> messages = Run(MakeAssignment(TrainingSpec::FEATURE_EXTRACTION),
+                                                  [](JobRunner& runner, const WorkerMessage& m) {
+                                                    if (m.has_epoch()) runner.Cancel();
+                                                  });
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::CANCELLED) << finished.error();
+  EXPECT_THAT(finished.error(), HasSubstr("epoch 2"));
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 1);
+  // The finished epoch stays checkpointed, for a later attempt to resume from.
+  EXPECT_TRUE(fs::exists(artifact_root_ + "/jobs/job-1/checkpoint"));
+}
+
+TEST_F(JobRunnerTest, DestroyingARunningRunnerCancelsItAndJoins) {
+  // Epochs take milliseconds here; a thousand of them take seconds, far longer
+  // than the destructor needs to be reached once the job has started.
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_training()->set_epochs(1000);
+  Reports reports;
+  {
+    JobRunner runner(assignment, Settings(),
+                     [&](const WorkerMessage& message) { reports.Add(message); });
+    runner.Start();
+    ASSERT_TRUE(
+        reports.WaitFor([](const WorkerMessage& m) { return m.has_started(); }, kJobDeadline));
+  }
+  // The destructor returned, so the thread is gone and its last word was sent.
+  const std::vector<WorkerMessage> messages = reports.messages();
+  ASSERT_FALSE(messages.empty());
+  ASSERT_TRUE(messages.back().has_finished());
+  EXPECT_EQ(messages.back().finished().outcome(), JobFinished::CANCELLED)
+      << messages.back().finished().error();
+  EXPECT_LT(CountOf(messages, WorkerMessage::kEpoch), 1000);
+}
+
+TEST_F(JobRunnerTest, PathEscapeFailsBeforeStartingNamingTheField) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->set_train_dir("../../etc");
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  ASSERT_EQ(messages.size(), 1u) << "no JobStarted for a job that cannot start";
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_EQ(finished.job_id(), kJobId);
+  EXPECT_EQ(finished.attempt(), kAttempt);
+  EXPECT_THAT(finished.error(), HasSubstr("dataset.train_dir"));
+}
+
+TEST_F(JobRunnerTest, BackboneThatIsNotTorchScriptFailsNamingTheFile) {
+  const std::string dir = data_root_ + "/broken";
+  fs::create_directories(dir);
+  std::ofstream(dir + "/fake.pt") << "this is not a TorchScript archive\n";
+  // A valid manifest, so that the failure is the model file's own.
+  fs::copy_file(data_root_ + "/backbones/tiny.json", dir + "/fake.json");
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.set_backbone_path("broken/fake.pt");
+  const JobFinished finished = FinishedOf(Run(assignment));
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), AllOf(HasSubstr("fake.pt"), HasSubstr("TorchScript")));
+}
+
+TEST_F(JobRunnerTest, MissingBackboneFailsNamingTheFile) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.set_backbone_path("backbones/absent.pt");
+  const JobFinished finished = FinishedOf(Run(assignment));
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), HasSubstr("absent.pt"));
+}
+
+TEST_F(JobRunnerTest, DatasetWithOneClassFailsNamingTheField) {
+  WriteImageFolder(data_root_ + "/single", {"only"}, 6);
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->set_train_dir("single");
+  assignment.mutable_spec()->mutable_dataset()->clear_val_dir();
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kStarted), 0);
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), AllOf(HasSubstr("dataset.train_dir"), HasSubstr("1 class")));
+}
+
+TEST_F(JobRunnerTest, MostlyCorruptDatasetFails) {
+  const std::string train = data_root_ + "/noisy";
+  WriteImageFolder(train, kClasses, 2);
+  for (size_t label = 0; label < kClasses.size(); ++label) {
+    for (int i = 0; i < 4; ++i) {
+      WriteCorruptImage(train + "/" + kClasses[label] + "/bad" + std::to_string(i) + ".png",
+                        static_cast<uint32_t>(label * 10 + i));
+    }
+  }
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->set_train_dir("noisy");
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), AllOf(HasSubstr("dataset.train_dir"),
+                                      HasSubstr("12 of 18 images could not be read")));
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 0);
+}
+
+TEST_F(JobRunnerTest, OneCorruptImageIsSkippedAndCounted) {
+  WriteCorruptImage(data_root_ + "/fruit/train/banana/zz_bad.png", 99);
+  const std::vector<WorkerMessage> messages = Run(MakeAssignment(TrainingSpec::FEATURE_EXTRACTION));
+  ASSERT_FALSE(messages.empty());
+  ASSERT_TRUE(messages.front().has_started());
+  EXPECT_EQ(messages.front().started().dataset().skipped_images(), 1);
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  // The unreadable file is listed with the others and counted apart.
+  EXPECT_EQ(finished.result().dataset().train_images(), 3 * kTrainPerClass + 1);
+  EXPECT_EQ(finished.result().dataset().skipped_images(), 1);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 2);
+}
+
+}  // namespace
+}  // namespace tl::worker

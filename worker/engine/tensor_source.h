@@ -51,8 +51,13 @@ inline void TensorSource::StartEpoch(int epoch) {
 inline std::optional<Batch> TensorSource::Next() {
   if (next_ >= size()) return std::nullopt;
   const int64_t end = std::min(size(), next_ + batch_size_);
-  torch::Tensor indices = order_.slice(0, next_, end);
+  const int64_t begin = next_;
   next_ = end;
+  if (!shuffle_) {
+    // Views keep the storage's properties (pinned memory stays pinned).
+    return Batch{images_.slice(0, begin, end), labels_.slice(0, begin, end)};
+  }
+  torch::Tensor indices = order_.slice(0, begin, end);
   return Batch{images_.index_select(0, indices), labels_.index_select(0, indices)};
 }
 

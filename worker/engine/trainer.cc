@@ -93,6 +93,12 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(TransferModel& model,
   return std::make_unique<torch::optim::Adam>(groups, *with_lr(options.learning_rate));
 }
 
+// The loss of reduced-precision logits (autocast) is computed in fp32;
+// fp32 and fp64 logits keep their precision.
+torch::Tensor AtLeastFloat32(const torch::Tensor& logits) {
+  return logits.scalar_type() == torch::kFloat64 ? logits : logits.to(torch::kFloat32);
+}
+
 void ToChannelsLast(torch::jit::Module& module) {
   for (const torch::Tensor& parameter : module.parameters(/*recurse=*/true)) {
     if (parameter.dim() == 4) {
@@ -121,7 +127,8 @@ double Trainer::head_learning_rate() const {
 torch::Tensor Trainer::ToDevice(const torch::Tensor& tensor, bool images) const {
   if (!device_.is_cuda()) return tensor;
   // Pinned host memory lets the copy overlap with kernels still running.
-  torch::Tensor moved = tensor.pin_memory().to(device_, /*non_blocking=*/true);
+  torch::Tensor pinned = tensor.is_pinned() ? tensor : tensor.pin_memory();
+  torch::Tensor moved = pinned.to(device_, /*non_blocking=*/true);
   if (images && options_.channels_last) {
     moved = moved.contiguous(torch::MemoryFormat::ChannelsLast);
   }
@@ -137,7 +144,7 @@ torch::Tensor Trainer::Step(const Batch& batch, int64_t* correct) {
     CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
     logits = model_.Forward(images);
   }
-  torch::Tensor loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), labels);
+  torch::Tensor loss = torch::nn::functional::cross_entropy(AtLeastFloat32(logits), labels);
   loss.backward();
   optimizer_->step();
   if (correct != nullptr) {
@@ -161,7 +168,7 @@ EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch) {
       logits = model_.Forward(images);
     }
     loss_sum += torch::nn::functional::cross_entropy(
-                    logits.to(torch::kFloat32), labels,
+                    AtLeastFloat32(logits), labels,
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
     confusion.Add(logits.argmax(1), labels);

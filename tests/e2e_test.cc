@@ -1,0 +1,405 @@
+// End to end, with real processes on 127.0.0.1: tlserver with its SQLite
+// file, tlworker processes training a tiny TorchScript backbone on tiny
+// generated images, tlctl as a user runs it, /metrics scraped over HTTP.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <regex>
+
+#include "google/protobuf/util/json_util.h"
+#include "tests/http_get.h"
+#include "tests/process.h"
+#include "tl/v1/service.grpc.pb.h"
+#include "worker/engine/testing/temp_dir.h"
+#include "worker/engine/testing/tiny_backbone.h"
+
+namespace tl {
+namespace {
+
+namespace fs = std::filesystem;
+using ::tl::testing::HttpGet;
+using ::tl::testing::Process;
+using ::tl::testing::ReadFile;
+using ::tl::testing::RunToEnd;
+using ::tl::testing::WaitFor;
+using ::tl::v1::Job;
+using ::tl::v1::JobEvent;
+using ::tl::v1::JobSpec;
+using namespace std::chrono_literals;
+
+// A scheduler, its workers and their shared data and artifact roots.
+class Cluster {
+ public:
+  Cluster() {
+    fs::create_directories(data_root());
+    fs::create_directories(artifact_root());
+    fs::create_directories(dir_.Sub("data/backbones"));
+    engine::testing::WriteTinyBackbone(dir_.Sub("data/backbones"));
+    WriteImages("images", {{"red", {0, 0, 255}}, {"green", {0, 255, 0}}, {"blue", {255, 0, 0}}});
+  }
+  ~Cluster() {
+    workers_.clear();
+    if (server_) {
+      server_->Signal(SIGTERM);
+      server_->Wait();
+    }
+  }
+
+  std::string data_root() const { return dir_.Sub("data"); }
+  std::string artifact_root() const { return dir_.Sub("artifacts"); }
+  std::string path(const std::string& name) const { return dir_.Sub(name); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  int metrics_port() const { return metrics_port_; }
+  Process& server() { return *server_; }
+
+  // Six 12x12 images per class, a solid colour each (BGR), slightly varied.
+  void WriteImages(const std::string& folder,
+                   const std::vector<std::pair<std::string, cv::Scalar>>& classes) {
+    for (const auto& [name, colour] : classes) {
+      fs::create_directories(dir_.Sub("data/" + folder + "/" + name));
+      for (int i = 0; i < 6; ++i) {
+        cv::Mat image(12, 12, CV_8UC3, colour * (0.7 + 0.05 * i));
+        cv::imwrite(dir_.Sub("data/" + folder + "/" + name + "/" + std::to_string(i) + ".png"),
+                    image);
+      }
+    }
+  }
+
+  void StartServer(std::vector<std::string> extra_flags = {}) {
+    const std::string ready = path("ready");
+    fs::remove(ready);
+    std::vector<std::string> argv = {TLSERVER_PATH,
+                                     "--listen=127.0.0.1:0",
+                                     "--metrics_listen=127.0.0.1:0",
+                                     "--db=" + path("tl.db"),
+                                     "--data_root=" + data_root(),
+                                     "--artifact_root=" + artifact_root(),
+                                     "--ready_file=" + ready};
+    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+    server_ = std::make_unique<Process>(argv, path("server.log"));
+    ASSERT_TRUE(WaitFor([&] { return fs::exists(ready) || server_->Exited(); }, 20s))
+        << server_->Log();
+    ASSERT_FALSE(server_->Exited()) << server_->Log();
+    std::smatch ports;
+    const std::string text = ReadFile(ready);
+    ASSERT_TRUE(std::regex_search(text, ports, std::regex(R"(grpc=(\d+) metrics=(\d+))")));
+    grpc_port_ = std::stoi(ports[1]);
+    metrics_port_ = std::stoi(ports[2]);
+    channel_ = grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+    stub_ = tl::v1::JobService::NewStub(channel_);
+  }
+
+  int StopServer(int signal_number = SIGTERM) {
+    server_->Signal(signal_number);
+    const int status = server_->Wait();
+    server_.reset();
+    return status;
+  }
+
+  Process& StartWorker(const std::string& worker_id) {
+    workers_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{TLWORKER_PATH, "--server=" + address(),
+                                 "--worker_id=" + worker_id, "--data_root=" + data_root(),
+                                 "--artifact_root=" + artifact_root(), "--threads=1",
+                                 "--loader_threads=1"},
+        path(worker_id + ".log")));
+    return *workers_.back();
+  }
+
+  tl::v1::JobService::Stub& stub() { return *stub_; }
+
+ private:
+  engine::testing::TempDir dir_;
+  std::unique_ptr<Process> server_;
+  std::vector<std::unique_ptr<Process>> workers_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<tl::v1::JobService::Stub> stub_;
+};
+
+JobSpec TinySpec(int epochs) {
+  JobSpec spec;
+  spec.set_name("tiny");
+  spec.mutable_backbone()->set_path("backbones/tiny.pt");
+  spec.mutable_dataset()->set_train_dir("images");
+  spec.mutable_dataset()->set_val_fraction(0.34);
+  spec.mutable_training()->set_strategy(tl::v1::TrainingSpec::FULL);
+  spec.mutable_training()->set_epochs(epochs);
+  spec.mutable_training()->set_batch_size(4);
+  spec.mutable_training()->set_learning_rate(0.01);
+  spec.mutable_training()->set_threads(1);
+  return spec;
+}
+
+Job Submit(Cluster& cluster, const JobSpec& spec) {
+  tl::v1::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  request.set_owner("e2e");
+  Job job;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  const grpc::Status status = cluster.stub().SubmitJob(&context, request, &job);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return job;
+}
+
+Job Get(Cluster& cluster, const std::string& id) {
+  tl::v1::GetJobRequest request;
+  request.set_job_id(id);
+  Job job;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  const grpc::Status status = cluster.stub().GetJob(&context, request, &job);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return job;
+}
+
+bool Ended(Job::State state) {
+  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED;
+}
+
+// Reads a job's watch stream to its end. `on_event` may act on the way.
+std::vector<JobEvent> WatchToEnd(Cluster& cluster, const std::string& id,
+                                 const std::function<void(const JobEvent&)>& on_event = {}) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 120s);
+  tl::v1::WatchJobRequest request;
+  request.set_job_id(id);
+  auto reader = cluster.stub().WatchJob(&context, request);
+  std::vector<JobEvent> events;
+  JobEvent event;
+  while (reader->Read(&event)) {
+    events.push_back(event);
+    if (on_event) on_event(event);
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return events;
+}
+
+std::vector<Job::State> StatesOf(const std::vector<JobEvent>& events) {
+  std::vector<Job::State> states;
+  for (const JobEvent& event : events) {
+    if (event.has_job() && (states.empty() || states.back() != event.job().state())) {
+      states.push_back(event.job().state());
+    }
+  }
+  return states;
+}
+
+std::vector<int> EpochsOf(const std::vector<JobEvent>& events) {
+  std::vector<int> epochs;
+  for (const JobEvent& event : events) {
+    if (event.has_epoch()) epochs.push_back(event.epoch().epoch());
+  }
+  return epochs;
+}
+
+TEST(EndToEndTest, JobRunsToSuccessWithEpochsArtifactsAndMetrics) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker("w1");
+  const Job submitted = Submit(cluster, TinySpec(3));
+  ASSERT_EQ(submitted.state(), Job::QUEUED);
+
+  std::string scrape_while_running;
+  const std::vector<JobEvent> events =
+      WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
+        // The gauges are set before the epoch event goes out.
+        if (event.has_epoch() && scrape_while_running.empty()) {
+          scrape_while_running = HttpGet(cluster.metrics_port(), "/metrics");
+        }
+      });
+
+  const std::vector<Job::State> states = StatesOf(events);
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back(), Job::SUCCEEDED);
+  EXPECT_NE(std::find(states.begin(), states.end(), Job::RUNNING), states.end());
+  EXPECT_EQ(EpochsOf(events), (std::vector<int>{1, 2, 3}));
+  EXPECT_NE(scrape_while_running.find("tl_job_epoch{job_id=\"" + submitted.id() + "\"} 1"),
+            std::string::npos)
+      << scrape_while_running;
+
+  const Job job = Get(cluster, submitted.id());
+  EXPECT_EQ(job.state(), Job::SUCCEEDED);
+  EXPECT_EQ(job.attempt(), 1);
+  EXPECT_EQ(job.epoch(), 3);
+  EXPECT_EQ(job.result().dataset().class_names_size(), 3);
+  EXPECT_EQ(job.result().dataset().train_images() + job.result().dataset().val_images(), 18);
+  for (const std::string& artifact :
+       {job.result().model_path(), job.result().backbone_path(), job.result().metrics_path(),
+        job.result().model_info_path()}) {
+    EXPECT_TRUE(fs::is_regular_file(cluster.artifact_root() + "/" + artifact)) << artifact;
+  }
+
+  // Stored epochs come back to a watcher who arrives after the end.
+  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, submitted.id())), (std::vector<int>{1, 2, 3}));
+
+  const std::string scrape = HttpGet(cluster.metrics_port(), "/metrics");
+  EXPECT_NE(scrape.find("tl_jobs_submitted_total 1"), std::string::npos) << scrape;
+  EXPECT_NE(scrape.find("tl_jobs_finished_total{outcome=\"succeeded\"} 1"), std::string::npos);
+  EXPECT_NE(scrape.find("tl_workers_connected 1"), std::string::npos);
+  // Per-job series end with the job.
+  EXPECT_EQ(scrape.find("job_id=\"" + submitted.id() + "\""), std::string::npos);
+}
+
+TEST(EndToEndTest, CancelStopsARunningJob) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker("w1");
+  const Job submitted = Submit(cluster, TinySpec(500));
+  bool cancel_sent = false;
+  const std::vector<JobEvent> events =
+      WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
+        if (event.has_epoch() && !cancel_sent) {
+          cancel_sent = true;
+          tl::v1::CancelJobRequest request;
+          request.set_job_id(submitted.id());
+          request.set_reason("enough");
+          Job reply;
+          grpc::ClientContext context;
+          EXPECT_TRUE(cluster.stub().CancelJob(&context, request, &reply).ok());
+          EXPECT_TRUE(reply.cancel_requested());
+        }
+      });
+  ASSERT_TRUE(cancel_sent);
+  const Job job = Get(cluster, submitted.id());
+  EXPECT_EQ(job.state(), Job::CANCELLED);
+  EXPECT_EQ(job.error(), "enough");
+  EXPECT_LT(job.epoch(), 500);
+
+  // The worker is free again: the next job runs.
+  const Job next = Submit(cluster, TinySpec(1));
+  WatchToEnd(cluster, next.id());
+  EXPECT_EQ(Get(cluster, next.id()).state(), Job::SUCCEEDED);
+}
+
+TEST(EndToEndTest, QueuedJobsSurviveAServerRestartAndThenRun) {
+  Cluster cluster;
+  cluster.StartServer();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Submit(cluster, TinySpec(1)).id());
+  ASSERT_EQ(cluster.StopServer(SIGTERM), 0);
+
+  cluster.StartServer();
+  for (const std::string& id : ids) EXPECT_EQ(Get(cluster, id).state(), Job::QUEUED);
+  cluster.StartWorker("w1");
+  for (const std::string& id : ids) {
+    WatchToEnd(cluster, id);
+    EXPECT_EQ(Get(cluster, id).state(), Job::SUCCEEDED) << id;
+  }
+}
+
+TEST(EndToEndTest, AKilledWorkersJobResumesOnAnotherWorker) {
+  Cluster cluster;
+  cluster.StartServer({"--lease_seconds=1", "--heartbeat_seconds=0.2"});
+  Process& first = cluster.StartWorker("doomed");
+  const Job submitted = Submit(cluster, TinySpec(40));
+  bool killed = false;
+  std::vector<JobEvent> events = WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
+    if (event.has_epoch() && event.epoch().epoch() == 2 && !killed) {
+      killed = true;
+      first.Signal(SIGKILL);
+      first.Wait();
+      cluster.StartWorker("survivor");
+    }
+  });
+  ASSERT_TRUE(killed);
+  const Job job = Get(cluster, submitted.id());
+  EXPECT_EQ(job.state(), Job::SUCCEEDED) << job.error();
+  EXPECT_EQ(job.attempt(), 2);
+  EXPECT_EQ(job.worker_id(), "survivor");
+  // The second attempt resumed from a checkpoint instead of starting over.
+  int first_epoch_of_attempt_2 = 0;
+  for (const JobEvent& event : events) {
+    if (event.has_epoch() && event.epoch().attempt() == 2) {
+      first_epoch_of_attempt_2 = event.epoch().epoch();
+      break;
+    }
+  }
+  EXPECT_GT(first_epoch_of_attempt_2, 1);
+}
+
+TEST(EndToEndTest, FailedJobShowsItsReasonAndTheServerStaysUp) {
+  Cluster cluster;
+  // A backbone file that passes the server's checks but does not load.
+  std::ofstream(cluster.data_root() + "/backbones/broken.pt") << "not torchscript";
+  fs::copy_file(cluster.data_root() + "/backbones/tiny.json",
+                cluster.data_root() + "/backbones/broken.json");
+  cluster.StartServer();
+  cluster.StartWorker("w1");
+  JobSpec spec = TinySpec(1);
+  spec.mutable_backbone()->set_path("backbones/broken.pt");
+  const Job submitted = Submit(cluster, spec);
+  WatchToEnd(cluster, submitted.id());
+  const Job job = Get(cluster, submitted.id());
+  EXPECT_EQ(job.state(), Job::FAILED);
+  EXPECT_NE(job.error().find("broken.pt"), std::string::npos) << job.error();
+
+  // tlctl get shows the reason, and exits 0 (the call worked).
+  auto [status, output] = RunToEnd({TLCTL_PATH, "--server=" + cluster.address(), "get",
+                                    submitted.id()},
+                                   cluster.path("tlctl.log"));
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("FAILED"), std::string::npos) << output;
+  EXPECT_NE(output.find("broken.pt"), std::string::npos) << output;
+
+  // A spec the server refuses: INVALID_ARGUMENT naming the field; server up.
+  JobSpec bad = TinySpec(0);
+  tl::v1::SubmitJobRequest request;
+  *request.mutable_spec() = bad;
+  Job reply;
+  grpc::ClientContext context;
+  const grpc::Status refused = cluster.stub().SubmitJob(&context, request, &reply);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("training.epochs"), std::string::npos);
+  EXPECT_FALSE(cluster.server().Exited());
+  EXPECT_EQ(Get(cluster, submitted.id()).state(), Job::FAILED);
+}
+
+TEST(EndToEndTest, TlctlSubmitWatchPrintsEpochsAndExitStatusFollowsTheJob) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker("w1");
+  std::string json;
+  google::protobuf::util::MessageToJsonString(TinySpec(2), &json);
+  std::ofstream(cluster.path("job.json")) << json;
+
+  auto [status, output] =
+      RunToEnd({TLCTL_PATH, "--server=" + cluster.address(), "submit", cluster.path("job.json"),
+                "--watch"},
+               cluster.path("tlctl.log"));
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("submitted job"), std::string::npos);
+  EXPECT_NE(output.find("train_loss"), std::string::npos) << output;
+  EXPECT_NE(output.find("SUCCEEDED"), std::string::npos);
+
+  // A typo in job.json: exit 2, and the message names the field.
+  std::ofstream(cluster.path("typo.json")) << R"({"trainig": {"epochs": 1}})";
+  auto [typo_status, typo_output] =
+      RunToEnd({TLCTL_PATH, "--server=" + cluster.address(), "submit", cluster.path("typo.json")},
+               cluster.path("tlctl2.log"));
+  EXPECT_EQ(typo_status, 2);
+  EXPECT_NE(typo_output.find("trainig"), std::string::npos) << typo_output;
+
+  // An unknown job: the call fails, exit 1.
+  auto [missing_status, missing_output] =
+      RunToEnd({TLCTL_PATH, "--server=" + cluster.address(), "get", "nosuchjob"},
+               cluster.path("tlctl3.log"));
+  EXPECT_EQ(missing_status, 1);
+  EXPECT_NE(missing_output.find("NOT_FOUND"), std::string::npos) << missing_output;
+
+  // The list shows the job.
+  auto [list_status, list_output] =
+      RunToEnd({TLCTL_PATH, "--server=" + cluster.address(), "list", "--state", "succeeded"},
+               cluster.path("tlctl4.log"));
+  EXPECT_EQ(list_status, 0);
+  EXPECT_NE(list_output.find("SUCCEEDED"), std::string::npos) << list_output;
+}
+
+}  // namespace
+}  // namespace tl
