@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <set>
 #include <thread>
@@ -163,6 +164,8 @@ int main(int argc, char** argv) {
   submit->add_option("job_file", job_file, "JSON form of tl.v1.JobSpec")->required();
   submit->add_flag("--watch,-w", watch_after_submit, "follow the job until it ends");
   submit->add_option("--owner", owner, "who submits (default: $USER)");
+  std::string id_file;
+  submit->add_option("--id-file", id_file, "write the new job's id to this file (for scripts)");
 
   CLI::App* get = app.add_subcommand("get", "show a job");
   std::string job_id;
@@ -215,6 +218,11 @@ int main(int argc, char** argv) {
     with_deadline(context);
     grpc::Status status = stub->SubmitJob(&context, request, &job);
     if (!status.ok()) return ReportCallError(status);
+    if (!id_file.empty()) {
+      std::ofstream out(id_file);
+      out << job.id() << "\n";
+      if (!out) std::cerr << "tlctl: cannot write " << id_file << "\n";
+    }
     std::cout << "submitted job " << job.id() << (job.spec().name().empty() ? "" : " (")
               << job.spec().name() << (job.spec().name().empty() ? "" : ")") << "\n"
               << std::flush;

@@ -371,10 +371,13 @@ TEST(EndToEndTest, TlctlSubmitWatchPrintsEpochsAndExitStatusFollowsTheJob) {
 
   auto [status, output] =
       RunToEnd({TLCTL_PATH, "--server=" + cluster.address(), "submit", cluster.path("job.json"),
-                "--watch"},
+                "--watch", "--id-file", cluster.path("job.id")},
                cluster.path("tlctl.log"));
   EXPECT_EQ(status, 0) << output;
-  EXPECT_NE(output.find("submitted job"), std::string::npos);
+  std::string job_id = ReadFile(cluster.path("job.id"));
+  job_id = job_id.substr(0, job_id.find('\n'));
+  EXPECT_NE(output.find("submitted job " + job_id), std::string::npos) << output;
+  EXPECT_EQ(Get(cluster, job_id).state(), Job::SUCCEEDED);
   EXPECT_NE(output.find("train_loss"), std::string::npos) << output;
   EXPECT_NE(output.find("SUCCEEDED"), std::string::npos);
 
