@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -86,7 +87,10 @@ class Console {
 // epoch table. Reconnects when the stream breaks before the job ends.
 int Watch(tl::v1::JobService::Stub& stub, const std::string& job_id) {
   Console console(isatty(STDOUT_FILENO));
-  std::set<std::pair<int, int>> printed_epochs;  // (attempt, epoch)
+  // Epoch rows already shown, by epoch number. A later attempt resumed from
+  // a checkpoint reports the same epochs again (same figures, not shown
+  // twice); one that started over reports new figures, which are shown.
+  std::map<int, tl::v1::EpochMetrics> printed_epochs;
   bool header_printed = false;
   Job::State last_state = Job::STATE_UNSPECIFIED;
   int last_attempt = 0;
@@ -114,9 +118,13 @@ int Watch(tl::v1::JobService::Stub& stub, const std::string& job_id) {
           console.Line(line);
         }
       } else if (event.has_epoch()) {
-        if (!printed_epochs.insert({event.epoch().attempt(), event.epoch().epoch()}).second) {
+        auto printed = printed_epochs.find(event.epoch().epoch());
+        if (printed != printed_epochs.end() &&
+            printed->second.train_loss() == event.epoch().train_loss() &&
+            printed->second.val_accuracy() == event.epoch().val_accuracy()) {
           continue;
         }
+        printed_epochs[event.epoch().epoch()] = event.epoch();
         if (!header_printed) {
           console.Line(tl::client::EpochTableHeader());
           header_printed = true;

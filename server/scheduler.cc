@@ -46,23 +46,25 @@ absl::Status Scheduler::Start() {
   state_counts_ = *counts;
   for (const auto& [state, count] : state_counts_) metrics_.SetJobsInState(state, count);
 
-  absl::StatusOr<std::vector<Job>> queued = store_.JobsInStates({Job::QUEUED});
-  if (!queued.ok()) return queued.status();
-  for (Job& job : *queued) {
+  // One pass in submission order, so that a leased job that goes back to
+  // the queue keeps its place among the jobs submitted after it.
+  absl::StatusOr<std::vector<Job>> jobs =
+      store_.JobsInStates({Job::QUEUED, Job::ASSIGNED, Job::RUNNING});
+  if (!jobs.ok()) return jobs.status();
+  size_t queued = 0;
+  for (Job& job : *jobs) {
     ActiveJob active{std::move(job), next_queue_order_++};
-    queue_.insert(KeyOf(active));
+    if (active.job.state() == Job::QUEUED) {
+      queue_.insert(KeyOf(active));
+      ++queued;
+    } else {
+      // Leased jobs from before a restart wait one lease for their workers
+      // to reconnect and claim them; after that they go back to the queue.
+      active.orphaned_since = Now();
+    }
     active_.emplace(active.job.id(), std::move(active));
   }
-  // Leased jobs from before a restart wait one lease for their workers to
-  // reconnect and claim them; after that they go back to the queue.
-  absl::StatusOr<std::vector<Job>> leased = store_.JobsInStates({Job::ASSIGNED, Job::RUNNING});
-  if (!leased.ok()) return leased.status();
-  for (Job& job : *leased) {
-    ActiveJob active{std::move(job), next_queue_order_++};
-    active.orphaned_since = Now();
-    active_.emplace(active.job.id(), std::move(active));
-  }
-  LogInfo("recovered ", queued->size(), " queued and ", leased->size(), " leased jobs");
+  LogInfo("recovered ", queued, " queued and ", jobs->size() - queued, " leased jobs");
 
   std::lock_guard<std::mutex> lease_lock(lease_mutex_);
   stopping_ = false;
@@ -153,6 +155,7 @@ absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std:
 }
 
 absl::StatusOr<Job> Scheduler::GetJob(const std::string& job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = active_.find(job_id);
@@ -178,6 +181,7 @@ absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>
 }
 
 absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = active_.find(job_id);
   if (it == active_.end()) {
@@ -214,6 +218,7 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
 }
 
 absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobWatcher> watcher) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
   std::lock_guard<std::mutex> lock(mutex_);
   Job job;
   auto it = active_.find(job_id);
@@ -276,13 +281,16 @@ void Scheduler::Requeue(ActiveJob& active, const std::string& why) {
            absl::StrCat(why, "; gave up after ", active.job.attempt(), " attempts"));
     return;
   }
-  const Job::State previous = active.job.state();
+  const ActiveJob before = active;
   active.job.set_state(Job::QUEUED);
   active.job.set_worker_id("");
   active.job.set_error(why);
   active.session = 0;
   active.orphaned_since = absl::InfinitePast();
-  if (!Persist(active, previous).ok()) return;
+  if (!Persist(active, before.job.state()).ok()) {
+    active = before;  // still orphaned: the next lease check tries again
+    return;
+  }
   queue_.insert(KeyOf(active));
   metrics_.RemoveJob(active.job.id());  // its series return with its next run
   LogWarning("job ", active.job.id(), " requeued: ", why);
@@ -303,15 +311,11 @@ void Scheduler::Dispatch() {
     bool assigned = false;
     ActiveJob& active = active_.at(std::get<2>(*key));
     for (auto& [session, worker] : workers_) {
-      if (!worker.job_id.empty()) continue;
+      if (!worker.job_id.empty() || worker.refusing) continue;
       any_idle = true;
       if (!WorkerFits(worker, active.job)) continue;
+      if (!Assign(active, session, worker).ok()) break;  // stays queued; the next job may go
       key = queue_.erase(key);
-      if (!Assign(active, session, worker).ok()) {
-        // The store refused the lease; the job stays queued for a later try.
-        queue_.insert(KeyOf(active));
-        return;
-      }
       assigned = true;
       break;
     }
@@ -377,7 +381,36 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& hell
   if (hello.worker_id().empty()) {
     return absl::InvalidArgumentError("hello.worker_id is empty");
   }
+  std::vector<std::shared_ptr<WorkerConnection>> replaced;
+  absl::StatusOr<int64_t> result = ConnectWorkerLocked(hello, std::move(connection), &replaced);
+  // A worker's earlier stream that the scheduler had not yet seen die is
+  // closed now, outside the lock (its teardown takes the lock).
+  for (const std::shared_ptr<WorkerConnection>& old : replaced) old->Close();
+  return result;
+}
+
+absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
+    const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
+    std::vector<std::shared_ptr<WorkerConnection>>* replaced) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Two sessions of one worker cannot both be live: the older one is a
+  // stream that broke without the scheduler noticing yet. Left registered it
+  // would look idle and take assignments into a dead stream.
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (it->second.hello.worker_id() != hello.worker_id()) {
+      ++it;
+      continue;
+    }
+    if (!it->second.job_id.empty()) {
+      auto job = active_.find(it->second.job_id);
+      if (job != active_.end() && job->second.session == it->first) {
+        job->second.session = 0;
+        job->second.orphaned_since = Now();
+      }
+    }
+    replaced->push_back(it->second.connection);
+    it = workers_.erase(it);
+  }
   const int64_t session = next_session_++;
   WorkerState& worker = workers_[session];
   worker.hello = hello;
@@ -386,6 +419,8 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& hell
   SchedulerMessage welcome;
   welcome.mutable_welcome()->set_heartbeat_interval_ms(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
+  welcome.mutable_welcome()->set_lease_timeout_ms(
+      static_cast<int32_t>(absl::ToInt64Milliseconds(options_.lease_timeout)));
   worker.connection->Send(welcome);
   LogInfo("worker ", hello.worker_id(), " connected (session ", session, ", ",
           hello.devices_size(), " devices", hello.held_job_id().empty() ? "" : ", holding ",
@@ -406,24 +441,34 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
         active.session == 0 || workers_.count(active.session) == 0 ||
         workers_.at(active.session).hello.worker_id() == hello.worker_id();
     if (held_by_gone_or_same_worker) {
-      if (active.session != 0 && workers_.count(active.session)) {
-        workers_.at(active.session).job_id.clear();  // the old stream of this worker
-      }
+      const ActiveJob before = active;
       const Job::State previous = active.job.state();
-      if (previous == Job::QUEUED) {
-        queue_.erase(KeyOf(active));
-        active.job.set_state(Job::RUNNING);
-      }
+      if (previous == Job::QUEUED) active.job.set_state(Job::RUNNING);
       active.job.set_worker_id(hello.worker_id());
-      active.job.set_error("");  // the loss this requeue recorded did not happen after all
+      active.job.set_error(active.job.cancel_requested() ? active.job.error() : "");
       active.session = session;
       active.orphaned_since = absl::InfinitePast();
       adopted = Persist(active, previous).ok();
-      if (adopted) worker.job_id = active.job.id();
+      if (adopted) {
+        if (previous == Job::QUEUED) queue_.erase(KeyOf(before));
+        if (before.session != 0 && workers_.count(before.session)) {
+          workers_.at(before.session).job_id.clear();
+        }
+        worker.job_id = active.job.id();
+      } else {
+        active = before;
+      }
     }
   }
   if (adopted) {
     LogInfo("worker ", hello.worker_id(), " resumed holding job ", hello.held_job_id());
+    if (it->second.job.cancel_requested()) {
+      // The first cancel may have gone down the stream that broke.
+      SchedulerMessage cancel;
+      cancel.mutable_cancel()->set_job_id(hello.held_job_id());
+      cancel.mutable_cancel()->set_reason(it->second.job.error());
+      worker.connection->Send(cancel);
+    }
     return;
   }
   // The job moved on without this worker (requeued elsewhere, cancelled or
@@ -487,7 +532,8 @@ void Scheduler::CheckLeases(absl::Time now) {
                                    active.job.attempt()));
     }
     if (!silent.empty()) UpdateWorkerMetrics();
-    if (!expired.empty()) Dispatch();
+    // Also retries assignments that an earlier failure (a store error) left.
+    Dispatch();
   }
   // Closing runs the transport's teardown, which takes mutex_: outside it.
   for (const std::shared_ptr<WorkerConnection>& connection : to_close) connection->Close();
@@ -543,13 +589,15 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
     LogError("cannot store epoch ", report.metrics().epoch(), " of job ", report.job_id());
     return;
   }
+  const Job::State previous = active->job.state();
+  if (previous == Job::ASSIGNED) active->job.set_state(Job::RUNNING);  // its JobStarted was lost
   active->job.set_epoch(report.metrics().epoch());
   *active->job.mutable_result()->mutable_final_metrics() = report.metrics();
   metrics_.EpochFinished(report.job_id(), report.metrics());
   JobEvent event;
   *event.mutable_epoch() = report.metrics();
   Notify(report.job_id(), event);
-  Persist(*active, active->job.state()).IgnoreError();
+  Persist(*active, previous).IgnoreError();
 }
 
 void Scheduler::OnProgress(int64_t session, const tl::v1::ProgressReport& report) {
@@ -561,8 +609,23 @@ void Scheduler::OnProgress(int64_t session, const tl::v1::ProgressReport& report
 }
 
 void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished) {
+  WorkerState& worker = workers_.at(session);
+  if (finished.outcome() != tl::v1::JobFinished::REFUSED && worker.refusing) {
+    // Whatever kept it busy has ended.
+    worker.refusing = false;
+    Dispatch();
+  }
   ActiveJob* active = HeldJob(session, finished.job_id(), finished.attempt());
   if (active == nullptr) return;
+  if (finished.outcome() == tl::v1::JobFinished::REFUSED) {
+    worker.refusing = true;
+    worker.job_id.clear();
+    active->job.set_attempt(active->job.attempt() - 1);  // this attempt never ran
+    Requeue(*active, finished.error());
+    UpdateWorkerMetrics();
+    Dispatch();
+    return;
+  }
   tl::v1::JobResult result = finished.result();
   if (!result.has_dataset()) *result.mutable_dataset() = active->job.result().dataset();
   *active->job.mutable_result() = std::move(result);

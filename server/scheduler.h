@@ -102,6 +102,9 @@ class Scheduler {
     std::shared_ptr<WorkerConnection> connection;
     std::string job_id;  // empty when idle
     absl::Time last_seen;
+    // Refused an assignment because it was still busy: no new assignment
+    // until it reports the end of whatever it runs.
+    bool refusing = false;
   };
   using QueueKey = std::tuple<int, int64_t, std::string>;  // -priority, order, id
 
@@ -123,6 +126,9 @@ class Scheduler {
   void OnProgress(int64_t session, const tl::v1::ProgressReport& report);
   void OnFinished(int64_t session, const tl::v1::JobFinished& finished);
   void AdoptHeldJob(int64_t session, WorkerState& worker);
+  absl::StatusOr<int64_t> ConnectWorkerLocked(
+      const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
+      std::vector<std::shared_ptr<WorkerConnection>>* replaced);
   void UpdateWorkerMetrics();
   absl::Time Now() const { return absl::Now(); }
   void LeaseLoop();

@@ -736,6 +736,7 @@ TEST_F(SchedulerTest, WorkerReconnectingBeforeItsOldStreamEndsKeepsItsJob) {
   // The new stream arrives before the transport noticed the old one is gone.
   FakeWorker new_stream = Connect("w1", {"cpu"}, id, 1);
   EXPECT_THAT(new_stream.connection->cancels(), IsEmpty());
+  EXPECT_TRUE(old_stream.connection->closed());
   Finished(old_stream, id, 1, JobFinished::FAILED, "from the dead stream");
   EXPECT_EQ(Stored(id).state(), Job::RUNNING);
 
@@ -747,6 +748,55 @@ TEST_F(SchedulerTest, WorkerReconnectingBeforeItsOldStreamEndsKeepsItsJob) {
   EXPECT_EQ(Stored(id).state(), Job::RUNNING);
   Finished(new_stream, id, 1, JobFinished::SUCCEEDED);
   EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, AWorkersOlderStreamIsClosedAndGetsNoAssignments) {
+  FakeWorker old_stream = Connect("w1");
+  FakeWorker new_stream = Connect("w1");
+  EXPECT_TRUE(old_stream.connection->closed());
+  const std::string id = Submit("flowers");
+  EXPECT_THAT(old_stream.connection->assignments(), IsEmpty());
+  ASSERT_EQ(new_stream.connection->assignments().size(), 1u);
+  EXPECT_EQ(new_stream.connection->assignments()[0].job_id(), id);
+  // The old stream's teardown changes nothing.
+  scheduler_->DisconnectWorker(old_stream.session);
+  EXPECT_EQ(Stored(id).state(), Job::ASSIGNED);
+}
+
+TEST_F(SchedulerTest, RefusedAssignmentIsRequeuedWithoutUsingAnAttempt) {
+  FakeWorker busy = Connect("busy");
+  const std::string id = Submit("flowers");
+  ASSERT_EQ(busy.connection->assignments().size(), 1u);
+  Finished(busy, id, 1, JobFinished::REFUSED, "still busy");
+  Job job = Stored(id);
+  EXPECT_EQ(job.state(), Job::QUEUED);
+  EXPECT_EQ(job.attempt(), 0);
+  // The refusing worker gets nothing more until it reports an end...
+  EXPECT_EQ(busy.connection->assignments().size(), 1u);
+  // ...while another worker takes the job as its first attempt.
+  FakeWorker idle = Connect("idle");
+  ASSERT_EQ(idle.connection->assignments().size(), 1u);
+  EXPECT_EQ(idle.connection->assignments()[0].attempt(), 1);
+  // Once the refusing worker reports the end of what it ran, it is free.
+  const std::string next = Submit("next");
+  EXPECT_EQ(busy.connection->assignments().size(), 1u);
+  Finished(busy, "an-older-job", 7, JobFinished::CANCELLED);
+  ASSERT_EQ(busy.connection->assignments().size(), 2u);
+  EXPECT_EQ(busy.connection->assignments()[1].job_id(), next);
+}
+
+TEST_F(SchedulerTest, ReclaimedJobWithACancelRequestIsToldToCancelAgain) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  ASSERT_THAT(scheduler_->CancelJob(id, "stop it"), IsOk());
+  // The stream (and perhaps the cancel on it) breaks; the worker comes back.
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  ASSERT_EQ(back.connection->cancels().size(), 1u);
+  EXPECT_EQ(back.connection->cancels()[0].job_id(), id);
+  EXPECT_EQ(back.connection->cancels()[0].reason(), "stop it");
+  Finished(back, id, 1, JobFinished::CANCELLED);
+  EXPECT_EQ(Stored(id).state(), Job::CANCELLED);
 }
 
 TEST_F(SchedulerTest, WorkerReconnectingAfterARequeueReclaimsTheJobNotYetReassigned) {

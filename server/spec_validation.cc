@@ -112,10 +112,11 @@ absl::Status CheckBackbone(JobSpec& spec, const SpecContext& context) {
                                                          "\" is not a known job"));
       }
       if (source->state() != Job::SUCCEEDED || source->result().backbone_path().empty()) {
-        return Invalid("backbone.from_job",
-                       absl::StrCat("job ", backbone.from_job(), " is ",
-                                    Job::State_Name(source->state()),
-                                    "; only a SUCCEEDED job has a backbone to start from"));
+        // The spec is fine; the job it names is not there yet.
+        return absl::FailedPreconditionError(absl::StrCat(
+            "backbone.from_job: job ", backbone.from_job(), " is ",
+            Job::State_Name(source->state()),
+            "; only a SUCCEEDED job has a backbone to start from"));
       }
       // The path came from a worker's report: it is held to the artifact
       // root like any path a user gives.
@@ -249,6 +250,13 @@ absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecCont
   if (!device.empty() && device != "cpu" && device != "cuda") {
     return Invalid("resources.device", absl::StrCat("is \"", device,
                                                     "\"; it must be \"cpu\", \"cuda\" or empty"));
+  }
+  if (!TrainingSpec::Precision_IsValid(spec.training().precision())) {
+    return Invalid("training.precision", "is not a known precision");
+  }
+  if (spec.training().precision() == TrainingSpec::BF16 && device != "cuda") {
+    return Invalid("training.precision",
+                   "BF16 runs on CUDA only: set resources.device to \"cuda\"");
   }
   status = CheckBackbone(spec, context);
   if (!status.ok()) return status;

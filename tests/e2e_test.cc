@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <numeric>
 #include <opencv2/imgcodecs.hpp>
 #include <regex>
 
@@ -313,15 +315,25 @@ TEST(EndToEndTest, AKilledWorkersJobResumesOnAnotherWorker) {
   EXPECT_EQ(job.state(), Job::SUCCEEDED) << job.error();
   EXPECT_EQ(job.attempt(), 2);
   EXPECT_EQ(job.worker_id(), "survivor");
-  // The second attempt resumed from a checkpoint instead of starting over.
-  int first_epoch_of_attempt_2 = 0;
+  // The second attempt resumed from a checkpoint instead of starting over:
+  // it reports the checkpoint's epochs again with the very figures the
+  // first attempt measured (a retrained epoch would differ).
+  std::map<int, tl::v1::EpochMetrics> first_attempt;
+  int replayed = 0;
   for (const JobEvent& event : events) {
-    if (event.has_epoch() && event.epoch().attempt() == 2) {
-      first_epoch_of_attempt_2 = event.epoch().epoch();
-      break;
+    if (!event.has_epoch()) continue;
+    if (event.epoch().attempt() == 1) first_attempt[event.epoch().epoch()] = event.epoch();
+    auto earlier = first_attempt.find(event.epoch().epoch());
+    if (event.epoch().attempt() == 2 && earlier != first_attempt.end()) {
+      EXPECT_EQ(event.epoch().train_loss(), earlier->second.train_loss());
+      ++replayed;
     }
   }
-  EXPECT_GT(first_epoch_of_attempt_2, 1);
+  EXPECT_GE(replayed, 1);
+  // Every epoch is stored once.
+  std::vector<int> expected(40);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, submitted.id())), expected);
 }
 
 TEST(EndToEndTest, FailedJobShowsItsReasonAndTheServerStaysUp) {

@@ -156,7 +156,12 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.train.backbone_lr_scale = training.backbone_lr_scale();
   config.train.momentum = training.momentum();
   config.train.weight_decay = training.weight_decay();
-  config.train.device = settings.device;
+  // A job that asks for the CPU runs there even on a GPU worker.
+  config.train.device = spec.resources().device() == "cpu" ? "cpu" : settings.device;
+  config.train.precision = training.precision() == TrainingSpec::BF16
+                               ? engine::Precision::kBFloat16
+                               : engine::Precision::kFloat32;
+  config.train.channels_last = training.channels_last();
   config.provenance = absl::StrCat("trained by tl job ", assignment.job_id(), " (",
                                    TrainingSpec::Strategy_Name(training.strategy()), " on ",
                                    spec.dataset().train_dir(), ")");
@@ -223,8 +228,10 @@ void JobRunner::Run() {
   }
   LogInfo("job ", assignment_.job_id(), " ", JobFinished::Outcome_Name(finished.outcome()),
           finished.error().empty() ? "" : ": ", finished.error());
-  report_(message);
+  // Finished before the report goes out: the scheduler may answer the report
+  // with the next assignment at once, and this runner must not look busy then.
   finished_ = true;
+  report_(message);
 }
 
 }  // namespace tl::worker

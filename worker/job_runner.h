@@ -40,6 +40,7 @@ class JobRunner {
   // Stops the job before its next batch; it then reports CANCELLED.
   void Cancel();
   bool finished() const { return finished_.load(); }
+  bool cancel_requested() const { return cancel_requested_.load(); }
   void Join();
 
   const std::string& job_id() const { return assignment_.job_id(); }

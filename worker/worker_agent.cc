@@ -1,7 +1,8 @@
 #include "worker/worker_agent.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <chrono>
 #include <random>
 #include <thread>
 
@@ -16,6 +17,22 @@ using ::tl::v1::WorkerMessage;
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 
+const std::string& JobIdOf(const WorkerMessage& message) {
+  static const std::string kNone;
+  switch (message.message_case()) {
+    case WorkerMessage::kStarted:
+      return message.started().job_id();
+    case WorkerMessage::kEpoch:
+      return message.epoch().job_id();
+    case WorkerMessage::kProgress:
+      return message.progress().job_id();
+    case WorkerMessage::kFinished:
+      return message.finished().job_id();
+    default:
+      return kNone;
+  }
+}
+
 }  // namespace
 
 WorkerAgent::WorkerAgent(AgentOptions options) : options_(std::move(options)) {}
@@ -29,9 +46,10 @@ WorkerAgent::~WorkerAgent() {
 void WorkerAgent::Stop() {
   stopping_ = true;
   {
-    std::lock_guard<std::mutex> lock(write_mutex_);
+    std::lock_guard<std::mutex> lock(context_mutex_);
     if (context_ != nullptr) context_->TryCancel();
   }
+  std::lock_guard<std::mutex> lock(stop_mutex_);
   stop_wakeup_.notify_all();
 }
 
@@ -42,13 +60,12 @@ void WorkerAgent::Run() {
   auto backoff = kFirstBackoff;
   std::mt19937 jitter(std::random_device{}());
   while (!stopping_) {
-    const auto started = std::chrono::steady_clock::now();
+    const auto started = Clock::now();
     Serve(*stub);
     if (stopping_) break;
     // A stream that lasted a while was healthy: start the backoff over.
-    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(10)) {
-      backoff = kFirstBackoff;
-    }
+    if (Clock::now() - started > std::chrono::seconds(10)) backoff = kFirstBackoff;
+    FenceIfCutOff();
     const auto wait = backoff + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
     std::unique_lock<std::mutex> lock(stop_mutex_);
     stop_wakeup_.wait_for(lock, wait, [this] { return stopping_.load(); });
@@ -56,38 +73,59 @@ void WorkerAgent::Run() {
   }
 }
 
-void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
-  grpc::ClientContext context;
-  std::unique_ptr<Stream> stream = stub.Connect(&context);
-
-  WorkerMessage hello_message;
-  tl::v1::WorkerHello& hello = *hello_message.mutable_hello();
+WorkerMessage WorkerAgent::Hello() {
+  WorkerMessage message;
+  tl::v1::WorkerHello& hello = *message.mutable_hello();
   hello.set_worker_id(options_.worker_id);
   char hostname[256] = {};
   gethostname(hostname, sizeof(hostname) - 1);
   hello.set_hostname(hostname);
   for (const tl::v1::Device& device : options_.devices) *hello.add_devices() = device;
-  {
-    std::lock_guard<std::mutex> lock(runner_mutex_);
-    ReapFinishedRunner();
-    if (runner_ != nullptr) {
-      hello.set_held_job_id(runner_->job_id());
-      hello.set_held_attempt(runner_->attempt());
-    } else if (!unreported_job_id_.empty()) {
-      hello.set_held_job_id(unreported_job_id_);
-      hello.set_held_attempt(unreported_attempt_);
+  // The job this worker holds: one still running, else one whose result the
+  // scheduler may not have yet.
+  std::lock_guard<std::mutex> runner_lock(runner_mutex_);
+  ReapFinishedRunner();
+  std::lock_guard<std::mutex> write_lock(write_mutex_);
+  if (runner_ != nullptr && runner_->job_id() != fenced_job_id_) {
+    hello.set_held_job_id(runner_->job_id());
+    hello.set_held_attempt(runner_->attempt());
+    return message;
+  }
+  for (auto it = unsent_.rbegin(); it != unsent_.rend(); ++it) {
+    if (it->has_finished()) {
+      hello.set_held_job_id(it->finished().job_id());
+      hello.set_held_attempt(it->finished().attempt());
+      return message;
     }
   }
+  if (last_result_) {
+    hello.set_held_job_id(last_result_->finished().job_id());
+    hello.set_held_attempt(last_result_->finished().attempt());
+  }
+  return message;
+}
+
+void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
+  grpc::ClientContext context;
+  {
+    std::lock_guard<std::mutex> lock(context_mutex_);
+    if (stopping_) return;
+    context_ = &context;
+  }
+  std::unique_ptr<Stream> stream = stub.Connect(&context);
+  const WorkerMessage hello = Hello();
   {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    if (stopping_) return;
-    if (!stream->Write(hello_message)) {
-      stream->Finish();
-      return;
+    if (stream->Write(hello)) {
+      stream_ = stream.get();
+      // A result written before the last stream broke may never have
+      // arrived: send it again (the scheduler ignores a duplicate).
+      const bool queued = std::any_of(unsent_.begin(), unsent_.end(), [](const WorkerMessage& m) {
+        return m.has_finished();
+      });
+      if (last_result_ && !queued) unsent_.push_back(*last_result_);
+      FlushLocked();
     }
-    stream_ = stream.get();
-    context_ = &context;
-    FlushLocked();
   }
 
   std::thread heartbeat;
@@ -95,9 +133,19 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   std::condition_variable heartbeat_wakeup;
   bool stream_over = false;
   SchedulerMessage message;
-  while (stream->Read(&message)) {
+  while (stream_ != nullptr && stream->Read(&message)) {
+    {
+      std::lock_guard<std::mutex> lock(timing_mutex_);
+      last_contact_ = Clock::now();
+    }
     switch (message.message_case()) {
       case SchedulerMessage::kWelcome: {
+        {
+          std::lock_guard<std::mutex> lock(timing_mutex_);
+          if (message.welcome().lease_timeout_ms() > 0) {
+            lease_ = std::chrono::milliseconds(message.welcome().lease_timeout_ms());
+          }
+        }
         if (heartbeat.joinable()) break;
         const int interval_ms = std::max(50, message.welcome().heartbeat_interval_ms());
         LogInfo("connected to ", options_.server_address, " as ", options_.worker_id);
@@ -132,6 +180,9 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   {
     std::lock_guard<std::mutex> lock(write_mutex_);
     stream_ = nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lock(context_mutex_);
     context_ = nullptr;
   }
   const grpc::Status status = stream->Finish();
@@ -149,21 +200,36 @@ void WorkerAgent::ReapFinishedRunner() {
 }
 
 void WorkerAgent::HandleAssignment(const tl::v1::Assignment& assignment) {
+  {
+    // Being given new work means the scheduler has this worker's last result.
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    last_result_.reset();
+  }
   std::lock_guard<std::mutex> lock(runner_mutex_);
   ReapFinishedRunner();
+  if (runner_ != nullptr && runner_->cancel_requested()) {
+    // A cancelled job stops before its next batch; wait for it rather than
+    // turn the new job away.
+    runner_->Join();
+    runner_.reset();
+  }
   if (runner_ != nullptr) {
-    // The scheduler believes this worker idle while it is not: refuse by
-    // reporting the assignment failed rather than running two jobs at once.
     LogWarning("assignment of job ", assignment.job_id(), " while job ", runner_->job_id(),
                " runs; refusing it");
     WorkerMessage refusal;
     tl::v1::JobFinished& finished = *refusal.mutable_finished();
     finished.set_job_id(assignment.job_id());
     finished.set_attempt(assignment.attempt());
-    finished.set_outcome(tl::v1::JobFinished::FAILED);
-    finished.set_error("worker " + options_.worker_id + " was busy with another job");
-    Report(refusal);
+    finished.set_outcome(tl::v1::JobFinished::REFUSED);
+    finished.set_error("worker " + options_.worker_id + " was still busy with job " +
+                       runner_->job_id());
+    std::lock_guard<std::mutex> write_lock(write_mutex_);
+    if (stream_ != nullptr) stream_->Write(refusal);
     return;
+  }
+  {
+    std::lock_guard<std::mutex> write_lock(write_mutex_);
+    fenced_job_id_.clear();  // the fenced runner is gone; this job reports normally
   }
   runner_ = std::make_unique<JobRunner>(assignment, options_.settings,
                                         [this](const WorkerMessage& report) { Report(report); });
@@ -172,34 +238,29 @@ void WorkerAgent::HandleAssignment(const tl::v1::Assignment& assignment) {
 
 void WorkerAgent::HandleCancel(const tl::v1::CancelAssignment& cancel) {
   std::lock_guard<std::mutex> lock(runner_mutex_);
-  if (runner_ != nullptr && runner_->job_id() == cancel.job_id()) {
+  if (runner_ != nullptr && runner_->job_id() == cancel.job_id() && !runner_->finished()) {
     LogInfo("job ", cancel.job_id(), " cancel requested: ", cancel.reason());
     runner_->Cancel();
     return;
   }
-  // A result waiting for delivery of a job the scheduler gave up on.
+  // A result the scheduler no longer wants: the job ended or moved on.
   std::lock_guard<std::mutex> write_lock(write_mutex_);
-  if (unreported_job_id_ == cancel.job_id()) {
-    unsent_.erase(std::remove_if(unsent_.begin(), unsent_.end(),
-                                 [&](const WorkerMessage& m) {
-                                   return m.has_finished() &&
-                                          m.finished().job_id() == cancel.job_id();
-                                 }),
-                  unsent_.end());
-    unreported_job_id_.clear();
-  }
+  unsent_.erase(std::remove_if(unsent_.begin(), unsent_.end(),
+                               [&](const WorkerMessage& m) {
+                                 return m.has_finished() &&
+                                        m.finished().job_id() == cancel.job_id();
+                               }),
+                unsent_.end());
+  if (last_result_ && last_result_->finished().job_id() == cancel.job_id()) last_result_.reset();
 }
 
 void WorkerAgent::Report(const WorkerMessage& message) {
   std::lock_guard<std::mutex> lock(write_mutex_);
+  if (!fenced_job_id_.empty() && JobIdOf(message) == fenced_job_id_) return;
   if (message.has_progress()) {
     // Progress is only for people watching: dropped when not connected.
     if (stream_ != nullptr && unsent_.empty()) stream_->Write(message);
     return;
-  }
-  if (message.has_finished()) {
-    unreported_job_id_ = message.finished().job_id();
-    unreported_attempt_ = message.finished().attempt();
   }
   unsent_.push_back(message);
   FlushLocked();
@@ -208,12 +269,30 @@ void WorkerAgent::Report(const WorkerMessage& message) {
 void WorkerAgent::FlushLocked() {
   while (stream_ != nullptr && !unsent_.empty()) {
     if (!stream_->Write(unsent_.front())) return;  // the reader will see the break
-    if (unsent_.front().has_finished() &&
-        unsent_.front().finished().job_id() == unreported_job_id_) {
-      unreported_job_id_.clear();
-    }
+    if (unsent_.front().has_finished()) last_result_ = unsent_.front();
     unsent_.pop_front();
   }
+}
+
+void WorkerAgent::FenceIfCutOff() {
+  {
+    std::lock_guard<std::mutex> lock(timing_mutex_);
+    if (Clock::now() - last_contact_ <= lease_) return;
+  }
+  std::lock_guard<std::mutex> lock(runner_mutex_);
+  if (runner_ == nullptr || runner_->finished() || runner_->cancel_requested()) return;
+  LogWarning("no contact with the scheduler for longer than the lease; stopping job ",
+             runner_->job_id(), ", which the scheduler has given back to the queue");
+  {
+    std::lock_guard<std::mutex> write_lock(write_mutex_);
+    fenced_job_id_ = runner_->job_id();
+    unsent_.erase(std::remove_if(unsent_.begin(), unsent_.end(),
+                                 [&](const WorkerMessage& m) {
+                                   return JobIdOf(m) == fenced_job_id_;
+                                 }),
+                  unsent_.end());
+  }
+  runner_->Cancel();
 }
 
 }  // namespace tl::worker

@@ -7,10 +7,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "tl/v1/service.grpc.pb.h"
@@ -37,34 +39,48 @@ class WorkerAgent {
 
  private:
   using Stream = grpc::ClientReaderWriter<tl::v1::WorkerMessage, tl::v1::SchedulerMessage>;
+  using Clock = std::chrono::steady_clock;
 
   // One connection's life; returns when the stream ends.
   void Serve(tl::v1::WorkerService::Stub& stub);
+  tl::v1::WorkerMessage Hello();
   void HandleAssignment(const tl::v1::Assignment& assignment);
   void HandleCancel(const tl::v1::CancelAssignment& cancel);
   // Called by the runner's thread for every report.
   void Report(const tl::v1::WorkerMessage& message);
   // Writes what waits in unsent_ while a stream is up. Needs write_mutex_.
   void FlushLocked();
-  void HeartbeatLoop(int interval_ms);
+  // Reaps a runner that has ended. Needs runner_mutex_.
   void ReapFinishedRunner();
+  // Stops the running job without reporting it when the scheduler has been
+  // out of reach for longer than a lease: by then the job belongs to
+  // another worker, and two copies must not write one job's files.
+  void FenceIfCutOff();
 
   const AgentOptions options_;
   std::atomic<bool> stopping_{false};
 
+  std::mutex context_mutex_;  // guards context_ alone, so Stop() never waits on a write
+  grpc::ClientContext* context_ = nullptr;
+
   std::mutex write_mutex_;  // one writer at a time on the stream; guards below
   Stream* stream_ = nullptr;
-  grpc::ClientContext* context_ = nullptr;
   // Reports that must not be lost (started, epochs, result), in order; sent
   // when a stream is up, kept across reconnects until written.
   std::deque<tl::v1::WorkerMessage> unsent_;
+  // The last result written, kept until the scheduler shows it has it (a
+  // new assignment, or a cancel of that job): a write can succeed locally
+  // and still be lost with the connection.
+  std::optional<tl::v1::WorkerMessage> last_result_;
+  // A fenced job: its reports are dropped.
+  std::string fenced_job_id_;
 
   std::mutex runner_mutex_;
   std::unique_ptr<JobRunner> runner_;
-  // The job whose result is still in unsent_ (for the hello after a
-  // reconnect), when the runner has already gone.
-  std::string unreported_job_id_;
-  int unreported_attempt_ = 0;
+
+  std::mutex timing_mutex_;  // guards the two below
+  Clock::time_point last_contact_ = Clock::now();
+  std::chrono::milliseconds lease_{30000};
 
   std::mutex stop_mutex_;
   std::condition_variable stop_wakeup_;

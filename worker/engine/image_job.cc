@@ -223,6 +223,9 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   fs::create_directories(config.output_dir);
   std::vector<EpochStats> done = trainer.LoadCheckpoint(config.output_dir);
   result.first_epoch_run = static_cast<int>(done.size()) + 1;
+  // Epochs from the checkpoint are reported again: the attempt that ran them
+  // may have died after saving and before reporting.
+  for (const EpochStats& stats : done) observer.OnEpoch(stats);
   CheckpointingObserver checkpointing(observer, trainer, train_source, config.output_dir,
                                       config.train_dir, done);
   trainer.Run(train_source, val_source.size() > 0 ? &val_source : nullptr, checkpointing,

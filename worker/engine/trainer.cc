@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -260,12 +261,18 @@ void Trainer::SaveCheckpoint(const std::string& dir, const std::vector<EpochStat
   model_.classifier().save((temp_dir / "model.pt").string());
   torch::save(*optimizer_, (temp_dir / "optimizer.pt").string());
   std::ofstream((temp_dir / "epochs.json").string()) << EpochStatsToJson(done);
-  fs::remove_all(final_dir);
+  // Kept until the new one is in place, so that a crash between the two
+  // renames still leaves a whole checkpoint (LoadCheckpoint looks here too).
+  const fs::path previous_dir = fs::path(dir) / "checkpoint.old";
+  fs::remove_all(previous_dir);
+  if (fs::exists(final_dir)) fs::rename(final_dir, previous_dir);
   fs::rename(temp_dir, final_dir);
+  fs::remove_all(previous_dir);
 }
 
 std::vector<EpochStats> Trainer::LoadCheckpoint(const std::string& dir) {
-  const fs::path checkpoint = fs::path(dir) / "checkpoint";
+  fs::path checkpoint = fs::path(dir) / "checkpoint";
+  if (!fs::exists(checkpoint / "epochs.json")) checkpoint = fs::path(dir) / "checkpoint.old";
   if (!fs::exists(checkpoint / "epochs.json")) return {};
   torch::jit::Module saved = torch::jit::load((checkpoint / "model.pt").string(), device_);
   std::map<std::string, torch::Tensor> saved_tensors;
@@ -320,7 +327,12 @@ std::string EpochStatsToJson(const std::vector<EpochStats>& epochs) {
 std::vector<EpochStats> EpochStatsFromJson(const std::string& json_text) {
   std::vector<EpochStats> epochs;
   const nlohmann::json root = nlohmann::json::parse(json_text);
-  for (const nlohmann::json& e : root.at("epochs")) {
+  for (const nlohmann::json& raw : root.at("epochs")) {
+    // JSON has no NaN: nlohmann writes a non-finite number as null.
+    nlohmann::json e = raw;
+    for (auto& [key, value] : e.items()) {
+      if (value.is_null()) value = std::numeric_limits<double>::quiet_NaN();
+    }
     EpochStats stats;
     stats.epoch = e.at("epoch").get<int>();
     stats.train_loss = e.at("train_loss").get<double>();
