@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/confined_path.h"
+#include "common/image_files.h"
 
 namespace tl::server {
 namespace {
@@ -225,15 +226,6 @@ absl::Status CheckTraining(JobSpec& spec) {
 }
 
 }  // namespace
-
-bool HasImageExtension(const std::string& file_name) {
-  static const std::set<std::string> kExtensions = {".png", ".jpg", ".jpeg", ".bmp", ".pgm",
-                                                    ".ppm", ".pbm", ".tif", ".tiff", ".webp"};
-  std::string extension = fs::path(file_name).extension().string();
-  std::transform(extension.begin(), extension.end(), extension.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return kExtensions.count(extension) > 0;
-}
 
 absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
   JobSpec spec = submitted;

@@ -23,7 +23,4 @@ struct SpecContext {
 absl::StatusOr<tl::v1::JobSpec> ValidateJobSpec(const tl::v1::JobSpec& spec,
                                                 const SpecContext& context);
 
-// Image file extensions a dataset folder may hold (lower case, with dot).
-bool HasImageExtension(const std::string& file_name);
-
 }  // namespace tl::server

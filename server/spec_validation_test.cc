@@ -446,6 +446,7 @@ TEST_F(SpecValidationTest, BackboneFromSucceededJobIsResolvedUnderTheArtifactRoo
 }
 
 TEST(HasImageExtensionTest, KnowsCommonImageTypesInAnyCase) {
+  using ::tl::HasImageExtension;
   EXPECT_TRUE(HasImageExtension("a.png"));
   EXPECT_TRUE(HasImageExtension("b.JPEG"));
   EXPECT_TRUE(HasImageExtension("c.Tiff"));

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/image_files.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -71,16 +72,6 @@ std::string Quoted(const std::string& text) { return "'" + text + "'"; }
 bool IsHidden(const fs::path& path) {
   const std::string name = path.filename().string();
   return !name.empty() && name[0] == '.';
-}
-
-bool HasImageExtension(const fs::path& path) {
-  static const char* const kExtensions[] = {".png", ".jpg", ".jpeg", ".bmp",  ".pgm",
-                                            ".ppm", ".pbm", ".tif",  ".tiff", ".webp"};
-  std::string extension = path.extension().string();
-  std::transform(extension.begin(), extension.end(), extension.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return std::any_of(std::begin(kExtensions), std::end(kExtensions),
-                     [&](const char* known) { return extension == known; });
 }
 
 // The names of the visible entries of `dir` that are folders (or, when
@@ -204,7 +195,7 @@ ImageFolderIndex ScanImageFolder(const std::string& dir) {
   for (size_t label = 0; label < index.class_names.size(); ++label) {
     const fs::path class_dir = fs::path(dir) / index.class_names[label];
     for (const std::string& file : ListEntries(class_dir, /*want_folders=*/false)) {
-      if (!HasImageExtension(file)) continue;
+      if (!tl::HasImageExtension(file)) continue;
       index.samples.push_back({(class_dir / file).string(), static_cast<int64_t>(label)});
     }
   }
