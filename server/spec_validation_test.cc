@@ -1,5 +1,7 @@
 #include "server/spec_validation.h"
 
+#include "common/image_files.h"
+
 #include <stdlib.h>
 
 #include <cerrno>
