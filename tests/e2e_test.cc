@@ -205,7 +205,10 @@ TEST(EndToEndTest, JobRunsToSuccessWithEpochsArtifactsAndMetrics) {
   Cluster cluster;
   cluster.StartServer();
   cluster.StartWorker("w1");
-  const Job submitted = Submit(cluster, TinySpec(3));
+  // Enough epochs that the job is still running when the first epoch's
+  // event arrives and /metrics is scraped.
+  constexpr int kEpochs = 30;
+  const Job submitted = Submit(cluster, TinySpec(kEpochs));
   ASSERT_EQ(submitted.state(), Job::QUEUED);
 
   std::string scrape_while_running;
@@ -221,15 +224,18 @@ TEST(EndToEndTest, JobRunsToSuccessWithEpochsArtifactsAndMetrics) {
   ASSERT_FALSE(states.empty());
   EXPECT_EQ(states.back(), Job::SUCCEEDED);
   EXPECT_NE(std::find(states.begin(), states.end(), Job::RUNNING), states.end());
-  EXPECT_EQ(EpochsOf(events), (std::vector<int>{1, 2, 3}));
-  EXPECT_NE(scrape_while_running.find("tl_job_epoch{job_id=\"" + submitted.id() + "\"} 1"),
-            std::string::npos)
+  std::vector<int> all_epochs(kEpochs);
+  std::iota(all_epochs.begin(), all_epochs.end(), 1);
+  EXPECT_EQ(EpochsOf(events), all_epochs);
+  EXPECT_TRUE(std::regex_search(
+      scrape_while_running,
+      std::regex("tl_job_epoch\\{job_id=\"" + submitted.id() + "\"\\} [1-9][0-9]*\n")))
       << scrape_while_running;
 
   const Job job = Get(cluster, submitted.id());
   EXPECT_EQ(job.state(), Job::SUCCEEDED);
   EXPECT_EQ(job.attempt(), 1);
-  EXPECT_EQ(job.epoch(), 3);
+  EXPECT_EQ(job.epoch(), kEpochs);
   EXPECT_EQ(job.result().dataset().class_names_size(), 3);
   EXPECT_EQ(job.result().dataset().train_images() + job.result().dataset().val_images(), 18);
   for (const std::string& artifact :
@@ -239,7 +245,7 @@ TEST(EndToEndTest, JobRunsToSuccessWithEpochsArtifactsAndMetrics) {
   }
 
   // Stored epochs come back to a watcher who arrives after the end.
-  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, submitted.id())), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, submitted.id())), all_epochs);
 
   const std::string scrape = HttpGet(cluster.metrics_port(), "/metrics");
   EXPECT_NE(scrape.find("tl_jobs_submitted_total 1"), std::string::npos) << scrape;
@@ -300,7 +306,10 @@ TEST(EndToEndTest, AKilledWorkersJobResumesOnAnotherWorker) {
   Cluster cluster;
   cluster.StartServer({"--lease_seconds=1", "--heartbeat_seconds=0.2"});
   Process& first = cluster.StartWorker("doomed");
-  const Job submitted = Submit(cluster, TinySpec(40));
+  // Long enough that the job cannot finish between the second epoch's event
+  // and the kill.
+  constexpr int kEpochs = 100;
+  const Job submitted = Submit(cluster, TinySpec(kEpochs));
   bool killed = false;
   std::vector<JobEvent> events = WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
     if (event.has_epoch() && event.epoch().epoch() == 2 && !killed) {
@@ -331,7 +340,7 @@ TEST(EndToEndTest, AKilledWorkersJobResumesOnAnotherWorker) {
   }
   EXPECT_GE(replayed, 1);
   // Every epoch is stored once.
-  std::vector<int> expected(40);
+  std::vector<int> expected(kEpochs);
   std::iota(expected.begin(), expected.end(), 1);
   EXPECT_EQ(EpochsOf(WatchToEnd(cluster, submitted.id())), expected);
 }
