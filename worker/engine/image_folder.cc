@@ -250,7 +250,7 @@ class ImageFolderSource::Impl {
   void StartEpoch(int epoch);
   std::optional<Batch> Next();
   int64_t skipped() const { return skipped_.load(); }
-  bool Preload(int threads);
+  bool Preload(int threads, const std::function<bool()>& stop_requested);
 
  private:
   // One prepared batch; `filled` of its rows hold images, the rest belong to
@@ -448,7 +448,8 @@ const uint8_t* ImageFolderSource::Impl::CroppedImage(int64_t sample,
   return scratch.data();
 }
 
-bool ImageFolderSource::Impl::Preload(int threads) {
+bool ImageFolderSource::Impl::Preload(int threads,
+                                      const std::function<bool()>& stop_requested) {
   if (size() * image_bytes_ > options_.cache_bytes) return false;
   StopLoaders();
   {
@@ -456,17 +457,22 @@ bool ImageFolderSource::Impl::Preload(int threads) {
     started_ = false;  // the next epoch needs StartEpoch
   }
   std::atomic<int64_t> next_sample{0};
+  std::atomic<bool> stopped{false};
   std::vector<std::thread> decoders;
   for (int t = 0; t < std::max(1, threads); ++t) {
     decoders.emplace_back([&] {
       std::vector<uint8_t> scratch(image_bytes_);
       for (int64_t sample = next_sample++; sample < size(); sample = next_sample++) {
+        if (stop_requested && stop_requested()) {
+          stopped = true;
+          return;
+        }
         CroppedImage(sample, scratch);
       }
     });
   }
   for (std::thread& decoder : decoders) decoder.join();
-  return true;
+  return !stopped;
 }
 
 std::optional<Batch> ImageFolderSource::Impl::Next() {
@@ -504,6 +510,8 @@ int64_t ImageFolderSource::batches() const { return impl_->batches(); }
 void ImageFolderSource::StartEpoch(int epoch) { impl_->StartEpoch(epoch); }
 std::optional<Batch> ImageFolderSource::Next() { return impl_->Next(); }
 int64_t ImageFolderSource::skipped() const { return impl_->skipped(); }
-bool ImageFolderSource::Preload(int threads) { return impl_->Preload(threads); }
+bool ImageFolderSource::Preload(int threads, const std::function<bool()>& stop_requested) {
+  return impl_->Preload(threads, stop_requested);
+}
 
 }  // namespace tl::engine

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -84,7 +85,8 @@ class ImageFolderSource : public BatchSource {
   // all fit in it; returns whether they did. Called between epochs (before
   // the first, typically): decoding then never competes with training for
   // the cores, and unreadable files are counted before any training starts.
-  bool Preload(int threads);
+  // `stop_requested`, polled between images, ends it early (returns false).
+  bool Preload(int threads, const std::function<bool()>& stop_requested = {});
 
  private:
   class Impl;

@@ -626,6 +626,33 @@ TEST_F(ImageFolderTest, SourceRemembersFailuresAndCachedImages) {
   EXPECT_EQ(source.skipped(), 1);
 }
 
+TEST_F(ImageFolderTest, PreloadDecodesEverythingBeforeTheFirstEpoch) {
+  ImageFolderSource source(ScanImageFolder(data_.string()).samples, PlainPreprocessing(),
+                           Options(4, 2));
+  ASSERT_TRUE(source.Preload(2));
+  // Unreadable files are known before any epoch runs...
+  EXPECT_EQ(source.skipped(), 1);
+  // ...and the epochs come from the cache: repainting a file changes nothing.
+  WriteImage(data_ / "cat" / "img0.png", FixtureImage(2, 3));
+  EXPECT_EQ(Sorted(EpochIds(source, 0)), AllReadableIds());
+}
+
+TEST_F(ImageFolderTest, PreloadStopsWhenAskedAndTheSourceStillWorks) {
+  ImageFolderSource source(ReadableSamples(), PlainPreprocessing(), Options(4, 2));
+  int polls = 0;
+  EXPECT_FALSE(source.Preload(1, [&] { return ++polls > 3; }));
+  EXPECT_EQ(polls, 4);  // three images decoded, then the stop was seen
+  EXPECT_EQ(Sorted(EpochIds(source, 0)), AllReadableIds());
+}
+
+TEST_F(ImageFolderTest, PreloadDeclinesWhatDoesNotFitTheCache) {
+  ImageFolderSourceOptions options = Options(4, 2);
+  options.cache_bytes = 1;
+  ImageFolderSource source(ReadableSamples(), PlainPreprocessing(), options);
+  EXPECT_FALSE(source.Preload(2));
+  EXPECT_EQ(Sorted(EpochIds(source, 0)), AllReadableIds());
+}
+
 TEST_F(ImageFolderTest, SourceWithoutCacheDecodesAgain) {
   ImageFolderSourceOptions options = Options(4, 2);
   options.cache_bytes = 0;

@@ -208,7 +208,14 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   // Decoding everything first, on every core, keeps it from competing with
   // training later; it also finds unreadable files before any epoch runs.
   const int decode_threads = config.threads > 0 ? config.threads : HardwareThreads();
-  if (train_source.Preload(decode_threads) && val_source.Preload(decode_threads)) {
+  // A cancel is honoured while decoding too: a large dataset takes minutes.
+  const std::function<bool()> stop_requested = [&observer] { return observer.StopRequested(); };
+  const bool train_preloaded = train_source.Preload(decode_threads, stop_requested);
+  const bool val_preloaded = train_preloaded && val_source.Preload(decode_threads, stop_requested);
+  if (observer.StopRequested()) {
+    throw EngineError(ErrorKind::kCancelled, "stopped on request while decoding the dataset");
+  }
+  if (train_preloaded && val_preloaded) {
     CheckReadable(train_source, config.train_dir, "dataset.train_dir");
     CheckReadable(val_source, config.val_dir.empty() ? config.train_dir : config.val_dir,
                   config.val_dir.empty() ? "dataset.train_dir" : "dataset.val_dir");

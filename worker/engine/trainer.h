@@ -73,7 +73,9 @@ class TrainObserver {
   virtual ~TrainObserver() = default;
   virtual void OnBatch(const BatchProgress& progress) {}
   virtual void OnEpoch(const EpochStats& stats) {}
-  // Polled before every batch; true stops the run with kCancelled.
+  // Polled before every batch (and between images while a dataset is
+  // decoded, from several threads at once); true stops the run with
+  // kCancelled.
   virtual bool StopRequested() { return false; }
 };
 
