@@ -69,29 +69,33 @@ torch::Device ParseDevice(const std::string& name) {
   }
 }
 
+// The head at learning_rate, trainable backbone parameters (if any) at
+// learning_rate * backbone_lr_scale; `with_lr` makes an optimizer's options.
+template <typename Optimizer, typename MakeOptions>
+std::unique_ptr<torch::optim::Optimizer> MakeGrouped(TransferModel& model,
+                                                     const TrainOptions& options,
+                                                     const MakeOptions& with_lr) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(model.HeadParameters(), with_lr(options.learning_rate));
+  std::vector<torch::Tensor> backbone = model.TrainableBackboneParameters();
+  if (!backbone.empty()) {
+    groups.emplace_back(backbone, with_lr(options.learning_rate * options.backbone_lr_scale));
+  }
+  return std::make_unique<Optimizer>(groups, *with_lr(options.learning_rate));
+}
+
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(TransferModel& model,
                                                        const TrainOptions& options) {
-  const double backbone_lr = options.learning_rate * options.backbone_lr_scale;
-  std::vector<torch::Tensor> head = model.HeadParameters();
-  std::vector<torch::Tensor> backbone = model.TrainableBackboneParameters();
   if (options.optimizer == OptimizerKind::kSgd) {
-    auto with_lr = [&](double lr) {
+    return MakeGrouped<torch::optim::SGD>(model, options, [&](double lr) {
       return std::make_unique<torch::optim::SGDOptions>(
           torch::optim::SGDOptions(lr).momentum(options.momentum).weight_decay(options.weight_decay));
-    };
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(head, with_lr(options.learning_rate));
-    if (!backbone.empty()) groups.emplace_back(backbone, with_lr(backbone_lr));
-    return std::make_unique<torch::optim::SGD>(groups, *with_lr(options.learning_rate));
+    });
   }
-  auto with_lr = [&](double lr) {
+  return MakeGrouped<torch::optim::Adam>(model, options, [&](double lr) {
     return std::make_unique<torch::optim::AdamOptions>(
         torch::optim::AdamOptions(lr).weight_decay(options.weight_decay));
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(head, with_lr(options.learning_rate));
-  if (!backbone.empty()) groups.emplace_back(backbone, with_lr(backbone_lr));
-  return std::make_unique<torch::optim::Adam>(groups, *with_lr(options.learning_rate));
+  });
 }
 
 // The loss of reduced-precision logits (autocast) is computed in fp32;
