@@ -11,7 +11,7 @@
 #include "client/job_file.h"
 #include "client/job_view.h"
 #include "common/testing/status_matchers.h"
-#include "worker/engine/testing/temp_dir.h"
+#include "common/testing/temp_dir.h"
 
 namespace tl::client {
 namespace {
@@ -19,7 +19,7 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using ::tl::engine::testing::TempDir;
+using ::tl::testing::TempDir;
 using ::tl::testing::StatusIs;
 using ::tl::v1::Job;
 using ::tl::v1::TrainingSpec;

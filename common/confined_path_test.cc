@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 
 namespace tl {
 namespace {
@@ -15,19 +16,17 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::tl::testing::IsOk;
 using ::tl::testing::StatusIs;
+using ::tl::testing::TempDir;
 
 class ConfinedPathTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "tl_confined_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    base_ = pattern;
+    base_ = temp_dir_.path();
     root_ = base_ + "/root";
     fs::create_directories(root_ + "/data/cats");
     fs::create_directories(base_ + "/outside");
   }
-  void TearDown() override { fs::remove_all(base_); }
-
+  TempDir temp_dir_;
   std::string base_;
   std::string root_;
 };

@@ -23,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/wrappers.pb.h"
 #include "gtest/gtest.h"
@@ -38,6 +39,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using ::tl::testing::IsOk;
+using ::tl::testing::WriteFile;
 using ::tl::v1::Job;
 using ::tl::v1::JobEvent;
 using ::tl::v1::JobFinished;
@@ -51,11 +53,6 @@ constexpr std::chrono::seconds kCallDeadline(20);
 
 void SetDeadline(grpc::ClientContext& context) {
   context.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
-}
-
-void WriteFile(const fs::path& path, const std::string& contents) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << contents;
 }
 
 std::string Describe(const JobEvent& event) {
@@ -142,9 +139,7 @@ class StreamWorker {
 class GrpcServicesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "grpc_services_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
-    base_ = pattern;
+    base_ = temp_dir_.path();
     WriteFile(base_ / "data/backbones/resnet.pt", "torchscript");
     WriteFile(base_ / "data/backbones/resnet.json", R"({"format": "tl.backbone.v1"})");
     WriteFile(base_ / "data/flowers/daisy/1.png", "");
@@ -156,8 +151,6 @@ class GrpcServicesTest : public ::testing::Test {
 
   void TearDown() override {
     StopServer();
-    std::error_code ignored;
-    fs::remove_all(base_, ignored);
   }
 
   void StartServer(absl::Duration lease) {
@@ -279,6 +272,7 @@ class GrpcServicesTest : public ::testing::Test {
     return -1;
   }
 
+  ::tl::testing::TempDir temp_dir_;  // removed with the fixture, after TearDown
   fs::path base_;
   std::unique_ptr<JobStore> store_;
   std::unique_ptr<ServerMetrics> metrics_;

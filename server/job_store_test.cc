@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
@@ -84,18 +85,13 @@ std::vector<std::string> IdsOf(const std::vector<Job>& jobs) {
 class JobStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "job_store_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
-    dir_ = pattern;
+    dir_ = temp_dir_.path();
     path_ = (dir_ / "jobs.db").string();
     ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
   }
 
   void TearDown() override {
     store_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
   }
 
   // Creates `count` jobs in order and returns their ids, oldest first.
@@ -133,6 +129,7 @@ class JobStoreTest : public ::testing::Test {
     return ids;
   }
 
+  tl::testing::TempDir temp_dir_;  // removed with the fixture, after TearDown
   std::filesystem::path dir_;
   std::string path_;
   std::unique_ptr<JobStore> store_;

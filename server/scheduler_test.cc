@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -37,6 +38,7 @@ using ::testing::Not;
 using ::testing::Optional;
 using ::testing::SizeIs;
 using ::tl::testing::IsOk;
+using ::tl::testing::WriteFile;
 using ::tl::testing::StatusIs;
 using ::tl::v1::Assignment;
 using ::tl::v1::CancelAssignment;
@@ -145,11 +147,6 @@ class FakeWatcher final : public JobWatcher {
   int finish_count_ = 0;
 };
 
-void WriteFile(const fs::path& path, const std::string& contents) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << contents;
-}
-
 // The value of the series `name` whose labels are exactly `labels`; nullopt when absent.
 std::optional<double> MetricValue(const prometheus::Registry& registry, const std::string& name,
                                   const std::map<std::string, std::string>& labels = {}) {
@@ -179,9 +176,7 @@ struct FakeWorker {
 class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "scheduler_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
-    base_ = pattern;
+    base_ = temp_dir_.path();
     WriteFile(base_ / "data/backbones/resnet.pt", "torchscript");
     WriteFile(base_ / "data/backbones/resnet.json", R"({"format": "tl.backbone.v1"})");
     WriteFile(base_ / "data/flowers/daisy/1.png", "");
@@ -194,8 +189,6 @@ class SchedulerTest : public ::testing::Test {
   void TearDown() override {
     scheduler_.reset();  // it uses the store and the metrics
     store_.reset();
-    std::error_code ignored;
-    fs::remove_all(base_, ignored);
   }
 
   SchedulerOptions DefaultOptions() const {
@@ -325,6 +318,7 @@ class SchedulerTest : public ::testing::Test {
     return MetricValue(*metrics_->registry(), name, labels);
   }
 
+  ::tl::testing::TempDir temp_dir_;  // removed with the fixture, after TearDown
   fs::path base_;
   std::string db_path_;
   std::unique_ptr<JobStore> store_;

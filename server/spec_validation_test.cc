@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -27,15 +28,11 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using ::tl::testing::IsOk;
+using ::tl::testing::WriteFile;
 using ::tl::testing::StatusIs;
 using ::tl::v1::Job;
 using ::tl::v1::JobSpec;
 using ::tl::v1::TrainingSpec;
-
-void WriteFile(const fs::path& path, const std::string& contents) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << contents;
-}
 
 constexpr char kManifest[] =
     R"({"format": "tl.backbone.v1", "architecture": "resnet18", "feature_dim": 512})";
@@ -54,9 +51,7 @@ constexpr char kManifest[] =
 class SpecValidationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "spec_validation_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
-    base_ = pattern;
+    base_ = temp_dir_.path();
     data_root_ = base_ / "data";
     artifact_root_ = base_ / "artifacts";
 
@@ -91,11 +86,6 @@ class SpecValidationTest : public ::testing::Test {
     };
   }
 
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(base_, ignored);
-  }
-
   // The least a user must write: a backbone and a training folder.
   static JobSpec MinimalSpec() {
     JobSpec spec;
@@ -115,6 +105,7 @@ class SpecValidationTest : public ::testing::Test {
 
   absl::StatusOr<JobSpec> Validate(const JobSpec& spec) { return ValidateJobSpec(spec, context_); }
 
+  ::tl::testing::TempDir temp_dir_;  // removed with the fixture, after TearDown
   fs::path base_;
   fs::path data_root_;
   fs::path artifact_root_;

@@ -15,7 +15,7 @@
 #include "tests/http_get.h"
 #include "tests/process.h"
 #include "tl/v1/service.grpc.pb.h"
-#include "worker/engine/testing/temp_dir.h"
+#include "common/testing/temp_dir.h"
 #include "worker/engine/testing/tiny_backbone.h"
 
 namespace tl {
@@ -114,7 +114,7 @@ class Cluster {
   tl::v1::JobService::Stub& stub() { return *stub_; }
 
  private:
-  engine::testing::TempDir dir_;
+  tl::testing::TempDir dir_;
   std::unique_ptr<Process> server_;
   std::vector<std::unique_ptr<Process>> workers_;
   int grpc_port_ = 0;

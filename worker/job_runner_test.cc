@@ -23,7 +23,7 @@
 
 #include "common/testing/status_matchers.h"
 #include "worker/engine/manifest.h"
-#include "worker/engine/testing/temp_dir.h"
+#include "common/testing/temp_dir.h"
 #include "worker/engine/testing/tiny_backbone.h"
 
 namespace tl::worker {
@@ -35,7 +35,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
-using ::tl::engine::testing::TempDir;
+using ::tl::testing::TempDir;
 using ::tl::testing::StatusIs;
 using ::tl::v1::Assignment;
 using ::tl::v1::JobFinished;

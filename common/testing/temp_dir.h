@@ -1,13 +1,16 @@
-// A fresh directory per test, removed with the object.
+// A fresh directory per test, removed with the object, and a one-line way to
+// put a file in it. Header-only and free of dependencies, so that engine,
+// server and end-to-end tests all use it.
 #pragma once
 
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 
-namespace tl::engine::testing {
+namespace tl::testing {
 
 class TempDir {
  public:
@@ -30,4 +33,10 @@ class TempDir {
   std::string path_;
 };
 
-}  // namespace tl::engine::testing
+// Writes `contents` to `path`, creating the folders on the way.
+inline void WriteFile(const std::filesystem::path& path, const std::string& contents) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path) << contents;
+}
+
+}  // namespace tl::testing

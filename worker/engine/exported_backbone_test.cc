@@ -7,7 +7,6 @@
 #include <filesystem>
 
 #include "worker/engine/tensor_source.h"
-#include "worker/engine/testing/temp_dir.h"
 #include "worker/engine/trainer.h"
 #include "worker/engine/transfer_model.h"
 

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/testing/temp_dir.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -119,16 +120,9 @@ struct View {
 
 class TempDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "image_folder_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
-  }
+  void SetUp() override { root_ = temp_dir_.path(); }
 
+  tl::testing::TempDir temp_dir_;
   fs::path root_;
 };
 

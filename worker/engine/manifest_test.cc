@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "common/testing/temp_dir.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -62,18 +63,15 @@ TEST(ManifestTest, ErrorsNameTheFileAndField) {
 }
 
 TEST(ManifestTest, WriteThenReadRoundTrips) {
-  const std::string dir = std::filesystem::temp_directory_path() / "tl_manifest_test_XXXXXX";
-  std::string pattern = dir;
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  const tl::testing::TempDir dir;
   const BackboneManifest original = ParseManifest(kValid, "m.json");
-  const std::string path = pattern + "/b.json";
+  const std::string path = dir.Sub("b.json");
   WriteManifest(original, path);
   const BackboneManifest read = ReadManifest(path);
   EXPECT_EQ(read.architecture, original.architecture);
   EXPECT_EQ(read.layer_groups.size(), original.layer_groups.size());
   EXPECT_EQ(read.layer_groups[1].modules, original.layer_groups[1].modules);
   EXPECT_FLOAT_EQ(read.mean[0], original.mean[0]);
-  std::filesystem::remove_all(pattern);
 }
 
 TEST(ManifestTest, MissingFileIsNamed) {

@@ -5,14 +5,14 @@
 
 #include "worker/engine/errors.h"
 #include "worker/engine/tensor_source.h"
-#include "worker/engine/testing/temp_dir.h"
+#include "common/testing/temp_dir.h"
 #include "worker/engine/testing/tiny_backbone.h"
 
 namespace tl::engine {
 namespace {
 
 using testing::kTinyInputSize;
-using testing::TempDir;
+using ::tl::testing::TempDir;
 using testing::TinyManifest;
 using testing::WriteTinyBackbone;
 

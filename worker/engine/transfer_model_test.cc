@@ -5,7 +5,7 @@
 
 #include "worker/engine/errors.h"
 #include "worker/engine/tensor_source.h"
-#include "worker/engine/testing/temp_dir.h"
+#include "common/testing/temp_dir.h"
 #include "worker/engine/testing/tiny_backbone.h"
 #include "worker/engine/trainer.h"
 
@@ -14,7 +14,7 @@ namespace {
 
 using testing::kTinyFeatureDim;
 using testing::kTinyInputSize;
-using testing::TempDir;
+using ::tl::testing::TempDir;
 using testing::TinyManifest;
 using testing::WriteTinyBackbone;
 
