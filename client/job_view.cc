@@ -55,9 +55,13 @@ std::string JobDetails(const tl::v1::Job& job) {
                   job.cancel_requested() && job.state() != tl::v1::Job::CANCELLED
                       ? " (cancel requested)"
                       : "",
-                  "\n");
+                  job.pause_requested() ? " (pause requested)" : "", "\n");
+  if (!job.pending_reason().empty()) {
+    absl::StrAppend(&text, "waiting    ", job.pending_reason(), "\n");
+  }
   absl::StrAppend(&text, "owner      ", job.owner(), "\n");
-  absl::StrAppend(&text, "attempt    ", job.attempt(), "\n");
+  absl::StrAppend(&text, "attempt    ", job.attempt(),
+                  job.failures() > 0 ? absl::StrCat(" (", job.failures(), " failed)") : "", "\n");
   if (!job.worker_id().empty()) absl::StrAppend(&text, "worker     ", job.worker_id(), "\n");
   absl::StrAppend(&text, "strategy   ",
                   tl::v1::TrainingSpec::Strategy_Name(job.spec().training().strategy()), ", ",
@@ -111,6 +115,11 @@ std::string JobListRow(const tl::v1::Job& job) {
                          tl::v1::Job::State_Name(job.state()), job.spec().name().substr(0, 24),
                          job.owner().substr(0, 10), job.epoch(), accuracy,
                          FormatTimestamp(job.create_time()));
+}
+
+std::string LogLineText(const tl::v1::LogLine& line) {
+  return absl::StrCat(FormatTimestamp(line.time()), " ", line.worker_id(), "#", line.attempt(),
+                      "  ", line.text());
 }
 
 }  // namespace tl::client

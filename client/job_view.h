@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "tl/v1/jobs.pb.h"
+#include "tl/v1/service.pb.h"
 
 namespace tl::client {
 
@@ -18,5 +18,8 @@ std::string EpochTableRow(const tl::v1::EpochMetrics& metrics);
 std::string JobDetails(const tl::v1::Job& job);
 std::string JobListHeader();
 std::string JobListRow(const tl::v1::Job& job);
+
+// "2026-11-28 10:00:01 gpu-1#2  epoch 3: train loss ..."
+std::string LogLineText(const tl::v1::LogLine& line);
 
 }  // namespace tl::client

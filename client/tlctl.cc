@@ -1,6 +1,9 @@
 // tlctl: the command line of tl.
 //   tlctl submit job.json [--watch]   tlctl get JOB [--json]   tlctl list [--state S]
-//   tlctl watch JOB                   tlctl cancel JOB
+//   tlctl watch JOB                   tlctl cancel JOB         tlctl logs JOB [--follow]
+//   tlctl pause JOB                   tlctl resume JOB
+// Credentials: --token / $TL_TOKEN (or --token-file / $TL_TOKEN_FILE) send
+// "authorization: Bearer TOKEN"; --tls-ca / $TL_TLS_CA switches to TLS.
 // Exit status: 0 success (for --watch and watch: the job SUCCEEDED), 1 the
 // call failed, 2 bad usage or input file, 3 the job FAILED, 4 it was
 // CANCELLED.
@@ -13,12 +16,15 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "client/job_file.h"
 #include "client/job_view.h"
+#include "common/credentials.h"
 #include "common/grpc_status.h"
 #include "google/protobuf/util/json_util.h"
 #include "tl/v1/service.grpc.pb.h"
@@ -34,6 +40,50 @@ constexpr int kExitJobFailed = 3;
 constexpr int kExitJobCancelled = 4;
 // A watch survives this many broken streams (a restarting server) in a row.
 constexpr int kWatchReconnects = 30;
+// A submit whose reply was lost is sent again this many times, with the same request id.
+constexpr int kSubmitTries = 5;
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+// 128 random bits in hex: unique enough that two submits never share a request id by chance.
+std::string NewRequestId() {
+  std::random_device random;
+  std::string id;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&id, absl::Hex(random(), absl::kZeroPad8));
+  return id;
+}
+
+// How tlctl reaches the server: the channel and the token every call carries.
+class Connection {
+ public:
+  Connection(std::shared_ptr<grpc::Channel> channel, std::string token, double timeout_seconds)
+      : stub_(tl::v1::JobService::NewStub(channel)),
+        token_(std::move(token)),
+        timeout_seconds_(timeout_seconds) {}
+
+  tl::v1::JobService::Stub& stub() { return *stub_; }
+  bool authenticated() const { return !token_.empty(); }
+
+  // A context for one call; unary calls get the --timeout deadline, streams none.
+  std::unique_ptr<grpc::ClientContext> Context(bool with_deadline) const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+    if (with_deadline) {
+      context->set_deadline(
+          std::chrono::system_clock::now() +
+          std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds_ * 1000)));
+    }
+    return context;
+  }
+
+ private:
+  std::unique_ptr<tl::v1::JobService::Stub> stub_;
+  std::string token_;
+  double timeout_seconds_;
+};
 
 int ReportCallError(const grpc::Status& status) {
   std::cerr << "tlctl: " << tl::FromGrpcStatus(status).ToString() << "\n";
@@ -85,7 +135,7 @@ class Console {
 
 // Follows a job to its end, printing state changes, a progress bar and the
 // epoch table. Reconnects when the stream breaks before the job ends.
-int Watch(tl::v1::JobService::Stub& stub, const std::string& job_id) {
+int Watch(Connection& connection, const std::string& job_id) {
   Console console(isatty(STDOUT_FILENO));
   // Epoch rows already shown, by epoch number. A later attempt resumed from
   // a checkpoint reports the same epochs again (same figures, not shown
@@ -96,14 +146,19 @@ int Watch(tl::v1::JobService::Stub& stub, const std::string& job_id) {
   int last_attempt = 0;
   Job last_job;
   int failures = 0;
+  // The last stored event seen: a reconnect asks only for what follows it.
+  int64_t last_sequence = 0;
   while (true) {
-    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/false);
     tl::v1::WatchJobRequest request;
     request.set_job_id(job_id);
-    std::unique_ptr<grpc::ClientReader<tl::v1::JobEvent>> reader = stub.WatchJob(&context, request);
+    request.set_after_sequence(last_sequence);
+    std::unique_ptr<grpc::ClientReader<tl::v1::JobEvent>> reader =
+        connection.stub().WatchJob(context.get(), request);
     tl::v1::JobEvent event;
     while (reader->Read(&event)) {
       failures = 0;
+      if (event.sequence() > 0) last_sequence = event.sequence();
       if (event.has_job()) {
         last_job = event.job();
         if (event.job().state() != last_state || event.job().attempt() != last_attempt) {
@@ -137,7 +192,9 @@ int Watch(tl::v1::JobService::Stub& stub, const std::string& job_id) {
     const grpc::Status status = reader->Finish();
     if (status.ok() && IsTerminal(last_state)) break;
     if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
-        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+        status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+        status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
       return ReportCallError(status);
     }
     if (++failures > kWatchReconnects) return ReportCallError(status);
@@ -147,9 +204,47 @@ int Watch(tl::v1::JobService::Stub& stub, const std::string& job_id) {
   return ExitCodeFor(last_state);
 }
 
-std::string DefaultOwner() {
-  const char* user = std::getenv("USER");
-  return user != nullptr && *user != '\0' ? user : "anonymous";
+// Prints the job's log lines; with `follow`, until the job ends (reconnecting
+// after the last line seen when the stream breaks).
+int Logs(Connection& connection, const std::string& job_id, bool follow) {
+  int64_t last_sequence = 0;
+  int failures = 0;
+  while (true) {
+    std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/!follow);
+    tl::v1::GetJobLogsRequest request;
+    request.set_job_id(job_id);
+    request.set_follow(follow);
+    request.set_after_sequence(last_sequence);
+    std::unique_ptr<grpc::ClientReader<tl::v1::LogLine>> reader =
+        connection.stub().GetJobLogs(context.get(), request);
+    tl::v1::LogLine line;
+    while (reader->Read(&line)) {
+      failures = 0;
+      last_sequence = line.sequence();
+      std::cout << tl::client::LogLineText(line) << "\n" << std::flush;
+    }
+    const grpc::Status status = reader->Finish();
+    if (status.ok()) return kExitOk;
+    if (!follow || status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+        ++failures > kWatchReconnects) {
+      return ReportCallError(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 * std::min(failures, 10)));
+  }
+}
+
+// A call that changes one job (cancel, pause, resume) and prints its new state.
+template <typename Request, typename Call>
+int ChangeJob(Connection& connection, const Request& request, Call call) {
+  Job job;
+  std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+  grpc::Status status = (connection.stub().*call)(context.get(), request, &job);
+  if (!status.ok()) return ReportCallError(status);
+  std::string note;
+  if (job.cancel_requested() && !IsTerminal(job.state())) note = " (cancel requested)";
+  if (job.pause_requested()) note = " (pause requested: it stops after its current epoch)";
+  std::cout << "job " << job.id() << " " << Job::State_Name(job.state()) << note << "\n";
+  return kExitOk;
 }
 
 }  // namespace
@@ -157,21 +252,30 @@ std::string DefaultOwner() {
 int main(int argc, char** argv) {
   CLI::App app{"tlctl: submit, watch and manage tl transfer-learning jobs"};
   app.require_subcommand(1);
-  std::string server = "127.0.0.1:50051";
-  if (const char* from_env = std::getenv("TL_SERVER"); from_env != nullptr && *from_env != '\0') {
-    server = from_env;
-  }
+  std::string server = EnvOr("TL_SERVER", "127.0.0.1:50051");
   app.add_option("--server", server, "tlserver address (default: $TL_SERVER or 127.0.0.1:50051)");
   double timeout_seconds = 30;
   app.add_option("--timeout", timeout_seconds, "deadline of unary calls, seconds");
+  std::string token = EnvOr("TL_TOKEN", "");
+  app.add_option("--token", token, "bearer token (default: $TL_TOKEN)");
+  std::string token_file = EnvOr("TL_TOKEN_FILE", "");
+  app.add_option("--token-file", token_file, "file holding the bearer token ($TL_TOKEN_FILE)");
+  std::string tls_ca = EnvOr("TL_TLS_CA", "");
+  app.add_option("--tls-ca", tls_ca,
+                 "PEM certificate(s) to trust; connects with TLS (default: $TL_TLS_CA)");
 
   CLI::App* submit = app.add_subcommand("submit", "queue the job in a job.json file");
   std::string job_file;
   bool watch_after_submit = false;
-  std::string owner = DefaultOwner();
+  std::string owner;
+  std::string request_id;
   submit->add_option("job_file", job_file, "JSON form of tl.v1.JobSpec")->required();
   submit->add_flag("--watch,-w", watch_after_submit, "follow the job until it ends");
-  submit->add_option("--owner", owner, "who submits (default: $USER)");
+  submit->add_option("--owner", owner,
+                     "who submits (default: the token's principal, or $USER without one)");
+  submit->add_option("--request-id", request_id,
+                     "idempotency key: submitting again with it returns the same job "
+                     "(default: a random one, reused when tlctl retries)");
   std::string id_file;
   submit->add_option("--id-file", id_file, "write the new job's id to this file (for scripts)");
 
@@ -197,6 +301,16 @@ int main(int argc, char** argv) {
   cancel->add_option("job_id", job_id)->required();
   cancel->add_option("--reason", reason, "recorded with the job");
 
+  CLI::App* pause = app.add_subcommand("pause", "pause a job after its current epoch");
+  pause->add_option("job_id", job_id)->required();
+  CLI::App* resume = app.add_subcommand("resume", "queue a paused job again");
+  resume->add_option("job_id", job_id)->required();
+
+  CLI::App* logs = app.add_subcommand("logs", "print a job's log lines");
+  bool follow = false;
+  logs->add_option("job_id", job_id)->required();
+  logs->add_flag("--follow,-f", follow, "keep printing new lines until the job ends");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -204,13 +318,21 @@ int main(int argc, char** argv) {
     return code == 0 ? kExitOk : kExitBadInput;
   }
 
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
-  std::unique_ptr<tl::v1::JobService::Stub> stub = tl::v1::JobService::NewStub(channel);
-  auto with_deadline = [&](grpc::ClientContext& context) {
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000)));
-  };
+  if (token.empty() && !token_file.empty()) {
+    absl::StatusOr<std::string> from_file = tl::ReadTrimmedFile(token_file, "--token-file");
+    if (!from_file.ok()) {
+      std::cerr << "tlctl: " << from_file.status().message() << "\n";
+      return kExitBadInput;
+    }
+    token = *from_file;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      tl::ClientCredentials(tls_ca, "--tls-ca");
+  if (!credentials.ok()) {
+    std::cerr << "tlctl: " << credentials.status().message() << "\n";
+    return kExitBadInput;
+  }
+  Connection connection(grpc::CreateChannel(server, *credentials), token, timeout_seconds);
 
   if (submit->parsed()) {
     absl::StatusOr<tl::v1::JobSpec> spec = tl::client::ReadJobSpecFile(job_file);
@@ -220,11 +342,23 @@ int main(int argc, char** argv) {
     }
     tl::v1::SubmitJobRequest request;
     *request.mutable_spec() = *spec;
+    // Without a token the server takes the owner on trust; with one it is the token's principal.
+    if (owner.empty() && !connection.authenticated()) owner = EnvOr("USER", "anonymous");
     request.set_owner(owner);
+    request.set_request_id(request_id.empty() ? NewRequestId() : request_id);
     Job job;
-    grpc::ClientContext context;
-    with_deadline(context);
-    grpc::Status status = stub->SubmitJob(&context, request, &job);
+    grpc::Status status;
+    for (int attempt = 1; attempt <= kSubmitTries; ++attempt) {
+      std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+      status = connection.stub().SubmitJob(context.get(), request, &job);
+      // Only a call that may not have arrived is repeated; the request id makes a repeat of
+      // one that did arrive return the same job.
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+          status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250 * attempt));
+    }
     if (!status.ok()) return ReportCallError(status);
     if (!id_file.empty()) {
       std::ofstream out(id_file);
@@ -235,16 +369,15 @@ int main(int argc, char** argv) {
               << job.spec().name() << (job.spec().name().empty() ? "" : ")") << "\n"
               << std::flush;
     if (!watch_after_submit) return kExitOk;
-    return Watch(*stub, job.id());
+    return Watch(connection, job.id());
   }
 
   if (get->parsed()) {
     tl::v1::GetJobRequest request;
     request.set_job_id(job_id);
     Job job;
-    grpc::ClientContext context;
-    with_deadline(context);
-    grpc::Status status = stub->GetJob(&context, request, &job);
+    std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+    grpc::Status status = connection.stub().GetJob(context.get(), request, &job);
     if (!status.ok()) return ReportCallError(status);
     std::cout << (as_json ? ToJson(job) + "\n" : tl::client::JobDetails(job));
     return kExitOk;
@@ -263,9 +396,8 @@ int main(int argc, char** argv) {
     request.set_page_size(page_size);
     request.set_page_token(page_token);
     tl::v1::ListJobsResponse response;
-    grpc::ClientContext context;
-    with_deadline(context);
-    grpc::Status status = stub->ListJobs(&context, request, &response);
+    std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+    grpc::Status status = connection.stub().ListJobs(context.get(), request, &response);
     if (!status.ok()) return ReportCallError(status);
     std::cout << tl::client::JobListHeader() << "\n";
     for (const Job& job : response.jobs()) std::cout << tl::client::JobListRow(job) << "\n";
@@ -275,20 +407,24 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
 
-  if (watch->parsed()) return Watch(*stub, job_id);
+  if (watch->parsed()) return Watch(connection, job_id);
+  if (logs->parsed()) return Logs(connection, job_id, follow);
 
   if (cancel->parsed()) {
     tl::v1::CancelJobRequest request;
     request.set_job_id(job_id);
     request.set_reason(reason);
-    Job job;
-    grpc::ClientContext context;
-    with_deadline(context);
-    grpc::Status status = stub->CancelJob(&context, request, &job);
-    if (!status.ok()) return ReportCallError(status);
-    std::cout << "job " << job.id() << " " << Job::State_Name(job.state())
-              << (job.state() == Job::CANCELLED ? "" : " (cancel requested)") << "\n";
-    return kExitOk;
+    return ChangeJob(connection, request, &tl::v1::JobService::Stub::CancelJob);
+  }
+  if (pause->parsed()) {
+    tl::v1::PauseJobRequest request;
+    request.set_job_id(job_id);
+    return ChangeJob(connection, request, &tl::v1::JobService::Stub::PauseJob);
+  }
+  if (resume->parsed()) {
+    tl::v1::ResumeJobRequest request;
+    request.set_job_id(job_id);
+    return ChangeJob(connection, request, &tl::v1::JobService::Stub::ResumeJob);
   }
   return kExitBadInput;
 }

@@ -119,14 +119,26 @@ class Outbox {
   grpc::Status finish_status_;
 };
 
+// The "authorization" header, empty when absent.
+std::string AuthorizationHeader(grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
 class WatchReactor final : public grpc::ServerWriteReactor<JobEvent> {
  public:
-  WatchReactor(Scheduler& scheduler, const std::string& job_id) {
+  WatchReactor(Scheduler& scheduler, const absl::StatusOr<Principal>& caller,
+               const tl::v1::WatchJobRequest& request) {
     outbox_ = std::make_shared<Outbox<JobEvent>>(
         [this](const JobEvent* event) { StartWrite(event); },
         [this](const grpc::Status& status) { Finish(status); }, /*droppable_limit=*/64);
     watcher_ = std::make_shared<Watcher>(outbox_);
-    absl::Status status = scheduler.WatchJob(job_id, watcher_);
+    absl::Status status = caller.status();
+    if (status.ok()) {
+      status = scheduler.WatchJob(request.job_id(), watcher_, request.after_sequence(), *caller);
+    }
     if (!status.ok()) outbox_->FinishNow(ToGrpcStatus(status));
   }
 
@@ -156,15 +168,63 @@ class WatchReactor final : public grpc::ServerWriteReactor<JobEvent> {
   std::shared_ptr<Watcher> watcher_;
 };
 
+class LogsReactor final : public grpc::ServerWriteReactor<tl::v1::LogLine> {
+ public:
+  LogsReactor(Scheduler& scheduler, const absl::StatusOr<Principal>& caller,
+              const tl::v1::GetJobLogsRequest& request) {
+    outbox_ = std::make_shared<Outbox<tl::v1::LogLine>>(
+        [this](const tl::v1::LogLine* line) { StartWrite(line); },
+        [this](const grpc::Status& status) { Finish(status); }, /*droppable_limit=*/SIZE_MAX);
+    follower_ = std::make_shared<Follower>(outbox_);
+    absl::Status status = caller.status();
+    if (status.ok()) {
+      status = scheduler.GetJobLogs(request.job_id(), request.after_sequence(), request.follow(),
+                                    follower_, *caller);
+    }
+    if (!status.ok()) outbox_->FinishNow(ToGrpcStatus(status));
+  }
+
+  void OnWriteDone(bool ok) override { outbox_->WriteDone(ok); }
+  void OnCancel() override {
+    outbox_->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED, "logs cancelled"));
+  }
+  void OnDone() override {
+    outbox_->Detach();
+    delete this;
+  }
+
+ private:
+  class Follower final : public LogFollower {
+   public:
+    explicit Follower(std::shared_ptr<Outbox<tl::v1::LogLine>> outbox)
+        : outbox_(std::move(outbox)) {}
+    bool Deliver(const tl::v1::LogLine& line) override {
+      return outbox_->Push(line, /*droppable=*/false);
+    }
+    void Finish() override { outbox_->FinishAfterDrain(grpc::Status::OK); }
+
+   private:
+    std::shared_ptr<Outbox<tl::v1::LogLine>> outbox_;
+  };
+
+  std::shared_ptr<Outbox<tl::v1::LogLine>> outbox_;
+  std::shared_ptr<Follower> follower_;
+};
+
 class WorkerStreamReactor final
     : public grpc::ServerBidiReactor<WorkerMessage, SchedulerMessage> {
  public:
-  explicit WorkerStreamReactor(Scheduler& scheduler) : scheduler_(scheduler) {
+  // `allowed` not OK: the stream ends at once with that status.
+  WorkerStreamReactor(Scheduler& scheduler, const absl::Status& allowed) : scheduler_(scheduler) {
     outbox_ = std::make_shared<Outbox<SchedulerMessage>>(
         [this](const SchedulerMessage* message) { StartWrite(message); },
         [this](const grpc::Status& status) { Finish(status); },
         /*droppable_limit=*/SIZE_MAX);
     connection_ = std::make_shared<Connection>(outbox_);
+    if (!allowed.ok()) {
+      outbox_->FinishNow(ToGrpcStatus(allowed));
+      return;
+    }
     StartRead(&incoming_);
   }
 
@@ -227,25 +287,50 @@ class WorkerStreamReactor final
 
 }  // namespace
 
+absl::StatusOr<Principal> JobServiceImpl::Caller(grpc::CallbackServerContext* context) const {
+  if (authenticator_ == nullptr) return Principal::Unauthenticated();
+  absl::StatusOr<Principal> caller = authenticator_->Authenticate(AuthorizationHeader(context));
+  if (caller.ok() && caller->role == Role::kWorker) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("principal ", caller->name, " is a worker; job calls need a user token"));
+  }
+  return caller;
+}
+
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
                                                     const tl::v1::SubmitJobRequest* request,
                                                     tl::v1::Job* response) {
-  return Reply(context, scheduler_.SubmitJob(request->spec(), request->owner()), response);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  std::string owner = request->owner();
+  if (authenticator_ != nullptr) {
+    if (owner.empty()) owner = caller->name;
+    if (owner != caller->name && !caller->SeesEveryJob()) {
+      return Reply(context, absl::PermissionDeniedError(absl::StrCat(
+                                "owner: ", caller->name, " may not submit jobs as ", owner)));
+    }
+  }
+  return Reply(context, scheduler_.SubmitJob(request->spec(), owner, request->request_id()),
+               response);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                  const tl::v1::GetJobRequest* request,
                                                  tl::v1::Job* response) {
-  return Reply(context, scheduler_.GetJob(request->job_id()), response);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.GetJob(request->job_id(), *caller), response);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                    const tl::v1::ListJobsRequest* request,
                                                    tl::v1::ListJobsResponse* response) {
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
   std::vector<tl::v1::Job::State> states;
   for (int state : request->states()) states.push_back(static_cast<tl::v1::Job::State>(state));
-  absl::StatusOr<JobStore::Page> page =
-      scheduler_.ListJobs(states, request->page_size(), request->page_token());
+  absl::StatusOr<JobStore::Page> page = scheduler_.ListJobs(
+      states, request->page_size(), request->page_token(), request->owner(), *caller);
   if (page.ok()) {
     for (tl::v1::Job& job : page->jobs) *response->add_jobs() = std::move(job);
     response->set_next_page_token(page->next_page_token);
@@ -256,17 +341,52 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* context,
                                                     const tl::v1::CancelJobRequest* request,
                                                     tl::v1::Job* response) {
-  return Reply(context, scheduler_.CancelJob(request->job_id(), request->reason()), response);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.CancelJob(request->job_id(), request->reason(), *caller),
+               response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(grpc::CallbackServerContext* context,
+                                                   const tl::v1::PauseJobRequest* request,
+                                                   tl::v1::Job* response) {
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.PauseJob(request->job_id(), *caller), response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(grpc::CallbackServerContext* context,
+                                                    const tl::v1::ResumeJobRequest* request,
+                                                    tl::v1::Job* response) {
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.ResumeJob(request->job_id(), *caller), response);
 }
 
 grpc::ServerWriteReactor<JobEvent>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* context, const tl::v1::WatchJobRequest* request) {
-  return new WatchReactor(scheduler_, request->job_id());
+  return new WatchReactor(scheduler_, Caller(context), *request);
+}
+
+grpc::ServerWriteReactor<tl::v1::LogLine>* JobServiceImpl::GetJobLogs(
+    grpc::CallbackServerContext* context, const tl::v1::GetJobLogsRequest* request) {
+  return new LogsReactor(scheduler_, Caller(context), *request);
 }
 
 grpc::ServerBidiReactor<WorkerMessage, SchedulerMessage>* WorkerServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  return new WorkerStreamReactor(scheduler_);
+  absl::Status allowed = absl::OkStatus();
+  if (authenticator_ != nullptr) {
+    absl::StatusOr<Principal> caller = authenticator_->Authenticate(AuthorizationHeader(context));
+    if (!caller.ok()) {
+      allowed = caller.status();
+    } else if (caller->role != Role::kWorker) {
+      allowed = absl::PermissionDeniedError(absl::StrCat(
+          "principal ", caller->name, " is a ", RoleName(caller->role),
+          "; only worker tokens may open the worker stream"));
+    }
+  }
+  return new WorkerStreamReactor(scheduler_, allowed);
 }
 
 }  // namespace tl::server

@@ -1,8 +1,10 @@
-// Thin gRPC adapters over the Scheduler: each RPC translates messages and
-// maps absl::Status through ToGrpcStatus, nothing more. Callback API
-// throughout; streams keep one write in flight and queue the rest.
+// Thin gRPC adapters over the Scheduler: each RPC authenticates the caller
+// (when a TokenAuthenticator is given), translates messages and maps
+// absl::Status through ToGrpcStatus, nothing more. Callback API throughout;
+// streams keep one write in flight and queue the rest.
 #pragma once
 
+#include "server/auth.h"
 #include "server/scheduler.h"
 #include "tl/v1/service.grpc.pb.h"
 
@@ -10,7 +12,9 @@ namespace tl::server {
 
 class JobServiceImpl final : public tl::v1::JobService::CallbackService {
  public:
-  explicit JobServiceImpl(Scheduler& scheduler) : scheduler_(scheduler) {}
+  // `authenticator` null: no authentication, every caller acts as an admin.
+  explicit JobServiceImpl(Scheduler& scheduler, const TokenAuthenticator* authenticator = nullptr)
+      : scheduler_(scheduler), authenticator_(authenticator) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const tl::v1::SubmitJobRequest* request,
@@ -26,20 +30,36 @@ class JobServiceImpl final : public tl::v1::JobService::CallbackService {
                                       tl::v1::Job* response) override;
   grpc::ServerWriteReactor<tl::v1::JobEvent>* WatchJob(
       grpc::CallbackServerContext* context, const tl::v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* PauseJob(grpc::CallbackServerContext* context,
+                                     const tl::v1::PauseJobRequest* request,
+                                     tl::v1::Job* response) override;
+  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* context,
+                                      const tl::v1::ResumeJobRequest* request,
+                                      tl::v1::Job* response) override;
+  grpc::ServerWriteReactor<tl::v1::LogLine>* GetJobLogs(
+      grpc::CallbackServerContext* context, const tl::v1::GetJobLogsRequest* request) override;
 
  private:
+  // The caller, if it may use JobService (users and admins).
+  absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* context) const;
+
   Scheduler& scheduler_;
+  const TokenAuthenticator* authenticator_;
 };
 
 class WorkerServiceImpl final : public tl::v1::WorkerService::CallbackService {
  public:
-  explicit WorkerServiceImpl(Scheduler& scheduler) : scheduler_(scheduler) {}
+  // `authenticator` null: any caller may connect as a worker.
+  explicit WorkerServiceImpl(Scheduler& scheduler,
+                             const TokenAuthenticator* authenticator = nullptr)
+      : scheduler_(scheduler), authenticator_(authenticator) {}
 
   grpc::ServerBidiReactor<tl::v1::WorkerMessage, tl::v1::SchedulerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
 
  private:
   Scheduler& scheduler_;
+  const TokenAuthenticator* authenticator_;
 };
 
 }  // namespace tl::server

@@ -452,7 +452,7 @@ TEST_F(GrpcServicesTest, WatchJobOfAnEndedJobReplaysItAndEnds) {
   JobEvent event;
   while (watch->Read(&event)) described.push_back(Describe(event));
   EXPECT_TRUE(watch->Finish().ok());
-  EXPECT_THAT(described, ElementsAre("job CANCELLED"));
+  EXPECT_THAT(described, ElementsAre("job QUEUED", "job CANCELLED"));
 }
 
 TEST_F(GrpcServicesTest, WatchJobOfUnknownJobIsNotFound) {

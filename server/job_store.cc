@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,11 +32,13 @@ using ::google::protobuf::Timestamp;
 using ::google::protobuf::util::TimeUtil;
 using ::tl::v1::EpochMetrics;
 using ::tl::v1::Job;
+using ::tl::v1::JobEvent;
 using ::tl::v1::JobSpec;
+using ::tl::v1::LogLine;
 
 // Bump together with a migration in CreateOrCheckSchema; files written by a newer binary are
 // refused rather than misread.
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 // How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kMaxPageSize = 1000;
@@ -77,10 +80,38 @@ CREATE TABLE IF NOT EXISTS epochs (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 2: idempotent submits, pause, retry counting, the event log behind WatchJob's
+// sequence numbers, and job logs. Applied to new files after kCreateSchemaSql and to version 1
+// files as their migration.
+constexpr char kSchemaV2Sql[] = R"sql(
+ALTER TABLE jobs ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN pause_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN last_event_sequence INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX jobs_by_request ON jobs (owner, request_id) WHERE request_id != '';
+CREATE INDEX jobs_by_owner ON jobs (owner, seq);
+CREATE TABLE events (
+  job_id TEXT NOT NULL REFERENCES jobs (id),
+  sequence INTEGER NOT NULL,
+  event BLOB NOT NULL,
+  PRIMARY KEY (job_id, sequence)
+) WITHOUT ROWID;
+CREATE TABLE logs (
+  job_id TEXT NOT NULL REFERENCES jobs (id),
+  sequence INTEGER NOT NULL,
+  time_us INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY (job_id, sequence)
+) WITHOUT ROWID;
+)sql";
+
 // Every job query selects these columns, in the order of JobColumn.
 constexpr char kJobColumns[] =
     "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
-    "start_time_us, end_time_us, update_time_us, spec, result";
+    "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
+    "failures, last_event_sequence";
 enum JobColumn : int {
   kSeqColumn,
   kIdColumn,
@@ -97,14 +128,20 @@ enum JobColumn : int {
   kUpdateTimeColumn,
   kSpecColumn,
   kResultColumn,
+  kRequestIdColumn,
+  kPauseRequestedColumn,
+  kFailuresColumn,
+  kLastEventSequenceColumn,
 };
 
 // INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
 constexpr char kInsertJobSql[] = R"sql(
 INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
-                  create_time_us, start_time_us, end_time_us, update_time_us, spec, result)
+                  create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
+                  request_id, pause_requested, failures, last_event_sequence)
 VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
-        :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result)
+        :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
+        :request_id, :pause_requested, :failures, :last_event_sequence)
 ON CONFLICT (id) DO NOTHING
 )sql";
 constexpr char kUpdateJobSql[] = R"sql(
@@ -112,13 +149,15 @@ UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = 
                 worker_id = :worker_id, epoch = :epoch, cancel_requested = :cancel_requested,
                 error = :error, create_time_us = :create_time_us, start_time_us = :start_time_us,
                 end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
-                result = :result
+                result = :result, request_id = :request_id, pause_requested = :pause_requested,
+                failures = :failures, last_event_sequence = :last_event_sequence
 WHERE id = :id
 )sql";
 constexpr char kPutEpochSql[] = R"sql(
 INSERT INTO epochs (job_id, epoch, attempt, metrics) VALUES (:job_id, :epoch, :attempt, :metrics)
 ON CONFLICT (job_id, epoch) DO UPDATE SET attempt = excluded.attempt, metrics = excluded.metrics
 )sql";
+constexpr char kPutEventSql[] = "INSERT INTO events (job_id, sequence, event) VALUES (?, ?, ?)";
 
 // Runs `body` and turns whatever it throws into INTERNAL, so that no exception leaves the store.
 template <typename Body>
@@ -176,6 +215,26 @@ void BindJobColumns(const Job& job, SQLite::Statement& statement) {
   } else {
     statement.bind(":result");  // NULL
   }
+  statement.bind(":request_id", job.request_id());
+  statement.bind(":pause_requested", job.pause_requested() ? 1 : 0);
+  statement.bind(":failures", job.failures());
+  statement.bind(":last_event_sequence", static_cast<int64_t>(job.last_event_sequence()));
+}
+
+// The job row as stored: pending_reason is the scheduler's live view, not state.
+Job StoredForm(const Job& job) {
+  Job stored = job;
+  stored.clear_pending_reason();
+  return stored;
+}
+
+void InsertEvent(SQLite::Database& db, const std::string& job_id, const JobEvent& event) {
+  SQLite::Statement insert(db, kPutEventSql);
+  insert.bind(1, job_id);
+  insert.bind(2, static_cast<int64_t>(event.sequence()));
+  const std::string bytes = event.SerializeAsString();
+  insert.bind(3, bytes.data(), static_cast<int>(bytes.size()));
+  insert.exec();
 }
 
 absl::StatusOr<Job::State> StoredState(int value) {
@@ -204,6 +263,10 @@ absl::StatusOr<Job> RowToJob(const SQLite::Statement& row) {
   job.set_epoch(row.getColumn(kEpochColumn).getInt());
   job.set_cancel_requested(row.getColumn(kCancelRequestedColumn).getInt() != 0);
   job.set_error(row.getColumn(kErrorColumn).getString());
+  job.set_request_id(row.getColumn(kRequestIdColumn).getString());
+  job.set_pause_requested(row.getColumn(kPauseRequestedColumn).getInt() != 0);
+  job.set_failures(row.getColumn(kFailuresColumn).getInt());
+  job.set_last_event_sequence(row.getColumn(kLastEventSequenceColumn).getInt64());
   if (auto time = LoadedTime(row.getColumn(kCreateTimeColumn))) *job.mutable_create_time() = *time;
   if (auto time = LoadedTime(row.getColumn(kStartTimeColumn))) *job.mutable_start_time() = *time;
   if (auto time = LoadedTime(row.getColumn(kEndTimeColumn))) *job.mutable_end_time() = *time;
@@ -285,17 +348,43 @@ absl::Status ConfigureConnection(SQLite::Database& db) {
   return absl::OkStatus();
 }
 
+// Gives every job of a version 1 file the one event that version 2 would have written for it:
+// its row as it stands, so that a watcher of an old job still sees it.
+void AddSnapshotEvents(SQLite::Database& db) {
+  std::vector<Job> jobs;
+  {
+    SQLite::Statement query(db, absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq"));
+    while (query.executeStep()) {
+      absl::StatusOr<Job> job = RowToJob(query);
+      if (!job.ok()) throw std::runtime_error(std::string(job.status().message()));
+      jobs.push_back(*std::move(job));
+    }
+  }
+  for (Job& job : jobs) {
+    job.set_last_event_sequence(1);
+    JobEvent event;
+    event.set_sequence(1);
+    *event.mutable_job() = job;
+    InsertEvent(db, job.id(), event);
+    SQLite::Statement update(db, "UPDATE jobs SET last_event_sequence = 1 WHERE id = ?");
+    update.bind(1, job.id());
+    update.exec();
+  }
+}
+
 absl::Status CreateOrCheckSchema(SQLite::Database& db) {
   // IMMEDIATE takes the write lock before reading the version, so two processes opening a new
   // file cannot both see version 0 and interleave their schema creation.
   SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
   const int version = db.execAndGet("PRAGMA user_version").getInt();
   if (version == kSchemaVersion) return absl::OkStatus();
-  if (version != 0) {
+  if (version != 0 && version != 1) {
     return absl::FailedPreconditionError(absl::StrCat(
         "schema version ", version, " is not supported (this build knows ", kSchemaVersion, ")"));
   }
-  db.exec(kCreateSchemaSql);
+  if (version == 0) db.exec(kCreateSchemaSql);
+  db.exec(kSchemaV2Sql);
+  if (version == 1) AddSnapshotEvents(db);
   db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
   transaction.commit();
   return absl::OkStatus();
@@ -326,11 +415,13 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
 }
 
 absl::StatusOr<Job> JobStore::CreateJob(const JobSpec& spec, const std::string& owner,
-                                        absl::Time now) {
+                                        absl::Time now, const std::string& request_id) {
   Job job;
   *job.mutable_spec() = spec;
   job.set_state(Job::QUEUED);
   job.set_owner(owner);
+  job.set_request_id(request_id);
+  job.set_last_event_sequence(1);
   // Through microseconds, so the returned job equals what GetJob will read back.
   *job.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
   *job.mutable_update_time() = job.create_time();
@@ -340,12 +431,34 @@ absl::StatusOr<Job> JobStore::CreateJob(const JobSpec& spec, const std::string& 
     absl::BitGen gen;
     for (int attempt = 0; attempt < kMaxIdAttempts; ++attempt) {
       job.set_id(NewJobId(gen));
+      SQLite::Transaction transaction(*db_);
       SQLite::Statement insert(*db_, kInsertJobSql);
       BindJobColumns(job, insert);
       // No row changed means the id was taken: draw another.
-      if (insert.exec() == 1) return job;
+      if (insert.exec() != 1) continue;
+      JobEvent created;
+      created.set_sequence(1);
+      *created.mutable_job() = job;
+      InsertEvent(*db_, job.id(), created);
+      transaction.commit();
+      return job;
     }
     return absl::InternalError("no free job id found");
+  });
+}
+
+absl::StatusOr<std::optional<Job>> JobStore::FindByRequestId(const std::string& owner,
+                                                             const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("find job by request id", [&]() -> absl::StatusOr<std::optional<Job>> {
+    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns,
+                                               " FROM jobs WHERE owner = ? AND request_id = ?"));
+    query.bind(1, owner);
+    query.bind(2, request_id);
+    if (!query.executeStep()) return std::optional<Job>();
+    absl::StatusOr<Job> job = RowToJob(query);
+    if (!job.ok()) return job.status();
+    return std::optional<Job>(*std::move(job));
   });
 }
 
@@ -359,18 +472,114 @@ absl::StatusOr<Job> JobStore::GetJob(const std::string& job_id) {
   });
 }
 
-absl::Status JobStore::UpdateJob(const Job& job) {
+absl::Status JobStore::UpdateJob(const Job& job) { return CommitJob(job, {}, nullptr); }
+
+absl::Status JobStore::CommitJob(const Job& job, const std::vector<JobEvent>& events,
+                                 const EpochMetrics* epoch) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("update job", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*db_);
     SQLite::Statement update(*db_, kUpdateJobSql);
-    BindJobColumns(job, update);
+    BindJobColumns(StoredForm(job), update);
     if (update.exec() == 0) return JobNotFound(job.id());
+    if (epoch != nullptr) {
+      SQLite::Statement upsert(*db_, kPutEpochSql);
+      upsert.bind(":job_id", job.id());
+      upsert.bind(":epoch", epoch->epoch());
+      upsert.bind(":attempt", epoch->attempt());
+      BindBlob(upsert, ":metrics", epoch->SerializeAsString());
+      upsert.exec();
+    }
+    for (const JobEvent& event : events) InsertEvent(*db_, job.id(), event);
+    transaction.commit();
     return absl::OkStatus();
   });
 }
 
+absl::StatusOr<std::vector<JobEvent>> JobStore::GetEvents(const std::string& job_id,
+                                                          int64_t after_sequence) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get events", [&]() -> absl::StatusOr<std::vector<JobEvent>> {
+    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
+    SQLite::Statement query(
+        *db_, "SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence");
+    query.bind(1, job_id);
+    query.bind(2, after_sequence);
+    std::vector<JobEvent> events;
+    while (query.executeStep()) {
+      if (!ParseBlob(query.getColumn(0), &events.emplace_back())) {
+        return absl::InternalError(absl::StrCat("job ", job_id, " has a corrupt event"));
+      }
+    }
+    return events;
+  });
+}
+
+absl::StatusOr<std::vector<LogLine>> JobStore::AppendLogs(const std::string& job_id,
+                                                          const std::vector<LogLine>& lines,
+                                                          int64_t max_lines_kept) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("append logs", [&]() -> absl::StatusOr<std::vector<LogLine>> {
+    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
+    SQLite::Transaction transaction(*db_);
+    SQLite::Statement last(*db_, "SELECT COALESCE(MAX(sequence), 0) FROM logs WHERE job_id = ?");
+    last.bind(1, job_id);
+    last.executeStep();
+    int64_t sequence = last.getColumn(0).getInt64();
+    std::vector<LogLine> stored;
+    stored.reserve(lines.size());
+    SQLite::Statement insert(*db_,
+                             "INSERT INTO logs (job_id, sequence, time_us, attempt, worker_id, "
+                             "text) VALUES (?, ?, ?, ?, ?, ?)");
+    for (const LogLine& line : lines) {
+      LogLine& copy = stored.emplace_back(line);
+      copy.set_sequence(++sequence);
+      insert.reset();
+      insert.bind(1, job_id);
+      insert.bind(2, sequence);
+      insert.bind(3, StoredMicros(line.has_time(), line.time()));
+      insert.bind(4, line.attempt());
+      insert.bind(5, line.worker_id());
+      insert.bind(6, line.text());
+      insert.exec();
+    }
+    // The oldest lines go first: a job that logs without end keeps its latest lines.
+    SQLite::Statement prune(*db_, "DELETE FROM logs WHERE job_id = ? AND sequence <= ?");
+    prune.bind(1, job_id);
+    prune.bind(2, sequence - max_lines_kept);
+    prune.exec();
+    transaction.commit();
+    return stored;
+  });
+}
+
+absl::StatusOr<std::vector<LogLine>> JobStore::GetLogs(const std::string& job_id,
+                                                       int64_t after_sequence, int limit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get logs", [&]() -> absl::StatusOr<std::vector<LogLine>> {
+    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
+    SQLite::Statement query(*db_,
+                            "SELECT sequence, time_us, attempt, worker_id, text FROM logs "
+                            "WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?");
+    query.bind(1, job_id);
+    query.bind(2, after_sequence);
+    query.bind(3, limit);
+    std::vector<LogLine> lines;
+    while (query.executeStep()) {
+      LogLine& line = lines.emplace_back();
+      line.set_sequence(query.getColumn(0).getInt64());
+      if (auto time = LoadedTime(query.getColumn(1))) *line.mutable_time() = *time;
+      line.set_attempt(query.getColumn(2).getInt());
+      line.set_worker_id(query.getColumn(3).getString());
+      line.set_text(query.getColumn(4).getString());
+    }
+    return lines;
+  });
+}
+
 absl::StatusOr<JobStore::Page> JobStore::ListJobs(const std::vector<Job::State>& states,
-                                                  int page_size, const std::string& page_token) {
+                                                  int page_size, const std::string& page_token,
+                                                  const std::string& owner) {
   if (page_size < 1 || page_size > kMaxPageSize) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must be in [1, ", kMaxPageSize, "], got ", page_size));
@@ -388,11 +597,14 @@ absl::StatusOr<JobStore::Page> JobStore::ListJobs(const std::vector<Job::State>&
   return Guarded("list jobs", [&]() -> absl::StatusOr<Page> {
     const std::string state_clause =
         filter->empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter->size()));
+    const std::string owner_clause = owner.empty() ? "" : " AND owner = ?";
     SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq < ?",
-                                               state_clause, " ORDER BY seq DESC LIMIT ?"));
+                                               state_clause, owner_clause,
+                                               " ORDER BY seq DESC LIMIT ?"));
     int parameter = 1;
     query.bind(parameter++, before_seq);
     for (int state : *filter) query.bind(parameter++, state);
+    if (!owner.empty()) query.bind(parameter++, owner);
     // One row more than the page: its presence is what says another page exists, so a page
     // that happens to hold exactly the rest gets no token.
     query.bind(parameter++, page_size + 1);

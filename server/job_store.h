@@ -8,13 +8,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "tl/v1/jobs.pb.h"
+#include "tl/v1/service.pb.h"
 
 namespace SQLite {
 class Database;
@@ -29,9 +30,16 @@ class JobStore {
   ~JobStore();
 
   // Inserts a QUEUED job with a fresh id, attempt 0 and create/update time
-  // `now`. Returns the stored row.
+  // `now`, and its first event (sequence 1, the job as created), in one
+  // transaction. A non-empty request_id must be new for the owner (the
+  // caller checks with FindByRequestId; the index refuses a duplicate).
+  // Returns the stored row.
   absl::StatusOr<tl::v1::Job> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
-                                        absl::Time now);
+                                        absl::Time now, const std::string& request_id = "");
+
+  // The job that `owner` submitted with `request_id`, if any.
+  absl::StatusOr<std::optional<tl::v1::Job>> FindByRequestId(const std::string& owner,
+                                                             const std::string& request_id);
 
   // NOT_FOUND naming the id when there is no such job.
   absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id);
@@ -40,14 +48,36 @@ class JobStore {
   // included). NOT_FOUND when the job does not exist.
   absl::Status UpdateJob(const tl::v1::Job& job);
 
+  // UpdateJob, plus the events (numbered by the caller, following the
+  // job's previous last_event_sequence) and, when given, an epoch's metrics
+  // (as PutEpoch), all in one transaction: either all are stored or none.
+  absl::Status CommitJob(const tl::v1::Job& job, const std::vector<tl::v1::JobEvent>& events,
+                         const tl::v1::EpochMetrics* epoch);
+
+  // The job's stored events with a sequence above `after_sequence`, in
+  // order. NOT_FOUND when the job does not exist.
+  absl::StatusOr<std::vector<tl::v1::JobEvent>> GetEvents(const std::string& job_id,
+                                                          int64_t after_sequence);
+
+  // Appends log lines, numbering them after the job's last line, and drops
+  // the job's oldest lines beyond `max_lines_kept`. Returns the lines as
+  // stored (with their sequence numbers).
+  absl::StatusOr<std::vector<tl::v1::LogLine>> AppendLogs(
+      const std::string& job_id, const std::vector<tl::v1::LogLine>& lines,
+      int64_t max_lines_kept);
+  // At most `limit` of the job's kept lines after `after_sequence`, oldest first.
+  absl::StatusOr<std::vector<tl::v1::LogLine>> GetLogs(const std::string& job_id,
+                                                       int64_t after_sequence, int limit);
+
   struct Page {
     std::vector<tl::v1::Job> jobs;
     std::string next_page_token;  // empty on the last page
   };
   // Newest first. `states` empty means every state. page_size in [1, 1000].
   // A page token is opaque to callers; a malformed one is INVALID_ARGUMENT.
+  // `owner` non-empty: only that owner's jobs.
   absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states, int page_size,
-                                const std::string& page_token);
+                                const std::string& page_token, const std::string& owner = "");
 
   // Every job in one of `states`, oldest first (for the scheduler's startup).
   absl::StatusOr<std::vector<tl::v1::Job>> JobsInStates(

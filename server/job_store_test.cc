@@ -7,10 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <SQLiteCpp/SQLiteCpp.h>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -30,6 +33,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using ::testing::Pair;
 using ::testing::SizeIs;
 using ::tl::testing::IsOk;
@@ -230,14 +234,14 @@ TEST_F(JobStoreTest, RecordsSchemaVersionAndRefusesNewerOnes) {
   char version[4] = {};
   file.seekg(kUserVersionOffset);
   ASSERT_TRUE(file.read(version, sizeof(version)));
-  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 1));
+  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 2));
 
-  const char future_version[4] = {0, 0, 0, 2};
+  const char future_version[4] = {0, 0, 0, 3};
   file.seekp(kUserVersionOffset);
   ASSERT_TRUE(file.write(future_version, sizeof(future_version)));
   file.close();
   EXPECT_THAT(JobStore::Open(path_),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 2")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 3")));
 }
 
 TEST_F(JobStoreTest, ListPagesNewestFirstWithoutGapsOrDuplicates) {
@@ -408,6 +412,139 @@ TEST_F(JobStoreTest, ConcurrentCreatesAllSucceedWithUniqueIds) {
   EXPECT_THAT(ids, SizeIs(kThreads * kJobsPerThread));
   ASSERT_OK_AND_ASSIGN(auto counts, store_->CountByState());
   EXPECT_THAT(counts, ElementsAre(Pair(Job::QUEUED, kThreads * kJobsPerThread)));
+}
+
+}  // namespace
+}  // namespace tl::server
+
+namespace tl::server {
+namespace {
+
+class JobStoreV2Test : public JobStoreTest {};
+
+TEST_F(JobStoreV2Test, CreateWritesTheFirstEventAndTheRequestId) {
+  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime, "req-7"));
+  EXPECT_EQ(job.last_event_sequence(), 1);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::JobEvent> events, store_->GetEvents(job.id(), 0));
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].sequence(), 1);
+  EXPECT_EQ(events[0].job().id(), job.id());
+  EXPECT_EQ(events[0].job().state(), Job::QUEUED);
+
+  ASSERT_OK_AND_ASSIGN(std::optional<Job> found, store_->FindByRequestId("alice", "req-7"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id(), job.id());
+  ASSERT_OK_AND_ASSIGN(std::optional<Job> other_owner, store_->FindByRequestId("bob", "req-7"));
+  EXPECT_FALSE(other_owner.has_value());
+  // The unique index is the last line of defence against a duplicate key.
+  EXPECT_THAT(store_->CreateJob(FullSpec("a"), "alice", kCreateTime, "req-7"), Not(IsOk()));
+}
+
+TEST_F(JobStoreV2Test, CommitStoresRowEpochAndEventsTogether) {
+  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime));
+  tl::v1::EpochMetrics epoch;
+  epoch.set_epoch(1);
+  epoch.set_train_loss(0.5);
+  job.set_epoch(1);
+  job.set_last_event_sequence(3);
+  job.set_failures(2);
+  job.set_pause_requested(true);
+  job.set_pending_reason("not stored");
+  std::vector<tl::v1::JobEvent> events(2);
+  events[0].set_sequence(2);
+  *events[0].mutable_epoch() = epoch;
+  events[1].set_sequence(3);
+  *events[1].mutable_job() = job;
+  ASSERT_THAT(store_->CommitJob(job, events, &epoch), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(Job stored, store_->GetJob(job.id()));
+  EXPECT_EQ(stored.epoch(), 1);
+  EXPECT_EQ(stored.last_event_sequence(), 3);
+  EXPECT_EQ(stored.failures(), 2);
+  EXPECT_TRUE(stored.pause_requested());
+  EXPECT_EQ(stored.pending_reason(), "");
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(job.id()));
+  ASSERT_THAT(epochs, SizeIs(1));
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::JobEvent> after_one, store_->GetEvents(job.id(), 1));
+  ASSERT_THAT(after_one, SizeIs(2));
+  EXPECT_TRUE(after_one[0].has_epoch());
+  EXPECT_TRUE(after_one[1].has_job());
+
+  // A sequence that is already taken fails the whole commit: the row keeps its old values.
+  Job again = stored;
+  again.set_epoch(2);
+  std::vector<tl::v1::JobEvent> duplicate(1);
+  duplicate[0].set_sequence(3);
+  *duplicate[0].mutable_job() = again;
+  EXPECT_THAT(store_->CommitJob(again, duplicate, nullptr), Not(IsOk()));
+  ASSERT_OK_AND_ASSIGN(Job unchanged, store_->GetJob(job.id()));
+  EXPECT_EQ(unchanged.epoch(), 1);
+  EXPECT_THAT(store_->GetEvents("0000000000000000", 0), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(JobStoreV2Test, LogsAreNumberedAndBounded) {
+  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime));
+  std::vector<tl::v1::LogLine> lines(4);
+  for (int i = 0; i < 4; ++i) lines[i].set_text("line " + std::to_string(i + 1));
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> stored,
+                       store_->AppendLogs(job.id(), lines, /*max_lines_kept=*/3));
+  ASSERT_THAT(stored, SizeIs(4));
+  EXPECT_EQ(stored[3].sequence(), 4);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> kept, store_->GetLogs(job.id(), 0, 100));
+  ASSERT_THAT(kept, SizeIs(3));
+  EXPECT_EQ(kept[0].text(), "line 2");
+  EXPECT_EQ(kept[0].sequence(), 2);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> more,
+                       store_->AppendLogs(job.id(), {lines[0]}, 3));
+  EXPECT_EQ(more[0].sequence(), 5);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> after, store_->GetLogs(job.id(), 4, 100));
+  ASSERT_THAT(after, SizeIs(1));
+  EXPECT_EQ(after[0].text(), "line 1");
+  EXPECT_THAT(store_->AppendLogs("0000000000000000", lines, 3),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(JobStoreV2Test, ListCanBeLimitedToOneOwner) {
+  ASSERT_THAT(store_->CreateJob(FullSpec("a"), "alice", kCreateTime), IsOk());
+  ASSERT_OK_AND_ASSIGN(Job bobs, store_->CreateJob(FullSpec("b"), "bob", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, "", "bob"));
+  ASSERT_THAT(page.jobs, SizeIs(1));
+  EXPECT_EQ(page.jobs[0].id(), bobs.id());
+}
+
+// A file written by the first release (schema version 1) opens, gains the new columns, and
+// each old job gets one event so that watching it still works.
+TEST_F(JobStoreV2Test, VersionOneFilesAreMigrated) {
+  store_.reset();
+  const std::string old_path = (dir_ / "v1.db").string();
+  {
+    SQLite::Database db(old_path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(R"sql(
+      CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+        state INTEGER NOT NULL, priority INTEGER NOT NULL, owner TEXT NOT NULL,
+        attempt INTEGER NOT NULL, worker_id TEXT NOT NULL, epoch INTEGER NOT NULL,
+        cancel_requested INTEGER NOT NULL, error TEXT NOT NULL, create_time_us INTEGER NOT NULL,
+        start_time_us INTEGER NOT NULL, end_time_us INTEGER NOT NULL,
+        update_time_us INTEGER NOT NULL, spec BLOB NOT NULL, result BLOB);
+      CREATE TABLE epochs (job_id TEXT NOT NULL REFERENCES jobs (id), epoch INTEGER NOT NULL,
+        attempt INTEGER NOT NULL, metrics BLOB NOT NULL, PRIMARY KEY (job_id, epoch))
+        WITHOUT ROWID;
+      INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested,
+        error, create_time_us, start_time_us, end_time_us, update_time_us, spec)
+        VALUES ('00000000000000aa', 4, 0, 'alice', 1, 'w1', 3, 0, '', 1, 2, 3, 3, x'');
+      PRAGMA user_version = 1;
+    )sql");
+  }
+  ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(old_path));
+  ASSERT_OK_AND_ASSIGN(Job job, store_->GetJob("00000000000000aa"));
+  EXPECT_EQ(job.state(), Job::SUCCEEDED);
+  EXPECT_EQ(job.epoch(), 3);
+  EXPECT_EQ(job.last_event_sequence(), 1);
+  EXPECT_EQ(job.failures(), 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::JobEvent> events, store_->GetEvents(job.id(), 0));
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].job().state(), Job::SUCCEEDED);
+  ASSERT_THAT(store_->CreateJob(FullSpec("new"), "alice", kCreateTime, "r"), IsOk());
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/credentials.h"
 #include "common/log.h"
 #include "server/grpc_services.h"
 #include "server/job_store.h"
@@ -34,7 +35,18 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(double, lease_seconds, 30, "a worker silent this long loses its job");
 ABSL_FLAG(double, heartbeat_seconds, 5, "how often workers are asked to heartbeat");
 ABSL_FLAG(int, max_attempts, 3, "assignments a job gets before a lost worker fails it");
-ABSL_FLAG(int, max_message_bytes, 4 << 20, "largest gRPC message accepted");
+ABSL_FLAG(int, max_message_bytes, 4 << 20,
+          "largest gRPC message accepted; larger ones get RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, tokens_file, "",
+          "bearer tokens, one 'TOKEN PRINCIPAL ROLE' per line (roles: user, worker, admin); "
+          "empty: no authentication");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key, serve TLS only");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(int, max_running_per_owner, 0, "jobs of one owner running at once; 0: no limit");
+ABSL_FLAG(int, max_queued_per_owner, 0,
+          "jobs of one owner waiting (queued or paused) at once; 0: no limit");
+ABSL_FLAG(double, drain_seconds, 5,
+          "on SIGTERM, how long calls in flight may take to finish before streams are cut");
 
 namespace {
 
@@ -102,20 +114,40 @@ int main(int argc, char** argv) {
   options.lease_timeout = absl::Seconds(absl::GetFlag(FLAGS_lease_seconds));
   options.heartbeat_interval = absl::Seconds(absl::GetFlag(FLAGS_heartbeat_seconds));
   options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  options.max_running_per_owner = absl::GetFlag(FLAGS_max_running_per_owner);
+  options.max_queued_per_owner = absl::GetFlag(FLAGS_max_queued_per_owner);
+
+  std::unique_ptr<tl::server::TokenAuthenticator> authenticator;
+  if (!absl::GetFlag(FLAGS_tokens_file).empty()) {
+    absl::StatusOr<std::unique_ptr<tl::server::TokenAuthenticator>> loaded =
+        tl::server::TokenAuthenticator::LoadFile(absl::GetFlag(FLAGS_tokens_file));
+    if (!loaded.ok()) {
+      tl::LogError("--tokens_file: ", loaded.status().message());
+      return 2;
+    }
+    authenticator = *std::move(loaded);
+    tl::LogInfo("authentication on: ", authenticator->size(), " tokens");
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      tl::ServerCredentials(absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key));
+  if (!credentials.ok()) {
+    tl::LogError(credentials.status().message());
+    return 2;
+  }
+
   tl::server::Scheduler scheduler(**store, metrics, options);
   if (absl::Status status = scheduler.Start(); !status.ok()) {
     tl::LogError("cannot start the scheduler: ", status.ToString());
     return 1;
   }
 
-  tl::server::JobServiceImpl job_service(scheduler);
-  tl::server::WorkerServiceImpl worker_service(scheduler);
+  tl::server::JobServiceImpl job_service(scheduler, authenticator.get());
+  tl::server::WorkerServiceImpl worker_service(scheduler, authenticator.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int grpc_port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(),
-                           &grpc_port);
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *credentials, &grpc_port);
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
@@ -136,10 +168,14 @@ int main(int argc, char** argv) {
   }
 
   const int signal_number = WaitForTerminationSignal();
-  tl::LogInfo("signal ", signal_number, " received; shutting down");
-  // Streams (workers, watchers) are cancelled after the deadline; unary
-  // calls in flight finish first.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  tl::LogInfo("signal ", signal_number, " received; draining");
+  // No job is assigned from here on, so none is handed to a worker whose stream is about to be
+  // cut. New calls are refused; unary calls in flight finish; streams (workers, watchers) are
+  // cancelled at the deadline. Every state change is already on disk, and running jobs are
+  // claimed again by their workers when the server restarts.
+  scheduler.BeginDrain();
+  server->Shutdown(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds))));
   scheduler.Stop();
   tl::LogInfo("stopped");
   return 0;

@@ -18,10 +18,28 @@ google::protobuf::Timestamp ToTimestamp(absl::Time time) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(time));
 }
 
-JobEvent JobChanged(const Job& job) {
-  JobEvent event;
-  *event.mutable_job() = job;
-  return event;
+// The longest SubmitJobRequest.request_id accepted: room for a UUID or a hash, not for data.
+constexpr size_t kMaxRequestIdLength = 128;
+// Log lines one GetJobLogs call reads from the store before following.
+constexpr int kMaxLogLinesReplayed = 100000;
+
+bool Waiting(Job::State state) { return state == Job::QUEUED || state == Job::PAUSED; }
+bool HoldsWorker(Job::State state) { return state == Job::ASSIGNED || state == Job::RUNNING; }
+
+absl::Status NotYours(const std::string& job_id) {
+  return absl::PermissionDeniedError(absl::StrCat("job ", job_id, " belongs to another owner"));
+}
+
+std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
+  if (resources.device() != "cuda" && resources.gpu_count() == 0) {
+    return resources.device().empty() ? "any device" : resources.device();
+  }
+  std::string text = absl::StrCat(std::max(1, resources.gpu_count()), " CUDA device(s)");
+  if (resources.min_gpu_memory_bytes() > 0) {
+    absl::StrAppend(&text, " with at least ", resources.min_gpu_memory_bytes() >> 20,
+                    " MiB each");
+  }
+  return text;
 }
 
 }  // namespace
@@ -49,14 +67,17 @@ absl::Status Scheduler::Start() {
   // One pass in submission order, so that a leased job that goes back to
   // the queue keeps its place among the jobs submitted after it.
   absl::StatusOr<std::vector<Job>> jobs =
-      store_.JobsInStates({Job::QUEUED, Job::ASSIGNED, Job::RUNNING});
+      store_.JobsInStates({Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::PAUSED});
   if (!jobs.ok()) return jobs.status();
   size_t queued = 0;
   for (Job& job : *jobs) {
     ActiveJob active{std::move(job), next_queue_order_++};
+    CountStateChange(active.job.owner(), Job::STATE_UNSPECIFIED, active.job.state());
     if (active.job.state() == Job::QUEUED) {
       queue_.insert(KeyOf(active));
       ++queued;
+    } else if (active.job.state() == Job::PAUSED) {
+      // Waits for ResumeJob.
     } else {
       // Leased jobs from before a restart wait one lease for their workers
       // to reconnect and claim them; after that they go back to the queue.
@@ -70,6 +91,12 @@ absl::Status Scheduler::Start() {
   stopping_ = false;
   lease_thread_ = std::thread([this] { LeaseLoop(); });
   return absl::OkStatus();
+}
+
+void Scheduler::BeginDrain() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  draining_ = true;
+  LogInfo("draining: no new assignments");
 }
 
 void Scheduler::Stop() {
@@ -96,22 +123,47 @@ Scheduler::QueueKey Scheduler::KeyOf(const ActiveJob& active) {
   return {-active.job.spec().priority(), active.queue_order, active.job.id()};
 }
 
-absl::Status Scheduler::Persist(ActiveJob& active, Job::State previous_state) {
+absl::Status Scheduler::Persist(ActiveJob& active, Job::State previous_state,
+                               const tl::v1::EpochMetrics* epoch) {
   Job& job = active.job;
   *job.mutable_update_time() = ToTimestamp(Now());
-  absl::Status status = store_.UpdateJob(job);
+  job.clear_pending_reason();
+  const int64_t previous_sequence = job.last_event_sequence();
+  std::vector<JobEvent> events;
+  int64_t sequence = previous_sequence;
+  if (epoch != nullptr) {
+    JobEvent& finished_epoch = events.emplace_back();
+    finished_epoch.set_sequence(++sequence);
+    *finished_epoch.mutable_epoch() = *epoch;
+  }
+  job.set_last_event_sequence(++sequence);
+  JobEvent& changed = events.emplace_back();
+  changed.set_sequence(sequence);
+  *changed.mutable_job() = job;
+  absl::Status status = store_.CommitJob(job, events, epoch);
   if (!status.ok()) {
+    job.set_last_event_sequence(previous_sequence);
     LogError("cannot store job ", job.id(), ": ", status.ToString());
     return status;
   }
   if (previous_state != job.state()) {
+    CountStateChange(job.owner(), previous_state, job.state());
     --state_counts_[previous_state];
     ++state_counts_[job.state()];
     metrics_.SetJobsInState(previous_state, state_counts_[previous_state]);
     metrics_.SetJobsInState(job.state(), state_counts_[job.state()]);
   }
-  Notify(job.id(), JobChanged(job));
+  for (const JobEvent& event : events) Notify(job.id(), event);
   return absl::OkStatus();
+}
+
+void Scheduler::CountStateChange(const std::string& owner, Job::State from, Job::State to) {
+  OwnerLoad& load = owner_loads_[owner];
+  if (Waiting(from)) --load.waiting;
+  if (HoldsWorker(from)) --load.running;
+  if (Waiting(to)) ++load.waiting;
+  if (HoldsWorker(to)) ++load.running;
+  if (load.waiting == 0 && load.running == 0) owner_loads_.erase(owner);
 }
 
 void Scheduler::Notify(const std::string& job_id, const JobEvent& event) {
@@ -135,16 +187,47 @@ void Scheduler::FinishWatchers(const std::string& job_id) {
   watchers_.erase(it);
 }
 
-absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner) {
+absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner,
+                                          const std::string& request_id) {
+  if (request_id.size() > kMaxRequestIdLength) {
+    return absl::InvalidArgumentError(absl::StrCat("request_id is ", request_id.size(),
+                                                   " characters long; at most ",
+                                                   kMaxRequestIdLength, " are allowed"));
+  }
   // Validation reads the file system; it runs before the lock is taken.
   absl::StatusOr<tl::v1::JobSpec> validated = ValidateJobSpec(spec, spec_context_);
   if (!validated.ok()) return validated.status();
+  const std::string job_owner = owner.empty() ? "anonymous" : owner;
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Job> created =
-      store_.CreateJob(*validated, owner.empty() ? "anonymous" : owner, Now());
+  if (draining_) return absl::UnavailableError("the server is shutting down; submit again later");
+  if (!request_id.empty()) {
+    // Under the lock: two racing repeats of one request cannot both create a job.
+    absl::StatusOr<std::optional<Job>> earlier = store_.FindByRequestId(job_owner, request_id);
+    if (!earlier.ok()) return earlier.status();
+    if (earlier->has_value()) {
+      const Job& job = **earlier;
+      if (job.spec().SerializeAsString() != validated->SerializeAsString()) {
+        return absl::AlreadyExistsError(absl::StrCat("request_id \"", request_id,
+                                                     "\" already created job ", job.id(),
+                                                     " with a different spec"));
+      }
+      auto it = active_.find(job.id());
+      return it != active_.end() ? it->second.job : job;
+    }
+  }
+  if (options_.max_queued_per_owner > 0) {
+    auto load = owner_loads_.find(job_owner);
+    if (load != owner_loads_.end() && load->second.waiting >= options_.max_queued_per_owner) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "owner ", job_owner, " already has ", load->second.waiting,
+          " waiting jobs (the limit is ", options_.max_queued_per_owner, ")"));
+    }
+  }
+  absl::StatusOr<Job> created = store_.CreateJob(*validated, job_owner, Now(), request_id);
   if (!created.ok()) return created.status();
   metrics_.JobSubmitted();
   metrics_.SetJobsInState(Job::QUEUED, ++state_counts_[Job::QUEUED]);
+  CountStateChange(job_owner, Job::STATE_UNSPECIFIED, Job::QUEUED);
   ActiveJob active{*created, next_queue_order_++};
   queue_.insert(KeyOf(active));
   const std::string id = created->id();
@@ -154,18 +237,36 @@ absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std:
   return *created;
 }
 
-absl::StatusOr<Job> Scheduler::GetJob(const std::string& job_id) {
+absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Principal& caller) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = active_.find(job_id);
-    if (it != active_.end()) return it->second.job;
+  Job job;
+  auto it = active_.find(job_id);
+  if (it != active_.end()) {
+    job = it->second.job;
+    if (job.state() == Job::QUEUED) job.set_pending_reason(PendingReason(it->second));
+  } else {
+    absl::StatusOr<Job> stored = store_.GetJob(job_id);
+    if (!stored.ok()) return stored.status();
+    job = *std::move(stored);
   }
-  return store_.GetJob(job_id);
+  if (!caller.SeesEveryJob() && job.owner() != caller.name) return NotYours(job_id);
+  return job;
+}
+
+absl::StatusOr<Job> Scheduler::GetJob(const std::string& job_id, const Principal& caller) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return VisibleJob(job_id, caller);
 }
 
 absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>& states,
-                                                   int page_size, const std::string& page_token) {
+                                                   int page_size, const std::string& page_token,
+                                                   const std::string& owner,
+                                                   const Principal& caller) {
+  if (!caller.SeesEveryJob() && !owner.empty() && owner != caller.name) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("owner ", owner, ": a user lists only its own jobs"));
+  }
+  const std::string owner_filter = caller.SeesEveryJob() ? owner : caller.name;
   if (page_size == 0) page_size = 50;
   if (page_size < 0 || page_size > 1000) {
     return absl::InvalidArgumentError(
@@ -177,22 +278,22 @@ absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>
                                                      ", which is not a job state"));
     }
   }
-  return store_.ListJobs(states, page_size, page_token);
+  return store_.ListJobs(states, page_size, page_token, owner_filter);
 }
 
-absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason) {
-  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
+absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason,
+                                          const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
+  if (!visible.ok()) return visible.status();
   auto it = active_.find(job_id);
   if (it == active_.end()) {
-    absl::StatusOr<Job> stored = store_.GetJob(job_id);
-    if (!stored.ok()) return stored.status();
     return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " has already ended (", Job::State_Name(stored->state()), ")"));
+        "job ", job_id, " has already ended (", Job::State_Name(visible->state()), ")"));
   }
   ActiveJob& active = it->second;
   const std::string why = reason.empty() ? "cancelled on request" : reason;
-  if (active.job.state() == Job::QUEUED || active.session == 0) {
+  if (!HoldsWorker(active.job.state()) || active.session == 0) {
     // Nobody runs it: it ends now.
     const bool was_queued = queue_.erase(KeyOf(active)) > 0;
     EndJob(active, Job::CANCELLED, why);
@@ -217,34 +318,117 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
   return active.job;
 }
 
-absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobWatcher> watcher) {
-  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
+absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Job job;
+  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
+  if (!visible.ok()) return visible.status();
   auto it = active_.find(job_id);
-  if (it != active_.end()) {
-    job = it->second.job;
-  } else {
-    absl::StatusOr<Job> stored = store_.GetJob(job_id);
-    if (!stored.ok()) return stored.status();
-    job = *std::move(stored);
+  if (it == active_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " has already ended (", Job::State_Name(visible->state()), ")"));
   }
-  absl::StatusOr<std::vector<tl::v1::EpochMetrics>> epochs = store_.GetEpochs(job_id);
-  if (!epochs.ok()) return epochs.status();
-  // Under the lock, so that no event falls between the snapshot and the
-  // registration.
-  watcher->Deliver(JobChanged(job));
-  for (const tl::v1::EpochMetrics& metrics : *epochs) {
-    JobEvent event;
-    *event.mutable_epoch() = metrics;
-    watcher->Deliver(event);
+  ActiveJob& active = it->second;
+  if (active.job.state() == Job::PAUSED || active.job.pause_requested()) return active.job;
+  if (active.job.cancel_requested()) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is being cancelled"));
   }
-  if (IsTerminal(job.state())) {
+  const ActiveJob before = active;
+  if (active.job.state() == Job::QUEUED) {
+    active.job.set_state(Job::PAUSED);
+    if (absl::Status status = Persist(active, Job::QUEUED); !status.ok()) {
+      active = before;
+      return status;
+    }
+    queue_.erase(KeyOf(before));
+    LogInfo("job ", job_id, " paused while queued");
+    return active.job;
+  }
+  active.job.set_pause_requested(true);
+  if (absl::Status status = Persist(active, active.job.state()); !status.ok()) {
+    active = before;
+    return status;
+  }
+  // A job without a worker right now (its worker is reconnecting) gets the message when the
+  // worker comes back, or pauses instead of requeuing when the lease runs out.
+  if (active.session != 0) {
+    SchedulerMessage message;
+    message.mutable_pause()->set_job_id(job_id);
+    workers_.at(active.session).connection->Send(message);
+  }
+  LogInfo("job ", job_id, " pause requested");
+  return active.job;
+}
+
+absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Principal& caller) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
+  if (!visible.ok()) return visible.status();
+  auto it = active_.find(job_id);
+  if (it == active_.end() || it->second.job.state() != Job::PAUSED) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is ",
+                                                      Job::State_Name(visible->state()),
+                                                      "; only a PAUSED job can be resumed"));
+  }
+  ActiveJob& active = it->second;
+  active.job.set_state(Job::QUEUED);
+  if (absl::Status status = Persist(active, Job::PAUSED); !status.ok()) {
+    active.job.set_state(Job::PAUSED);
+    return status;
+  }
+  // Its submission order is kept: a resumed job does not lose its place to later ones.
+  queue_.insert(KeyOf(active));
+  LogInfo("job ", job_id, " resumed");
+  Dispatch();
+  return active.job;
+}
+
+absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobWatcher> watcher,
+                                 int64_t after_sequence, const Principal& caller) {
+  if (after_sequence < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("after_sequence is ", after_sequence, "; it must not be negative"));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Job> job = VisibleJob(job_id, caller);
+  if (!job.ok()) return job.status();
+  // Every stored event is committed before it is notified, and both happen under this lock:
+  // reading and registering under it too means no event is missed or sent twice.
+  absl::StatusOr<std::vector<JobEvent>> events = store_.GetEvents(job_id, after_sequence);
+  if (!events.ok()) return events.status();
+  for (const JobEvent& event : *events) {
+    if (!watcher->Deliver(event)) return absl::OkStatus();  // gone already
+  }
+  if (IsTerminal(job->state())) {
     watcher->Finish();
   } else {
     watchers_[job_id].push_back(std::move(watcher));
   }
   return absl::OkStatus();
+}
+
+absl::Status Scheduler::GetJobLogs(const std::string& job_id, int64_t after_sequence,
+                                   bool follow, std::shared_ptr<LogFollower> follower,
+                                   const Principal& caller) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Job> job = VisibleJob(job_id, caller);
+  if (!job.ok()) return job.status();
+  absl::StatusOr<std::vector<tl::v1::LogLine>> lines =
+      store_.GetLogs(job_id, after_sequence, kMaxLogLinesReplayed);
+  if (!lines.ok()) return lines.status();
+  for (const tl::v1::LogLine& line : *lines) follower->Deliver(line);
+  if (!follow || IsTerminal(job->state())) {
+    follower->Finish();
+  } else {
+    log_followers_[job_id].push_back(std::move(follower));
+  }
+  return absl::OkStatus();
+}
+
+void Scheduler::FinishLogFollowers(const std::string& job_id) {
+  auto it = log_followers_.find(job_id);
+  if (it == log_followers_.end()) return;
+  for (const std::shared_ptr<LogFollower>& follower : it->second) follower->Finish();
+  log_followers_.erase(it);
 }
 
 void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& error) {
@@ -265,24 +449,30 @@ void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& e
   const std::string id = job.id();
   const int64_t session = active.session;
   FinishWatchers(id);
+  FinishLogFollowers(id);
   active_.erase(id);
   if (session != 0) ReleaseWorker(session);
 }
 
-void Scheduler::Requeue(ActiveJob& active, const std::string& why) {
+void Scheduler::Requeue(ActiveJob& active, const std::string& why, bool counts_as_failure) {
   // A requested cancel wins over the attempt limit: the user asked for the job to stop, so
   // it ends CANCELLED whichever attempt its worker was lost on.
   if (active.job.cancel_requested()) {
     EndJob(active, Job::CANCELLED, active.job.error());
     return;
   }
-  if (active.job.attempt() >= options_.max_attempts) {
+  const int failures = active.job.failures() + (counts_as_failure ? 1 : 0);
+  if (failures >= options_.max_attempts) {
+    active.job.set_failures(failures);
     EndJob(active, Job::FAILED,
-           absl::StrCat(why, "; gave up after ", active.job.attempt(), " attempts"));
+           absl::StrCat(why, "; gave up after ", failures, " failed attempts"));
     return;
   }
   const ActiveJob before = active;
-  active.job.set_state(Job::QUEUED);
+  const bool pause = active.job.pause_requested();
+  active.job.set_state(pause ? Job::PAUSED : Job::QUEUED);
+  active.job.set_pause_requested(false);
+  active.job.set_failures(failures);
   active.job.set_worker_id("");
   active.job.set_error(why);
   active.session = 0;
@@ -291,25 +481,90 @@ void Scheduler::Requeue(ActiveJob& active, const std::string& why) {
     active = before;  // still orphaned: the next lease check tries again
     return;
   }
-  queue_.insert(KeyOf(active));
+  if (!pause) queue_.insert(KeyOf(active));
+  if (before.session != 0) {
+    // The worker that reported the failure is free; the caller dispatches.
+    auto worker = workers_.find(before.session);
+    if (worker != workers_.end() && worker->second.job_id == active.job.id()) {
+      worker->second.job_id.clear();
+    }
+  }
   metrics_.RemoveJob(active.job.id());  // its series return with its next run
-  LogWarning("job ", active.job.id(), " requeued: ", why);
+  LogWarning("job ", active.job.id(), pause ? " paused: " : " requeued: ", why);
+}
+
+void Scheduler::PauseStopped(ActiveJob& active) {
+  const ActiveJob before = active;
+  active.job.set_state(Job::PAUSED);
+  active.job.set_pause_requested(false);
+  active.job.set_worker_id("");
+  const int64_t session = active.session;
+  active.session = 0;
+  if (!Persist(active, before.job.state()).ok()) {
+    active = before;
+    return;
+  }
+  metrics_.RemoveJob(active.job.id());
+  LogInfo("job ", active.job.id(), " paused after epoch ", active.job.epoch());
+  ReleaseWorker(session);
 }
 
 bool Scheduler::WorkerFits(const WorkerState& worker, const Job& job) const {
-  const std::string& wanted = job.spec().resources().device();
-  if (wanted.empty()) return true;
-  for (const tl::v1::Device& device : worker.hello.devices()) {
-    if (device.kind() == wanted) return true;
+  const tl::v1::ResourceRequest& resources = job.spec().resources();
+  const bool wants_cuda = resources.device() == "cuda" || resources.gpu_count() > 0;
+  if (!wants_cuda) {
+    if (resources.device().empty()) return true;
+    for (const tl::v1::Device& device : worker.hello.devices()) {
+      if (device.kind() == resources.device()) return true;
+    }
+    return false;
   }
-  return false;
+  int suitable = 0;
+  for (const tl::v1::Device& device : worker.hello.devices()) {
+    if (device.kind() == "cuda" && device.memory_bytes() >= resources.min_gpu_memory_bytes()) {
+      ++suitable;
+    }
+  }
+  return suitable >= std::max(1, resources.gpu_count());
+}
+
+bool Scheduler::OwnerAtRunningLimit(const std::string& owner) const {
+  if (options_.max_running_per_owner <= 0) return false;
+  auto load = owner_loads_.find(owner);
+  return load != owner_loads_.end() && load->second.running >= options_.max_running_per_owner;
+}
+
+std::string Scheduler::PendingReason(const ActiveJob& active) const {
+  if (draining_) return "the server is shutting down";
+  if (OwnerAtRunningLimit(active.job.owner())) {
+    return absl::StrCat("owner ", active.job.owner(), " already runs ",
+                        options_.max_running_per_owner, " jobs, the limit");
+  }
+  bool any_fits = false;
+  for (const auto& [session, worker] : workers_) any_fits = any_fits || WorkerFits(worker, active.job);
+  if (workers_.empty()) return "no worker is connected";
+  if (!any_fits) {
+    return absl::StrCat("no connected worker offers ",
+                        DescribeResources(active.job.spec().resources()));
+  }
+  int64_t ahead = 0;
+  for (const QueueKey& key : queue_) {
+    if (std::get<2>(key) == active.job.id()) break;
+    ++ahead;
+  }
+  return absl::StrCat("waiting for a free worker (", ahead, " jobs ahead)");
 }
 
 void Scheduler::Dispatch() {
+  if (draining_) return;
   for (auto key = queue_.begin(); key != queue_.end();) {
     bool any_idle = false;
     bool assigned = false;
     ActiveJob& active = active_.at(std::get<2>(*key));
+    if (OwnerAtRunningLimit(active.job.owner())) {
+      ++key;
+      continue;
+    }
     for (auto& [session, worker] : workers_) {
       if (!worker.job_id.empty() || worker.refusing) continue;
       any_idle = true;
@@ -435,7 +690,9 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
   const tl::v1::WorkerHello& hello = worker.hello;
   auto it = active_.find(hello.held_job_id());
   bool adopted = false;
-  if (it != active_.end() && it->second.job.attempt() == hello.held_attempt()) {
+  // A job that was paused meanwhile stays paused: the worker's copy stops.
+  if (it != active_.end() && it->second.job.attempt() == hello.held_attempt() &&
+      it->second.job.state() != Job::PAUSED) {
     ActiveJob& active = it->second;
     const bool held_by_gone_or_same_worker =
         active.session == 0 || workers_.count(active.session) == 0 ||
@@ -468,6 +725,10 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
       cancel.mutable_cancel()->set_job_id(hello.held_job_id());
       cancel.mutable_cancel()->set_reason(it->second.job.error());
       worker.connection->Send(cancel);
+    } else if (it->second.job.pause_requested()) {
+      SchedulerMessage pause;
+      pause.mutable_pause()->set_job_id(hello.held_job_id());
+      worker.connection->Send(pause);
     }
     return;
   }
@@ -528,8 +789,10 @@ void Scheduler::CheckLeases(absl::Time now) {
     }
     for (const std::string& id : expired) {
       ActiveJob& active = active_.at(id);
-      Requeue(active, absl::StrCat("worker ", active.job.worker_id(), " lost during attempt ",
-                                   active.job.attempt()));
+      Requeue(active,
+              absl::StrCat("worker ", active.job.worker_id(), " lost during attempt ",
+                           active.job.attempt()),
+              /*counts_as_failure=*/true);
     }
     if (!silent.empty()) UpdateWorkerMetrics();
     // Also retries assignments that an earlier failure (a store error) left.
@@ -565,6 +828,9 @@ void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage
     case tl::v1::WorkerMessage::kFinished:
       OnFinished(session, message.finished());
       break;
+    case tl::v1::WorkerMessage::kLog:
+      OnLog(session, message.log());
+      break;
     case tl::v1::WorkerMessage::kHeartbeat:
     case tl::v1::WorkerMessage::kHello:
     case tl::v1::WorkerMessage::MESSAGE_NOT_SET:
@@ -585,19 +851,35 @@ void Scheduler::OnStarted(int64_t session, const tl::v1::JobStarted& started) {
 void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
   ActiveJob* active = HeldJob(session, report.job_id(), report.metrics().attempt());
   if (active == nullptr) return;
-  if (!store_.PutEpoch(report.job_id(), report.metrics()).ok()) {
-    LogError("cannot store epoch ", report.metrics().epoch(), " of job ", report.job_id());
+  if (report.metrics().epoch() <= active->job.epoch() && IsStoredEpoch(report)) {
+    // A resumed attempt reports the epochs of its checkpoint again, with the figures the
+    // earlier attempt measured: they are stored already, and stored once.
     return;
   }
+  const ActiveJob before = *active;
   const Job::State previous = active->job.state();
   if (previous == Job::ASSIGNED) active->job.set_state(Job::RUNNING);  // its JobStarted was lost
   active->job.set_epoch(report.metrics().epoch());
   *active->job.mutable_result()->mutable_final_metrics() = report.metrics();
+  // The epoch row, its event and the job's new row in one transaction.
+  if (!Persist(*active, previous, &report.metrics()).ok()) {
+    LogError("cannot store epoch ", report.metrics().epoch(), " of job ", report.job_id());
+    *active = before;
+    return;
+  }
   metrics_.EpochFinished(report.job_id(), report.metrics());
-  JobEvent event;
-  *event.mutable_epoch() = report.metrics();
-  Notify(report.job_id(), event);
-  Persist(*active, previous).IgnoreError();
+}
+
+bool Scheduler::IsStoredEpoch(const tl::v1::EpochReport& report) {
+  absl::StatusOr<std::vector<tl::v1::EpochMetrics>> stored = store_.GetEpochs(report.job_id());
+  if (!stored.ok()) return false;
+  for (tl::v1::EpochMetrics metrics : *stored) {
+    if (metrics.epoch() != report.metrics().epoch()) continue;
+    // The attempt that reports it differs; every figure must not.
+    metrics.set_attempt(report.metrics().attempt());
+    return metrics.SerializeAsString() == report.metrics().SerializeAsString();
+  }
+  return false;
 }
 
 void Scheduler::OnProgress(int64_t session, const tl::v1::ProgressReport& report) {
@@ -621,7 +903,18 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
     worker.refusing = true;
     worker.job_id.clear();
     active->job.set_attempt(active->job.attempt() - 1);  // this attempt never ran
-    Requeue(*active, finished.error());
+    Requeue(*active, finished.error(), /*counts_as_failure=*/false);
+    UpdateWorkerMetrics();
+    Dispatch();
+    return;
+  }
+  if (finished.outcome() == tl::v1::JobFinished::PAUSED) {
+    PauseStopped(*active);
+    return;
+  }
+  if (finished.outcome() == tl::v1::JobFinished::FAILED && finished.retryable()) {
+    Requeue(*active, finished.error().empty() ? "the trainer failed" : finished.error(),
+            /*counts_as_failure=*/true);
     UpdateWorkerMetrics();
     Dispatch();
     return;
@@ -643,6 +936,34 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
              finished.error().empty() ? "the worker reported a failure" : finished.error());
       return;
   }
+}
+
+void Scheduler::OnLog(int64_t session, const tl::v1::JobLog& log) {
+  if (HeldJob(session, log.job_id(), log.attempt()) == nullptr) return;
+  std::vector<tl::v1::LogLine> lines(log.lines().begin(), log.lines().end());
+  const std::string& worker_id = workers_.at(session).hello.worker_id();
+  for (tl::v1::LogLine& line : lines) {
+    line.set_worker_id(worker_id);
+    line.set_attempt(log.attempt());
+  }
+  absl::StatusOr<std::vector<tl::v1::LogLine>> stored =
+      store_.AppendLogs(log.job_id(), lines, options_.max_log_lines_per_job);
+  if (!stored.ok()) {
+    LogError("cannot store log lines of job ", log.job_id(), ": ", stored.status().ToString());
+    return;
+  }
+  auto it = log_followers_.find(log.job_id());
+  if (it == log_followers_.end()) return;
+  std::vector<std::shared_ptr<LogFollower>>& followers = it->second;
+  followers.erase(std::remove_if(followers.begin(), followers.end(),
+                                 [&](const std::shared_ptr<LogFollower>& follower) {
+                                   for (const tl::v1::LogLine& line : *stored) {
+                                     if (!follower->Deliver(line)) return true;
+                                   }
+                                   return false;
+                                 }),
+                  followers.end());
+  if (followers.empty()) log_followers_.erase(it);
 }
 
 }  // namespace tl::server

@@ -2,10 +2,13 @@
 // they hold, and who watches what. Transport-free: the gRPC services call it
 // and hand it WorkerConnection and JobWatcher objects to talk back through.
 //
-// Every change of a job is written to the JobStore before anyone hears of it.
-// Job states: QUEUED -> ASSIGNED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED;
-// a job whose worker goes silent past the lease goes back to QUEUED (up to
-// max_attempts), and a worker that comes back holding its job keeps it.
+// Every change of a job is written to the JobStore, with a numbered event,
+// before anyone hears of it. Job states:
+//   QUEUED -> ASSIGNED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED
+//   QUEUED | ASSIGNED | RUNNING -> PAUSED (PauseJob) -> QUEUED (ResumeJob)
+// A job whose worker goes silent past the lease, or whose trainer fails
+// for a retryable cause, goes back to QUEUED (up to max_attempts failures);
+// a worker that comes back holding its job keeps it.
 #pragma once
 
 #include <condition_variable>
@@ -20,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/auth.h"
 #include "server/job_store.h"
 #include "server/server_metrics.h"
 #include "server/spec_validation.h"
@@ -47,6 +51,16 @@ class JobWatcher {
   virtual void Finish() = 0;
 };
 
+// The scheduler's handle on one GetJobLogs stream.
+class LogFollower {
+ public:
+  virtual ~LogFollower() = default;
+  // Queues a line; never blocks. False when the follower has gone away.
+  virtual bool Deliver(const tl::v1::LogLine& line) = 0;
+  // No more lines follow.
+  virtual void Finish() = 0;
+};
+
 struct SchedulerOptions {
   std::string data_root;
   std::string artifact_root;
@@ -54,8 +68,15 @@ struct SchedulerOptions {
   // been gone this long goes back to the queue.
   absl::Duration lease_timeout = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(5);
-  // Assignments a job gets before a lost worker fails it for good.
+  // Failed attempts (lost worker, retryable trainer failure) after which a
+  // job fails for good.
   int max_attempts = 3;
+  // Jobs of one owner that may hold a worker at once; 0: no limit.
+  int max_running_per_owner = 0;
+  // Jobs of one owner that may wait (QUEUED or PAUSED) at once; 0: no limit.
+  int max_queued_per_owner = 0;
+  // Log lines kept per job; older ones are dropped.
+  int64_t max_log_lines_per_job = 10000;
 };
 
 class Scheduler {
@@ -69,15 +90,44 @@ class Scheduler {
   absl::Status Start();
   void Stop();
 
+  // Stops dispatching (shutdown): queued jobs stay queued, running ones
+  // keep running, new submissions are refused with UNAVAILABLE.
+  void BeginDrain();
+
   // --- JobService ---
-  absl::StatusOr<tl::v1::Job> SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner);
-  absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id);
+  // Each call acts for `caller`: a user sees and changes only its own jobs
+  // (PERMISSION_DENIED otherwise). Without authentication the caller is
+  // Principal::Unauthenticated().
+  //
+  // A non-empty request_id makes the submit idempotent per owner: a repeat
+  // returns the job the first one created (ALREADY_EXISTS when its spec
+  // differs).
+  absl::StatusOr<tl::v1::Job> SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner,
+                                        const std::string& request_id = "");
+  absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id,
+                                     const Principal& caller = Principal::Unauthenticated());
+  // `owner` non-empty: only that owner's jobs. A user's listing is always
+  // limited to its own.
   absl::StatusOr<JobStore::Page> ListJobs(const std::vector<tl::v1::Job::State>& states,
-                                          int page_size, const std::string& page_token);
-  absl::StatusOr<tl::v1::Job> CancelJob(const std::string& job_id, const std::string& reason);
-  // Delivers the job and its stored epochs to `watcher`, then every later
-  // event; finishes it at once when the job has already ended.
-  absl::Status WatchJob(const std::string& job_id, std::shared_ptr<JobWatcher> watcher);
+                                          int page_size, const std::string& page_token,
+                                          const std::string& owner = "",
+                                          const Principal& caller = Principal::Unauthenticated());
+  absl::StatusOr<tl::v1::Job> CancelJob(const std::string& job_id, const std::string& reason,
+                                        const Principal& caller = Principal::Unauthenticated());
+  absl::StatusOr<tl::v1::Job> PauseJob(const std::string& job_id,
+                                       const Principal& caller = Principal::Unauthenticated());
+  absl::StatusOr<tl::v1::Job> ResumeJob(const std::string& job_id,
+                                        const Principal& caller = Principal::Unauthenticated());
+  // Delivers the job's stored events after `after_sequence` to `watcher`,
+  // then every later event; finishes it once the job has ended.
+  absl::Status WatchJob(const std::string& job_id, std::shared_ptr<JobWatcher> watcher,
+                        int64_t after_sequence = 0,
+                        const Principal& caller = Principal::Unauthenticated());
+  // Delivers the job's kept log lines after `after_sequence`; with `follow`,
+  // then every new line until the job ends. Finishes the follower after.
+  absl::Status GetJobLogs(const std::string& job_id, int64_t after_sequence, bool follow,
+                          std::shared_ptr<LogFollower> follower,
+                          const Principal& caller = Principal::Unauthenticated());
 
   // --- WorkerService ---
   // Registers a worker from its hello; returns its session number.
@@ -106,25 +156,44 @@ class Scheduler {
     // until it reports the end of whatever it runs.
     bool refusing = false;
   };
+  // Jobs of one owner, for the per-owner limits.
+  struct OwnerLoad {
+    int64_t waiting = 0;  // QUEUED or PAUSED
+    int64_t running = 0;  // ASSIGNED or RUNNING
+  };
   using QueueKey = std::tuple<int, int64_t, std::string>;  // -priority, order, id
 
   static QueueKey KeyOf(const ActiveJob& active);
-  // Writes the job, updates counts and tells its watchers. Requires mutex_.
-  absl::Status Persist(ActiveJob& active, tl::v1::Job::State previous_state);
+  // Writes the job (and `epoch`, when given) with their numbered events,
+  // updates counts and tells its watchers. Requires mutex_.
+  absl::Status Persist(ActiveJob& active, tl::v1::Job::State previous_state,
+                       const tl::v1::EpochMetrics* epoch = nullptr);
   void Notify(const std::string& job_id, const tl::v1::JobEvent& event);
   void FinishWatchers(const std::string& job_id);
+  void CountStateChange(const std::string& owner, tl::v1::Job::State from, tl::v1::Job::State to);
   void EndJob(ActiveJob& active, tl::v1::Job::State state, const std::string& error);
-  void Requeue(ActiveJob& active, const std::string& why);
+  // Back to the queue (or to PAUSED when a pause was asked for). A failure
+  // counts against max_attempts; a refused assignment does not.
+  void Requeue(ActiveJob& active, const std::string& why, bool counts_as_failure);
+  void PauseStopped(ActiveJob& active);
   void Dispatch();
   bool WorkerFits(const WorkerState& worker, const tl::v1::Job& job) const;
+  bool OwnerAtRunningLimit(const std::string& owner) const;
+  std::string PendingReason(const ActiveJob& active) const;
+  // The job, if `caller` may act on it: an active one from memory, else from the store.
+  absl::StatusOr<tl::v1::Job> VisibleJob(const std::string& job_id, const Principal& caller);
   absl::Status Assign(ActiveJob& active, int64_t session, WorkerState& worker);
   void ReleaseWorker(int64_t session);
   // The job a worker message is about, if this session holds that attempt.
   ActiveJob* HeldJob(int64_t session, const std::string& job_id, int attempt);
   void OnStarted(int64_t session, const tl::v1::JobStarted& started);
   void OnEpoch(int64_t session, const tl::v1::EpochReport& report);
+  // Whether the store holds this epoch with exactly these figures.
+  bool IsStoredEpoch(const tl::v1::EpochReport& report);
   void OnProgress(int64_t session, const tl::v1::ProgressReport& report);
   void OnFinished(int64_t session, const tl::v1::JobFinished& finished);
+  void OnLog(int64_t session, const tl::v1::JobLog& log);
+  void FinishLogFollowers(const std::string& job_id);
   void AdoptHeldJob(int64_t session, WorkerState& worker);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
@@ -145,7 +214,10 @@ class Scheduler {
   std::map<int64_t, WorkerState> workers_;
   int64_t next_session_ = 1;
   std::map<std::string, std::vector<std::shared_ptr<JobWatcher>>> watchers_;
+  std::map<std::string, std::vector<std::shared_ptr<LogFollower>>> log_followers_;
   std::map<tl::v1::Job::State, int64_t> state_counts_;
+  std::map<std::string, OwnerLoad> owner_loads_;  // owners with active jobs
+  bool draining_ = false;
 
   std::mutex lease_mutex_;
   std::condition_variable lease_wakeup_;

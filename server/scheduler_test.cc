@@ -443,10 +443,16 @@ TEST_F(SchedulerTest, EpochIsStoredAndDeliveredToWatchers) {
   ASSERT_THAT(epochs, SizeIs(1));
   EXPECT_EQ(epochs[0].epoch(), 1);
   EXPECT_DOUBLE_EQ(epochs[0].train_loss(), 0.75);
-  // The snapshot, the epoch, then the job row with its new epoch count.
-  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "epoch 1", "job RUNNING"));
-  EXPECT_DOUBLE_EQ(watcher->events()[1].epoch().train_loss(), 0.75);
-  EXPECT_EQ(watcher->events()[2].job().epoch(), 1);
+  // The job's history so far, the epoch, then the job row with its new epoch count.
+  EXPECT_THAT(watcher->described(), ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING",
+                                                "epoch 1", "job RUNNING"));
+  EXPECT_DOUBLE_EQ(watcher->events()[3].epoch().train_loss(), 0.75);
+  EXPECT_EQ(watcher->events()[4].job().epoch(), 1);
+  // Numbered 1, 2, 3 ... with no gap, and the job row knows its latest number.
+  for (size_t i = 0; i < watcher->events().size(); ++i) {
+    EXPECT_EQ(watcher->events()[i].sequence(), static_cast<int64_t>(i + 1));
+  }
+  EXPECT_EQ(Stored(id).last_event_sequence(), 5);
   EXPECT_EQ(Stored(id).epoch(), 1);
   EXPECT_DOUBLE_EQ(Stored(id).result().final_metrics().train_loss(), 0.75);
   EXPECT_EQ(watcher->finish_count(), 0);
@@ -461,7 +467,9 @@ TEST_F(SchedulerTest, ProgressIsDeliveredButNotStored) {
 
   Progressed(worker, id, 1, 3, 10);
 
-  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "progress 3/10"));
+  EXPECT_THAT(watcher->described(),
+              ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING", "progress 3/10"));
+  EXPECT_EQ(watcher->events()[3].sequence(), 0);  // not stored, so not numbered
   ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(id));
   EXPECT_THAT(epochs, IsEmpty());
   EXPECT_EQ(Stored(id).epoch(), 0);
@@ -485,7 +493,8 @@ TEST_F(SchedulerTest, SucceededEndsTheJobAndTheWorkerTakesTheNext) {
   // The result came without a dataset summary: the one from JobStarted is kept.
   EXPECT_THAT(stored.result().dataset().class_names(), ElementsAre("daisy", "rose"));
   EXPECT_EQ(Get(first).state(), Job::SUCCEEDED);  // read back from the store once ended
-  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "job SUCCEEDED"));
+  EXPECT_THAT(watcher->described(),
+              ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING", "job SUCCEEDED"));
   EXPECT_EQ(watcher->finish_count(), 1);
 
   const std::vector<Assignment> assignments = worker.connection->assignments();
@@ -655,11 +664,13 @@ TEST_F(SchedulerTest, LostWorkersJobIsRequeuedAfterTheLeaseAndRunsElsewhere) {
 
   // Back in the queue with its attempt count kept, then at once to the idle worker.
   const std::vector<JobEvent> events = watcher->events();
-  ASSERT_THAT(watcher->described(), ElementsAre("job RUNNING", "job QUEUED", "job ASSIGNED"));
-  EXPECT_EQ(events[1].job().attempt(), 1);
-  EXPECT_THAT(events[1].job().error(), HasSubstr("w1"));
-  EXPECT_EQ(events[2].job().attempt(), 2);
-  EXPECT_EQ(events[2].job().worker_id(), "w2");
+  ASSERT_THAT(watcher->described(), ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING",
+                                                "job QUEUED", "job ASSIGNED"));
+  EXPECT_EQ(events[3].job().attempt(), 1);
+  EXPECT_EQ(events[3].job().failures(), 1);
+  EXPECT_THAT(events[3].job().error(), HasSubstr("w1"));
+  EXPECT_EQ(events[4].job().attempt(), 2);
+  EXPECT_EQ(events[4].job().worker_id(), "w2");
   const std::vector<Assignment> assignments = second.connection->assignments();
   ASSERT_THAT(assignments, SizeIs(1));
   EXPECT_EQ(assignments[0].job_id(), id);
@@ -867,7 +878,7 @@ TEST_F(SchedulerTest, JobGivesUpAfterMaxAttempts) {
 
   const Job stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::FAILED);
-  EXPECT_THAT(stored.error(), HasSubstr("gave up after 2 attempts"));
+  EXPECT_THAT(stored.error(), HasSubstr("gave up after 2 failed attempts"));
   EXPECT_TRUE(stored.has_end_time());
   EXPECT_EQ(watcher->finish_count(), 1);
   EXPECT_THAT(Metric("tl_jobs_finished_total", {{"outcome", "failed"}}), Optional(1.0));
@@ -970,8 +981,10 @@ TEST_F(SchedulerTest, WatchOfEndedJobDeliversJobAndEpochsThenFinishes) {
 
   auto watcher = std::make_shared<FakeWatcher>();
   ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
-  EXPECT_THAT(watcher->described(), ElementsAre("job SUCCEEDED", "epoch 1", "epoch 2"));
-  EXPECT_DOUBLE_EQ(watcher->events()[2].epoch().train_loss(), 0.4);
+  EXPECT_THAT(watcher->described(),
+              ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING", "epoch 1", "job RUNNING",
+                          "epoch 2", "job RUNNING", "job SUCCEEDED"));
+  EXPECT_DOUBLE_EQ(watcher->events()[5].epoch().train_loss(), 0.4);
   EXPECT_EQ(watcher->finish_count(), 1);
 }
 
@@ -982,7 +995,8 @@ TEST_F(SchedulerTest, WatchOfRunningJobReplaysStoredEpochsFirst) {
   EpochDone(worker, id, 1, 1, 0.9);
   auto watcher = std::make_shared<FakeWatcher>();
   ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
-  EXPECT_THAT(watcher->described(), ElementsAre("job RUNNING", "epoch 1"));
+  EXPECT_THAT(watcher->described(), ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING",
+                                                "epoch 1", "job RUNNING"));
   EXPECT_EQ(watcher->finish_count(), 0);
 }
 
@@ -998,10 +1012,10 @@ TEST_F(SchedulerTest, WatcherThatStopsAcceptingIsDropped) {
   Progressed(worker, id, 1, 1, 4);
   Finished(worker, id, 1, JobFinished::SUCCEEDED);
 
-  EXPECT_THAT(gone->described(), ElementsAre("job ASSIGNED", "job RUNNING"));
+  EXPECT_THAT(gone->described(), ElementsAre("job QUEUED"));
   EXPECT_EQ(gone->finish_count(), 0);
-  EXPECT_THAT(staying->described(),
-              ElementsAre("job ASSIGNED", "job RUNNING", "progress 1/4", "job SUCCEEDED"));
+  EXPECT_THAT(staying->described(), ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING",
+                                                "progress 1/4", "job SUCCEEDED"));
   EXPECT_EQ(staying->finish_count(), 1);
 }
 
@@ -1062,6 +1076,427 @@ TEST_F(SchedulerTest, LeaseThreadExpiresSilentWorkers) {
   EXPECT_TRUE(worker.connection->closed());
   EXPECT_EQ(Stored(id).state(), Job::QUEUED);
   EXPECT_EQ(Stored(id).attempt(), 1);
+}
+
+}  // namespace
+}  // namespace tl::server
+
+namespace tl::server {
+namespace {
+
+// Records what one GetJobLogs call receives.
+class FakeFollower final : public LogFollower {
+ public:
+  bool Deliver(const tl::v1::LogLine& line) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    lines_.push_back(line);
+    return true;
+  }
+  void Finish() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++finish_count_;
+  }
+  std::vector<std::string> texts() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::string> result;
+    for (const tl::v1::LogLine& line : lines_) result.push_back(line.text());
+    return result;
+  }
+  std::vector<tl::v1::LogLine> lines() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return lines_;
+  }
+  int finish_count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return finish_count_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<tl::v1::LogLine> lines_;
+  int finish_count_ = 0;
+};
+
+class SchedulerControlTest : public SchedulerTest {
+ protected:
+  void Log(const FakeWorker& worker, const std::string& job_id, int attempt,
+           const std::vector<std::string>& texts) {
+    WorkerMessage message;
+    message.mutable_log()->set_job_id(job_id);
+    message.mutable_log()->set_attempt(attempt);
+    for (const std::string& text : texts) message.mutable_log()->add_lines()->set_text(text);
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+  void FinishedRetryable(const FakeWorker& worker, const std::string& job_id, int attempt,
+                         const std::string& error) {
+    WorkerMessage message;
+    JobFinished& finished = *message.mutable_finished();
+    finished.set_job_id(job_id);
+    finished.set_attempt(attempt);
+    finished.set_outcome(JobFinished::FAILED);
+    finished.set_error(error);
+    finished.set_retryable(true);
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+  static std::vector<tl::v1::PauseAssignment> Pauses(const FakeWorker& worker) {
+    std::vector<tl::v1::PauseAssignment> result;
+    for (const SchedulerMessage& message : worker.connection->messages()) {
+      if (message.has_pause()) result.push_back(message.pause());
+    }
+    return result;
+  }
+  FakeWorker ConnectGpus(const std::string& worker_id, const std::vector<int64_t>& memory) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(worker_id);
+    hello.add_devices()->set_kind("cpu");
+    for (size_t i = 0; i < memory.size(); ++i) {
+      tl::v1::Device& gpu = *hello.add_devices();
+      gpu.set_kind("cuda");
+      gpu.set_index(static_cast<int>(i));
+      gpu.set_memory_bytes(memory[i]);
+    }
+    FakeWorker worker{worker_id, 0, std::make_shared<FakeConnection>()};
+    absl::StatusOr<int64_t> session = scheduler_->ConnectWorker(hello, worker.connection);
+    EXPECT_THAT(session, IsOk());
+    worker.session = session.value_or(0);
+    return worker;
+  }
+};
+
+TEST_F(SchedulerControlTest, RepeatedRequestIdReturnsTheFirstJob) {
+  ASSERT_OK_AND_ASSIGN(Job first, scheduler_->SubmitJob(Spec("flowers"), "alice", "req-1"));
+  ASSERT_OK_AND_ASSIGN(Job again, scheduler_->SubmitJob(Spec("flowers"), "alice", "req-1"));
+  EXPECT_EQ(again.id(), first.id());
+  EXPECT_EQ(again.request_id(), "req-1");
+  // Another owner's key space is separate; another key makes another job.
+  ASSERT_OK_AND_ASSIGN(Job bobs, scheduler_->SubmitJob(Spec("flowers"), "bob", "req-1"));
+  EXPECT_NE(bobs.id(), first.id());
+  ASSERT_OK_AND_ASSIGN(Job second, scheduler_->SubmitJob(Spec("flowers"), "alice", "req-2"));
+  EXPECT_NE(second.id(), first.id());
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 100, ""));
+  EXPECT_THAT(page.jobs, SizeIs(3));
+  // The same key with another spec is a client bug, not a retry.
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("tulips"), "alice", "req-1"),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr(first.id())));
+  // It survives a restart: the key is stored with the job.
+  Restart(DefaultOptions());
+  ASSERT_OK_AND_ASSIGN(Job after_restart,
+                       scheduler_->SubmitJob(Spec("flowers"), "alice", "req-1"));
+  EXPECT_EQ(after_restart.id(), first.id());
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("flowers"), "alice", std::string(129, 'x')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+}
+
+TEST_F(SchedulerControlTest, WatchFromASequenceGetsOnlyWhatFollowsIt) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  EpochDone(worker, id, 1, 1, 0.9);  // events 4 (epoch) and 5 (job)
+  auto all = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, all), IsOk());
+  ASSERT_THAT(all->events(), SizeIs(5));
+
+  // A client that saw up to 3 reconnects: it gets 4 and 5, then live events, once each.
+  auto resumed = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, resumed, /*after_sequence=*/3), IsOk());
+  EpochDone(worker, id, 1, 2, 0.5);
+  Finished(worker, id, 1, JobFinished::SUCCEEDED);
+  std::vector<int64_t> sequences;
+  for (const JobEvent& event : resumed->events()) sequences.push_back(event.sequence());
+  EXPECT_THAT(sequences, ElementsAre(4, 5, 6, 7, 8));
+  EXPECT_THAT(resumed->described(),
+              ElementsAre("epoch 1", "job RUNNING", "epoch 2", "job RUNNING", "job SUCCEEDED"));
+  EXPECT_EQ(resumed->finish_count(), 1);
+
+  // After the end, from the last sequence: nothing more, finished at once.
+  auto late = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, late, 8), IsOk());
+  EXPECT_THAT(late->events(), IsEmpty());
+  EXPECT_EQ(late->finish_count(), 1);
+  EXPECT_THAT(scheduler_->WatchJob(id, std::make_shared<FakeWatcher>(), -1),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("after_sequence")));
+}
+
+TEST_F(SchedulerControlTest, QueuedJobPausesAtOnceAndResumesInItsPlace) {
+  const std::string first = Submit("first");
+  const std::string second = Submit("second");
+  ASSERT_OK_AND_ASSIGN(Job paused, scheduler_->PauseJob(first));
+  EXPECT_EQ(paused.state(), Job::PAUSED);
+  EXPECT_EQ(Stored(first).state(), Job::PAUSED);
+  // A paused job is not dispatched.
+  FakeWorker worker = Connect("w1");
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(worker.connection->assignments()[0].job_id(), second);
+  EXPECT_THAT(scheduler_->ResumeJob(second),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("only a PAUSED job")));
+
+  // It survives a restart paused, then resumes.
+  Restart(DefaultOptions());
+  EXPECT_EQ(Get(first).state(), Job::PAUSED);
+  ASSERT_OK_AND_ASSIGN(Job resumed, scheduler_->ResumeJob(first));
+  EXPECT_EQ(resumed.state(), Job::QUEUED);
+  FakeWorker other = Connect("w2");
+  ASSERT_THAT(other.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(other.connection->assignments()[0].job_id(), first);
+}
+
+TEST_F(SchedulerControlTest, RunningJobPausesAtItsEpochFreesItsWorkerAndResumes) {
+  const std::string id = Submit("flowers");
+  const std::string next = Submit("next");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  EpochDone(worker, id, 1, 1, 0.9);
+
+  ASSERT_OK_AND_ASSIGN(Job requested, scheduler_->PauseJob(id));
+  EXPECT_EQ(requested.state(), Job::RUNNING);
+  EXPECT_TRUE(requested.pause_requested());
+  ASSERT_THAT(Pauses(worker), SizeIs(1));
+  EXPECT_EQ(Pauses(worker)[0].job_id(), id);
+
+  Finished(worker, id, 1, JobFinished::PAUSED);
+  const Job paused = Stored(id);
+  EXPECT_EQ(paused.state(), Job::PAUSED);
+  EXPECT_FALSE(paused.pause_requested());
+  EXPECT_EQ(paused.epoch(), 1);
+  EXPECT_EQ(paused.failures(), 0);
+  // The worker took the next job.
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(worker.connection->assignments()[1].job_id(), next);
+
+  ASSERT_THAT(scheduler_->ResumeJob(id), IsOk());
+  FakeWorker other = Connect("w2");
+  ASSERT_THAT(other.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(other.connection->assignments()[0].job_id(), id);
+  EXPECT_EQ(other.connection->assignments()[0].attempt(), 2);
+}
+
+TEST_F(SchedulerControlTest, PausedJobCanBeCancelled) {
+  const std::string id = Submit("flowers");
+  ASSERT_THAT(scheduler_->PauseJob(id), IsOk());
+  ASSERT_OK_AND_ASSIGN(Job cancelled, scheduler_->CancelJob(id, "not needed"));
+  EXPECT_EQ(cancelled.state(), Job::CANCELLED);
+}
+
+TEST_F(SchedulerControlTest, PauseOfAJobWhoseWorkerIsLostPausesInsteadOfRequeuing) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  scheduler_->DisconnectWorker(worker.session);
+  ASSERT_THAT(scheduler_->PauseJob(id), IsOk());
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);
+  EXPECT_EQ(Stored(id).state(), Job::PAUSED);
+  FakeWorker other = Connect("w2");
+  EXPECT_THAT(other.connection->assignments(), IsEmpty());
+}
+
+TEST_F(SchedulerControlTest, RetryableFailureRequeuesAndCountsUntilTheLimit) {
+  SchedulerOptions options = DefaultOptions();
+  options.max_attempts = 2;
+  Restart(options);
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  FinishedRetryable(worker, id, 1, "trainer crashed: std::bad_alloc");
+  Job job = Stored(id);
+  // Requeued and, the worker being free again, assigned again at once.
+  EXPECT_EQ(job.state(), Job::ASSIGNED);
+  EXPECT_EQ(job.failures(), 1);
+  EXPECT_EQ(job.attempt(), 2);
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(2));
+
+  FinishedRetryable(worker, id, 2, "trainer crashed again");
+  job = Stored(id);
+  EXPECT_EQ(job.state(), Job::FAILED);
+  EXPECT_THAT(job.error(), HasSubstr("trainer crashed again"));
+  EXPECT_THAT(job.error(), HasSubstr("gave up after 2 failed attempts"));
+}
+
+TEST_F(SchedulerControlTest, UserErrorFailsAtOnce) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  Finished(worker, id, 1, JobFinished::FAILED, "loss became NaN at epoch 1, batch 3");
+  const Job job = Stored(id);
+  EXPECT_EQ(job.state(), Job::FAILED);
+  EXPECT_EQ(job.attempt(), 1);
+  EXPECT_EQ(job.error(), "loss became NaN at epoch 1, batch 3");
+}
+
+TEST_F(SchedulerControlTest, GpuRequestsMatchCountAndMemoryAndSayWhyTheyWait) {
+  JobSpec spec = Spec("big");
+  spec.mutable_resources()->set_device("cuda");
+  spec.mutable_resources()->set_gpu_count(2);
+  spec.mutable_resources()->set_min_gpu_memory_bytes(int64_t{40} << 30);
+  ASSERT_OK_AND_ASSIGN(Job big, scheduler_->SubmitJob(spec, "alice"));
+  EXPECT_EQ(Get(big.id()).pending_reason(), "no worker is connected");
+
+  FakeWorker cpu = Connect("cpu-only");
+  FakeWorker one_gpu = ConnectGpus("one", {int64_t{80} << 30});
+  FakeWorker small_gpus = ConnectGpus("small", {int64_t{16} << 30, int64_t{16} << 30});
+  EXPECT_THAT(cpu.connection->assignments(), IsEmpty());
+  EXPECT_THAT(one_gpu.connection->assignments(), IsEmpty());
+  EXPECT_THAT(small_gpus.connection->assignments(), IsEmpty());
+  const Job waiting = Get(big.id());
+  EXPECT_EQ(waiting.state(), Job::QUEUED);
+  EXPECT_THAT(waiting.pending_reason(),
+              HasSubstr("no connected worker offers 2 CUDA device(s) with at least 40960 MiB"));
+  EXPECT_EQ(Stored(big.id()).pending_reason(), "");  // a live view, not stored
+
+  FakeWorker fits = ConnectGpus("fits", {int64_t{80} << 30, int64_t{80} << 30});
+  ASSERT_THAT(fits.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(fits.connection->assignments()[0].job_id(), big.id());
+}
+
+TEST_F(SchedulerControlTest, OwnerRunningLimitHoldsBackOnlyThatOwner) {
+  SchedulerOptions options = DefaultOptions();
+  options.max_running_per_owner = 1;
+  Restart(options);
+  const std::string alice_first = Submit("a1");
+  const std::string alice_second = Submit("a2");
+  ASSERT_OK_AND_ASSIGN(Job bobs, scheduler_->SubmitJob(Spec("b1"), "bob"));
+  FakeWorker w1 = Connect("w1");
+  FakeWorker w2 = Connect("w2");
+  ASSERT_THAT(w1.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(w1.connection->assignments()[0].job_id(), alice_first);
+  // w2 skips alice's second job (her limit) and takes bob's, submitted later.
+  ASSERT_THAT(w2.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(w2.connection->assignments()[0].job_id(), bobs.id());
+  EXPECT_THAT(Get(alice_second).pending_reason(), HasSubstr("owner alice already runs 1 jobs"));
+
+  Finished(w1, alice_first, 1, JobFinished::SUCCEEDED);
+  ASSERT_THAT(w1.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(w1.connection->assignments()[1].job_id(), alice_second);
+}
+
+TEST_F(SchedulerControlTest, OwnerQueuedLimitRefusesWithResourceExhausted) {
+  SchedulerOptions options = DefaultOptions();
+  options.max_queued_per_owner = 2;
+  Restart(options);
+  Submit("a1");
+  const std::string second = Submit("a2");
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("a3"), "alice"),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("owner alice")));
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("b1"), "bob"), IsOk());
+  // A job that leaves the queue makes room.
+  ASSERT_THAT(scheduler_->CancelJob(second, ""), IsOk());
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("a3"), "alice"), IsOk());
+}
+
+TEST_F(SchedulerControlTest, UsersSeeAndChangeOnlyTheirOwnJobs) {
+  const std::string alices = Submit("flowers");
+  ASSERT_OK_AND_ASSIGN(Job bobs, scheduler_->SubmitJob(Spec("b"), "bob"));
+  const Principal alice{"alice", Role::kUser};
+  const Principal admin{"ops", Role::kAdmin};
+  EXPECT_THAT(scheduler_->GetJob(alices, alice), IsOk());
+  EXPECT_THAT(scheduler_->GetJob(bobs.id(), alice),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr(bobs.id())));
+  EXPECT_THAT(scheduler_->CancelJob(bobs.id(), "", alice),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(scheduler_->PauseJob(bobs.id(), alice),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(scheduler_->WatchJob(bobs.id(), std::make_shared<FakeWatcher>(), 0, alice),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(Stored(bobs.id()).state(), Job::QUEUED);
+
+  ASSERT_OK_AND_ASSIGN(JobStore::Page mine, scheduler_->ListJobs({}, 50, "", "", alice));
+  ASSERT_THAT(mine.jobs, SizeIs(1));
+  EXPECT_EQ(mine.jobs[0].id(), alices);
+  EXPECT_THAT(scheduler_->ListJobs({}, 50, "", "bob", alice),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  ASSERT_OK_AND_ASSIGN(JobStore::Page all, scheduler_->ListJobs({}, 50, "", "", admin));
+  EXPECT_THAT(all.jobs, SizeIs(2));
+  ASSERT_OK_AND_ASSIGN(JobStore::Page bobs_only, scheduler_->ListJobs({}, 50, "", "bob", admin));
+  ASSERT_THAT(bobs_only.jobs, SizeIs(1));
+  EXPECT_THAT(scheduler_->CancelJob(bobs.id(), "", admin), IsOk());
+}
+
+TEST_F(SchedulerControlTest, DrainingStopsDispatchAndRefusesSubmissions) {
+  const std::string id = Submit("flowers");
+  scheduler_->BeginDrain();
+  FakeWorker worker = Connect("w1");
+  EXPECT_THAT(worker.connection->assignments(), IsEmpty());
+  EXPECT_EQ(Get(id).pending_reason(), "the server is shutting down");
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("late"), "alice"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  // After a restart the job is still queued and goes out.
+  Restart(DefaultOptions());
+  FakeWorker again = Connect("w2");
+  ASSERT_THAT(again.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(again.connection->assignments()[0].job_id(), id);
+}
+
+TEST_F(SchedulerControlTest, LogLinesAreKeptBoundedReplayedAndFollowed) {
+  SchedulerOptions options = DefaultOptions();
+  options.max_log_lines_per_job = 3;
+  Restart(options);
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  Log(worker, id, 1, {"one", "two"});
+  auto follower = std::make_shared<FakeFollower>();
+  ASSERT_THAT(scheduler_->GetJobLogs(id, 0, /*follow=*/true, follower), IsOk());
+  EXPECT_THAT(follower->texts(), ElementsAre("one", "two"));
+  Log(worker, id, 1, {"three", "four"});
+  EXPECT_THAT(follower->texts(), ElementsAre("one", "two", "three", "four"));
+  EXPECT_EQ(follower->lines()[3].sequence(), 4);
+  EXPECT_EQ(follower->lines()[3].worker_id(), "w1");
+  EXPECT_EQ(follower->lines()[3].attempt(), 1);
+  // Lines from a session that does not hold the job are dropped.
+  FakeWorker stranger = Connect("w2");
+  Log(stranger, id, 1, {"forged"});
+  EXPECT_THAT(follower->texts(), SizeIs(4));
+  EXPECT_EQ(follower->finish_count(), 0);
+  Finished(worker, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(follower->finish_count(), 1);
+
+  // Only the newest three are kept; reading after a sequence skips what was seen.
+  auto later = std::make_shared<FakeFollower>();
+  ASSERT_THAT(scheduler_->GetJobLogs(id, 0, /*follow=*/true, later), IsOk());
+  EXPECT_THAT(later->texts(), ElementsAre("two", "three", "four"));
+  EXPECT_EQ(later->finish_count(), 1);  // the job has ended: nothing to follow
+  auto tail = std::make_shared<FakeFollower>();
+  ASSERT_THAT(scheduler_->GetJobLogs(id, 3, /*follow=*/false, tail), IsOk());
+  EXPECT_THAT(tail->texts(), ElementsAre("four"));
+}
+
+}  // namespace
+}  // namespace tl::server
+
+namespace tl::server {
+namespace {
+
+TEST_F(SchedulerTest, ResumedAttemptsReplayOfStoredEpochsIsStoredOnce) {
+  SchedulerOptions options = DefaultOptions();
+  Restart(options);
+  const std::string id = Submit("flowers");
+  FakeWorker first = Connect("w1");
+  Started(first, id, 1);
+  EpochDone(first, id, 1, 1, 0.9);
+  EpochDone(first, id, 1, 2, 0.7);
+  scheduler_->DisconnectWorker(first.session);
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);
+  FakeWorker second = Connect("w2");
+  ASSERT_THAT(second.connection->assignments(), SizeIs(1));
+  Started(second, id, 2);
+  // The checkpoint's epochs come again with the same figures, then new ones.
+  EpochDone(second, id, 2, 1, 0.9);
+  EpochDone(second, id, 2, 2, 0.7);
+  EpochDone(second, id, 2, 3, 0.5);
+  // An attempt that started over measures other figures: those replace the stored ones.
+  EpochDone(second, id, 2, 2, 0.65);
+
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+  std::vector<std::string> epochs;
+  for (const JobEvent& event : watcher->events()) {
+    if (event.has_epoch()) {
+      epochs.push_back(absl::StrCat(event.epoch().epoch(), "@", event.epoch().attempt()));
+    }
+  }
+  EXPECT_THAT(epochs, ElementsAre("1@1", "2@1", "3@2", "2@2"));
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> stored, store_->GetEpochs(id));
+  ASSERT_THAT(stored, SizeIs(3));
+  EXPECT_DOUBLE_EQ(stored[1].train_loss(), 0.65);
 }
 
 }  // namespace

@@ -17,6 +17,9 @@
 namespace tl::server {
 namespace {
 
+// More GPUs than one machine holds today; a bound so that a typo is caught at submit.
+constexpr int kMaxGpuCount = 64;
+
 namespace fs = std::filesystem;
 using ::tl::v1::Job;
 using ::tl::v1::JobSpec;
@@ -242,6 +245,22 @@ absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecCont
   if (!device.empty() && device != "cpu" && device != "cuda") {
     return Invalid("resources.device", absl::StrCat("is \"", device,
                                                     "\"; it must be \"cpu\", \"cuda\" or empty"));
+  }
+  const tl::v1::ResourceRequest& resources = spec.resources();
+  if (resources.gpu_count() < 0 || resources.gpu_count() > kMaxGpuCount) {
+    return Invalid("resources.gpu_count",
+                   absl::StrCat("is ", resources.gpu_count(), "; it must lie in [0, ",
+                                kMaxGpuCount, "]"));
+  }
+  if (resources.gpu_count() > 0 && device == "cpu") {
+    return Invalid("resources.gpu_count", "asks for GPUs while resources.device is \"cpu\"");
+  }
+  if (resources.min_gpu_memory_bytes() < 0) {
+    return Invalid("resources.min_gpu_memory_bytes", "must not be negative");
+  }
+  if (resources.min_gpu_memory_bytes() > 0 && device == "cpu") {
+    return Invalid("resources.min_gpu_memory_bytes",
+                   "asks for GPU memory while resources.device is \"cpu\"");
   }
   if (!TrainingSpec::Precision_IsValid(spec.training().precision())) {
     return Invalid("training.precision", "is not a known precision");

@@ -361,6 +361,26 @@ TEST_F(SpecValidationTest, KnownDevicesAreAccepted) {
   }
 }
 
+TEST_F(SpecValidationTest, GpuRequestsOutOfBoundsOrOnCpuAreRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_resources()->set_gpu_count(-1);
+  EXPECT_THAT(Validate(spec), InvalidField("resources.gpu_count", "-1"));
+  spec.mutable_resources()->set_gpu_count(65);
+  EXPECT_THAT(Validate(spec), InvalidField("resources.gpu_count", "65"));
+  spec.mutable_resources()->set_gpu_count(2);
+  spec.mutable_resources()->set_device("cpu");
+  EXPECT_THAT(Validate(spec), InvalidField("resources.gpu_count", "cpu"));
+  spec = MinimalSpec();
+  spec.mutable_resources()->set_min_gpu_memory_bytes(-5);
+  EXPECT_THAT(Validate(spec), InvalidField("resources.min_gpu_memory_bytes"));
+  spec.mutable_resources()->set_min_gpu_memory_bytes(1 << 30);
+  spec.mutable_resources()->set_device("cpu");
+  EXPECT_THAT(Validate(spec), InvalidField("resources.min_gpu_memory_bytes", "cpu"));
+  spec.mutable_resources()->set_device("cuda");
+  spec.mutable_resources()->set_gpu_count(2);
+  EXPECT_THAT(Validate(spec), IsOk());
+}
+
 TEST_F(SpecValidationTest, PriorityOutOfRangeIsRefused) {
   for (int priority : {1001, -1001}) {
     JobSpec spec = MinimalSpec();

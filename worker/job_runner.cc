@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 #include "common/confined_path.h"
 #include "common/log.h"
 #include "worker/engine/errors.h"
@@ -55,8 +57,14 @@ tl::v1::EpochMetrics ToProto(const engine::EpochStats& stats, int attempt) {
 class ReportingObserver : public engine::ImageJobObserver {
  public:
   ReportingObserver(const tl::v1::Assignment& assignment, const JobRunner::Report& report,
-                    const std::atomic<bool>& cancel_requested)
-      : assignment_(assignment), report_(report), cancel_requested_(cancel_requested) {}
+                    const std::atomic<bool>& cancel_requested,
+                    const std::atomic<bool>& pause_requested,
+                    std::function<void(const std::string&)> log)
+      : assignment_(assignment),
+        report_(report),
+        cancel_requested_(cancel_requested),
+        pause_requested_(pause_requested),
+        log_(std::move(log)) {}
 
   void OnDataset(const engine::DatasetInfo& dataset) override {
     WorkerMessage message;
@@ -70,6 +78,9 @@ class ReportingObserver : public engine::ImageJobObserver {
     started.mutable_dataset()->set_val_images(dataset.val_images);
     started.mutable_dataset()->set_skipped_images(dataset.skipped_images);
     report_(message);
+    log_(absl::StrCat("dataset: ", dataset.class_names.size(), " classes, ",
+                      dataset.train_images, " training and ", dataset.val_images,
+                      " validation images, ", dataset.skipped_images, " unreadable files skipped"));
   }
 
   void OnBatch(const engine::BatchProgress& progress) override {
@@ -94,17 +105,21 @@ class ReportingObserver : public engine::ImageJobObserver {
     message.mutable_epoch()->set_job_id(assignment_.job_id());
     *message.mutable_epoch()->mutable_metrics() = ToProto(stats, assignment_.attempt());
     report_(message);
-    LogInfo("job ", assignment_.job_id(), " epoch ", stats.epoch, ": train loss ",
-            stats.train_loss, ", val accuracy ", stats.val_accuracy, ", ",
-            static_cast<int64_t>(stats.images_per_second), " images/s");
+    log_(absl::StrCat("epoch ", stats.epoch, ": train loss ", stats.train_loss,
+                      ", val loss ", stats.val_loss, ", val accuracy ", stats.val_accuracy,
+                      ", ", static_cast<int64_t>(stats.images_per_second), " images/s, ",
+                      absl::SixDigits(stats.seconds), " s"));
   }
 
   bool StopRequested() override { return cancel_requested_.load(); }
+  bool PauseRequested() override { return pause_requested_.load(); }
 
  private:
   const tl::v1::Assignment& assignment_;
   const JobRunner::Report& report_;
   const std::atomic<bool>& cancel_requested_;
+  const std::atomic<bool>& pause_requested_;
+  const std::function<void(const std::string&)> log_;
   Clock::time_point last_progress_{};
 };
 
@@ -180,6 +195,20 @@ void JobRunner::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void JobRunner::Cancel() { cancel_requested_ = true; }
 
+void JobRunner::Pause() { pause_requested_ = true; }
+
+void JobRunner::Log(const std::string& text) {
+  LogInfo("job ", assignment_.job_id(), " ", text);
+  WorkerMessage message;
+  tl::v1::JobLog& log = *message.mutable_log();
+  log.set_job_id(assignment_.job_id());
+  log.set_attempt(assignment_.attempt());
+  tl::v1::LogLine& line = *log.add_lines();
+  *line.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  line.set_text(text);
+  report_(message);
+}
+
 void JobRunner::Join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -189,13 +218,14 @@ void JobRunner::Run() {
   JobFinished& finished = *message.mutable_finished();
   finished.set_job_id(assignment_.job_id());
   finished.set_attempt(assignment_.attempt());
-  LogInfo("job ", assignment_.job_id(), " attempt ", assignment_.attempt(), " starting");
+  Log(absl::StrCat("attempt ", assignment_.attempt(), " starting on ", settings_.device));
   absl::StatusOr<engine::ImageJobConfig> config = EngineConfigFor(assignment_, settings_);
   if (!config.ok()) {
     finished.set_outcome(JobFinished::FAILED);
     finished.set_error(std::string(config.status().message()));
   } else {
-    ReportingObserver observer(assignment_, report_, cancel_requested_);
+    ReportingObserver observer(assignment_, report_, cancel_requested_, pause_requested_,
+                               [this](const std::string& text) { Log(text); });
     try {
       engine::ImageJobResult result = engine::RunImageJob(*config, observer);
       finished.set_outcome(JobFinished::SUCCEEDED);
@@ -215,19 +245,36 @@ void JobRunner::Run() {
       }
       out.set_train_seconds(result.seconds);
     } catch (const engine::EngineError& error) {
-      finished.set_outcome(error.kind() == engine::ErrorKind::kCancelled ? JobFinished::CANCELLED
-                                                                         : JobFinished::FAILED);
+      switch (error.kind()) {
+        case engine::ErrorKind::kCancelled:
+          finished.set_outcome(JobFinished::CANCELLED);
+          break;
+        case engine::ErrorKind::kPaused:
+          finished.set_outcome(JobFinished::PAUSED);
+          break;
+        case engine::ErrorKind::kInternal:
+          finished.set_outcome(JobFinished::FAILED);
+          finished.set_retryable(true);
+          break;
+        case engine::ErrorKind::kInvalidArgument:
+        case engine::ErrorKind::kFailedPrecondition:
+          // The spec, the files or the data are at fault: another attempt would fail the same way.
+          finished.set_outcome(JobFinished::FAILED);
+          break;
+      }
       finished.set_error(error.what());
     } catch (const std::exception& error) {
       // LibTorch and OpenCV report their own failures this way; the first
-      // line is the useful one, the rest a C++ backtrace.
+      // line is the useful one, the rest a C++ backtrace. Out of memory, a
+      // broken device or a library bug may pass on another worker: retried.
       std::string text = error.what();
       finished.set_outcome(JobFinished::FAILED);
+      finished.set_retryable(true);
       finished.set_error("internal error: " + text.substr(0, text.find('\n')));
     }
   }
-  LogInfo("job ", assignment_.job_id(), " ", JobFinished::Outcome_Name(finished.outcome()),
-          finished.error().empty() ? "" : ": ", finished.error());
+  Log(absl::StrCat(JobFinished::Outcome_Name(finished.outcome()),
+                   finished.error().empty() ? "" : ": ", finished.error()));
   // Finished before the report goes out: the scheduler may answer the report
   // with the next assignment at once, and this runner must not look busy then.
   finished_ = true;

@@ -39,6 +39,9 @@ class JobRunner {
   void Start();
   // Stops the job before its next batch; it then reports CANCELLED.
   void Cancel();
+  // Stops the job after its current epoch (checkpoint written); it then
+  // reports PAUSED.
+  void Pause();
   bool finished() const { return finished_.load(); }
   bool cancel_requested() const { return cancel_requested_.load(); }
   void Join();
@@ -48,11 +51,14 @@ class JobRunner {
 
  private:
   void Run();
+  // Logs a line to stderr and sends it to the scheduler as the job's log.
+  void Log(const std::string& text);
 
   const tl::v1::Assignment assignment_;
   const WorkerSettings settings_;
   const Report report_;
   std::atomic<bool> cancel_requested_{false};
+  std::atomic<bool> pause_requested_{false};
   std::atomic<bool> finished_{false};
   std::thread thread_;
 };

@@ -186,7 +186,18 @@ class JobRunnerTest : public ::testing::Test {
       std::function<void(JobRunner&, const WorkerMessage&)> hook = nullptr) {
     Reports reports;
     JobRunner* runner_for_hook = nullptr;
+    log_lines_.clear();
     JobRunner runner(assignment, Settings(), [&](const WorkerMessage& message) {
+      // Log lines go their own way; the tests below check the reports' order without them.
+      if (message.has_log()) {
+        EXPECT_EQ(message.log().job_id(), assignment.job_id());
+        EXPECT_EQ(message.log().attempt(), assignment.attempt());
+        for (const tl::v1::LogLine& line : message.log().lines()) {
+          EXPECT_TRUE(line.has_time());
+          log_lines_.push_back(line.text());
+        }
+        return;
+      }
       reports.Add(message);
       if (hook) hook(*runner_for_hook, message);
     });
@@ -210,6 +221,7 @@ class JobRunnerTest : public ::testing::Test {
   }
 
   TempDir temp_;
+  std::vector<std::string> log_lines_;  // the last Run's log lines, in order
   std::string data_root_;
   std::string artifact_root_;
 };
@@ -520,6 +532,41 @@ TEST_F(JobRunnerTest, CancelOnTheFirstEpochEndsCancelledAfterOneEpoch) {
   EXPECT_TRUE(fs::exists(artifact_root_ + "/jobs/job-1/checkpoint"));
 }
 
+TEST_F(JobRunnerTest, PauseStopsAfterTheEpochAndALaterAttemptResumes) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_training()->set_epochs(3);
+  const std::vector<WorkerMessage> paused =
+      Run(assignment, [](JobRunner& runner, const WorkerMessage& m) {
+        if (m.has_started()) runner.Pause();
+      });
+  const JobFinished pause = FinishedOf(paused);
+  EXPECT_EQ(pause.outcome(), JobFinished::PAUSED) << pause.error();
+  EXPECT_THAT(pause.error(), HasSubstr("paused after epoch 1"));
+  EXPECT_FALSE(pause.retryable());
+  EXPECT_EQ(CountOf(paused, WorkerMessage::kEpoch), 1);
+
+  assignment.set_attempt(kAttempt + 1);
+  const std::vector<WorkerMessage> resumed = Run(assignment);
+  EXPECT_EQ(FinishedOf(resumed).outcome(), JobFinished::SUCCEEDED) << FinishedOf(resumed).error();
+  // Epoch 1 comes back from the checkpoint, then 2 and 3 are trained.
+  std::vector<int> epochs;
+  for (const WorkerMessage& m : resumed) {
+    if (m.has_epoch()) epochs.push_back(m.epoch().metrics().epoch());
+  }
+  EXPECT_THAT(epochs, ::testing::ElementsAre(1, 2, 3));
+}
+
+TEST_F(JobRunnerTest, LogLinesTellTheJobsStory) {
+  const std::vector<WorkerMessage> messages = Run(MakeAssignment(TrainingSpec::FINE_TUNE));
+  ASSERT_EQ(FinishedOf(messages).outcome(), JobFinished::SUCCEEDED);
+  ASSERT_EQ(log_lines_.size(), 5u) << ::testing::PrintToString(log_lines_);
+  EXPECT_THAT(log_lines_[0], HasSubstr("attempt 3 starting on cpu"));
+  EXPECT_THAT(log_lines_[1], HasSubstr("dataset: 3 classes"));
+  EXPECT_THAT(log_lines_[2], HasSubstr("epoch 1: train loss"));
+  EXPECT_THAT(log_lines_[3], HasSubstr("epoch 2: train loss"));
+  EXPECT_EQ(log_lines_[4], "SUCCEEDED");
+}
+
 TEST_F(JobRunnerTest, DestroyingARunningRunnerCancelsItAndJoins) {
   // Epochs take milliseconds here; a thousand of them take seconds, far longer
   // than the destructor needs to be reached once the job has started.
@@ -549,6 +596,10 @@ TEST_F(JobRunnerTest, PathEscapeFailsBeforeStartingNamingTheField) {
   ASSERT_EQ(messages.size(), 1u) << "no JobStarted for a job that cannot start";
   const JobFinished finished = FinishedOf(messages);
   EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  // A bad spec fails the same way on every worker: not worth another attempt.
+  EXPECT_FALSE(finished.retryable());
+  ASSERT_FALSE(log_lines_.empty());
+  EXPECT_THAT(log_lines_.back(), HasSubstr("dataset.train_dir"));
   EXPECT_EQ(finished.job_id(), kJobId);
   EXPECT_EQ(finished.attempt(), kAttempt);
   EXPECT_THAT(finished.error(), HasSubstr("dataset.train_dir"));

@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -12,7 +13,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/credentials.h"
 #include "common/log.h"
 #include "worker/worker_agent.h"
 
@@ -23,6 +27,10 @@ ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are 
 ABSL_FLAG(std::string, device, "cpu", "device to train on: cpu, cuda or cuda:N");
 ABSL_FLAG(int, threads, 0, "intra-op threads for training; 0: every core");
 ABSL_FLAG(int, loader_threads, 0, "image decoding threads; 0: chosen from the core count");
+ABSL_FLAG(std::string, token_file, "", "file holding this worker's bearer token (role worker)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM certificate(s) to trust; connects with TLS");
+ABSL_FLAG(double, gpu_memory_gb, 0,
+          "memory of the CUDA device reported to the scheduler; 0: asks nvidia-smi");
 
 namespace {
 
@@ -40,6 +48,22 @@ void EnsurePassiveOpenMpWaiting(char** argv) {
   // execv returns only on failure; carry on with the default policy.
 }
 
+// Total memory of CUDA device `index` as nvidia-smi reports it; 0 when it cannot tell. The
+// engine's LibTorch may lack the CUDA runtime API, and the driver's tool answers either way.
+int64_t QueryGpuMemoryBytes(int index) {
+  const std::string command = absl::StrCat(
+      "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i ", index,
+      " 2>/dev/null");
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return 0;
+  char line[64] = {};
+  const bool read = fgets(line, sizeof(line), pipe) != nullptr;
+  pclose(pipe);
+  int64_t mebibytes = 0;
+  if (!read || !absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &mebibytes)) return 0;
+  return mebibytes << 20;
+}
+
 std::vector<tl::v1::Device> DescribeDevices(const std::string& device_flag) {
   std::vector<tl::v1::Device> devices;
   tl::v1::Device cpu;
@@ -52,6 +76,9 @@ std::vector<tl::v1::Device> DescribeDevices(const std::string& device_flag) {
     cuda.set_kind("cuda");
     cuda.set_index(device_flag.size() > 5 ? std::stoi(device_flag.substr(5)) : 0);
     cuda.set_name("cuda");
+    const double memory_gb = absl::GetFlag(FLAGS_gpu_memory_gb);
+    cuda.set_memory_bytes(memory_gb > 0 ? static_cast<int64_t>(memory_gb * (1 << 30))
+                                        : QueryGpuMemoryBytes(cuda.index()));
     devices.push_back(cuda);
   }
   return devices;
@@ -92,6 +119,22 @@ int main(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(options.settings.artifact_root, error);
   options.devices = DescribeDevices(options.settings.device);
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    absl::StatusOr<std::string> token =
+        tl::ReadTrimmedFile(absl::GetFlag(FLAGS_token_file), "--token_file");
+    if (!token.ok()) {
+      tl::LogError(token.status().message());
+      return 2;
+    }
+    options.token = *token;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      tl::ClientCredentials(absl::GetFlag(FLAGS_tls_ca), "--tls_ca");
+  if (!credentials.ok()) {
+    tl::LogError(credentials.status().message());
+    return 2;
+  }
+  options.credentials = *credentials;
 
   tl::worker::WorkerAgent agent(options);
   std::thread signal_watcher([&agent, signals] {

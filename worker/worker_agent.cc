@@ -28,6 +28,8 @@ const std::string& JobIdOf(const WorkerMessage& message) {
       return message.progress().job_id();
     case WorkerMessage::kFinished:
       return message.finished().job_id();
+    case WorkerMessage::kLog:
+      return message.log().job_id();
     default:
       return kNone;
   }
@@ -54,8 +56,10 @@ void WorkerAgent::Stop() {
 }
 
 void WorkerAgent::Run() {
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(options_.server_address, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+      options_.server_address, options_.credentials != nullptr
+                                   ? options_.credentials
+                                   : grpc::InsecureChannelCredentials());
   std::unique_ptr<tl::v1::WorkerService::Stub> stub = tl::v1::WorkerService::NewStub(channel);
   auto backoff = kFirstBackoff;
   std::mt19937 jitter(std::random_device{}());
@@ -107,6 +111,7 @@ WorkerMessage WorkerAgent::Hello() {
 
 void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   grpc::ClientContext context;
+  if (!options_.token.empty()) context.AddMetadata("authorization", "Bearer " + options_.token);
   {
     std::lock_guard<std::mutex> lock(context_mutex_);
     if (stopping_) return;
@@ -166,6 +171,9 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
         break;
       case SchedulerMessage::kCancel:
         HandleCancel(message.cancel());
+        break;
+      case SchedulerMessage::kPause:
+        HandlePause(message.pause());
         break;
       case SchedulerMessage::MESSAGE_NOT_SET:
         break;
@@ -252,6 +260,14 @@ void WorkerAgent::HandleCancel(const tl::v1::CancelAssignment& cancel) {
                                }),
                 unsent_.end());
   if (last_result_ && last_result_->finished().job_id() == cancel.job_id()) last_result_.reset();
+}
+
+void WorkerAgent::HandlePause(const tl::v1::PauseAssignment& pause) {
+  std::lock_guard<std::mutex> lock(runner_mutex_);
+  if (runner_ != nullptr && runner_->job_id() == pause.job_id() && !runner_->finished()) {
+    LogInfo("job ", pause.job_id(), " pause requested; it stops after this epoch");
+    runner_->Pause();
+  }
 }
 
 void WorkerAgent::Report(const WorkerMessage& message) {

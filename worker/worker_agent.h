@@ -22,6 +22,10 @@ namespace tl::worker {
 
 struct AgentOptions {
   std::string server_address;
+  // Insecure when null.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Sent as "authorization: Bearer TOKEN" when not empty.
+  std::string token;
   std::string worker_id;
   WorkerSettings settings;
   std::vector<tl::v1::Device> devices;
@@ -46,6 +50,7 @@ class WorkerAgent {
   tl::v1::WorkerMessage Hello();
   void HandleAssignment(const tl::v1::Assignment& assignment);
   void HandleCancel(const tl::v1::CancelAssignment& cancel);
+  void HandlePause(const tl::v1::PauseAssignment& pause);
   // Called by the runner's thread for every report.
   void Report(const tl::v1::WorkerMessage& message);
   // Writes what waits in unsent_ while a stream is up. Needs write_mutex_.

@@ -12,6 +12,7 @@ enum class ErrorKind {
   kInvalidArgument,     // the job as given can never work (bad field, bad file)
   kFailedPrecondition,  // found at run time: dataset unusable, loss became NaN
   kCancelled,           // stopped on request
+  kPaused,              // stopped after an epoch on request, its checkpoint written
   kInternal,            // a bug or an unexpected library failure
 };
 

@@ -109,6 +109,10 @@ class CheckpointingObserver : public TrainObserver {
     done_.push_back(stats);
     trainer_.SaveCheckpoint(output_dir_, done_);
     downstream_.OnEpoch(stats);
+    if (downstream_.PauseRequested()) {
+      throw EngineError(ErrorKind::kPaused,
+                        "paused after epoch " + std::to_string(stats.epoch));
+    }
   }
   const std::vector<EpochStats>& done() const { return done_; }
 

@@ -55,7 +55,8 @@ class ImageJobObserver : public TrainObserver {
 
 // Throws EngineError: kInvalidArgument for a job that cannot work as given
 // (naming the field or file), kFailedPrecondition for what is found while
-// running, kCancelled when the observer asks to stop.
+// running, kCancelled when the observer asks to stop, kPaused when it asks
+// to pause (after the epoch's checkpoint).
 ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& observer);
 
 // The resize rule shared by training and exported models.

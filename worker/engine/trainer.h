@@ -77,6 +77,9 @@ class TrainObserver {
   // decoded, from several threads at once); true stops the run with
   // kCancelled.
   virtual bool StopRequested() { return false; }
+  // Polled after each epoch's checkpoint; true stops the run with kPaused,
+  // and a later run resumes from that checkpoint.
+  virtual bool PauseRequested() { return false; }
 };
 
 class Trainer {

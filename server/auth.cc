@@ -1,0 +1,95 @@
+#include "server/auth.h"
+
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace tl::server {
+
+absl::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kUser:
+      return "user";
+    case Role::kWorker:
+      return "worker";
+    case Role::kAdmin:
+      return "admin";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::LoadFile(
+    const std::string& path) {
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat("tokens file ", path, " cannot be read"));
+  std::stringstream text;
+  text << file.rdbuf();
+  return Parse(text.str(), path);
+}
+
+absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::Parse(
+    absl::string_view text, absl::string_view source) {
+  auto authenticator = std::unique_ptr<TokenAuthenticator>(new TokenAuthenticator());
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || absl::StartsWith(line, "#")) continue;
+    const std::vector<absl::string_view> fields =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    const std::string where = absl::StrCat(source, ":", line_number, ": ");
+    if (fields.size() != 3) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "expected \"TOKEN PRINCIPAL ROLE\", found ", fields.size(),
+                       " fields"));
+    }
+    Principal principal{std::string(fields[1]), Role::kUser};
+    if (fields[2] == "user") {
+      principal.role = Role::kUser;
+    } else if (fields[2] == "worker") {
+      principal.role = Role::kWorker;
+    } else if (fields[2] == "admin") {
+      principal.role = Role::kAdmin;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "role \"", fields[2], "\" is not one of user, worker, admin"));
+    }
+    // Short tokens can be guessed; refuse them rather than weaken every deployment that
+    // copies an example.
+    if (fields[0].size() < 16) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "the token is shorter than 16 characters"));
+    }
+    if (!authenticator->principals_.emplace(std::string(fields[0]), principal).second) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "the token is listed twice"));
+    }
+  }
+  if (authenticator->principals_.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": no tokens"));
+  }
+  return authenticator;
+}
+
+absl::StatusOr<Principal> TokenAuthenticator::Authenticate(absl::string_view authorization) const {
+  if (authorization.empty()) {
+    return absl::UnauthenticatedError(
+        "no credentials: send the header \"authorization: Bearer TOKEN\"");
+  }
+  absl::string_view token = authorization;
+  if (!absl::ConsumePrefix(&token, "Bearer ") && !absl::ConsumePrefix(&token, "bearer ")) {
+    return absl::UnauthenticatedError("the authorization header must read \"Bearer TOKEN\"");
+  }
+  token = absl::StripAsciiWhitespace(token);
+  auto it = principals_.find(token);
+  if (it == principals_.end()) return absl::UnauthenticatedError("unknown token");
+  return it->second;
+}
+
+}  // namespace tl::server
