@@ -119,6 +119,9 @@ class Outbox {
   grpc::Status finish_status_;
 };
 
+const grpc::Status kShuttingDown(grpc::StatusCode::UNAVAILABLE,
+                                 "the server is shutting down; call again to continue");
+
 // The "authorization" header, empty when absent.
 std::string AuthorizationHeader(grpc::CallbackServerContext* context) {
   const auto& metadata = context->client_metadata();
@@ -159,6 +162,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<JobEvent> {
       return outbox_->Push(event, /*droppable=*/event.has_progress());
     }
     void Finish() override { outbox_->FinishAfterDrain(grpc::Status::OK); }
+    void Interrupt() override { outbox_->FinishAfterDrain(kShuttingDown); }
 
    private:
     std::shared_ptr<Outbox<JobEvent>> outbox_;
@@ -202,6 +206,7 @@ class LogsReactor final : public grpc::ServerWriteReactor<tl::v1::LogLine> {
       return outbox_->Push(line, /*droppable=*/false);
     }
     void Finish() override { outbox_->FinishAfterDrain(grpc::Status::OK); }
+    void Interrupt() override { outbox_->FinishAfterDrain(kShuttingDown); }
 
    private:
     std::shared_ptr<Outbox<tl::v1::LogLine>> outbox_;

@@ -94,9 +94,23 @@ absl::Status Scheduler::Start() {
 }
 
 void Scheduler::BeginDrain() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  draining_ = true;
-  LogInfo("draining: no new assignments");
+  std::vector<std::shared_ptr<WorkerConnection>> connections;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    draining_ = true;
+    LogInfo("draining: no new assignments");
+    for (auto& [job_id, list] : watchers_) {
+      for (const std::shared_ptr<JobWatcher>& watcher : list) watcher->Interrupt();
+    }
+    watchers_.clear();
+    for (auto& [job_id, list] : log_followers_) {
+      for (const std::shared_ptr<LogFollower>& follower : list) follower->Interrupt();
+    }
+    log_followers_.clear();
+    for (const auto& [session, worker] : workers_) connections.push_back(worker.connection);
+  }
+  // Outside the lock: a stream's teardown takes it.
+  for (const std::shared_ptr<WorkerConnection>& connection : connections) connection->Close();
 }
 
 void Scheduler::Stop() {
@@ -859,8 +873,11 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
   const ActiveJob before = *active;
   const Job::State previous = active->job.state();
   if (previous == Job::ASSIGNED) active->job.set_state(Job::RUNNING);  // its JobStarted was lost
-  active->job.set_epoch(report.metrics().epoch());
-  *active->job.mutable_result()->mutable_final_metrics() = report.metrics();
+  // An epoch sent again after a reconnect may arrive after later ones.
+  if (report.metrics().epoch() >= active->job.epoch()) {
+    active->job.set_epoch(report.metrics().epoch());
+    *active->job.mutable_result()->mutable_final_metrics() = report.metrics();
+  }
   // The epoch row, its event and the job's new row in one transaction.
   if (!Persist(*active, previous, &report.metrics()).ok()) {
     LogError("cannot store epoch ", report.metrics().epoch(), " of job ", report.job_id());

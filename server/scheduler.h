@@ -49,6 +49,9 @@ class JobWatcher {
   virtual bool Deliver(const tl::v1::JobEvent& event) = 0;
   // The job has ended: no more events follow.
   virtual void Finish() = 0;
+  // The server is going away while the job goes on: the client should watch
+  // again (after the last sequence it saw) once the server is back.
+  virtual void Interrupt() = 0;
 };
 
 // The scheduler's handle on one GetJobLogs stream.
@@ -59,6 +62,8 @@ class LogFollower {
   virtual bool Deliver(const tl::v1::LogLine& line) = 0;
   // No more lines follow.
   virtual void Finish() = 0;
+  // The server is going away; the client may follow again later.
+  virtual void Interrupt() = 0;
 };
 
 struct SchedulerOptions {
@@ -91,7 +96,10 @@ class Scheduler {
   void Stop();
 
   // Stops dispatching (shutdown): queued jobs stay queued, running ones
-  // keep running, new submissions are refused with UNAVAILABLE.
+  // keep running on their workers, new submissions are refused with
+  // UNAVAILABLE. Worker streams, watches and log follows are ended at once
+  // (they reconnect to the next server), so that only unary calls remain
+  // for the transport to finish.
   void BeginDrain();
 
   // --- JobService ---

@@ -125,6 +125,14 @@ class FakeWatcher final : public JobWatcher {
     std::lock_guard<std::mutex> lock(mutex_);
     ++finish_count_;
   }
+  void Interrupt() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++interrupt_count_;
+  }
+  int interrupt_count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return interrupt_count_;
+  }
 
   std::vector<JobEvent> events() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -145,6 +153,7 @@ class FakeWatcher final : public JobWatcher {
   mutable std::mutex mutex_;
   std::vector<JobEvent> events_;
   int finish_count_ = 0;
+  int interrupt_count_ = 0;
 };
 
 // The value of the series `name` whose labels are exactly `labels`; nullopt when absent.
@@ -1096,6 +1105,14 @@ class FakeFollower final : public LogFollower {
     std::lock_guard<std::mutex> lock(mutex_);
     ++finish_count_;
   }
+  void Interrupt() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++interrupt_count_;
+  }
+  int interrupt_count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return interrupt_count_;
+  }
   std::vector<std::string> texts() const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<std::string> result;
@@ -1115,6 +1132,7 @@ class FakeFollower final : public LogFollower {
   mutable std::mutex mutex_;
   std::vector<tl::v1::LogLine> lines_;
   int finish_count_ = 0;
+  int interrupt_count_ = 0;
 };
 
 class SchedulerControlTest : public SchedulerTest {
@@ -1411,18 +1429,33 @@ TEST_F(SchedulerControlTest, UsersSeeAndChangeOnlyTheirOwnJobs) {
 }
 
 TEST_F(SchedulerControlTest, DrainingStopsDispatchAndRefusesSubmissions) {
-  const std::string id = Submit("flowers");
+  const std::string running = Submit("running");
+  const std::string waiting = Submit("waiting");
+  FakeWorker busy = Connect("w0");
+  Started(busy, running, 1);
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(running, watcher), IsOk());
+
   scheduler_->BeginDrain();
-  FakeWorker worker = Connect("w1");
-  EXPECT_THAT(worker.connection->assignments(), IsEmpty());
-  EXPECT_EQ(Get(id).pending_reason(), "the server is shutting down");
+  // Streams end at once; the watcher is told to come back, not that the job ended.
+  EXPECT_TRUE(busy.connection->closed());
+  EXPECT_EQ(watcher->interrupt_count(), 1);
+  EXPECT_EQ(watcher->finish_count(), 0);
+  FakeWorker late = Connect("w1");
+  EXPECT_THAT(late.connection->assignments(), IsEmpty());
+  EXPECT_EQ(Get(waiting).pending_reason(), "the server is shutting down");
   EXPECT_THAT(scheduler_->SubmitJob(Spec("late"), "alice"),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
-  // After a restart the job is still queued and goes out.
+
+  // After a restart the queued job is still queued and goes out; the running one is still
+  // leased to its worker, which claims it when it reconnects.
   Restart(DefaultOptions());
+  EXPECT_EQ(Get(running).state(), Job::RUNNING);
   FakeWorker again = Connect("w2");
   ASSERT_THAT(again.connection->assignments(), SizeIs(1));
-  EXPECT_EQ(again.connection->assignments()[0].job_id(), id);
+  EXPECT_EQ(again.connection->assignments()[0].job_id(), waiting);
+  FakeWorker back = Connect("w0", {"cpu"}, running, 1);
+  EXPECT_EQ(Get(running).worker_id(), "w0");
 }
 
 TEST_F(SchedulerControlTest, LogLinesAreKeptBoundedReplayedAndFollowed) {

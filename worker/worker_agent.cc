@@ -123,8 +123,11 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
     std::lock_guard<std::mutex> lock(write_mutex_);
     if (stream->Write(hello)) {
       stream_ = stream.get();
-      // A result written before the last stream broke may never have
-      // arrived: send it again (the scheduler ignores a duplicate).
+      // Epochs and a result written before the last stream broke may never
+      // have arrived: send them again, in their order and before anything
+      // newer (the scheduler stores each epoch once and ignores a duplicate
+      // result).
+      unsent_.insert(unsent_.begin(), written_epochs_.begin(), written_epochs_.end());
       const bool queued = std::any_of(unsent_.begin(), unsent_.end(), [](const WorkerMessage& m) {
         return m.has_finished();
       });
@@ -212,6 +215,7 @@ void WorkerAgent::HandleAssignment(const tl::v1::Assignment& assignment) {
     // Being given new work means the scheduler has this worker's last result.
     std::lock_guard<std::mutex> lock(write_mutex_);
     last_result_.reset();
+    written_epochs_.clear();
   }
   std::lock_guard<std::mutex> lock(runner_mutex_);
   ReapFinishedRunner();
@@ -286,6 +290,7 @@ void WorkerAgent::FlushLocked() {
   while (stream_ != nullptr && !unsent_.empty()) {
     if (!stream_->Write(unsent_.front())) return;  // the reader will see the break
     if (unsent_.front().has_finished()) last_result_ = unsent_.front();
+    if (unsent_.front().has_epoch()) written_epochs_.push_back(unsent_.front());
     unsent_.pop_front();
   }
 }

@@ -77,6 +77,9 @@ class WorkerAgent {
   // new assignment, or a cancel of that job): a write can succeed locally
   // and still be lost with the connection.
   std::optional<tl::v1::WorkerMessage> last_result_;
+  // The current job's epoch reports written so far, for the same reason:
+  // sent again after a reconnect.
+  std::vector<tl::v1::WorkerMessage> written_epochs_;
   // A fenced job: its reports are dropped.
   std::string fenced_job_id_;
 

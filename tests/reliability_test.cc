@@ -1,0 +1,372 @@
+// What the scheduler must never lose, shown with real processes on
+// 127.0.0.1: killed workers and a killed scheduler, a submission storm, many
+// workers on one queue, pause and resume, cancel, draining on SIGTERM, and
+// job logs. Each test prints the figures it measured.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <set>
+#include <thread>
+
+#include "tests/cluster.h"
+#include "tests/process.h"
+#include "tl/v1/service.grpc.pb.h"
+
+namespace tl {
+namespace {
+
+namespace fs = std::filesystem;
+using ::tl::testing::Cluster;
+using ::tl::testing::EpochsOf;
+using ::tl::testing::Get;
+using ::tl::testing::Process;
+using ::tl::testing::RunToEnd;
+using ::tl::testing::Submit;
+using ::tl::testing::TinySpec;
+using ::tl::testing::WaitFor;
+using ::tl::testing::WaitForJob;
+using ::tl::testing::WatchToEnd;
+using ::tl::v1::Job;
+using ::tl::v1::JobEvent;
+using ::tl::v1::JobSpec;
+using namespace std::chrono_literals;
+
+bool Ended(const Job& job) {
+  return job.state() == Job::SUCCEEDED || job.state() == Job::FAILED ||
+         job.state() == Job::CANCELLED;
+}
+
+// Every job on the server, through ListJobs pages.
+std::vector<Job> ListAll(tl::v1::JobService::Stub& stub) {
+  std::vector<Job> jobs;
+  std::string token;
+  for (int page = 0; page < 1000; ++page) {
+    tl::v1::ListJobsRequest request;
+    request.set_page_size(1000);
+    request.set_page_token(token);
+    tl::v1::ListJobsResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    const grpc::Status status = stub.ListJobs(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    if (!status.ok()) break;
+    jobs.insert(jobs.end(), response.jobs().begin(), response.jobs().end());
+    token = response.next_page_token();
+    if (token.empty()) break;
+  }
+  return jobs;
+}
+
+std::vector<tl::v1::LogLine> Logs(tl::v1::JobService::Stub& stub, const std::string& id) {
+  tl::v1::GetJobLogsRequest request;
+  request.set_job_id(id);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  auto reader = stub.GetJobLogs(&context, request);
+  std::vector<tl::v1::LogLine> lines;
+  tl::v1::LogLine line;
+  while (reader->Read(&line)) lines.push_back(line);
+  const grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return lines;
+}
+
+grpc::Status Pause(Cluster& cluster, const std::string& id, Job* job) {
+  tl::v1::PauseJobRequest request;
+  request.set_job_id(id);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  return cluster.stub().PauseJob(&context, request, job);
+}
+
+grpc::Status Resume(Cluster& cluster, const std::string& id, Job* job) {
+  tl::v1::ResumeJobRequest request;
+  request.set_job_id(id);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  return cluster.stub().ResumeJob(&context, request, job);
+}
+
+grpc::Status Cancel(Cluster& cluster, const std::string& id, Job* job) {
+  tl::v1::CancelJobRequest request;
+  request.set_job_id(id);
+  request.set_reason("test cancel");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  return cluster.stub().CancelJob(&context, request, job);
+}
+
+std::vector<int> OneTo(int n) {
+  std::vector<int> numbers(n);
+  std::iota(numbers.begin(), numbers.end(), 1);
+  return numbers;
+}
+
+// A job that no worker here can run (none offers CUDA): it stays queued.
+JobSpec NeverRunsHere(const std::string& name) {
+  JobSpec spec = TinySpec(1);
+  spec.set_name(name);
+  spec.mutable_resources()->set_device("cuda");
+  return spec;
+}
+
+TEST(ReliabilityTest, SchedulerKilledDuringASubmitStormLosesNoAcknowledgedJob) {
+  Cluster cluster;
+  const std::vector<std::string> flags = {"--lease_seconds=3", "--heartbeat_seconds=0.2"};
+  cluster.StartServer(flags);
+  cluster.StartWorker("w1");
+  // A job that runs across the kill: its worker claims it again after the restart.
+  const Job running = Submit(cluster, TinySpec(150));
+  ASSERT_EQ(WaitForJob(cluster, running.id(), [](const Job& j) { return j.epoch() >= 1; })
+                .state(),
+            Job::RUNNING);
+  const int port = cluster.grpc_port();
+  const std::string address = cluster.address();
+
+  constexpr int kClients = 4;
+  constexpr int kJobsPerClient = 40;
+  std::mutex mutex;
+  std::map<std::string, std::string> acknowledged;  // request id -> job id
+  std::atomic<int> acknowledged_count{0};
+  std::atomic<int> failed_calls{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = tl::v1::JobService::NewStub(
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+      const auto give_up = std::chrono::steady_clock::now() + 90s;
+      for (int i = 0; i < kJobsPerClient; ++i) {
+        tl::v1::SubmitJobRequest request;
+        *request.mutable_spec() = NeverRunsHere("storm");
+        request.set_owner("client-" + std::to_string(c));
+        request.set_request_id("c" + std::to_string(c) + "-" + std::to_string(i));
+        // A call that fails (the scheduler is down) is repeated with the same request id until
+        // it is acknowledged.
+        while (std::chrono::steady_clock::now() < give_up) {
+          Job job;
+          grpc::ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + 2s);
+          context.set_wait_for_ready(true);
+          const grpc::Status status = stub->SubmitJob(&context, request, &job);
+          if (status.ok()) {
+            std::lock_guard<std::mutex> lock(mutex);
+            acknowledged[request.request_id()] = job.id();
+            ++acknowledged_count;
+            break;
+          }
+          ++failed_calls;
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return acknowledged_count >= kClients * kJobsPerClient / 4; }, 60s));
+  const int acknowledged_before_kill = acknowledged_count;
+  cluster.StopServer(SIGKILL);
+  cluster.StartServer(flags, port);
+  for (std::thread& client : clients) client.join();
+
+  std::map<std::string, std::string> found;  // request id -> job id
+  int storm_jobs = 0;
+  for (const Job& job : ListAll(cluster.stub())) {
+    if (job.spec().name() != "storm") continue;
+    ++storm_jobs;
+    EXPECT_TRUE(found.emplace(job.request_id(), job.id()).second)
+        << "request id " << job.request_id() << " made two jobs";
+  }
+  ASSERT_EQ(acknowledged.size(), size_t{kClients * kJobsPerClient});
+  int missing = 0;
+  for (const auto& [request_id, job_id] : acknowledged) {
+    auto it = found.find(request_id);
+    if (it == found.end() || it->second != job_id) ++missing;
+  }
+  EXPECT_EQ(missing, 0);
+  EXPECT_EQ(storm_jobs, kClients * kJobsPerClient);
+  std::cout << "[ figures ] acknowledged " << acknowledged.size() << " submissions ("
+            << acknowledged_before_kill << " before the kill -9), found " << storm_jobs
+            << " jobs after the restart, " << missing << " missing, " << failed_calls
+            << " calls failed and were repeated\n";
+
+  // The job that ran across the kill was claimed again by its worker and finished.
+  const Job finished = WaitForJob(cluster, running.id(), Ended, 120s);
+  EXPECT_EQ(finished.state(), Job::SUCCEEDED) << finished.error();
+  EXPECT_EQ(finished.attempt(), 1) << "the worker kept its job across the restart";
+  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, running.id())), OneTo(150));
+}
+
+TEST(ReliabilityTest, EightWorkersShareOneQueueAndNoJobRunsTwice) {
+  Cluster cluster;
+  cluster.StartServer();
+  constexpr int kWorkers = 8;
+  constexpr int kJobs = 24;
+  for (int w = 0; w < kWorkers; ++w) cluster.StartWorker("w" + std::to_string(w));
+  std::vector<std::string> ids;
+  for (int j = 0; j < kJobs; ++j) ids.push_back(Submit(cluster, TinySpec(2)).id());
+
+  std::set<std::string> workers_used;
+  for (const std::string& id : ids) {
+    const Job job = WaitForJob(cluster, id, Ended, 180s);
+    EXPECT_EQ(job.state(), Job::SUCCEEDED) << id << ": " << job.error();
+    EXPECT_EQ(job.attempt(), 1) << id;
+    EXPECT_EQ(job.failures(), 0) << id;
+    EXPECT_EQ(EpochsOf(WatchToEnd(cluster, id)), OneTo(2)) << id;
+    // One worker ran it, once: its log has one start, all from that worker.
+    std::set<std::string> log_workers;
+    int starts = 0;
+    for (const tl::v1::LogLine& line : Logs(cluster.stub(), id)) {
+      log_workers.insert(line.worker_id());
+      starts += line.text().find("starting") != std::string::npos;
+    }
+    EXPECT_EQ(starts, 1) << id;
+    EXPECT_EQ(log_workers, std::set<std::string>{job.worker_id()}) << id;
+    workers_used.insert(job.worker_id());
+  }
+  EXPECT_GE(workers_used.size(), 2u);
+  std::cout << "[ figures ] " << kJobs << " jobs on " << kWorkers << " workers: all succeeded once, "
+            << workers_used.size() << " workers took jobs\n";
+}
+
+TEST(ReliabilityTest, PausedJobFreesItsWorkerAndResumesFromItsCheckpoint) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker("w1");
+  constexpr int kEpochs = 60;
+  const Job submitted = Submit(cluster, TinySpec(kEpochs));
+  ASSERT_EQ(WaitForJob(cluster, submitted.id(), [](const Job& j) { return j.epoch() >= 1; })
+                .state(),
+            Job::RUNNING);
+  Job reply;
+  ASSERT_TRUE(Pause(cluster, submitted.id(), &reply).ok());
+  EXPECT_TRUE(reply.pause_requested() || reply.state() == Job::PAUSED);
+  const Job paused = WaitForJob(cluster, submitted.id(),
+                                [](const Job& j) { return j.state() == Job::PAUSED || Ended(j); });
+  ASSERT_EQ(paused.state(), Job::PAUSED) << paused.error();
+  ASSERT_LT(paused.epoch(), kEpochs);
+  EXPECT_EQ(paused.failures(), 0);
+
+  // The worker is free: another job runs meanwhile.
+  const Job other = Submit(cluster, TinySpec(1));
+  EXPECT_EQ(WaitForJob(cluster, other.id(), Ended).state(), Job::SUCCEEDED);
+  EXPECT_EQ(Get(cluster, submitted.id()).state(), Job::PAUSED);
+
+  Job resumed;
+  ASSERT_TRUE(Resume(cluster, submitted.id(), &resumed).ok());
+  const Job done = WaitForJob(cluster, submitted.id(), Ended, 120s);
+  EXPECT_EQ(done.state(), Job::SUCCEEDED) << done.error();
+  EXPECT_EQ(done.attempt(), 2);
+  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, submitted.id())), OneTo(kEpochs));
+  std::cout << "[ figures ] paused after epoch " << paused.epoch() << " of " << kEpochs
+            << ", resumed and finished\n";
+
+  // tlctl logs shows both attempts' lines, the pause among them.
+  auto [status, output] = RunToEnd(
+      {TLCTL_PATH, "--server=" + cluster.address(), "logs", submitted.id()}, cluster.path("logs.out"));
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("w1#1"), std::string::npos) << output;
+  EXPECT_NE(output.find("PAUSED: paused after epoch"), std::string::npos) << output;
+  EXPECT_NE(output.find("w1#2"), std::string::npos) << output;
+  EXPECT_NE(output.find("SUCCEEDED"), std::string::npos) << output;
+}
+
+TEST(ReliabilityTest, TlctlLogsFollowsARunningJobToItsEnd) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker("w1");
+  const Job submitted = Submit(cluster, TinySpec(20));
+  Process follower({TLCTL_PATH, "--server=" + cluster.address(), "logs", "--follow",
+                    submitted.id()},
+                   cluster.path("follow.out"));
+  ASSERT_TRUE(WaitFor([&] { return follower.Exited(); }, 120s));
+  EXPECT_EQ(follower.Wait(), 0);
+  const std::string output = follower.Log();
+  EXPECT_EQ(Get(cluster, submitted.id()).state(), Job::SUCCEEDED);
+  EXPECT_NE(output.find("epoch 20:"), std::string::npos) << output;
+  EXPECT_NE(output.find("SUCCEEDED"), std::string::npos) << output;
+}
+
+TEST(ReliabilityTest, CancelWorksQueuedRunningAndWhenTheWorkerDiesMeanwhile) {
+  Cluster cluster;
+  cluster.StartServer({"--lease_seconds=2", "--heartbeat_seconds=0.2"});
+  // Queued, no worker anywhere: cancelled at once.
+  const Job queued = Submit(cluster, TinySpec(1));
+  Job reply;
+  ASSERT_TRUE(Cancel(cluster, queued.id(), &reply).ok());
+  EXPECT_EQ(reply.state(), Job::CANCELLED);
+
+  // Running, and its worker is frozen, so the cancel cannot reach the trainer; then it dies.
+  Process& worker = cluster.StartWorker("frozen");
+  const Job running = Submit(cluster, TinySpec(500));
+  ASSERT_EQ(WaitForJob(cluster, running.id(), [](const Job& j) { return j.epoch() >= 1; })
+                .state(),
+            Job::RUNNING);
+  worker.Signal(SIGSTOP);
+  ASSERT_TRUE(Cancel(cluster, running.id(), &reply).ok());
+  EXPECT_TRUE(reply.cancel_requested());
+  worker.Signal(SIGKILL);
+  worker.Wait();
+  const Job cancelled = WaitForJob(cluster, running.id(), Ended);
+  EXPECT_EQ(cancelled.state(), Job::CANCELLED);
+  EXPECT_EQ(cancelled.error(), "test cancel");
+
+  // Running on a live worker: stopped within a batch, the worker free again.
+  cluster.StartWorker("live");
+  const Job live = Submit(cluster, TinySpec(500));
+  ASSERT_EQ(WaitForJob(cluster, live.id(), [](const Job& j) { return j.epoch() >= 1; }).state(),
+            Job::RUNNING);
+  ASSERT_TRUE(Cancel(cluster, live.id(), &reply).ok());
+  const Job stopped = WaitForJob(cluster, live.id(), Ended);
+  EXPECT_EQ(stopped.state(), Job::CANCELLED);
+  EXPECT_LT(stopped.epoch(), 500);
+  const Job next = Submit(cluster, TinySpec(1));
+  EXPECT_EQ(WaitForJob(cluster, next.id(), Ended).state(), Job::SUCCEEDED);
+}
+
+TEST(ReliabilityTest, AUserErrorFailsAtOnceWithoutRetry) {
+  Cluster cluster;
+  // A backbone file that passes the server's checks but is no TorchScript: every worker would
+  // fail it the same way.
+  std::ofstream(cluster.data_root() + "/backbones/broken.pt") << "not torchscript";
+  fs::copy_file(cluster.data_root() + "/backbones/tiny.json",
+                cluster.data_root() + "/backbones/broken.json");
+  cluster.StartServer({"--max_attempts=3"});
+  cluster.StartWorker("w1");
+  JobSpec spec = TinySpec(5);
+  spec.mutable_backbone()->set_path("backbones/broken.pt");
+  const Job submitted = Submit(cluster, spec);
+  const Job job = WaitForJob(cluster, submitted.id(), Ended);
+  EXPECT_EQ(job.state(), Job::FAILED);
+  EXPECT_NE(job.error().find("broken.pt"), std::string::npos) << job.error();
+  EXPECT_EQ(job.attempt(), 1);
+  EXPECT_EQ(job.failures(), 0);
+}
+
+TEST(ReliabilityTest, SigtermDrainsAndARestartCarriesOn) {
+  Cluster cluster;
+  const std::vector<std::string> flags = {"--lease_seconds=3", "--heartbeat_seconds=0.2",
+                                          "--drain_seconds=1"};
+  cluster.StartServer(flags);
+  cluster.StartWorker("w1");
+  const Job running = Submit(cluster, TinySpec(100));
+  const Job waiting = Submit(cluster, TinySpec(1));
+  ASSERT_EQ(WaitForJob(cluster, running.id(), [](const Job& j) { return j.epoch() >= 1; })
+                .state(),
+            Job::RUNNING);
+  const int port = cluster.grpc_port();
+  EXPECT_EQ(cluster.StopServer(SIGTERM), 0);
+
+  cluster.StartServer(flags, port);
+  EXPECT_EQ(Get(cluster, waiting.id()).state(), Job::QUEUED);
+  const Job first = WaitForJob(cluster, running.id(), Ended, 120s);
+  EXPECT_EQ(first.state(), Job::SUCCEEDED) << first.error();
+  EXPECT_EQ(first.attempt(), 1);
+  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, running.id())), OneTo(100));
+  EXPECT_EQ(WaitForJob(cluster, waiting.id(), Ended).state(), Job::SUCCEEDED);
+}
+
+}  // namespace
+}  // namespace tl
