@@ -89,21 +89,56 @@ def _resnet(name, feature_dim):
             "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "head_prefixes": ["fc."]}
 
 
-def _build_mobilenet_v3_small():
-    model, version = _torchvision_model("mobilenet_v3_small")
-    # forward() runs features, avgpool, flatten, classifier: with the
-    # classifier gone it returns the pooled 576 features of the last conv.
-    model.classifier = nn.Identity()
-    blocks = [
-        ("stem", [0]),            # conv 3->16, stride 2
-        ("blocks1", [1, 2, 3]),   # to 24 channels, 1/8 resolution
-        ("blocks2", [4, 5, 6]),   # 40 channels, 1/16
-        ("blocks3", [7, 8]),      # 48 channels
-        ("blocks4", [9, 10, 11]), # 96 channels, 1/32
-        ("head_conv", [12]),      # 1x1 conv to 576
-    ]
+def _mobilenet_like(name, blocks, feature_dim):
+    """MobileNet-V3 and EfficientNet: forward() runs features, avgpool,
+    flatten, classifier; with the classifier gone it returns the pooled
+    features of the last conv. `blocks` groups the indices of `features`."""
+    def build():
+        model, version = _torchvision_model(name)
+        model.classifier = nn.Identity()
+        groups = [(group, ["features.%d" % i for i in indices]) for group, indices in blocks]
+        return model, groups, "torchvision %s %s" % (name, version)
+    return {"build": build, "feature_dim": feature_dim, "input_size": 224,
+            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "head_prefixes": ["classifier."]}
+
+
+def _build_vgg16():
+    model, version = _torchvision_model("vgg16")
+    # The classic transfer features: the 4096 activations of the second fully
+    # connected layer (fc7), ReLU and dropout included; only the 1000-way
+    # layer goes.
+    model.classifier[6] = nn.Identity()
+    # Conv layers between max-pools; ReLU and pooling hold no parameters.
+    blocks = [("block1", [0, 2]), ("block2", [5, 7]), ("block3", [10, 12, 14]),
+              ("block4", [17, 19, 21]), ("block5", [24, 26, 28])]
     groups = [(name, ["features.%d" % i for i in indices]) for name, indices in blocks]
-    return model, groups, "torchvision mobilenet_v3_small %s" % version
+    groups.append(("fc", ["classifier.0", "classifier.3"]))
+    return model, groups, "torchvision vgg16 %s" % version
+
+
+def _build_inception_v3():
+    import torchvision
+
+    class InceptionV3Features(torchvision.models.Inception3):
+        # Scripted, Inception3.forward returns a (logits, aux) tuple even
+        # without the auxiliary head; the engine needs a plain tensor.
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self._forward(x)[0]
+
+    # No auxiliary head: it only serves ImageNet training. init_weights is
+    # given because torchvision warns when it is left to its default, and
+    # the truncated-normal initialization it selects exists in 0.14 and 0.2x.
+    # transform_input stays off: the manifest's mean/std of 0.5 normalizes the
+    # way torchvision's transform_input=True does for its ImageNet weights.
+    model = InceptionV3Features(aux_logits=False, init_weights=True)
+    model.fc = nn.Identity()
+    stem = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3"]
+    groups = [("stem", stem),                                              # to 35x35
+              ("mixed5", ["Mixed_5b", "Mixed_5c", "Mixed_5d"]),            # 35x35
+              ("mixed6", ["Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]),  # 17x17
+              ("mixed7", ["Mixed_7a", "Mixed_7b", "Mixed_7c"])]            # 8x8
+    return model, groups, ("torchvision inception_v3 %s (no auxiliary head; inputs of "
+                           "at least 75 px)" % torchvision.__version__)
 
 
 def _build_smallcnn():
@@ -116,9 +151,38 @@ def _build_smallcnn():
 ARCHITECTURES = {
     "resnet18": _resnet("resnet18", 512),
     "resnet50": _resnet("resnet50", 2048),
-    "mobilenet_v3_small": {
-        "build": _build_mobilenet_v3_small, "feature_dim": 576, "input_size": 224,
-        "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "head_prefixes": ["classifier."]},
+    "vgg16": {
+        "build": _build_vgg16, "feature_dim": 4096, "input_size": 224,
+        "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "head_prefixes": ["classifier.6."]},
+    "inception_v3": {
+        "build": _build_inception_v3, "feature_dim": 2048, "input_size": 299,
+        "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+        "head_prefixes": ["fc.", "AuxLogits."]},
+    "efficientnet_b0": _mobilenet_like("efficientnet_b0", [
+        ("stem", [0]),             # conv 3->32, stride 2
+        ("blocks1", [1, 2]),       # 16, 24 channels, 1/4 resolution
+        ("blocks2", [3]),          # 40 channels, 1/8
+        ("blocks3", [4, 5]),       # 80, 112 channels, 1/16
+        ("blocks4", [6, 7]),       # 192, 320 channels, 1/32
+        ("head_conv", [8]),        # 1x1 conv to 1280
+    ], 1280),
+    "mobilenet_v3_small": _mobilenet_like("mobilenet_v3_small", [
+        ("stem", [0]),             # conv 3->16, stride 2
+        ("blocks1", [1, 2, 3]),    # to 24 channels, 1/8 resolution
+        ("blocks2", [4, 5, 6]),    # 40 channels, 1/16
+        ("blocks3", [7, 8]),       # 48 channels
+        ("blocks4", [9, 10, 11]),  # 96 channels, 1/32
+        ("head_conv", [12]),       # 1x1 conv to 576
+    ], 576),
+    "mobilenet_v3_large": _mobilenet_like("mobilenet_v3_large", [
+        ("stem", [0]),             # conv 3->16, stride 2
+        ("blocks1", [1, 2, 3]),    # to 24 channels, 1/4 resolution
+        ("blocks2", [4, 5, 6]),    # 40 channels, 1/8
+        ("blocks3", [7, 8, 9, 10]),  # 80 channels, 1/16
+        ("blocks4", [11, 12]),     # 112 channels
+        ("blocks5", [13, 14, 15]), # 160 channels, 1/32
+        ("head_conv", [16]),       # 1x1 conv to 960
+    ], 960),
     "smallcnn": {
         "build": _build_smallcnn, "feature_dim": 64, "input_size": 32,
         "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "head_prefixes": []},
