@@ -39,6 +39,14 @@ absl::Status CheckRange(const std::string& field, Number value, Number low, Numb
   return absl::OkStatus();
 }
 
+// For the bounds CheckRange cannot say: an open end. `interval` is how the
+// message writes it, "(0, 1]".
+absl::Status OutOfInterval(const std::string& field, double value, const std::string& interval) {
+  std::ostringstream message;
+  message << "is " << value << "; it must lie in " << interval;
+  return Invalid(field, message.str());
+}
+
 // The number of class folders of `dir` that hold at least one image. Stops
 // looking inside a class at its first image, so that a large dataset costs
 // one directory listing per class.
@@ -175,6 +183,86 @@ absl::Status CheckPreprocessing(JobSpec& spec) {
   return absl::OkStatus();
 }
 
+// Optimizer variant, schedule, clipping, smoothing and class weights; runs
+// after the basic fields have their defaults and bounds.
+absl::Status CheckTrainingRecipe(TrainingSpec& training) {
+  if (training.nesterov() && training.optimizer() != TrainingSpec::SGD) {
+    return Invalid("training.nesterov", "applies to the SGD optimizer only");
+  }
+  if (training.nesterov() && !(training.momentum() > 0)) {
+    return Invalid("training.nesterov", "needs training.momentum above 0");
+  }
+  if (!TrainingSpec::LrSchedule_IsValid(training.lr_schedule())) {
+    return Invalid("training.lr_schedule", "is not a known schedule");
+  }
+  if (training.lr_schedule() == TrainingSpec::LR_SCHEDULE_UNSPECIFIED) {
+    training.set_lr_schedule(TrainingSpec::CONSTANT);
+  }
+  const std::string schedule = TrainingSpec::LrSchedule_Name(training.lr_schedule());
+  absl::Status status =
+      CheckRange("training.warmup_epochs", training.warmup_epochs(), 0, training.epochs());
+  if (!status.ok()) return status;
+  if (training.lr_schedule() == TrainingSpec::STEP) {
+    if (!training.has_step_epochs()) {
+      training.set_step_epochs(std::max(1, (training.epochs() - training.warmup_epochs()) / 3));
+    }
+    if (!training.has_step_gamma()) training.set_step_gamma(0.1);
+    status = CheckRange("training.step_epochs", training.step_epochs(), 1, 1000);
+    if (!status.ok()) return status;
+    if (!(training.step_gamma() > 0 && training.step_gamma() <= 1)) {
+      return OutOfInterval("training.step_gamma", training.step_gamma(), "(0, 1]");
+    }
+  } else {
+    for (const auto& [field, set] : {std::pair{"training.step_epochs", training.has_step_epochs()},
+                                     std::pair{"training.step_gamma", training.has_step_gamma()}}) {
+      if (set) return Invalid(field, "applies to the STEP lr_schedule only, not " + schedule);
+    }
+  }
+  if (training.lr_schedule() == TrainingSpec::COSINE) {
+    if (!training.has_min_learning_rate()) training.set_min_learning_rate(0);
+    status = CheckRange("training.min_learning_rate", training.min_learning_rate(), 0.0,
+                        training.learning_rate());
+    if (!status.ok()) return status;
+  } else if (training.has_min_learning_rate()) {
+    return Invalid("training.min_learning_rate",
+                   "applies to the COSINE lr_schedule only, not " + schedule);
+  }
+  status = CheckRange("training.clip_grad_norm", training.clip_grad_norm(), 0.0, 1e6);
+  if (!status.ok()) return status;
+  if (!(training.label_smoothing() >= 0 && training.label_smoothing() < 1)) {
+    return OutOfInterval("training.label_smoothing", training.label_smoothing(), "[0, 1)");
+  }
+  if (training.balanced_class_weights() && !training.class_weights().empty()) {
+    return Invalid("training.balanced_class_weights",
+                   "and training.class_weights cannot both be set");
+  }
+  bool any_positive = training.class_weights().empty();
+  for (const auto& [name, weight] : training.class_weights()) {
+    const std::string field = absl::StrCat("training.class_weights[\"", name, "\"]");
+    if (name.empty() || name.find('/') != std::string::npos) {
+      return Invalid(field, "is not a class folder name");
+    }
+    status = CheckRange(field, weight, 0.0, 1000.0);
+    if (!status.ok()) return status;
+    any_positive = any_positive || weight > 0;
+  }
+  if (!any_positive) return Invalid("training.class_weights", "are all 0");
+  return absl::OkStatus();
+}
+
+// Every class a weight is given for must be a class of the training folder.
+absl::Status CheckClassWeightNames(const JobSpec& spec, const SpecContext& context) {
+  const fs::path train_dir = fs::path(context.data_root) / spec.dataset().train_dir();
+  for (const auto& [name, weight] : spec.training().class_weights()) {
+    if (!fs::is_directory(train_dir / name)) {
+      return Invalid(absl::StrCat("training.class_weights[\"", name, "\"]"),
+                     absl::StrCat("names a class that dataset.train_dir \"",
+                                  spec.dataset().train_dir(), "\" does not have"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckTraining(JobSpec& spec) {
   TrainingSpec& training = *spec.mutable_training();
   if (!TrainingSpec::Strategy_IsValid(training.strategy())) {
@@ -206,7 +294,10 @@ absl::Status CheckTraining(JobSpec& spec) {
     training.set_backbone_lr_scale(training.strategy() == TrainingSpec::FULL ? 1.0 : 0.1);
   }
   if (!training.has_momentum()) training.set_momentum(0.9);
-  if (!training.has_weight_decay()) training.set_weight_decay(0.0);
+  if (!training.has_weight_decay()) {
+    // AdamW's decay is decoupled from the gradient and meant to be on.
+    training.set_weight_decay(training.optimizer() == TrainingSpec::ADAMW ? 0.01 : 0.0);
+  }
   if (!training.has_seed()) training.set_seed(1);
 
   if (training.epochs() <= 0) return Invalid("training.epochs", "must be positive");
@@ -225,7 +316,7 @@ absl::Status CheckTraining(JobSpec& spec) {
        }) {
     if (!status.ok()) return status;
   }
-  return absl::OkStatus();
+  return CheckTrainingRecipe(training);
 }
 
 }  // namespace
@@ -272,6 +363,8 @@ absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecCont
   status = CheckBackbone(spec, context);
   if (!status.ok()) return status;
   status = CheckDataset(spec, context);
+  if (!status.ok()) return status;
+  status = CheckClassWeightNames(spec, context);
   if (!status.ok()) return status;
   return spec;
 }

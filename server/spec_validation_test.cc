@@ -9,9 +9,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -136,6 +138,17 @@ TEST_F(SpecValidationTest, MinimalSpecGetsEveryDefault) {
   ASSERT_TRUE(training.has_weight_decay());
   EXPECT_DOUBLE_EQ(training.weight_decay(), 0.0);
   EXPECT_EQ(training.seed(), 1u);
+  EXPECT_FALSE(training.nesterov());
+  EXPECT_EQ(training.lr_schedule(), TrainingSpec::CONSTANT);
+  EXPECT_EQ(training.warmup_epochs(), 0);
+  // Fields of the schedules not chosen stay unset.
+  EXPECT_FALSE(training.has_step_epochs());
+  EXPECT_FALSE(training.has_step_gamma());
+  EXPECT_FALSE(training.has_min_learning_rate());
+  EXPECT_DOUBLE_EQ(training.clip_grad_norm(), 0.0);
+  EXPECT_DOUBLE_EQ(training.label_smoothing(), 0.0);
+  EXPECT_TRUE(training.class_weights().empty());
+  EXPECT_FALSE(training.balanced_class_weights());
   ASSERT_TRUE(spec.dataset().has_val_fraction());
   EXPECT_DOUBLE_EQ(spec.dataset().val_fraction(), 0.2);
   ASSERT_TRUE(spec.preprocessing().has_horizontal_flip());
@@ -339,6 +352,146 @@ TEST_F(SpecValidationTest, ZeroUnfreezeGroupsIsRefused) {
   JobSpec spec = MinimalSpec();
   spec.mutable_training()->set_unfreeze_groups(0);
   EXPECT_THAT(Validate(spec), InvalidField("training.unfreeze_groups", "is 0"));
+}
+
+// ---------------------------------------------------------------- recipe
+
+TEST_F(SpecValidationTest, AdamWDefaultsToDecoupledDecay) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_optimizer(TrainingSpec::ADAMW);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_DOUBLE_EQ(spec.training().learning_rate(), 0.001);
+  EXPECT_DOUBLE_EQ(spec.training().weight_decay(), 0.01);
+  submitted.mutable_training()->set_weight_decay(0);
+  ASSERT_OK_AND_ASSIGN(spec, Validate(submitted));
+  EXPECT_DOUBLE_EQ(spec.training().weight_decay(), 0.0) << "an explicit 0 stays";
+}
+
+TEST_F(SpecValidationTest, NesterovNeedsSgdWithMomentum) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_training()->set_nesterov(true);
+  EXPECT_THAT(Validate(spec), InvalidField("training.nesterov", "SGD"));
+  spec.mutable_training()->set_optimizer(TrainingSpec::SGD);
+  EXPECT_THAT(Validate(spec), IsOk());
+  spec.mutable_training()->set_momentum(0);
+  EXPECT_THAT(Validate(spec), InvalidField("training.nesterov", "training.momentum"));
+}
+
+TEST_F(SpecValidationTest, StepScheduleGetsItsDefaults) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_lr_schedule(TrainingSpec::STEP);
+  submitted.mutable_training()->set_epochs(14);
+  submitted.mutable_training()->set_warmup_epochs(2);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.training().step_epochs(), 4);  // a third of the 12 after warmup
+  EXPECT_DOUBLE_EQ(spec.training().step_gamma(), 0.1);
+  EXPECT_FALSE(spec.training().has_min_learning_rate());
+}
+
+TEST_F(SpecValidationTest, CosineScheduleGetsItsDefaults) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_lr_schedule(TrainingSpec::COSINE);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  ASSERT_TRUE(spec.training().has_min_learning_rate());
+  EXPECT_DOUBLE_EQ(spec.training().min_learning_rate(), 0.0);
+  EXPECT_FALSE(spec.training().has_step_epochs());
+}
+
+TEST_F(SpecValidationTest, ScheduleFieldsOutOfBoundsAreRefused) {
+  struct Case {
+    std::string field;
+    std::string detail;
+    std::function<void(TrainingSpec&)> spoil;
+  };
+  const std::vector<Case> cases = {
+      {"training.lr_schedule", "not a known", [](TrainingSpec& t) {
+         t.set_lr_schedule(static_cast<TrainingSpec::LrSchedule>(9));
+       }},
+      {"training.warmup_epochs", "[0, 10]", [](TrainingSpec& t) { t.set_warmup_epochs(11); }},
+      {"training.warmup_epochs", "-1", [](TrainingSpec& t) { t.set_warmup_epochs(-1); }},
+      {"training.step_epochs", "STEP", [](TrainingSpec& t) { t.set_step_epochs(2); }},
+      {"training.step_gamma", "STEP", [](TrainingSpec& t) { t.set_step_gamma(0.5); }},
+      {"training.min_learning_rate", "COSINE", [](TrainingSpec& t) { t.set_min_learning_rate(0); }},
+      {"training.step_epochs", "is 0", [](TrainingSpec& t) {
+         t.set_lr_schedule(TrainingSpec::STEP);
+         t.set_step_epochs(0);
+       }},
+      {"training.step_gamma", "(0, 1]", [](TrainingSpec& t) {
+         t.set_lr_schedule(TrainingSpec::STEP);
+         t.set_step_gamma(0);
+       }},
+      {"training.step_gamma", "(0, 1]", [](TrainingSpec& t) {
+         t.set_lr_schedule(TrainingSpec::STEP);
+         t.set_step_gamma(1.5);
+       }},
+      {"training.min_learning_rate", "0.01", [](TrainingSpec& t) {
+         t.set_lr_schedule(TrainingSpec::COSINE);
+         t.set_learning_rate(0.001);
+         t.set_min_learning_rate(0.01);
+       }},
+      {"training.clip_grad_norm", "-1", [](TrainingSpec& t) { t.set_clip_grad_norm(-1); }},
+      {"training.clip_grad_norm", "nan", [](TrainingSpec& t) { t.set_clip_grad_norm(std::nan("")); }},
+      {"training.label_smoothing", "[0, 1)", [](TrainingSpec& t) { t.set_label_smoothing(1); }},
+      {"training.label_smoothing", "[0, 1)", [](TrainingSpec& t) { t.set_label_smoothing(-0.1); }},
+  };
+  for (const Case& c : cases) {
+    JobSpec spec = MinimalSpec();
+    c.spoil(*spec.mutable_training());
+    EXPECT_THAT(Validate(spec), InvalidField(c.field, c.detail)) << spec.ShortDebugString();
+  }
+}
+
+TEST_F(SpecValidationTest, FullRecipeIsAcceptedAsGiven) {
+  JobSpec submitted = MinimalSpec();
+  TrainingSpec& training = *submitted.mutable_training();
+  training.set_optimizer(TrainingSpec::SGD);
+  training.set_nesterov(true);
+  training.set_lr_schedule(TrainingSpec::COSINE);
+  training.set_learning_rate(0.1);
+  training.set_min_learning_rate(0.001);
+  training.set_warmup_epochs(2);
+  training.set_clip_grad_norm(5);
+  training.set_label_smoothing(0.1);
+  (*training.mutable_class_weights())["rose"] = 2.5;
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_TRUE(spec.training().nesterov());
+  EXPECT_DOUBLE_EQ(spec.training().min_learning_rate(), 0.001);
+  EXPECT_EQ(spec.training().warmup_epochs(), 2);
+  EXPECT_DOUBLE_EQ(spec.training().clip_grad_norm(), 5);
+  EXPECT_DOUBLE_EQ(spec.training().label_smoothing(), 0.1);
+  EXPECT_DOUBLE_EQ(spec.training().class_weights().at("rose"), 2.5);
+}
+
+TEST_F(SpecValidationTest, ClassWeightsAreCheckedAgainstTheTrainingFolder) {
+  JobSpec spec = MinimalSpec();
+  (*spec.mutable_training()->mutable_class_weights())["tulip"] = 2;
+  EXPECT_THAT(Validate(spec),
+              InvalidField("training.class_weights[\"tulip\"]", "flowers/train"));
+}
+
+TEST_F(SpecValidationTest, BadClassWeightsAreRefused) {
+  struct Case {
+    std::string field;
+    std::map<std::string, double> weights;
+  };
+  const std::vector<Case> cases = {
+      {"training.class_weights[\"rose\"]", {{"rose", -1}}},
+      {"training.class_weights[\"rose\"]", {{"rose", 1001}}},
+      {"training.class_weights[\"../rose\"]", {{"../rose", 1}}},
+      {"training.class_weights[\"\"]", {{"", 1}}},
+      {"training.class_weights", {{"rose", 0}, {"daisy", 0}}},
+  };
+  for (const Case& c : cases) {
+    JobSpec spec = MinimalSpec();
+    for (const auto& [name, weight] : c.weights) {
+      (*spec.mutable_training()->mutable_class_weights())[name] = weight;
+    }
+    EXPECT_THAT(Validate(spec), InvalidField(c.field)) << spec.ShortDebugString();
+  }
+  JobSpec both = MinimalSpec();
+  (*both.mutable_training()->mutable_class_weights())["rose"] = 2;
+  both.mutable_training()->set_balanced_class_weights(true);
+  EXPECT_THAT(Validate(both), InvalidField("training.balanced_class_weights", "class_weights"));
 }
 
 TEST_F(SpecValidationTest, UnknownStrategyNumberIsRefused) {

@@ -33,6 +33,28 @@ engine::Strategy StrategyOf(TrainingSpec::Strategy strategy) {
   }
 }
 
+engine::OptimizerKind OptimizerOf(TrainingSpec::Optimizer optimizer) {
+  switch (optimizer) {
+    case TrainingSpec::SGD:
+      return engine::OptimizerKind::kSgd;
+    case TrainingSpec::ADAMW:
+      return engine::OptimizerKind::kAdamW;
+    default:
+      return engine::OptimizerKind::kAdam;
+  }
+}
+
+engine::LrSchedule ScheduleOf(TrainingSpec::LrSchedule schedule) {
+  switch (schedule) {
+    case TrainingSpec::STEP:
+      return engine::LrSchedule::kStep;
+    case TrainingSpec::COSINE:
+      return engine::LrSchedule::kCosine;
+    default:
+      return engine::LrSchedule::kConstant;
+  }
+}
+
 std::string RelativeTo(const std::string& root, const std::string& path) {
   return fs::path(path).lexically_relative(fs::weakly_canonical(root)).string();
 }
@@ -164,13 +186,24 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.train.strategy = StrategyOf(training.strategy());
   config.train.unfreeze_groups = training.unfreeze_groups();
   config.train.epochs = training.epochs();
-  config.train.optimizer =
-      training.optimizer() == TrainingSpec::SGD ? engine::OptimizerKind::kSgd
-                                                : engine::OptimizerKind::kAdam;
+  config.train.optimizer = OptimizerOf(training.optimizer());
   config.train.learning_rate = training.learning_rate();
   config.train.backbone_lr_scale = training.backbone_lr_scale();
   config.train.momentum = training.momentum();
+  config.train.nesterov = training.nesterov();
   config.train.weight_decay = training.weight_decay();
+  config.train.lr_schedule = ScheduleOf(training.lr_schedule());
+  config.train.warmup_epochs = training.warmup_epochs();
+  // Unset schedule fields (those of other schedules) keep the engine's.
+  if (training.has_step_epochs()) config.train.step_epochs = training.step_epochs();
+  if (training.has_step_gamma()) config.train.step_gamma = training.step_gamma();
+  if (training.has_min_learning_rate()) {
+    config.train.min_learning_rate = training.min_learning_rate();
+  }
+  config.train.clip_grad_norm = training.clip_grad_norm();
+  config.train.label_smoothing = training.label_smoothing();
+  config.class_weights = {training.class_weights().begin(), training.class_weights().end()};
+  config.balanced_class_weights = training.balanced_class_weights();
   // A job that asks for the CPU runs there even on a GPU worker.
   config.train.device = spec.resources().device() == "cpu" ? "cpu" : settings.device;
   config.train.precision = training.precision() == TrainingSpec::BF16

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -246,6 +247,14 @@ TEST_F(JobRunnerTest, EngineConfigMapsEverySpecField) {
   training.set_weight_decay(0.003);
   training.set_seed(987654321987ULL);
   training.set_threads(5);
+  training.set_nesterov(true);
+  training.set_lr_schedule(TrainingSpec::STEP);
+  training.set_warmup_epochs(2);
+  training.set_step_epochs(4);
+  training.set_step_gamma(0.3);
+  training.set_clip_grad_norm(2.5);
+  training.set_label_smoothing(0.15);
+  (*training.mutable_class_weights())["banana"] = 4;
   WorkerSettings settings = Settings();
   settings.device = "cuda:1";
   settings.threads = 7;
@@ -272,6 +281,15 @@ TEST_F(JobRunnerTest, EngineConfigMapsEverySpecField) {
   EXPECT_DOUBLE_EQ(config.train.backbone_lr_scale, 0.25);
   EXPECT_DOUBLE_EQ(config.train.momentum, 0.75);
   EXPECT_DOUBLE_EQ(config.train.weight_decay, 0.003);
+  EXPECT_TRUE(config.train.nesterov);
+  EXPECT_EQ(config.train.lr_schedule, engine::LrSchedule::kStep);
+  EXPECT_EQ(config.train.warmup_epochs, 2);
+  EXPECT_EQ(config.train.step_epochs, 4);
+  EXPECT_DOUBLE_EQ(config.train.step_gamma, 0.3);
+  EXPECT_DOUBLE_EQ(config.train.clip_grad_norm, 2.5);
+  EXPECT_DOUBLE_EQ(config.train.label_smoothing, 0.15);
+  EXPECT_EQ(config.class_weights, (std::map<std::string, double>{{"banana", 4}}));
+  EXPECT_FALSE(config.balanced_class_weights);
   EXPECT_EQ(config.train.device, "cuda:1");
   EXPECT_THAT(config.provenance,
               AllOf(HasSubstr("job-1"), HasSubstr("FINE_TUNE"), HasSubstr("fruit/train")));
@@ -292,12 +310,25 @@ TEST_F(JobRunnerTest, EngineConfigMapsStrategiesOptimizersAndThreadFallback) {
   ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(assignment, settings));
   EXPECT_EQ(config.train.strategy, engine::Strategy::kFull);
 
-  // Unspecified means the documented defaults: FINE_TUNE and Adam.
+  assignment.mutable_spec()->mutable_training()->set_optimizer(TrainingSpec::ADAMW);
+  assignment.mutable_spec()->mutable_training()->set_lr_schedule(TrainingSpec::COSINE);
+  assignment.mutable_spec()->mutable_training()->set_min_learning_rate(0.0005);
+  assignment.mutable_spec()->mutable_training()->set_balanced_class_weights(true);
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(assignment, settings));
+  EXPECT_EQ(config.train.optimizer, engine::OptimizerKind::kAdamW);
+  EXPECT_EQ(config.train.lr_schedule, engine::LrSchedule::kCosine);
+  EXPECT_DOUBLE_EQ(config.train.min_learning_rate, 0.0005);
+  EXPECT_TRUE(config.balanced_class_weights);
+
+  // Unspecified means the documented defaults: FINE_TUNE, Adam, constant.
+  assignment.mutable_spec()->mutable_training()->set_lr_schedule(
+      TrainingSpec::LR_SCHEDULE_UNSPECIFIED);
   assignment.mutable_spec()->mutable_training()->set_strategy(TrainingSpec::STRATEGY_UNSPECIFIED);
   assignment.mutable_spec()->mutable_training()->set_optimizer(TrainingSpec::OPTIMIZER_UNSPECIFIED);
   ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(assignment, settings));
   EXPECT_EQ(config.train.strategy, engine::Strategy::kFineTune);
   EXPECT_EQ(config.train.optimizer, engine::OptimizerKind::kAdam);
+  EXPECT_EQ(config.train.lr_schedule, engine::LrSchedule::kConstant);
 }
 
 TEST_F(JobRunnerTest, EngineConfigWithoutValDirHoldsOutAFraction) {
@@ -669,6 +700,79 @@ TEST_F(JobRunnerTest, OneCorruptImageIsSkippedAndCounted) {
   EXPECT_EQ(finished.result().dataset().train_images(), 3 * kTrainPerClass + 1);
   EXPECT_EQ(finished.result().dataset().skipped_images(), 1);
   EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 2);
+}
+
+// ---------------------------------------------------------------- the recipe
+
+std::vector<tl::v1::EpochMetrics> EpochsOf(const std::vector<WorkerMessage>& messages) {
+  std::vector<tl::v1::EpochMetrics> epochs;
+  for (const WorkerMessage& message : messages) {
+    if (message.has_epoch()) epochs.push_back(message.epoch().metrics());
+  }
+  return epochs;
+}
+
+TEST_F(JobRunnerTest, OneSeedRepeatsAJobExactlyAndAnotherDoesNot) {
+  auto run_with_seed = [&](const std::string& job_id, uint64_t seed) {
+    Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+    assignment.set_job_id(job_id);
+    assignment.set_output_dir("jobs/" + job_id);
+    // The held-out split and shuffling depend on the seed too.
+    assignment.mutable_spec()->mutable_dataset()->clear_val_dir();
+    assignment.mutable_spec()->mutable_training()->set_seed(seed);
+    const std::vector<WorkerMessage> messages = Run(assignment);
+    EXPECT_EQ(FinishedOf(messages).outcome(), JobFinished::SUCCEEDED)
+        << FinishedOf(messages).error();
+    return EpochsOf(messages);
+  };
+  const std::vector<tl::v1::EpochMetrics> first = run_with_seed("seed-a", 5);
+  const std::vector<tl::v1::EpochMetrics> again = run_with_seed("seed-b", 5);
+  const std::vector<tl::v1::EpochMetrics> other = run_with_seed("seed-c", 6);
+  ASSERT_EQ(first.size(), 2u);
+  ASSERT_EQ(again.size(), 2u);
+  ASSERT_EQ(other.size(), 2u);
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(first[i].train_loss(), again[i].train_loss()) << "epoch " << i + 1;
+    EXPECT_EQ(first[i].train_accuracy(), again[i].train_accuracy()) << "epoch " << i + 1;
+    EXPECT_EQ(first[i].val_loss(), again[i].val_loss()) << "epoch " << i + 1;
+    EXPECT_EQ(first[i].val_accuracy(), again[i].val_accuracy()) << "epoch " << i + 1;
+    EXPECT_EQ(first[i].learning_rate(), again[i].learning_rate()) << "epoch " << i + 1;
+  }
+  EXPECT_NE(first[0].train_loss(), other[0].train_loss());
+}
+
+TEST_F(JobRunnerTest, WholeRecipeTrainsAndReportsTheScheduledRate) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  TrainingSpec& training = *assignment.mutable_spec()->mutable_training();
+  training.set_epochs(3);
+  training.set_optimizer(TrainingSpec::ADAMW);
+  training.set_weight_decay(0.01);
+  training.set_lr_schedule(TrainingSpec::COSINE);
+  training.set_learning_rate(0.02);
+  training.set_min_learning_rate(0.001);
+  training.set_warmup_epochs(1);
+  training.set_clip_grad_norm(1.0);
+  training.set_label_smoothing(0.1);
+  training.set_balanced_class_weights(true);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  const std::vector<tl::v1::EpochMetrics> epochs = EpochsOf(messages);
+  ASSERT_EQ(epochs.size(), 3u);
+  EXPECT_DOUBLE_EQ(epochs[0].learning_rate(), 0.02);  // the warmup's last batch
+  EXPECT_LT(epochs[1].learning_rate(), 0.02);
+  EXPECT_GT(epochs[1].learning_rate(), 0.001);
+  EXPECT_DOUBLE_EQ(epochs[2].learning_rate(), 0.001);  // the cosine's last batch
+}
+
+TEST_F(JobRunnerTest, ClassWeightForAnUnknownClassFailsNamingTheField) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  (*assignment.mutable_spec()->mutable_training()->mutable_class_weights())["durian"] = 2;
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kStarted), 0);
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), AllOf(HasSubstr("training.class_weights"), HasSubstr("durian")));
 }
 
 }  // namespace

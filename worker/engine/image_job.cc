@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "worker/engine/class_weights.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/image_folder.h"
 
@@ -203,6 +204,20 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   val_options.random_hflip = false;
   val_options.drop_singleton_batch = false;
 
+  // The model and trainer come before the dataset is decoded: a backbone or
+  // setting that cannot work should fail the job in seconds, not after
+  // minutes of decoding.
+  TransferModel model(config.backbone_path, manifest,
+                      static_cast<int64_t>(split.class_names.size()), config.seed);
+  std::vector<int64_t> train_counts(split.class_names.size(), 0);
+  for (const ImageSample& sample : split.train) ++train_counts[sample.label];
+  TrainOptions trainer_options = config.train;
+  trainer_options.seed = config.seed;
+  trainer_options.class_weights = ResolveClassWeights(split.class_names, train_counts,
+                                                      config.class_weights,
+                                                      config.balanced_class_weights);
+  Trainer trainer(model, trainer_options);
+
   ImageJobResult result;
   result.dataset.class_names = split.class_names;
   result.dataset.train_images = static_cast<int64_t>(split.train.size());
@@ -226,10 +241,6 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   }
   result.dataset.skipped_images = train_source.skipped() + val_source.skipped();
   observer.OnDataset(result.dataset);
-
-  TransferModel model(config.backbone_path, manifest,
-                      static_cast<int64_t>(result.dataset.class_names.size()), config.seed);
-  Trainer trainer(model, config.train);
 
   fs::create_directories(config.output_dir);
   std::vector<EpochStats> done = trainer.LoadCheckpoint(config.output_dir);

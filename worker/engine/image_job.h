@@ -4,6 +4,7 @@
 // The worker runs one through this; so could a local command.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,11 @@ struct ImageJobConfig {
   uint64_t seed = 1;
   int threads = 0;            // intra-op threads; 0: every core
   int loader_threads = 0;     // 0: chosen from the core count
+  // train.class_weights and train.seed are filled in from the two below and
+  // `seed`.
   TrainOptions train;
+  std::map<std::string, double> class_weights;  // by class name; others weigh 1
+  bool balanced_class_weights = false;          // weights from training-set frequencies
   std::string output_dir;     // created if missing
   std::string provenance;     // recorded in the exported backbone's manifest
 };

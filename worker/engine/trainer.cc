@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -86,16 +87,76 @@ std::unique_ptr<torch::optim::Optimizer> MakeGrouped(TransferModel& model,
 
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(TransferModel& model,
                                                        const TrainOptions& options) {
-  if (options.optimizer == OptimizerKind::kSgd) {
-    return MakeGrouped<torch::optim::SGD>(model, options, [&](double lr) {
-      return std::make_unique<torch::optim::SGDOptions>(
-          torch::optim::SGDOptions(lr).momentum(options.momentum).weight_decay(options.weight_decay));
-    });
+  switch (options.optimizer) {
+    case OptimizerKind::kSgd:
+      return MakeGrouped<torch::optim::SGD>(model, options, [&](double lr) {
+        return std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(lr)
+                                                              .momentum(options.momentum)
+                                                              .nesterov(options.nesterov)
+                                                              .weight_decay(options.weight_decay));
+      });
+    case OptimizerKind::kAdamW:
+      return MakeGrouped<torch::optim::AdamW>(model, options, [&](double lr) {
+        return std::make_unique<torch::optim::AdamWOptions>(
+            torch::optim::AdamWOptions(lr).weight_decay(options.weight_decay));
+      });
+    case OptimizerKind::kAdam:
+      break;
   }
   return MakeGrouped<torch::optim::Adam>(model, options, [&](double lr) {
     return std::make_unique<torch::optim::AdamOptions>(
         torch::optim::AdamOptions(lr).weight_decay(options.weight_decay));
   });
+}
+
+// Options that cannot work together, found before any weight moves. The
+// scheduler checks the same bounds; these guard the engine's own callers.
+void CheckOptions(const TrainOptions& options, int64_t num_classes) {
+  if (options.nesterov && options.optimizer != OptimizerKind::kSgd) {
+    throw InvalidArgument("training.nesterov applies to the SGD optimizer only");
+  }
+  if (options.nesterov && !(options.momentum > 0)) {
+    throw InvalidArgument("training.nesterov needs training.momentum above 0");
+  }
+  if (options.warmup_epochs < 0 || options.warmup_epochs > options.epochs) {
+    throw InvalidArgument("training.warmup_epochs is " + std::to_string(options.warmup_epochs) +
+                          "; it must lie in [0, training.epochs]");
+  }
+  if (options.lr_schedule == LrSchedule::kStep &&
+      (options.step_epochs < 1 || !(options.step_gamma > 0 && options.step_gamma <= 1))) {
+    throw InvalidArgument("training.step_epochs must be at least 1 and training.step_gamma in (0, 1]");
+  }
+  if (options.lr_schedule == LrSchedule::kCosine &&
+      !(options.min_learning_rate >= 0 && options.min_learning_rate <= options.learning_rate)) {
+    throw InvalidArgument("training.min_learning_rate must lie in [0, training.learning_rate]");
+  }
+  if (!(options.clip_grad_norm >= 0)) {
+    throw InvalidArgument("training.clip_grad_norm must not be negative (0 turns it off)");
+  }
+  if (!(options.label_smoothing >= 0 && options.label_smoothing < 1)) {
+    throw InvalidArgument("training.label_smoothing must lie in [0, 1)");
+  }
+  if (options.class_weights.empty()) return;
+  if (static_cast<int64_t>(options.class_weights.size()) != num_classes) {
+    throw InvalidArgument("training.class_weights has " +
+                          std::to_string(options.class_weights.size()) + " weights for " +
+                          std::to_string(num_classes) + " classes");
+  }
+  bool any_positive = false;
+  for (double weight : options.class_weights) {
+    if (!(weight >= 0) || !std::isfinite(weight)) {
+      throw InvalidArgument("training.class_weights must be finite and not negative");
+    }
+    any_positive = any_positive || weight > 0;
+  }
+  if (!any_positive) throw InvalidArgument("training.class_weights are all 0");
+}
+
+// Dropout and stochastic depth draw from the global generator; seeding it
+// from (seed, epoch) makes an epoch's draws independent of earlier epochs,
+// so a resumed run draws what an uninterrupted one would have.
+uint64_t EpochSeed(uint64_t seed, int epoch) {
+  return seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch);
 }
 
 // The loss of reduced-precision logits (autocast) is computed in fp32;
@@ -114,15 +175,60 @@ void ToChannelsLast(torch::jit::Module& module) {
 
 }  // namespace
 
+double LearningRateFactor(const TrainOptions& options, int64_t step, int64_t steps_per_epoch) {
+  steps_per_epoch = std::max<int64_t>(steps_per_epoch, 1);
+  const int64_t warmup_steps = static_cast<int64_t>(options.warmup_epochs) * steps_per_epoch;
+  if (step < warmup_steps) {
+    // The first batch already trains; the rate reaches its base at the
+    // warmup's last batch.
+    return static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  }
+  const int64_t after_warmup = step - warmup_steps;
+  switch (options.lr_schedule) {
+    case LrSchedule::kConstant:
+      break;
+    case LrSchedule::kStep: {
+      const int64_t decays = after_warmup / steps_per_epoch / std::max(options.step_epochs, 1);
+      return std::pow(options.step_gamma, static_cast<double>(decays));
+    }
+    case LrSchedule::kCosine: {
+      const int64_t last = static_cast<int64_t>(options.epochs) * steps_per_epoch - warmup_steps - 1;
+      if (last <= 0) break;
+      const double progress = std::min(1.0, static_cast<double>(after_warmup) / last);
+      const double floor = options.min_learning_rate / options.learning_rate;
+      return floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * progress));
+    }
+  }
+  return 1.0;
+}
+
 Trainer::Trainer(TransferModel& model, TrainOptions options)
     : model_(model), options_(std::move(options)), device_(ParseDevice(options_.device)) {
   if (options_.precision == Precision::kBFloat16 && !device_.is_cuda()) {
     throw InvalidArgument("training.precision BF16 needs a CUDA device");
   }
+  CheckOptions(options_, model_.num_classes());
   model_.Configure(options_.strategy, options_.unfreeze_groups);
   model_.To(device_);
   if (options_.channels_last) ToChannelsLast(model_.classifier());
   optimizer_ = MakeOptimizer(model_, options_);
+  for (const auto& group : optimizer_->param_groups()) {
+    base_learning_rates_.push_back(group.options().get_lr());
+  }
+  trained_parameters_ = model_.HeadParameters();
+  for (const torch::Tensor& parameter : model_.TrainableBackboneParameters()) {
+    trained_parameters_.push_back(parameter);
+  }
+  if (!options_.class_weights.empty()) {
+    class_weights_ = torch::tensor(options_.class_weights, torch::kFloat32).to(device_);
+  }
+}
+
+void Trainer::SetLearningRateFactor(double factor) {
+  auto& groups = optimizer_->param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    groups[i].options().set_lr(base_learning_rates_[i] * factor);
+  }
 }
 
 double Trainer::head_learning_rate() const {
@@ -149,8 +255,15 @@ torch::Tensor Trainer::Step(const Batch& batch, int64_t* correct) {
     CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
     logits = model_.Forward(images);
   }
-  torch::Tensor loss = torch::nn::functional::cross_entropy(AtLeastFloat32(logits), labels);
+  const torch::Tensor float_logits = AtLeastFloat32(logits);
+  auto loss_options =
+      torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing);
+  if (class_weights_.defined()) loss_options.weight(class_weights_.to(float_logits.scalar_type()));
+  torch::Tensor loss = torch::nn::functional::cross_entropy(float_logits, labels, loss_options);
   loss.backward();
+  if (options_.clip_grad_norm > 0) {
+    torch::nn::utils::clip_grad_norm_(trained_parameters_, options_.clip_grad_norm);
+  }
   optimizer_->step();
   if (correct != nullptr) {
     *correct = logits.argmax(1).eq(labels).sum().item<int64_t>();
@@ -191,10 +304,12 @@ EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch) {
 std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation,
                                      TrainObserver& observer, int first_epoch) {
   std::vector<EpochStats> epochs;
+  const int64_t steps_per_epoch = train.batches();
   for (int epoch = first_epoch; epoch <= options_.epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
     model_.SetTraining(true);
     train.StartEpoch(epoch);
+    torch::manual_seed(EpochSeed(options_.seed, epoch));
     BatchProgress progress;
     progress.epoch = epoch;
     progress.epochs = options_.epochs;
@@ -209,6 +324,8 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
       }
       std::optional<Batch> batch = train.Next();
       if (!batch) break;
+      SetLearningRateFactor(LearningRateFactor(
+          options_, (epoch - 1) * steps_per_epoch + progress.batch, steps_per_epoch));
       int64_t correct = 0;
       const double loss = Step(*batch, &correct).item<double>();
       ++progress.batch;

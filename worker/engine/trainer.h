@@ -14,10 +14,20 @@
 
 namespace tl::engine {
 
-enum class OptimizerKind { kSgd, kAdam };
+enum class OptimizerKind {
+  kSgd,
+  kAdam,
+  kAdamW,  // Adam with decoupled weight decay
+};
 enum class Precision {
   kFloat32,
   kBFloat16,  // autocast to bfloat16 on CUDA; weights and optimizer stay fp32
+};
+// How the learning rates move over a run, after the linear warmup.
+enum class LrSchedule {
+  kConstant,
+  kStep,    // times step_gamma every step_epochs epochs
+  kCosine,  // cosine decay to min_learning_rate at the last batch
 };
 
 struct TrainOptions {
@@ -28,11 +38,32 @@ struct TrainOptions {
   double learning_rate = 1e-3;      // head
   double backbone_lr_scale = 0.1;   // backbone lr = learning_rate * this
   double momentum = 0.9;            // SGD
+  bool nesterov = false;            // SGD; needs momentum > 0
   double weight_decay = 0.0;
+  LrSchedule lr_schedule = LrSchedule::kConstant;
+  // The learning rates rise linearly, batch by batch, over this many epochs
+  // before the schedule takes over.
+  int warmup_epochs = 0;
+  int step_epochs = 1;              // kStep
+  double step_gamma = 0.1;          // kStep
+  double min_learning_rate = 0.0;   // kCosine: the head's last; the backbone's scales alike
+  double clip_grad_norm = 0.0;      // max L2 norm of all trained gradients; 0: off
+  double label_smoothing = 0.0;     // [0, 1)
+  // Cross-entropy weight of each class, by label; empty: all 1.
+  std::vector<double> class_weights;
+  // Seeds what the backbone draws while training (dropout, stochastic
+  // depth), anew each epoch so that a resumed run draws what it would have.
+  uint64_t seed = 1;
   std::string device = "cpu";       // "cpu", "cuda", "cuda:1"
   Precision precision = Precision::kFloat32;
   bool channels_last = false;       // NHWC activations and weights (CUDA)
 };
+
+// The factor that multiplies every base learning rate at a batch. `step`
+// counts batches from the start of the run (0-based), `steps_per_epoch` is
+// the training source's batch count. A pure function of its arguments, so a
+// run resumed from its epoch count continues the schedule exactly.
+double LearningRateFactor(const TrainOptions& options, int64_t step, int64_t steps_per_epoch);
 
 struct BatchProgress {
   int epoch = 0;
@@ -54,7 +85,7 @@ struct EpochStats {
   double val_macro_f1 = 0;
   double images_per_second = 0;  // training images per second of training time
   double seconds = 0;            // the whole epoch, validation included
-  double learning_rate = 0;      // the head's
+  double learning_rate = 0;      // the head's, at the epoch's last batch
   int64_t train_images = 0;
   int64_t val_images = 0;
 };
@@ -86,7 +117,8 @@ class Trainer {
  public:
   // Configures the model's strategy, moves it to the device and builds the
   // optimizer: the head at learning_rate, trainable backbone parameters at
-  // learning_rate * backbone_lr_scale.
+  // learning_rate * backbone_lr_scale. Throws EngineError(kInvalidArgument)
+  // naming the training.* field for options that cannot work together.
   Trainer(TransferModel& model, TrainOptions options);
 
   // Epochs first_epoch..options.epochs. Throws EngineError(kCancelled) on a
@@ -95,9 +127,12 @@ class Trainer {
   std::vector<EpochStats> Run(BatchSource& train, BatchSource* validation,
                               TrainObserver& observer, int first_epoch = 1);
 
-  // One optimizer step; returns the batch's mean loss (on the device) and
-  // sets *correct to the number of right predictions when not null.
+  // One optimizer step at the current learning rates; returns the batch's
+  // mean loss (on the device) and sets *correct to the number of right
+  // predictions when not null.
   torch::Tensor Step(const Batch& batch, int64_t* correct);
+  // Plain cross-entropy (no class weights, no smoothing), so that
+  // validation losses compare across jobs.
   EvaluationStats Evaluate(BatchSource& source, int epoch);
 
   // Model weights, optimizer state and the epochs done so far.
@@ -110,11 +145,17 @@ class Trainer {
 
  private:
   torch::Tensor ToDevice(const torch::Tensor& tensor, bool images) const;
+  void SetLearningRateFactor(double factor);
 
   TransferModel& model_;
   TrainOptions options_;
   torch::Device device_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  // Each parameter group's learning rate before scheduling.
+  std::vector<double> base_learning_rates_;
+  // What gradient clipping measures: every parameter that trains.
+  std::vector<torch::Tensor> trained_parameters_;
+  torch::Tensor class_weights_;  // on the device; undefined when all are 1
 };
 
 // Serialised form of epoch stats, for metrics.json and checkpoints.

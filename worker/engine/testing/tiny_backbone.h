@@ -42,17 +42,21 @@ def forward(self, x: Tensor) -> Tensor:
   return module;
 }
 
-inline torch::jit::Module MakeTinyBackbone(uint64_t seed) {
+// With `dropout`, the features pass through dropout (p = 0.5) while
+// training: something random for the trainer's seed to govern.
+inline torch::jit::Module MakeTinyBackbone(uint64_t seed, bool dropout = false) {
   torch::manual_seed(seed);
-  torch::jit::Module backbone{c10::QualifiedName("__torch__.tl_test.TinyBackbone")};
+  torch::jit::Module backbone{
+      c10::QualifiedName(dropout ? "__torch__.tl_test.TinyDropoutBackbone"
+                                 : "__torch__.tl_test.TinyBackbone")};
   backbone.register_attribute("training", c10::BoolType::get(), true);
   backbone.register_module("stem", MakeConvModule("Stem", 3, 8, /*with_batch_norm=*/true));
   backbone.register_module("block", MakeConvModule("Block", 8, kTinyFeatureDim, false));
-  backbone.define(R"JIT(
+  backbone.define(std::string(R"JIT(
 def forward(self, x: Tensor) -> Tensor:
     y = self.block.forward(self.stem.forward(x))
-    return torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1)
-)JIT");
+    y = torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1)
+)JIT") + (dropout ? "    return torch.dropout(y, 0.5, self.training)\n" : "    return y\n"));
   return backbone;
 }
 
@@ -69,9 +73,10 @@ inline BackboneManifest TinyManifest() {
 }
 
 // Writes the backbone and its manifest; returns the backbone's path.
-inline std::string WriteTinyBackbone(const std::string& dir, uint64_t seed = 7) {
+inline std::string WriteTinyBackbone(const std::string& dir, uint64_t seed = 7,
+                                     bool dropout = false) {
   const std::string path = dir + "/tiny.pt";
-  MakeTinyBackbone(seed).save(path);
+  MakeTinyBackbone(seed, dropout).save(path);
   WriteManifest(TinyManifest(), ManifestPathFor(path));
   return path;
 }
