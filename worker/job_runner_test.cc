@@ -775,5 +775,97 @@ TEST_F(JobRunnerTest, ClassWeightForAnUnknownClassFailsNamingTheField) {
   EXPECT_THAT(finished.error(), AllOf(HasSubstr("training.class_weights"), HasSubstr("durian")));
 }
 
+// ---------------------------------------------------------------- bad input from the backbone
+
+TEST_F(JobRunnerTest, UnfreezingMoreGroupsThanTheBackboneHasFailsNamingTheCount) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_training()->set_unfreeze_groups(5);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kStarted), 0);
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  const size_t groups = engine::testing::TinyManifest().layer_groups.size();
+  EXPECT_THAT(finished.error(),
+              AllOf(HasSubstr("training.unfreeze_groups is 5"),
+                    HasSubstr("has " + std::to_string(groups) + " layer groups")));
+}
+
+TEST_F(JobRunnerTest, UnknownManifestFieldFailsNamingFieldAndFile) {
+  const std::string dir = data_root_ + "/typo";
+  fs::create_directories(dir);
+  fs::copy_file(data_root_ + "/backbones/tiny.pt", dir + "/tiny.pt");
+  std::ifstream in(data_root_ + "/backbones/tiny.json");
+  nlohmann::json manifest = nlohmann::json::parse(in);
+  manifest["input_sise"] = 8;
+  std::ofstream(dir + "/tiny.json") << manifest.dump();
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.set_backbone_path("typo/tiny.pt");
+  const JobFinished finished = FinishedOf(Run(assignment));
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), AllOf(HasSubstr("\"input_sise\" is not a known field"),
+                                      HasSubstr(Canonical(dir) + "/tiny.json")));
+}
+
+// A backbone whose first convolution has a 12x12 kernel and no padding: it
+// cannot take images under 12 px, as Inception v3 cannot under 75.
+void WriteUnpaddedBackbone(const std::string& dir) {
+  fs::create_directories(dir);
+  torch::jit::Module backbone{c10::QualifiedName("__torch__.tl_test.UnpaddedBackbone")};
+  backbone.register_attribute("training", c10::BoolType::get(), true);
+  torch::jit::Module stem{c10::QualifiedName("__torch__.tl_test.UnpaddedStem")};
+  stem.register_attribute("training", c10::BoolType::get(), true);
+  stem.register_parameter("weight", torch::randn({4, 3, 12, 12}) * 0.1, false);
+  stem.define(R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    return torch.relu(torch.conv2d(x, self.weight))
+)JIT");
+  backbone.register_module("stem", stem);
+  backbone.define(R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    return torch.flatten(torch.adaptive_avg_pool2d(self.stem.forward(x), [1, 1]), 1)
+)JIT");
+  backbone.save(dir + "/unpadded.pt");
+  engine::BackboneManifest manifest = engine::testing::TinyManifest();
+  manifest.architecture = "unpadded";
+  manifest.feature_dim = 4;
+  manifest.input_size = 16;
+  manifest.layer_groups = {{"stem", {"stem"}}};
+  engine::WriteManifest(manifest, dir + "/unpadded.json");
+}
+
+TEST_F(JobRunnerTest, ImageSizeTheBackboneCannotTakeFailsBeforeTraining) {
+  WriteUnpaddedBackbone(data_root_ + "/unpadded");
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.set_backbone_path("unpadded/unpadded.pt");
+  assignment.mutable_spec()->mutable_preprocessing()->set_image_size(8);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kStarted), 0) << "found before the data is decoded";
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kProgress), 0);
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), AllOf(HasSubstr("preprocessing.image_size 8"),
+                                      HasSubstr("unpadded"), HasSubstr("forward pass fails"),
+                                      HasSubstr("Kernel size")));
+
+  // The same backbone at a size it can take trains.
+  assignment.mutable_spec()->mutable_preprocessing()->set_image_size(12);
+  assignment.set_output_dir("jobs/job-1-retry");
+  const JobFinished retried = FinishedOf(Run(assignment));
+  EXPECT_EQ(retried.outcome(), JobFinished::SUCCEEDED) << retried.error();
+}
+
+TEST_F(JobRunnerTest, LearningRateThatMakesTheLossNaNFailsNamingEpochAndBatch) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FULL);
+  assignment.mutable_spec()->mutable_training()->clear_unfreeze_groups();
+  assignment.mutable_spec()->mutable_training()->set_optimizer(TrainingSpec::SGD);
+  assignment.mutable_spec()->mutable_training()->set_momentum(0);
+  assignment.mutable_spec()->mutable_training()->set_learning_rate(1e30);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), HasSubstr("loss became NaN at epoch 1, batch "));
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 0);
+}
+
 }  // namespace
 }  // namespace tl::worker

@@ -209,6 +209,7 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   // minutes of decoding.
   TransferModel model(config.backbone_path, manifest,
                       static_cast<int64_t>(split.class_names.size()), config.seed);
+  if (preprocessing.crop_size != manifest.input_size) model.CheckImageSize(preprocessing.crop_size);
   std::vector<int64_t> train_counts(split.class_names.size(), 0);
   for (const ImageSample& sample : split.train) ++train_counts[sample.label];
   TrainOptions trainer_options = config.train;

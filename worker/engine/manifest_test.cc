@@ -47,7 +47,11 @@ TEST(ManifestTest, ParsesEveryField) {
 }
 
 TEST(ManifestTest, ErrorsNameTheFileAndField) {
-  EXPECT_NE(ErrorOf(Replace(kValid, "\"source\"", "\"sauce\"")).find("\"sauce\" is not a known field"),
+  EXPECT_NE(ErrorOf(Replace(kValid, "\"source\"", "\"sauce\""))
+                .find("backbone manifest m.json: field \"sauce\" is not a known field"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(kValid, "\"name\": \"stem\",", "\"name\": \"stem\", \"lr\": 1,"))
+                .find("m.json: field \"layer_groups[0].lr\" is not a known field"),
             std::string::npos);
   EXPECT_NE(ErrorOf(Replace(kValid, "\"feature_dim\": 512", "\"feature_dim\": -1")).find("feature_dim"),
             std::string::npos);

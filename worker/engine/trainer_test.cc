@@ -459,6 +459,29 @@ TEST(TrainerTest, ClassWeightsEnterTheLoss) {
   EXPECT_GT(std::abs(loss - per_image.mean().item<double>()), 1e-4);
 }
 
+TEST(TrainerTest, LearningRateThatMakesTheLossNaNNamesEpochAndBatch) {
+  TempDir dir;
+  TransferModel model(WriteTinyBackbone(dir.path()), TinyManifest(), 2, 1);
+  TrainOptions options = Options(3);
+  options.optimizer = OptimizerKind::kSgd;
+  options.momentum = 0;
+  options.learning_rate = 1e30;
+  Trainer trainer(model, options);
+  auto [images, labels] = BrightOrDark(32, 1);
+  TensorSource train(images, labels, 8, false, 1);
+  RecordingObserver observer;
+  try {
+    trainer.Run(train, nullptr, observer);
+    FAIL() << "expected a failure";
+  } catch (const EngineError& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition);
+    const std::string message = error.what();
+    EXPECT_NE(message.find("loss became NaN at epoch 1, batch "), std::string::npos) << message;
+    EXPECT_NE(message.find("training.learning_rate"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(observer.epochs.empty());
+}
+
 TEST(TrainerTest, EpochStatsSurviveJson) {
   EpochStats stats;
   stats.epoch = 3;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include "worker/engine/errors.h"
@@ -18,14 +19,26 @@ def forward(self, images: Tensor) -> Tensor:
     return torch.linear(features, self.head_weight, self.head_bias)
 )JIT";
 
+// What went wrong, in one line. c10 messages carry a C++ backtrace after
+// their first line; the TorchScript interpreter's start with a call stack
+// and end with "RuntimeError: <what went wrong>".
+std::string OneLineReason(const std::exception& error) {
+  const std::string message = error.what();
+  const std::string marker = "RuntimeError: ";
+  const size_t reason = message.rfind(marker);
+  if (reason != std::string::npos) {
+    const size_t start = reason + marker.size();
+    return message.substr(start, message.find('\n', start) - start);
+  }
+  return message.substr(0, message.find('\n'));
+}
+
 torch::jit::Module LoadBackbone(const std::string& path) {
   try {
     return torch::jit::load(path, torch::kCPU);
   } catch (const std::exception& error) {
-    // c10 messages carry a C++ backtrace; the first line says what failed.
-    std::string message = error.what();
-    message = message.substr(0, message.find('\n'));
-    throw InvalidArgument("backbone " + path + " does not load as TorchScript: " + message);
+    throw InvalidArgument("backbone " + path + " does not load as TorchScript: " +
+                          OneLineReason(error));
   }
 }
 
@@ -83,24 +96,52 @@ TransferModel::TransferModel(const std::string& backbone_path, BackboneManifest 
   Configure(Strategy::kFull, 0);
 }
 
-void TransferModel::CheckFeatureDim(const std::string& backbone_path) {
+// One forward pass of a blank image through the backbone in eval mode;
+// returns the flattened features, or the first line of the failure.
+std::optional<torch::Tensor> TransferModel::ProbeFeatures(int side, std::string* failure) const {
   torch::NoGradGuard no_grad;
   torch::jit::Module backbone_module = backbone();
+  const bool was_training = backbone_module.is_training();
   backbone_module.eval();
-  torch::Tensor probe = torch::zeros({1, 3, manifest_.input_size, manifest_.input_size});
-  torch::Tensor features;
+  const torch::Device device = backbone_module.parameters().size() > 0
+                                   ? (*backbone_module.parameters().begin()).device()
+                                   : torch::Device(torch::kCPU);
+  std::optional<torch::Tensor> features;
   try {
-    features = backbone_module.forward({probe}).toTensor().flatten(1);
+    features = backbone_module.forward({torch::zeros({1, 3, side, side}, device)})
+                   .toTensor()
+                   .flatten(1);
   } catch (const std::exception& error) {
-    std::string message = error.what();
-    message = message.substr(0, message.find('\n'));
-    throw InvalidArgument("backbone " + backbone_path + " fails on a " +
-                          std::to_string(manifest_.input_size) + " px image: " + message);
+    *failure = OneLineReason(error);
   }
-  if (features.size(1) != manifest_.feature_dim) {
+  backbone_module.train(was_training);
+  return features;
+}
+
+void TransferModel::CheckFeatureDim(const std::string& backbone_path) {
+  std::string failure;
+  const std::optional<torch::Tensor> features = ProbeFeatures(manifest_.input_size, &failure);
+  if (!features) {
+    throw InvalidArgument("backbone " + backbone_path + " fails on a " +
+                          std::to_string(manifest_.input_size) + " px image: " + failure);
+  }
+  if (features->size(1) != manifest_.feature_dim) {
     throw InvalidArgument("backbone manifest of " + backbone_path + ": feature_dim is " +
                           std::to_string(manifest_.feature_dim) + " but the backbone yields " +
-                          std::to_string(features.size(1)) + " features");
+                          std::to_string(features->size(1)) + " features");
+  }
+}
+
+void TransferModel::CheckImageSize(int side) const {
+  std::string failure;
+  const std::optional<torch::Tensor> features = ProbeFeatures(side, &failure);
+  const std::string problem = "preprocessing.image_size " + std::to_string(side) +
+                              " does not suit the backbone " + manifest_.architecture +
+                              " (trained at " + std::to_string(manifest_.input_size) + " px): ";
+  if (!features) throw InvalidArgument(problem + "a forward pass fails: " + failure);
+  if (features->size(1) != manifest_.feature_dim) {
+    throw InvalidArgument(problem + "it yields " + std::to_string(features->size(1)) +
+                          " features instead of " + std::to_string(manifest_.feature_dim));
   }
 }
 

@@ -6,6 +6,7 @@
 #include <torch/script.h>
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,12 @@ class TransferModel {
 
   void To(const torch::Device& device);
 
+  // A forward pass of one blank side x side image through the backbone, so
+  // that a size the backbone cannot take (Inception v3 under 75 px) fails the
+  // job before training, naming preprocessing.image_size, rather than in the
+  // middle of an epoch. Throws EngineError(kInvalidArgument).
+  void CheckImageSize(int side) const;
+
   // Logits [N, num_classes]. A fully frozen backbone runs without autograd.
   torch::Tensor Forward(const torch::Tensor& images);
 
@@ -63,6 +70,7 @@ class TransferModel {
  private:
   torch::jit::Module FindSubmodule(const std::string& dotted_path) const;
   void CheckFeatureDim(const std::string& backbone_path);
+  std::optional<torch::Tensor> ProbeFeatures(int side, std::string* failure) const;
 
   BackboneManifest manifest_;
   int64_t num_classes_;
