@@ -269,17 +269,24 @@ TEST(TrainerTest, ResumedRunContinuesTheScheduleExactly) {
 
 // ---------------------------------------------------------------- the seed
 
+// Trains on `train_images` bright-or-dark images (shuffled) and validates
+// on `val_images` others.
+std::vector<EpochStats> RunOnBrightOrDark(Trainer& trainer, int64_t train_images,
+                                          int64_t val_images, int64_t batch_size) {
+  auto [images, labels] = BrightOrDark(train_images, 1);
+  auto [held_out_images, held_out_labels] = BrightOrDark(val_images, 2);
+  TensorSource train(images, labels, batch_size, /*shuffle=*/true, 1);
+  TensorSource val(held_out_images, held_out_labels, batch_size, /*shuffle=*/false, 1);
+  RecordingObserver observer;
+  return trainer.Run(train, &val, observer);
+}
+
 std::vector<EpochStats> RunWithTrainerSeed(const std::string& backbone, uint64_t seed) {
   TransferModel model(backbone, TinyManifest(), 2, 1);
   TrainOptions options = Options(2);
   options.seed = seed;
   Trainer trainer(model, options);
-  auto [images, labels] = BrightOrDark(32, 1);
-  auto [val_images, val_labels] = BrightOrDark(16, 2);
-  TensorSource train(images, labels, 8, true, 1);
-  TensorSource val(val_images, val_labels, 8, false, 1);
-  RecordingObserver observer;
-  return trainer.Run(train, &val, observer);
+  return RunOnBrightOrDark(trainer, 32, 16, 8);
 }
 
 TEST(TrainerTest, TheSeedMakesDropoutRepeatExactly) {
@@ -312,12 +319,7 @@ TEST_P(OptimizerTest, LearnsASeparableProblem) {
   options.weight_decay = 0.01;
   options.learning_rate = GetParam() == OptimizerKind::kSgd ? 0.05 : 0.01;
   Trainer trainer(model, options);
-  auto [train_images, train_labels] = BrightOrDark(64, 1);
-  auto [val_images, val_labels] = BrightOrDark(32, 2);
-  TensorSource train(train_images, train_labels, 16, true, 1);
-  TensorSource val(val_images, val_labels, 16, false, 1);
-  RecordingObserver observer;
-  const std::vector<EpochStats> epochs = trainer.Run(train, &val, observer);
+  const std::vector<EpochStats> epochs = RunOnBrightOrDark(trainer, 64, 32, 16);
   EXPECT_GT(epochs.back().val_accuracy, 0.9);
   EXPECT_LT(epochs.back().train_loss, epochs.front().train_loss);
 }
