@@ -96,6 +96,19 @@ TEST(TrainerTest, StopRequestEndsTheRunBetweenBatches) {
   EXPECT_EQ(observer.batches.size(), 2u);
 }
 
+// The message of the kFailedPrecondition error a run must end with.
+std::string FailedPreconditionOfRun(Trainer& trainer, BatchSource& train,
+                                    RecordingObserver& observer) {
+  try {
+    trainer.Run(train, nullptr, observer);
+  } catch (const EngineError& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition);
+    return error.what();
+  }
+  ADD_FAILURE() << "expected a failure";
+  return "";
+}
+
 TEST(TrainerTest, NonFiniteLossNamesEpochAndBatch) {
   TempDir dir;
   TransferModel model(WriteTinyBackbone(dir.path()), TinyManifest(), 2, 1);
@@ -104,15 +117,8 @@ TEST(TrainerTest, NonFiniteLossNamesEpochAndBatch) {
   images[20][0][0][0] = std::numeric_limits<float>::quiet_NaN();  // lands in batch 3 of 8-image batches
   TensorSource train(images, labels, 8, /*shuffle=*/false, 1);
   RecordingObserver observer;
-  try {
-    trainer.Run(train, nullptr, observer);
-    FAIL() << "expected a failure";
-  } catch (const EngineError& error) {
-    EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition);
-    EXPECT_NE(std::string(error.what()).find("loss became NaN at epoch 1, batch 3"),
-              std::string::npos)
-        << error.what();
-  }
+  const std::string error = FailedPreconditionOfRun(trainer, train, observer);
+  EXPECT_NE(error.find("loss became NaN at epoch 1, batch 3"), std::string::npos) << error;
 }
 
 TEST(TrainerTest, CheckpointRestoresWeightsOptimizerAndEpochs) {
@@ -472,15 +478,9 @@ TEST(TrainerTest, LearningRateThatMakesTheLossNaNNamesEpochAndBatch) {
   auto [images, labels] = BrightOrDark(32, 1);
   TensorSource train(images, labels, 8, false, 1);
   RecordingObserver observer;
-  try {
-    trainer.Run(train, nullptr, observer);
-    FAIL() << "expected a failure";
-  } catch (const EngineError& error) {
-    EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition);
-    const std::string message = error.what();
-    EXPECT_NE(message.find("loss became NaN at epoch 1, batch "), std::string::npos) << message;
-    EXPECT_NE(message.find("training.learning_rate"), std::string::npos) << message;
-  }
+  const std::string error = FailedPreconditionOfRun(trainer, train, observer);
+  EXPECT_NE(error.find("loss became NaN at epoch 1, batch "), std::string::npos) << error;
+  EXPECT_NE(error.find("training.learning_rate"), std::string::npos) << error;
   EXPECT_TRUE(observer.epochs.empty());
 }
 
