@@ -1,0 +1,280 @@
+"""The Python client against a real tlserver on 127.0.0.1 (no worker: jobs
+stay queued until cancelled): submit, get, list, watch, cancel, validation
+errors, the bearer token, health checking, server reflection, and the
+example script.
+
+    client_test.py --tlserver build/server/tlserver
+(with client/python and build/client/python/gen on PYTHONPATH)
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import zlib
+
+import grpc
+from google.protobuf import json_format
+
+import tl_client
+from tl_client import CallError, Client, JobSpecError, Reflection, health_check, jobs_pb2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TLSERVER = None  # set from the command line
+DEADLINE_SECONDS = 20
+
+
+def wait_for(condition, what: str, timeout: float = DEADLINE_SECONDS):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    if not condition():
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def write_png(path: str, width: int, height: int, rgb) -> None:
+    """A solid-colour 8-bit RGB PNG: signature, IHDR, one IDAT, IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    row = b"\x00" + bytes(rgb) * width  # filter type 0, then the pixels
+    with open(path, "wb") as file:
+        file.write(b"\x89PNG\r\n\x1a\n")
+        file.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+        file.write(chunk(b"IDAT", zlib.compress(row * height)))
+        file.write(chunk(b"IEND", b""))
+
+
+def write_data_root(root: str) -> None:
+    """Two class folders of tiny PNGs, and a backbone with its manifest. No
+    worker runs, so the backbone is never loaded: the scheduler only checks
+    that the file and a tl.backbone.v1 manifest exist."""
+    for name, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        folder = os.path.join(root, "images", name)
+        os.makedirs(folder)
+        for i in range(3):
+            write_png(os.path.join(folder, f"{i}.png"), 8, 8, [c - 10 * i for c in colour])
+    os.makedirs(os.path.join(root, "backbones"))
+    with open(os.path.join(root, "backbones", "tiny.pt"), "wb") as file:
+        file.write(b"not loaded without a worker")
+    with open(os.path.join(root, "backbones", "tiny.json"), "w") as file:
+        json.dump({"format": "tl.backbone.v1"}, file)
+
+
+def tiny_spec(**training) -> dict:
+    return {
+        "name": "python-client-test",
+        "backbone": {"path": "backbones/tiny.pt"},
+        "dataset": {"trainDir": "images", "valFraction": 0.34},
+        "training": {"strategy": "FULL", "epochs": 2, "batchSize": 2, **training},
+    }
+
+
+class Server:
+    def __init__(self, directory: str):
+        self.directory = directory
+        data_root = os.path.join(directory, "data")
+        write_data_root(data_root)
+        ready = os.path.join(directory, "ready")
+        self.log_path = os.path.join(directory, "tlserver.log")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [TLSERVER, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                 "--db=" + os.path.join(directory, "tl.db"), "--data_root=" + data_root,
+                 "--artifact_root=" + os.path.join(directory, "artifacts"),
+                 "--ready_file=" + ready],
+                stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(ready) or self.process.poll() is not None,
+                 "tlserver's ready file")
+        if self.process.poll() is not None:
+            raise AssertionError(f"tlserver exited at start:\n{self.log()}")
+        with open(ready) as file:
+            ports = re.fullmatch(r"grpc=(\d+) metrics=(\d+)\s*", file.read())
+        assert ports, "ready file not in the form 'grpc=PORT metrics=PORT'"
+        self.address = f"127.0.0.1:{ports.group(1)}"
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as file:
+            return file.read()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=DEADLINE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("tlserver did not stop on SIGTERM")
+
+
+class ClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.TemporaryDirectory(prefix="tl-python-client-")
+        cls.server = Server(cls.directory.name)
+        cls.client = Client(cls.server.address, timeout=DEADLINE_SECONDS)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.server.stop()
+        cls.directory.cleanup()
+
+    def test_submit_get_list(self):
+        job = self.client.submit(tiny_spec(), owner="py-test")
+        self.assertTrue(job.id)
+        self.assertEqual(job.state, jobs_pb2.Job.QUEUED)
+        self.assertEqual(job.owner, "py-test")
+        # The stored spec has the defaults filled in.
+        self.assertEqual(job.spec.training.epochs, 2)
+        self.assertEqual(job.spec.training.optimizer, jobs_pb2.TrainingSpec.ADAM)
+        self.assertAlmostEqual(job.spec.training.learning_rate, 0.001)
+
+        fetched = self.client.get(job.id)
+        self.assertEqual(fetched.id, job.id)
+        self.assertEqual(fetched.spec.name, "python-client-test")
+
+        queued = [j.id for j in self.client.list(states=["QUEUED"], page_size=1000).jobs]
+        self.assertIn(job.id, queued)
+        succeeded = [j.id for j in self.client.list(states=["SUCCEEDED"]).jobs]
+        self.assertNotIn(job.id, succeeded)
+        self.assertIn(job.id, [j.id for j in self.client.list_all()])
+        self.client.cancel(job.id)
+
+    def test_job_spec_message_is_accepted_as_is(self):
+        spec = json_format.ParseDict(tiny_spec(), jobs_pb2.JobSpec())
+        job = self.client.submit(spec)
+        self.assertEqual(job.owner, "anonymous")
+        self.client.cancel(job.id)
+
+    def test_watch_then_cancel(self):
+        job = self.client.submit(tiny_spec(), owner="py-test")
+        events = self.client.watch(job.id, timeout=DEADLINE_SECONDS)
+        first = next(events)
+        self.assertEqual(first.WhichOneof("event"), "job")
+        self.assertEqual(first.job.id, job.id)
+        self.assertEqual(first.job.state, jobs_pb2.Job.QUEUED)
+
+        cancelled = self.client.cancel(job.id, reason="test over")
+        self.assertEqual(cancelled.state, jobs_pb2.Job.CANCELLED)
+        # The stream carries the change and then ends by itself.
+        rest = [e.job.state for e in events if e.WhichOneof("event") == "job"]
+        self.assertEqual(rest[-1:], [jobs_pb2.Job.CANCELLED])
+        self.assertEqual(self.client.get(job.id).state, jobs_pb2.Job.CANCELLED)
+
+    def test_invalid_spec_names_the_field(self):
+        with self.assertRaises(CallError) as raised:
+            self.client.submit(tiny_spec(epochs=-1))
+        self.assertEqual(raised.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("training.epochs", raised.exception.details)
+
+    def test_unknown_job_is_not_found(self):
+        with self.assertRaises(CallError) as raised:
+            self.client.get("no-such-job")
+        self.assertEqual(raised.exception.code, grpc.StatusCode.NOT_FOUND)
+
+    def test_unknown_field_is_refused_before_sending(self):
+        with self.assertRaisesRegex(JobSpecError, "epoch"):
+            self.client.submit({"training": {"epoch": 3}})
+        with self.assertRaisesRegex(ValueError, "unknown job state 'DONE'"):
+            self.client.list(states=["DONE"])
+
+    def test_token_travels_with_every_call(self):
+        seen = []
+
+        class Recorder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+            def _record(self, continuation, details, request):
+                seen.append((details.method, dict(details.metadata or ())))
+                return continuation(details, request)
+
+            intercept_unary_unary = _record
+            intercept_unary_stream = _record
+
+        channel = grpc.intercept_channel(grpc.insecure_channel(self.server.address), Recorder())
+        with Client(channel=channel, token="s3cret", timeout=DEADLINE_SECONDS) as client:
+            job = client.submit(tiny_spec())
+            client.get(job.id)
+            client.list()
+            watch = client.watch(job.id, timeout=DEADLINE_SECONDS)
+            next(watch)
+            client.cancel(job.id)
+            list(watch)
+        channel.close()
+        methods = sorted({method.rsplit("/", 1)[-1] for method, _ in seen})
+        self.assertEqual(methods, ["CancelJob", "GetJob", "ListJobs", "SubmitJob", "WatchJob"])
+        for method, metadata in seen:
+            self.assertEqual(metadata.get("authorization"), "Bearer s3cret", method)
+
+    def test_health_check_serving(self):
+        with grpc.insecure_channel(self.server.address) as channel:
+            self.assertEqual(health_check(channel), "SERVING")
+
+    def test_reflection_is_enough_to_submit(self):
+        """A client that knows only the address: the service list and the
+        descriptors from reflection build a SubmitJob request and read the
+        reply, without the generated stubs."""
+        with grpc.insecure_channel(self.server.address) as channel:
+            reflection = Reflection(channel)
+            self.assertIn("tl.v1.JobService", reflection.services())
+            files = reflection.files_containing("tl.v1.JobService")
+            self.assertIn("google/protobuf/timestamp.proto", [f.name for f in files])
+            classes = tl_client.message_classes(files)
+            request_class = classes["tl.v1.SubmitJobRequest"]
+            job_class = classes["tl.v1.Job"]
+            self.assertIsNot(job_class, jobs_pb2.Job)
+            service = next(s for f in files for s in f.service if s.name == "JobService")
+            method = next(m for m in service.method if m.name == "SubmitJob")
+            self.assertEqual((method.input_type, method.output_type),
+                             (".tl.v1.SubmitJobRequest", ".tl.v1.Job"))
+
+            request = json_format.ParseDict({"spec": tiny_spec(), "owner": "reflected"},
+                                            request_class())
+            submit = channel.unary_unary("/tl.v1.JobService/SubmitJob",
+                                         request_serializer=request_class.SerializeToString,
+                                         response_deserializer=job_class.FromString)
+            job = submit(request, timeout=DEADLINE_SECONDS)
+            state = job_class.DESCRIPTOR.fields_by_name["state"].enum_type
+            self.assertEqual(state.values_by_number[job.state].name, "QUEUED")
+            self.assertEqual(job.owner, "reflected")
+        self.client.cancel(job.id)
+
+    def test_example_script_submits_watches_and_cancels(self):
+        job_file = os.path.join(self.directory.name, "job.json")
+        with open(job_file, "w") as file:
+            json.dump(tiny_spec(), file)
+        env = dict(os.environ, TL_TOKEN="")
+        result = subprocess.run(
+            [sys.executable, os.path.join(HERE, "examples", "submit_watch_cancel.py"), job_file,
+             "--server", self.server.address, "--owner", "example", "--cancel-after", "0"],
+            capture_output=True, text=True, timeout=DEADLINE_SECONDS, env=env)
+        self.assertEqual(result.returncode, 4, result.stdout + result.stderr)
+        job_id = re.search(r"submitted (\S+)", result.stdout).group(1)
+        self.assertIn(f"job {job_id}: CANCELLED", result.stdout)
+        self.assertEqual(self.client.get(job_id).owner, "example")
+
+    def test_example_script_reports_a_bad_job_file(self):
+        job_file = os.path.join(self.directory.name, "bad.json")
+        with open(job_file, "w") as file:
+            json.dump({"training": {"epochs": "many"}}, file)
+        result = subprocess.run(
+            [sys.executable, os.path.join(HERE, "examples", "submit_watch_cancel.py"), job_file,
+             "--server", self.server.address],
+            capture_output=True, text=True, timeout=DEADLINE_SECONDS)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertIn("bad.json", result.stderr)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tlserver", required=True)
+    args, rest = parser.parse_known_args()
+    TLSERVER = args.tlserver
+    unittest.main(argv=[sys.argv[0], *rest])
