@@ -1,0 +1,157 @@
+"""deploy_check.py passes on the repository and fails, naming the problem, on
+copies of it broken one way at a time."""
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import deploy_check  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What the checks read, copied so that a test may break it; everything else
+# at the top of the repository is linked.
+COPIED = ("deploy", "docker", "docs", ".dockerignore")
+
+
+class BrokenCopy:
+    def __init__(self):
+        self._directory = tempfile.TemporaryDirectory(prefix="tl-deploy-check-")
+        self.root = self._directory.name
+        for entry in os.listdir(ROOT):
+            source = os.path.join(ROOT, entry)
+            target = os.path.join(self.root, entry)
+            if entry in COPIED:
+                if os.path.isdir(source):
+                    shutil.copytree(source, target)
+                else:
+                    shutil.copy(source, target)
+            elif not entry.startswith((".git", "build")):
+                os.symlink(source, target)
+
+    def edit(self, relative: str, old: str, new: str) -> None:
+        path = os.path.join(self.root, relative)
+        with open(path) as file:
+            text = file.read()
+        if old not in text:
+            raise AssertionError(f"{relative} no longer holds {old!r}: update the test")
+        with open(path, "w") as file:
+            file.write(text.replace(old, new, 1))
+
+    def close(self):
+        self._directory.cleanup()
+
+
+class PromqlNamesTest(unittest.TestCase):
+    def test_names_outside_matchers_ranges_and_clauses(self):
+        names = deploy_check.promql_metric_names
+        self.assertEqual(names('sum by (outcome) (rate(tl_jobs_finished_total{outcome="failed"}[5m]))'),
+                         {"tl_jobs_finished_total"})
+        self.assertEqual(names('tl_job_val_loss{job_id=~"$job_id"} and on (job_id) (tl_job_epoch > 0)'),
+                         {"tl_job_val_loss", "tl_job_epoch"})
+        self.assertEqual(names("histogram_quantile(0.9, sum without (le) (rate(x_bucket[$__rate_interval])))"),
+                         {"x_bucket"})
+        self.assertEqual(names("a / ignoring (b) group_left (c) d offset 5m > bool 1e-9"), {"a", "d"})
+
+    def test_template_queries(self):
+        self.assertEqual(deploy_check.template_query_expr("label_values(tl_job_epoch, job_id)"),
+                         "tl_job_epoch")
+        self.assertEqual(deploy_check.template_query_expr("label_values(job_id)"), "")
+
+    def test_catalogue_allows_suffixes_by_type(self):
+        names = deploy_check.scrapable_names({
+            "c_total": ("counter", "", ""), "h": ("histogram", "", ""), "s": ("summary", "", ""),
+            "g": ("gauge", "", "")})
+        self.assertEqual(names, {"c_total", "h", "h_bucket", "h_sum", "h_count", "s", "s_sum",
+                                 "s_count", "g"})
+
+
+class DeployCheckTest(unittest.TestCase):
+    def setUp(self):
+        self.copy = BrokenCopy()
+        self.addCleanup(self.copy.close)
+
+    def assertProblem(self, check, pattern: str):
+        errors = []
+        check(self.copy.root, errors)
+        self.assertTrue(any(re.search(pattern, e) for e in errors),
+                        f"no problem matching {pattern!r} among {errors}")
+
+    def test_repository_passes(self):
+        self.assertEqual(deploy_check.check_all(ROOT), [])
+
+    def test_dashboard_with_an_unlisted_metric(self):
+        path = os.path.join(self.copy.root, "deploy/grafana/dashboards/tl.json")
+        with open(path) as file:
+            dashboard = json.load(file)
+        panel = next(p for p in dashboard["panels"] if p["title"] == "Queue depth")
+        panel["targets"][0]["expr"] = "sum(rate(tl_jobs_exploded_total[5m]))"
+        with open(path, "w") as file:
+            json.dump(dashboard, file)
+        self.assertProblem(deploy_check.check_grafana,
+                           r'panel "Queue depth".* uses tl_jobs_exploded_total, which docs/METRICS.md')
+
+    def test_metric_dropped_from_the_catalogue(self):
+        self.copy.edit("docs/METRICS.md", "| `tl_queue_depth` |", "| queue depth |")
+        self.assertProblem(deploy_check.check_grafana, r"uses tl_queue_depth, which")
+
+    def test_query_that_does_not_parse(self):
+        if not shutil.which("promtool"):
+            self.skipTest("promtool (Debian package prometheus) is not installed")
+        self.copy.edit("deploy/grafana/dashboards/tl.json", '"expr": "tl_workers_busy"',
+                       '"expr": "sum(tl_workers_busy"')
+        self.assertProblem(deploy_check.check_grafana, r'"Workers busy".*does not parse')
+
+    def test_dashboard_naming_an_unknown_datasource(self):
+        self.copy.edit("deploy/grafana/provisioning/datasources/prometheus.yml",
+                       "uid: tl-prometheus", "uid: other")
+        self.assertProblem(deploy_check.check_grafana, r"datasource uid 'tl-prometheus'")
+
+    def test_copy_source_missing(self):
+        self.copy.edit("docker/Dockerfile", "COPY bench bench", "COPY bench bench\nCOPY benches benches")
+        self.assertProblem(lambda root, errors: deploy_check.check_dockerfiles(root, [], errors),
+                           r"docker/Dockerfile: COPY source benches does not exist")
+
+    def test_copy_source_ignored(self):
+        with open(os.path.join(self.copy.root, ".dockerignore"), "a") as file:
+            file.write("server\n")
+        self.assertProblem(lambda root, errors: deploy_check.check_dockerfiles(root, [], errors),
+                           r"COPY source server is excluded by .dockerignore")
+
+    def test_image_running_as_root(self):
+        self.copy.edit("docker/worker-cuda.Dockerfile", "USER tl\n", "")
+        self.assertProblem(lambda root, errors: deploy_check.check_dockerfiles(root, [], errors),
+                           r"worker-cuda.Dockerfile: the last stage \(worker-cuda\) runs as root")
+
+    def test_compose_bind_mount_missing(self):
+        os.rename(os.path.join(self.copy.root, "deploy/grafana/provisioning"),
+                  os.path.join(self.copy.root, "deploy/grafana/provisioned"))
+        self.assertProblem(deploy_check.check_compose,
+                           r"service grafana: bind-mounted .*grafana/provisioning does not exist")
+
+    def test_compose_that_docker_compose_refuses(self):
+        self.copy.edit("deploy/docker-compose.yml", "    shm_size: 2gb\n", "    shm_sise: 2gb\n")
+        self.assertProblem(deploy_check.check_compose, r"docker-compose config .* failed")
+
+    def test_prometheus_scraping_another_port(self):
+        self.copy.edit("deploy/prometheus.yml", '"tlserver:9464"', '"tlserver:9100"')
+        self.assertProblem(deploy_check.check_compose, r"no scrape target tlserver:9464")
+
+    def test_gpu_worker_without_a_gpu_limit(self):
+        self.copy.edit("deploy/k8s/worker-gpu.yaml", "              nvidia.com/gpu: 1\n", "")
+        self.assertProblem(deploy_check.check_k8s, r"no worker Deployment with a resources.limits nvidia.com/gpu")
+
+    def test_scheduler_without_volume_claim_templates(self):
+        self.copy.edit("deploy/k8s/tlserver.yaml", "  volumeClaimTemplates:", "  unusedClaimTemplates:")
+        self.assertProblem(deploy_check.check_k8s, r"StatefulSet tlserver has no volumeClaimTemplates")
+
+    def test_shared_claim_not_read_write_many(self):
+        self.copy.edit("deploy/k8s/storage.yaml", "accessModes: [ReadWriteMany]", "accessModes: [ReadWriteOnce]")
+        self.assertProblem(deploy_check.check_k8s, r"tl-data is shared .* ReadWriteMany")
+
+
+if __name__ == "__main__":
+    unittest.main()
