@@ -8,7 +8,6 @@ and reports a start, progress and an epoch, so that no training runs.
     metrics_catalogue_test.py --tlserver build/server/tlserver
 (with client/python and build/client/python/gen on PYTHONPATH)
 """
-import argparse
 import os
 import queue
 import re
@@ -22,10 +21,11 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploy_check  # noqa: E402
 from tl_client import Client, jobs_pb2, service_pb2, service_pb2_grpc  # noqa: E402
-from tl_client.testing import DEADLINE_SECONDS, LocalServer, tiny_spec, wait_for  # noqa: E402
+from tl_client.testing import (DEADLINE_SECONDS, LocalServer, tiny_spec,  # noqa: E402
+                               tlserver_from_argv, wait_for)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TLSERVER = None  # set from the command line
+TLSERVER = tlserver_from_argv()
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
@@ -137,8 +137,4 @@ class MetricsCatalogueTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tlserver", required=True)
-    args, rest = parser.parse_known_args()
-    TLSERVER = args.tlserver
-    unittest.main(argv=[sys.argv[0], *rest])
+    unittest.main()

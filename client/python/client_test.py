@@ -6,7 +6,6 @@ example script.
     client_test.py --tlserver build/server/tlserver
 (with client/python and build/client/python/gen on PYTHONPATH)
 """
-import argparse
 import json
 import os
 import re
@@ -20,10 +19,10 @@ from google.protobuf import json_format
 
 import tl_client
 from tl_client import CallError, Client, JobSpecError, Reflection, health_check, jobs_pb2
-from tl_client.testing import DEADLINE_SECONDS, LocalServer, tiny_spec
+from tl_client.testing import DEADLINE_SECONDS, LocalServer, tiny_spec, tlserver_from_argv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TLSERVER = None  # set from the command line
+TLSERVER = tlserver_from_argv()
 
 
 class ClientTest(unittest.TestCase):
@@ -184,8 +183,4 @@ class ClientTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tlserver", required=True)
-    args, rest = parser.parse_known_args()
-    TLSERVER = args.tlserver
-    unittest.main(argv=[sys.argv[0], *rest])
+    unittest.main()

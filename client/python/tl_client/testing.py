@@ -5,12 +5,14 @@ backbone, waited for by its ready file, stopped with SIGTERM.
     with LocalServer(tlserver_binary, directory) as server:
         Client(server.address).submit(tiny_spec())
 """
+import argparse
 import json
 import os
 import re
 import signal
 import struct
 import subprocess
+import sys
 import time
 import zlib
 
@@ -109,3 +111,13 @@ class LocalServer:
             self.process.kill()
             self.process.wait()
             raise AssertionError("tlserver did not stop on SIGTERM")
+
+
+def tlserver_from_argv() -> str:
+    """The --tlserver PATH argument of a test script, taken out of sys.argv
+    so that unittest.main() sees only its own arguments."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--tlserver", required=True, help="the tlserver binary to start")
+    args, rest = parser.parse_known_args()
+    sys.argv[1:] = rest
+    return args.tlserver
