@@ -1,5 +1,6 @@
 #include "server/grpc_services.h"
 
+#include <atomic>
 #include <deque>
 #include <mutex>
 
@@ -121,6 +122,19 @@ class Outbox {
 
 const grpc::Status kShuttingDown(grpc::StatusCode::UNAVAILABLE,
                                  "the server is shutting down; call again to continue");
+
+// Counts a unary call from the start of its handler to its reply (handlers
+// reply before they return).
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<int>& count) : count_(count) { ++count_; }
+  ~InFlight() { --count_; }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::atomic<int>& count_;
+};
 
 // The "authorization" header, empty when absent.
 std::string AuthorizationHeader(grpc::CallbackServerContext* context) {
@@ -305,6 +319,7 @@ absl::StatusOr<Principal> JobServiceImpl::Caller(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
                                                     const tl::v1::SubmitJobRequest* request,
                                                     tl::v1::Job* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
   absl::StatusOr<Principal> caller = Caller(context);
   if (!caller.ok()) return Reply(context, caller.status());
   std::string owner = request->owner();
@@ -322,6 +337,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                  const tl::v1::GetJobRequest* request,
                                                  tl::v1::Job* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
   absl::StatusOr<Principal> caller = Caller(context);
   if (!caller.ok()) return Reply(context, caller.status());
   return Reply(context, scheduler_.GetJob(request->job_id(), *caller), response);
@@ -330,6 +346,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                    const tl::v1::ListJobsRequest* request,
                                                    tl::v1::ListJobsResponse* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
   absl::StatusOr<Principal> caller = Caller(context);
   if (!caller.ok()) return Reply(context, caller.status());
   std::vector<tl::v1::Job::State> states;
@@ -346,6 +363,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* context,
                                                     const tl::v1::CancelJobRequest* request,
                                                     tl::v1::Job* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
   absl::StatusOr<Principal> caller = Caller(context);
   if (!caller.ok()) return Reply(context, caller.status());
   return Reply(context, scheduler_.CancelJob(request->job_id(), request->reason(), *caller),
@@ -355,6 +373,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(grpc::CallbackServerContext* context,
                                                    const tl::v1::PauseJobRequest* request,
                                                    tl::v1::Job* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
   absl::StatusOr<Principal> caller = Caller(context);
   if (!caller.ok()) return Reply(context, caller.status());
   return Reply(context, scheduler_.PauseJob(request->job_id(), *caller), response);
@@ -363,6 +382,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(grpc::CallbackServerContext* context,
                                                     const tl::v1::ResumeJobRequest* request,
                                                     tl::v1::Job* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
   absl::StatusOr<Principal> caller = Caller(context);
   if (!caller.ok()) return Reply(context, caller.status());
   return Reply(context, scheduler_.ResumeJob(request->job_id(), *caller), response);

@@ -4,6 +4,8 @@
 // streams keep one write in flight and queue the rest.
 #pragma once
 
+#include <atomic>
+
 #include "server/auth.h"
 #include "server/scheduler.h"
 #include "tl/v1/service.grpc.pb.h"
@@ -39,12 +41,16 @@ class JobServiceImpl final : public tl::v1::JobService::CallbackService {
   grpc::ServerWriteReactor<tl::v1::LogLine>* GetJobLogs(
       grpc::CallbackServerContext* context, const tl::v1::GetJobLogsRequest* request) override;
 
+  // Unary calls being handled right now; a draining server waits for 0.
+  int unary_calls_in_flight() const { return unary_calls_in_flight_.load(); }
+
  private:
   // The caller, if it may use JobService (users and admins).
   absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* context) const;
 
   Scheduler& scheduler_;
   const TokenAuthenticator* authenticator_;
+  std::atomic<int> unary_calls_in_flight_{0};
 };
 
 class WorkerServiceImpl final : public tl::v1::WorkerService::CallbackService {

@@ -7,6 +7,8 @@
 #include <prometheus/exposer.h>
 #include <signal.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -16,6 +18,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/credentials.h"
 #include "common/log.h"
 #include "server/grpc_services.h"
@@ -46,7 +49,7 @@ ABSL_FLAG(int, max_running_per_owner, 0, "jobs of one owner running at once; 0: 
 ABSL_FLAG(int, max_queued_per_owner, 0,
           "jobs of one owner waiting (queued or paused) at once; 0: no limit");
 ABSL_FLAG(double, drain_seconds, 5,
-          "on SIGTERM, how long calls in flight may take to finish before streams are cut");
+          "on SIGTERM, how long unary calls in flight may take to finish");
 
 namespace {
 
@@ -174,9 +177,20 @@ int main(int argc, char** argv) {
   // cancelled at the deadline. Every state change is already on disk, and running jobs are
   // claimed again by their workers when the server restarts.
   scheduler.BeginDrain();
-  server->Shutdown(std::chrono::system_clock::now() +
-                   absl::ToChronoMilliseconds(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds))));
+  // gRPC's own shutdown waits out its whole deadline while idle clients stay connected, so
+  // the wait for calls in flight happens here, and the transport is then given a moment.
+  const absl::Time drain_deadline =
+      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
+  while (job_service.unary_calls_in_flight() > 0 && absl::Now() < drain_deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   scheduler.Stop();
+  server.reset();
+  store->reset();  // closes the database cleanly
   tl::LogInfo("stopped");
-  return 0;
+  // Nothing is left to save. The metrics server's teardown waits out its poll interval (a
+  // second): skipping it makes a restart that much faster.
+  std::fflush(nullptr);
+  std::_Exit(0);
 }
