@@ -80,6 +80,34 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(rest[-1:], [jobs_pb2.Job.CANCELLED])
         self.assertEqual(self.client.get(job.id).state, jobs_pb2.Job.CANCELLED)
 
+    def test_repeated_request_id_returns_the_same_job(self):
+        first = self.client.submit(tiny_spec(), owner="py-test", request_id="py-req-1")
+        again = self.client.submit(tiny_spec(), owner="py-test", request_id="py-req-1")
+        self.assertEqual(again.id, first.id)
+        self.assertEqual(again.request_id, "py-req-1")
+        other = self.client.submit(tiny_spec(), owner="py-test")
+        self.assertNotEqual(other.id, first.id)
+        self.client.cancel(first.id)
+        self.client.cancel(other.id)
+
+    def test_pause_resume_and_watch_after_a_sequence(self):
+        job = self.client.submit(tiny_spec(), owner="py-test")
+        paused = self.client.pause(job.id)
+        self.assertEqual(paused.state, jobs_pb2.Job.PAUSED)
+        resumed = self.client.resume(job.id)
+        self.assertEqual(resumed.state, jobs_pb2.Job.QUEUED)
+        self.client.cancel(job.id)
+        # The whole history, numbered; then only what follows a given number.
+        history = list(self.client.watch(job.id, timeout=DEADLINE_SECONDS))
+        self.assertEqual([e.job.state for e in history],
+                         [jobs_pb2.Job.QUEUED, jobs_pb2.Job.PAUSED, jobs_pb2.Job.QUEUED,
+                          jobs_pb2.Job.CANCELLED])
+        self.assertEqual([e.sequence for e in history], [1, 2, 3, 4])
+        tail = list(self.client.watch(job.id, after_sequence=2, timeout=DEADLINE_SECONDS))
+        self.assertEqual([e.sequence for e in tail], [3, 4])
+        # No worker ran it: no log lines.
+        self.assertEqual(list(self.client.logs(job.id, timeout=DEADLINE_SECONDS)), [])
+
     def test_invalid_spec_names_the_field(self):
         with self.assertRaises(CallError) as raised:
             self.client.submit(tiny_spec(epochs=-1))

@@ -5,11 +5,16 @@
         for event in tl.watch(job.id):
             ...
 
-Every call carries `authorization: Bearer <token>` when a token is given,
-and the channel uses TLS when asked to (with the given root certificates, or
-the system's): the server does not check either yet, but callers written
-against this class keep working when it does.
+Every call carries `authorization: Bearer <token>` when a token is given
+(a server started with --tokens_file requires it), and the channel uses TLS
+when asked to (with the given root certificates, or the system's).
+
+Submits carry a request id (a random one unless given), so a submit whose
+reply was lost can be sent again without queuing the job twice; watch() and
+logs() reconnect after the last event or line they saw.
 """
+import time
+import uuid
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import grpc
@@ -85,11 +90,23 @@ class Client:
         except grpc.RpcError as error:
             raise _call_error(name, error) from None
 
-    def submit(self, spec: JobSpecLike, owner: str = "") -> "jobs_pb2.Job":
+    def submit(self, spec: JobSpecLike, owner: str = "", request_id: str = "",
+               retries: int = 3) -> "jobs_pb2.Job":
         """Queues a job. `spec`: a JobSpec or its proto3 JSON form as a dict.
-        The reply holds the stored spec, defaults filled in."""
-        request = service_pb2.SubmitJobRequest(spec=parse_job_spec(spec), owner=owner)
-        return self._unary("SubmitJob", request)
+        The reply holds the stored spec, defaults filled in. A call that may
+        not have arrived (UNAVAILABLE, DEADLINE_EXCEEDED) is sent again up to
+        `retries` times with the same request id: the server returns the job
+        the first one created."""
+        request = service_pb2.SubmitJobRequest(spec=parse_job_spec(spec), owner=owner,
+                                               request_id=request_id or uuid.uuid4().hex)
+        for attempt in range(retries + 1):
+            try:
+                return self._unary("SubmitJob", request)
+            except CallError as error:
+                if attempt == retries or error.code not in _MAYBE_NOT_ARRIVED:
+                    raise
+                time.sleep(0.25 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def get(self, job_id: str) -> "jobs_pb2.Job":
         return self._unary("GetJob", service_pb2.GetJobRequest(job_id=job_id))
@@ -116,20 +133,58 @@ class Client:
     def cancel(self, job_id: str, reason: str = "") -> "jobs_pb2.Job":
         return self._unary("CancelJob", service_pb2.CancelJobRequest(job_id=job_id, reason=reason))
 
-    def watch(self, job_id: str, timeout: Optional[float] = None) -> Iterator["service_pb2.JobEvent"]:
-        """The job as it is, its stored epochs, then live events until it
-        ends (the iterator then stops). Each event has one of `job`, `epoch`
-        or `progress` set (event.WhichOneof("event")). `timeout` bounds the
-        whole stream; none by default, as jobs run for hours."""
-        stream = self._stub.WatchJob(service_pb2.WatchJobRequest(job_id=job_id),
-                                     timeout=timeout, metadata=self._metadata)
+    def pause(self, job_id: str) -> "jobs_pb2.Job":
+        """A queued job pauses at once, a running one after its epoch."""
+        return self._unary("PauseJob", service_pb2.PauseJobRequest(job_id=job_id))
+
+    def resume(self, job_id: str) -> "jobs_pb2.Job":
+        return self._unary("ResumeJob", service_pb2.ResumeJobRequest(job_id=job_id))
+
+    def watch(self, job_id: str, after_sequence: int = 0, timeout: Optional[float] = None,
+              reconnects: int = 30) -> Iterator["service_pb2.JobEvent"]:
+        """Every event of the job after `after_sequence` (0: from its
+        submission), then live ones until it ends (the iterator then stops).
+        Each event has one of `job`, `epoch` or `progress` set
+        (event.WhichOneof("event")); stored events carry a sequence number.
+        A broken stream (a restarting server) is opened again after the last
+        sequence seen, up to `reconnects` times in a row, so no event is
+        missed or repeated. `timeout` bounds each stream; none by default."""
+        last = after_sequence
+        failures = 0
+        while True:
+            request = service_pb2.WatchJobRequest(job_id=job_id, after_sequence=last)
+            stream = self._stub.WatchJob(request, timeout=timeout, metadata=self._metadata)
+            try:
+                for event in stream:
+                    failures = 0
+                    if event.sequence:
+                        last = event.sequence
+                    yield event
+                return
+            except grpc.RpcError as error:
+                failures += 1
+                if error.code() not in _MAYBE_NOT_ARRIVED or failures > reconnects:
+                    raise _call_error("WatchJob", error) from None
+                time.sleep(min(0.2 * failures, 2.0))
+            finally:
+                stream.cancel()  # a caller that stops early ends the stream too
+
+    def logs(self, job_id: str, follow: bool = False, after_sequence: int = 0,
+             timeout: Optional[float] = None) -> Iterator["service_pb2.LogLine"]:
+        """The job's kept log lines, oldest first; with `follow`, new ones
+        until the job ends."""
+        request = service_pb2.GetJobLogsRequest(job_id=job_id, follow=follow,
+                                                after_sequence=after_sequence)
+        stream = self._stub.GetJobLogs(request, timeout=timeout, metadata=self._metadata)
         try:
             yield from stream
         except grpc.RpcError as error:
-            raise _call_error("WatchJob", error) from None
+            raise _call_error("GetJobLogs", error) from None
         finally:
-            stream.cancel()  # a caller that stops early ends the stream too
+            stream.cancel()
 
+
+_MAYBE_NOT_ARRIVED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 TERMINAL_STATES = frozenset({jobs_pb2.Job.SUCCEEDED, jobs_pb2.Job.FAILED, jobs_pb2.Job.CANCELLED})
 
