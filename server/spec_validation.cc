@@ -73,6 +73,19 @@ absl::StatusOr<std::string> CheckImageFolder(const std::string& field, const std
     return Invalid(field, absl::StrCat("\"", path, "\": folder ", confined->absolute,
                                        " does not exist"));
   }
+  // A class folder may be a symbolic link, but not one that leads out of the data root.
+  std::error_code error;
+  const fs::path root = fs::weakly_canonical(context.data_root, error);
+  for (const fs::directory_entry& entry : fs::directory_iterator(confined->absolute, error)) {
+    if (!entry.is_symlink(error)) continue;
+    const fs::path target = fs::weakly_canonical(entry.path(), error);
+    const fs::path inside = target.lexically_relative(root);
+    if (error || inside.empty() || *inside.begin() == "..") {
+      return Invalid(field, absl::StrCat("\"", path, "\": class folder ",
+                                         entry.path().filename().string(),
+                                         " is a symbolic link leading out of the data root"));
+    }
+  }
   const int classes = CountClassFoldersWithImages(confined->absolute);
   if (classes < min_classes) {
     return Invalid(field, absl::StrCat("\"", path, "\" has ", classes,

@@ -258,6 +258,19 @@ TEST_F(SpecValidationTest, SymlinkLeadingOutOfTheRootIsRefused) {
   EXPECT_THAT(Validate(spec), InvalidField("backbone.path", "leads outside its root"));
 }
 
+TEST_F(SpecValidationTest, ClassFolderLinkedOutOfTheRootIsRefused) {
+  WriteFile(base_ / "outside/secret/1.png", "");
+  WriteFile(data_root_ / "mixed/daisy/1.png", "");
+  WriteFile(data_root_ / "mixed/rose/1.png", "");
+  fs::create_symlink(data_root_ / "mixed/rose", data_root_ / "mixed/rose-again");
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_train_dir("mixed");
+  EXPECT_THAT(Validate(spec), IsOk()) << "a link that stays inside the root is fine";
+  fs::create_symlink(base_ / "outside/secret", data_root_ / "mixed/secret");
+  EXPECT_THAT(Validate(spec),
+              InvalidField("dataset.train_dir", "class folder secret is a symbolic link"));
+}
+
 TEST_F(SpecValidationTest, MissingTrainDirIsRefused) {
   JobSpec spec = MinimalSpec();
   spec.mutable_dataset()->clear_train_dir();

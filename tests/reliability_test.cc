@@ -345,6 +345,22 @@ TEST(ReliabilityTest, AUserErrorFailsAtOnceWithoutRetry) {
   EXPECT_EQ(job.failures(), 0);
 }
 
+TEST(ReliabilityTest, AJobNoWorkerCanRunWaitsAndSaysWhy) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker("cpu-only");
+  const Job gpu_job = Submit(cluster, NeverRunsHere("needs a gpu"));
+  // A job behind it that the worker can run is not held up.
+  const Job cpu_job = Submit(cluster, TinySpec(1));
+  EXPECT_EQ(WaitForJob(cluster, cpu_job.id(), Ended).state(), Job::SUCCEEDED);
+  auto [status, output] = RunToEnd(
+      {TLCTL_PATH, "--server=" + cluster.address(), "get", gpu_job.id()}, cluster.path("get.out"));
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("QUEUED"), std::string::npos) << output;
+  EXPECT_NE(output.find("no connected worker offers 1 CUDA device(s)"), std::string::npos)
+      << output;
+}
+
 TEST(ReliabilityTest, SigtermDrainsAndARestartCarriesOn) {
   Cluster cluster;
   const std::vector<std::string> flags = {"--lease_seconds=3", "--heartbeat_seconds=0.2",
