@@ -416,34 +416,47 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
 
 absl::StatusOr<Job> JobStore::CreateJob(const JobSpec& spec, const std::string& owner,
                                         absl::Time now, const std::string& request_id) {
-  Job job;
-  *job.mutable_spec() = spec;
-  job.set_state(Job::QUEUED);
-  job.set_owner(owner);
-  job.set_request_id(request_id);
-  job.set_last_event_sequence(1);
-  // Through microseconds, so the returned job equals what GetJob will read back.
-  *job.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
-  *job.mutable_update_time() = job.create_time();
+  absl::StatusOr<std::vector<Job>> created = CreateJobs({NewJob{spec, owner, request_id, now}});
+  if (!created.ok()) return created.status();
+  return std::move(created->front());
+}
 
+absl::StatusOr<std::vector<Job>> JobStore::CreateJobs(const std::vector<NewJob>& new_jobs) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return Guarded("create job", [&]() -> absl::StatusOr<Job> {
+  return Guarded("create job", [&]() -> absl::StatusOr<std::vector<Job>> {
     absl::BitGen gen;
-    for (int attempt = 0; attempt < kMaxIdAttempts; ++attempt) {
-      job.set_id(NewJobId(gen));
-      SQLite::Transaction transaction(*db_);
-      SQLite::Statement insert(*db_, kInsertJobSql);
-      BindJobColumns(job, insert);
-      // No row changed means the id was taken: draw another.
-      if (insert.exec() != 1) continue;
+    std::vector<Job> jobs;
+    jobs.reserve(new_jobs.size());
+    // One transaction, so one sync to disk, however many jobs: concurrent submits share it.
+    SQLite::Transaction transaction(*db_);
+    SQLite::Statement insert(*db_, kInsertJobSql);
+    for (const NewJob& new_job : new_jobs) {
+      Job& job = jobs.emplace_back();
+      *job.mutable_spec() = new_job.spec;
+      job.set_state(Job::QUEUED);
+      job.set_owner(new_job.owner);
+      job.set_request_id(new_job.request_id);
+      job.set_last_event_sequence(1);
+      // Through microseconds, so the returned job equals what GetJob will read back.
+      *job.mutable_create_time() =
+          TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(new_job.now));
+      *job.mutable_update_time() = job.create_time();
+      bool inserted = false;
+      for (int attempt = 0; attempt < kMaxIdAttempts && !inserted; ++attempt) {
+        job.set_id(NewJobId(gen));
+        insert.reset();
+        BindJobColumns(job, insert);
+        // No row changed means the id was taken: draw another.
+        inserted = insert.exec() == 1;
+      }
+      if (!inserted) return absl::InternalError("no free job id found");
       JobEvent created;
       created.set_sequence(1);
       *created.mutable_job() = job;
       InsertEvent(*db_, job.id(), created);
-      transaction.commit();
-      return job;
     }
-    return absl::InternalError("no free job id found");
+    transaction.commit();
+    return jobs;
   });
 }
 

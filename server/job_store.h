@@ -37,6 +37,15 @@ class JobStore {
   absl::StatusOr<tl::v1::Job> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
                                         absl::Time now, const std::string& request_id = "");
 
+  struct NewJob {
+    tl::v1::JobSpec spec;
+    std::string owner;
+    std::string request_id;
+    absl::Time now;
+  };
+  // CreateJob for several jobs in one transaction: all are stored or none.
+  absl::StatusOr<std::vector<tl::v1::Job>> CreateJobs(const std::vector<NewJob>& jobs);
+
   // The job that `owner` submitted with `request_id`, if any.
   absl::StatusOr<std::optional<tl::v1::Job>> FindByRequestId(const std::string& owner,
                                                              const std::string& request_id);

@@ -211,44 +211,114 @@ absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std:
   // Validation reads the file system; it runs before the lock is taken.
   absl::StatusOr<tl::v1::JobSpec> validated = ValidateJobSpec(spec, spec_context_);
   if (!validated.ok()) return validated.status();
-  const std::string job_owner = owner.empty() ? "anonymous" : owner;
+  PendingSubmit mine{*std::move(validated), owner.empty() ? "anonymous" : owner, request_id};
+  // Group commit: whoever finds no commit in progress takes every submit queued so far and
+  // stores them in one transaction (one sync to disk); the others wait for it. Under load
+  // the batches grow by themselves, and a lone submit is committed at once.
+  std::unique_lock<std::mutex> lock(submit_mutex_);
+  submit_queue_.push_back(&mine);
+  while (!mine.done) {
+    if (submit_leader_active_) {
+      submit_done_.wait(lock);
+      continue;
+    }
+    submit_leader_active_ = true;
+    std::vector<PendingSubmit*> batch;
+    batch.swap(submit_queue_);
+    lock.unlock();
+    CommitSubmits(batch);
+    lock.lock();
+    for (PendingSubmit* pending : batch) pending->done = true;
+    submit_leader_active_ = false;
+    submit_done_.notify_all();
+  }
+  return std::move(mine.result);
+}
+
+void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (draining_) return absl::UnavailableError("the server is shutting down; submit again later");
-  if (!request_id.empty()) {
-    // Under the lock: two racing repeats of one request cannot both create a job.
-    absl::StatusOr<std::optional<Job>> earlier = store_.FindByRequestId(job_owner, request_id);
-    if (!earlier.ok()) return earlier.status();
-    if (earlier->has_value()) {
-      const Job& job = **earlier;
-      if (job.spec().SerializeAsString() != validated->SerializeAsString()) {
-        return absl::AlreadyExistsError(absl::StrCat("request_id \"", request_id,
-                                                     "\" already created job ", job.id(),
-                                                     " with a different spec"));
+  std::vector<JobStore::NewJob> to_create;
+  std::vector<PendingSubmit*> creators;
+  std::map<std::pair<std::string, std::string>, PendingSubmit*> first_with_request_id;
+  std::vector<std::pair<PendingSubmit*, PendingSubmit*>> repeats;  // (repeat, first)
+  std::map<std::string, int64_t> new_waiting;  // per owner, in this batch
+  const absl::Time now = Now();
+  for (PendingSubmit* pending : batch) {
+    if (draining_) {
+      pending->result = absl::UnavailableError("the server is shutting down; submit again later");
+      continue;
+    }
+    if (!pending->request_id.empty()) {
+      const auto key = std::make_pair(pending->owner, pending->request_id);
+      auto first = first_with_request_id.find(key);
+      if (first != first_with_request_id.end()) {
+        repeats.emplace_back(pending, first->second);
+        continue;
       }
-      auto it = active_.find(job.id());
-      return it != active_.end() ? it->second.job : job;
+      absl::StatusOr<std::optional<Job>> earlier =
+          store_.FindByRequestId(pending->owner, pending->request_id);
+      if (!earlier.ok()) {
+        pending->result = earlier.status();
+        continue;
+      }
+      if (earlier->has_value()) {
+        const Job& job = **earlier;
+        if (job.spec().SerializeAsString() != pending->spec.SerializeAsString()) {
+          pending->result = absl::AlreadyExistsError(
+              absl::StrCat("request_id \"", pending->request_id, "\" already created job ",
+                           job.id(), " with a different spec"));
+        } else {
+          auto active = active_.find(job.id());
+          pending->result = active != active_.end() ? active->second.job : job;
+        }
+        continue;
+      }
+      first_with_request_id.emplace(key, pending);
+    }
+    if (options_.max_queued_per_owner > 0) {
+      auto load = owner_loads_.find(pending->owner);
+      const int64_t waiting =
+          (load == owner_loads_.end() ? 0 : load->second.waiting) + new_waiting[pending->owner];
+      if (waiting >= options_.max_queued_per_owner) {
+        pending->result = absl::ResourceExhaustedError(
+            absl::StrCat("owner ", pending->owner, " already has ", waiting,
+                         " waiting jobs (the limit is ", options_.max_queued_per_owner, ")"));
+        continue;
+      }
+    }
+    ++new_waiting[pending->owner];
+    to_create.push_back({pending->spec, pending->owner, pending->request_id, now});
+    creators.push_back(pending);
+  }
+  if (!to_create.empty()) {
+    absl::StatusOr<std::vector<Job>> created = store_.CreateJobs(to_create);
+    for (size_t i = 0; i < creators.size(); ++i) {
+      if (!created.ok()) {
+        creators[i]->result = created.status();
+        continue;
+      }
+      Job& job = (*created)[i];
+      metrics_.JobSubmitted();
+      metrics_.SetJobsInState(Job::QUEUED, ++state_counts_[Job::QUEUED]);
+      CountStateChange(job.owner(), Job::STATE_UNSPECIFIED, Job::QUEUED);
+      ActiveJob active{job, next_queue_order_++};
+      queue_.insert(KeyOf(active));
+      active_.emplace(job.id(), std::move(active));
+      LogInfo("job ", job.id(), " queued (", job.spec().name(), ", owner ", job.owner(), ")");
+      creators[i]->result = std::move(job);
+    }
+    if (created.ok()) Dispatch();
+  }
+  for (auto& [repeat, first] : repeats) {
+    if (first->result.ok() &&
+        first->spec.SerializeAsString() != repeat->spec.SerializeAsString()) {
+      repeat->result = absl::AlreadyExistsError(
+          absl::StrCat("request_id \"", repeat->request_id, "\" already created job ",
+                       first->result->id(), " with a different spec"));
+    } else {
+      repeat->result = first->result;
     }
   }
-  if (options_.max_queued_per_owner > 0) {
-    auto load = owner_loads_.find(job_owner);
-    if (load != owner_loads_.end() && load->second.waiting >= options_.max_queued_per_owner) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "owner ", job_owner, " already has ", load->second.waiting,
-          " waiting jobs (the limit is ", options_.max_queued_per_owner, ")"));
-    }
-  }
-  absl::StatusOr<Job> created = store_.CreateJob(*validated, job_owner, Now(), request_id);
-  if (!created.ok()) return created.status();
-  metrics_.JobSubmitted();
-  metrics_.SetJobsInState(Job::QUEUED, ++state_counts_[Job::QUEUED]);
-  CountStateChange(job_owner, Job::STATE_UNSPECIFIED, Job::QUEUED);
-  ActiveJob active{*created, next_queue_order_++};
-  queue_.insert(KeyOf(active));
-  const std::string id = created->id();
-  active_.emplace(id, std::move(active));
-  LogInfo("job ", id, " queued (", created->spec().name(), ", owner ", created->owner(), ")");
-  Dispatch();
-  return *created;
 }
 
 absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Principal& caller) {

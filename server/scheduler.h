@@ -164,6 +164,14 @@ class Scheduler {
     // until it reports the end of whatever it runs.
     bool refusing = false;
   };
+  // One SubmitJob waiting for its group commit.
+  struct PendingSubmit {
+    tl::v1::JobSpec spec;  // validated, defaults filled in
+    std::string owner;
+    std::string request_id;
+    absl::StatusOr<tl::v1::Job> result = absl::UnknownError("not committed");
+    bool done = false;  // guarded by submit_mutex_
+  };
   // Jobs of one owner, for the per-owner limits.
   struct OwnerLoad {
     int64_t waiting = 0;  // QUEUED or PAUSED
@@ -184,6 +192,8 @@ class Scheduler {
   // counts against max_attempts; a refused assignment does not.
   void Requeue(ActiveJob& active, const std::string& why, bool counts_as_failure);
   void PauseStopped(ActiveJob& active);
+  // Stores a batch of submits in one transaction and queues them; takes mutex_.
+  void CommitSubmits(const std::vector<PendingSubmit*>& batch);
   void Dispatch();
   bool WorkerFits(const WorkerState& worker, const tl::v1::Job& job) const;
   bool OwnerAtRunningLimit(const std::string& owner) const;
@@ -226,6 +236,12 @@ class Scheduler {
   std::map<tl::v1::Job::State, int64_t> state_counts_;
   std::map<std::string, OwnerLoad> owner_loads_;  // owners with active jobs
   bool draining_ = false;
+
+  // The group commit of submissions (SubmitJob): a queue and whether a caller is committing.
+  std::mutex submit_mutex_;
+  std::condition_variable submit_done_;
+  std::vector<PendingSubmit*> submit_queue_;
+  bool submit_leader_active_ = false;
 
   std::mutex lease_mutex_;
   std::condition_variable lease_wakeup_;

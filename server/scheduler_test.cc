@@ -1534,3 +1534,31 @@ TEST_F(SchedulerTest, ResumedAttemptsReplayOfStoredEpochsIsStoredOnce) {
 
 }  // namespace
 }  // namespace tl::server
+
+namespace tl::server {
+namespace {
+
+TEST_F(SchedulerTest, ConcurrentSubmitsAreCommittedTogetherAndRepeatsShareOneJob) {
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 20;
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        // Every thread sends the same 20 request ids: 20 jobs in all.
+        absl::StatusOr<Job> job =
+            scheduler_->SubmitJob(Spec("flowers"), "alice", absl::StrCat("req-", i));
+        ids[t].push_back(job.ok() ? job->id() : std::string(job.status().message()));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 1; t < kThreads; ++t) EXPECT_EQ(ids[t], ids[0]) << "thread " << t;
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 1000, ""));
+  EXPECT_THAT(page.jobs, SizeIs(kPerThread));
+  EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(double{kPerThread}));
+}
+
+}  // namespace
+}  // namespace tl::server

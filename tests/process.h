@@ -89,6 +89,7 @@ class Process {
     return false;
   }
   std::string Log() const { return ReadFile(log_path_); }
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = 0;
