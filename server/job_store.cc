@@ -464,8 +464,11 @@ absl::StatusOr<std::optional<Job>> JobStore::FindByRequestId(const std::string& 
                                                              const std::string& request_id) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("find job by request id", [&]() -> absl::StatusOr<std::optional<Job>> {
-    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns,
-                                               " FROM jobs WHERE owner = ? AND request_id = ?"));
+    // The last term repeats the partial index's condition: without it SQLite cannot use
+    // jobs_by_request and scans the owner's jobs instead.
+    SQLite::Statement query(
+        *db_, absl::StrCat("SELECT ", kJobColumns,
+                           " FROM jobs WHERE owner = ? AND request_id = ? AND request_id != ''"));
     query.bind(1, owner);
     query.bind(2, request_id);
     if (!query.executeStep()) return std::optional<Job>();
