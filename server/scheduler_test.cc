@@ -604,6 +604,19 @@ TEST_F(SchedulerTest, CancelOfRunningJobAsksItsWorkerToStop) {
   EXPECT_EQ(stored.error(), "wrong dataset");  // the user's reason, not the worker's words
 }
 
+TEST_F(SchedulerTest, CancelOfAnAssignedJobReachesItsWorkerBeforeItStarts) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  ASSERT_EQ(Get(id).state(), Job::ASSIGNED);
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->CancelJob(id, "changed my mind"));
+  EXPECT_EQ(job.state(), Job::ASSIGNED);
+  EXPECT_TRUE(job.cancel_requested());
+  ASSERT_THAT(worker.connection->cancels(), SizeIs(1));
+  Finished(worker, id, 1, JobFinished::CANCELLED, "stopped before the first batch");
+  EXPECT_EQ(Stored(id).state(), Job::CANCELLED);
+  EXPECT_EQ(Stored(id).error(), "changed my mind");
+}
+
 TEST_F(SchedulerTest, WorkerLeavingACancelRequestedJobEndsItCancelled) {
   const std::string id = Submit("flowers");
   FakeWorker worker = Connect("w1");
