@@ -1,5 +1,6 @@
 #include "server/auth.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -12,6 +13,21 @@
 #include "absl/strings/strip.h"
 
 namespace tl::server {
+
+namespace {
+
+bool SameInConstantTime(absl::string_view a, absl::string_view b) {
+  unsigned char differences = a.size() == b.size() ? 0 : 1;
+  const size_t length = std::max(a.size(), b.size());
+  for (size_t i = 0; i < length; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    differences |= x ^ y;
+  }
+  return differences == 0;
+}
+
+}  // namespace
 
 absl::string_view RoleName(Role role) {
   switch (role) {
@@ -87,9 +103,14 @@ absl::StatusOr<Principal> TokenAuthenticator::Authenticate(absl::string_view aut
     return absl::UnauthenticatedError("the authorization header must read \"Bearer TOKEN\"");
   }
   token = absl::StripAsciiWhitespace(token);
-  auto it = principals_.find(token);
-  if (it == principals_.end()) return absl::UnauthenticatedError("unknown token");
-  return it->second;
+  // Every known token is compared in full, each in time independent of where it differs, so
+  // that answer times do not leak how much of a guess was right.
+  const Principal* found = nullptr;
+  for (const auto& [known, principal] : principals_) {
+    if (SameInConstantTime(known, token)) found = &principal;
+  }
+  if (found == nullptr) return absl::UnauthenticatedError("unknown token");
+  return *found;
 }
 
 }  // namespace tl::server

@@ -47,7 +47,7 @@ class TokenAuthenticator {
   size_t size() const { return principals_.size(); }
 
  private:
-  std::map<std::string, Principal, std::less<>> principals_;  // by token
+  std::map<std::string, Principal> principals_;  // by token
 };
 
 }  // namespace tl::server
