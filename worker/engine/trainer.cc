@@ -322,7 +322,9 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
         throw EngineError(ErrorKind::kCancelled,
                           "stopped on request in epoch " + std::to_string(epoch));
       }
+      const Clock::time_point wait_start = Clock::now();
       std::optional<Batch> batch = train.Next();
+      progress.data_wait_seconds += SecondsSince(wait_start);
       if (!batch) break;
       SetLearningRateFactor(LearningRateFactor(
           options_, (epoch - 1) * steps_per_epoch + progress.batch, steps_per_epoch));

@@ -72,6 +72,9 @@ struct BatchProgress {
   int64_t batches = 0;
   double mean_loss = 0;
   double images_per_second = 0;
+  // Time this epoch has spent waiting for the training source's next batch
+  // (decoding that did not keep up), out of its time so far.
+  double data_wait_seconds = 0;
 };
 
 struct EpochStats {

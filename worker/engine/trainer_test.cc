@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "worker/engine/errors.h"
@@ -77,6 +78,45 @@ TEST(TrainerTest, LearnsASeparableProblemAndReportsEveryEpoch) {
   EXPECT_LT(epochs.back().train_loss, epochs.front().train_loss);
   EXPECT_GT(epochs.back().images_per_second, 0);
   EXPECT_DOUBLE_EQ(epochs.back().learning_rate, 0.01);
+}
+
+// A source whose batches take `delay` each to arrive, like a decoder that
+// cannot keep up; the delay is what the trainer is to measure.
+class SlowSource : public BatchSource {
+ public:
+  SlowSource(BatchSource& inner, std::chrono::milliseconds delay) : inner_(inner), delay_(delay) {}
+  int64_t size() const override { return inner_.size(); }
+  int64_t batches() const override { return inner_.batches(); }
+  void StartEpoch(int epoch) override { inner_.StartEpoch(epoch); }
+  std::optional<Batch> Next() override {
+    const auto ready = std::chrono::steady_clock::now() + delay_;
+    while (std::chrono::steady_clock::now() < ready) {
+    }
+    return inner_.Next();
+  }
+
+ private:
+  BatchSource& inner_;
+  const std::chrono::milliseconds delay_;
+};
+
+TEST(TrainerTest, ProgressCountsTheTimeSpentWaitingForBatches) {
+  TempDir dir;
+  TransferModel model(WriteTinyBackbone(dir.path()), TinyManifest(), 2, 1);
+  Trainer trainer(model, Options(2));
+  auto [images, labels] = BrightOrDark(16, 1);
+  TensorSource fast(images, labels, 4, /*shuffle=*/false, 1);
+  SlowSource slow(fast, std::chrono::milliseconds(30));
+  RecordingObserver observer;
+
+  trainer.Run(slow, nullptr, observer);
+
+  ASSERT_EQ(observer.batches.size(), 8u);  // 2 epochs of 4 batches
+  for (const BatchProgress& progress : observer.batches) {
+    // Each batch waited 30 ms; the figure restarts with each epoch.
+    EXPECT_GE(progress.data_wait_seconds, 0.030 * progress.batch) << "batch " << progress.batch;
+    EXPECT_LT(progress.data_wait_seconds, 1.0 * progress.batch) << "batch " << progress.batch;
+  }
 }
 
 TEST(TrainerTest, StopRequestEndsTheRunBetweenBatches) {
