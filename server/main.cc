@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
     try {
       exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_listen));
-      exposer->RegisterCollectable(metrics.registry());
+      exposer->RegisterCollectable(metrics.collectable());
     } catch (const std::exception& e) {
       tl::LogError("cannot serve metrics on ", absl::GetFlag(FLAGS_metrics_listen), ": ", e.what());
       return 1;

@@ -527,7 +527,7 @@ void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& e
     job.set_state(previous);
     return;
   }
-  metrics_.JobFinished(state);
+  metrics_.JobFinished(job);
   metrics_.RemoveJob(job.id());
   LogInfo("job ", job.id(), " ", Job::State_Name(state), error.empty() ? "" : ": ", error);
   const std::string id = job.id();
@@ -679,6 +679,7 @@ absl::Status Scheduler::Assign(ActiveJob& active, int64_t session, WorkerState& 
     assignment.set_backbone_path(job.spec().backbone().path());
   }
 
+  metrics_.JobAssigned(job);  // before Persist moves its update time
   const Job::State previous = job.state();
   job.set_state(Job::ASSIGNED);
   job.set_attempt(job.attempt() + 1);
@@ -755,6 +756,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   worker.hello = hello;
   worker.connection = std::move(connection);
   worker.last_seen = Now();
+  metrics_.WorkerSeen(hello.worker_id());
   SchedulerMessage welcome;
   welcome.mutable_welcome()->set_heartbeat_interval_ms(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
@@ -830,6 +832,7 @@ void Scheduler::DisconnectWorker(int64_t session) {
   if (it == workers_.end()) return;
   const std::string job_id = it->second.job_id;
   LogInfo("worker ", it->second.hello.worker_id(), " disconnected (session ", session, ")");
+  metrics_.WorkerGone(it->second.hello.worker_id());
   workers_.erase(it);
   if (!job_id.empty()) {
     auto job = active_.find(job_id);
@@ -855,6 +858,7 @@ void Scheduler::CheckLeases(absl::Time now) {
       LogWarning("worker ", worker.hello.worker_id(), " silent for ",
                  absl::FormatDuration(now - worker.last_seen), "; dropping it");
       to_close.push_back(worker.connection);
+      metrics_.WorkerGone(worker.hello.worker_id());
       if (!worker.job_id.empty()) {
         auto job = active_.find(worker.job_id);
         if (job != active_.end() && job->second.session == session) {
@@ -899,6 +903,7 @@ void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage
   auto worker = workers_.find(session);
   if (worker == workers_.end()) return;  // dropped for silence; its stream is closing
   worker->second.last_seen = Now();
+  metrics_.WorkerSeen(worker->second.hello.worker_id());
   switch (message.message_case()) {
     case tl::v1::WorkerMessage::kStarted:
       OnStarted(session, message.started());

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+
+#include "common/refreshed_registry.h"
 
 namespace tl::server {
 namespace {
@@ -19,6 +22,36 @@ prometheus::Family<prometheus::Gauge>& JobGauge(prometheus::Registry& registry,
                                                 const std::string& name,
                                                 const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+}
+
+prometheus::Family<prometheus::Histogram>& SecondsHistogram(prometheus::Registry& registry,
+                                                            const std::string& name,
+                                                            const std::string& help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry);
+}
+
+// Buckets in seconds. Queue waits range from a free worker's instant to a
+// busy cluster's day; jobs from a minute to days; epochs from a tiny
+// dataset's fraction of a second to an hour.
+const prometheus::Histogram::BucketBoundaries kQueueWaitBuckets = {
+    0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600};
+const prometheus::Histogram::BucketBoundaries kJobDurationBuckets = {
+    1, 10, 60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600};
+const prometheus::Histogram::BucketBoundaries kEpochDurationBuckets = {
+    0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+
+double SecondsOf(const google::protobuf::Timestamp& time) {
+  return static_cast<double>(time.seconds()) + time.nanos() * 1e-9;
+}
+
+double SecondsBetween(const google::protobuf::Timestamp& from,
+                      const google::protobuf::Timestamp& to) {
+  return std::max(0.0, SecondsOf(to) - SecondsOf(from));
+}
+
+double UnixSecondsNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace
@@ -47,7 +80,21 @@ ServerMetrics::ServerMetrics()
       job_val_accuracy_(JobGauge(*registry_, "tl_job_val_accuracy",
                                  "Validation accuracy of a running job's last epoch.")),
       job_images_per_second_(JobGauge(*registry_, "tl_job_images_per_second",
-                                      "Training throughput of a running job.")) {
+                                      "Training throughput of a running job.")),
+      job_val_macro_f1_(JobGauge(*registry_, "tl_job_val_macro_f1",
+                                 "Validation macro F1 of a running job's last epoch.")),
+      job_eta_(JobGauge(*registry_, "tl_job_eta_seconds",
+                        "Estimated seconds until a running job's last epoch ends.")),
+      worker_lease_age_(JobGauge(*registry_, "tl_worker_lease_age_seconds",
+                                 "Seconds since a connected worker was last heard from.")),
+      queue_wait_(SecondsHistogram(*registry_, "tl_job_queue_wait_seconds",
+                                   "Time jobs waited in the queue before an assignment.")),
+      job_duration_(SecondsHistogram(*registry_, "tl_job_duration_seconds",
+                                     "Time from submission to the end state, by outcome.")),
+      epoch_duration_(SecondsHistogram(*registry_, "tl_epoch_duration_seconds",
+                                       "Duration of finished epochs, validation included.")),
+      collectable_(std::make_shared<RefreshedRegistry>(registry_,
+                                                       [this] { RefreshLeaseAges(); })) {
   // Every state and outcome exists from the start, so that rate() and
   // dashboards see zeros instead of missing series.
   for (Job::State state : {Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::SUCCEEDED, Job::FAILED,
@@ -56,7 +103,10 @@ ServerMetrics::ServerMetrics()
   }
   for (Job::State outcome : {Job::SUCCEEDED, Job::FAILED, Job::CANCELLED}) {
     finished_.Add({{"outcome", LowerStateName(outcome)}});
+    job_duration_.Add({{"outcome", LowerStateName(outcome)}}, kJobDurationBuckets);
   }
+  queue_wait_.Add({}, kQueueWaitBuckets);
+  epoch_duration_.Add({}, kEpochDurationBuckets);
   submitted_.Add({});
   queue_depth_.Add({}).Set(0);
   workers_connected_.Add({}).Set(0);
@@ -65,8 +115,19 @@ ServerMetrics::ServerMetrics()
 
 void ServerMetrics::JobSubmitted() { submitted_.Add({}).Increment(); }
 
-void ServerMetrics::JobFinished(Job::State outcome) {
-  finished_.Add({{"outcome", LowerStateName(outcome)}}).Increment();
+void ServerMetrics::JobFinished(const Job& job) {
+  const std::map<std::string, std::string> labels = {{"outcome", LowerStateName(job.state())}};
+  finished_.Add(labels).Increment();
+  if (job.has_create_time() && job.has_end_time()) {
+    job_duration_.Add(labels, kJobDurationBuckets)
+        .Observe(SecondsBetween(job.create_time(), job.end_time()));
+  }
+}
+
+void ServerMetrics::JobAssigned(const Job& job) {
+  if (!job.has_update_time()) return;
+  queue_wait_.Add({}, kQueueWaitBuckets)
+      .Observe(std::max(0.0, UnixSecondsNow() - SecondsOf(job.update_time())));
 }
 
 void ServerMetrics::SetJobsInState(Job::State state, int64_t count) {
@@ -79,14 +140,43 @@ void ServerMetrics::SetWorkers(int64_t connected, int64_t busy) {
   workers_busy_.Add({}).Set(static_cast<double>(busy));
 }
 
+void ServerMetrics::WorkerSeen(const std::string& worker_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  workers_seen_[worker_id] = std::chrono::steady_clock::now();
+}
+
+void ServerMetrics::WorkerGone(const std::string& worker_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (workers_seen_.erase(worker_id) == 0) return;
+  worker_lease_age_.Remove(&worker_lease_age_.Add({{"worker_id", worker_id}}));
+}
+
+void ServerMetrics::RefreshLeaseAges() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [worker_id, seen] : workers_seen_) {
+    worker_lease_age_.Add({{"worker_id", worker_id}})
+        .Set(std::chrono::duration<double>(now - seen).count());
+  }
+}
+
 ServerMetrics::JobSeries& ServerMetrics::SeriesFor(const std::string& job_id) {
   auto it = series_.find(job_id);
   if (it != series_.end()) return it->second;
   const std::map<std::string, std::string> labels = {{"job_id", job_id}};
-  JobSeries series{&job_epoch_.Add(labels),      &job_epoch_progress_.Add(labels),
-                   &job_train_loss_.Add(labels), &job_val_loss_.Add(labels),
-                   &job_val_accuracy_.Add(labels), &job_images_per_second_.Add(labels)};
+  JobSeries series{&job_epoch_.Add(labels),        &job_epoch_progress_.Add(labels),
+                   &job_train_loss_.Add(labels),   &job_val_loss_.Add(labels),
+                   &job_val_accuracy_.Add(labels), &job_val_macro_f1_.Add(labels),
+                   &job_images_per_second_.Add(labels)};
   return series_.emplace(job_id, series).first->second;
+}
+
+void ServerMetrics::UpdateEta(const std::string& job_id, JobSeries& series) {
+  const std::optional<double> seconds_left =
+      series.estimator.SecondsLeft(JobEta::Clock::now());
+  if (!seconds_left) return;
+  if (series.eta == nullptr) series.eta = &job_eta_.Add({{"job_id", job_id}});
+  series.eta->Set(*seconds_left);
 }
 
 void ServerMetrics::EpochFinished(const std::string& job_id, const tl::v1::EpochMetrics& metrics) {
@@ -96,7 +186,11 @@ void ServerMetrics::EpochFinished(const std::string& job_id, const tl::v1::Epoch
   series.train_loss->Set(metrics.train_loss());
   series.val_loss->Set(metrics.val_loss());
   series.val_accuracy->Set(metrics.val_accuracy());
+  series.val_macro_f1->Set(metrics.val_macro_f1());
   series.images_per_second->Set(metrics.images_per_second());
+  epoch_duration_.Add({}, kEpochDurationBuckets).Observe(metrics.seconds());
+  series.estimator.EpochFinished(metrics.epoch(), metrics.seconds(), JobEta::Clock::now());
+  UpdateEta(job_id, series);
 }
 
 void ServerMetrics::Progressed(const std::string& job_id, const tl::v1::Progress& progress) {
@@ -106,6 +200,9 @@ void ServerMetrics::Progressed(const std::string& job_id, const tl::v1::Progress
     series.epoch_progress->Set(static_cast<double>(progress.batch()) / progress.batches());
   }
   series.images_per_second->Set(progress.images_per_second());
+  series.estimator.Progressed(progress.epoch(), progress.epochs(), progress.batch(),
+                              progress.batches(), JobEta::Clock::now());
+  UpdateEta(job_id, series);
 }
 
 void ServerMetrics::RemoveJob(const std::string& job_id) {
@@ -117,7 +214,9 @@ void ServerMetrics::RemoveJob(const std::string& job_id) {
   job_train_loss_.Remove(it->second.train_loss);
   job_val_loss_.Remove(it->second.val_loss);
   job_val_accuracy_.Remove(it->second.val_accuracy);
+  job_val_macro_f1_.Remove(it->second.val_macro_f1);
   job_images_per_second_.Remove(it->second.images_per_second);
+  if (it->second.eta != nullptr) job_eta_.Remove(it->second.eta);
   series_.erase(it);
 }
 

@@ -3,9 +3,11 @@
 // stay bounded by the number of running jobs.
 #pragma once
 
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <map>
@@ -13,6 +15,7 @@
 #include <mutex>
 #include <string>
 
+#include "server/job_eta.h"
 #include "tl/v1/jobs.pb.h"
 
 namespace tl::server {
@@ -21,12 +24,26 @@ class ServerMetrics {
  public:
   ServerMetrics();
 
+  // The metrics as they stand; figures that age between reports (the lease
+  // ages) are current only after RefreshLeaseAges().
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  // What /metrics serves: the registry, refreshed at each scrape.
+  std::shared_ptr<prometheus::Collectable> collectable() const { return collectable_; }
 
   void JobSubmitted();
-  void JobFinished(tl::v1::Job::State outcome);
+  // `job` in its end state, end_time set: counts it and observes its duration.
+  void JobFinished(const tl::v1::Job& job);
+  // Observes the queue wait of `job` as it leaves the queue for a worker: the
+  // time since its last update, which for a queued job is when it entered
+  // the queue (submitted, requeued or resumed).
+  void JobAssigned(const tl::v1::Job& job);
   void SetJobsInState(tl::v1::Job::State state, int64_t count);
   void SetWorkers(int64_t connected, int64_t busy);
+  // A worker's stream delivered a message (its lease is renewed), or the
+  // worker is gone.
+  void WorkerSeen(const std::string& worker_id);
+  void WorkerGone(const std::string& worker_id);
+  void RefreshLeaseAges();
 
   void EpochFinished(const std::string& job_id, const tl::v1::EpochMetrics& metrics);
   void Progressed(const std::string& job_id, const tl::v1::Progress& progress);
@@ -39,9 +56,13 @@ class ServerMetrics {
     prometheus::Gauge* train_loss;
     prometheus::Gauge* val_loss;
     prometheus::Gauge* val_accuracy;
+    prometheus::Gauge* val_macro_f1;
     prometheus::Gauge* images_per_second;
+    prometheus::Gauge* eta = nullptr;  // added once an estimate exists
+    JobEta estimator;
   };
   JobSeries& SeriesFor(const std::string& job_id);
+  void UpdateEta(const std::string& job_id, JobSeries& series);
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& submitted_;
@@ -56,9 +77,17 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& job_val_loss_;
   prometheus::Family<prometheus::Gauge>& job_val_accuracy_;
   prometheus::Family<prometheus::Gauge>& job_images_per_second_;
+  prometheus::Family<prometheus::Gauge>& job_val_macro_f1_;
+  prometheus::Family<prometheus::Gauge>& job_eta_;
+  prometheus::Family<prometheus::Gauge>& worker_lease_age_;
+  prometheus::Family<prometheus::Histogram>& queue_wait_;
+  prometheus::Family<prometheus::Histogram>& job_duration_;
+  prometheus::Family<prometheus::Histogram>& epoch_duration_;
+  std::shared_ptr<prometheus::Collectable> collectable_;
 
-  std::mutex mutex_;  // guards series_
+  std::mutex mutex_;  // guards series_ and workers_seen_
   std::map<std::string, JobSeries> series_;
+  std::map<std::string, std::chrono::steady_clock::time_point> workers_seen_;
 };
 
 }  // namespace tl::server
