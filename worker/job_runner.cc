@@ -81,12 +81,13 @@ class ReportingObserver : public engine::ImageJobObserver {
   ReportingObserver(const tl::v1::Assignment& assignment, const JobRunner::Report& report,
                     const std::atomic<bool>& cancel_requested,
                     const std::atomic<bool>& pause_requested,
-                    std::function<void(const std::string&)> log)
+                    std::function<void(const std::string&)> log, JobListener* listener)
       : assignment_(assignment),
         report_(report),
         cancel_requested_(cancel_requested),
         pause_requested_(pause_requested),
-        log_(std::move(log)) {}
+        log_(std::move(log)),
+        listener_(listener) {}
 
   void OnDataset(const engine::DatasetInfo& dataset) override {
     WorkerMessage message;
@@ -106,6 +107,7 @@ class ReportingObserver : public engine::ImageJobObserver {
   }
 
   void OnBatch(const engine::BatchProgress& progress) override {
+    if (listener_ != nullptr) listener_->OnBatch(assignment_.job_id(), progress);
     const Clock::time_point now = Clock::now();
     if (progress.batch != progress.batches && now - last_progress_ < kProgressInterval) return;
     last_progress_ = now;
@@ -143,6 +145,7 @@ class ReportingObserver : public engine::ImageJobObserver {
   const std::atomic<bool>& pause_requested_;
   const std::function<void(const std::string&)> log_;
   Clock::time_point last_progress_{};
+  JobListener* const listener_;
 };
 
 }  // namespace
@@ -258,7 +261,8 @@ void JobRunner::Run() {
     finished.set_error(std::string(config.status().message()));
   } else {
     ReportingObserver observer(assignment_, report_, cancel_requested_, pause_requested_,
-                               [this](const std::string& text) { Log(text); });
+                               [this](const std::string& text) { Log(text); },
+                               settings_.listener.get());
     try {
       engine::ImageJobResult result = engine::RunImageJob(*config, observer);
       finished.set_outcome(JobFinished::SUCCEEDED);
@@ -306,6 +310,7 @@ void JobRunner::Run() {
       finished.set_error("internal error: " + text.substr(0, text.find('\n')));
     }
   }
+  if (settings_.listener) settings_.listener->OnJobEnded(assignment_.job_id());
   Log(absl::StrCat(JobFinished::Outcome_Name(finished.outcome()),
                    finished.error().empty() ? "" : ": ", finished.error()));
   // Finished before the report goes out: the scheduler may answer the report

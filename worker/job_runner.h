@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "tl/v1/service.pb.h"
 #include "worker/engine/image_job.h"
+#include "worker/job_listener.h"
 
 namespace tl::worker {
 
@@ -21,6 +22,7 @@ struct WorkerSettings {
   std::string device = "cpu";  // what this worker trains on: "cpu", "cuda:0", ...
   int threads = 0;             // intra-op threads; 0: every core
   int loader_threads = 0;      // 0: chosen from the core count
+  std::shared_ptr<JobListener> listener;  // told of batches and ends; may be null
 };
 
 // The engine configuration of an assignment, paths resolved against the

@@ -145,6 +145,7 @@ class JobRunnerTest : public ::testing::Test {
     settings.artifact_root = artifact_root_;
     settings.threads = 2;
     settings.loader_threads = 1;
+    settings.listener = listener_;
     return settings;
   }
 
@@ -222,6 +223,7 @@ class JobRunnerTest : public ::testing::Test {
   }
 
   TempDir temp_;
+  std::shared_ptr<JobListener> listener_;  // given to the runners of Run()
   std::vector<std::string> log_lines_;  // the last Run's log lines, in order
   std::string data_root_;
   std::string artifact_root_;
@@ -532,6 +534,39 @@ INSTANTIATE_TEST_SUITE_P(Strategies, JobRunnerStrategyTest,
                          [](const ::testing::TestParamInfo<TrainingSpec::Strategy>& info) {
                            return TrainingSpec::Strategy_Name(info.param);
                          });
+
+// Records what the worker's /metrics would see.
+class RecordingListener : public JobListener {
+ public:
+  void OnBatch(const std::string& job_id, const engine::BatchProgress& progress) override {
+    std::lock_guard<std::mutex> lock(mutex);
+    batches.emplace_back(job_id, progress);
+  }
+  void OnJobEnded(const std::string& job_id) override {
+    std::lock_guard<std::mutex> lock(mutex);
+    ended.push_back(job_id);
+  }
+  std::mutex mutex;
+  std::vector<std::pair<std::string, engine::BatchProgress>> batches;
+  std::vector<std::string> ended;
+};
+
+TEST_F(JobRunnerTest, ListenerSeesEveryBatchThenTheEnd) {
+  auto listener = std::make_shared<RecordingListener>();
+  listener_ = listener;
+  const std::vector<WorkerMessage> messages = Run(MakeAssignment(TrainingSpec::FULL));
+  ASSERT_EQ(FinishedOf(messages).outcome(), JobFinished::SUCCEEDED) << FinishedOf(messages).error();
+  std::lock_guard<std::mutex> lock(listener->mutex);
+  ASSERT_FALSE(listener->batches.empty());
+  // Progress reports are thinned out to a few a second; the listener sees every batch.
+  const int64_t batches_per_epoch = listener->batches.front().second.batches;
+  EXPECT_EQ(static_cast<int64_t>(listener->batches.size()), 2 * batches_per_epoch);
+  for (const auto& [job_id, progress] : listener->batches) {
+    EXPECT_EQ(job_id, kJobId);
+    EXPECT_GE(progress.data_wait_seconds, 0);
+  }
+  EXPECT_EQ(listener->ended, std::vector<std::string>{kJobId});
+}
 
 TEST_F(JobRunnerTest, CancelOnTheFirstProgressEndsCancelledWithoutEpochs) {
   // Cancelling from the runner's own thread makes the point of the cancel

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -18,7 +20,9 @@
 #include "absl/strings/strip.h"
 #include "common/credentials.h"
 #include "common/log.h"
+#include "worker/metrics_http_server.h"
 #include "worker/worker_agent.h"
+#include "worker/worker_metrics.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlserver's gRPC address");
 ABSL_FLAG(std::string, worker_id, "", "name of this worker; default: hostname-pid");
@@ -31,6 +35,11 @@ ABSL_FLAG(std::string, token_file, "", "file holding this worker's bearer token 
 ABSL_FLAG(std::string, tls_ca, "", "PEM certificate(s) to trust; connects with TLS");
 ABSL_FLAG(double, gpu_memory_gb, 0,
           "memory of the CUDA device reported to the scheduler; 0: asks nvidia-smi");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0",
+          "address of this worker's Prometheus /metrics endpoint; port 0 picks a free port "
+          "(logged); empty disables");
+ABSL_FLAG(std::string, ready_file, "",
+          "when set, written once /metrics serves, with its bound port: 'metrics=PORT'");
 
 namespace {
 
@@ -84,6 +93,32 @@ std::vector<tl::v1::Device> DescribeDevices(const std::string& device_flag) {
   return devices;
 }
 
+// Serves `metrics` on --metrics_listen and writes --ready_file. Null when
+// disabled; exits on an address that cannot be served.
+std::unique_ptr<tl::worker::MetricsHttpServer> ServeMetrics(
+    const std::shared_ptr<tl::worker::WorkerMetrics>& metrics) {
+  const std::string listen = absl::GetFlag(FLAGS_metrics_listen);
+  std::unique_ptr<tl::worker::MetricsHttpServer> server;
+  if (!listen.empty()) {
+    absl::StatusOr<std::unique_ptr<tl::worker::MetricsHttpServer>> started =
+        tl::worker::MetricsHttpServer::Start(listen, metrics->collectable());
+    if (!started.ok()) {
+      tl::LogError("--metrics_listen: ", started.status().message());
+      std::exit(2);
+    }
+    server = *std::move(started);
+    tl::LogInfo("serving metrics on port ", server->port());
+  }
+  if (!absl::GetFlag(FLAGS_ready_file).empty()) {
+    // Written under another name and renamed, so that a reader never sees half of it.
+    const std::string ready = absl::GetFlag(FLAGS_ready_file);
+    std::ofstream(ready + ".tmp") << "metrics=" << (server ? server->port() : 0) << "\n";
+    std::error_code error;
+    std::filesystem::rename(ready + ".tmp", ready, error);
+  }
+  return server;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,6 +170,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.credentials = *credentials;
+
+  auto metrics = std::make_shared<tl::worker::WorkerMetrics>(options.settings.device);
+  options.settings.listener = metrics;
+  std::unique_ptr<tl::worker::MetricsHttpServer> metrics_server = ServeMetrics(metrics);
 
   tl::worker::WorkerAgent agent(options);
   std::thread signal_watcher([&agent, signals] {
