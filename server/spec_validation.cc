@@ -168,6 +168,12 @@ absl::Status CheckDataset(JobSpec& spec, const SpecContext& context) {
       CheckImageFolder("dataset.train_dir", dataset.train_dir(), 2, context);
   if (!train.ok()) return train.status();
   dataset.set_train_dir(*train);
+  if (!dataset.test_dir().empty()) {
+    absl::StatusOr<std::string> test =
+        CheckImageFolder("dataset.test_dir", dataset.test_dir(), 1, context);
+    if (!test.ok()) return test.status();
+    dataset.set_test_dir(*test);
+  }
   if (!dataset.val_dir().empty()) {
     absl::StatusOr<std::string> val =
         CheckImageFolder("dataset.val_dir", dataset.val_dir(), 1, context);

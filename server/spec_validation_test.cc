@@ -307,6 +307,17 @@ TEST_F(SpecValidationTest, ValDirThatDoesNotExistIsRefused) {
   EXPECT_THAT(Validate(spec), InvalidField("dataset.val_dir", "does not exist"));
 }
 
+TEST_F(SpecValidationTest, TestDirIsCheckedAndNormalized) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_dataset()->set_test_dir("flowers/exam");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.test_dir", "does not exist"));
+  spec.mutable_dataset()->set_test_dir("../outside");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.test_dir", "\"..\""));
+  spec.mutable_dataset()->set_test_dir(data_root_.string() + "/./single");
+  ASSERT_OK_AND_ASSIGN(JobSpec validated, Validate(spec));
+  EXPECT_EQ(validated.dataset().test_dir(), "single");
+}
+
 TEST_F(SpecValidationTest, ValDirWithOneClassIsAccepted) {
   // Validation may cover fewer classes than training; one is enough.
   JobSpec spec = MinimalSpec();

@@ -9,6 +9,7 @@
 #include "common/confined_path.h"
 #include "common/log.h"
 #include "worker/engine/errors.h"
+#include "worker/evaluation_proto.h"
 
 namespace tl::worker {
 namespace {
@@ -73,6 +74,8 @@ tl::v1::EpochMetrics ToProto(const engine::EpochStats& stats, int attempt) {
   metrics.set_images_per_second(stats.images_per_second);
   metrics.set_seconds(stats.seconds);
   metrics.set_learning_rate(stats.learning_rate);
+  metrics.set_val_top_k_accuracy(stats.val_top_k_accuracy);
+  metrics.set_val_weighted_f1(stats.val_weighted_f1);
   return metrics;
 }
 
@@ -171,6 +174,12 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
         ConfinePath(settings.data_root, spec.dataset().val_dir(), "dataset.val_dir");
     if (!val.ok()) return val.status();
     config.val_dir = val->absolute;
+  }
+  if (!spec.dataset().test_dir().empty()) {
+    absl::StatusOr<ConfinedPath> test =
+        ConfinePath(settings.data_root, spec.dataset().test_dir(), "dataset.test_dir");
+    if (!test.ok()) return test.status();
+    config.test_dir = test->absolute;
   }
   absl::StatusOr<ConfinedPath> output =
       ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir");
@@ -281,6 +290,12 @@ void JobRunner::Run() {
         *out.mutable_final_metrics() = ToProto(result.epochs.back(), assignment_.attempt());
       }
       out.set_train_seconds(result.seconds);
+      if (!result.report_path.empty()) {
+        out.set_report_path(RelativeTo(settings_.artifact_root, result.report_path));
+        out.set_confusion_matrix_path(
+            RelativeTo(settings_.artifact_root, result.confusion_matrix_path));
+      }
+      SetReports(result.reports, out);
     } catch (const engine::EngineError& error) {
       switch (error.kind()) {
         case engine::ErrorKind::kCancelled:

@@ -528,6 +528,42 @@ TEST_P(JobRunnerStrategyTest, ReportsStartProgressEpochsAndResultInOrder) {
   EXPECT_FALSE(fs::exists(artifact_root_ + "/jobs/job-1/checkpoint"));
 }
 
+TEST_F(JobRunnerTest, EvaluationReportsTravelInTheResult) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FULL);
+  WriteImageFolder(data_root_ + "/fruit/test", kClasses, 2);
+  assignment.mutable_spec()->mutable_dataset()->set_test_dir("fruit/test");
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_EQ(config.test_dir, Canonical(data_root_ + "/fruit/test"));
+
+  const JobFinished finished = FinishedOf(Run(assignment));
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  const tl::v1::JobResult& result = finished.result();
+  EXPECT_EQ(result.report_path(), "jobs/job-1/report.json");
+  EXPECT_EQ(result.confusion_matrix_path(), "jobs/job-1/confusion_matrix.png");
+  EXPECT_TRUE(fs::is_regular_file(artifact_root_ + "/" + result.report_path()));
+  EXPECT_TRUE(fs::is_regular_file(artifact_root_ + "/" + result.confusion_matrix_path()));
+  ASSERT_TRUE(result.has_val_report());
+  ASSERT_TRUE(result.has_test_report());
+  EXPECT_EQ(result.val_report().images(), 3 * kValPerClass);
+  const tl::v1::EvaluationReport& test = result.test_report();
+  EXPECT_EQ(test.images(), 3 * 2);
+  EXPECT_EQ(test.top_k(), 3);
+  ASSERT_EQ(test.classes_size(), 3);
+  ASSERT_EQ(test.confusion_size(), 9);
+  int64_t counted = 0;
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(test.classes(c).class_name(), kClasses[c]);
+    EXPECT_EQ(test.classes(c).support(), 2);
+    for (int p = 0; p < 3; ++p) counted += test.confusion(c * 3 + p);
+  }
+  EXPECT_EQ(counted, test.images());
+  // The last epoch's validation is the final validation report.
+  EXPECT_DOUBLE_EQ(result.final_metrics().val_accuracy(), result.val_report().accuracy());
+  EXPECT_DOUBLE_EQ(result.final_metrics().val_top_k_accuracy(),
+                   result.val_report().top_k_accuracy());
+  EXPECT_DOUBLE_EQ(result.final_metrics().val_weighted_f1(), result.val_report().weighted_f1());
+}
+
 INSTANTIATE_TEST_SUITE_P(Strategies, JobRunnerStrategyTest,
                          ::testing::Values(TrainingSpec::FEATURE_EXTRACTION,
                                            TrainingSpec::FINE_TUNE),

@@ -39,11 +39,43 @@ TEST(ConfusionMatrixTest, AccumulatesAcrossBatchesAndSkipsAbsentClasses) {
   EXPECT_DOUBLE_EQ(matrix.macro_precision(), (1.0 + 0.5) / 2.0);
 }
 
+TEST(ConfusionMatrixTest, PerClassScoresAndWeightedAverages) {
+  ConfusionMatrix matrix(3);
+  // Same images as above: supports 3, 2, 1.
+  matrix.Add(Ints({0, 0, 1, 1, 2, 2}), Ints({0, 0, 0, 1, 1, 2}));
+  const std::vector<ClassScore> scores = matrix.per_class();
+  ASSERT_EQ(scores.size(), 3u);
+  EXPECT_EQ(scores[0].support, 3);
+  EXPECT_EQ(scores[1].support, 2);
+  EXPECT_EQ(scores[2].support, 1);
+  EXPECT_DOUBLE_EQ(scores[0].precision, 1.0);
+  EXPECT_DOUBLE_EQ(scores[0].recall, 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(scores[2].f1, 2 * 0.5 * 1.0 / 1.5);
+  EXPECT_DOUBLE_EQ(matrix.weighted_recall(), (3 * (2.0 / 3.0) + 2 * 0.5 + 1 * 1.0) / 6.0);
+  EXPECT_DOUBLE_EQ(matrix.weighted_precision(), (3 * 1.0 + 2 * 0.5 + 1 * 0.5) / 6.0);
+  EXPECT_DOUBLE_EQ(matrix.weighted_f1(), (3 * scores[0].f1 + 2 * scores[1].f1 + scores[2].f1) / 6.0);
+  // Weighted recall is accuracy by definition.
+  EXPECT_DOUBLE_EQ(matrix.weighted_recall(), matrix.accuracy());
+}
+
+TEST(TopKCorrectTest, CountsLabelsAmongTheHighestScores) {
+  // Row 0: label 2 scores best; row 1: label 1 second; row 2: label 1 last.
+  const torch::Tensor logits =
+      torch::tensor({0.1, 0.2, 0.7, 0.5, 0.3, 0.2, 0.6, 0.1, 0.3}).view({3, 3});
+  const torch::Tensor labels = Ints({2, 1, 1});
+  EXPECT_EQ(TopKCorrect(logits, labels, 1), 1);
+  EXPECT_EQ(TopKCorrect(logits, labels, 2), 2);
+  // k above the class count is capped: every label is among all classes.
+  EXPECT_EQ(TopKCorrect(logits, labels, 5), 3);
+  EXPECT_EQ(TopKCorrect(logits.slice(0, 0, 0), labels.slice(0, 0, 0), 5), 0);
+}
+
 TEST(ConfusionMatrixTest, EmptyIsZero) {
   ConfusionMatrix matrix(2);
   EXPECT_EQ(matrix.total(), 0);
   EXPECT_EQ(matrix.accuracy(), 0.0);
   EXPECT_EQ(matrix.macro_f1(), 0.0);
+  EXPECT_EQ(matrix.weighted_f1(), 0.0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "worker/engine/class_weights.h"
 #include "worker/engine/errors.h"
+#include "worker/engine/evaluation_job.h"
 #include "worker/engine/image_folder.h"
 
 namespace tl::engine {
@@ -63,21 +64,7 @@ SplitData LoadSplit(const ImageJobConfig& config) {
     return split;
   }
   split.train = std::move(train_index.samples);
-  // Validation labels follow the training classes by name, whatever order
-  // or subset of them the validation folder holds.
-  ImageFolderIndex val_index = ScanImageFolder(config.val_dir);
-  std::map<std::string, int64_t> label_of;
-  for (size_t i = 0; i < split.class_names.size(); ++i) label_of[split.class_names[i]] = i;
-  for (ImageSample sample : val_index.samples) {
-    const std::string& name = val_index.class_names[sample.label];
-    auto it = label_of.find(name);
-    if (it == label_of.end()) {
-      throw InvalidArgument("dataset.val_dir " + config.val_dir + " has class \"" + name +
-                            "\", which dataset.train_dir does not have");
-    }
-    sample.label = it->second;
-    split.val.push_back(std::move(sample));
-  }
+  split.val = SamplesLabelledByName(config.val_dir, "dataset.val_dir", split.class_names);
   return split;
 }
 
@@ -270,6 +257,23 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   std::ofstream(result.metrics_path) << EpochStatsToJson(result.epochs) << "\n";
   CheckExport(model, result.model_path, val_source.size() > 0 ? val_source : train_source,
               trainer.device());
+
+  const auto evaluate = [&trainer](BatchSource& source) {
+    return trainer.Evaluate(source, /*epoch=*/0);
+  };
+  if (val_source.size() > 0) {
+    result.reports.push_back(
+        MakeEvaluationReport(evaluate(val_source), result.dataset.class_names, "validation"));
+  }
+  if (!config.test_dir.empty()) {
+    result.reports.push_back(EvaluateImages(
+        SamplesLabelledByName(config.test_dir, "dataset.test_dir", result.dataset.class_names),
+        preprocessing, val_options, result.dataset.class_names, evaluate, "test", config.test_dir,
+        "dataset.test_dir", stop_requested));
+  }
+  const ReportFiles report_files = WriteReportFiles(result.reports, config.output_dir);
+  result.report_path = report_files.report_path;
+  result.confusion_matrix_path = report_files.confusion_matrix_path;
   // The finished model replaces the checkpoint; a retry after this point
   // would start over, which is what a succeeded job never needs.
   fs::remove_all(out / "checkpoint");

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/engine/evaluation_report.h"
 #include "worker/engine/trainer.h"
 
 namespace tl::engine {
@@ -17,6 +18,9 @@ struct ImageJobConfig {
   std::string train_dir;
   std::string val_dir;        // empty: hold out val_fraction of train_dir
   double val_fraction = 0.2;
+  // Labelled images never trained or validated on, classes named as in
+  // train_dir; evaluated once at the end for the report. Empty: none.
+  std::string test_dir;
   int image_size = 0;         // 0: the manifest's input_size
   int resize_size = 0;        // 0: image_size * 8 / 7
   bool horizontal_flip = true;
@@ -49,6 +53,12 @@ struct ImageJobResult {
   std::string model_info_path;
   std::string backbone_path;
   std::string metrics_path;
+  // The final model on the validation split and the test set (each when
+  // it has images), written to report_path and, as a picture of the last
+  // one's confusion matrix, confusion_matrix_path.
+  std::vector<EvaluationReport> reports;
+  std::string report_path;
+  std::string confusion_matrix_path;
   double seconds = 0;
 };
 

@@ -15,6 +15,7 @@
 
 #include "worker/engine/classification_metrics.h"
 #include "worker/engine/errors.h"
+#include "worker/engine/evaluation_report.h"
 
 namespace tl::engine {
 namespace {
@@ -159,12 +160,6 @@ uint64_t EpochSeed(uint64_t seed, int epoch) {
   return seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch);
 }
 
-// The loss of reduced-precision logits (autocast) is computed in fp32;
-// fp32 and fp64 logits keep their precision.
-torch::Tensor AtLeastFloat32(const torch::Tensor& logits) {
-  return logits.scalar_type() == torch::kFloat64 ? logits : logits.to(torch::kFloat32);
-}
-
 void ToChannelsLast(torch::jit::Module& module) {
   for (const torch::Tensor& parameter : module.parameters(/*recurse=*/true)) {
     if (parameter.dim() == 4) {
@@ -272,33 +267,11 @@ torch::Tensor Trainer::Step(const Batch& batch, int64_t* correct) {
 }
 
 EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch) {
-  torch::NoGradGuard no_grad;
   model_.SetTraining(false);
-  source.StartEpoch(epoch);
-  ConfusionMatrix confusion(model_.num_classes());
-  double loss_sum = 0;
-  while (std::optional<Batch> batch = source.Next()) {
-    torch::Tensor images = ToDevice(batch->images, /*images=*/true);
-    torch::Tensor labels = ToDevice(batch->labels, /*images=*/false);
-    torch::Tensor logits;
-    {
-      CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
-      logits = model_.Forward(images);
-    }
-    loss_sum += torch::nn::functional::cross_entropy(
-                    AtLeastFloat32(logits), labels,
-                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
-    confusion.Add(logits.argmax(1), labels);
-  }
-  EvaluationStats stats;
-  stats.images = confusion.total();
-  stats.loss = stats.images > 0 ? loss_sum / static_cast<double>(stats.images) : 0.0;
-  stats.accuracy = confusion.accuracy();
-  stats.macro_precision = confusion.macro_precision();
-  stats.macro_recall = confusion.macro_recall();
-  stats.macro_f1 = confusion.macro_f1();
-  return stats;
+  return EvaluateLogits(source, epoch, model_.num_classes(), [this](const torch::Tensor& images) {
+    CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
+    return model_.Forward(ToDevice(images, /*images=*/true));
+  });
 }
 
 std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation,
@@ -366,6 +339,8 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
       stats.val_macro_recall = evaluation.macro_recall;
       stats.val_macro_f1 = evaluation.macro_f1;
       stats.val_images = evaluation.images;
+      stats.val_top_k_accuracy = evaluation.top_k_accuracy;
+      stats.val_weighted_f1 = evaluation.confusion.weighted_f1();
     }
     stats.seconds = SecondsSince(epoch_start);
     epochs.push_back(stats);
@@ -442,7 +417,9 @@ std::string EpochStatsToJson(const std::vector<EpochStats>& epochs) {
                     {"seconds", e.seconds},
                     {"learning_rate", e.learning_rate},
                     {"train_images", e.train_images},
-                    {"val_images", e.val_images}});
+                    {"val_images", e.val_images},
+                    {"val_top_k_accuracy", e.val_top_k_accuracy},
+                    {"val_weighted_f1", e.val_weighted_f1}});
   }
   return nlohmann::json({{"epochs", list}}).dump(2);
 }
@@ -470,6 +447,9 @@ std::vector<EpochStats> EpochStatsFromJson(const std::string& json_text) {
     stats.learning_rate = e.at("learning_rate").get<double>();
     stats.train_images = e.at("train_images").get<int64_t>();
     stats.val_images = e.at("val_images").get<int64_t>();
+    // Absent from checkpoints written before these figures existed.
+    stats.val_top_k_accuracy = e.value("val_top_k_accuracy", 0.0);
+    stats.val_weighted_f1 = e.value("val_weighted_f1", 0.0);
     epochs.push_back(stats);
   }
   return epochs;

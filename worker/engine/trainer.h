@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "worker/engine/batch_source.h"
+#include "worker/engine/classification_metrics.h"
 #include "worker/engine/transfer_model.h"
 
 namespace tl::engine {
@@ -91,7 +92,12 @@ struct EpochStats {
   double learning_rate = 0;      // the head's, at the epoch's last batch
   int64_t train_images = 0;
   int64_t val_images = 0;
+  double val_top_k_accuracy = 0;  // k = kTopK, or the class count when fewer
+  double val_weighted_f1 = 0;
 };
+
+// The k of top-k accuracy, capped at the number of classes.
+constexpr int64_t kTopK = 5;
 
 struct EvaluationStats {
   double loss = 0;
@@ -100,6 +106,10 @@ struct EvaluationStats {
   double macro_recall = 0;
   double macro_f1 = 0;
   int64_t images = 0;
+  int64_t top_k = 0;  // min(kTopK, classes)
+  double top_k_accuracy = 0;
+  // Everything else (per-class scores, weighted averages) follows from it.
+  ConfusionMatrix confusion{0};
 };
 
 class TrainObserver {

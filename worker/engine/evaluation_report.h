@@ -1,0 +1,56 @@
+// The evaluation report of a finished model: overall figures (accuracy,
+// top-k accuracy, macro and weighted precision/recall/F1), a per-class table
+// and the confusion matrix, for the validation split and a test set. Written
+// as report.json beside the exported model; the worker also carries it to
+// the scheduler so that `tlctl report` needs no files.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "worker/engine/batch_source.h"
+
+#include "worker/engine/classification_metrics.h"
+#include "worker/engine/trainer.h"
+
+namespace tl::engine {
+
+// Every batch of `source` (from StartEpoch(epoch)) through `logits_of`
+// (images on the CPU in, logits [N, num_classes] on any device out), with
+// no gradients: plain cross-entropy loss, confusion matrix and top-k
+// accuracy. Shared by the trainer's validation and evaluation jobs.
+EvaluationStats EvaluateLogits(
+    BatchSource& source, int epoch, int64_t num_classes,
+    const std::function<torch::Tensor(const torch::Tensor& images)>& logits_of);
+
+struct EvaluationReport {
+  std::string split;  // "validation" or "test"
+  std::vector<std::string> class_names;
+  int64_t images = 0;
+  double loss = 0;
+  double accuracy = 0;
+  int64_t top_k = 0;
+  double top_k_accuracy = 0;
+  double macro_precision = 0;
+  double macro_recall = 0;
+  double macro_f1 = 0;
+  double weighted_precision = 0;
+  double weighted_recall = 0;
+  double weighted_f1 = 0;
+  std::vector<ClassScore> per_class;  // by label
+  // confusion[true_class][predicted_class]
+  std::vector<std::vector<int64_t>> confusion;
+};
+
+EvaluationReport MakeEvaluationReport(const EvaluationStats& stats,
+                                      const std::vector<std::string>& class_names,
+                                      std::string split);
+
+// {"format": "tl.report.v1", "validation": {...}, "test": {...}}, one key per
+// report given, each with every figure above. Throws EngineError(kInternal)
+// when the file cannot be written.
+void WriteReportJson(const std::string& path, const std::vector<EvaluationReport>& reports);
+
+}  // namespace tl::engine

@@ -1,0 +1,41 @@
+#include "worker/evaluation_proto.h"
+
+namespace tl::worker {
+
+tl::v1::EvaluationReport EvaluationReportProto(const engine::EvaluationReport& report) {
+  tl::v1::EvaluationReport proto;
+  proto.set_images(report.images);
+  proto.set_loss(report.loss);
+  proto.set_accuracy(report.accuracy);
+  proto.set_top_k(static_cast<int32_t>(report.top_k));
+  proto.set_top_k_accuracy(report.top_k_accuracy);
+  proto.set_macro_precision(report.macro_precision);
+  proto.set_macro_recall(report.macro_recall);
+  proto.set_macro_f1(report.macro_f1);
+  proto.set_weighted_precision(report.weighted_precision);
+  proto.set_weighted_recall(report.weighted_recall);
+  proto.set_weighted_f1(report.weighted_f1);
+  for (size_t c = 0; c < report.per_class.size(); ++c) {
+    tl::v1::ClassEvaluation& row = *proto.add_classes();
+    row.set_class_name(report.class_names.at(c));
+    row.set_precision(report.per_class[c].precision);
+    row.set_recall(report.per_class[c].recall);
+    row.set_f1(report.per_class[c].f1);
+    row.set_support(report.per_class[c].support);
+  }
+  if (report.confusion.size() <= kMaxClassesWithMatrix) {
+    for (const std::vector<int64_t>& row : report.confusion) {
+      for (int64_t count : row) proto.add_confusion(count);
+    }
+  }
+  return proto;
+}
+
+void SetReports(const std::vector<engine::EvaluationReport>& reports, tl::v1::JobResult& result) {
+  for (const engine::EvaluationReport& report : reports) {
+    *(report.split == "test" ? result.mutable_test_report() : result.mutable_val_report()) =
+        EvaluationReportProto(report);
+  }
+}
+
+}  // namespace tl::worker
