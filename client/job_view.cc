@@ -98,6 +98,17 @@ std::string JobDetails(const tl::v1::Job& job) {
     absl::StrAppend(&text, "backbone   ", result.backbone_path(), "\n");
     absl::StrAppend(&text, "epochs     ", result.metrics_path(), "\n");
   }
+  if (result.has_test_report()) {
+    absl::StrAppend(&text, "test       ",
+                    absl::StrFormat("accuracy %.4f, macro F1 %.4f on %d images (tlctl report)",
+                                    result.test_report().accuracy(),
+                                    result.test_report().macro_f1(),
+                                    result.test_report().images()),
+                    "\n");
+  }
+  if (!result.report_path().empty()) {
+    absl::StrAppend(&text, "report     ", result.report_path(), "\n");
+  }
   return text;
 }
 

@@ -2,6 +2,7 @@
 //   tlctl submit job.json [--watch]   tlctl get JOB [--json]   tlctl list [--state S]
 //   tlctl watch JOB                   tlctl cancel JOB         tlctl logs JOB [--follow]
 //   tlctl pause JOB                   tlctl resume JOB
+//   tlctl report JOB                  (evaluation reports: figures, classes, confusion matrix)
 // Credentials: --token / $TL_TOKEN (or --token-file / $TL_TOKEN_FILE) send
 // "authorization: Bearer TOKEN"; --tls-ca / $TL_TLS_CA switches to TLS.
 // Exit status: 0 success (for --watch and watch: the job SUCCEEDED), 1 the
@@ -24,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/job_file.h"
 #include "client/job_view.h"
+#include "client/report_view.h"
 #include "common/credentials.h"
 #include "common/grpc_status.h"
 #include "google/protobuf/util/json_util.h"
@@ -285,6 +287,10 @@ int main(int argc, char** argv) {
   get->add_option("job_id", job_id)->required();
   get->add_flag("--json", as_json, "print the job as JSON");
 
+  CLI::App* report = app.add_subcommand(
+      "report", "show a finished job's evaluation on its validation split and test set");
+  report->add_option("job_id", job_id)->required();
+
   CLI::App* list = app.add_subcommand("list", "list jobs, newest first");
   std::vector<std::string> state_names;
   int page_size = 50;
@@ -372,14 +378,24 @@ int main(int argc, char** argv) {
     return Watch(connection, job.id());
   }
 
-  if (get->parsed()) {
+  if (get->parsed() || report->parsed()) {
     tl::v1::GetJobRequest request;
     request.set_job_id(job_id);
     Job job;
     std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
     grpc::Status status = connection.stub().GetJob(context.get(), request, &job);
     if (!status.ok()) return ReportCallError(status);
-    std::cout << (as_json ? ToJson(job) + "\n" : tl::client::JobDetails(job));
+    if (get->parsed()) {
+      std::cout << (as_json ? ToJson(job) + "\n" : tl::client::JobDetails(job));
+      return kExitOk;
+    }
+    const std::string text = tl::client::JobReportText(job);
+    if (text.empty()) {
+      std::cerr << "tlctl: job " << job.id() << " has no evaluation report (it is "
+                << Job::State_Name(job.state()) << "; a report comes with a SUCCEEDED job)\n";
+      return kExitCallFailed;
+    }
+    std::cout << text;
     return kExitOk;
   }
 

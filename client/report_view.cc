@@ -1,0 +1,75 @@
+#include "client/report_view.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace tl::client {
+
+std::string EvaluationReportText(const std::string& title, const tl::v1::EvaluationReport& report) {
+  std::string text = absl::StrFormat("%s: %d images\n", title, report.images());
+  absl::StrAppendFormat(&text, "  accuracy %.4f   top-%d accuracy %.4f   loss %.4f\n",
+                        report.accuracy(), report.top_k(), report.top_k_accuracy(),
+                        report.loss());
+  absl::StrAppendFormat(&text, "  %-9s  %9s  %9s  %9s\n", "", "precision", "recall", "f1");
+  absl::StrAppendFormat(&text, "  %-9s  %9.4f  %9.4f  %9.4f\n", "macro", report.macro_precision(),
+                        report.macro_recall(), report.macro_f1());
+  absl::StrAppendFormat(&text, "  %-9s  %9.4f  %9.4f  %9.4f\n", "weighted",
+                        report.weighted_precision(), report.weighted_recall(),
+                        report.weighted_f1());
+
+  size_t name_width = 5;
+  for (const tl::v1::ClassEvaluation& row : report.classes()) {
+    name_width = std::max(name_width, row.class_name().size());
+  }
+  const int name_w = static_cast<int>(name_width);
+  absl::StrAppendFormat(&text, "\n  %4s  %-*s  %9s  %9s  %9s  %7s\n", "#", name_w, "class",
+                        "precision", "recall", "f1", "support");
+  for (int c = 0; c < report.classes_size(); ++c) {
+    const tl::v1::ClassEvaluation& row = report.classes(c);
+    absl::StrAppendFormat(&text, "  %4d  %-*s  %9.4f  %9.4f  %9.4f  %7d\n", c, name_w,
+                          row.class_name(), row.precision(), row.recall(), row.f1(),
+                          row.support());
+  }
+
+  const int n = report.classes_size();
+  if (n == 0 || report.confusion_size() != n * n) {
+    if (n > 0) absl::StrAppend(&text, "\n  (confusion matrix too large to carry; see report.json)\n");
+    return text;
+  }
+  int64_t largest = 0;
+  for (int64_t count : report.confusion()) largest = std::max(largest, count);
+  const int cell = std::max<int>(static_cast<int>(std::to_string(largest).size()),
+                                 static_cast<int>(std::to_string(n - 1).size()));
+  absl::StrAppend(&text, "\n  confusion matrix (rows: true class, columns: predicted class #)\n");
+  absl::StrAppendFormat(&text, "  %4s  %-*s ", "", name_w, "");
+  for (int p = 0; p < n; ++p) absl::StrAppendFormat(&text, " %*d", cell, p);
+  absl::StrAppend(&text, "\n");
+  for (int t = 0; t < n; ++t) {
+    absl::StrAppendFormat(&text, "  %4d  %-*s ", t, name_w, report.classes(t).class_name());
+    for (int p = 0; p < n; ++p) {
+      absl::StrAppendFormat(&text, " %*d", cell, report.confusion(t * n + p));
+    }
+    absl::StrAppend(&text, "\n");
+  }
+  return text;
+}
+
+std::string JobReportText(const tl::v1::Job& job) {
+  const tl::v1::JobResult& result = job.result();
+  std::string text;
+  if (result.has_val_report()) text += EvaluationReportText("validation", result.val_report());
+  if (result.has_test_report()) {
+    if (!text.empty()) text += "\n";
+    text += EvaluationReportText("test", result.test_report());
+  }
+  if (!text.empty() && !result.report_path().empty()) {
+    absl::StrAppend(&text, "\nfiles: ", result.report_path(), ", ",
+                    result.confusion_matrix_path(), "\n");
+  }
+  return text;
+}
+
+}  // namespace tl::client
