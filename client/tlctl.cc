@@ -3,6 +3,7 @@
 //   tlctl watch JOB                   tlctl cancel JOB         tlctl logs JOB [--follow]
 //   tlctl pause JOB                   tlctl resume JOB
 //   tlctl report JOB                  (evaluation reports: figures, classes, confusion matrix)
+//   tlctl predict MODEL IMAGE... [--top K] [--json]   (local: runs tlpredict, see there)
 // Credentials: --token / $TL_TOKEN (or --token-file / $TL_TOKEN_FILE) send
 // "authorization: Bearer TOKEN"; --tls-ca / $TL_TLS_CA switches to TLS.
 // Exit status: 0 success (for --watch and watch: the job SUCCEEDED), 1 the
@@ -12,8 +13,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -235,6 +239,27 @@ int Logs(Connection& connection, const std::string& job_id, bool follow) {
   }
 }
 
+// `tlctl predict` runs tlpredict: $TL_PREDICT, else the tlpredict beside
+// this executable, else the one on PATH. Returns only when it cannot start.
+int RunPredict(const std::vector<std::string>& arguments) {
+  std::string program = EnvOr("TL_PREDICT", "");
+  if (program.empty()) {
+    std::error_code error;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+    const std::filesystem::path beside = self.parent_path() / "tlpredict";
+    program = !error && std::filesystem::exists(beside) ? beside.string() : "tlpredict";
+  }
+  std::vector<char*> argv;
+  argv.push_back(program.data());
+  std::vector<std::string> copies = arguments;
+  for (std::string& argument : copies) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  execvp(program.c_str(), argv.data());
+  std::cerr << "tlctl: cannot run " << program << " (set $TL_PREDICT to the tlpredict binary): "
+            << std::strerror(errno) << "\n";
+  return kExitBadInput;
+}
+
 // A call that changes one job (cancel, pause, resume) and prints its new state.
 template <typename Request, typename Call>
 int ChangeJob(Connection& connection, const Request& request, Call call) {
@@ -291,6 +316,17 @@ int main(int argc, char** argv) {
       "report", "show a finished job's evaluation on its validation split and test set");
   report->add_option("job_id", job_id)->required();
 
+  CLI::App* predict = app.add_subcommand(
+      "predict", "classify image files locally with a job's exported model.pt (runs tlpredict)");
+  std::string model_path;
+  std::vector<std::string> image_paths;
+  int top = 5;
+  bool predict_json = false;
+  predict->add_option("model", model_path, "model.pt (model.json beside it)")->required();
+  predict->add_option("images", image_paths, "image files")->required();
+  predict->add_option("--top", top, "classes shown per image")->check(CLI::PositiveNumber);
+  predict->add_flag("--json", predict_json, "print JSON");
+
   CLI::App* list = app.add_subcommand("list", "list jobs, newest first");
   std::vector<std::string> state_names;
   int page_size = 50;
@@ -322,6 +358,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     const int code = app.exit(error);
     return code == 0 ? kExitOk : kExitBadInput;
+  }
+
+  // Local work: no server, no credentials.
+  if (predict->parsed()) {
+    std::vector<std::string> arguments = {model_path};
+    arguments.insert(arguments.end(), image_paths.begin(), image_paths.end());
+    arguments.push_back("--top=" + std::to_string(top));
+    if (predict_json) arguments.push_back("--json");
+    return RunPredict(arguments);
   }
 
   if (token.empty() && !token_file.empty()) {
