@@ -1,6 +1,6 @@
 # tlworker for NVIDIA GPUs: the worker built against PyTorch's CUDA LibTorch
-# (pip wheel), with gRPC, protobuf, abseil and OpenCV from Ubuntu 24.04, whose
-# versions are bookworm's. Only tlworker is built (CMake option
+# (pip wheel), with gRPC, protobuf, abseil, prometheus-cpp and OpenCV from
+# Ubuntu 24.04, whose versions are bookworm's. Only tlworker is built (CMake option
 # TL_WORKER_ONLY), as scripts/gpu-check builds the engine against a pip
 # PyTorch.
 #   docker build -f docker/worker-cuda.Dockerfile -t tl/worker-cuda .
@@ -15,6 +15,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config ca-certificates python3 python3-venv \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
+      prometheus-cpp-dev \
       libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev nlohmann-json3-dev \
  && rm -rf /var/lib/apt/lists/*
 # PyTorch lives in a virtual environment at the same path in both stages, so
@@ -61,6 +62,7 @@ COPY --from=build /opt/torch /opt/torch
 COPY --from=build /out/tlworker /usr/local/bin/
 USER tl
 WORKDIR /var/lib/tl
+EXPOSE 9465
 ENTRYPOINT ["tlworker"]
 CMD ["--server=tlserver:50051", "--data_root=/data", "--artifact_root=/artifacts", \
-     "--device=cuda"]
+     "--device=cuda", "--metrics_listen=0.0.0.0:9465"]

@@ -10,8 +10,9 @@ Kubernetes:
 - every PromQL expression of the Grafana dashboards uses only metrics listed
   in docs/METRICS.md (and parses, when promtool is installed), and names a
   provisioned datasource;
-- Prometheus scrapes tlserver's metrics port (and its config passes
-  promtool);
+- Prometheus scrapes tlserver's metrics port and every worker service's
+  (and its config passes promtool); Kubernetes worker pods carry scrape
+  annotations naming the port their tlworker serves /metrics on;
 - the Kubernetes manifests under deploy/k8s have the kinds and fields a
   deployment of tl needs (scheduler StatefulSet with a volume claim
   template, Service with scrape annotations, a GPU worker Deployment with an
@@ -286,7 +287,39 @@ def check_compose(root: str, errors: List[str]) -> List[Tuple[str, str]]:
     if gpu and not any("gpu" in (d.get("capabilities") or ()) for d in devices):
         errors.append(f"{COMPOSE_FILE}: worker-gpu reserves no device with the gpu capability")
     check_metrics_port(root, services.get("tlserver") or {}, errors)
+    check_worker_metrics_ports(root, services, errors)
     return dockerfiles
+
+
+def metrics_listen_port(args: List[str]) -> str:
+    """The port of a --metrics_listen=HOST:PORT argument; "" when there is
+    none or it listens on loopback only (tlworker's default), where no
+    Prometheus outside the container reaches it."""
+    listen = [arg.split("=", 1)[1] for arg in args or () if arg.startswith("--metrics_listen=")]
+    if not listen or listen[-1].rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"):
+        return ""
+    return listen[-1].rsplit(":", 1)[-1]
+
+
+def check_worker_metrics_ports(root: str, services: dict, errors: List[str]) -> None:
+    """Each worker service serves /metrics where deploy/prometheus.yml looks."""
+    with open(os.path.join(root, "deploy/prometheus.yml")) as file:
+        config = yaml.safe_load(file) or {}
+    looked_up = {}  # service name -> port Prometheus scrapes it on
+    for job in config.get("scrape_configs") or ():
+        for dns in job.get("dns_sd_configs") or ():
+            for name in dns.get("names") or ():
+                looked_up[name] = str(dns.get("port"))
+    for name, service in services.items():
+        if not name.startswith("worker-"):
+            continue
+        port = metrics_listen_port(service.get("command"))
+        if not port:
+            errors.append(f"{COMPOSE_FILE}: service {name}: tlworker has no --metrics_listen "
+                          "on an address Prometheus reaches")
+        elif looked_up.get(name) != port:
+            errors.append(f"deploy/prometheus.yml: no dns_sd_configs entry scraping {name} on port {port} "
+                          f"(its --metrics_listen); found {looked_up.get(name)}")
 
 
 def check_metrics_port(root: str, tlserver: dict, errors: List[str]) -> None:
@@ -447,6 +480,21 @@ def check_workload(name: str, document: dict, errors: List[str]) -> None:
         errors.append(f"{name}: {kind} {title}: pods do not set securityContext.runAsNonRoot")
 
 
+def check_worker_scrape_annotations(name: str, document: dict, errors: List[str]) -> None:
+    """A worker pod is scraped on the port its tlworker serves /metrics on."""
+    title = document["metadata"]["name"]
+    annotations = (((document.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "annotations") or {}
+    for container in pod_spec(document).get("containers") or ():
+        port = metrics_listen_port(container.get("args"))
+        if not port:
+            errors.append(f"{name}: Deployment {title}: container {container.get('name')} has no "
+                          "--metrics_listen on an address Prometheus reaches")
+        elif annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != port:
+            errors.append(f"{name}: Deployment {title}: pod annotations prometheus.io/scrape \"true\" and "
+                          f"prometheus.io/port \"{port}\" (its --metrics_listen port) are missing")
+
+
 def gpu_limit(document: dict):
     for container in pod_spec(document).get("containers") or ():
         limit = ((container.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
@@ -497,6 +545,7 @@ def check_k8s(root: str, errors: List[str]) -> None:
     deployments = by_kind.get("Deployment", [])
     for name, document in deployments:
         check_workload(name, document, errors)
+        check_worker_scrape_annotations(name, document, errors)
     if not any(gpu_limit(d) for _, d in deployments):
         errors.append("deploy/k8s: no worker Deployment with a resources.limits nvidia.com/gpu")
     if not any(gpu_limit(d) is None for _, d in deployments):

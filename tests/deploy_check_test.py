@@ -140,6 +140,19 @@ class DeployCheckTest(unittest.TestCase):
         self.copy.edit("deploy/prometheus.yml", '"tlserver:9464"', '"tlserver:9100"')
         self.assertProblem(deploy_check.check_compose, r"no scrape target tlserver:9464")
 
+    def test_worker_serving_metrics_where_prometheus_does_not_look(self):
+        self.copy.edit("deploy/prometheus.yml", "port: 9465", "port: 9100")
+        self.assertProblem(deploy_check.check_compose, r"scraping worker-cpu on port 9465")
+
+    def test_worker_metrics_on_loopback(self):
+        self.copy.edit("deploy/docker-compose.yml", "--metrics_listen=0.0.0.0:9465",
+                       "--metrics_listen=127.0.0.1:9465")
+        self.assertProblem(deploy_check.check_compose, r"service worker-cpu: tlworker has no --metrics_listen")
+
+    def test_worker_pod_without_scrape_annotations(self):
+        self.copy.edit("deploy/k8s/worker-gpu.yaml", 'prometheus.io/port: "9465"', 'prometheus.io/port: "9464"')
+        self.assertProblem(deploy_check.check_k8s, r"Deployment worker-gpu: pod annotations .*\"9465\"")
+
     def test_gpu_worker_without_a_gpu_limit(self):
         self.copy.edit("deploy/k8s/worker-gpu.yaml", "              nvidia.com/gpu: 1\n", "")
         self.assertProblem(deploy_check.check_k8s, r"no worker Deployment with a resources.limits nvidia.com/gpu")
