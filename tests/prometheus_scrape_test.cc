@@ -1,0 +1,270 @@
+// Prometheus against real processes: Debian's prometheus scrapes a tlserver
+// and a tlworker started here while they run jobs, and every PromQL
+// expression of the Grafana dashboard must return data through Prometheus's
+// HTTP API. promtool checks a live scrape of each process on the way, and
+// the per-job series must go from both when their job ends.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/cluster.h"
+#include "tests/http_get.h"
+
+namespace tl::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::tl::v1::Job;
+
+// A port nobody listens on now. Prometheus takes it a moment later; a clash
+// with another process in between would show as Prometheus failing to start.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+std::string UrlEncoded(const std::string& text) {
+  std::string encoded;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      encoded += static_cast<char>(c);
+    } else {
+      char hex[4];
+      snprintf(hex, sizeof(hex), "%%%02X", c);
+      encoded += hex;
+    }
+  }
+  return encoded;
+}
+
+// (exit status, output) of `promtool check metrics` on a scrape.
+std::pair<int, std::string> PromtoolCheckMetrics(const std::string& scrape,
+                                                 const std::string& scrape_file) {
+  std::ofstream(scrape_file) << scrape;
+  const std::string command =
+      std::string(PROMTOOL_PATH) + " check metrics < '" + scrape_file + "' 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, "cannot run " + command};
+  std::string output;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// Every PromQL expression of a Grafana dashboard: panel targets (rows'
+// panels too) and the PromQL inside variable queries, with the dashboard's
+// variables replaced by what Grafana would send.
+std::vector<std::string> DashboardExpressions(const nlohmann::json& dashboard) {
+  std::vector<std::string> expressions;
+  std::function<void(const nlohmann::json&)> panels = [&](const nlohmann::json& list) {
+    for (const nlohmann::json& panel : list) {
+      for (const nlohmann::json& target : panel.value("targets", nlohmann::json::array())) {
+        if (target.contains("expr")) expressions.push_back(target["expr"]);
+      }
+      panels(panel.value("panels", nlohmann::json::array()));
+    }
+  };
+  panels(dashboard.value("panels", nlohmann::json::array()));
+  const std::regex label_values(R"(^\s*label_values\((.*),\s*\w+\s*\)\s*$)");
+  for (const nlohmann::json& variable :
+       dashboard.value("templating", nlohmann::json::object()).value("list", nlohmann::json::array())) {
+    const nlohmann::json& query = variable["query"];
+    const std::string text = query.is_object() ? query.value("query", "") : query.get<std::string>();
+    std::smatch match;
+    if (std::regex_match(text, match, label_values)) expressions.push_back(match[1]);
+  }
+  for (std::string& expression : expressions) {
+    expression = std::regex_replace(expression, std::regex(R"(\$__rate_interval|\$__interval)"), "1m");
+    expression = std::regex_replace(expression, std::regex(R"(\$__range)"), "5m");
+    expression = std::regex_replace(expression, std::regex(R"(\$\{?\w+\}?)"), ".*");
+  }
+  return expressions;
+}
+
+// The number of samples an instant query returns; -1 on an error.
+int QueryResultCount(int port, const std::string& expression, std::string* error) {
+  const std::string body = HttpGet(port, "/api/v1/query?query=" + UrlEncoded(expression));
+  const nlohmann::json reply = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (reply.is_discarded() || reply.value("status", "") != "success") {
+    *error = body.empty() ? "no answer" : body;
+    return -1;
+  }
+  const nlohmann::json& data = reply["data"];
+  if (data.value("resultType", "") == "scalar") return 1;
+  return static_cast<int>(data["result"].size());
+}
+
+class PrometheusScrapeTest : public ::testing::Test {
+ protected:
+  // Starts a tlworker serving /metrics on a free port; returns the port.
+  int StartMeteredWorker(const std::string& worker_id) {
+    const std::string ready = cluster_.path(worker_id + ".ready");
+    Process& worker = cluster_.StartWorker(
+        worker_id, {"--metrics_listen=127.0.0.1:0", "--ready_file=" + ready});
+    EXPECT_TRUE(WaitFor([&] { return fs::exists(ready) || worker.Exited(); }, 20s));
+    std::smatch port;
+    const std::string text = fs::exists(ready) ? ReadFile(ready) : "";
+    EXPECT_TRUE(std::regex_search(text, port, std::regex(R"(metrics=(\d+))")))
+        << "worker ready file: '" << text << "'\n" << worker.Log();
+    return port.empty() ? 0 : std::stoi(port[1]);
+  }
+
+  // Starts Prometheus scraping both processes every second; returns its port.
+  int StartPrometheus(int worker_metrics_port) {
+    const std::string config = cluster_.path("prometheus.yml");
+    std::ofstream(config) << "global:\n"
+                          << "  scrape_interval: 1s\n"
+                          << "  evaluation_interval: 1s\n"
+                          << "scrape_configs:\n"
+                          << "  - job_name: tlserver\n"
+                          << "    static_configs:\n"
+                          << "      - targets: ['127.0.0.1:" << cluster_.metrics_port() << "']\n"
+                          << "  - job_name: tlworker\n"
+                          << "    static_configs:\n"
+                          << "      - targets: ['127.0.0.1:" << worker_metrics_port << "']\n";
+    const int port = FreePort();
+    prometheus_ = std::make_unique<Process>(
+        std::vector<std::string>{PROMETHEUS_PATH, "--config.file=" + config,
+                                 "--storage.tsdb.path=" + cluster_.path("prometheus-data"),
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+        cluster_.path("prometheus.log"));
+    EXPECT_TRUE(WaitFor([&] { return !HttpGet(port, "/-/ready").empty() || prometheus_->Exited(); },
+                        30s));
+    EXPECT_FALSE(prometheus_->Exited()) << prometheus_->Log();
+    return port;
+  }
+
+  void TearDown() override {
+    if (prometheus_) {
+      prometheus_->Signal(SIGTERM);
+      prometheus_->Wait();
+    }
+  }
+
+  Cluster cluster_;
+  std::unique_ptr<Process> prometheus_;
+};
+
+TEST_F(PrometheusScrapeTest, EveryDashboardQueryHasDataWhileAJobRuns) {
+  ASSERT_TRUE(fs::exists(PROMETHEUS_PATH) && fs::exists(PROMTOOL_PATH))
+      << "prometheus and promtool are needed (Debian package prometheus; scripts/install-deps)";
+  std::ifstream dashboard_file(DASHBOARD_PATH);
+  const nlohmann::json dashboard = nlohmann::json::parse(dashboard_file, nullptr, false);
+  ASSERT_FALSE(dashboard.is_discarded()) << DASHBOARD_PATH;
+  const std::vector<std::string> expressions = DashboardExpressions(dashboard);
+  ASSERT_GE(expressions.size(), 10u) << "the dashboard lost its panels";
+
+  ASSERT_NO_FATAL_FAILURE(cluster_.StartServer());
+  const int worker_port = StartMeteredWorker("scraped-worker");
+  ASSERT_GT(worker_port, 0);
+  const int prometheus_port = StartPrometheus(worker_port);
+  ASSERT_FALSE(prometheus_->Exited());
+
+  // A job that ends gives the outcome and duration histograms something to show.
+  const Job quick = Submit(cluster_, TinySpec(1));
+  EXPECT_EQ(WaitForJob(cluster_, quick.id(), [](const Job& j) { return Ended(j.state()); }).state(),
+            Job::SUCCEEDED);
+  // One that runs until cancelled keeps the per-job series alive while the queries run.
+  const Job running = Submit(cluster_, TinySpec(1000));  // the most a job may ask for
+  ASSERT_FALSE(running.id().empty());
+  const Job started = WaitForJob(cluster_, running.id(), [](const Job& j) { return j.epoch() >= 2; });
+  ASSERT_GE(started.epoch(), 2) << Job::State_Name(started.state()) << " " << started.error();
+
+  const std::string job_label = "job_id=\"" + running.id() + "\"";
+  const std::string server_scrape = HttpGet(cluster_.metrics_port(), "/metrics");
+  const std::string worker_scrape = HttpGet(worker_port, "/metrics");
+  EXPECT_NE(server_scrape.find("tl_job_eta_seconds{" + job_label), std::string::npos)
+      << server_scrape;
+  EXPECT_NE(worker_scrape.find("tl_worker_job_images_per_second{" + job_label), std::string::npos)
+      << worker_scrape;
+  for (const auto& [name, scrape] : {std::pair{std::string("tlserver"), server_scrape},
+                                     std::pair{std::string("tlworker"), worker_scrape}}) {
+    const auto [status, output] = PromtoolCheckMetrics(scrape, cluster_.path(name + ".prom"));
+    EXPECT_EQ(status, 0) << "promtool check metrics on " << name << "'s /metrics:\n" << output;
+  }
+
+  // Series show in Prometheus after a scrape or two, rates after a few: each
+  // expression is asked until it returns data, all within one deadline.
+  // A worker on a CPU has no device memory to export (docs/METRICS.md).
+  const bool cuda_served = worker_scrape.find("tl_worker_cuda_memory") != std::string::npos;
+  std::set<std::string> pending;
+  int cuda_only = 0;
+  for (const std::string& expression : expressions) {
+    if (cuda_served || expression.find("tl_worker_cuda_") == std::string::npos) {
+      pending.insert(expression);
+    } else {
+      ++cuda_only;
+    }
+  }
+  ASSERT_LE(cuda_only, 2) << "only the GPU memory panel may go without data on a CPU worker";
+  const size_t asked = pending.size();
+  std::map<std::string, std::string> errors;
+  const auto queries_start = std::chrono::steady_clock::now();
+  WaitFor(
+      [&] {
+        for (auto it = pending.begin(); it != pending.end();) {
+          std::string error;
+          const int count = QueryResultCount(prometheus_port, *it, &error);
+          if (!error.empty()) errors[*it] = error;
+          it = count > 0 ? pending.erase(it) : std::next(it);
+        }
+        return pending.empty();
+      },
+      90s);
+  for (const std::string& expression : pending) {
+    ADD_FAILURE() << "no data for dashboard query: " << expression
+                  << (errors.count(expression) ? "\n  " + errors[expression] : "");
+  }
+  std::cout << asked - pending.size() << " of " << asked
+            << " distinct dashboard queries returned data within "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - queries_start).count()
+            << " s\n";
+  // The per-job queries saw the job while it ran, not what was left after it.
+  EXPECT_EQ(Get(cluster_, running.id()).state(), Job::RUNNING);
+
+  tl::v1::CancelJobRequest cancel;
+  cancel.set_job_id(running.id());
+  Job cancelled;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  const grpc::Status cancel_status = cluster_.stub().CancelJob(&context, cancel, &cancelled);
+  EXPECT_TRUE(cancel_status.ok()) << cancel_status.error_message();
+  EXPECT_EQ(WaitForJob(cluster_, running.id(), [](const Job& j) { return Ended(j.state()); }).state(),
+            Job::CANCELLED);
+  // The job's series go from both processes once it has ended.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return HttpGet(cluster_.metrics_port(), "/metrics").find(job_label) == std::string::npos &&
+               HttpGet(worker_port, "/metrics").find(job_label) == std::string::npos;
+      },
+      20s));
+}
+
+}  // namespace
+}  // namespace tl::testing
