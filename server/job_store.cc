@@ -228,8 +228,43 @@ Job StoredForm(const Job& job) {
   return stored;
 }
 
-void InsertEvent(SQLite::Database& db, const std::string& job_id, const JobEvent& event) {
-  SQLite::Statement insert(db, kPutEventSql);
+// A prepared statement from the store's cache, reset when it goes out of scope: a query
+// left mid-way would otherwise hold its read snapshot and keep the WAL from being
+// checkpointed. Statements are prepared once and reused: parsing SQL for every call cost a
+// noticeable share of a submit.
+class Reused {
+ public:
+  explicit Reused(SQLite::Statement& statement) : statement_(statement) {}
+  ~Reused() { statement_.tryReset(); }
+  Reused(const Reused&) = delete;
+  Reused& operator=(const Reused&) = delete;
+
+  template <typename... Args>
+  void bind(Args&&... args) {
+    statement_.bind(std::forward<Args>(args)...);
+  }
+  int exec() { return statement_.exec(); }
+  bool executeStep() { return statement_.executeStep(); }
+  SQLite::Column getColumn(int index) const { return statement_.getColumn(index); }
+  void reset() { statement_.reset(); }
+  SQLite::Statement& statement() { return statement_; }
+  operator SQLite::Statement&() { return statement_; }
+  operator const SQLite::Statement&() const { return statement_; }
+
+ private:
+  SQLite::Statement& statement_;
+};
+
+Reused Prepare(JobStore::StatementCache& cache, SQLite::Database& db, const std::string& sql) {
+  std::unique_ptr<SQLite::Statement>& statement = cache[sql];
+  if (statement == nullptr) statement = std::make_unique<SQLite::Statement>(db, sql);
+  statement->reset();
+  statement->clearBindings();
+  return Reused(*statement);
+}
+
+void InsertEvent(SQLite::Statement& insert, const std::string& job_id, const JobEvent& event) {
+  insert.reset();
   insert.bind(1, job_id);
   insert.bind(2, static_cast<int64_t>(event.sequence()));
   const std::string bytes = event.SerializeAsString();
@@ -290,8 +325,8 @@ absl::StatusOr<std::vector<Job>> AllRowsToJobs(SQLite::Statement& query) {
   return jobs;
 }
 
-bool JobExists(SQLite::Database& db, const std::string& job_id) {
-  SQLite::Statement query(db, "SELECT 1 FROM jobs WHERE id = ?");
+bool JobExists(JobStore::StatementCache& cache, SQLite::Database& db, const std::string& job_id) {
+  Reused query = Prepare(cache, db, "SELECT 1 FROM jobs WHERE id = ?");
   query.bind(1, job_id);
   return query.executeStep();
 }
@@ -365,7 +400,8 @@ void AddSnapshotEvents(SQLite::Database& db) {
     JobEvent event;
     event.set_sequence(1);
     *event.mutable_job() = job;
-    InsertEvent(db, job.id(), event);
+    SQLite::Statement insert(db, kPutEventSql);
+    InsertEvent(insert, job.id(), event);
     SQLite::Statement update(db, "UPDATE jobs SET last_event_sequence = 1 WHERE id = ?");
     update.bind(1, job.id());
     update.exec();
@@ -429,7 +465,8 @@ absl::StatusOr<std::vector<Job>> JobStore::CreateJobs(const std::vector<NewJob>&
     jobs.reserve(new_jobs.size());
     // One transaction, so one sync to disk, however many jobs: concurrent submits share it.
     SQLite::Transaction transaction(*db_);
-    SQLite::Statement insert(*db_, kInsertJobSql);
+    Reused insert = Prepare(statements_, *db_, kInsertJobSql);
+    Reused insert_event = Prepare(statements_, *db_, kPutEventSql);
     for (const NewJob& new_job : new_jobs) {
       Job& job = jobs.emplace_back();
       *job.mutable_spec() = new_job.spec;
@@ -453,7 +490,7 @@ absl::StatusOr<std::vector<Job>> JobStore::CreateJobs(const std::vector<NewJob>&
       JobEvent created;
       created.set_sequence(1);
       *created.mutable_job() = job;
-      InsertEvent(*db_, job.id(), created);
+      InsertEvent(insert_event, job.id(), created);
     }
     transaction.commit();
     return jobs;
@@ -466,9 +503,9 @@ absl::StatusOr<std::optional<Job>> JobStore::FindByRequestId(const std::string& 
   return Guarded("find job by request id", [&]() -> absl::StatusOr<std::optional<Job>> {
     // The last term repeats the partial index's condition: without it SQLite cannot use
     // jobs_by_request and scans the owner's jobs instead.
-    SQLite::Statement query(
-        *db_, absl::StrCat("SELECT ", kJobColumns,
-                           " FROM jobs WHERE owner = ? AND request_id = ? AND request_id != ''"));
+    Reused query = Prepare(statements_, *db_, absl::StrCat(
+        "SELECT ", kJobColumns,
+        " FROM jobs WHERE owner = ? AND request_id = ? AND request_id != ''"));
     query.bind(1, owner);
     query.bind(2, request_id);
     if (!query.executeStep()) return std::optional<Job>();
@@ -481,7 +518,7 @@ absl::StatusOr<std::optional<Job>> JobStore::FindByRequestId(const std::string& 
 absl::StatusOr<Job> JobStore::GetJob(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("get job", [&]() -> absl::StatusOr<Job> {
-    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
+    Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
     query.bind(1, job_id);
     if (!query.executeStep()) return JobNotFound(job_id);
     return RowToJob(query);
@@ -495,18 +532,19 @@ absl::Status JobStore::CommitJob(const Job& job, const std::vector<JobEvent>& ev
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("update job", [&]() -> absl::Status {
     SQLite::Transaction transaction(*db_);
-    SQLite::Statement update(*db_, kUpdateJobSql);
+    Reused update = Prepare(statements_, *db_, kUpdateJobSql);
     BindJobColumns(StoredForm(job), update);
     if (update.exec() == 0) return JobNotFound(job.id());
     if (epoch != nullptr) {
-      SQLite::Statement upsert(*db_, kPutEpochSql);
+      Reused upsert = Prepare(statements_, *db_, kPutEpochSql);
       upsert.bind(":job_id", job.id());
       upsert.bind(":epoch", epoch->epoch());
       upsert.bind(":attempt", epoch->attempt());
       BindBlob(upsert, ":metrics", epoch->SerializeAsString());
       upsert.exec();
     }
-    for (const JobEvent& event : events) InsertEvent(*db_, job.id(), event);
+    Reused insert_event = Prepare(statements_, *db_, kPutEventSql);
+    for (const JobEvent& event : events) InsertEvent(insert_event, job.id(), event);
     transaction.commit();
     return absl::OkStatus();
   });
@@ -516,7 +554,7 @@ absl::StatusOr<std::vector<JobEvent>> JobStore::GetEvents(const std::string& job
                                                           int64_t after_sequence) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("get events", [&]() -> absl::StatusOr<std::vector<JobEvent>> {
-    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
     SQLite::Statement query(
         *db_, "SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence");
     query.bind(1, job_id);
@@ -536,16 +574,15 @@ absl::StatusOr<std::vector<LogLine>> JobStore::AppendLogs(const std::string& job
                                                           int64_t max_lines_kept) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("append logs", [&]() -> absl::StatusOr<std::vector<LogLine>> {
-    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
     SQLite::Transaction transaction(*db_);
-    SQLite::Statement last(*db_, "SELECT COALESCE(MAX(sequence), 0) FROM logs WHERE job_id = ?");
+    Reused last = Prepare(statements_, *db_, "SELECT COALESCE(MAX(sequence), 0) FROM logs WHERE job_id = ?");
     last.bind(1, job_id);
     last.executeStep();
     int64_t sequence = last.getColumn(0).getInt64();
     std::vector<LogLine> stored;
     stored.reserve(lines.size());
-    SQLite::Statement insert(*db_,
-                             "INSERT INTO logs (job_id, sequence, time_us, attempt, worker_id, "
+    Reused insert = Prepare(statements_, *db_, "INSERT INTO logs (job_id, sequence, time_us, attempt, worker_id, "
                              "text) VALUES (?, ?, ?, ?, ?, ?)");
     for (const LogLine& line : lines) {
       LogLine& copy = stored.emplace_back(line);
@@ -560,7 +597,7 @@ absl::StatusOr<std::vector<LogLine>> JobStore::AppendLogs(const std::string& job
       insert.exec();
     }
     // The oldest lines go first: a job that logs without end keeps its latest lines.
-    SQLite::Statement prune(*db_, "DELETE FROM logs WHERE job_id = ? AND sequence <= ?");
+    Reused prune = Prepare(statements_, *db_, "DELETE FROM logs WHERE job_id = ? AND sequence <= ?");
     prune.bind(1, job_id);
     prune.bind(2, sequence - max_lines_kept);
     prune.exec();
@@ -573,9 +610,8 @@ absl::StatusOr<std::vector<LogLine>> JobStore::GetLogs(const std::string& job_id
                                                        int64_t after_sequence, int limit) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("get logs", [&]() -> absl::StatusOr<std::vector<LogLine>> {
-    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
-    SQLite::Statement query(*db_,
-                            "SELECT sequence, time_us, attempt, worker_id, text FROM logs "
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
+    Reused query = Prepare(statements_, *db_, "SELECT sequence, time_us, attempt, worker_id, text FROM logs "
                             "WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?");
     query.bind(1, job_id);
     query.bind(2, after_sequence);
@@ -614,7 +650,7 @@ absl::StatusOr<JobStore::Page> JobStore::ListJobs(const std::vector<Job::State>&
     const std::string state_clause =
         filter->empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter->size()));
     const std::string owner_clause = owner.empty() ? "" : " AND owner = ?";
-    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq < ?",
+    Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq < ?",
                                                state_clause, owner_clause,
                                                " ORDER BY seq DESC LIMIT ?"));
     int parameter = 1;
@@ -649,7 +685,7 @@ absl::StatusOr<std::vector<Job>> JobStore::JobsInStates(const std::vector<Job::S
 
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("list jobs by state", [&]() -> absl::StatusOr<std::vector<Job>> {
-    SQLite::Statement query(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state IN ",
+    Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state IN ",
                                                InPlaceholders(filter->size()), " ORDER BY seq"));
     int parameter = 1;
     for (int state : *filter) query.bind(parameter++, state);
@@ -662,8 +698,8 @@ absl::Status JobStore::PutEpoch(const std::string& job_id, const EpochMetrics& m
   return Guarded("put epoch", [&]() -> absl::Status {
     // The foreign key would refuse the row too, but as a bare constraint failure; checking
     // first gives the caller NOT_FOUND. The mutex makes check and insert one step.
-    if (!JobExists(*db_, job_id)) return JobNotFound(job_id);
-    SQLite::Statement upsert(*db_, kPutEpochSql);
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
+    Reused upsert = Prepare(statements_, *db_, kPutEpochSql);
     upsert.bind(":job_id", job_id);
     upsert.bind(":epoch", metrics.epoch());
     upsert.bind(":attempt", metrics.attempt());
@@ -676,7 +712,7 @@ absl::Status JobStore::PutEpoch(const std::string& job_id, const EpochMetrics& m
 absl::StatusOr<std::vector<EpochMetrics>> JobStore::GetEpochs(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("get epochs", [&]() -> absl::StatusOr<std::vector<EpochMetrics>> {
-    SQLite::Statement query(*db_, "SELECT metrics FROM epochs WHERE job_id = ? ORDER BY epoch");
+    Reused query = Prepare(statements_, *db_, "SELECT metrics FROM epochs WHERE job_id = ? ORDER BY epoch");
     query.bind(1, job_id);
     std::vector<EpochMetrics> epochs;
     while (query.executeStep()) {
@@ -686,7 +722,7 @@ absl::StatusOr<std::vector<EpochMetrics>> JobStore::GetEpochs(const std::string&
     }
     // No epochs is a normal answer for a job that has not finished one; not for a job that
     // does not exist.
-    if (epochs.empty() && !JobExists(*db_, job_id)) return JobNotFound(job_id);
+    if (epochs.empty() && !JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
     return epochs;
   });
 }
@@ -694,7 +730,7 @@ absl::StatusOr<std::vector<EpochMetrics>> JobStore::GetEpochs(const std::string&
 absl::StatusOr<std::map<Job::State, int64_t>> JobStore::CountByState() {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("count jobs", [&]() -> absl::StatusOr<std::map<Job::State, int64_t>> {
-    SQLite::Statement query(*db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    Reused query = Prepare(statements_, *db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
     std::map<Job::State, int64_t> counts;
     while (query.executeStep()) {
       absl::StatusOr<Job::State> state = StoredState(query.getColumn(0).getInt());

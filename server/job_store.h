@@ -19,6 +19,7 @@
 
 namespace SQLite {
 class Database;
+class Statement;
 }
 
 namespace tl::server {
@@ -103,11 +104,15 @@ class JobStore {
   // Number of jobs in each state that has any.
   absl::StatusOr<std::map<tl::v1::Job::State, int64_t>> CountByState();
 
+  // Prepared statements by SQL text, made on first use.
+  using StatementCache = std::map<std::string, std::unique_ptr<SQLite::Statement>>;
+
  private:
   explicit JobStore(std::unique_ptr<SQLite::Database> db);
 
   std::mutex mutex_;  // SQLite connection objects are not safe to share unguarded
   std::unique_ptr<SQLite::Database> db_;
+  StatementCache statements_;  // after db_: destroyed before the connection closes
 };
 
 }  // namespace tl::server
