@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/confined_path.h"
 #include "common/image_files.h"
+#include "server/csv_dataset_check.h"
 
 namespace tl::server {
 namespace {
@@ -163,16 +164,39 @@ absl::Status CheckBackbone(JobSpec& spec, const SpecContext& context) {
 
 absl::Status CheckDataset(JobSpec& spec, const SpecContext& context) {
   tl::v1::DatasetSpec& dataset = *spec.mutable_dataset();
-  if (dataset.train_dir().empty()) return Invalid("dataset.train_dir", "is missing");
-  absl::StatusOr<std::string> train =
-      CheckImageFolder("dataset.train_dir", dataset.train_dir(), 2, context);
-  if (!train.ok()) return train.status();
-  dataset.set_train_dir(*train);
+  if (!dataset.train_csv().empty()) {
+    if (!dataset.train_dir().empty()) {
+      return Invalid("dataset.train_csv", "and dataset.train_dir cannot both be set");
+    }
+    absl::StatusOr<CheckedCsvDataset> train =
+        CheckCsvDataset("dataset.train_csv", dataset.train_csv(), 2, context.data_root);
+    if (!train.ok()) return train.status();
+    dataset.set_train_csv(train->relative);
+  } else {
+    if (dataset.train_dir().empty()) {
+      return Invalid("dataset.train_dir", "is missing (or set dataset.train_csv)");
+    }
+    absl::StatusOr<std::string> train =
+        CheckImageFolder("dataset.train_dir", dataset.train_dir(), 2, context);
+    if (!train.ok()) return train.status();
+    dataset.set_train_dir(*train);
+  }
   if (!dataset.test_dir().empty()) {
     absl::StatusOr<std::string> test =
         CheckImageFolder("dataset.test_dir", dataset.test_dir(), 1, context);
     if (!test.ok()) return test.status();
     dataset.set_test_dir(*test);
+  }
+  if (!dataset.val_csv().empty()) {
+    if (!dataset.val_dir().empty()) {
+      return Invalid("dataset.val_csv", "and dataset.val_dir cannot both be set");
+    }
+    absl::StatusOr<CheckedCsvDataset> val =
+        CheckCsvDataset("dataset.val_csv", dataset.val_csv(), 1, context.data_root);
+    if (!val.ok()) return val.status();
+    dataset.set_val_csv(val->relative);
+    dataset.clear_val_fraction();
+    return absl::OkStatus();
   }
   if (!dataset.val_dir().empty()) {
     absl::StatusOr<std::string> val =
@@ -184,6 +208,37 @@ absl::Status CheckDataset(JobSpec& spec, const SpecContext& context) {
   }
   if (!dataset.has_val_fraction()) dataset.set_val_fraction(0.2);
   return CheckRange("dataset.val_fraction", dataset.val_fraction(), 0.0, 0.9);
+}
+
+// Random resized crop (defaults filled in when present), rotation, colour
+// jitter: the bounds the engine checks again.
+absl::Status CheckAugmentation(tl::v1::PreprocessingSpec& preprocessing) {
+  if (preprocessing.has_random_resized_crop()) {
+    tl::v1::PreprocessingSpec::RandomResizedCrop& crop = *preprocessing.mutable_random_resized_crop();
+    if (!crop.has_min_scale()) crop.set_min_scale(0.08);
+    if (!crop.has_max_scale()) crop.set_max_scale(1.0);
+    if (!crop.has_min_aspect_ratio()) crop.set_min_aspect_ratio(3.0 / 4.0);
+    if (!crop.has_max_aspect_ratio()) crop.set_max_aspect_ratio(4.0 / 3.0);
+    const std::string field = "preprocessing.random_resized_crop.";
+    for (absl::Status status : {
+             CheckRange(field + "min_scale", crop.min_scale(), 0.001, 1.0),
+             CheckRange(field + "max_scale", crop.max_scale(), crop.min_scale(), 1.0),
+             CheckRange(field + "min_aspect_ratio", crop.min_aspect_ratio(), 0.1, 10.0),
+             CheckRange(field + "max_aspect_ratio", crop.max_aspect_ratio(),
+                        crop.min_aspect_ratio(), 10.0),
+         }) {
+      if (!status.ok()) return status;
+    }
+  }
+  for (absl::Status status : {
+           CheckRange("preprocessing.rotation_degrees", preprocessing.rotation_degrees(), 0.0, 180.0),
+           CheckRange("preprocessing.brightness", preprocessing.brightness(), 0.0, 1.0),
+           CheckRange("preprocessing.contrast", preprocessing.contrast(), 0.0, 1.0),
+           CheckRange("preprocessing.saturation", preprocessing.saturation(), 0.0, 1.0),
+       }) {
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckPreprocessing(JobSpec& spec) {
@@ -199,7 +254,7 @@ absl::Status CheckPreprocessing(JobSpec& spec) {
     if (!status.ok()) return status;
   }
   if (!preprocessing.has_horizontal_flip()) preprocessing.set_horizontal_flip(true);
-  return absl::OkStatus();
+  return CheckAugmentation(preprocessing);
 }
 
 // Optimizer variant, schedule, clipping, smoothing and class weights; runs
@@ -269,14 +324,25 @@ absl::Status CheckTrainingRecipe(TrainingSpec& training) {
   return absl::OkStatus();
 }
 
-// Every class a weight is given for must be a class of the training folder.
+// Every class a weight is given for must be a class of the training set.
 absl::Status CheckClassWeightNames(const JobSpec& spec, const SpecContext& context) {
+  if (spec.training().class_weights().empty()) return absl::OkStatus();
   const fs::path train_dir = fs::path(context.data_root) / spec.dataset().train_dir();
+  std::set<std::string> csv_classes;
+  if (!spec.dataset().train_csv().empty()) {
+    absl::StatusOr<CheckedCsvDataset> train =
+        CheckCsvDataset("dataset.train_csv", spec.dataset().train_csv(), 2, context.data_root);
+    if (!train.ok()) return train.status();
+    csv_classes = train->class_names;
+  }
   for (const auto& [name, weight] : spec.training().class_weights()) {
-    if (!fs::is_directory(train_dir / name)) {
+    const bool known = spec.dataset().train_csv().empty() ? fs::is_directory(train_dir / name)
+                                                          : csv_classes.count(name) > 0;
+    if (!known) {
       return Invalid(absl::StrCat("training.class_weights[\"", name, "\"]"),
-                     absl::StrCat("names a class that dataset.train_dir \"",
-                                  spec.dataset().train_dir(), "\" does not have"));
+                     absl::StrCat("names a class that the training set \"",
+                                  spec.dataset().train_dir(), spec.dataset().train_csv(),
+                                  "\" does not have"));
     }
   }
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
@@ -54,6 +55,24 @@ engine::LrSchedule ScheduleOf(TrainingSpec::LrSchedule schedule) {
     default:
       return engine::LrSchedule::kConstant;
   }
+}
+
+engine::Augmentation AugmentationOf(const tl::v1::PreprocessingSpec& preprocessing) {
+  engine::Augmentation augmentation;
+  if (preprocessing.has_random_resized_crop()) {
+    const auto& crop = preprocessing.random_resized_crop();
+    augmentation.random_resized_crop = true;
+    // Unset bounds keep the engine's defaults, which are the scheduler's.
+    if (crop.has_min_scale()) augmentation.min_scale = crop.min_scale();
+    if (crop.has_max_scale()) augmentation.max_scale = crop.max_scale();
+    if (crop.has_min_aspect_ratio()) augmentation.min_aspect_ratio = crop.min_aspect_ratio();
+    if (crop.has_max_aspect_ratio()) augmentation.max_aspect_ratio = crop.max_aspect_ratio();
+  }
+  augmentation.rotation_degrees = preprocessing.rotation_degrees();
+  augmentation.brightness = preprocessing.brightness();
+  augmentation.contrast = preprocessing.contrast();
+  augmentation.saturation = preprocessing.saturation();
+  return augmentation;
 }
 
 std::string RelativeTo(const std::string& root, const std::string& path) {
@@ -165,15 +184,19 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
           : ConfinePath(settings.data_root, assignment.backbone_path(), "backbone.path");
   if (!backbone.ok()) return backbone.status();
   config.backbone_path = backbone->absolute;
-  absl::StatusOr<ConfinedPath> train =
-      ConfinePath(settings.data_root, spec.dataset().train_dir(), "dataset.train_dir");
-  if (!train.ok()) return train.status();
-  config.train_dir = train->absolute;
-  if (!spec.dataset().val_dir().empty()) {
-    absl::StatusOr<ConfinedPath> val =
-        ConfinePath(settings.data_root, spec.dataset().val_dir(), "dataset.val_dir");
-    if (!val.ok()) return val.status();
-    config.val_dir = val->absolute;
+  // A dataset is a folder per class or a CSV file; the unset one stays empty.
+  config.data_root = settings.data_root;
+  const tl::v1::DatasetSpec& dataset = spec.dataset();
+  for (const auto& [field, given, target, required] :
+       {std::tuple{"dataset.train_dir", dataset.train_dir(), &config.train_dir,
+                   dataset.train_csv().empty()},
+        std::tuple{"dataset.train_csv", dataset.train_csv(), &config.train_csv, false},
+        std::tuple{"dataset.val_dir", dataset.val_dir(), &config.val_dir, false},
+        std::tuple{"dataset.val_csv", dataset.val_csv(), &config.val_csv, false}}) {
+    if (given.empty() && !required) continue;
+    absl::StatusOr<ConfinedPath> confined = ConfinePath(settings.data_root, given, field);
+    if (!confined.ok()) return confined.status();
+    *target = confined->absolute;
   }
   if (!spec.dataset().test_dir().empty()) {
     absl::StatusOr<ConfinedPath> test =
@@ -190,6 +213,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.image_size = spec.preprocessing().image_size();
   config.resize_size = spec.preprocessing().resize_size();
   config.horizontal_flip = spec.preprocessing().horizontal_flip();
+  config.augmentation = AugmentationOf(spec.preprocessing());
   const TrainingSpec& training = spec.training();
   config.batch_size = training.batch_size();
   config.seed = training.seed();
@@ -224,7 +248,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.train.channels_last = training.channels_last();
   config.provenance = absl::StrCat("trained by tl job ", assignment.job_id(), " (",
                                    TrainingSpec::Strategy_Name(training.strategy()), " on ",
-                                   spec.dataset().train_dir(), ")");
+                                   spec.dataset().train_dir(), spec.dataset().train_csv(), ")");
   return config;
 }
 

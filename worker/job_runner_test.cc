@@ -938,5 +938,85 @@ TEST_F(JobRunnerTest, LearningRateThatMakesTheLossNaNFailsNamingEpochAndBatch) {
   EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 0);
 }
 
+// Lists dir's class folders in a CSV at csv_path, paths relative to the CSV.
+void WriteCsvListing(const std::string& csv_path, const std::string& dir,
+                     const std::vector<std::string>& classes) {
+  std::ofstream out(csv_path);
+  out << "path,label\n";
+  for (const std::string& name : classes) {
+    for (const auto& entry : fs::directory_iterator(dir + "/" + name)) {
+      out << fs::relative(entry.path(), fs::path(csv_path).parent_path()).string() << "," << name
+          << "\n";
+    }
+  }
+}
+
+TEST_F(JobRunnerTest, EngineConfigMapsAugmentationAndCsvDatasets) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  tl::v1::DatasetSpec& dataset = *assignment.mutable_spec()->mutable_dataset();
+  dataset.clear_train_dir();
+  dataset.clear_val_dir();
+  dataset.set_train_csv("fruit/train.csv");
+  dataset.set_val_csv("fruit/val.csv");
+  tl::v1::PreprocessingSpec& preprocessing = *assignment.mutable_spec()->mutable_preprocessing();
+  preprocessing.mutable_random_resized_crop()->set_min_scale(0.25);
+  preprocessing.set_rotation_degrees(10);
+  preprocessing.set_brightness(0.1);
+  preprocessing.set_contrast(0.2);
+  preprocessing.set_saturation(0.3);
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_EQ(config.train_csv, Canonical(data_root_) + "/fruit/train.csv");
+  EXPECT_EQ(config.val_csv, Canonical(data_root_) + "/fruit/val.csv");
+  EXPECT_EQ(config.train_dir, "");
+  EXPECT_EQ(config.val_dir, "");
+  EXPECT_EQ(config.data_root, data_root_);
+  EXPECT_TRUE(config.augmentation.random_resized_crop);
+  EXPECT_DOUBLE_EQ(config.augmentation.min_scale, 0.25);
+  EXPECT_DOUBLE_EQ(config.augmentation.max_scale, 1.0);
+  EXPECT_DOUBLE_EQ(config.augmentation.rotation_degrees, 10);
+  EXPECT_DOUBLE_EQ(config.augmentation.brightness, 0.1);
+  EXPECT_DOUBLE_EQ(config.augmentation.contrast, 0.2);
+  EXPECT_DOUBLE_EQ(config.augmentation.saturation, 0.3);
+
+  dataset.set_val_csv("../outside.csv");
+  EXPECT_THAT(EngineConfigFor(assignment, Settings()).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset.val_csv")));
+}
+
+TEST_F(JobRunnerTest, CsvDatasetWithAugmentationTrains) {
+  WriteCsvListing(data_root_ + "/fruit/train.csv", data_root_ + "/fruit/train", kClasses);
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  tl::v1::DatasetSpec& dataset = *assignment.mutable_spec()->mutable_dataset();
+  dataset.clear_train_dir();
+  dataset.clear_val_dir();
+  dataset.set_train_csv("fruit/train.csv");
+  dataset.set_val_fraction(0.25);
+  assignment.mutable_spec()->mutable_preprocessing()->mutable_random_resized_crop();
+  assignment.mutable_spec()->mutable_preprocessing()->set_rotation_degrees(15);
+  assignment.mutable_spec()->mutable_preprocessing()->set_brightness(0.2);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  const tl::v1::DatasetSummary& summary = finished.result().dataset();
+  EXPECT_EQ(summary.class_names_size(), static_cast<int>(kClasses.size()));
+  EXPECT_EQ(summary.train_images() + summary.val_images(),
+            static_cast<int64_t>(kClasses.size()) * kTrainPerClass);
+  EXPECT_GT(summary.val_images(), 0);
+}
+
+TEST_F(JobRunnerTest, CsvPathLeavingTheDataRootFailsTheJobNamingTheLine) {
+  {
+    std::ofstream out(data_root_ + "/fruit/escape.csv");
+    out << "train/apple/img0.png,apple\n../../../outside.png,pear\n";
+  }
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->clear_train_dir();
+  assignment.mutable_spec()->mutable_dataset()->set_train_csv("fruit/escape.csv");
+  const JobFinished finished = FinishedOf(Run(assignment));
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), AllOf(HasSubstr("dataset.train_csv"), HasSubstr("line 2"),
+                                      HasSubstr("outside the data root")));
+}
+
 }  // namespace
 }  // namespace tl::worker

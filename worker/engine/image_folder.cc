@@ -5,7 +5,6 @@
 #include <cctype>
 #include <cmath>
 #include <condition_variable>
-#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <limits>
@@ -33,6 +32,7 @@ constexpr int64_t kBatchesAheadPerThread = 2;
 // Salts that keep the shuffle and the flip streams of one (seed, epoch) apart.
 constexpr uint64_t kShuffleSalt = 0x53485546464c4531;
 constexpr uint64_t kFlipSalt = 0x464c495050494e47;
+constexpr uint64_t kAugmentSalt = 0x4155474d454e5431;
 
 // SplitMix64's finalizer: spreads nearby inputs (epoch 3, epoch 4) over
 // unrelated outputs, so derived seeds do not correlate.
@@ -139,21 +139,42 @@ cv::Mat ResizeShorterSide(const cv::Mat& image, int side) {
   return resized;
 }
 
-// Decodes `path` and writes its resized center crop to `rgb` (crop_size^2 * 3
-// bytes, HWC, RGB): the form the cache keeps.
-bool DecodeCenterCrop(const std::string& path, const Preprocessing& preprocessing, uint8_t* rgb) {
+// Decodes `path` into 8-bit BGR with its shorter side resized to `side`;
+// empty when it cannot be read.
+cv::Mat DecodeResized(const std::string& path, int side) {
   try {
     // IMREAD_COLOR turns gray, alpha and 16-bit inputs into 8-bit BGR.
     const cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-    if (bgr.empty()) return false;
-    const cv::Mat resized = ResizeShorterSide(bgr, preprocessing.resize_size);
+    if (bgr.empty()) return bgr;
+    return ResizeShorterSide(bgr, side);
+  } catch (const cv::Exception&) {
+    return cv::Mat();  // some decoders throw on truncated or malformed files
+  }
+}
+
+// The decoded, resized image as RGB, whole: what random resized crops are
+// cut from.
+cv::Mat DecodeResizedRgb(const std::string& path, const Preprocessing& preprocessing) {
+  const cv::Mat resized = DecodeResized(path, preprocessing.resize_size);
+  if (resized.empty()) return resized;
+  cv::Mat rgb;
+  cv::cvtColor(resized, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+// Decodes `path` and writes its resized center crop to `rgb` (crop_size^2 * 3
+// bytes, HWC, RGB): the form the cache keeps without random resized crops.
+bool DecodeCenterCrop(const std::string& path, const Preprocessing& preprocessing, uint8_t* rgb) {
+  try {
+    const cv::Mat resized = DecodeResized(path, preprocessing.resize_size);
+    if (resized.empty()) return false;
     const int side = preprocessing.crop_size;
     const cv::Rect center((resized.cols - side) / 2, (resized.rows - side) / 2, side, side);
     cv::Mat out(side, side, CV_8UC3, rgb);
     cv::cvtColor(resized(center), out, cv::COLOR_BGR2RGB);
     return out.data == rgb;  // cvtColor would only reallocate on a shape mismatch
   } catch (const cv::Exception&) {
-    return false;  // some decoders throw on truncated or malformed files
+    return false;
   }
 }
 
@@ -280,11 +301,17 @@ class ImageFolderSource::Impl {
   bool FlipFor(int64_t sample) const {
     return options_.random_hflip && (Mix64(flip_key_ ^ static_cast<uint64_t>(sample)) >> 63) != 0;
   }
+  uint64_t AugmentKeyFor(int64_t sample) const {
+    return Mix64(augment_key_ ^ static_cast<uint64_t>(sample));
+  }
 
   void StopLoaders();
   void LoaderLoop();
-  Slot LoadBatch(int64_t batch, std::vector<uint8_t>& scratch);
-  const uint8_t* CroppedImage(int64_t sample, std::vector<uint8_t>& scratch);
+  Slot LoadBatch(int64_t batch);
+  // What the cache keeps of a sample (see keeps_resized_); empty when the
+  // file cannot be read.
+  cv::Mat CachedImage(int64_t sample);
+  cv::Mat Decode(int64_t sample) const;
 
   const std::vector<ImageSample> samples_;
   const Preprocessing preprocessing_;
@@ -292,12 +319,15 @@ class ImageFolderSource::Impl {
   const NormalizationTable table_;
   const int64_t image_bytes_;
   const int64_t image_floats_;
+  // Random resized crops are cut from the whole resized image, so that is
+  // what the cache keeps then; otherwise it keeps the center crop.
+  const bool keeps_resized_;
 
-  // Decoded crops and known failures, kept over the source's life. A cached
-  // buffer is never changed or freed until the loaders are gone, so a loader
-  // may read it after releasing the lock.
+  // Decoded images and known failures, kept over the source's life. A cached
+  // image is never changed, so a loader may read it after releasing the lock
+  // (its cv::Mat header holds a reference).
   std::mutex cache_mutex_;
-  std::vector<std::unique_ptr<uint8_t[]>> cache_;
+  std::vector<cv::Mat> cache_;
   std::vector<bool> failed_;
   int64_t cached_bytes_ = 0;
   std::atomic<int64_t> skipped_{0};
@@ -305,6 +335,7 @@ class ImageFolderSource::Impl {
   // The running epoch. order_ and flip_key_ change only while no loader runs.
   std::vector<int64_t> order_;
   uint64_t flip_key_ = 0;
+  uint64_t augment_key_ = 0;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable batch_ready_;  // a loader finished a batch
@@ -324,9 +355,11 @@ ImageFolderSource::Impl::Impl(std::vector<ImageSample> samples, Preprocessing pr
       table_(MakeNormalizationTable(preprocessing)),
       image_bytes_(int64_t{preprocessing.crop_size} * preprocessing.crop_size * 3),
       image_floats_(image_bytes_),
+      keeps_resized_(options.augmentation.random_resized_crop),
       cache_(samples_.size()),
       failed_(samples_.size(), false) {
   CheckPreprocessing(preprocessing_);
+  CheckAugmentation(options_.augmentation);
   if (options_.batch_size < 1) {
     throw InvalidArgument("batch_size must be at least 1, got " +
                           std::to_string(options_.batch_size));
@@ -358,6 +391,7 @@ void ImageFolderSource::Impl::StartEpoch(int epoch) {
     Shuffle(order_, rng);
   }
   flip_key_ = EpochKey(options_.seed, epoch, kFlipSalt);
+  augment_key_ = EpochKey(options_.seed, epoch, kAugmentSalt);
 
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -379,7 +413,6 @@ void ImageFolderSource::Impl::StartEpoch(int epoch) {
 }
 
 void ImageFolderSource::Impl::LoaderLoop() {
-  std::vector<uint8_t> scratch(image_bytes_);
   const int64_t batch_count = batches();
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
@@ -390,7 +423,7 @@ void ImageFolderSource::Impl::LoaderLoop() {
     if (stopping_ || next_to_claim_ >= batch_count) return;
     const int64_t batch = next_to_claim_++;
     lock.unlock();
-    Slot loaded = LoadBatch(batch, scratch);
+    Slot loaded = LoadBatch(batch);
     lock.lock();
     loaded.ready = true;
     slots_[batch % Window()] = std::move(loaded);
@@ -398,8 +431,7 @@ void ImageFolderSource::Impl::LoaderLoop() {
   }
 }
 
-ImageFolderSource::Impl::Slot ImageFolderSource::Impl::LoadBatch(int64_t batch,
-                                                                 std::vector<uint8_t>& scratch) {
+ImageFolderSource::Impl::Slot ImageFolderSource::Impl::LoadBatch(int64_t batch) {
   Slot slot;
   try {
     const int64_t begin = batch * options_.batch_size;
@@ -409,10 +441,16 @@ ImageFolderSource::Impl::Slot ImageFolderSource::Impl::LoadBatch(int64_t batch,
     slot.labels = torch::empty({end - begin}, torch::kInt64);
     float* images = slot.images.data_ptr<float>();
     int64_t* labels = slot.labels.data_ptr<int64_t>();
+    cv::Mat augmented;
     for (int64_t position = begin; position < end && !stopping_; ++position) {
       const int64_t sample = order_[position];
-      const uint8_t* rgb = CroppedImage(sample, scratch);
-      if (rgb == nullptr) continue;
+      const cv::Mat cached = CachedImage(sample);
+      if (cached.empty()) continue;
+      const uint8_t* rgb = cached.data;
+      if (options_.augmentation.any()) {
+        AugmentImage(cached, side, options_.augmentation, AugmentKeyFor(sample), augmented);
+        rgb = augmented.data;
+      }
       WriteNormalizedChw(rgb, side, table_, FlipFor(sample), images + slot.filled * image_floats_);
       labels[slot.filled] = samples_[sample].label;
       ++slot.filled;
@@ -423,34 +461,45 @@ ImageFolderSource::Impl::Slot ImageFolderSource::Impl::LoadBatch(int64_t batch,
   return slot;
 }
 
-const uint8_t* ImageFolderSource::Impl::CroppedImage(int64_t sample,
-                                                     std::vector<uint8_t>& scratch) {
+cv::Mat ImageFolderSource::Impl::Decode(int64_t sample) const {
+  const std::string& path = samples_[sample].path;
+  if (keeps_resized_) return DecodeResizedRgb(path, preprocessing_);
+  cv::Mat crop(preprocessing_.crop_size, preprocessing_.crop_size, CV_8UC3);
+  return DecodeCenterCrop(path, preprocessing_, crop.data) ? crop : cv::Mat();
+}
+
+cv::Mat ImageFolderSource::Impl::CachedImage(int64_t sample) {
   {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (failed_[sample]) return nullptr;
-    if (cache_[sample]) return cache_[sample].get();
+    if (failed_[sample]) return cv::Mat();
+    if (!cache_[sample].empty()) return cache_[sample];
   }
   // Decoding runs unlocked: it is the slow part, and other loaders need the cache meanwhile.
-  const bool decoded = DecodeCenterCrop(samples_[sample].path, preprocessing_, scratch.data());
+  const cv::Mat decoded = Decode(sample);
   std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (!decoded) {
+  if (decoded.empty()) {
     if (!failed_[sample]) {
       failed_[sample] = true;
       ++skipped_;
     }
-    return nullptr;
+    return decoded;
   }
-  if (!cache_[sample] && cached_bytes_ + image_bytes_ <= options_.cache_bytes) {
-    cache_[sample] = std::make_unique<uint8_t[]>(image_bytes_);
-    std::memcpy(cache_[sample].get(), scratch.data(), image_bytes_);
-    cached_bytes_ += image_bytes_;
+  const int64_t bytes = static_cast<int64_t>(decoded.total() * decoded.elemSize());
+  if (cache_[sample].empty() && cached_bytes_ + bytes <= options_.cache_bytes) {
+    cache_[sample] = decoded;
+    cached_bytes_ += bytes;
   }
-  return scratch.data();
+  return decoded;
 }
 
 bool ImageFolderSource::Impl::Preload(int threads,
                                       const std::function<bool()>& stop_requested) {
-  if (size() * image_bytes_ > options_.cache_bytes) return false;
+  // Resized images are at least resize_size squared; the cache's own budget
+  // check stops it at its limit should longer images not fit after all.
+  const int64_t least_bytes =
+      keeps_resized_ ? int64_t{preprocessing_.resize_size} * preprocessing_.resize_size * 3
+                     : image_bytes_;
+  if (size() * least_bytes > options_.cache_bytes) return false;
   StopLoaders();
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -461,13 +510,12 @@ bool ImageFolderSource::Impl::Preload(int threads,
   std::vector<std::thread> decoders;
   for (int t = 0; t < std::max(1, threads); ++t) {
     decoders.emplace_back([&] {
-      std::vector<uint8_t> scratch(image_bytes_);
       for (int64_t sample = next_sample++; sample < size(); sample = next_sample++) {
         if (stop_requested && stop_requested()) {
           stopped = true;
           return;
         }
-        CroppedImage(sample, scratch);
+        CachedImage(sample);
       }
     });
   }
@@ -497,6 +545,15 @@ std::optional<Batch> ImageFolderSource::Impl::Next() {
     return Batch{std::move(taken.images), std::move(taken.labels)};
   }
   return std::nullopt;
+}
+
+ImageFolderSourceOptions EvaluationOptions(const ImageFolderSourceOptions& training) {
+  ImageFolderSourceOptions options = training;
+  options.shuffle = false;
+  options.random_hflip = false;
+  options.augmentation = Augmentation{};
+  options.drop_singleton_batch = false;
+  return options;
 }
 
 ImageFolderSource::ImageFolderSource(std::vector<ImageSample> samples, Preprocessing preprocessing,

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "worker/engine/augmentation.h"
 #include "worker/engine/batch_source.h"
 
 namespace tl::engine {
@@ -58,6 +59,10 @@ struct ImageFolderSourceOptions {
   int batch_size = 32;
   bool shuffle = false;      // a new order each epoch, from seed and epoch
   bool random_hflip = false;
+  // Random crops, rotation and colour jitter, drawn per image and epoch from
+  // `seed`. With random_resized_crop the cache keeps each decoded, resized
+  // image (not its center crop), and the crop is cut anew every epoch.
+  Augmentation augmentation;
   // Drops a final batch of one image: BatchNorm cannot train on it.
   bool drop_singleton_batch = false;
   uint64_t seed = 1;
@@ -66,6 +71,11 @@ struct ImageFolderSourceOptions {
   // that later epochs skip decoding and resizing.
   int64_t cache_bytes = int64_t{1} << 30;
 };
+
+// The options of a source for validation or test images, from those of the
+// training source: the same batches and threads, and neither shuffling nor
+// any random change, so that every epoch sees the very same images.
+ImageFolderSourceOptions EvaluationOptions(const ImageFolderSourceOptions& training);
 
 // Batches of an image list, prepared by loader threads a few batches ahead.
 // Unreadable images are skipped (the batch is shorter) and counted.

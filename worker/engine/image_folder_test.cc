@@ -743,6 +743,115 @@ TEST(ImageFolderSourceTest, EmptySourceHasNoBatches) {
   EXPECT_FALSE(source.Next().has_value());
 }
 
+ImageFolderSourceOptions AugmentingOptions() {
+  ImageFolderSourceOptions options = Options(4, 2);
+  options.augmentation.random_resized_crop = true;
+  options.augmentation.min_scale = 0.3;
+  options.augmentation.rotation_degrees = 15;
+  options.augmentation.brightness = 0.3;
+  options.augmentation.contrast = 0.3;
+  options.augmentation.saturation = 0.3;
+  return options;
+}
+
+// Every batch of one epoch, images and labels, in delivery order.
+std::vector<Batch> EpochBatches(BatchSource& source, int epoch) {
+  source.StartEpoch(epoch);
+  return Drain(source);
+}
+
+bool SameBatches(const std::vector<Batch>& a, const std::vector<Batch>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!torch::equal(a[i].images, b[i].images) || !torch::equal(a[i].labels, b[i].labels)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST_F(ImageFolderTest, AugmentationRepeatsPerSeedAndEpochAndDiffersBetweenEpochs) {
+  ImageFolderSourceOptions options = AugmentingOptions();
+  ImageFolderSource first(ReadableSamples(), PlainPreprocessing(kSide, 12), options);
+  ImageFolderSource again(ReadableSamples(), PlainPreprocessing(kSide, 12), options);
+  options.seed = 2;
+  ImageFolderSource other_seed(ReadableSamples(), PlainPreprocessing(kSide, 12), options);
+  const std::vector<Batch> epoch0 = EpochBatches(first, 0);
+  const std::vector<Batch> epoch1 = EpochBatches(first, 1);
+  EXPECT_TRUE(SameBatches(EpochBatches(again, 1), epoch1));
+  EXPECT_TRUE(SameBatches(EpochBatches(again, 0), epoch0));
+  EXPECT_FALSE(SameBatches(epoch0, epoch1));
+  EXPECT_FALSE(SameBatches(EpochBatches(other_seed, 0), epoch0));
+  // Labels stay with their images: no shuffle, so both epochs keep scan order.
+  EXPECT_TRUE(torch::equal(epoch0[0].labels, epoch1[0].labels));
+}
+
+TEST_F(ImageFolderTest, AugmentationDoesNotDependOnThreadCount) {
+  ImageFolderSourceOptions options = AugmentingOptions();
+  options.shuffle = true;
+  options.threads = 1;
+  ImageFolderSource one_thread(ReadableSamples(), PlainPreprocessing(kSide, 12), options);
+  options.threads = 3;
+  ImageFolderSource three_threads(ReadableSamples(), PlainPreprocessing(kSide, 12), options);
+  EXPECT_TRUE(SameBatches(EpochBatches(one_thread, 3), EpochBatches(three_threads, 3)));
+}
+
+TEST_F(ImageFolderTest, RandomResizedCropCachesTheResizedImageAndCropsEachEpoch) {
+  ImageFolderSource source(ReadableSamples(), PlainPreprocessing(kSide, 12), AugmentingOptions());
+  ASSERT_TRUE(source.Preload(2));
+  const std::vector<Batch> epoch0 = EpochBatches(source, 0);
+  // Repainting every file changes nothing: the epochs are cut from the cache...
+  for (const ImageSample& sample : ReadableSamples()) {
+    WriteImage(sample.path, cv::Mat(kRows, kCols, CV_8UC3, cv::Scalar(9, 9, 9)));
+  }
+  EXPECT_TRUE(SameBatches(EpochBatches(source, 0), epoch0));
+  // ...which holds the whole resized image, so another epoch crops elsewhere.
+  EXPECT_FALSE(SameBatches(EpochBatches(source, 1), epoch0));
+}
+
+TEST_F(ImageFolderTest, RandomResizedCropWithoutCacheMatchesTheCachedOne) {
+  ImageFolderSourceOptions options = AugmentingOptions();
+  ImageFolderSource cached(ReadableSamples(), PlainPreprocessing(kSide, 12), options);
+  options.cache_bytes = 0;
+  ImageFolderSource uncached(ReadableSamples(), PlainPreprocessing(kSide, 12), options);
+  EXPECT_TRUE(SameBatches(EpochBatches(cached, 2), EpochBatches(uncached, 2)));
+}
+
+TEST_F(ImageFolderTest, EvaluationOptionsGiveCenterCropsEveryEpoch) {
+  ImageFolderSourceOptions training = AugmentingOptions();
+  training.shuffle = true;
+  training.random_hflip = true;
+  training.drop_singleton_batch = true;
+  const ImageFolderSourceOptions evaluation = EvaluationOptions(training);
+  EXPECT_FALSE(evaluation.augmentation.any());
+  EXPECT_FALSE(evaluation.shuffle);
+  EXPECT_FALSE(evaluation.random_hflip);
+  EXPECT_FALSE(evaluation.drop_singleton_batch);
+  EXPECT_EQ(evaluation.batch_size, training.batch_size);
+
+  const Preprocessing preprocessing = PlainPreprocessing(kSide, 12);
+  const std::vector<ImageSample> samples = ReadableSamples();
+  ImageFolderSource source(samples, preprocessing, evaluation);
+  const std::vector<Batch> epoch0 = EpochBatches(source, 0);
+  EXPECT_TRUE(SameBatches(EpochBatches(source, 1), epoch0));
+  torch::Tensor expected = torch::empty({3, 12, 12});
+  int64_t at = 0;
+  for (const Batch& batch : epoch0) {
+    for (int64_t i = 0; i < batch.images.size(0); ++i, ++at) {
+      ASSERT_TRUE(LoadImage(samples[at].path, preprocessing, false, expected.data_ptr<float>()));
+      EXPECT_TRUE(torch::equal(batch.images[i], expected)) << samples[at].path;
+    }
+  }
+  EXPECT_EQ(at, kReadableImages);
+}
+
+TEST(ImageFolderSourceTest, RejectsAugmentationOutOfBounds) {
+  ImageFolderSourceOptions options = Options(1, 1);
+  options.augmentation.rotation_degrees = 200;
+  ExpectInvalidArgumentNaming(
+      [&] { ImageFolderSource({}, PlainPreprocessing(), options); }, "preprocessing.rotation_degrees");
+}
+
 TEST(ImageFolderSourceTest, RejectsBadOptions) {
   EXPECT_THROW(ImageFolderSource({}, PlainPreprocessing(), Options(0, 1)), EngineError);
   EXPECT_THROW(ImageFolderSource({}, PlainPreprocessing(), Options(1, 0)), EngineError);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "worker/engine/class_weights.h"
+#include "worker/engine/csv_dataset.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/evaluation_job.h"
 #include "worker/engine/image_folder.h"
@@ -22,6 +23,34 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 int HardwareThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+bool HasValidationSet(const ImageJobConfig& config) {
+  return !config.val_dir.empty() || !config.val_csv.empty();
+}
+
+// Where a split's images come from, for messages: the spec field and its path.
+struct DataOrigin {
+  std::string field;
+  std::string path;
+  bool csv = false;  // a CSV file, else a folder per class
+  std::string Describe() const { return field + " " + path; }
+};
+
+DataOrigin TrainOrigin(const ImageJobConfig& config) {
+  if (!config.train_csv.empty()) return {"dataset.train_csv", config.train_csv, true};
+  return {"dataset.train_dir", config.train_dir};
+}
+
+DataOrigin ValOrigin(const ImageJobConfig& config) {
+  if (!config.val_csv.empty()) return {"dataset.val_csv", config.val_csv, true};
+  if (!config.val_dir.empty()) return {"dataset.val_dir", config.val_dir};
+  return TrainOrigin(config);  // a held-out share of the training images
+}
+
+ImageFolderIndex ReadIndex(const ImageJobConfig& config, const DataOrigin& origin) {
+  return origin.csv ? ReadCsvDataset(origin.path, config.data_root, origin.field)
+                    : ScanImageFolder(origin.path);
+}
 
 void CheckConfig(const ImageJobConfig& config) {
   if (!fs::is_regular_file(config.backbone_path)) {
@@ -36,10 +65,17 @@ void CheckConfig(const ImageJobConfig& config) {
   if (!(config.train.learning_rate > 0)) {
     throw InvalidArgument("training.learning_rate must be positive");
   }
-  if (config.val_dir.empty() && !(config.val_fraction >= 0 && config.val_fraction < 1)) {
+  if (config.train_dir.empty() == config.train_csv.empty()) {
+    throw InvalidArgument("dataset: set one of dataset.train_dir and dataset.train_csv");
+  }
+  if (!config.val_dir.empty() && !config.val_csv.empty()) {
+    throw InvalidArgument("dataset: set at most one of dataset.val_dir and dataset.val_csv");
+  }
+  if (!HasValidationSet(config) && !(config.val_fraction >= 0 && config.val_fraction < 1)) {
     throw InvalidArgument("dataset.val_fraction must lie in [0, 1)");
   }
   if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
+  CheckAugmentation(config.augmentation);
 }
 
 struct SplitData {
@@ -49,29 +85,45 @@ struct SplitData {
 };
 
 SplitData LoadSplit(const ImageJobConfig& config) {
-  ImageFolderIndex train_index = ScanImageFolder(config.train_dir);
+  const DataOrigin train_origin = TrainOrigin(config);
+  ImageFolderIndex train_index = ReadIndex(config, train_origin);
   if (train_index.class_names.size() < 2) {
-    throw InvalidArgument("dataset.train_dir " + config.train_dir + " has " +
+    throw InvalidArgument(train_origin.Describe() + " has " +
                           std::to_string(train_index.class_names.size()) +
-                          " class folder(s); at least 2 are needed");
+                          " class(es); at least 2 are needed");
   }
   SplitData split;
   split.class_names = train_index.class_names;
-  if (config.val_dir.empty()) {
+  if (!HasValidationSet(config)) {
     auto [train, val] = StratifiedSplit(train_index.samples, config.val_fraction, config.seed);
     split.train = std::move(train);
     split.val = std::move(val);
     return split;
   }
   split.train = std::move(train_index.samples);
-  split.val = SamplesLabelledByName(config.val_dir, "dataset.val_dir", split.class_names);
+  // Validation labels follow the training classes by name, whatever order
+  // or subset of them the validation set holds.
+  const DataOrigin val_origin = ValOrigin(config);
+  ImageFolderIndex val_index = ReadIndex(config, val_origin);
+  std::map<std::string, int64_t> label_of;
+  for (size_t i = 0; i < split.class_names.size(); ++i) label_of[split.class_names[i]] = i;
+  for (ImageSample sample : val_index.samples) {
+    const std::string& name = val_index.class_names[sample.label];
+    auto it = label_of.find(name);
+    if (it == label_of.end()) {
+      throw InvalidArgument(val_origin.Describe() + " has class \"" + name + "\", which " +
+                            train_origin.field + " does not have");
+    }
+    sample.label = it->second;
+    split.val.push_back(std::move(sample));
+  }
   return split;
 }
 
 // A dataset that is mostly unreadable is a broken dataset, not a noisy one.
-void CheckReadable(const BatchSource& source, const std::string& dir, const std::string& field) {
+void CheckReadable(const BatchSource& source, const DataOrigin& origin) {
   if (source.size() > 0 && source.skipped() * 2 > source.size()) {
-    throw FailedPrecondition(field + " " + dir + ": " + std::to_string(source.skipped()) + " of " +
+    throw FailedPrecondition(origin.Describe() + ": " + std::to_string(source.skipped()) + " of " +
                              std::to_string(source.size()) + " images could not be read");
   }
 }
@@ -81,19 +133,19 @@ void CheckReadable(const BatchSource& source, const std::string& dir, const std:
 class CheckpointingObserver : public TrainObserver {
  public:
   CheckpointingObserver(ImageJobObserver& downstream, Trainer& trainer, const BatchSource& train,
-                        std::string output_dir, std::string train_dir,
+                        std::string output_dir, DataOrigin train_origin,
                         std::vector<EpochStats> done)
       : downstream_(downstream),
         trainer_(trainer),
         train_(train),
         output_dir_(std::move(output_dir)),
-        train_dir_(std::move(train_dir)),
+        train_origin_(std::move(train_origin)),
         done_(std::move(done)) {}
 
   void OnBatch(const BatchProgress& progress) override { downstream_.OnBatch(progress); }
   bool StopRequested() override { return downstream_.StopRequested(); }
   void OnEpoch(const EpochStats& stats) override {
-    CheckReadable(train_, train_dir_, "dataset.train_dir");
+    CheckReadable(train_, train_origin_);
     done_.push_back(stats);
     trainer_.SaveCheckpoint(output_dir_, done_);
     downstream_.OnEpoch(stats);
@@ -109,7 +161,7 @@ class CheckpointingObserver : public TrainObserver {
   Trainer& trainer_;
   const BatchSource& train_;
   std::string output_dir_;
-  std::string train_dir_;
+  DataOrigin train_origin_;
   std::vector<EpochStats> done_;
 };
 
@@ -164,7 +216,7 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   const BackboneManifest manifest = ReadManifest(ManifestPathFor(config.backbone_path));
   SplitData split = LoadSplit(config);
   if (split.train.empty()) {
-    throw InvalidArgument("dataset.train_dir " + config.train_dir + " holds no training images");
+    throw InvalidArgument(TrainOrigin(config).Describe() + " holds no training images");
   }
 
   Preprocessing preprocessing;
@@ -183,13 +235,11 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   train_options.batch_size = config.batch_size;
   train_options.shuffle = true;
   train_options.random_hflip = config.horizontal_flip;
+  train_options.augmentation = config.augmentation;
   train_options.drop_singleton_batch = true;
   train_options.seed = config.seed;
   train_options.threads = loader_threads;
-  ImageFolderSourceOptions val_options = train_options;
-  val_options.shuffle = false;
-  val_options.random_hflip = false;
-  val_options.drop_singleton_batch = false;
+  const ImageFolderSourceOptions val_options = EvaluationOptions(train_options);
 
   // The model and trainer come before the dataset is decoded: a backbone or
   // setting that cannot work should fail the job in seconds, not after
@@ -223,9 +273,8 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
     throw EngineError(ErrorKind::kCancelled, "stopped on request while decoding the dataset");
   }
   if (train_preloaded && val_preloaded) {
-    CheckReadable(train_source, config.train_dir, "dataset.train_dir");
-    CheckReadable(val_source, config.val_dir.empty() ? config.train_dir : config.val_dir,
-                  config.val_dir.empty() ? "dataset.train_dir" : "dataset.val_dir");
+    CheckReadable(train_source, TrainOrigin(config));
+    CheckReadable(val_source, ValOrigin(config));
   }
   result.dataset.skipped_images = train_source.skipped() + val_source.skipped();
   observer.OnDataset(result.dataset);
@@ -237,7 +286,7 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   // may have died after saving and before reporting.
   for (const EpochStats& stats : done) observer.OnEpoch(stats);
   CheckpointingObserver checkpointing(observer, trainer, train_source, config.output_dir,
-                                      config.train_dir, done);
+                                      TrainOrigin(config), done);
   trainer.Run(train_source, val_source.size() > 0 ? &val_source : nullptr, checkpointing,
               result.first_epoch_run);
   result.epochs = checkpointing.done();

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/engine/augmentation.h"
 #include "worker/engine/evaluation_report.h"
 #include "worker/engine/trainer.h"
 
@@ -17,6 +18,11 @@ struct ImageJobConfig {
   std::string backbone_path;  // TorchScript file; its manifest sits beside it
   std::string train_dir;
   std::string val_dir;        // empty: hold out val_fraction of train_dir
+  // CSV datasets (`path,label` lines), in place of train_dir and val_dir;
+  // their image paths must stay inside data_root.
+  std::string train_csv;
+  std::string val_csv;
+  std::string data_root;      // empty: each CSV's own folder
   double val_fraction = 0.2;
   // Labelled images never trained or validated on, classes named as in
   // train_dir; evaluated once at the end for the report. Empty: none.
@@ -24,6 +30,7 @@ struct ImageJobConfig {
   int image_size = 0;         // 0: the manifest's input_size
   int resize_size = 0;        // 0: image_size * 8 / 7
   bool horizontal_flip = true;
+  Augmentation augmentation;  // training images only
   int batch_size = 32;
   uint64_t seed = 1;
   int threads = 0;            // intra-op threads; 0: every core
