@@ -339,6 +339,26 @@ TEST(JobDetailsTest, DatasetWithoutModelShowsNoModelPaths) {
   EXPECT_THAT(text, Not(HasSubstr("val accuracy")));
 }
 
+TEST(JobDetailsTest, ShowsClassCountsAndTheDatasetCheckFindings) {
+  Job job = FinishedJob();
+  tl::v1::DatasetSummary& dataset = *job.mutable_result()->mutable_dataset();
+  for (int64_t count : {60, 40, 20}) dataset.add_train_images_per_class(count);
+  for (int64_t count : {15, 10, 5}) dataset.add_val_images_per_class(count);
+  dataset.set_imbalance_ratio(3);
+  std::string text = JobDetails(job);
+  EXPECT_THAT(text,
+              HasSubstr("classes    cat 60/15, dog 40/10, fox 20/5 (train/val); imbalance 3.00\n"));
+  EXPECT_THAT(text, Not(HasSubstr("check      ")));
+
+  dataset.add_unreadable_examples("pets/cat/broken.png");
+  dataset.set_duplicate_images(2);
+  dataset.add_duplicate_examples("val/dog/1.png = train/dog/9.png");
+  text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("check      unreadable: pets/cat/broken.png\n"));
+  EXPECT_THAT(text, HasSubstr("check      2 validation images duplicate training images "
+                              "(val/dog/1.png = train/dog/9.png, ...)\n"));
+}
+
 TEST(JobDetailsTest, MarksAPendingCancelUntilTheJobIsCancelled) {
   Job job;
   job.set_id("job-9");

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -20,6 +22,41 @@ std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp) {
 
 double Seconds(const google::protobuf::Timestamp& timestamp) {
   return static_cast<double>(timestamp.seconds()) + timestamp.nanos() * 1e-9;
+}
+
+// Classes with their training / validation counts (the first few), the
+// imbalance, and what the dataset check found wrong, if anything.
+std::string DatasetCheckLines(const tl::v1::DatasetSummary& dataset) {
+  constexpr int kClassesShown = 6;
+  std::string text;
+  if (dataset.train_images_per_class_size() == dataset.class_names_size() &&
+      dataset.class_names_size() > 0) {
+    std::vector<std::string> classes;
+    for (int i = 0; i < std::min(dataset.class_names_size(), kClassesShown); ++i) {
+      const int64_t val =
+          i < dataset.val_images_per_class_size() ? dataset.val_images_per_class(i) : 0;
+      classes.push_back(absl::StrCat(dataset.class_names(i), " ",
+                                     dataset.train_images_per_class(i), "/", val));
+    }
+    if (dataset.class_names_size() > kClassesShown) classes.push_back("...");
+    absl::StrAppend(&text, "classes    ", absl::StrJoin(classes, ", "),
+                    absl::StrFormat(" (train/val); imbalance %.2f", dataset.imbalance_ratio()),
+                    "\n");
+  }
+  std::vector<std::string> findings;
+  if (dataset.unreadable_examples_size() > 0) {
+    findings.push_back(absl::StrCat("unreadable: ", absl::StrJoin(dataset.unreadable_examples(), ", ")));
+  }
+  if (dataset.duplicate_images() > 0) {
+    findings.push_back(absl::StrCat(dataset.duplicate_images(),
+                                    " validation images duplicate training images (",
+                                    dataset.duplicate_examples_size() > 0
+                                        ? dataset.duplicate_examples(0)
+                                        : "",
+                                    dataset.duplicate_images() > 1 ? ", ..." : "", ")"));
+  }
+  for (const std::string& finding : findings) absl::StrAppend(&text, "check      ", finding, "\n");
+  return text;
 }
 
 }  // namespace
@@ -85,6 +122,7 @@ std::string JobDetails(const tl::v1::Job& job) {
                         ? absl::StrCat(", ", result.dataset().skipped_images(), " unreadable")
                         : "",
                     "\n");
+    absl::StrAppend(&text, DatasetCheckLines(result.dataset()));
   }
   if (result.has_final_metrics()) {
     const tl::v1::EpochMetrics& m = result.final_metrics();
@@ -92,6 +130,10 @@ std::string JobDetails(const tl::v1::Job& job) {
                     absl::StrFormat("val accuracy %.4f, val macro F1 %.4f, train loss %.4f",
                                     m.val_accuracy(), m.val_macro_f1(), m.train_loss()),
                     "\n");
+  }
+  if (result.best_epoch() > 0) {
+    absl::StrAppend(&text, "best epoch ", result.best_epoch(),
+                    result.stopped_early() ? " (stopped early)" : "", "\n");
   }
   if (!result.model_path().empty()) {
     absl::StrAppend(&text, "model      ", result.model_path(), "\n");

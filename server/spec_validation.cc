@@ -257,6 +257,44 @@ absl::Status CheckPreprocessing(JobSpec& spec) {
   return CheckAugmentation(preprocessing);
 }
 
+// Defaults and bounds of training.early_stopping, when present.
+absl::Status CheckEarlyStopping(TrainingSpec& training) {
+  if (!training.has_early_stopping()) return absl::OkStatus();
+  TrainingSpec::EarlyStopping& stopping = *training.mutable_early_stopping();
+  if (!TrainingSpec::EarlyStopping::Metric_IsValid(stopping.metric())) {
+    return Invalid("training.early_stopping.metric", "is not a known metric");
+  }
+  if (!TrainingSpec::EarlyStopping::Mode_IsValid(stopping.mode())) {
+    return Invalid("training.early_stopping.mode", "is not MIN or MAX");
+  }
+  if (stopping.metric() == TrainingSpec::EarlyStopping::METRIC_UNSPECIFIED) {
+    stopping.set_metric(TrainingSpec::EarlyStopping::VAL_LOSS);
+  }
+  if (stopping.mode() == TrainingSpec::EarlyStopping::MODE_UNSPECIFIED) {
+    // Loss falls as the model improves; accuracy and F1 rise.
+    stopping.set_mode(stopping.metric() == TrainingSpec::EarlyStopping::VAL_LOSS
+                          ? TrainingSpec::EarlyStopping::MIN
+                          : TrainingSpec::EarlyStopping::MAX);
+  }
+  if (!stopping.has_patience()) stopping.set_patience(5);
+  absl::Status status =
+      CheckRange("training.early_stopping.patience", stopping.patience(), 1, 1000);
+  if (!status.ok()) return status;
+  return CheckRange("training.early_stopping.min_delta", stopping.min_delta(), 0.0, 1000.0);
+}
+
+// Early stopping watches validation metrics, so it needs validation images.
+absl::Status CheckEarlyStoppingHasValidation(const JobSpec& spec) {
+  const tl::v1::DatasetSpec& dataset = spec.dataset();
+  if (!spec.training().has_early_stopping() || !dataset.val_dir().empty() ||
+      !dataset.val_csv().empty() || dataset.val_fraction() > 0) {
+    return absl::OkStatus();
+  }
+  return Invalid("training.early_stopping",
+                 "needs validation images: set dataset.val_dir or dataset.val_csv, or a "
+                 "dataset.val_fraction above 0");
+}
+
 // Optimizer variant, schedule, clipping, smoothing and class weights; runs
 // after the basic fields have their defaults and bounds.
 absl::Status CheckTrainingRecipe(TrainingSpec& training) {
@@ -321,7 +359,7 @@ absl::Status CheckTrainingRecipe(TrainingSpec& training) {
     any_positive = any_positive || weight > 0;
   }
   if (!any_positive) return Invalid("training.class_weights", "are all 0");
-  return absl::OkStatus();
+  return CheckEarlyStopping(training);
 }
 
 // Every class a weight is given for must be a class of the training set.
@@ -450,6 +488,8 @@ absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecCont
   status = CheckDataset(spec, context);
   if (!status.ok()) return status;
   status = CheckClassWeightNames(spec, context);
+  if (!status.ok()) return status;
+  status = CheckEarlyStoppingHasValidation(spec);
   if (!status.ok()) return status;
   return spec;
 }

@@ -199,5 +199,42 @@ TEST_F(RecipeValidationTest, ClassWeightsMustNameCsvLabels) {
   EXPECT_THAT(Validate(spec), InvalidField("training.class_weights[\"cow\"]", "train.csv"));
 }
 
+TEST_F(RecipeValidationTest, EarlyStoppingGetsItsDefaults) {
+  using EarlyStopping = tl::v1::TrainingSpec::EarlyStopping;
+  JobSpec submitted = Spec();
+  submitted.mutable_training()->mutable_early_stopping();
+  absl::StatusOr<JobSpec> spec = Validate(submitted);
+  ASSERT_THAT(spec.status(), IsOk());
+  EXPECT_EQ(spec->training().early_stopping().metric(), EarlyStopping::VAL_LOSS);
+  EXPECT_EQ(spec->training().early_stopping().mode(), EarlyStopping::MIN);
+  EXPECT_EQ(spec->training().early_stopping().patience(), 5);
+  EXPECT_EQ(spec->training().early_stopping().min_delta(), 0);
+
+  submitted.mutable_training()->mutable_early_stopping()->set_metric(EarlyStopping::VAL_MACRO_F1);
+  spec = Validate(submitted);
+  ASSERT_THAT(spec.status(), IsOk());
+  EXPECT_EQ(spec->training().early_stopping().mode(), EarlyStopping::MAX);
+  EXPECT_FALSE(Validate(Spec())->training().has_early_stopping());
+}
+
+TEST_F(RecipeValidationTest, EarlyStoppingOutOfBoundsOrWithoutValidationIsRefused) {
+  JobSpec spec = Spec();
+  spec.mutable_training()->mutable_early_stopping()->set_patience(0);
+  EXPECT_THAT(Validate(spec), InvalidField("training.early_stopping.patience", "is 0"));
+  spec = Spec();
+  spec.mutable_training()->mutable_early_stopping()->set_min_delta(-0.5);
+  EXPECT_THAT(Validate(spec), InvalidField("training.early_stopping.min_delta", "is -0.5"));
+  spec = Spec();
+  spec.mutable_training()->mutable_early_stopping()->set_metric(
+      static_cast<tl::v1::TrainingSpec::EarlyStopping::Metric>(9));
+  EXPECT_THAT(Validate(spec), InvalidField("training.early_stopping.metric"));
+  spec = Spec();
+  spec.mutable_training()->mutable_early_stopping();
+  spec.mutable_dataset()->set_val_fraction(0);
+  EXPECT_THAT(Validate(spec), InvalidField("training.early_stopping", "needs validation images"));
+  spec.mutable_dataset()->set_val_dir("pets");
+  EXPECT_THAT(Validate(spec).status(), IsOk());
+}
+
 }  // namespace
 }  // namespace tl::server

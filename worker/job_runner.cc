@@ -75,6 +75,30 @@ engine::Augmentation AugmentationOf(const tl::v1::PreprocessingSpec& preprocessi
   return augmentation;
 }
 
+engine::EarlyStoppingOptions EarlyStoppingOf(const TrainingSpec& training) {
+  engine::EarlyStoppingOptions options;
+  if (!training.has_early_stopping()) return options;
+  const TrainingSpec::EarlyStopping& stopping = training.early_stopping();
+  options.enabled = true;
+  switch (stopping.metric()) {
+    case TrainingSpec::EarlyStopping::VAL_ACCURACY:
+      options.metric = engine::EarlyStoppingMetric::kValAccuracy;
+      break;
+    case TrainingSpec::EarlyStopping::VAL_MACRO_F1:
+      options.metric = engine::EarlyStoppingMetric::kValMacroF1;
+      break;
+    default:
+      options.metric = engine::EarlyStoppingMetric::kValLoss;
+  }
+  // The scheduler fills in the mode; a spec without one gets the metric's.
+  options.maximize = stopping.mode() == TrainingSpec::EarlyStopping::MODE_UNSPECIFIED
+                         ? options.metric != engine::EarlyStoppingMetric::kValLoss
+                         : stopping.mode() == TrainingSpec::EarlyStopping::MAX;
+  if (stopping.has_patience()) options.patience = stopping.patience();
+  options.min_delta = stopping.min_delta();
+  return options;
+}
+
 std::string RelativeTo(const std::string& root, const std::string& path) {
   return fs::path(path).lexically_relative(fs::weakly_canonical(root)).string();
 }
@@ -98,6 +122,26 @@ tl::v1::EpochMetrics ToProto(const engine::EpochStats& stats, int attempt) {
   return metrics;
 }
 
+tl::v1::DatasetSummary ToProto(const engine::DatasetInfo& dataset) {
+  tl::v1::DatasetSummary summary;
+  summary.mutable_class_names()->Add(dataset.class_names.begin(), dataset.class_names.end());
+  summary.set_train_images(dataset.train_images);
+  summary.set_val_images(dataset.val_images);
+  summary.set_skipped_images(dataset.skipped_images);
+  const engine::DatasetCheck& check = dataset.check;
+  summary.mutable_train_images_per_class()->Add(check.train_per_class.begin(),
+                                                check.train_per_class.end());
+  summary.mutable_val_images_per_class()->Add(check.val_per_class.begin(),
+                                              check.val_per_class.end());
+  summary.set_imbalance_ratio(check.imbalance_ratio);
+  summary.mutable_unreadable_examples()->Add(check.unreadable_examples.begin(),
+                                             check.unreadable_examples.end());
+  summary.set_duplicate_images(check.duplicate_images);
+  summary.mutable_duplicate_examples()->Add(check.duplicate_examples.begin(),
+                                            check.duplicate_examples.end());
+  return summary;
+}
+
 class ReportingObserver : public engine::ImageJobObserver {
  public:
   ReportingObserver(const tl::v1::Assignment& assignment, const JobRunner::Report& report,
@@ -116,16 +160,15 @@ class ReportingObserver : public engine::ImageJobObserver {
     tl::v1::JobStarted& started = *message.mutable_started();
     started.set_job_id(assignment_.job_id());
     started.set_attempt(assignment_.attempt());
-    for (const std::string& name : dataset.class_names) {
-      started.mutable_dataset()->add_class_names(name);
-    }
-    started.mutable_dataset()->set_train_images(dataset.train_images);
-    started.mutable_dataset()->set_val_images(dataset.val_images);
-    started.mutable_dataset()->set_skipped_images(dataset.skipped_images);
+    *started.mutable_dataset() = ToProto(dataset);
     report_(message);
     log_(absl::StrCat("dataset: ", dataset.class_names.size(), " classes, ",
                       dataset.train_images, " training and ", dataset.val_images,
-                      " validation images, ", dataset.skipped_images, " unreadable files skipped"));
+                      " validation images, ", dataset.skipped_images,
+                      " unreadable files skipped; class imbalance ",
+                      absl::SixDigits(dataset.check.imbalance_ratio), ", ",
+                      dataset.check.duplicate_images,
+                      " validation images duplicate training images"));
   }
 
   void OnBatch(const engine::BatchProgress& progress) override {
@@ -240,6 +283,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.train.label_smoothing = training.label_smoothing();
   config.class_weights = {training.class_weights().begin(), training.class_weights().end()};
   config.balanced_class_weights = training.balanced_class_weights();
+  config.early_stopping = EarlyStoppingOf(training);
   // A job that asks for the CPU runs there even on a GPU worker.
   config.train.device = spec.resources().device() == "cpu" ? "cpu" : settings.device;
   config.train.precision = training.precision() == TrainingSpec::BF16
@@ -304,12 +348,7 @@ void JobRunner::Run() {
       out.set_model_info_path(RelativeTo(settings_.artifact_root, result.model_info_path));
       out.set_backbone_path(RelativeTo(settings_.artifact_root, result.backbone_path));
       out.set_metrics_path(RelativeTo(settings_.artifact_root, result.metrics_path));
-      for (const std::string& name : result.dataset.class_names) {
-        out.mutable_dataset()->add_class_names(name);
-      }
-      out.mutable_dataset()->set_train_images(result.dataset.train_images);
-      out.mutable_dataset()->set_val_images(result.dataset.val_images);
-      out.mutable_dataset()->set_skipped_images(result.dataset.skipped_images);
+      *out.mutable_dataset() = ToProto(result.dataset);
       if (!result.epochs.empty()) {
         *out.mutable_final_metrics() = ToProto(result.epochs.back(), assignment_.attempt());
       }
@@ -320,6 +359,8 @@ void JobRunner::Run() {
             RelativeTo(settings_.artifact_root, result.confusion_matrix_path));
       }
       SetReports(result.reports, out);
+      out.set_best_epoch(result.best_epoch);
+      out.set_stopped_early(result.stopped_early);
     } catch (const engine::EngineError& error) {
       switch (error.kind()) {
         case engine::ErrorKind::kCancelled:

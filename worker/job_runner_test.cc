@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -1016,6 +1017,126 @@ TEST_F(JobRunnerTest, CsvPathLeavingTheDataRootFailsTheJobNamingTheLine) {
   EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
   EXPECT_THAT(finished.error(), AllOf(HasSubstr("dataset.train_csv"), HasSubstr("line 2"),
                                       HasSubstr("outside the data root")));
+}
+
+TEST_F(JobRunnerTest, DatasetCheckIsReportedAtTheStartAndKeptWithTheJob) {
+  // The fixture's validation images are copies of the first training images
+  // of each class; one more training file is unreadable.
+  WriteCorruptImage(data_root_ + "/fruit/train/banana/zz_broken.png", 5);
+  const std::vector<WorkerMessage> messages = Run(MakeAssignment(TrainingSpec::FINE_TUNE));
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  const auto started = std::find_if(messages.begin(), messages.end(),
+                                    [](const WorkerMessage& m) { return m.has_started(); });
+  ASSERT_NE(started, messages.end());
+  for (const tl::v1::DatasetSummary& summary :
+       {started->started().dataset(), finished.result().dataset()}) {
+    EXPECT_THAT(summary.train_images_per_class(), ElementsAre(8, 9, 8));
+    EXPECT_THAT(summary.val_images_per_class(), ElementsAre(3, 3, 3));
+    EXPECT_DOUBLE_EQ(summary.imbalance_ratio(), 9.0 / 8.0);
+    EXPECT_EQ(summary.skipped_images(), 1);
+    EXPECT_THAT(summary.unreadable_examples(), ElementsAre("fruit/train/banana/zz_broken.png"));
+    EXPECT_EQ(summary.duplicate_images(), 9);
+    ASSERT_EQ(summary.duplicate_examples_size(), 9);
+    EXPECT_EQ(summary.duplicate_examples(0), "fruit/val/apple/img0.png = fruit/train/apple/img0.png");
+  }
+  std::ifstream report(artifact_root_ + "/jobs/job-1/dataset.json");
+  ASSERT_TRUE(report.good());
+  const nlohmann::json json = nlohmann::json::parse(report);
+  EXPECT_EQ(json["classes"][1]["name"], "banana");
+  EXPECT_EQ(json["classes"][1]["train_images"], 9);
+  EXPECT_EQ(json["unreadable_images"], 1);
+  EXPECT_EQ(json["duplicate_images"], 9);
+}
+
+// The head weights of an exported model.pt.
+torch::Tensor ExportedHead(const std::string& model_path) {
+  torch::jit::Module model = torch::jit::load(model_path);
+  return model.attr("head_weight").toTensor().clone();
+}
+
+std::vector<int> EpochsReported(const std::vector<WorkerMessage>& messages) {
+  std::vector<int> epochs;
+  for (const WorkerMessage& m : messages) {
+    if (m.has_epoch()) epochs.push_back(m.epoch().metrics().epoch());
+  }
+  return epochs;
+}
+
+// An early stopping no later epoch can satisfy: the first epoch stays best.
+void StopAfterStalling(Assignment& assignment, int patience) {
+  TrainingSpec& training = *assignment.mutable_spec()->mutable_training();
+  training.set_epochs(6);
+  training.mutable_early_stopping()->set_metric(TrainingSpec::EarlyStopping::VAL_ACCURACY);
+  training.mutable_early_stopping()->set_patience(patience);
+  training.mutable_early_stopping()->set_min_delta(1000);
+}
+
+TEST_F(JobRunnerTest, EarlyStoppingEndsTrainingAndExportsTheBestEpoch) {
+  // The reference: the same job trained for one epoch only.
+  Assignment one_epoch = MakeAssignment(TrainingSpec::FINE_TUNE);
+  one_epoch.mutable_spec()->mutable_training()->set_epochs(1);
+  one_epoch.set_output_dir("jobs/one-epoch");
+  const JobFinished reference = FinishedOf(Run(one_epoch));
+  ASSERT_EQ(reference.outcome(), JobFinished::SUCCEEDED) << reference.error();
+
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  StopAfterStalling(assignment, 2);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  EXPECT_THAT(EpochsReported(messages), ElementsAre(1, 2, 3));
+  EXPECT_EQ(finished.result().best_epoch(), 1);
+  EXPECT_TRUE(finished.result().stopped_early());
+  EXPECT_EQ(finished.result().final_metrics().epoch(), 3);
+  EXPECT_TRUE(torch::equal(ExportedHead(artifact_root_ + "/jobs/job-1/model.pt"),
+                           ExportedHead(artifact_root_ + "/jobs/one-epoch/model.pt")));
+  std::ifstream metrics_file(artifact_root_ + "/jobs/job-1/metrics.json");
+  const nlohmann::json metrics = nlohmann::json::parse(metrics_file);
+  EXPECT_EQ(metrics["epochs"].size(), 3u);
+  EXPECT_EQ(metrics["early_stopping"]["best_epoch"], 1);
+  EXPECT_EQ(metrics["early_stopping"]["stopped_early"], true);
+  EXPECT_EQ(metrics["early_stopping"]["metric"], "val_accuracy");
+  EXPECT_EQ(metrics["early_stopping"]["mode"], "max");
+  EXPECT_FALSE(fs::exists(artifact_root_ + "/jobs/job-1/best"));
+}
+
+TEST_F(JobRunnerTest, EarlyStoppingContinuesCorrectlyAfterAResume) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  StopAfterStalling(assignment, 3);
+  // Paused after epoch 2: epoch 1 is best, one epoch without improvement.
+  const std::vector<WorkerMessage> paused =
+      Run(assignment, [](JobRunner& runner, const WorkerMessage& m) {
+        if (m.has_epoch() && m.epoch().metrics().epoch() == 2) runner.Pause();
+      });
+  ASSERT_EQ(FinishedOf(paused).outcome(), JobFinished::PAUSED) << FinishedOf(paused).error();
+  EXPECT_TRUE(fs::exists(artifact_root_ + "/jobs/job-1/best/epoch-1.pt"));
+
+  assignment.set_attempt(kAttempt + 1);
+  const std::vector<WorkerMessage> resumed = Run(assignment);
+  const JobFinished finished = FinishedOf(resumed);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  // Two more epochs without improvement make three: it stops after epoch 4.
+  EXPECT_THAT(EpochsReported(resumed), ElementsAre(1, 2, 3, 4));
+  EXPECT_EQ(finished.result().best_epoch(), 1);
+  EXPECT_TRUE(finished.result().stopped_early());
+
+  Assignment one_epoch = MakeAssignment(TrainingSpec::FINE_TUNE);
+  one_epoch.mutable_spec()->mutable_training()->set_epochs(1);
+  one_epoch.set_output_dir("jobs/one-epoch");
+  ASSERT_EQ(FinishedOf(Run(one_epoch)).outcome(), JobFinished::SUCCEEDED);
+  EXPECT_TRUE(torch::equal(ExportedHead(artifact_root_ + "/jobs/job-1/model.pt"),
+                           ExportedHead(artifact_root_ + "/jobs/one-epoch/model.pt")));
+}
+
+TEST_F(JobRunnerTest, EarlyStoppingWithoutValidationImagesFails) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->clear_val_dir();
+  assignment.mutable_spec()->mutable_dataset()->set_val_fraction(0);
+  assignment.mutable_spec()->mutable_training()->mutable_early_stopping();
+  const JobFinished finished = FinishedOf(Run(assignment));
+  EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
+  EXPECT_THAT(finished.error(), HasSubstr("training.early_stopping needs validation images"));
 }
 
 }  // namespace

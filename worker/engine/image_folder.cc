@@ -271,6 +271,14 @@ class ImageFolderSource::Impl {
   void StartEpoch(int epoch);
   std::optional<Batch> Next();
   int64_t skipped() const { return skipped_.load(); }
+  std::vector<std::string> SkippedPaths(size_t limit) {
+    std::vector<std::string> paths;
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    for (size_t i = 0; i < failed_.size() && paths.size() < limit; ++i) {
+      if (failed_[i]) paths.push_back(samples_[i].path);
+    }
+    return paths;
+  }
   bool Preload(int threads, const std::function<bool()>& stop_requested);
 
  private:
@@ -567,6 +575,9 @@ int64_t ImageFolderSource::batches() const { return impl_->batches(); }
 void ImageFolderSource::StartEpoch(int epoch) { impl_->StartEpoch(epoch); }
 std::optional<Batch> ImageFolderSource::Next() { return impl_->Next(); }
 int64_t ImageFolderSource::skipped() const { return impl_->skipped(); }
+std::vector<std::string> ImageFolderSource::SkippedPaths(size_t limit) const {
+  return impl_->SkippedPaths(limit);
+}
 bool ImageFolderSource::Preload(int threads, const std::function<bool()>& stop_requested) {
   return impl_->Preload(threads, stop_requested);
 }

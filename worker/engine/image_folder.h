@@ -90,6 +90,9 @@ class ImageFolderSource : public BatchSource {
   void StartEpoch(int epoch) override;
   std::optional<Batch> Next() override;
   int64_t skipped() const override;
+  // The paths of the first `limit` images found unreadable so far, in
+  // sample order.
+  std::vector<std::string> SkippedPaths(size_t limit) const;
 
   // Decodes every image into the cache now, on `threads` threads, when they
   // all fit in it; returns whether they did. Called between epochs (before

@@ -608,6 +608,16 @@ TEST_F(ImageFolderTest, SourceSkipsCorruptFileAndCountsItOnce) {
   }
 }
 
+TEST_F(ImageFolderTest, SkippedPathsNameTheUnreadableFiles) {
+  ImageFolderSource source(ScanImageFolder(data_.string()).samples, PlainPreprocessing(),
+                           Options(4, 2));
+  EXPECT_TRUE(source.SkippedPaths(10).empty());
+  ASSERT_TRUE(source.Preload(2));
+  EXPECT_EQ(source.SkippedPaths(10),
+            (std::vector<std::string>{(data_ / "ant" / "zz_corrupt.png").string()}));
+  EXPECT_TRUE(source.SkippedPaths(0).empty());
+}
+
 TEST_F(ImageFolderTest, SourceRemembersFailuresAndCachedImages) {
   ImageFolderSource source(ScanImageFolder(data_.string()).samples, PlainPreprocessing(),
                            Options(4, 2));

@@ -12,6 +12,7 @@
 
 #include "worker/engine/class_weights.h"
 #include "worker/engine/csv_dataset.h"
+#include "worker/engine/dataset_check.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/evaluation_job.h"
 #include "worker/engine/image_folder.h"
@@ -76,6 +77,7 @@ void CheckConfig(const ImageJobConfig& config) {
   }
   if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
   CheckAugmentation(config.augmentation);
+  CheckEarlyStopping(config.early_stopping);
 }
 
 struct SplitData {
@@ -128,42 +130,98 @@ void CheckReadable(const BatchSource& source, const DataOrigin& origin) {
   }
 }
 
-// Saves a checkpoint after every epoch and fails a job whose images are
-// mostly unreadable, then passes everything on.
+// Saves a checkpoint after every epoch (and, with early stopping, the best
+// epoch's weights before it), fails a job whose images are mostly
+// unreadable, ends training when early stopping says so, and passes
+// everything on.
 class CheckpointingObserver : public TrainObserver {
  public:
-  CheckpointingObserver(ImageJobObserver& downstream, Trainer& trainer, const BatchSource& train,
-                        std::string output_dir, DataOrigin train_origin,
-                        std::vector<EpochStats> done)
+  CheckpointingObserver(ImageJobObserver& downstream, Trainer& trainer, TransferModel& model,
+                        const BatchSource& train, std::string output_dir, DataOrigin train_origin,
+                        std::vector<EpochStats> done, const EarlyStoppingOptions& early_stopping)
       : downstream_(downstream),
         trainer_(trainer),
+        model_(model),
         train_(train),
         output_dir_(std::move(output_dir)),
         train_origin_(std::move(train_origin)),
-        done_(std::move(done)) {}
+        done_(std::move(done)),
+        early_stopping_(early_stopping),
+        best_weights_(output_dir_) {
+    // A resumed job rebuilds early stopping's state from the checkpoint's epochs.
+    if (early_stopping.enabled) {
+      for (const EpochStats& stats : done_) early_stopping_.Update(stats);
+    }
+  }
 
   void OnBatch(const BatchProgress& progress) override { downstream_.OnBatch(progress); }
   bool StopRequested() override { return downstream_.StopRequested(); }
   void OnEpoch(const EpochStats& stats) override {
     CheckReadable(train_, train_origin_);
     done_.push_back(stats);
+    const bool best = early_stopping_.options().enabled && early_stopping_.Update(stats);
+    if (best) best_weights_.Save(model_, stats.epoch);
     trainer_.SaveCheckpoint(output_dir_, done_);
+    if (best) best_weights_.KeepOnly(stats.epoch);
     downstream_.OnEpoch(stats);
     if (downstream_.PauseRequested()) {
       throw EngineError(ErrorKind::kPaused,
                         "paused after epoch " + std::to_string(stats.epoch));
     }
   }
+  bool TrainingDone() override { return early_stopping_.ShouldStop(); }
   const std::vector<EpochStats>& done() const { return done_; }
+  const EarlyStopping& early_stopping() const { return early_stopping_; }
+  const BestWeights& best_weights() const { return best_weights_; }
 
  private:
   ImageJobObserver& downstream_;
   Trainer& trainer_;
+  TransferModel& model_;
   const BatchSource& train_;
   std::string output_dir_;
   DataOrigin train_origin_;
   std::vector<EpochStats> done_;
+  EarlyStopping early_stopping_;
+  BestWeights best_weights_;
 };
+
+nlohmann::json EarlyStoppingJson(const EarlyStopping& early_stopping, bool stopped_early) {
+  const EarlyStoppingOptions& options = early_stopping.options();
+  return {{"metric", MetricName(options.metric)},
+          {"mode", options.maximize ? "max" : "min"},
+          {"patience", options.patience},
+          {"min_delta", options.min_delta},
+          {"best_epoch", early_stopping.best_epoch()},
+          {"best_value", early_stopping.best_value()},
+          {"stopped_early", stopped_early}};
+}
+
+// Paths shown to people: relative to the data root when inside it.
+std::string DisplayPath(const std::string& data_root, const std::string& path) {
+  if (data_root.empty()) return path;
+  const fs::path relative =
+      fs::path(path).lexically_relative(fs::weakly_canonical(data_root));
+  return relative.empty() || *relative.begin() == ".." ? path : relative.string();
+}
+
+void RecordUnreadable(const ImageFolderSource& train, const ImageFolderSource& val,
+                      const std::string& data_root, DatasetInfo& dataset) {
+  dataset.skipped_images = train.skipped() + val.skipped();
+  std::vector<std::string>& examples = dataset.check.unreadable_examples;
+  examples.clear();
+  for (const ImageFolderSource* source : {&train, &val}) {
+    for (const std::string& path : source->SkippedPaths(kDatasetCheckExamples - examples.size())) {
+      examples.push_back(DisplayPath(data_root, path));
+    }
+  }
+}
+
+void WriteDatasetReport(const std::string& path, const DatasetInfo& dataset) {
+  std::ofstream(path) << DatasetCheckToJson(dataset.class_names, dataset.skipped_images,
+                                            dataset.check)
+                      << "\n";
+}
 
 void WriteModelInfo(const std::string& path, const ImageJobConfig& config,
                     const BackboneManifest& manifest, const Preprocessing& preprocessing,
@@ -218,6 +276,11 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   if (split.train.empty()) {
     throw InvalidArgument(TrainOrigin(config).Describe() + " holds no training images");
   }
+  if (config.early_stopping.enabled && split.val.empty()) {
+    throw InvalidArgument(
+        "training.early_stopping needs validation images: set dataset.val_dir or "
+        "dataset.val_csv, or a dataset.val_fraction that holds some out");
+  }
 
   Preprocessing preprocessing;
   preprocessing.crop_size = config.image_size > 0 ? config.image_size : manifest.input_size;
@@ -247,8 +310,7 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   TransferModel model(config.backbone_path, manifest,
                       static_cast<int64_t>(split.class_names.size()), config.seed);
   if (preprocessing.crop_size != manifest.input_size) model.CheckImageSize(preprocessing.crop_size);
-  std::vector<int64_t> train_counts(split.class_names.size(), 0);
-  for (const ImageSample& sample : split.train) ++train_counts[sample.label];
+  const std::vector<int64_t> train_counts = ImagesPerClass(split.train, split.class_names.size());
   TrainOptions trainer_options = config.train;
   trainer_options.seed = config.seed;
   trainer_options.class_weights = ResolveClassWeights(split.class_names, train_counts,
@@ -260,13 +322,21 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   result.dataset.class_names = split.class_names;
   result.dataset.train_images = static_cast<int64_t>(split.train.size());
   result.dataset.val_images = static_cast<int64_t>(split.val.size());
+  DatasetCheck& check = result.dataset.check;
+  check.train_per_class = train_counts;
+  check.val_per_class = ImagesPerClass(split.val, split.class_names.size());
+  check.imbalance_ratio = ImbalanceRatio(train_counts);
+  const int decode_threads = config.threads > 0 ? config.threads : HardwareThreads();
+  // A cancel is honoured while reading and decoding too: a large dataset takes minutes.
+  const std::function<bool()> stop_requested = [&observer] { return observer.StopRequested(); };
+  const std::string data_root = config.data_root;
+  FindDuplicates(split.train, split.val, decode_threads, stop_requested,
+                 [&data_root](const std::string& path) { return DisplayPath(data_root, path); },
+                 check);
   ImageFolderSource train_source(std::move(split.train), preprocessing, train_options);
   ImageFolderSource val_source(std::move(split.val), preprocessing, val_options);
   // Decoding everything first, on every core, keeps it from competing with
   // training later; it also finds unreadable files before any epoch runs.
-  const int decode_threads = config.threads > 0 ? config.threads : HardwareThreads();
-  // A cancel is honoured while decoding too: a large dataset takes minutes.
-  const std::function<bool()> stop_requested = [&observer] { return observer.StopRequested(); };
   const bool train_preloaded = train_source.Preload(decode_threads, stop_requested);
   const bool val_preloaded = train_preloaded && val_source.Preload(decode_threads, stop_requested);
   if (observer.StopRequested()) {
@@ -276,21 +346,35 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
     CheckReadable(train_source, TrainOrigin(config));
     CheckReadable(val_source, ValOrigin(config));
   }
-  result.dataset.skipped_images = train_source.skipped() + val_source.skipped();
+  fs::create_directories(config.output_dir);
+  const std::string dataset_report_path = (fs::path(config.output_dir) / "dataset.json").string();
+  // Unreadable files of a dataset too large to decode ahead are found as the
+  // first epoch reads them; the report is written again after training.
+  RecordUnreadable(train_source, val_source, data_root, result.dataset);
+  WriteDatasetReport(dataset_report_path, result.dataset);
   observer.OnDataset(result.dataset);
 
-  fs::create_directories(config.output_dir);
   std::vector<EpochStats> done = trainer.LoadCheckpoint(config.output_dir);
   result.first_epoch_run = static_cast<int>(done.size()) + 1;
   // Epochs from the checkpoint are reported again: the attempt that ran them
   // may have died after saving and before reporting.
   for (const EpochStats& stats : done) observer.OnEpoch(stats);
-  CheckpointingObserver checkpointing(observer, trainer, train_source, config.output_dir,
-                                      TrainOrigin(config), done);
-  trainer.Run(train_source, val_source.size() > 0 ? &val_source : nullptr, checkpointing,
-              result.first_epoch_run);
+  CheckpointingObserver checkpointing(observer, trainer, model, train_source, config.output_dir,
+                                      TrainOrigin(config), done, config.early_stopping);
+  // A job paused in the epoch that early stopping ended has nothing left to train.
+  if (!checkpointing.TrainingDone()) {
+    trainer.Run(train_source, val_source.size() > 0 ? &val_source : nullptr, checkpointing,
+                result.first_epoch_run);
+  }
   result.epochs = checkpointing.done();
-  result.dataset.skipped_images = train_source.skipped() + val_source.skipped();
+  const EarlyStopping& early_stopping = checkpointing.early_stopping();
+  if (config.early_stopping.enabled && early_stopping.best_epoch() > 0) {
+    result.best_epoch = early_stopping.best_epoch();
+    result.stopped_early = result.epochs.back().epoch < config.train.epochs;
+    checkpointing.best_weights().Restore(model, result.best_epoch, trainer.device());
+  }
+  RecordUnreadable(train_source, val_source, data_root, result.dataset);
+  WriteDatasetReport(dataset_report_path, result.dataset);
 
   const fs::path out(config.output_dir);
   result.model_path = (out / "model.pt").string();
@@ -303,7 +387,11 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   model.ExportBackbone(result.backbone_path, config.provenance.empty()
                                                  ? manifest.source
                                                  : config.provenance);
-  std::ofstream(result.metrics_path) << EpochStatsToJson(result.epochs) << "\n";
+  nlohmann::json metrics = nlohmann::json::parse(EpochStatsToJson(result.epochs));
+  if (config.early_stopping.enabled) {
+    metrics["early_stopping"] = EarlyStoppingJson(early_stopping, result.stopped_early);
+  }
+  std::ofstream(result.metrics_path) << metrics.dump(2) << "\n";
   CheckExport(model, result.model_path, val_source.size() > 0 ? val_source : train_source,
               trainer.device());
 
@@ -326,6 +414,7 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   // The finished model replaces the checkpoint; a retry after this point
   // would start over, which is what a succeeded job never needs.
   fs::remove_all(out / "checkpoint");
+  fs::remove_all(out / "best");
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }

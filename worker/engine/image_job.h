@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "worker/engine/augmentation.h"
+#include "worker/engine/dataset_check.h"
+#include "worker/engine/early_stopping.h"
 #include "worker/engine/evaluation_report.h"
 #include "worker/engine/trainer.h"
 
@@ -40,6 +42,9 @@ struct ImageJobConfig {
   TrainOptions train;
   std::map<std::string, double> class_weights;  // by class name; others weigh 1
   bool balanced_class_weights = false;          // weights from training-set frequencies
+  // Stops training when a validation metric stalls and exports the best
+  // epoch's weights; needs validation images.
+  EarlyStoppingOptions early_stopping;
   std::string output_dir;     // created if missing
   std::string provenance;     // recorded in the exported backbone's manifest
 };
@@ -49,12 +54,17 @@ struct DatasetInfo {
   int64_t train_images = 0;
   int64_t val_images = 0;
   int64_t skipped_images = 0;
+  DatasetCheck check;  // also written to output_dir/dataset.json
 };
 
 struct ImageJobResult {
   DatasetInfo dataset;
   std::vector<EpochStats> epochs;  // every epoch, resumed ones included
   int first_epoch_run = 1;         // > 1 when resumed from a checkpoint
+  // With early stopping: the epoch whose weights were exported, and whether
+  // training ended before training.epochs.
+  int best_epoch = 0;
+  bool stopped_early = false;
   // Absolute paths inside output_dir.
   std::string model_path;
   std::string model_info_path;

@@ -16,6 +16,7 @@
 #include "worker/engine/classification_metrics.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/evaluation_report.h"
+#include "worker/engine/model_weights.h"
 
 namespace tl::engine {
 namespace {
@@ -345,6 +346,7 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
     stats.seconds = SecondsSince(epoch_start);
     epochs.push_back(stats);
     observer.OnEpoch(stats);
+    if (observer.TrainingDone()) break;
   }
   return epochs;
 }
@@ -372,29 +374,7 @@ std::vector<EpochStats> Trainer::LoadCheckpoint(const std::string& dir) {
   fs::path checkpoint = fs::path(dir) / "checkpoint";
   if (!fs::exists(checkpoint / "epochs.json")) checkpoint = fs::path(dir) / "checkpoint.old";
   if (!fs::exists(checkpoint / "epochs.json")) return {};
-  torch::jit::Module saved = torch::jit::load((checkpoint / "model.pt").string(), device_);
-  std::map<std::string, torch::Tensor> saved_tensors;
-  for (const auto& named : saved.named_parameters(/*recurse=*/true)) {
-    saved_tensors[named.name] = named.value;
-  }
-  for (const auto& named : saved.named_buffers(/*recurse=*/true)) {
-    saved_tensors[named.name] = named.value;
-  }
-  torch::NoGradGuard no_grad;
-  auto restore = [&](const std::string& name, const torch::Tensor& tensor) {
-    auto it = saved_tensors.find(name);
-    if (it == saved_tensors.end() || !it->second.sizes().equals(tensor.sizes())) {
-      throw FailedPrecondition("checkpoint in " + checkpoint.string() +
-                               " does not match the model at " + name);
-    }
-    tensor.copy_(it->second);
-  };
-  for (const auto& named : model_.classifier().named_parameters(/*recurse=*/true)) {
-    restore(named.name, named.value);
-  }
-  for (const auto& named : model_.classifier().named_buffers(/*recurse=*/true)) {
-    restore(named.name, named.value);
-  }
+  LoadClassifierWeights((checkpoint / "model.pt").string(), model_.classifier(), device_);
   torch::load(*optimizer_, (checkpoint / "optimizer.pt").string(), device_);
   std::ifstream in((checkpoint / "epochs.json").string());
   std::stringstream text;

@@ -124,6 +124,9 @@ class TrainObserver {
   // Polled after each epoch's checkpoint; true stops the run with kPaused,
   // and a later run resumes from that checkpoint.
   virtual bool PauseRequested() { return false; }
+  // Polled after each epoch's OnEpoch; true ends the run there, normally
+  // (early stopping).
+  virtual bool TrainingDone() { return false; }
 };
 
 class Trainer {

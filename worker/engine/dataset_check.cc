@@ -1,0 +1,144 @@
+#include "worker/engine/dataset_check.h"
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+#include <tuple>
+#include <utility>
+
+namespace tl::engine {
+namespace {
+
+// A file's size and FNV-1a hash: files that differ in either differ.
+struct Fingerprint {
+  uint64_t size = 0;
+  uint64_t hash = 0;
+  bool operator<(const Fingerprint& other) const {
+    return std::tie(size, hash) < std::tie(other.size, other.hash);
+  }
+};
+
+std::optional<std::string> ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return std::nullopt;
+  return bytes;
+}
+
+std::optional<Fingerprint> FingerprintOf(const std::string& path) {
+  const std::optional<std::string> bytes = ReadBytes(path);
+  if (!bytes) return std::nullopt;
+  uint64_t hash = 0xcbf29ce484222325;
+  for (unsigned char byte : *bytes) {
+    hash ^= byte;
+    hash *= 0x100000001b3;
+  }
+  return Fingerprint{bytes->size(), hash};
+}
+
+// Fingerprints of all `samples`, computed on `threads` threads; empty
+// entries for files that cannot be read. False when stopped early.
+bool Fingerprints(const std::vector<ImageSample>& samples, int threads,
+                  const std::function<bool()>& stop_requested,
+                  std::vector<std::optional<Fingerprint>>& out) {
+  out.assign(samples.size(), std::nullopt);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stopped{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < std::max(1, threads); ++t) {
+    workers.emplace_back([&] {
+      for (size_t i = next++; i < samples.size(); i = next++) {
+        if (stopped || (stop_requested && stop_requested())) {
+          stopped = true;
+          return;
+        }
+        out[i] = FingerprintOf(samples[i].path);
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  return !stopped;
+}
+
+}  // namespace
+
+std::vector<int64_t> ImagesPerClass(const std::vector<ImageSample>& samples, size_t class_count) {
+  std::vector<int64_t> counts(class_count, 0);
+  for (const ImageSample& sample : samples) {
+    if (sample.label >= 0 && static_cast<size_t>(sample.label) < class_count) ++counts[sample.label];
+  }
+  return counts;
+}
+
+double ImbalanceRatio(const std::vector<int64_t>& per_class) {
+  int64_t largest = 0;
+  int64_t smallest = 0;
+  for (int64_t count : per_class) {
+    if (count == 0) continue;
+    largest = std::max(largest, count);
+    smallest = smallest == 0 ? count : std::min(smallest, count);
+  }
+  return smallest == 0 ? 0.0 : static_cast<double>(largest) / static_cast<double>(smallest);
+}
+
+bool FindDuplicates(const std::vector<ImageSample>& train, const std::vector<ImageSample>& val,
+                    int threads, const std::function<bool()>& stop_requested,
+                    const std::function<std::string(const std::string&)>& display,
+                    DatasetCheck& check) {
+  check.duplicate_images = 0;
+  check.duplicate_examples.clear();
+  if (val.empty()) return true;
+  std::vector<std::optional<Fingerprint>> train_prints;
+  std::vector<std::optional<Fingerprint>> val_prints;
+  if (!Fingerprints(train, threads, stop_requested, train_prints) ||
+      !Fingerprints(val, threads, stop_requested, val_prints)) {
+    return false;
+  }
+  std::multimap<Fingerprint, size_t> train_by_print;
+  for (size_t i = 0; i < train.size(); ++i) {
+    if (train_prints[i]) train_by_print.emplace(*train_prints[i], i);
+  }
+  for (size_t v = 0; v < val.size(); ++v) {
+    if (!val_prints[v]) continue;
+    auto [begin, end] = train_by_print.equal_range(*val_prints[v]);
+    if (begin == end) continue;
+    // Equal fingerprints are compared byte by byte: "exact" means exact.
+    const std::optional<std::string> val_bytes = ReadBytes(val[v].path);
+    for (auto it = begin; val_bytes && it != end; ++it) {
+      if (ReadBytes(train[it->second].path) != val_bytes) continue;
+      ++check.duplicate_images;
+      if (check.duplicate_examples.size() < kDatasetCheckExamples) {
+        check.duplicate_examples.push_back(display(val[v].path) + " = " +
+                                           display(train[it->second].path));
+      }
+      break;
+    }
+  }
+  return true;
+}
+
+std::string DatasetCheckToJson(const std::vector<std::string>& class_names, int64_t unreadable,
+                               const DatasetCheck& check) {
+  nlohmann::json classes = nlohmann::json::array();
+  for (size_t i = 0; i < class_names.size(); ++i) {
+    classes.push_back(
+        {{"name", class_names[i]},
+         {"train_images", i < check.train_per_class.size() ? check.train_per_class[i] : 0},
+         {"val_images", i < check.val_per_class.size() ? check.val_per_class[i] : 0}});
+  }
+  const nlohmann::json report = {{"classes", classes},
+                                 {"imbalance_ratio", check.imbalance_ratio},
+                                 {"unreadable_images", unreadable},
+                                 {"unreadable_examples", check.unreadable_examples},
+                                 {"duplicate_images", check.duplicate_images},
+                                 {"duplicate_examples", check.duplicate_examples}};
+  return report.dump(2);
+}
+
+}  // namespace tl::engine

@@ -1,0 +1,22 @@
+// A classifier's weights in a file of their own (checkpoints, the best
+// epoch of early stopping): written whole or not at all, read back into a
+// model of the same shape.
+#pragma once
+
+#include <torch/script.h>
+
+#include <string>
+
+namespace tl::engine {
+
+// Saves the module (TorchScript) to `path` through a temporary file and a
+// rename, so that a crash never leaves half a file under that name.
+void SaveClassifierWeights(torch::jit::Module& classifier, const std::string& path);
+
+// Copies every parameter and buffer of the module saved at `path` into
+// `classifier`, on `device`. Throws EngineError(kFailedPrecondition) naming
+// the file and the first tensor that is missing or of another shape.
+void LoadClassifierWeights(const std::string& path, torch::jit::Module& classifier,
+                           const torch::Device& device);
+
+}  // namespace tl::engine
