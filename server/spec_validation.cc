@@ -283,6 +283,21 @@ absl::Status CheckEarlyStopping(TrainingSpec& training) {
   return CheckRange("training.early_stopping.min_delta", stopping.min_delta(), 0.0, 1000.0);
 }
 
+// Staged fine-tuning: FINE_TUNE only, and the backbone gets at least one epoch.
+absl::Status CheckStagedFineTuning(const TrainingSpec& training) {
+  for (const auto& [field, value] :
+       {std::pair{"training.head_only_epochs", training.head_only_epochs()},
+        std::pair{"training.unfreeze_every_epochs", training.unfreeze_every_epochs()}}) {
+    if (value != 0 && training.strategy() != TrainingSpec::FINE_TUNE) {
+      return Invalid(field, "applies to the FINE_TUNE strategy only");
+    }
+  }
+  absl::Status status = CheckRange("training.head_only_epochs", training.head_only_epochs(), 0,
+                                   training.epochs() - 1);
+  if (!status.ok()) return status;
+  return CheckRange("training.unfreeze_every_epochs", training.unfreeze_every_epochs(), 0, 1000);
+}
+
 // Early stopping watches validation metrics, so it needs validation images.
 absl::Status CheckEarlyStoppingHasValidation(const JobSpec& spec) {
   const tl::v1::DatasetSpec& dataset = spec.dataset();
@@ -359,6 +374,8 @@ absl::Status CheckTrainingRecipe(TrainingSpec& training) {
     any_positive = any_positive || weight > 0;
   }
   if (!any_positive) return Invalid("training.class_weights", "are all 0");
+  status = CheckStagedFineTuning(training);
+  if (!status.ok()) return status;
   return CheckEarlyStopping(training);
 }
 

@@ -236,5 +236,22 @@ TEST_F(RecipeValidationTest, EarlyStoppingOutOfBoundsOrWithoutValidationIsRefuse
   EXPECT_THAT(Validate(spec).status(), IsOk());
 }
 
+TEST_F(RecipeValidationTest, StagedFineTuningIsCheckedAgainstStrategyAndEpochs) {
+  JobSpec spec = Spec();
+  spec.mutable_training()->set_epochs(6);
+  spec.mutable_training()->set_head_only_epochs(5);
+  spec.mutable_training()->set_unfreeze_every_epochs(2);
+  EXPECT_THAT(Validate(spec).status(), IsOk());
+  spec.mutable_training()->set_head_only_epochs(6);
+  EXPECT_THAT(Validate(spec), InvalidField("training.head_only_epochs", "is 6; it must lie in [0, 5]"));
+  spec = Spec();
+  spec.mutable_training()->set_unfreeze_every_epochs(1001);
+  EXPECT_THAT(Validate(spec), InvalidField("training.unfreeze_every_epochs", "is 1001"));
+  spec = Spec();
+  spec.mutable_training()->set_strategy(tl::v1::TrainingSpec::FULL);
+  spec.mutable_training()->set_head_only_epochs(1);
+  EXPECT_THAT(Validate(spec), InvalidField("training.head_only_epochs", "FINE_TUNE strategy only"));
+}
+
 }  // namespace
 }  // namespace tl::server

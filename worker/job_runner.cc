@@ -264,6 +264,8 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.loader_threads = settings.loader_threads;
   config.train.strategy = StrategyOf(training.strategy());
   config.train.unfreeze_groups = training.unfreeze_groups();
+  config.train.head_only_epochs = training.head_only_epochs();
+  config.train.unfreeze_every_epochs = training.unfreeze_every_epochs();
   config.train.epochs = training.epochs();
   config.train.optimizer = OptimizerOf(training.optimizer());
   config.train.learning_rate = training.learning_rate();

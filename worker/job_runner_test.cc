@@ -1139,5 +1139,21 @@ TEST_F(JobRunnerTest, EarlyStoppingWithoutValidationImagesFails) {
   EXPECT_THAT(finished.error(), HasSubstr("training.early_stopping needs validation images"));
 }
 
+TEST_F(JobRunnerTest, StagedFineTuningIsMappedAndTrains) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  TrainingSpec& training = *assignment.mutable_spec()->mutable_training();
+  training.set_epochs(3);
+  training.set_unfreeze_groups(2);
+  training.set_head_only_epochs(1);
+  training.set_unfreeze_every_epochs(1);
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_EQ(config.train.head_only_epochs, 1);
+  EXPECT_EQ(config.train.unfreeze_every_epochs, 1);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  EXPECT_THAT(EpochsReported(messages), ElementsAre(1, 2, 3));
+}
+
 }  // namespace
 }  // namespace tl::worker

@@ -17,6 +17,7 @@
 #include "worker/engine/errors.h"
 #include "worker/engine/evaluation_report.h"
 #include "worker/engine/model_weights.h"
+#include "worker/engine/staged_unfreezing.h"
 
 namespace tl::engine {
 namespace {
@@ -204,6 +205,10 @@ Trainer::Trainer(TransferModel& model, TrainOptions options)
     throw InvalidArgument("training.precision BF16 needs a CUDA device");
   }
   CheckOptions(options_, model_.num_classes());
+  CheckStagedUnfreezing(options_);
+  // The optimizer holds every parameter that will ever train, at its group's
+  // rate: with stages, those of the last stage. Frozen ones get no gradient,
+  // and the optimizers leave a parameter without one alone.
   model_.Configure(options_.strategy, options_.unfreeze_groups);
   model_.To(device_);
   if (options_.channels_last) ToChannelsLast(model_.classifier());
@@ -218,6 +223,13 @@ Trainer::Trainer(TransferModel& model, TrainOptions options)
   if (!options_.class_weights.empty()) {
     class_weights_ = torch::tensor(options_.class_weights, torch::kFloat32).to(device_);
   }
+}
+
+void Trainer::ApplyStage(int epoch) {
+  if (!IsStaged(options_)) return;
+  const int groups = UnfrozenGroupsAt(options_, epoch);
+  model_.Configure(groups == 0 ? Strategy::kFeatureExtraction : Strategy::kFineTune,
+                   std::max(groups, 1));
 }
 
 void Trainer::SetLearningRateFactor(double factor) {
@@ -281,6 +293,7 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
   const int64_t steps_per_epoch = train.batches();
   for (int epoch = first_epoch; epoch <= options_.epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
+    ApplyStage(epoch);
     model_.SetTraining(true);
     train.StartEpoch(epoch);
     torch::manual_seed(EpochSeed(options_.seed, epoch));

@@ -34,6 +34,11 @@ enum class LrSchedule {
 struct TrainOptions {
   Strategy strategy = Strategy::kFineTune;
   int unfreeze_groups = 1;
+  // Staged fine-tuning (FINE_TUNE only; see staged_unfreezing.h): the head
+  // alone for head_only_epochs, then one more layer group every
+  // unfreeze_every_epochs (0: all unfreeze_groups at once).
+  int head_only_epochs = 0;
+  int unfreeze_every_epochs = 0;
   int epochs = 10;
   OptimizerKind optimizer = OptimizerKind::kAdam;
   double learning_rate = 1e-3;      // head
@@ -161,6 +166,8 @@ class Trainer {
 
  private:
   torch::Tensor ToDevice(const torch::Tensor& tensor, bool images) const;
+  // Freezes and unfreezes layer groups for the epoch's stage.
+  void ApplyStage(int epoch);
   void SetLearningRateFactor(double factor);
 
   TransferModel& model_;
