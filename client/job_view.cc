@@ -100,9 +100,13 @@ std::string JobDetails(const tl::v1::Job& job) {
   absl::StrAppend(&text, "attempt    ", job.attempt(),
                   job.failures() > 0 ? absl::StrCat(" (", job.failures(), " failed)") : "", "\n");
   if (!job.worker_id().empty()) absl::StrAppend(&text, "worker     ", job.worker_id(), "\n");
-  absl::StrAppend(&text, "strategy   ",
-                  tl::v1::TrainingSpec::Strategy_Name(job.spec().training().strategy()), ", ",
-                  job.spec().training().epochs(), " epochs\n");
+  if (job.spec().has_evaluate()) {
+    absl::StrAppend(&text, "evaluates  ", job.spec().evaluate().model_path(), "\n");
+  } else {
+    absl::StrAppend(&text, "strategy   ",
+                    tl::v1::TrainingSpec::Strategy_Name(job.spec().training().strategy()), ", ",
+                    job.spec().training().epochs(), " epochs\n");
+  }
   absl::StrAppend(&text, "created    ", FormatTimestamp(job.create_time()), "\n");
   absl::StrAppend(&text, "started    ", FormatTimestamp(job.start_time()), "\n");
   absl::StrAppend(&text, "ended      ", FormatTimestamp(job.end_time()), "\n");

@@ -110,5 +110,13 @@ TEST(JobDetailsTest, NamesTheTestFiguresAndTheReportFile) {
   EXPECT_THAT(text, HasSubstr("report     j1/report.json\n"));
 }
 
+TEST(JobDetailsTest, AnEvaluationJobNamesItsModelInsteadOfAStrategy) {
+  tl::v1::Job job;
+  job.mutable_spec()->mutable_evaluate()->set_model_path("j1/model.pt");
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("evaluates  j1/model.pt\n"));
+  EXPECT_THAT(text, Not(HasSubstr("strategy")));
+}
+
 }  // namespace
 }  // namespace tl::client

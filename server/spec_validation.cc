@@ -459,6 +459,55 @@ absl::Status CheckTraining(JobSpec& spec) {
   return CheckTrainingRecipe(training);
 }
 
+// An evaluation job needs a finished model and one labelled folder; the
+// model's own model.json decides the preprocessing and the class names.
+absl::Status CheckEvaluation(JobSpec& spec, const SpecContext& context) {
+  tl::v1::EvaluateSpec& evaluate = *spec.mutable_evaluate();
+  std::string field = "evaluate.model_path";
+  if (!evaluate.from_job().empty()) {
+    field = "evaluate.from_job";
+    absl::StatusOr<Job> source = context.find_job(evaluate.from_job());
+    if (!source.ok()) {
+      return Invalid(field, absl::StrCat("\"", evaluate.from_job(), "\" is not a known job"));
+    }
+    if (source->state() != Job::SUCCEEDED || source->result().model_path().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, ": job ", evaluate.from_job(), " is ",
+                       Job::State_Name(source->state()), "; only a SUCCEEDED job has a model"));
+    }
+    evaluate.set_model_path(source->result().model_path());
+  } else if (evaluate.model_path().empty()) {
+    return Invalid("evaluate", "names no model: set evaluate.model_path or evaluate.from_job");
+  }
+  absl::StatusOr<ConfinedPath> model = ConfinePath(context.artifact_root, evaluate.model_path(), field);
+  if (!model.ok()) return model.status();
+  fs::path info = model->absolute;
+  info.replace_extension(".json");
+  if (!fs::is_regular_file(model->absolute)) {
+    return Invalid(field, absl::StrCat("model ", model->absolute, " does not exist"));
+  }
+  if (!fs::is_regular_file(info)) {
+    return Invalid(field, absl::StrCat("model ", model->absolute, " has no ",
+                                       info.filename().string(), " beside it"));
+  }
+  evaluate.set_model_path(model->relative);
+  tl::v1::DatasetSpec& dataset = *spec.mutable_dataset();
+  const bool on_test = !dataset.test_dir().empty();
+  if (!on_test && dataset.train_dir().empty()) {
+    return Invalid("dataset.test_dir", "is missing: an evaluation job needs a labelled folder");
+  }
+  absl::StatusOr<std::string> folder =
+      on_test ? CheckImageFolder("dataset.test_dir", dataset.test_dir(), 1, context)
+              : CheckImageFolder("dataset.train_dir", dataset.train_dir(), 1, context);
+  if (!folder.ok()) return folder.status();
+  if (on_test) {
+    dataset.set_test_dir(*folder);
+  } else {
+    dataset.set_train_dir(*folder);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
@@ -499,6 +548,11 @@ absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecCont
   if (spec.training().precision() == TrainingSpec::BF16 && device != "cuda") {
     return Invalid("training.precision",
                    "BF16 runs on CUDA only: set resources.device to \"cuda\"");
+  }
+  if (spec.has_evaluate()) {
+    status = CheckEvaluation(spec, context);
+    if (!status.ok()) return status;
+    return spec;
   }
   status = CheckBackbone(spec, context);
   if (!status.ok()) return status;

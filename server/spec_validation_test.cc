@@ -635,6 +635,71 @@ TEST_F(SpecValidationTest, BackboneFromSucceededJobIsResolvedUnderTheArtifactRoo
   EXPECT_THAT(Validate(submitted), InvalidField("backbone.from_job", "is gone"));
 }
 
+// An evaluation job: a model of a finished job on a labelled folder.
+JobSpec EvaluationSpec() {
+  JobSpec spec;
+  spec.mutable_evaluate()->set_model_path("jobs/src/model.pt");
+  spec.mutable_dataset()->set_test_dir("flowers/val");
+  return spec;
+}
+
+TEST_F(SpecValidationTest, EvaluationNeedsNoBackboneAndKeepsItsModelAndFolder) {
+  WriteFile(artifact_root_ / "jobs/src/model.pt", "torchscript");
+  WriteFile(artifact_root_ / "jobs/src/model.json", "{}");
+  JobSpec submitted = EvaluationSpec();
+  submitted.mutable_dataset()->set_test_dir("./flowers//val");
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.evaluate().model_path(), "jobs/src/model.pt");
+  EXPECT_EQ(spec.dataset().test_dir(), "flowers/val");
+  EXPECT_FALSE(spec.has_backbone());
+  // Without a test_dir the training folder is evaluated.
+  submitted.mutable_dataset()->clear_test_dir();
+  submitted.mutable_dataset()->set_train_dir("single");
+  EXPECT_THAT(Validate(submitted), IsOk());
+}
+
+TEST_F(SpecValidationTest, EvaluationFromJobTakesThatJobsModel) {
+  WriteFile(artifact_root_ / "jobs/src/model.pt", "torchscript");
+  WriteFile(artifact_root_ / "jobs/src/model.json", "{}");
+  Job source;
+  source.set_id("src");
+  source.set_state(Job::SUCCEEDED);
+  source.mutable_result()->set_model_path("jobs/src/model.pt");
+  jobs_["src"] = source;
+  JobSpec submitted = EvaluationSpec();
+  submitted.mutable_evaluate()->clear_model_path();
+  submitted.mutable_evaluate()->set_from_job("src");
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.evaluate().model_path(), "jobs/src/model.pt");
+  EXPECT_EQ(spec.evaluate().from_job(), "src");
+
+  submitted.mutable_evaluate()->set_from_job("nosuchjob");
+  EXPECT_THAT(Validate(submitted), InvalidField("evaluate.from_job", "nosuchjob"));
+  jobs_["src"].set_state(Job::RUNNING);
+  submitted.mutable_evaluate()->set_from_job("src");
+  EXPECT_THAT(Validate(submitted), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                            HasSubstr("evaluate.from_job")));
+}
+
+TEST_F(SpecValidationTest, EvaluationWithoutModelOrFolderIsRefusedNamingTheField) {
+  JobSpec spec = EvaluationSpec();
+  // model.pt does not exist yet.
+  EXPECT_THAT(Validate(spec), InvalidField("evaluate.model_path", "does not exist"));
+  WriteFile(artifact_root_ / "jobs/src/model.pt", "torchscript");
+  // Nor does model.json.
+  EXPECT_THAT(Validate(spec), InvalidField("evaluate.model_path", "model.json"));
+  WriteFile(artifact_root_ / "jobs/src/model.json", "{}");
+  spec.mutable_evaluate()->set_model_path("../outside/evil.pt");
+  EXPECT_THAT(Validate(spec), InvalidField("evaluate.model_path", "\"..\""));
+  spec.mutable_evaluate()->clear_model_path();
+  EXPECT_THAT(Validate(spec), InvalidField("evaluate", "names no model"));
+  spec = EvaluationSpec();
+  spec.mutable_dataset()->clear_test_dir();
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.test_dir", "is missing"));
+  spec.mutable_dataset()->set_test_dir("texts");
+  EXPECT_THAT(Validate(spec), InvalidField("dataset.test_dir", "0 class folder(s)"));
+}
+
 TEST(HasImageExtensionTest, KnowsCommonImageTypesInAnyCase) {
   using ::tl::HasImageExtension;
   EXPECT_TRUE(HasImageExtension("a.png"));

@@ -257,5 +257,47 @@ TEST(EndToEndTest, TlctlSubmitWatchPrintsEpochsAndExitStatusFollowsTheJob) {
   EXPECT_NE(list_output.find("SUCCEEDED"), std::string::npos) << list_output;
 }
 
+TEST(EndToEndTest, ReportsReachTlctlAndAnEvaluationJobRerunsTheModel) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartWorker("w1");
+  cluster.WriteImages("exam", {{"red", {0, 0, 255}}, {"green", {0, 255, 0}}, {"blue", {255, 0, 0}}});
+  JobSpec training = TinySpec(2);
+  training.mutable_dataset()->set_test_dir("exam");
+  const Job trained = Submit(cluster, training);
+  WatchToEnd(cluster, trained.id());
+  const Job finished = Get(cluster, trained.id());
+  ASSERT_EQ(finished.state(), Job::SUCCEEDED) << finished.error();
+  ASSERT_TRUE(finished.result().has_test_report());
+  EXPECT_EQ(finished.result().test_report().images(), 18);
+
+  // tlctl reads the report from the job record.
+  auto [status, output] = RunToEnd(
+      {TLCTL_PATH, "--server=" + cluster.address(), "report", trained.id()},
+      cluster.path("report.log"));
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("validation: "), std::string::npos) << output;
+  EXPECT_NE(output.find("test: 18 images"), std::string::npos) << output;
+  EXPECT_NE(output.find("confusion matrix"), std::string::npos) << output;
+  EXPECT_NE(output.find("green"), std::string::npos) << output;
+
+  // The same model on the same images as an evaluation job: same figures.
+  JobSpec evaluation;
+  evaluation.mutable_evaluate()->set_from_job(trained.id());
+  evaluation.mutable_dataset()->set_test_dir("exam");
+  evaluation.mutable_training()->set_threads(1);
+  const Job evaluating = Submit(cluster, evaluation);
+  EXPECT_EQ(evaluating.spec().evaluate().model_path(), finished.result().model_path());
+  WatchToEnd(cluster, evaluating.id());
+  const Job evaluated = Get(cluster, evaluating.id());
+  ASSERT_EQ(evaluated.state(), Job::SUCCEEDED) << evaluated.error();
+  EXPECT_TRUE(evaluated.result().model_path().empty());
+  EXPECT_EQ(evaluated.result().test_report().images(), 18);
+  EXPECT_DOUBLE_EQ(evaluated.result().test_report().accuracy(),
+                   finished.result().test_report().accuracy());
+  EXPECT_TRUE(fs::is_regular_file(cluster.artifact_root() + "/" +
+                                  evaluated.result().confusion_matrix_path()));
+}
+
 }  // namespace
 }  // namespace tl

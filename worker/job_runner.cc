@@ -217,6 +217,7 @@ class ReportingObserver : public engine::ImageJobObserver {
 
 absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment& assignment,
                                                        const WorkerSettings& settings) {
+  if (assignment.spec().has_evaluate()) return EvaluationConfigFor(assignment, settings);
   const tl::v1::JobSpec& spec = assignment.spec();
   engine::ImageJobConfig config;
   // The scheduler checked these paths against its roots; the worker checks

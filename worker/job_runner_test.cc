@@ -565,6 +565,38 @@ TEST_F(JobRunnerTest, EvaluationReportsTravelInTheResult) {
   EXPECT_DOUBLE_EQ(result.final_metrics().val_weighted_f1(), result.val_report().weighted_f1());
 }
 
+TEST_F(JobRunnerTest, EvaluationJobReportsTheExportedModelOnAFolder) {
+  const JobFinished trained = FinishedOf(Run(MakeAssignment(TrainingSpec::FULL)));
+  ASSERT_EQ(trained.outcome(), JobFinished::SUCCEEDED) << trained.error();
+
+  Assignment assignment;
+  assignment.set_job_id("job-2");
+  assignment.set_attempt(1);
+  assignment.set_output_dir("jobs/job-2");
+  tl::v1::JobSpec& spec = *assignment.mutable_spec();
+  spec.mutable_evaluate()->set_model_path(trained.result().model_path());
+  spec.mutable_dataset()->set_test_dir("fruit/val");
+  spec.mutable_training()->set_batch_size(4);
+  spec.mutable_training()->set_threads(1);
+  const JobFinished finished = FinishedOf(Run(assignment));
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  const tl::v1::JobResult& result = finished.result();
+  EXPECT_THAT(result.model_path(), IsEmpty());
+  EXPECT_FALSE(result.has_final_metrics());
+  EXPECT_FALSE(result.has_val_report());
+  EXPECT_EQ(result.report_path(), "jobs/job-2/report.json");
+  EXPECT_TRUE(fs::is_regular_file(artifact_root_ + "/" + result.confusion_matrix_path()));
+  ASSERT_TRUE(result.has_test_report());
+  // The training job validated this model on these very images.
+  EXPECT_EQ(result.test_report().images(), trained.result().val_report().images());
+  EXPECT_DOUBLE_EQ(result.test_report().accuracy(), trained.result().val_report().accuracy());
+  EXPECT_THAT(result.dataset().class_names(), ElementsAre("apple", "banana", "cherry"));
+
+  spec.mutable_evaluate()->set_model_path("../elsewhere/model.pt");
+  EXPECT_THAT(EngineConfigFor(assignment, Settings()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("evaluate.model_path")));
+}
+
 INSTANTIATE_TEST_SUITE_P(Strategies, JobRunnerStrategyTest,
                          ::testing::Values(TrainingSpec::FEATURE_EXTRACTION,
                                            TrainingSpec::FINE_TUNE),

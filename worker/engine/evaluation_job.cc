@@ -1,10 +1,16 @@
 #include "worker/engine/evaluation_job.h"
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "worker/engine/confusion_matrix_image.h"
 #include "worker/engine/errors.h"
+#include "worker/engine/predictor.h"
 
 namespace tl::engine {
 
@@ -62,6 +68,41 @@ ReportFiles WriteReportFiles(const std::vector<EvaluationReport>& reports,
   WriteReportJson(files.report_path, reports);
   DrawConfusionMatrix(reports.back(), files.confusion_matrix_path);
   return files;
+}
+
+ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& observer) {
+  const auto start = std::chrono::steady_clock::now();
+  if (config.batch_size < 1) throw InvalidArgument("training.batch_size must be positive");
+  if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(config.threads > 0 ? config.threads : cores);
+  Predictor predictor(config.evaluate_model_path, config.train.device);
+  const std::vector<std::string>& class_names = predictor.info().class_names;
+  const bool on_test = !config.test_dir.empty();
+  const std::string& dir = on_test ? config.test_dir : config.train_dir;
+  const std::string field = on_test ? "dataset.test_dir" : "dataset.train_dir";
+  std::vector<ImageSample> samples = SamplesLabelledByName(dir, field, class_names);
+
+  ImageJobResult result;
+  result.dataset.class_names = class_names;
+  observer.OnDataset(result.dataset);
+  ImageFolderSourceOptions options;
+  options.batch_size = config.batch_size;
+  options.threads = config.loader_threads > 0 ? config.loader_threads : std::clamp(cores / 2, 1, 4);
+  const auto num_classes = static_cast<int64_t>(class_names.size());
+  const auto evaluate = [&](BatchSource& source) {
+    return EvaluateLogits(source, /*epoch=*/0, num_classes,
+                          [&](const torch::Tensor& images) { return predictor.Logits(images); });
+  };
+  result.reports.push_back(EvaluateImages(std::move(samples), predictor.info().preprocessing,
+                                          options, class_names, evaluate, "test", dir, field,
+                                          [&observer] { return observer.StopRequested(); }));
+  std::filesystem::create_directories(config.output_dir);
+  const ReportFiles files = WriteReportFiles(result.reports, config.output_dir);
+  result.report_path = files.report_path;
+  result.confusion_matrix_path = files.confusion_matrix_path;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
 }
 
 }  // namespace tl::engine

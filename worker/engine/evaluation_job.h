@@ -9,6 +9,7 @@
 
 #include "worker/engine/evaluation_report.h"
 #include "worker/engine/image_folder.h"
+#include "worker/engine/image_job.h"
 
 namespace tl::engine {
 
@@ -40,5 +41,13 @@ struct ReportFiles {
 // set when there is one), since that is the figure people judge a model by.
 ReportFiles WriteReportFiles(const std::vector<EvaluationReport>& reports,
                              const std::string& output_dir);
+
+// An evaluation job (config.evaluate_model_path set): the exported model
+// classifies the labelled images of config.test_dir (else train_dir), with
+// its own preprocessing and class names; report.json and
+// confusion_matrix.png go to output_dir. The result holds the model's class
+// names (no training or validation images), one report ("test") and the
+// report files; no model and no epochs. Throws as RunImageJob does.
+ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& observer);
 
 }  // namespace tl::engine

@@ -15,6 +15,7 @@
 #include "worker/engine/image_job.h"
 #include "worker/engine/testing/class_images.h"
 #include "worker/engine/testing/tiny_backbone.h"
+#include "worker/engine/testing/tiny_model.h"
 
 namespace tl::engine {
 namespace {
@@ -135,6 +136,75 @@ TEST_F(FinalEvaluationTest, TestClassUnknownToTheModelIsNamed) {
     EXPECT_EQ(error.kind(), ErrorKind::kInvalidArgument);
     EXPECT_NE(std::string(error.what()).find("dataset.test_dir"), std::string::npos) << error.what();
     EXPECT_NE(std::string(error.what()).find("durian"), std::string::npos) << error.what();
+  }
+}
+
+class EvaluationJobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trained_ = testing::TrainTinyModel(temp_.path());
+    config_.evaluate_model_path = trained_.model_path;
+    config_.test_dir = temp_.Sub("val");
+    config_.batch_size = 4;
+    config_.threads = 1;
+    config_.loader_threads = 1;
+    config_.output_dir = temp_.Sub("evaluation");
+  }
+
+  TempDir temp_;
+  ImageJobResult trained_;
+  ImageJobConfig config_;
+  ImageJobObserver observer_;
+};
+
+TEST_F(EvaluationJobTest, ExportedModelOnTheValidationFolderMatchesTheTrainingJobsReport) {
+  const ImageJobResult result = RunImageJob(config_, observer_);
+  EXPECT_TRUE(result.epochs.empty());
+  EXPECT_TRUE(result.model_path.empty());
+  EXPECT_EQ(result.dataset.class_names, testing::TinyModelClasses());
+  ASSERT_EQ(result.reports.size(), 1u);
+  const EvaluationReport& evaluated = result.reports[0];
+  // The same model on the same images through the same preprocessing: the
+  // exported file must see what the trainer saw.
+  ASSERT_FALSE(trained_.reports.empty());
+  const EvaluationReport& trained = trained_.reports[0];
+  EXPECT_EQ(evaluated.split, "test");
+  EXPECT_EQ(evaluated.images, trained.images);
+  EXPECT_EQ(evaluated.confusion, trained.confusion);
+  EXPECT_DOUBLE_EQ(evaluated.accuracy, trained.accuracy);
+  EXPECT_NEAR(evaluated.loss, trained.loss, 1e-5);
+  EXPECT_TRUE(fs::is_regular_file(result.report_path));
+  EXPECT_TRUE(fs::is_regular_file(result.confusion_matrix_path));
+  EXPECT_TRUE(ReadJson(result.report_path).contains("test"));
+}
+
+TEST_F(EvaluationJobTest, WithoutTestDirTheTrainingFolderIsEvaluated) {
+  config_.test_dir.clear();
+  config_.train_dir = temp_.Sub("train");
+  const ImageJobResult result = RunImageJob(config_, observer_);
+  ASSERT_EQ(result.reports.size(), 1u);
+  EXPECT_EQ(result.reports[0].images, 3 * 12);
+}
+
+TEST_F(EvaluationJobTest, BadModelOrFolderIsNamed) {
+  testing::WriteClassFolder(temp_.Sub("strange"), {"apple", "durian"}, 1);
+  config_.test_dir = temp_.Sub("strange");
+  try {
+    RunImageJob(config_, observer_);
+    ADD_FAILURE() << "a class the model does not know was accepted";
+  } catch (const EngineError& error) {
+    EXPECT_NE(std::string(error.what()).find("dataset.test_dir"), std::string::npos)
+        << error.what();
+  }
+  config_.test_dir = temp_.Sub("val");
+  config_.evaluate_model_path = temp_.Sub("gone/model.pt");
+  try {
+    RunImageJob(config_, observer_);
+    ADD_FAILURE() << "a missing model was accepted";
+  } catch (const EngineError& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(std::string(error.what()).find(config_.evaluate_model_path), std::string::npos)
+        << error.what();
   }
 }
 

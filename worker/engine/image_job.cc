@@ -265,6 +265,7 @@ void CheckExport(TransferModel& model, const std::string& model_path, BatchSourc
 int DefaultResizeSize(int image_size) { return std::max(image_size, image_size * 8 / 7); }
 
 ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& observer) {
+  if (!config.evaluate_model_path.empty()) return RunEvaluationJob(config, observer);
   const Clock::time_point start = Clock::now();
   CheckConfig(config);
   // LibTorch starts with one intra-op thread here; that halves throughput on

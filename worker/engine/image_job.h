@@ -45,6 +45,10 @@ struct ImageJobConfig {
   // Stops training when a validation metric stalls and exports the best
   // epoch's weights; needs validation images.
   EarlyStoppingOptions early_stopping;
+  // Set: an evaluation job. This exported model (model.json beside it) runs
+  // on test_dir, else train_dir; nothing trains, and of the settings above
+  // only batch_size, threads, loader_threads and train.device apply.
+  std::string evaluate_model_path;
   std::string output_dir;     // created if missing
   std::string provenance;     // recorded in the exported backbone's manifest
 };
