@@ -252,6 +252,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
       ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir");
   if (!output.ok()) return output.status();
   config.output_dir = output->absolute;
+  config.feature_cache_dir = (fs::path(settings.artifact_root) / "feature_cache").string();
 
   config.val_fraction = spec.dataset().val_fraction();
   config.image_size = spec.preprocessing().image_size();

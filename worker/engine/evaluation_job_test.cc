@@ -42,8 +42,7 @@ int CountColour(const cv::Mat& image, const cv::Vec3b& colour) {
 class FinalEvaluationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    fs::create_directories(temp_.Sub("backbones"));
-    config_.backbone_path = testing::WriteTinyBackbone(temp_.Sub("backbones"));
+    config_ = testing::TinyJobConfig(temp_.path());
     testing::WriteClassFolder(temp_.Sub("train"), kClasses, 8);
     testing::WriteClassFolder(temp_.Sub("val"), kClasses, 2);
     // The test set holds two of the three classes, in other numbers.
@@ -52,16 +51,9 @@ class FinalEvaluationTest : public ::testing::Test {
     for (int i = 0; i < 5; ++i) {
       testing::WriteClassImage(temp_.Sub("test/cherry/c" + std::to_string(i) + ".png"), 2, i);
     }
-    config_.train_dir = temp_.Sub("train");
-    config_.val_dir = temp_.Sub("val");
     config_.test_dir = temp_.Sub("test");
     config_.batch_size = 4;
-    config_.threads = 1;
-    config_.loader_threads = 1;
-    config_.train.strategy = Strategy::kFull;
     config_.train.epochs = 3;
-    config_.train.learning_rate = 0.05;
-    config_.output_dir = temp_.Sub("out");
   }
 
   TempDir temp_;

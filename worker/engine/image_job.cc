@@ -15,6 +15,7 @@
 #include "worker/engine/dataset_check.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/evaluation_job.h"
+#include "worker/engine/feature_cache.h"
 #include "worker/engine/image_folder.h"
 
 namespace tl::engine {
@@ -334,6 +335,11 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   FindDuplicates(split.train, split.val, decode_threads, stop_requested,
                  [&data_root](const std::string& path) { return DisplayPath(data_root, path); },
                  check);
+  // The feature cache keys on the splits' files, so they are kept for it.
+  const bool cache_features = FeatureCacheApplies(
+      config.train.strategy, train_options.random_hflip || config.augmentation.any(),
+      config.train.channels_last);
+  const SplitData kept_split = cache_features ? split : SplitData{};
   ImageFolderSource train_source(std::move(split.train), preprocessing, train_options);
   ImageFolderSource val_source(std::move(split.val), preprocessing, val_options);
   // Decoding everything first, on every core, keeps it from competing with
@@ -364,8 +370,18 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
                                       TrainOrigin(config), done, config.early_stopping);
   // A job paused in the epoch that early stopping ended has nothing left to train.
   if (!checkpointing.TrainingDone()) {
-    trainer.Run(train_source, val_source.size() > 0 ? &val_source : nullptr, checkpointing,
-                result.first_epoch_run);
+    std::optional<FeatureTraining> features;
+    if (cache_features && result.first_epoch_run <= config.train.epochs) {
+      features.emplace(model, kept_split.train, kept_split.val,
+                       FeatureTraining::Options{config.feature_cache_dir, config.backbone_path,
+                                                preprocessing, val_options, config.batch_size,
+                                                config.seed, trainer.device()});
+      result.features_cached = true;
+      result.features_from_disk = features->from_disk();
+    }
+    trainer.Run(features ? features->train() : train_source,
+                features ? features->validation() : (val_source.size() > 0 ? &val_source : nullptr),
+                checkpointing, result.first_epoch_run);
   }
   result.epochs = checkpointing.done();
   const EarlyStopping& early_stopping = checkpointing.early_stopping();

@@ -49,6 +49,10 @@ struct ImageJobConfig {
   // on test_dir, else train_dir; nothing trains, and of the settings above
   // only batch_size, threads, loader_threads and train.device apply.
   std::string evaluate_model_path;
+  // Where FEATURE_EXTRACTION jobs without random augmentation keep the
+  // frozen backbone's features for later epochs, retries and jobs; empty:
+  // in memory for this job only.
+  std::string feature_cache_dir;
   std::string output_dir;     // created if missing
   std::string provenance;     // recorded in the exported backbone's manifest
 };
@@ -80,6 +84,10 @@ struct ImageJobResult {
   std::vector<EvaluationReport> reports;
   std::string report_path;
   std::string confusion_matrix_path;
+  // The head trained on cached backbone features (feature_cache.h), and
+  // they came from feature_cache_dir rather than a pass over the images.
+  bool features_cached = false;
+  bool features_from_disk = false;
   double seconds = 0;
 };
 

@@ -201,9 +201,16 @@ void TransferModel::SetTraining(bool training) {
 
 void TransferModel::To(const torch::Device& device) { classifier_.to(device); }
 
+torch::Tensor TransferModel::Features(const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  return backbone().forward({images}).toTensor().flatten(1);
+}
+
 torch::Tensor TransferModel::Forward(const torch::Tensor& images) {
   torch::Tensor features;
-  if (backbone_frozen_) {
+  if (feature_input_) {
+    features = images;
+  } else if (backbone_frozen_) {
     torch::NoGradGuard no_grad;
     features = backbone().forward({images}).toTensor();
   } else {

@@ -49,6 +49,11 @@ class TransferModel {
 
   // Logits [N, num_classes]. A fully frozen backbone runs without autograd.
   torch::Tensor Forward(const torch::Tensor& images);
+  // Flattened backbone features [N, feature_dim] of images, without autograd.
+  torch::Tensor Features(const torch::Tensor& images);
+  // While on, Forward takes Features' output instead of images and applies
+  // the head alone: a frozen backbone's head trains on cached features.
+  void SetFeatureInput(bool on) { feature_input_ = on; }
 
   std::vector<torch::Tensor> HeadParameters() const;
   // Backbone parameters that train under the configured strategy.
@@ -79,6 +84,7 @@ class TransferModel {
   // Submodules held in eval mode because nothing in them trains.
   std::vector<torch::jit::Module> frozen_modules_;
   bool backbone_frozen_ = false;
+  bool feature_input_ = false;
 };
 
 }  // namespace tl::engine

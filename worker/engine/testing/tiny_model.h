@@ -18,12 +18,10 @@ inline const std::vector<std::string>& TinyModelClasses() {
   return classes;
 }
 
-// A job on dir/train (and dir/val) writing into dir/model; returns its result
-// (model_path is dir/model/model.pt).
-inline ImageJobResult TrainTinyModel(const std::string& dir) {
+// A quick job on dir/train and dir/val (the caller writes them) from the
+// tiny backbone, written to dir/backbones; its output goes to dir/model.
+inline ImageJobConfig TinyJobConfig(const std::string& dir) {
   std::filesystem::create_directories(dir + "/backbones");
-  WriteClassFolder(dir + "/train", TinyModelClasses(), 12);
-  WriteClassFolder(dir + "/val", TinyModelClasses(), 2);
   ImageJobConfig config;
   config.backbone_path = WriteTinyBackbone(dir + "/backbones");
   config.train_dir = dir + "/train";
@@ -36,8 +34,16 @@ inline ImageJobResult TrainTinyModel(const std::string& dir) {
   config.train.learning_rate = 0.01;
   config.train.backbone_lr_scale = 1.0;
   config.output_dir = dir + "/model";
+  return config;
+}
+
+// Trains TinyJobConfig(dir) on 12 training and 2 validation images per
+// class; returns its result (model_path is dir/model/model.pt).
+inline ImageJobResult TrainTinyModel(const std::string& dir) {
+  WriteClassFolder(dir + "/train", TinyModelClasses(), 12);
+  WriteClassFolder(dir + "/val", TinyModelClasses(), 2);
   ImageJobObserver observer;
-  return RunImageJob(config, observer);
+  return RunImageJob(TinyJobConfig(dir), observer);
 }
 
 }  // namespace tl::engine::testing

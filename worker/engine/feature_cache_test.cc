@@ -1,0 +1,175 @@
+// The feature cache of FEATURE_EXTRACTION jobs: its key, the features it
+// holds, its reuse by a later job, and what it saves (printed, not asserted).
+#include "worker/engine/feature_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "common/testing/temp_dir.h"
+#include "worker/engine/errors.h"
+#include "worker/engine/image_job.h"
+#include "worker/engine/testing/class_images.h"
+#include "worker/engine/testing/tiny_backbone.h"
+#include "worker/engine/testing/tiny_model.h"
+
+namespace tl::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using ::tl::testing::TempDir;
+using ::tl::testing::WriteFile;
+
+const std::vector<std::string> kClasses = {"apple", "banana", "cherry"};
+
+std::vector<std::string> FilesIn(const std::string& dir) {
+  std::vector<std::string> files;
+  if (!fs::exists(dir)) return files;
+  for (const auto& entry : fs::directory_iterator(dir)) files.push_back(entry.path().string());
+  return files;
+}
+
+TEST(FeatureCacheTest, AppliesOnlyToAFrozenBackboneWithoutRandomInput) {
+  EXPECT_TRUE(FeatureCacheApplies(Strategy::kFeatureExtraction, false, false));
+  EXPECT_FALSE(FeatureCacheApplies(Strategy::kFeatureExtraction, true, false));
+  EXPECT_FALSE(FeatureCacheApplies(Strategy::kFeatureExtraction, false, true));
+  EXPECT_FALSE(FeatureCacheApplies(Strategy::kFineTune, false, false));
+  EXPECT_FALSE(FeatureCacheApplies(Strategy::kFull, false, false));
+}
+
+TEST(FeatureCacheTest, KeyFollowsEveryInputItDependsOn) {
+  TempDir temp;
+  WriteFile(temp.Sub("a.png"), "one");
+  WriteFile(temp.Sub("b.png"), "two");
+  EXPECT_EQ(FileDigest(temp.Sub("a.png")), FileDigest(temp.Sub("a.png")));
+  EXPECT_NE(FileDigest(temp.Sub("a.png")), FileDigest(temp.Sub("b.png")));
+  EXPECT_THROW(FileDigest(temp.Sub("missing.png")), EngineError);
+
+  Preprocessing preprocessing{/*resize_size=*/9, /*crop_size=*/8, {0.5f, 0.5f, 0.5f},
+                              {0.25f, 0.25f, 0.25f}};
+  const std::vector<ImageSample> samples = {{temp.Sub("a.png"), 0}, {temp.Sub("b.png"), 1}};
+  const std::string key = FeatureCacheKey("backbone1", preprocessing, samples);
+  EXPECT_EQ(key, FeatureCacheKey("backbone1", preprocessing, samples));
+  EXPECT_NE(key, FeatureCacheKey("backbone2", preprocessing, samples));
+  Preprocessing larger = preprocessing;
+  larger.crop_size = 9;
+  EXPECT_NE(key, FeatureCacheKey("backbone1", larger, samples));
+  std::vector<ImageSample> relabelled = samples;
+  relabelled[1].label = 0;
+  EXPECT_NE(key, FeatureCacheKey("backbone1", preprocessing, relabelled));
+  // Same path, new bytes: a new key.
+  WriteFile(temp.Sub("b.png"), "changed");
+  EXPECT_NE(key, FeatureCacheKey("backbone1", preprocessing, samples));
+}
+
+class FeatureCacheJobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = testing::TinyJobConfig(temp_.path());
+    testing::WriteClassFolder(temp_.Sub("train"), kClasses, 10);
+    testing::WriteClassFolder(temp_.Sub("val"), kClasses, 3);
+    config_.horizontal_flip = false;
+    config_.batch_size = 5;
+    config_.train.strategy = Strategy::kFeatureExtraction;
+    config_.train.epochs = 3;
+    config_.train.learning_rate = 0.05;
+    config_.feature_cache_dir = temp_.Sub("feature_cache");
+  }
+
+  ImageJobResult Run(const std::string& name) {
+    config_.output_dir = temp_.Sub(name);
+    ImageJobObserver observer;
+    return RunImageJob(config_, observer);
+  }
+
+  TempDir temp_;
+  ImageJobConfig config_;
+};
+
+TEST_F(FeatureCacheJobTest, ALaterJobReusesTheFeaturesAndTrainsAlike) {
+  const ImageJobResult first = Run("first");
+  EXPECT_TRUE(first.features_cached);
+  EXPECT_FALSE(first.features_from_disk);
+  const std::vector<std::string> files = FilesIn(config_.feature_cache_dir);
+  ASSERT_EQ(files.size(), 2u) << "one file per split";
+
+  const ImageJobResult second = Run("second");
+  EXPECT_TRUE(second.features_cached);
+  EXPECT_TRUE(second.features_from_disk);
+  EXPECT_EQ(FilesIn(config_.feature_cache_dir).size(), 2u);
+  ASSERT_EQ(first.epochs.size(), second.epochs.size());
+  for (size_t i = 0; i < first.epochs.size(); ++i) {
+    EXPECT_EQ(first.epochs[i].train_loss, second.epochs[i].train_loss) << "epoch " << i + 1;
+    EXPECT_EQ(first.epochs[i].val_accuracy, second.epochs[i].val_accuracy) << "epoch " << i + 1;
+  }
+  // The exported model classifies images, not features: the job checked it
+  // against the trained one, and its final report ran on images.
+  ASSERT_FALSE(second.reports.empty());
+  EXPECT_DOUBLE_EQ(second.reports[0].accuracy, second.epochs.back().val_accuracy);
+}
+
+TEST_F(FeatureCacheJobTest, CachedFeaturesAreTheBackbonesFeaturesOfTheImages) {
+  Run("job");
+  // The training split's file holds 30 rows, in the folder's sorted order.
+  std::vector<torch::Tensor> saved;
+  for (const std::string& file : FilesIn(config_.feature_cache_dir)) {
+    std::vector<torch::Tensor> tensors;
+    torch::load(tensors, file);
+    if (tensors.at(0).size(0) == 30) saved = tensors;
+  }
+  ASSERT_EQ(saved.size(), 2u);
+  ASSERT_EQ(saved[0].size(1), testing::kTinyFeatureDim);
+  const ImageFolderIndex index = ScanImageFolder(config_.train_dir);
+  const Preprocessing preprocessing{DefaultResizeSize(testing::kTinyInputSize),
+                                    testing::kTinyInputSize, testing::TinyManifest().mean,
+                                    testing::TinyManifest().std};
+  torch::jit::Module backbone = torch::jit::load(config_.backbone_path);
+  backbone.eval();
+  for (size_t i : {size_t{0}, size_t{17}, size_t{29}}) {
+    torch::Tensor image = torch::empty({1, 3, testing::kTinyInputSize, testing::kTinyInputSize});
+    ASSERT_TRUE(LoadImage(index.samples[i].path, preprocessing, false, image.data_ptr<float>()));
+    const torch::Tensor expected = backbone.forward({image}).toTensor().flatten(1)[0];
+    EXPECT_TRUE(torch::allclose(saved[0][i], expected, 1e-5, 1e-6)) << "row " << i;
+    EXPECT_EQ(saved[1][i].item<int64_t>(), index.samples[i].label) << "row " << i;
+  }
+}
+
+TEST_F(FeatureCacheJobTest, RandomFlipsOrATrainableBackboneTrainOnImages) {
+  config_.horizontal_flip = true;
+  EXPECT_FALSE(Run("flipped").features_cached);
+  config_.horizontal_flip = false;
+  config_.train.strategy = Strategy::kFineTune;
+  EXPECT_FALSE(Run("fine_tuned").features_cached);
+  EXPECT_TRUE(FilesIn(config_.feature_cache_dir).empty());
+}
+
+// Figures for people (no timing asserts: the machine is shared). The same
+// frozen-backbone job at a size where the backbone costs something, with
+// flips (images every epoch) and without (features once).
+TEST_F(FeatureCacheJobTest, EpochTimesWithAndWithoutTheCache) {
+  config_.image_size = 64;
+  config_.train.epochs = 4;
+  config_.horizontal_flip = true;
+  const ImageJobResult images = Run("images");
+  config_.horizontal_flip = false;
+  const ImageJobResult computed = Run("computed");
+  const ImageJobResult loaded = Run("loaded");
+  ASSERT_TRUE(computed.features_cached && !computed.features_from_disk);
+  ASSERT_TRUE(loaded.features_from_disk);
+  const auto later_epochs = [](const ImageJobResult& result) {
+    double seconds = 0;
+    for (size_t i = 1; i < result.epochs.size(); ++i) seconds += result.epochs[i].seconds;
+    return seconds / static_cast<double>(result.epochs.size() - 1);
+  };
+  std::cout << "feature cache, 30 training + 9 validation images at 64 px, tiny backbone:\n"
+            << "  images every epoch:   mean epoch " << later_epochs(images) << " s, job "
+            << images.seconds << " s\n"
+            << "  features computed:    mean epoch " << later_epochs(computed) << " s, job "
+            << computed.seconds << " s\n"
+            << "  features from disk:   mean epoch " << later_epochs(loaded) << " s, job "
+            << loaded.seconds << " s\n";
+}
+
+}  // namespace
+}  // namespace tl::engine
