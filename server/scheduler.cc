@@ -949,17 +949,18 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
   const Job::State previous = active->job.state();
   if (previous == Job::ASSIGNED) active->job.set_state(Job::RUNNING);  // its JobStarted was lost
   // An epoch sent again after a reconnect may arrive after later ones.
-  if (report.metrics().epoch() >= active->job.epoch()) {
+  const bool newest = report.metrics().epoch() >= active->job.epoch();
+  if (newest) {
     active->job.set_epoch(report.metrics().epoch());
     *active->job.mutable_result()->mutable_final_metrics() = report.metrics();
+    // Gauges before the event goes out: whoever hears of the epoch can scrape it at once.
+    metrics_.EpochFinished(report.job_id(), report.metrics());
   }
   // The epoch row, its event and the job's new row in one transaction.
   if (!Persist(*active, previous, &report.metrics()).ok()) {
     LogError("cannot store epoch ", report.metrics().epoch(), " of job ", report.job_id());
     *active = before;
-    return;
   }
-  metrics_.EpochFinished(report.job_id(), report.metrics());
 }
 
 bool Scheduler::IsStoredEpoch(const tl::v1::EpochReport& report) {
