@@ -294,6 +294,28 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   preprocessing.mean = manifest.mean;
   preprocessing.std = manifest.std;
 
+  // AUTO: the probe chooses the strategy, and the job runs again as if the
+  // spec had named it (the scan is repeated; it is cheap next to training).
+  if (config.auto_strategy.enabled) {
+    AutoProbeJob probe{config.backbone_path, manifest, split.class_names.size(),
+                       split.train, preprocessing, config.train, config.batch_size,
+                       config.threads > 0 ? config.threads : HardwareThreads(),
+                       config.loader_threads > 0 ? config.loader_threads : 1,
+                       [&observer] { return observer.StopRequested(); }};
+    probe.train_options.seed = config.seed;
+    const AutoDecision decision =
+        DecideOrReuseStrategy(probe, config.auto_strategy, config.output_dir);
+    observer.OnAutoStrategy(decision);
+    ImageJobConfig chosen = config;
+    chosen.auto_strategy.enabled = false;
+    ApplyAutoDecision(decision, config.auto_strategy, chosen.train);
+    ImageJobResult result = RunImageJob(chosen, observer);
+    AddAutoDecisionToMetrics(result.metrics_path, decision);
+    result.auto_decision = decision;
+    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return result;
+  }
+
   const int loader_threads =
       config.loader_threads > 0 ? config.loader_threads : std::clamp(HardwareThreads() / 2, 1, 4);
   ImageFolderSourceOptions train_options;

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "worker/engine/augmentation.h"
+#include "worker/engine/auto_strategy.h"
 #include "worker/engine/dataset_check.h"
 #include "worker/engine/early_stopping.h"
 #include "worker/engine/evaluation_report.h"
@@ -49,6 +51,9 @@ struct ImageJobConfig {
   // on test_dir, else train_dir; nothing trains, and of the settings above
   // only batch_size, threads, loader_threads and train.device apply.
   std::string evaluate_model_path;
+  // AUTO: a probe on the training split chooses train.strategy (and its
+  // defaults) before training; see auto_strategy.h.
+  AutoStrategyOptions auto_strategy;
   // Where FEATURE_EXTRACTION jobs without random augmentation keep the
   // frozen backbone's features for later epochs, retries and jobs; empty:
   // in memory for this job only.
@@ -88,6 +93,8 @@ struct ImageJobResult {
   // they came from feature_cache_dir rather than a pass over the images.
   bool features_cached = false;
   bool features_from_disk = false;
+  // AUTO jobs: the strategy chosen and the evidence.
+  std::optional<AutoDecision> auto_decision;
   double seconds = 0;
 };
 
@@ -95,6 +102,9 @@ class ImageJobObserver : public TrainObserver {
  public:
   // Called once the data is scanned and split, before training starts.
   virtual void OnDataset(const DatasetInfo& dataset) {}
+  // AUTO jobs: called once the strategy is chosen (or read back), before
+  // the dataset is checked.
+  virtual void OnAutoStrategy(const AutoDecision& decision) {}
 };
 
 // Throws EngineError: kInvalidArgument for a job that cannot work as given
