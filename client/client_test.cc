@@ -300,6 +300,22 @@ TEST(JobDetailsTest, ShowsEverythingAFinishedJobHas) {
   EXPECT_THAT(text, Not(HasSubstr("cancel requested")));
 }
 
+TEST(JobDetailsTest, ShowsWhatAnAutoJobChoseAndWhy) {
+  Job job = FinishedJob();
+  EXPECT_THAT(JobDetails(job), Not(HasSubstr("auto ")));
+  tl::v1::AutoStrategyDecision& decision = *job.mutable_result()->mutable_auto_strategy();
+  decision.set_chosen(tl::v1::TrainingSpec::FEATURE_EXTRACTION);
+  decision.set_probed(true);
+  decision.set_feature_extraction_accuracy(0.875);
+  decision.set_fine_tune_accuracy(0.9);
+  decision.set_probe_holdout_images(24);
+  decision.set_reason("fine-tuning gained 2.5 points");
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("auto       FEATURE_EXTRACTION: frozen head 0.8750, fine-tune "
+                              "0.9000 on 24 held-out images\n"));
+  EXPECT_THAT(text, HasSubstr("fine-tuning gained 2.5 points\n"));
+}
+
 TEST(JobDetailsTest, ShowsTheErrorOfAFailedJobAndOmitsTheMissingResult) {
   Job job;
   job.set_id("job-7");

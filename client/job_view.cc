@@ -128,6 +128,17 @@ std::string JobDetails(const tl::v1::Job& job) {
                     "\n");
     absl::StrAppend(&text, DatasetCheckLines(result.dataset()));
   }
+  if (result.has_auto_strategy()) {
+    const tl::v1::AutoStrategyDecision& decision = result.auto_strategy();
+    absl::StrAppend(&text, "auto       ", tl::v1::TrainingSpec::Strategy_Name(decision.chosen()),
+                    decision.probed()
+                        ? absl::StrFormat(": frozen head %.4f, fine-tune %.4f on %d held-out images",
+                                          decision.feature_extraction_accuracy(),
+                                          decision.fine_tune_accuracy(),
+                                          decision.probe_holdout_images())
+                        : "",
+                    "\n           ", decision.reason(), "\n");
+  }
   if (result.has_final_metrics()) {
     const tl::v1::EpochMetrics& m = result.final_metrics();
     absl::StrAppend(&text, "metrics    ",

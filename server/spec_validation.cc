@@ -417,20 +417,23 @@ absl::Status CheckTraining(JobSpec& spec) {
   if (training.optimizer() == TrainingSpec::OPTIMIZER_UNSPECIFIED) {
     training.set_optimizer(TrainingSpec::ADAM);
   }
-  if (training.strategy() == TrainingSpec::FINE_TUNE) {
+  // AUTO may choose FINE_TUNE, so its unfreeze_groups is kept for that.
+  if (training.strategy() == TrainingSpec::FINE_TUNE ||
+      training.strategy() == TrainingSpec::AUTO) {
     if (!training.has_unfreeze_groups()) training.set_unfreeze_groups(1);
     absl::Status status =
         CheckRange("training.unfreeze_groups", training.unfreeze_groups(), 1, 64);
     if (!status.ok()) return status;
   } else if (training.has_unfreeze_groups()) {
-    return Invalid("training.unfreeze_groups", "applies to the FINE_TUNE strategy only");
+    return Invalid("training.unfreeze_groups", "applies to the FINE_TUNE and AUTO strategies only");
   }
   if (!training.has_epochs()) training.set_epochs(10);
   if (!training.has_batch_size()) training.set_batch_size(32);
   if (!training.has_learning_rate()) {
     training.set_learning_rate(training.optimizer() == TrainingSpec::SGD ? 0.01 : 0.001);
   }
-  if (!training.has_backbone_lr_scale()) {
+  // Under AUTO an unset scale stays unset: the chosen strategy's default applies.
+  if (!training.has_backbone_lr_scale() && training.strategy() != TrainingSpec::AUTO) {
     training.set_backbone_lr_scale(training.strategy() == TrainingSpec::FULL ? 1.0 : 0.1);
   }
   if (!training.has_momentum()) training.set_momentum(0.9);

@@ -193,6 +193,27 @@ TEST_F(SpecValidationTest, FullTrainingScalesTheBackboneRateByOne) {
   EXPECT_FALSE(spec.training().has_unfreeze_groups());
 }
 
+TEST_F(SpecValidationTest, AutoKeepsUnfreezeGroupsAndLeavesTheBackboneRateToItsChoice) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_strategy(TrainingSpec::AUTO);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_EQ(spec.training().strategy(), TrainingSpec::AUTO);
+  // For FINE_TUNE, should the probe choose it.
+  EXPECT_EQ(spec.training().unfreeze_groups(), 1);
+  // 0.1 for FINE_TUNE, 1 for FULL: the worker fills it in once it has chosen.
+  EXPECT_FALSE(spec.training().has_backbone_lr_scale());
+
+  submitted.mutable_training()->set_backbone_lr_scale(0.5);
+  submitted.mutable_training()->set_unfreeze_groups(2);
+  ASSERT_OK_AND_ASSIGN(spec, Validate(submitted));
+  EXPECT_DOUBLE_EQ(spec.training().backbone_lr_scale(), 0.5);
+  EXPECT_EQ(spec.training().unfreeze_groups(), 2);
+
+  // Staged unfreezing is FINE_TUNE's alone: AUTO may not choose it.
+  submitted.mutable_training()->set_head_only_epochs(1);
+  EXPECT_THAT(Validate(submitted), InvalidField("training.head_only_epochs", "FINE_TUNE"));
+}
+
 TEST_F(SpecValidationTest, PathsAreNormalizedRelativeToTheDataRoot) {
   JobSpec submitted = MinimalSpec();
   submitted.mutable_backbone()->set_path((data_root_ / "backbones/./resnet.pt").string());

@@ -30,6 +30,7 @@ engine::Strategy StrategyOf(TrainingSpec::Strategy strategy) {
       return engine::Strategy::kFeatureExtraction;
     case TrainingSpec::FULL:
       return engine::Strategy::kFull;
+    // AUTO: the engine's probe replaces this (auto_strategy.enabled).
     default:
       return engine::Strategy::kFineTune;
   }
@@ -122,6 +123,31 @@ tl::v1::EpochMetrics ToProto(const engine::EpochStats& stats, int attempt) {
   return metrics;
 }
 
+tl::v1::AutoStrategyDecision ToProto(const engine::AutoDecision& decision) {
+  tl::v1::AutoStrategyDecision out;
+  switch (decision.strategy) {
+    case engine::Strategy::kFeatureExtraction:
+      out.set_chosen(TrainingSpec::FEATURE_EXTRACTION);
+      break;
+    case engine::Strategy::kFineTune:
+      out.set_chosen(TrainingSpec::FINE_TUNE);
+      break;
+    case engine::Strategy::kFull:
+      out.set_chosen(TrainingSpec::FULL);
+      break;
+  }
+  const engine::AutoProbeFigures& figures = decision.figures;
+  out.set_feature_extraction_accuracy(figures.feature_extraction_accuracy);
+  out.set_fine_tune_accuracy(figures.fine_tune_accuracy);
+  out.set_images_per_class(figures.images_per_class);
+  out.set_probe_train_images(figures.probe_train_images);
+  out.set_probe_holdout_images(figures.probe_holdout_images);
+  out.set_reason(decision.reason);
+  out.set_probe_seconds(decision.seconds);
+  out.set_probed(decision.probed);
+  return out;
+}
+
 tl::v1::DatasetSummary ToProto(const engine::DatasetInfo& dataset) {
   tl::v1::DatasetSummary summary;
   summary.mutable_class_names()->Add(dataset.class_names.begin(), dataset.class_names.end());
@@ -169,6 +195,10 @@ class ReportingObserver : public engine::ImageJobObserver {
                       absl::SixDigits(dataset.check.imbalance_ratio), ", ",
                       dataset.check.duplicate_images,
                       " validation images duplicate training images"));
+  }
+
+  void OnAutoStrategy(const engine::AutoDecision& decision) override {
+    log_(engine::DescribeAutoDecision(decision));
   }
 
   void OnBatch(const engine::BatchProgress& progress) override {
@@ -272,6 +302,10 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.train.optimizer = OptimizerOf(training.optimizer());
   config.train.learning_rate = training.learning_rate();
   config.train.backbone_lr_scale = training.backbone_lr_scale();
+  config.auto_strategy.enabled = training.strategy() == TrainingSpec::AUTO;
+  if (training.has_backbone_lr_scale()) {
+    config.auto_strategy.backbone_lr_scale = training.backbone_lr_scale();
+  }
   config.train.momentum = training.momentum();
   config.train.nesterov = training.nesterov();
   config.train.weight_decay = training.weight_decay();
@@ -365,6 +399,7 @@ void JobRunner::Run() {
       SetReports(result.reports, out);
       out.set_best_epoch(result.best_epoch);
       out.set_stopped_early(result.stopped_early);
+      if (result.auto_decision) *out.mutable_auto_strategy() = ToProto(*result.auto_decision);
     } catch (const engine::EngineError& error) {
       switch (error.kind()) {
         case engine::ErrorKind::kCancelled:

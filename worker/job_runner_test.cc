@@ -702,6 +702,30 @@ TEST_F(JobRunnerTest, LogLinesTellTheJobsStory) {
   EXPECT_EQ(log_lines_[4], "SUCCEEDED");
 }
 
+TEST_F(JobRunnerTest, AutoStrategyReportsItsChoiceInResultAndLog) {
+  Assignment assignment = MakeAssignment(TrainingSpec::AUTO);
+  assignment.mutable_spec()->mutable_training()->clear_backbone_lr_scale();
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_TRUE(config.auto_strategy.enabled);
+  EXPECT_FALSE(config.auto_strategy.backbone_lr_scale.has_value());
+
+  const JobFinished finished = FinishedOf(Run(assignment));
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  ASSERT_TRUE(finished.result().has_auto_strategy());
+  const tl::v1::AutoStrategyDecision& decision = finished.result().auto_strategy();
+  EXPECT_TRUE(decision.probed());
+  EXPECT_NE(decision.chosen(), TrainingSpec::AUTO);
+  EXPECT_NE(decision.chosen(), TrainingSpec::STRATEGY_UNSPECIFIED);
+  EXPECT_DOUBLE_EQ(decision.images_per_class(), kTrainPerClass);
+  EXPECT_GT(decision.probe_holdout_images(), 0);
+  EXPECT_FALSE(decision.reason().empty());
+  const std::string chosen = TrainingSpec::Strategy_Name(decision.chosen());
+  EXPECT_THAT(log_lines_, ::testing::Contains(AllOf(StartsWith("auto strategy: " + chosen),
+                                                     HasSubstr(decision.reason()))));
+  std::ifstream metrics(artifact_root_ + "/" + finished.result().metrics_path());
+  EXPECT_EQ(nlohmann::json::parse(metrics)["auto_strategy"]["strategy"], chosen);
+}
+
 TEST_F(JobRunnerTest, DestroyingARunningRunnerCancelsItAndJoins) {
   // Epochs take milliseconds here; a thousand of them take seconds, far longer
   // than the destructor needs to be reached once the job has started.
