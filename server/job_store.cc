@@ -709,6 +709,23 @@ absl::Status JobStore::PutEpoch(const std::string& job_id, const EpochMetrics& m
   });
 }
 
+absl::StatusOr<std::optional<EpochMetrics>> JobStore::GetEpoch(const std::string& job_id,
+                                                               int epoch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get epoch", [&]() -> absl::StatusOr<std::optional<EpochMetrics>> {
+    Reused query =
+        Prepare(statements_, *db_, "SELECT metrics FROM epochs WHERE job_id = ? AND epoch = ?");
+    query.bind(1, job_id);
+    query.bind(2, epoch);
+    if (!query.executeStep()) return std::optional<EpochMetrics>();
+    EpochMetrics metrics;
+    if (!ParseBlob(query.getColumn(0), &metrics)) {
+      return absl::InternalError(absl::StrCat("job ", job_id, " has corrupt epoch metrics"));
+    }
+    return std::optional<EpochMetrics>(std::move(metrics));
+  });
+}
+
 absl::StatusOr<std::vector<EpochMetrics>> JobStore::GetEpochs(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("get epochs", [&]() -> absl::StatusOr<std::vector<EpochMetrics>> {

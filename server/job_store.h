@@ -98,6 +98,10 @@ class JobStore {
   // epoch is stored once.
   absl::Status PutEpoch(const std::string& job_id, const tl::v1::EpochMetrics& metrics);
 
+  // One stored epoch of the job; nullopt when that epoch is not stored.
+  absl::StatusOr<std::optional<tl::v1::EpochMetrics>> GetEpoch(const std::string& job_id,
+                                                               int epoch);
+
   // The job's stored epochs, in epoch order.
   absl::StatusOr<std::vector<tl::v1::EpochMetrics>> GetEpochs(const std::string& job_id);
 

@@ -465,6 +465,11 @@ TEST_F(JobStoreV2Test, CommitStoresRowEpochAndEventsTogether) {
   EXPECT_EQ(stored.pending_reason(), "");
   ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(job.id()));
   ASSERT_THAT(epochs, SizeIs(1));
+  ASSERT_OK_AND_ASSIGN(std::optional<tl::v1::EpochMetrics> one, store_->GetEpoch(job.id(), 1));
+  ASSERT_TRUE(one.has_value());
+  EXPECT_DOUBLE_EQ(one->train_loss(), 0.5);
+  ASSERT_OK_AND_ASSIGN(std::optional<tl::v1::EpochMetrics> two, store_->GetEpoch(job.id(), 2));
+  EXPECT_FALSE(two.has_value());
   ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::JobEvent> after_one, store_->GetEvents(job.id(), 1));
   ASSERT_THAT(after_one, SizeIs(2));
   EXPECT_TRUE(after_one[0].has_epoch());

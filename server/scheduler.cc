@@ -23,6 +23,44 @@ constexpr size_t kMaxRequestIdLength = 128;
 // Log lines one GetJobLogs call reads from the store before following.
 constexpr int kMaxLogLinesReplayed = 100000;
 
+// Watchers and log followers, by job id.
+template <typename Subscriber>
+using Subscribers = std::map<std::string, std::vector<std::shared_ptr<Subscriber>>>;
+
+// Hands something to each subscriber of a job through `deliver`, which says whether the
+// subscriber took it. One that has gone away is dropped here rather than by its stream, so
+// that streams never need the scheduler's lock.
+template <typename Subscriber, typename Deliver>
+void DeliverOrDrop(Subscribers<Subscriber>& by_job, const std::string& job_id, Deliver deliver) {
+  auto it = by_job.find(job_id);
+  if (it == by_job.end()) return;
+  std::vector<std::shared_ptr<Subscriber>>& list = it->second;
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [&](const std::shared_ptr<Subscriber>& subscriber) {
+                              return !deliver(*subscriber);
+                            }),
+             list.end());
+  if (list.empty()) by_job.erase(it);
+}
+
+// The job has ended: its subscribers are finished and forgotten.
+template <typename Subscriber>
+void FinishAll(Subscribers<Subscriber>& by_job, const std::string& job_id) {
+  auto it = by_job.find(job_id);
+  if (it == by_job.end()) return;
+  for (const std::shared_ptr<Subscriber>& subscriber : it->second) subscriber->Finish();
+  by_job.erase(it);
+}
+
+// The server goes away: every subscriber is told to come back, and forgotten.
+template <typename Subscriber>
+void InterruptAll(Subscribers<Subscriber>& by_job) {
+  for (auto& [job_id, list] : by_job) {
+    for (const std::shared_ptr<Subscriber>& subscriber : list) subscriber->Interrupt();
+  }
+  by_job.clear();
+}
+
 bool Waiting(Job::State state) { return state == Job::QUEUED || state == Job::PAUSED; }
 bool HoldsWorker(Job::State state) { return state == Job::ASSIGNED || state == Job::RUNNING; }
 
@@ -99,14 +137,8 @@ void Scheduler::BeginDrain() {
     std::lock_guard<std::mutex> lock(mutex_);
     draining_ = true;
     LogInfo("draining: no new assignments");
-    for (auto& [job_id, list] : watchers_) {
-      for (const std::shared_ptr<JobWatcher>& watcher : list) watcher->Interrupt();
-    }
-    watchers_.clear();
-    for (auto& [job_id, list] : log_followers_) {
-      for (const std::shared_ptr<LogFollower>& follower : list) follower->Interrupt();
-    }
-    log_followers_.clear();
+    InterruptAll(watchers_);
+    InterruptAll(log_followers_);
     for (const auto& [session, worker] : workers_) connections.push_back(worker.connection);
   }
   // Outside the lock: a stream's teardown takes it.
@@ -181,24 +213,7 @@ void Scheduler::CountStateChange(const std::string& owner, Job::State from, Job:
 }
 
 void Scheduler::Notify(const std::string& job_id, const JobEvent& event) {
-  auto it = watchers_.find(job_id);
-  if (it == watchers_.end()) return;
-  std::vector<std::shared_ptr<JobWatcher>>& list = it->second;
-  // A watcher that has gone away is dropped here rather than by its stream,
-  // so that streams never need the scheduler's lock.
-  list.erase(std::remove_if(list.begin(), list.end(),
-                            [&](const std::shared_ptr<JobWatcher>& watcher) {
-                              return !watcher->Deliver(event);
-                            }),
-             list.end());
-  if (list.empty()) watchers_.erase(it);
-}
-
-void Scheduler::FinishWatchers(const std::string& job_id) {
-  auto it = watchers_.find(job_id);
-  if (it == watchers_.end()) return;
-  for (const std::shared_ptr<JobWatcher>& watcher : it->second) watcher->Finish();
-  watchers_.erase(it);
+  DeliverOrDrop(watchers_, job_id, [&](JobWatcher& watcher) { return watcher.Deliver(event); });
 }
 
 absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner,
@@ -337,6 +352,18 @@ absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Princ
   return job;
 }
 
+absl::StatusOr<Scheduler::ActiveJob*> Scheduler::UnendedJob(const std::string& job_id,
+                                                             const Principal& caller) {
+  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
+  if (!visible.ok()) return visible.status();
+  auto it = active_.find(job_id);
+  if (it == active_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " has already ended (", Job::State_Name(visible->state()), ")"));
+  }
+  return &it->second;
+}
+
 absl::StatusOr<Job> Scheduler::GetJob(const std::string& job_id, const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
   return VisibleJob(job_id, caller);
@@ -368,14 +395,9 @@ absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>
 absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason,
                                           const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
-  if (!visible.ok()) return visible.status();
-  auto it = active_.find(job_id);
-  if (it == active_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " has already ended (", Job::State_Name(visible->state()), ")"));
-  }
-  ActiveJob& active = it->second;
+  absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
+  if (!found.ok()) return found.status();
+  ActiveJob& active = **found;
   const std::string why = reason.empty() ? "cancelled on request" : reason;
   if (!HoldsWorker(active.job.state()) || active.session == 0) {
     // Nobody runs it: it ends now.
@@ -404,14 +426,9 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
 
 absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
-  if (!visible.ok()) return visible.status();
-  auto it = active_.find(job_id);
-  if (it == active_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " has already ended (", Job::State_Name(visible->state()), ")"));
-  }
-  ActiveJob& active = it->second;
+  absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
+  if (!found.ok()) return found.status();
+  ActiveJob& active = **found;
   if (active.job.state() == Job::PAUSED || active.job.pause_requested()) return active.job;
   if (active.job.cancel_requested()) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is being cancelled"));
@@ -508,13 +525,6 @@ absl::Status Scheduler::GetJobLogs(const std::string& job_id, int64_t after_sequ
   return absl::OkStatus();
 }
 
-void Scheduler::FinishLogFollowers(const std::string& job_id) {
-  auto it = log_followers_.find(job_id);
-  if (it == log_followers_.end()) return;
-  for (const std::shared_ptr<LogFollower>& follower : it->second) follower->Finish();
-  log_followers_.erase(it);
-}
-
 void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& error) {
   const Job::State previous = active.job.state();
   Job& job = active.job;
@@ -532,8 +542,8 @@ void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& e
   LogInfo("job ", job.id(), " ", Job::State_Name(state), error.empty() ? "" : ": ", error);
   const std::string id = job.id();
   const int64_t session = active.session;
-  FinishWatchers(id);
-  FinishLogFollowers(id);
+  FinishAll(watchers_, id);
+  FinishAll(log_followers_, id);
   active_.erase(id);
   if (session != 0) ReleaseWorker(session);
 }
@@ -964,15 +974,13 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
 }
 
 bool Scheduler::IsStoredEpoch(const tl::v1::EpochReport& report) {
-  absl::StatusOr<std::vector<tl::v1::EpochMetrics>> stored = store_.GetEpochs(report.job_id());
-  if (!stored.ok()) return false;
-  for (tl::v1::EpochMetrics metrics : *stored) {
-    if (metrics.epoch() != report.metrics().epoch()) continue;
-    // The attempt that reports it differs; every figure must not.
-    metrics.set_attempt(report.metrics().attempt());
-    return metrics.SerializeAsString() == report.metrics().SerializeAsString();
-  }
-  return false;
+  absl::StatusOr<std::optional<tl::v1::EpochMetrics>> stored =
+      store_.GetEpoch(report.job_id(), report.metrics().epoch());
+  if (!stored.ok() || !stored->has_value()) return false;
+  tl::v1::EpochMetrics metrics = **stored;
+  // The attempt that reports it differs; every figure must not.
+  metrics.set_attempt(report.metrics().attempt());
+  return metrics.SerializeAsString() == report.metrics().SerializeAsString();
 }
 
 void Scheduler::OnProgress(int64_t session, const tl::v1::ProgressReport& report) {
@@ -1045,18 +1053,12 @@ void Scheduler::OnLog(int64_t session, const tl::v1::JobLog& log) {
     LogError("cannot store log lines of job ", log.job_id(), ": ", stored.status().ToString());
     return;
   }
-  auto it = log_followers_.find(log.job_id());
-  if (it == log_followers_.end()) return;
-  std::vector<std::shared_ptr<LogFollower>>& followers = it->second;
-  followers.erase(std::remove_if(followers.begin(), followers.end(),
-                                 [&](const std::shared_ptr<LogFollower>& follower) {
-                                   for (const tl::v1::LogLine& line : *stored) {
-                                     if (!follower->Deliver(line)) return true;
-                                   }
-                                   return false;
-                                 }),
-                  followers.end());
-  if (followers.empty()) log_followers_.erase(it);
+  DeliverOrDrop(log_followers_, log.job_id(), [&](LogFollower& follower) {
+    for (const tl::v1::LogLine& line : *stored) {
+      if (!follower.Deliver(line)) return false;
+    }
+    return true;
+  });
 }
 
 }  // namespace tl::server

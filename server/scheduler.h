@@ -185,7 +185,6 @@ class Scheduler {
   absl::Status Persist(ActiveJob& active, tl::v1::Job::State previous_state,
                        const tl::v1::EpochMetrics* epoch = nullptr);
   void Notify(const std::string& job_id, const tl::v1::JobEvent& event);
-  void FinishWatchers(const std::string& job_id);
   void CountStateChange(const std::string& owner, tl::v1::Job::State from, tl::v1::Job::State to);
   void EndJob(ActiveJob& active, tl::v1::Job::State state, const std::string& error);
   // Back to the queue (or to PAUSED when a pause was asked for). A failure
@@ -200,6 +199,8 @@ class Scheduler {
   std::string PendingReason(const ActiveJob& active) const;
   // The job, if `caller` may act on it: an active one from memory, else from the store.
   absl::StatusOr<tl::v1::Job> VisibleJob(const std::string& job_id, const Principal& caller);
+  // VisibleJob's active job, to change; FAILED_PRECONDITION once it has ended.
+  absl::StatusOr<ActiveJob*> UnendedJob(const std::string& job_id, const Principal& caller);
   absl::Status Assign(ActiveJob& active, int64_t session, WorkerState& worker);
   void ReleaseWorker(int64_t session);
   // The job a worker message is about, if this session holds that attempt.
@@ -211,7 +212,6 @@ class Scheduler {
   void OnProgress(int64_t session, const tl::v1::ProgressReport& report);
   void OnFinished(int64_t session, const tl::v1::JobFinished& finished);
   void OnLog(int64_t session, const tl::v1::JobLog& log);
-  void FinishLogFollowers(const std::string& job_id);
   void AdoptHeldJob(int64_t session, WorkerState& worker);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
