@@ -38,7 +38,7 @@ using ::tl::v1::LogLine;
 
 // Bump together with a migration in CreateOrCheckSchema; files written by a newer binary are
 // refused rather than misread.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 // How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kMaxPageSize = 1000;
@@ -107,11 +107,17 @@ CREATE TABLE logs (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 3: data-parallel gangs. The workers of a job's current attempt, by rank, as a
+// serialized Job holding only replica_worker_ids.
+constexpr char kSchemaV3Sql[] = R"sql(
+ALTER TABLE jobs ADD COLUMN replicas BLOB;
+)sql";
+
 // Every job query selects these columns, in the order of JobColumn.
 constexpr char kJobColumns[] =
     "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
     "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
-    "failures, last_event_sequence";
+    "failures, last_event_sequence, replicas";
 enum JobColumn : int {
   kSeqColumn,
   kIdColumn,
@@ -132,16 +138,17 @@ enum JobColumn : int {
   kPauseRequestedColumn,
   kFailuresColumn,
   kLastEventSequenceColumn,
+  kReplicasColumn,
 };
 
 // INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
 constexpr char kInsertJobSql[] = R"sql(
 INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
                   create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
-                  request_id, pause_requested, failures, last_event_sequence)
+                  request_id, pause_requested, failures, last_event_sequence, replicas)
 VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
         :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
-        :request_id, :pause_requested, :failures, :last_event_sequence)
+        :request_id, :pause_requested, :failures, :last_event_sequence, :replicas)
 ON CONFLICT (id) DO NOTHING
 )sql";
 constexpr char kUpdateJobSql[] = R"sql(
@@ -150,7 +157,8 @@ UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = 
                 error = :error, create_time_us = :create_time_us, start_time_us = :start_time_us,
                 end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
                 result = :result, request_id = :request_id, pause_requested = :pause_requested,
-                failures = :failures, last_event_sequence = :last_event_sequence
+                failures = :failures, last_event_sequence = :last_event_sequence,
+                replicas = :replicas
 WHERE id = :id
 )sql";
 constexpr char kPutEpochSql[] = R"sql(
@@ -219,6 +227,13 @@ void BindJobColumns(const Job& job, SQLite::Statement& statement) {
   statement.bind(":pause_requested", job.pause_requested() ? 1 : 0);
   statement.bind(":failures", job.failures());
   statement.bind(":last_event_sequence", static_cast<int64_t>(job.last_event_sequence()));
+  if (job.replica_worker_ids_size() > 0) {
+    Job replicas;
+    *replicas.mutable_replica_worker_ids() = job.replica_worker_ids();
+    BindBlob(statement, ":replicas", replicas.SerializeAsString());
+  } else {
+    statement.bind(":replicas");  // NULL
+  }
 }
 
 // The job row as stored: pending_reason is the scheduler's live view, not state.
@@ -310,6 +325,14 @@ absl::StatusOr<Job> RowToJob(const SQLite::Statement& row) {
   if (!ParseBlob(row.getColumn(kSpecColumn), job.mutable_spec()) ||
       (!result.isNull() && !ParseBlob(result, job.mutable_result()))) {
     return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt spec or result"));
+  }
+  const SQLite::Column replicas = row.getColumn(kReplicasColumn);
+  if (!replicas.isNull()) {
+    Job stored;
+    if (!ParseBlob(replicas, &stored)) {
+      return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt replica list"));
+    }
+    *job.mutable_replica_worker_ids() = stored.replica_worker_ids();
   }
   return job;
 }
@@ -414,12 +437,14 @@ absl::Status CreateOrCheckSchema(SQLite::Database& db) {
   SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
   const int version = db.execAndGet("PRAGMA user_version").getInt();
   if (version == kSchemaVersion) return absl::OkStatus();
-  if (version != 0 && version != 1) {
+  if (version < 0 || version > kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         "schema version ", version, " is not supported (this build knows ", kSchemaVersion, ")"));
   }
   if (version == 0) db.exec(kCreateSchemaSql);
-  db.exec(kSchemaV2Sql);
+  if (version < 2) db.exec(kSchemaV2Sql);
+  db.exec(kSchemaV3Sql);
+  // After every column exists: it reads whole job rows.
   if (version == 1) AddSnapshotEvents(db);
   db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
   transaction.commit();

@@ -217,6 +217,25 @@ TEST_F(JobStoreTest, DataSurvivesReopening) {
   EXPECT_THAT(IdsOf(page.jobs), ElementsAre(newest.id(), ids[2], ids[1], ids[0]));
 }
 
+TEST_F(JobStoreTest, GangMembersSurviveReopeningAndClear) {
+  const std::vector<std::string> ids = CreateJobs(1);
+  ASSERT_THAT(ids, SizeIs(1));
+  ASSERT_OK_AND_ASSIGN(Job job, store_->GetJob(ids[0]));
+  job.set_state(Job::RUNNING);
+  job.add_replica_worker_ids("w1");
+  job.add_replica_worker_ids("w2");
+  ASSERT_THAT(store_->UpdateJob(job), IsOk());
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(Job reopened, store_->GetJob(ids[0]));
+  EXPECT_THAT(reopened.replica_worker_ids(), ElementsAre("w1", "w2"));
+
+  reopened.clear_replica_worker_ids();
+  ASSERT_THAT(store_->UpdateJob(reopened), IsOk());
+  ASSERT_OK_AND_ASSIGN(Job cleared, store_->GetJob(ids[0]));
+  EXPECT_THAT(cleared.replica_worker_ids(), IsEmpty());
+}
+
 TEST_F(JobStoreTest, WritesAreCommittedBeforeReturning) {
   // A second connection sees the write at once: nothing waits in a buffer of the first one.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobStore> other, JobStore::Open(path_));
@@ -234,14 +253,14 @@ TEST_F(JobStoreTest, RecordsSchemaVersionAndRefusesNewerOnes) {
   char version[4] = {};
   file.seekg(kUserVersionOffset);
   ASSERT_TRUE(file.read(version, sizeof(version)));
-  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 2));
+  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 3));
 
-  const char future_version[4] = {0, 0, 0, 3};
+  const char future_version[4] = {0, 0, 0, 4};
   file.seekp(kUserVersionOffset);
   ASSERT_TRUE(file.write(future_version, sizeof(future_version)));
   file.close();
   EXPECT_THAT(JobStore::Open(path_),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 3")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 4")));
 }
 
 TEST_F(JobStoreTest, ListPagesNewestFirstWithoutGapsOrDuplicates) {

@@ -420,6 +420,7 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
   message.mutable_cancel()->set_job_id(job_id);
   message.mutable_cancel()->set_reason(why);
   workers_.at(active.session).connection->Send(message);
+  SendToReplicas(active, message);
   LogInfo("job ", job_id, " cancel sent to worker ", active.job.worker_id());
   return active.job;
 }
@@ -455,6 +456,7 @@ absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Princip
     SchedulerMessage message;
     message.mutable_pause()->set_job_id(job_id);
     workers_.at(active.session).connection->Send(message);
+    SendToReplicas(active, message);
   }
   LogInfo("job ", job_id, " pause requested");
   return active.job;
@@ -542,6 +544,8 @@ void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& e
   LogInfo("job ", job.id(), " ", Job::State_Name(state), error.empty() ? "" : ": ", error);
   const std::string id = job.id();
   const int64_t session = active.session;
+  // A gang's other ranks end by themselves after a success; otherwise they are stopped.
+  ReleaseReplicas(active, /*cancel=*/state != Job::SUCCEEDED, error);
   FinishAll(watchers_, id);
   FinishAll(log_followers_, id);
   active_.erase(id);
@@ -568,6 +572,7 @@ void Scheduler::Requeue(ActiveJob& active, const std::string& why, bool counts_a
   active.job.set_pause_requested(false);
   active.job.set_failures(failures);
   active.job.set_worker_id("");
+  active.job.clear_replica_worker_ids();
   active.job.set_error(why);
   active.session = 0;
   active.orphaned_since = absl::InfinitePast();
@@ -575,6 +580,8 @@ void Scheduler::Requeue(ActiveJob& active, const std::string& why, bool counts_a
     active = before;  // still orphaned: the next lease check tries again
     return;
   }
+  // The next attempt gets a new gang; what is left of this one stops.
+  ReleaseReplicas(active, /*cancel=*/true, why);
   if (!pause) queue_.insert(KeyOf(active));
   if (before.session != 0) {
     // The worker that reported the failure is free; the caller dispatches.
@@ -599,6 +606,8 @@ void Scheduler::PauseStopped(ActiveJob& active) {
     return;
   }
   metrics_.RemoveJob(active.job.id());
+  // The other ranks paused at the same epoch (their process group agrees on it).
+  ReleaseReplicas(active, /*cancel=*/false, "paused");
   LogInfo("job ", active.job.id(), " paused after epoch ", active.job.epoch());
   ReleaseWorker(session);
 }
@@ -646,34 +655,58 @@ std::string Scheduler::PendingReason(const ActiveJob& active) const {
     if (std::get<2>(key) == active.job.id()) break;
     ++ahead;
   }
+  const int replicas = Replicas(active.job);
+  if (replicas > 1) {
+    const int suitable = CountSuitableWorkers(active.job);
+    if (suitable < replicas) {
+      return absl::StrCat("needs ", replicas, " workers at once that offer ",
+                          DescribeResources(active.job.spec().resources()),
+                          " and a replica address; ", suitable, " such worker(s) connected");
+    }
+    return absl::StrCat("waiting for ", replicas, " free workers at once (", ahead,
+                        " jobs ahead)");
+  }
   return absl::StrCat("waiting for a free worker (", ahead, " jobs ahead)");
 }
 
 void Scheduler::Dispatch() {
   if (draining_) return;
+  // Idle workers that a waiting data-parallel job holds back for itself: jobs behind it may
+  // not take them, so that a job needing several workers at once is not overtaken forever
+  // by smaller ones. Only while enough suitable workers are connected for it to start once
+  // the busy ones finish; otherwise it holds nothing back.
+  std::set<int64_t> held_back;
   for (auto key = queue_.begin(); key != queue_.end();) {
-    bool any_idle = false;
-    bool assigned = false;
     ActiveJob& active = active_.at(std::get<2>(*key));
     if (OwnerAtRunningLimit(active.job.owner())) {
       ++key;
       continue;
     }
+    const size_t replicas = static_cast<size_t>(Replicas(active.job));
+    std::vector<int64_t> chosen;
+    bool any_idle = false;
     for (auto& [session, worker] : workers_) {
-      if (!worker.job_id.empty() || worker.refusing) continue;
+      if (!worker.job_id.empty() || worker.busy_elsewhere || held_back.count(session)) continue;
       any_idle = true;
-      if (!WorkerFits(worker, active.job)) continue;
-      if (!Assign(active, session, worker).ok()) break;  // stays queued; the next job may go
-      key = queue_.erase(key);
-      assigned = true;
-      break;
+      if (!WorkerFits(worker, active.job) || (replicas > 1 && !CanJoin(worker))) continue;
+      chosen.push_back(session);
+      if (chosen.size() == replicas) break;
     }
     if (!any_idle) return;
-    if (!assigned) ++key;
+    if (chosen.size() == replicas && Assign(active, chosen).ok()) {
+      key = queue_.erase(key);
+      continue;
+    }
+    // Not enough free workers, or the store refused the assignment (it stays queued; the
+    // next job may go).
+    if (chosen.size() < replicas && CountSuitableWorkers(active.job) >= Replicas(active.job)) {
+      held_back.insert(chosen.begin(), chosen.end());
+    }
+    ++key;
   }
 }
 
-absl::Status Scheduler::Assign(ActiveJob& active, int64_t session, WorkerState& worker) {
+absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& sessions) {
   Job& job = active.job;
   tl::v1::Assignment assignment;
   assignment.set_job_id(job.id());
@@ -688,27 +721,44 @@ absl::Status Scheduler::Assign(ActiveJob& active, int64_t session, WorkerState& 
   } else {
     assignment.set_backbone_path(job.spec().backbone().path());
   }
+  const bool gang = sessions.size() > 1;
+  const WorkerState& rank_zero = workers_.at(sessions.front());
+  if (gang) {
+    assignment.set_replica_count(static_cast<int32_t>(sessions.size()));
+    assignment.set_rendezvous_host(rank_zero.hello.replica_address());
+    assignment.set_rendezvous_port(rank_zero.hello.rendezvous_port());
+    // A new prefix per attempt: keys a stopped gang left in a store never meet the next one.
+    assignment.set_rendezvous_key(absl::StrCat(job.id(), "/", assignment.attempt()));
+  }
 
   metrics_.JobAssigned(job);  // before Persist moves its update time
-  const Job::State previous = job.state();
+  const ActiveJob before = active;
   job.set_state(Job::ASSIGNED);
-  job.set_attempt(job.attempt() + 1);
-  job.set_worker_id(worker.hello.worker_id());
+  job.set_attempt(assignment.attempt());
+  job.set_worker_id(rank_zero.hello.worker_id());
   job.set_error("");
-  active.session = session;
-  if (absl::Status status = Persist(active, previous); !status.ok()) {
-    job.set_state(previous);
-    job.set_attempt(job.attempt() - 1);
-    job.set_worker_id("");
-    active.session = 0;
+  job.clear_replica_worker_ids();
+  if (gang) {
+    for (int64_t session : sessions) job.add_replica_worker_ids(workers_.at(session).hello.worker_id());
+  }
+  active.session = sessions.front();
+  active.replica_sessions = std::set<int64_t>(sessions.begin() + 1, sessions.end());
+  if (absl::Status status = Persist(active, before.job.state()); !status.ok()) {
+    active = before;
     return status;
   }
-  worker.job_id = job.id();
-  SchedulerMessage message;
-  *message.mutable_assignment() = std::move(assignment);
-  worker.connection->Send(message);
+  for (size_t rank = 0; rank < sessions.size(); ++rank) {
+    WorkerState& worker = workers_.at(sessions[rank]);
+    worker.job_id = job.id();
+    SchedulerMessage message;
+    *message.mutable_assignment() = assignment;
+    message.mutable_assignment()->set_replica_rank(static_cast<int32_t>(rank));
+    worker.connection->Send(message);
+  }
   UpdateWorkerMetrics();
-  LogInfo("job ", job.id(), " attempt ", job.attempt(), " assigned to ", worker.hello.worker_id());
+  LogInfo("job ", job.id(), " attempt ", job.attempt(), " assigned to ",
+          gang ? absl::StrCat(sessions.size(), " workers, rank 0 ") : "",
+          rank_zero.hello.worker_id());
   return absl::OkStatus();
 }
 
@@ -757,6 +807,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
         job->second.session = 0;
         job->second.orphaned_since = Now();
       }
+      ForgetReplicaSession(it->first, it->second.job_id);
     }
     replaced->push_back(it->second.connection);
     it = workers_.erase(it);
@@ -787,8 +838,10 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
   auto it = active_.find(hello.held_job_id());
   bool adopted = false;
   // A job that was paused meanwhile stays paused: the worker's copy stops.
-  if (it != active_.end() && it->second.job.attempt() == hello.held_attempt() &&
-      it->second.job.state() != Job::PAUSED) {
+  if (it != active_.end() && Replicas(it->second.job) > 1) {
+    adopted = RejoinGang(session, worker, it->second);
+  } else if (it != active_.end() && it->second.job.attempt() == hello.held_attempt() &&
+             it->second.job.state() != Job::PAUSED) {
     ActiveJob& active = it->second;
     const bool held_by_gone_or_same_worker =
         active.session == 0 || workers_.count(active.session) == 0 ||
@@ -851,6 +904,7 @@ void Scheduler::DisconnectWorker(int64_t session) {
       job->second.orphaned_since = Now();
       if (job->second.job.cancel_requested()) EndJob(job->second, Job::CANCELLED, job->second.job.error());
     }
+    ForgetReplicaSession(session, job_id);
   }
   UpdateWorkerMetrics();
 }
@@ -875,6 +929,7 @@ void Scheduler::CheckLeases(absl::Time now) {
           job->second.session = 0;
           job->second.orphaned_since = now - options_.lease_timeout;  // already a lease late
         }
+        ForgetReplicaSession(session, worker.job_id);
       }
       workers_.erase(session);
     }
@@ -993,15 +1048,19 @@ void Scheduler::OnProgress(int64_t session, const tl::v1::ProgressReport& report
 
 void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished) {
   WorkerState& worker = workers_.at(session);
-  if (finished.outcome() != tl::v1::JobFinished::REFUSED && worker.refusing) {
+  if (finished.outcome() != tl::v1::JobFinished::REFUSED && worker.busy_elsewhere) {
     // Whatever kept it busy has ended.
-    worker.refusing = false;
+    worker.busy_elsewhere = false;
     Dispatch();
   }
   ActiveJob* active = HeldJob(session, finished.job_id(), finished.attempt());
-  if (active == nullptr) return;
+  if (active == nullptr) {
+    ActiveJob* replica_of = ReplicaJob(session, finished.job_id(), finished.attempt());
+    if (replica_of != nullptr) OnReplicaFinished(session, *replica_of, finished);
+    return;
+  }
   if (finished.outcome() == tl::v1::JobFinished::REFUSED) {
-    worker.refusing = true;
+    worker.busy_elsewhere = true;
     worker.job_id.clear();
     active->job.set_attempt(active->job.attempt() - 1);  // this attempt never ran
     Requeue(*active, finished.error(), /*counts_as_failure=*/false);
@@ -1040,7 +1099,11 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
 }
 
 void Scheduler::OnLog(int64_t session, const tl::v1::JobLog& log) {
-  if (HeldJob(session, log.job_id(), log.attempt()) == nullptr) return;
+  // Every rank of a gang logs; only rank 0 reports epochs.
+  if (HeldJob(session, log.job_id(), log.attempt()) == nullptr &&
+      ReplicaJob(session, log.job_id(), log.attempt()) == nullptr) {
+    return;
+  }
   std::vector<tl::v1::LogLine> lines(log.lines().begin(), log.lines().end());
   const std::string& worker_id = workers_.at(session).hello.worker_id();
   for (tl::v1::LogLine& line : lines) {

@@ -9,6 +9,11 @@
 // A job whose worker goes silent past the lease, or whose trainer fails
 // for a retryable cause, goes back to QUEUED (up to max_attempts failures);
 // a worker that comes back holding its job keeps it.
+//
+// A data-parallel job (resources.replicas > 1) runs on a gang of workers
+// assigned together (scheduler_gang.cc): rank 0 holds the job as any
+// worker does, the other ranks only train. A rank that fails or is lost
+// stops the whole gang and the job goes back to the queue.
 #pragma once
 
 #include <condition_variable>
@@ -154,15 +159,19 @@ class Scheduler {
     int64_t queue_order = 0;  // submission order, for FIFO within a priority
     int64_t session = 0;      // the worker session holding it; 0 when none
     absl::Time orphaned_since = absl::InfinitePast();
+    // Data-parallel jobs: the sessions of ranks 1.. still training (rank
+    // 0's is `session`).
+    std::set<int64_t> replica_sessions;
   };
   struct WorkerState {
     tl::v1::WorkerHello hello;
     std::shared_ptr<WorkerConnection> connection;
     std::string job_id;  // empty when idle
     absl::Time last_seen;
-    // Refused an assignment because it was still busy: no new assignment
-    // until it reports the end of whatever it runs.
-    bool refusing = false;
+    // Runs something that is no longer its job: an attempt it refused
+    // because it was still busy, or a gang attempt that was stopped. No new
+    // assignment until it reports the end of whatever it runs.
+    bool busy_elsewhere = false;
   };
   // One SubmitJob waiting for its group commit.
   struct PendingSubmit {
@@ -195,13 +204,36 @@ class Scheduler {
   void CommitSubmits(const std::vector<PendingSubmit*>& batch);
   void Dispatch();
   bool WorkerFits(const WorkerState& worker, const tl::v1::Job& job) const;
+  // Sends each session its assignment; sessions[0] becomes rank 0.
+  absl::Status Assign(ActiveJob& active, const std::vector<int64_t>& sessions);
+
+  // --- Data-parallel gangs (scheduler_gang.cc) ---
+  static int Replicas(const tl::v1::Job& job);
+  // Whether the worker may train in a gang of `job` (it told where peers reach it).
+  static bool CanJoin(const WorkerState& worker);
+  // Connected workers, busy or not, that could take part in the job.
+  int CountSuitableWorkers(const tl::v1::Job& job) const;
+  // The gang job a non-zero rank's session trains in, if it trains in this attempt.
+  ActiveJob* ReplicaJob(int64_t session, const std::string& job_id, int attempt);
+  // The ranks > 0 still running are told to stop (cancel) or left to end
+  // by themselves; either way they take no new job until they report
+  // their end.
+  void ReleaseReplicas(ActiveJob& active, bool cancel, const std::string& why);
+  // Rank 0 likewise, when another rank ended the attempt.
+  void StopRankZero(ActiveJob& active, const std::string& why);
+  void SendToReplicas(const ActiveJob& active, const tl::v1::SchedulerMessage& message);
+  void OnReplicaFinished(int64_t session, ActiveJob& active, const tl::v1::JobFinished& finished);
+  // A rank > 0 whose stream is gone: out of the gang (its peers find out
+  // through their process group).
+  void ForgetReplicaSession(int64_t session, const std::string& job_id);
+  // Whether a reconnecting worker claims its place in the job's gang.
+  bool RejoinGang(int64_t session, WorkerState& worker, ActiveJob& active);
   bool OwnerAtRunningLimit(const std::string& owner) const;
   std::string PendingReason(const ActiveJob& active) const;
   // The job, if `caller` may act on it: an active one from memory, else from the store.
   absl::StatusOr<tl::v1::Job> VisibleJob(const std::string& job_id, const Principal& caller);
   // VisibleJob's active job, to change; FAILED_PRECONDITION once it has ended.
   absl::StatusOr<ActiveJob*> UnendedJob(const std::string& job_id, const Principal& caller);
-  absl::Status Assign(ActiveJob& active, int64_t session, WorkerState& worker);
   void ReleaseWorker(int64_t session);
   // The job a worker message is about, if this session holds that attempt.
   ActiveJob* HeldJob(int64_t session, const std::string& job_id, int attempt);

@@ -238,6 +238,14 @@ class SchedulerTest : public ::testing::Test {
     return job.ok() ? job->id() : "";
   }
 
+  FakeWorker ConnectHello(const tl::v1::WorkerHello& hello) {
+    FakeWorker worker{hello.worker_id(), 0, std::make_shared<FakeConnection>()};
+    absl::StatusOr<int64_t> session = scheduler_->ConnectWorker(hello, worker.connection);
+    EXPECT_THAT(session, IsOk());
+    worker.session = session.value_or(0);
+    return worker;
+  }
+
   FakeWorker Connect(const std::string& worker_id,
                      const std::vector<std::string>& devices = {"cpu"},
                      const std::string& held_job_id = "", int held_attempt = 0) {
@@ -247,11 +255,7 @@ class SchedulerTest : public ::testing::Test {
     for (const std::string& kind : devices) hello.add_devices()->set_kind(kind);
     hello.set_held_job_id(held_job_id);
     hello.set_held_attempt(held_attempt);
-    FakeWorker worker{worker_id, 0, std::make_shared<FakeConnection>()};
-    absl::StatusOr<int64_t> session = scheduler_->ConnectWorker(hello, worker.connection);
-    EXPECT_THAT(session, IsOk());
-    worker.session = session.value_or(0);
-    return worker;
+    return ConnectHello(hello);
   }
 
   void Started(const FakeWorker& worker, const std::string& job_id, int attempt) {
@@ -1186,11 +1190,7 @@ class SchedulerControlTest : public SchedulerTest {
       gpu.set_index(static_cast<int>(i));
       gpu.set_memory_bytes(memory[i]);
     }
-    FakeWorker worker{worker_id, 0, std::make_shared<FakeConnection>()};
-    absl::StatusOr<int64_t> session = scheduler_->ConnectWorker(hello, worker.connection);
-    EXPECT_THAT(session, IsOk());
-    worker.session = session.value_or(0);
-    return worker;
+    return ConnectHello(hello);
   }
 };
 
@@ -1510,6 +1510,228 @@ TEST_F(SchedulerControlTest, LogLinesAreKeptBoundedReplayedAndFollowed) {
 
 namespace tl::server {
 namespace {
+
+// Data-parallel jobs: gangs of workers that start, fail and end together.
+class SchedulerGangTest : public SchedulerControlTest {
+ protected:
+  // A worker that can train in a gang: it says where peers reach it.
+  FakeWorker ConnectReplica(const std::string& worker_id, int port,
+                            const std::string& held_job_id = "", int held_attempt = 0) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(worker_id);
+    hello.add_devices()->set_kind("cpu");
+    hello.set_replica_address("10.0.0." + std::to_string(port % 100));
+    hello.set_rendezvous_port(port);
+    hello.set_held_job_id(held_job_id);
+    hello.set_held_attempt(held_attempt);
+    return ConnectHello(hello);
+  }
+  std::string SubmitGang(const std::string& name, int replicas) {
+    JobSpec spec = Spec(name);
+    spec.mutable_resources()->set_replicas(replicas);
+    absl::StatusOr<Job> job = scheduler_->SubmitJob(spec, "alice");
+    EXPECT_THAT(job, IsOk());
+    return job.ok() ? job->id() : "";
+  }
+  void FinishedAs(const FakeWorker& worker, const std::string& job_id, int attempt,
+                  JobFinished::Outcome outcome, bool retryable, const std::string& error) {
+    WorkerMessage message;
+    JobFinished& finished = *message.mutable_finished();
+    finished.set_job_id(job_id);
+    finished.set_attempt(attempt);
+    finished.set_outcome(outcome);
+    finished.set_retryable(retryable);
+    finished.set_error(error);
+    scheduler_->HandleWorkerMessage(worker.session, message);
+  }
+  // The gang of two from a fresh start: job `id`, ranks 0 and 1.
+  std::string StartGangOfTwo(FakeWorker& rank0, FakeWorker& rank1) {
+    const std::string id = SubmitGang("wide", 2);
+    rank0 = ConnectReplica("w1", 29501);
+    rank1 = ConnectReplica("w2", 29502);
+    EXPECT_THAT(rank0.connection->assignments(), SizeIs(1));
+    EXPECT_THAT(rank1.connection->assignments(), SizeIs(1));
+    Started(rank0, id, 1);
+    return id;
+  }
+};
+
+TEST_F(SchedulerGangTest, GangStartsOnlyWhenEnoughWorkersAreFreeAndGetsRanksAndRendezvous) {
+  const std::string id = SubmitGang("wide", 2);
+  FakeWorker plain = Connect("plain");  // no replica address: never part of a gang
+  FakeWorker first = ConnectReplica("w1", 29501);
+  EXPECT_THAT(plain.connection->assignments(), IsEmpty());
+  EXPECT_THAT(first.connection->assignments(), IsEmpty());
+  EXPECT_THAT(Get(id).pending_reason(),
+              HasSubstr("needs 2 workers at once that offer any device and a replica address; "
+                        "1 such worker(s) connected"));
+
+  FakeWorker second = ConnectReplica("w2", 29502);
+  ASSERT_THAT(first.connection->assignments(), SizeIs(1));
+  ASSERT_THAT(second.connection->assignments(), SizeIs(1));
+  const Assignment rank0 = first.connection->assignments()[0];
+  const Assignment rank1 = second.connection->assignments()[0];
+  EXPECT_EQ(rank0.job_id(), id);
+  EXPECT_EQ(rank1.job_id(), id);
+  EXPECT_EQ(rank0.replica_rank(), 0);
+  EXPECT_EQ(rank1.replica_rank(), 1);
+  for (const Assignment& assignment : {rank0, rank1}) {
+    EXPECT_EQ(assignment.replica_count(), 2);
+    EXPECT_EQ(assignment.rendezvous_host(), "10.0.0.1");  // rank 0's address and port
+    EXPECT_EQ(assignment.rendezvous_port(), 29501);
+    EXPECT_EQ(assignment.rendezvous_key(), id + "/1");
+  }
+  const Job stored = Stored(id);
+  EXPECT_EQ(stored.state(), Job::ASSIGNED);
+  EXPECT_EQ(stored.worker_id(), "w1");
+  EXPECT_THAT(stored.replica_worker_ids(), ElementsAre("w1", "w2"));
+  EXPECT_THAT(plain.connection->assignments(), IsEmpty());
+}
+
+TEST_F(SchedulerGangTest, WaitingGangHoldsFreeWorkersBackFromJobsBehindIt) {
+  FakeWorker w1 = ConnectReplica("w1", 29501);
+  FakeWorker w2 = ConnectReplica("w2", 29502);
+  const std::string small = Submit("small");
+  ASSERT_THAT(w1.connection->assignments(), SizeIs(1));
+  const std::string wide = SubmitGang("wide", 2);
+  const std::string behind = Submit("behind");
+  // w2 is free, but taking "behind" there would let small jobs overtake the gang forever.
+  EXPECT_THAT(w2.connection->assignments(), IsEmpty());
+  EXPECT_THAT(Get(wide).pending_reason(), HasSubstr("waiting for 2 free workers at once"));
+
+  Started(w1, small, 1);
+  Finished(w1, small, 1, JobFinished::SUCCEEDED);
+  ASSERT_THAT(w1.connection->assignments(), SizeIs(2));
+  ASSERT_THAT(w2.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(w1.connection->assignments()[1].job_id(), wide);
+  EXPECT_EQ(w2.connection->assignments()[0].job_id(), wide);
+  EXPECT_EQ(Get(behind).state(), Job::QUEUED);
+}
+
+TEST_F(SchedulerGangTest, GangThatCannotEverStartHoldsNothingBack) {
+  FakeWorker w1 = ConnectReplica("w1", 29501);
+  const std::string wide = SubmitGang("wide", 3);
+  const std::string small = Submit("small");
+  ASSERT_THAT(w1.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(w1.connection->assignments()[0].job_id(), small);
+  EXPECT_EQ(Get(wide).state(), Job::QUEUED);
+}
+
+TEST_F(SchedulerGangTest, OnlyRankZeroReportsEveryRankLogsAndTheJobEndsWithRankZero) {
+  FakeWorker rank0, rank1;
+  const std::string id = StartGangOfTwo(rank0, rank1);
+  EpochDone(rank1, id, 1, 1, 0.7);  // ignored: rank 0's figures are the job's
+  EpochDone(rank0, id, 1, 1, 0.8);
+  Log(rank1, id, 1, {"rank 1 says hello"});
+  EXPECT_EQ(Stored(id).result().final_metrics().train_loss(), 0.8);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> lines, store_->GetLogs(id, 0, 100));
+  ASSERT_THAT(lines, SizeIs(1));
+  EXPECT_EQ(lines[0].worker_id(), "w2");
+
+  Finished(rank1, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+  Finished(rank0, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+  // Both are free again.
+  const std::string next = SubmitGang("next", 2);
+  ASSERT_THAT(rank0.connection->assignments(), SizeIs(2));
+  ASSERT_THAT(rank1.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(rank1.connection->assignments()[1].job_id(), next);
+}
+
+TEST_F(SchedulerGangTest, AFailedRankStopsTheGangAndTheJobRunsAgainOnANewGang) {
+  FakeWorker rank0, rank1;
+  const std::string id = StartGangOfTwo(rank0, rank1);
+  FinishedAs(rank1, id, 1, JobFinished::FAILED, /*retryable=*/true,
+             "internal error: Connection closed by peer");
+  ASSERT_THAT(rank0.connection->cancels(), SizeIs(1));
+  EXPECT_THAT(rank0.connection->cancels()[0].reason(), HasSubstr("replica on worker w2 FAILED"));
+  Job job = Stored(id);
+  EXPECT_EQ(job.state(), Job::QUEUED);
+  EXPECT_EQ(job.failures(), 1);
+  EXPECT_THAT(job.replica_worker_ids(), IsEmpty());
+  // Rank 0 still winds down: no new gang on it until it reports its end.
+  EXPECT_THAT(rank1.connection->assignments(), SizeIs(1));
+
+  FinishedAs(rank0, id, 1, JobFinished::CANCELLED, false, "cancelled");
+  ASSERT_THAT(rank0.connection->assignments(), SizeIs(2));
+  ASSERT_THAT(rank1.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(rank0.connection->assignments()[1].attempt(), 2);
+  EXPECT_EQ(rank1.connection->assignments()[1].rendezvous_key(), id + "/2");
+  EXPECT_EQ(Stored(id).state(), Job::ASSIGNED);
+}
+
+TEST_F(SchedulerGangTest, RankZerosFailureStopsTheOtherRanks) {
+  FakeWorker rank0, rank1;
+  const std::string id = StartGangOfTwo(rank0, rank1);
+  FinishedRetryable(rank0, id, 1, "internal error: out of memory");
+  ASSERT_THAT(rank1.connection->cancels(), SizeIs(1));
+  EXPECT_EQ(rank1.connection->cancels()[0].job_id(), id);
+  EXPECT_EQ(Stored(id).state(), Job::QUEUED);
+  EXPECT_THAT(rank0.connection->assignments(), SizeIs(1));  // rank 1 is still winding down
+  FinishedAs(rank1, id, 1, JobFinished::CANCELLED, false, "cancelled");
+  EXPECT_EQ(Stored(id).state(), Job::ASSIGNED);
+  EXPECT_EQ(Stored(id).attempt(), 2);
+}
+
+TEST_F(SchedulerGangTest, ARanksUserErrorFailsTheJobAndStopsRankZero) {
+  FakeWorker rank0, rank1;
+  const std::string id = StartGangOfTwo(rank0, rank1);
+  FinishedAs(rank1, id, 1, JobFinished::FAILED, false, "dataset.train_dir: flowers is missing");
+  const Job job = Stored(id);
+  EXPECT_EQ(job.state(), Job::FAILED);
+  EXPECT_THAT(job.error(), HasSubstr("flowers is missing"));
+  EXPECT_THAT(rank0.connection->cancels(), SizeIs(1));
+}
+
+TEST_F(SchedulerGangTest, CancelAndPauseReachEveryRank) {
+  FakeWorker rank0, rank1;
+  const std::string id = StartGangOfTwo(rank0, rank1);
+  ASSERT_THAT(scheduler_->PauseJob(id), IsOk());
+  EXPECT_THAT(Pauses(rank0), SizeIs(1));
+  EXPECT_THAT(Pauses(rank1), SizeIs(1));
+  FinishedAs(rank1, id, 1, JobFinished::PAUSED, false, "");
+  FinishedAs(rank0, id, 1, JobFinished::PAUSED, false, "");
+  EXPECT_EQ(Stored(id).state(), Job::PAUSED);
+
+  ASSERT_THAT(scheduler_->ResumeJob(id), IsOk());
+  ASSERT_THAT(rank1.connection->assignments(), SizeIs(2));
+  ASSERT_OK_AND_ASSIGN(Job cancelling, scheduler_->CancelJob(id, "enough"));
+  EXPECT_TRUE(cancelling.cancel_requested());
+  EXPECT_THAT(rank0.connection->cancels(), SizeIs(1));
+  ASSERT_THAT(rank1.connection->cancels(), SizeIs(1));
+  EXPECT_EQ(rank1.connection->cancels()[0].reason(), "enough");
+  FinishedAs(rank1, id, 2, JobFinished::CANCELLED, false, "cancelled");
+  FinishedAs(rank0, id, 2, JobFinished::CANCELLED, false, "cancelled");
+  EXPECT_EQ(Stored(id).state(), Job::CANCELLED);
+}
+
+TEST_F(SchedulerGangTest, ARankThatReconnectsHoldingItsAttemptRejoinsTheGang) {
+  FakeWorker rank0, rank1;
+  const std::string id = StartGangOfTwo(rank0, rank1);
+  scheduler_->DisconnectWorker(rank1.session);
+  FakeWorker back = ConnectReplica("w2", 29502, id, 1);
+  EXPECT_THAT(back.connection->cancels(), IsEmpty());
+  Log(back, id, 1, {"still training"});
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> lines, store_->GetLogs(id, 0, 100));
+  EXPECT_THAT(lines, SizeIs(1));
+  // A worker that was never part of the gang is told to drop the job.
+  FakeWorker stranger = ConnectReplica("w3", 29503, id, 1);
+  EXPECT_THAT(stranger.connection->cancels(), SizeIs(1));
+}
+
+TEST_F(SchedulerGangTest, GangSurvivesASchedulerRestartWhenItsRanksReclaimIt) {
+  FakeWorker rank0, rank1;
+  const std::string id = StartGangOfTwo(rank0, rank1);
+  Restart(DefaultOptions());
+  FakeWorker back0 = ConnectReplica("w1", 29501, id, 1);
+  FakeWorker back1 = ConnectReplica("w2", 29502, id, 1);
+  EXPECT_THAT(back0.connection->cancels(), IsEmpty());
+  EXPECT_THAT(back1.connection->cancels(), IsEmpty());
+  Finished(back1, id, 1, JobFinished::SUCCEEDED);
+  Finished(back0, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+}
 
 TEST_F(SchedulerTest, ResumedAttemptsReplayOfStoredEpochsIsStoredOnce) {
   SchedulerOptions options = DefaultOptions();

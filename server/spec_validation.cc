@@ -20,6 +20,7 @@ namespace {
 
 // More GPUs than one machine holds today; a bound so that a typo is caught at submit.
 constexpr int kMaxGpuCount = 64;
+constexpr int kMaxReplicas = 64;
 
 namespace fs = std::filesystem;
 using ::tl::v1::Job;
@@ -511,6 +512,29 @@ absl::Status CheckEvaluation(JobSpec& spec, const SpecContext& context) {
   return absl::OkStatus();
 }
 
+// Data-parallel jobs: every replica needs images of each batch, and the
+// strategies that decide or evaluate on one worker's view cannot be split.
+absl::Status CheckReplicas(const JobSpec& spec) {
+  const int replicas = spec.resources().replicas();
+  absl::Status status = CheckRange("resources.replicas", replicas, 0, kMaxReplicas);
+  if (!status.ok() || replicas <= 1) return status;
+  if (spec.has_evaluate()) {
+    return Invalid("resources.replicas", "must be 0 or 1 for an evaluation job");
+  }
+  if (spec.training().strategy() == TrainingSpec::AUTO) {
+    return Invalid("resources.replicas",
+                   "must be 0 or 1 with the AUTO strategy: choose FEATURE_EXTRACTION, "
+                   "FINE_TUNE or FULL");
+  }
+  if (spec.training().batch_size() > 0 && spec.training().batch_size() < replicas) {
+    return Invalid("training.batch_size",
+                   absl::StrCat("is ", spec.training().batch_size(),
+                                ", fewer than resources.replicas (", replicas,
+                                "): it is the batch of all replicas together"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
@@ -545,6 +569,8 @@ absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecCont
     return Invalid("resources.min_gpu_memory_bytes",
                    "asks for GPU memory while resources.device is \"cpu\"");
   }
+  status = CheckReplicas(spec);
+  if (!status.ok()) return status;
   if (!TrainingSpec::Precision_IsValid(spec.training().precision())) {
     return Invalid("training.precision", "is not a known precision");
   }

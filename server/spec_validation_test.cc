@@ -579,6 +579,22 @@ TEST_F(SpecValidationTest, GpuRequestsOutOfBoundsOrOnCpuAreRefused) {
   EXPECT_THAT(Validate(spec), IsOk());
 }
 
+TEST_F(SpecValidationTest, ReplicasOutOfBoundsOrWithWhatCannotBeSplitAreRefused) {
+  JobSpec spec = MinimalSpec();
+  spec.mutable_resources()->set_replicas(-1);
+  EXPECT_THAT(Validate(spec), InvalidField("resources.replicas", "-1"));
+  spec.mutable_resources()->set_replicas(65);
+  EXPECT_THAT(Validate(spec), InvalidField("resources.replicas", "65"));
+  spec.mutable_resources()->set_replicas(4);
+  spec.mutable_training()->set_batch_size(2);
+  EXPECT_THAT(Validate(spec), InvalidField("training.batch_size", "fewer than resources.replicas"));
+  spec.mutable_training()->set_batch_size(8);
+  spec.mutable_training()->set_strategy(tl::v1::TrainingSpec::AUTO);
+  EXPECT_THAT(Validate(spec), InvalidField("resources.replicas", "AUTO"));
+  spec.mutable_training()->set_strategy(tl::v1::TrainingSpec::FINE_TUNE);
+  EXPECT_THAT(Validate(spec), IsOk());
+}
+
 TEST_F(SpecValidationTest, PriorityOutOfRangeIsRefused) {
   for (int priority : {1001, -1001}) {
     JobSpec spec = MinimalSpec();

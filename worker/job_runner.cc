@@ -182,6 +182,7 @@ class ReportingObserver : public engine::ImageJobObserver {
         listener_(listener) {}
 
   void OnDataset(const engine::DatasetInfo& dataset) override {
+    if (!reports_job_) return;
     WorkerMessage message;
     tl::v1::JobStarted& started = *message.mutable_started();
     started.set_job_id(assignment_.job_id());
@@ -203,6 +204,7 @@ class ReportingObserver : public engine::ImageJobObserver {
 
   void OnBatch(const engine::BatchProgress& progress) override {
     if (listener_ != nullptr) listener_->OnBatch(assignment_.job_id(), progress);
+    if (!reports_job_) return;
     const Clock::time_point now = Clock::now();
     if (progress.batch != progress.batches && now - last_progress_ < kProgressInterval) return;
     last_progress_ = now;
@@ -220,6 +222,7 @@ class ReportingObserver : public engine::ImageJobObserver {
   }
 
   void OnEpoch(const engine::EpochStats& stats) override {
+    if (!reports_job_) return;
     WorkerMessage message;
     message.mutable_epoch()->set_job_id(assignment_.job_id());
     *message.mutable_epoch()->mutable_metrics() = ToProto(stats, assignment_.attempt());
@@ -239,6 +242,8 @@ class ReportingObserver : public engine::ImageJobObserver {
   const std::atomic<bool>& cancel_requested_;
   const std::atomic<bool>& pause_requested_;
   const std::function<void(const std::string&)> log_;
+  // Of a data-parallel gang only rank 0 reports the job; the others' figures are the same.
+  const bool reports_job_ = assignment_.replica_rank() == 0;
   Clock::time_point last_progress_{};
   JobListener* const listener_;
 };
@@ -364,12 +369,37 @@ void JobRunner::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void JobRunner::SetResult(const engine::ImageJobResult& result, tl::v1::JobResult& out) const {
+  out.set_model_path(RelativeTo(settings_.artifact_root, result.model_path));
+  out.set_model_info_path(RelativeTo(settings_.artifact_root, result.model_info_path));
+  out.set_backbone_path(RelativeTo(settings_.artifact_root, result.backbone_path));
+  out.set_metrics_path(RelativeTo(settings_.artifact_root, result.metrics_path));
+  *out.mutable_dataset() = ToProto(result.dataset);
+  if (!result.epochs.empty()) {
+    *out.mutable_final_metrics() = ToProto(result.epochs.back(), assignment_.attempt());
+  }
+  out.set_train_seconds(result.seconds);
+  if (!result.report_path.empty()) {
+    out.set_report_path(RelativeTo(settings_.artifact_root, result.report_path));
+    out.set_confusion_matrix_path(
+        RelativeTo(settings_.artifact_root, result.confusion_matrix_path));
+  }
+  SetReports(result.reports, out);
+  out.set_best_epoch(result.best_epoch);
+  out.set_stopped_early(result.stopped_early);
+  if (result.auto_decision) *out.mutable_auto_strategy() = ToProto(*result.auto_decision);
+}
+
 void JobRunner::Run() {
   WorkerMessage message;
   JobFinished& finished = *message.mutable_finished();
   finished.set_job_id(assignment_.job_id());
   finished.set_attempt(assignment_.attempt());
-  Log(absl::StrCat("attempt ", assignment_.attempt(), " starting on ", settings_.device));
+  Log(absl::StrCat("attempt ", assignment_.attempt(), " starting on ", settings_.device,
+                   assignment_.replica_count() > 1
+                       ? absl::StrCat(" as rank ", assignment_.replica_rank(), " of ",
+                                      assignment_.replica_count())
+                       : ""));
   absl::StatusOr<engine::ImageJobConfig> config = EngineConfigFor(assignment_, settings_);
   if (!config.ok()) {
     finished.set_outcome(JobFinished::FAILED);
@@ -381,25 +411,8 @@ void JobRunner::Run() {
     try {
       engine::ImageJobResult result = engine::RunImageJob(*config, observer);
       finished.set_outcome(JobFinished::SUCCEEDED);
-      tl::v1::JobResult& out = *finished.mutable_result();
-      out.set_model_path(RelativeTo(settings_.artifact_root, result.model_path));
-      out.set_model_info_path(RelativeTo(settings_.artifact_root, result.model_info_path));
-      out.set_backbone_path(RelativeTo(settings_.artifact_root, result.backbone_path));
-      out.set_metrics_path(RelativeTo(settings_.artifact_root, result.metrics_path));
-      *out.mutable_dataset() = ToProto(result.dataset);
-      if (!result.epochs.empty()) {
-        *out.mutable_final_metrics() = ToProto(result.epochs.back(), assignment_.attempt());
-      }
-      out.set_train_seconds(result.seconds);
-      if (!result.report_path.empty()) {
-        out.set_report_path(RelativeTo(settings_.artifact_root, result.report_path));
-        out.set_confusion_matrix_path(
-            RelativeTo(settings_.artifact_root, result.confusion_matrix_path));
-      }
-      SetReports(result.reports, out);
-      out.set_best_epoch(result.best_epoch);
-      out.set_stopped_early(result.stopped_early);
-      if (result.auto_decision) *out.mutable_auto_strategy() = ToProto(*result.auto_decision);
+      // Rank 0 of a gang reports the result; the others exported nothing.
+      if (assignment_.replica_rank() == 0) SetResult(result, *finished.mutable_result());
     } catch (const engine::EngineError& error) {
       switch (error.kind()) {
         case engine::ErrorKind::kCancelled:

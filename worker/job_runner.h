@@ -22,6 +22,11 @@ struct WorkerSettings {
   std::string device = "cpu";  // what this worker trains on: "cpu", "cuda:0", ...
   int threads = 0;             // intra-op threads; 0: every core
   int loader_threads = 0;      // 0: chosen from the core count
+  // Data-parallel jobs: the address other workers reach this one on (its
+  // process-group traffic binds there) and the port of the rendezvous store
+  // it serves as rank 0. Empty address: it takes no part in them.
+  std::string replica_address;
+  int rendezvous_port = 0;
   std::shared_ptr<JobListener> listener;  // told of batches and ends; may be null
 };
 
@@ -53,6 +58,8 @@ class JobRunner {
 
  private:
   void Run();
+  // The job's result from the engine's, paths relative to the artifact root.
+  void SetResult(const engine::ImageJobResult& result, tl::v1::JobResult& out) const;
   // Logs a line to stderr and sends it to the scheduler as the job's log.
   void Log(const std::string& text);
 

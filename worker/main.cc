@@ -1,7 +1,10 @@
 // tlworker: one per GPU (or one CPU worker per machine). Connects to
 // tlserver, runs the transfer-learning jobs it is given, and reports epochs
 // and results.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <torch/cuda.h>
 #include <unistd.h>
 
@@ -38,6 +41,12 @@ ABSL_FLAG(double, gpu_memory_gb, 0,
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0",
           "address of this worker's Prometheus /metrics endpoint; port 0 picks a free port "
           "(logged); empty disables");
+ABSL_FLAG(std::string, replica_address, "",
+          "address other workers reach this one on for data-parallel jobs (the process "
+          "group binds there); empty: this worker takes no part in them");
+ABSL_FLAG(int, rendezvous_port, 0,
+          "port of the rendezvous store this worker serves as rank 0 of a data-parallel job; "
+          "0: a free port, chosen at start");
 ABSL_FLAG(std::string, ready_file, "",
           "when set, written once /metrics serves, with its bound port: 'metrics=PORT'");
 
@@ -93,6 +102,27 @@ std::vector<tl::v1::Device> DescribeDevices(const std::string& device_flag) {
   return devices;
 }
 
+// A port on `address` that nothing listens on now. The rendezvous store
+// binds it later, when this worker is rank 0; another process could take it
+// meanwhile, which fails that attempt's rendezvous and the job is retried.
+// A fixed --rendezvous_port avoids that.
+int FreePort(const std::string& address) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in bound{};
+  bound.sin_family = AF_INET;
+  bound.sin_port = 0;
+  if (inet_pton(AF_INET, address.c_str(), &bound.sin_addr) != 1) bound.sin_addr.s_addr = INADDR_ANY;
+  socklen_t length = sizeof(bound);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&bound), sizeof(bound)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) == 0) {
+    port = ntohs(bound.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
 // Serves `metrics` on --metrics_listen and writes --ready_file. Null when
 // disabled; exits on an address that cannot be served.
 std::unique_ptr<tl::worker::MetricsHttpServer> ServeMetrics(
@@ -146,6 +176,15 @@ int main(int argc, char** argv) {
   options.settings.device = absl::GetFlag(FLAGS_device);
   options.settings.threads = absl::GetFlag(FLAGS_threads);
   options.settings.loader_threads = absl::GetFlag(FLAGS_loader_threads);
+  options.settings.replica_address = absl::GetFlag(FLAGS_replica_address);
+  options.settings.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
+  if (!options.settings.replica_address.empty() && options.settings.rendezvous_port == 0) {
+    options.settings.rendezvous_port = FreePort(options.settings.replica_address);
+  }
+  if (options.settings.rendezvous_port < 0 || options.settings.rendezvous_port > 65535) {
+    tl::LogError("--rendezvous_port must lie in [0, 65535]");
+    return 2;
+  }
   if (options.settings.device.rfind("cuda", 0) == 0 && !torch::cuda::is_available()) {
     tl::LogError("--device ", options.settings.device,
                  " asks for CUDA, which this build or machine does not have");

@@ -85,6 +85,8 @@ WorkerMessage WorkerAgent::Hello() {
   gethostname(hostname, sizeof(hostname) - 1);
   hello.set_hostname(hostname);
   for (const tl::v1::Device& device : options_.devices) *hello.add_devices() = device;
+  hello.set_replica_address(options_.settings.replica_address);
+  hello.set_rendezvous_port(options_.settings.rendezvous_port);
   // The job this worker holds: one still running, else one whose result the
   // scheduler may not have yet.
   std::lock_guard<std::mutex> runner_lock(runner_mutex_);

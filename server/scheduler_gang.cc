@@ -1,0 +1,143 @@
+// Data-parallel jobs: the gang of workers one attempt runs on. Rank 0 holds
+// the job as a single worker would (Scheduler::ActiveJob::session); ranks
+// 1.. are kept in replica_sessions, train, log, and report only their end.
+// Their process group ties them together: a rank that dies makes the others
+// fail, and the attempt ends for all of them.
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "server/scheduler.h"
+
+namespace tl::server {
+
+using ::tl::v1::Job;
+using ::tl::v1::JobFinished;
+using ::tl::v1::SchedulerMessage;
+
+int Scheduler::Replicas(const Job& job) { return std::max(1, job.spec().resources().replicas()); }
+
+bool Scheduler::CanJoin(const WorkerState& worker) {
+  return !worker.hello.replica_address().empty() && worker.hello.rendezvous_port() > 0;
+}
+
+int Scheduler::CountSuitableWorkers(const Job& job) const {
+  int suitable = 0;
+  for (const auto& [session, worker] : workers_) {
+    if (WorkerFits(worker, job) && CanJoin(worker)) ++suitable;
+  }
+  return suitable;
+}
+
+Scheduler::ActiveJob* Scheduler::ReplicaJob(int64_t session, const std::string& job_id,
+                                            int attempt) {
+  auto it = active_.find(job_id);
+  if (it == active_.end() || it->second.job.attempt() != attempt ||
+      it->second.replica_sessions.count(session) == 0) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
+void Scheduler::SendToReplicas(const ActiveJob& active, const SchedulerMessage& message) {
+  for (int64_t session : active.replica_sessions) {
+    auto worker = workers_.find(session);
+    if (worker != workers_.end()) worker->second.connection->Send(message);
+  }
+}
+
+void Scheduler::ReleaseReplicas(ActiveJob& active, bool cancel, const std::string& why) {
+  if (active.replica_sessions.empty()) return;
+  if (cancel) {
+    SchedulerMessage message;
+    message.mutable_cancel()->set_job_id(active.job.id());
+    message.mutable_cancel()->set_reason(why);
+    SendToReplicas(active, message);
+  }
+  for (int64_t session : active.replica_sessions) {
+    auto worker = workers_.find(session);
+    if (worker == workers_.end() || worker->second.job_id != active.job.id()) continue;
+    worker->second.job_id.clear();
+    worker->second.busy_elsewhere = true;
+  }
+  active.replica_sessions.clear();
+  UpdateWorkerMetrics();
+}
+
+void Scheduler::StopRankZero(ActiveJob& active, const std::string& why) {
+  if (active.session == 0) return;
+  auto worker = workers_.find(active.session);
+  if (worker != workers_.end() && worker->second.job_id == active.job.id()) {
+    SchedulerMessage message;
+    message.mutable_cancel()->set_job_id(active.job.id());
+    message.mutable_cancel()->set_reason(why);
+    worker->second.connection->Send(message);
+    worker->second.job_id.clear();
+    worker->second.busy_elsewhere = true;
+  }
+  active.session = 0;
+}
+
+void Scheduler::OnReplicaFinished(int64_t session, ActiveJob& active,
+                                  const JobFinished& finished) {
+  WorkerState& worker = workers_.at(session);
+  active.replica_sessions.erase(session);
+  worker.job_id.clear();
+  const JobFinished::Outcome outcome = finished.outcome();
+  if (outcome == JobFinished::REFUSED) worker.busy_elsewhere = true;
+  const bool ended_with_the_gang =
+      outcome == JobFinished::SUCCEEDED || outcome == JobFinished::PAUSED ||
+      (outcome == JobFinished::CANCELLED && active.job.cancel_requested());
+  if (ended_with_the_gang) {
+    UpdateWorkerMetrics();
+    Dispatch();
+    return;
+  }
+  // This rank's end breaks the attempt: the others wait on it in their collectives.
+  const std::string why =
+      absl::StrCat("replica on worker ", worker.hello.worker_id(), " ",
+                   JobFinished::Outcome_Name(outcome),
+                   finished.error().empty() ? "" : ": ", finished.error());
+  LogWarning("job ", active.job.id(), " attempt ", active.job.attempt(), ": ", why);
+  StopRankZero(active, why);
+  const bool retry = outcome != JobFinished::FAILED || finished.retryable();
+  if (retry) {
+    // A refusal is not the job's fault; a crash or a lost peer counts against max_attempts.
+    Requeue(active, why, /*counts_as_failure=*/outcome != JobFinished::REFUSED);
+  } else {
+    EndJob(active, Job::FAILED, why);
+  }
+  UpdateWorkerMetrics();
+  Dispatch();
+}
+
+void Scheduler::ForgetReplicaSession(int64_t session, const std::string& job_id) {
+  auto it = active_.find(job_id);
+  if (it != active_.end()) it->second.replica_sessions.erase(session);
+}
+
+bool Scheduler::RejoinGang(int64_t session, WorkerState& worker, ActiveJob& active) {
+  const tl::v1::WorkerHello& hello = worker.hello;
+  const Job& job = active.job;
+  if (job.attempt() != hello.held_attempt() || job.state() == Job::PAUSED ||
+      job.state() == Job::QUEUED) {
+    return false;  // the attempt is over; a new gang runs (or will run) the job
+  }
+  int rank = -1;
+  for (int i = 0; i < job.replica_worker_ids_size(); ++i) {
+    if (job.replica_worker_ids(i) == hello.worker_id()) rank = i;
+  }
+  if (rank < 0) return false;
+  if (rank == 0) {
+    if (active.session != 0 && workers_.count(active.session) != 0 &&
+        workers_.at(active.session).hello.worker_id() != hello.worker_id()) {
+      return false;
+    }
+    active.session = session;
+    active.orphaned_since = absl::InfinitePast();
+  } else {
+    active.replica_sessions.insert(session);
+  }
+  worker.job_id = job.id();
+  return true;
+}
+
+}  // namespace tl::server
