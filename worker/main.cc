@@ -2,6 +2,7 @@
 // tlserver, runs the transfer-learning jobs it is given, and reports epochs
 // and results.
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -43,7 +44,8 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0",
           "(logged); empty disables");
 ABSL_FLAG(std::string, replica_address, "",
           "address other workers reach this one on for data-parallel jobs (the process "
-          "group binds there); empty: this worker takes no part in them");
+          "group binds there); 'auto': this host name's first non-loopback IPv4 address; "
+          "empty: this worker takes no part in them");
 ABSL_FLAG(int, rendezvous_port, 0,
           "port of the rendezvous store this worker serves as rank 0 of a data-parallel job; "
           "0: a free port, chosen at start");
@@ -100,6 +102,27 @@ std::vector<tl::v1::Device> DescribeDevices(const std::string& device_flag) {
     devices.push_back(cuda);
   }
   return devices;
+}
+
+// The first non-loopback IPv4 address this machine's host name resolves to, as containers
+// and pods see their own (compose and Kubernetes put it in /etc/hosts); empty when none.
+std::string OwnAddress() {
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(hostname, nullptr, &hints, &found) != 0) return "";
+  std::string address;
+  for (addrinfo* entry = found; entry != nullptr && address.empty(); entry = entry->ai_next) {
+    const in_addr ip = reinterpret_cast<sockaddr_in*>(entry->ai_addr)->sin_addr;
+    char text[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &ip, text, sizeof(text));
+    if (std::string(text).rfind("127.", 0) != 0) address = text;
+  }
+  freeaddrinfo(found);
+  return address;
 }
 
 // A port on `address` that nothing listens on now. The rendezvous store
@@ -177,6 +200,14 @@ int main(int argc, char** argv) {
   options.settings.threads = absl::GetFlag(FLAGS_threads);
   options.settings.loader_threads = absl::GetFlag(FLAGS_loader_threads);
   options.settings.replica_address = absl::GetFlag(FLAGS_replica_address);
+  if (options.settings.replica_address == "auto") {
+    options.settings.replica_address = OwnAddress();
+    if (options.settings.replica_address.empty()) {
+      tl::LogError("--replica_address=auto: this host name resolves to no non-loopback address");
+      return 2;
+    }
+    tl::LogInfo("replica address ", options.settings.replica_address);
+  }
   options.settings.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
   if (!options.settings.replica_address.empty() && options.settings.rendezvous_port == 0) {
     options.settings.rendezvous_port = FreePort(options.settings.replica_address);
