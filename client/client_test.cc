@@ -316,6 +316,15 @@ TEST(JobDetailsTest, ShowsWhatAnAutoJobChoseAndWhy) {
   EXPECT_THAT(text, HasSubstr("fine-tuning gained 2.5 points\n"));
 }
 
+TEST(JobDetailsTest, ShowsEveryWorkerOfADataParallelJob) {
+  Job job = FinishedJob();
+  job.add_replica_worker_ids("worker-a");
+  job.add_replica_worker_ids("worker-b");
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("workers    worker-a, worker-b (2 replicas, rank 0 first)\n"));
+  EXPECT_THAT(text, Not(HasSubstr("worker     ")));
+}
+
 TEST(JobDetailsTest, ShowsTheErrorOfAFailedJobAndOmitsTheMissingResult) {
   Job job;
   job.set_id("job-7");

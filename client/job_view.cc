@@ -99,7 +99,12 @@ std::string JobDetails(const tl::v1::Job& job) {
   absl::StrAppend(&text, "owner      ", job.owner(), "\n");
   absl::StrAppend(&text, "attempt    ", job.attempt(),
                   job.failures() > 0 ? absl::StrCat(" (", job.failures(), " failed)") : "", "\n");
-  if (!job.worker_id().empty()) absl::StrAppend(&text, "worker     ", job.worker_id(), "\n");
+  if (job.replica_worker_ids_size() > 1) {
+    absl::StrAppend(&text, "workers    ", absl::StrJoin(job.replica_worker_ids(), ", "), " (",
+                    job.replica_worker_ids_size(), " replicas, rank 0 first)\n");
+  } else if (!job.worker_id().empty()) {
+    absl::StrAppend(&text, "worker     ", job.worker_id(), "\n");
+  }
   if (job.spec().has_evaluate()) {
     absl::StrAppend(&text, "evaluates  ", job.spec().evaluate().model_path(), "\n");
   } else {
