@@ -19,6 +19,7 @@
 
 #include "common/image_files.h"
 #include "worker/engine/errors.h"
+#include "worker/engine/replica_sync.h"
 
 namespace tl::engine {
 namespace {
@@ -372,6 +373,11 @@ ImageFolderSource::Impl::Impl(std::vector<ImageSample> samples, Preprocessing pr
     throw InvalidArgument("batch_size must be at least 1, got " +
                           std::to_string(options_.batch_size));
   }
+  if (options_.shard_count < 1 || options_.shard_index < 0 ||
+      options_.shard_index >= options_.shard_count) {
+    throw InvalidArgument("shard " + std::to_string(options_.shard_index) + " of " +
+                          std::to_string(options_.shard_count) + " does not exist");
+  }
   if (options_.threads < 1) {
     throw InvalidArgument("loader threads must be at least 1, got " +
                           std::to_string(options_.threads));
@@ -442,8 +448,12 @@ void ImageFolderSource::Impl::LoaderLoop() {
 ImageFolderSource::Impl::Slot ImageFolderSource::Impl::LoadBatch(int64_t batch) {
   Slot slot;
   try {
-    const int64_t begin = batch * options_.batch_size;
-    const int64_t end = std::min(begin + options_.batch_size, ImagesPerEpoch());
+    const int64_t batch_begin = batch * options_.batch_size;
+    const int64_t batch_end = std::min(batch_begin + options_.batch_size, ImagesPerEpoch());
+    const auto [shard_begin, shard_end] = ShardRange(batch_end - batch_begin, options_.shard_count,
+                                                     options_.shard_index);
+    const int64_t begin = batch_begin + shard_begin;
+    const int64_t end = batch_begin + shard_end;
     const int side = preprocessing_.crop_size;
     slot.images = torch::empty({end - begin, 3, side, side}, torch::kFloat32);
     slot.labels = torch::empty({end - begin}, torch::kInt64);
@@ -544,7 +554,7 @@ std::optional<Batch> ImageFolderSource::Impl::Next() {
     ++next_to_deliver_;
     room_.notify_all();
     if (taken.error) std::rethrow_exception(taken.error);
-    if (!Keeps(taken.filled)) continue;
+    if (!Keeps(taken.filled) && !options_.keep_every_batch) continue;
     lock.unlock();
     if (taken.filled < taken.images.size(0)) {
       taken.images = taken.images.narrow(0, 0, taken.filled);
@@ -558,6 +568,7 @@ std::optional<Batch> ImageFolderSource::Impl::Next() {
 ImageFolderSourceOptions EvaluationOptions(const ImageFolderSourceOptions& training) {
   ImageFolderSourceOptions options = training;
   options.shuffle = false;
+  options.keep_every_batch = false;
   options.random_hflip = false;
   options.augmentation = Augmentation{};
   options.drop_singleton_batch = false;

@@ -70,6 +70,14 @@ struct ImageFolderSourceOptions {
   // Decoded and cropped images are kept (uint8) up to this many bytes, so
   // that later epochs skip decoding and resizing.
   int64_t cache_bytes = int64_t{1} << 30;
+  // Data-parallel training: only slice shard_index of shard_count of every
+  // batch is delivered (ShardRange in replica_sync.h); the batches, their
+  // order and the epoch's shuffle are those of the whole source.
+  int shard_count = 1;
+  int shard_index = 0;
+  // Every batch is delivered, empty or of one image too, so that all
+  // replicas step alike (a training source's shard).
+  bool keep_every_batch = false;
 };
 
 // The options of a source for validation or test images, from those of the

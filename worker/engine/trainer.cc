@@ -254,20 +254,56 @@ torch::Tensor Trainer::ToDevice(const torch::Tensor& tensor, bool images) const 
   return moved;
 }
 
-torch::Tensor Trainer::Step(const Batch& batch, int64_t* correct) {
+torch::Tensor Trainer::Loss(const Batch& batch, bool summed, torch::Tensor* logits,
+                            torch::Tensor* labels) {
   torch::Tensor images = ToDevice(batch.images, /*images=*/true);
-  torch::Tensor labels = ToDevice(batch.labels, /*images=*/false);
-  optimizer_->zero_grad();
-  torch::Tensor logits;
+  *labels = ToDevice(batch.labels, /*images=*/false);
   {
     CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
-    logits = model_.Forward(images);
+    *logits = model_.Forward(images);
   }
-  const torch::Tensor float_logits = AtLeastFloat32(logits);
+  const torch::Tensor float_logits = AtLeastFloat32(*logits);
   auto loss_options =
       torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing);
   if (class_weights_.defined()) loss_options.weight(class_weights_.to(float_logits.scalar_type()));
-  torch::Tensor loss = torch::nn::functional::cross_entropy(float_logits, labels, loss_options);
+  if (summed) loss_options.reduction(torch::kSum);
+  return torch::nn::functional::cross_entropy(float_logits, *labels, loss_options);
+}
+
+double Trainer::LossWeight(const Batch& batch) const {
+  if (!class_weights_.defined()) return static_cast<double>(batch.labels.size(0));
+  return class_weights_.cpu().index_select(0, batch.labels).sum().item<double>();
+}
+
+double Trainer::ReplicatedStep(const Batch& batch, double global_weight, int64_t* correct) {
+  optimizer_->zero_grad();
+  // Each replica's summed loss over the global batch's weight: the replicas'
+  // gradients then add up to the gradient of the global batch's mean loss.
+  double loss_share = 0;
+  double local_correct = 0;
+  if (batch.labels.size(0) > 0) {
+    torch::Tensor logits;
+    torch::Tensor labels;
+    const torch::Tensor loss = Loss(batch, /*summed=*/true, &logits, &labels) / global_weight;
+    loss.backward();
+    loss_share = loss.item<double>();
+    local_correct = static_cast<double>(logits.argmax(1).eq(labels).sum().item<int64_t>());
+  }
+  const std::vector<double> sums =
+      replicas_->SumGradients(trained_parameters_, {loss_share, local_correct});
+  if (options_.clip_grad_norm > 0) {
+    torch::nn::utils::clip_grad_norm_(trained_parameters_, options_.clip_grad_norm);
+  }
+  optimizer_->step();
+  *correct = static_cast<int64_t>(std::llround(sums[1]));
+  return sums[0];
+}
+
+torch::Tensor Trainer::Step(const Batch& batch, int64_t* correct) {
+  optimizer_->zero_grad();
+  torch::Tensor logits;
+  torch::Tensor labels;
+  torch::Tensor loss = Loss(batch, /*summed=*/false, &logits, &labels);
   loss.backward();
   if (options_.clip_grad_norm > 0) {
     torch::nn::utils::clip_grad_norm_(trained_parameters_, options_.clip_grad_norm);
@@ -281,10 +317,14 @@ torch::Tensor Trainer::Step(const Batch& batch, int64_t* correct) {
 
 EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch) {
   model_.SetTraining(false);
-  return EvaluateLogits(source, epoch, model_.num_classes(), [this](const torch::Tensor& images) {
-    CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
-    return model_.Forward(ToDevice(images, /*images=*/true));
-  });
+  EvaluationStats stats =
+      EvaluateLogits(source, epoch, model_.num_classes(), [this](const torch::Tensor& images) {
+        CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
+        return model_.Forward(ToDevice(images, /*images=*/true));
+      });
+  // Data-parallel: each replica evaluated its shard of the source.
+  if (replicas_ != nullptr) replicas_->SumEvaluation(stats);
+  return stats;
 }
 
 std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation,
@@ -305,18 +345,38 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
     int64_t correct_sum = 0;
     int64_t images = 0;
     while (true) {
-      if (observer.StopRequested()) {
+      bool stop = observer.StopRequested();
+      std::optional<Batch> batch;
+      if (!stop) {
+        const Clock::time_point wait_start = Clock::now();
+        batch = train.Next();
+        progress.data_wait_seconds += SecondsSince(wait_start);
+      }
+      // Replicas stop together: each step starts by sharing stop requests
+      // (and the global batch's loss weight).
+      ReplicaSync::StepStart start;
+      if (replicas_ != nullptr) {
+        start = replicas_->StartStep(batch ? LossWeight(*batch) : 0.0,
+                                     batch ? batch->labels.size(0) : 0, stop);
+        stop = start.stop;
+      }
+      if (stop) {
         throw EngineError(ErrorKind::kCancelled,
                           "stopped on request in epoch " + std::to_string(epoch));
       }
-      const Clock::time_point wait_start = Clock::now();
-      std::optional<Batch> batch = train.Next();
-      progress.data_wait_seconds += SecondsSince(wait_start);
       if (!batch) break;
       SetLearningRateFactor(LearningRateFactor(
           options_, (epoch - 1) * steps_per_epoch + progress.batch, steps_per_epoch));
       int64_t correct = 0;
-      const double loss = Step(*batch, &correct).item<double>();
+      int64_t batch_images = batch->labels.size(0);
+      double loss = 0;
+      if (replicas_ != nullptr) {
+        // The global batch's figures, the same on every replica.
+        loss = ReplicatedStep(*batch, start.loss_weight, &correct);
+        batch_images = static_cast<int64_t>(std::llround(start.images));
+      } else {
+        loss = Step(*batch, &correct).item<double>();
+      }
       ++progress.batch;
       if (!std::isfinite(loss)) {
         throw FailedPrecondition("loss became " + std::string(std::isnan(loss) ? "NaN" : "infinite") +
@@ -324,7 +384,6 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
                                  std::to_string(progress.batch) +
                                  " (try a lower training.learning_rate)");
       }
-      const int64_t batch_images = batch->labels.size(0);
       loss_sum += loss * static_cast<double>(batch_images);
       correct_sum += correct;
       images += batch_images;
@@ -345,6 +404,15 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
     stats.train_accuracy = static_cast<double>(correct_sum) / static_cast<double>(images);
     stats.images_per_second = static_cast<double>(images) / train_seconds;
     stats.learning_rate = head_learning_rate();
+    // BatchNorm statistics move with each replica's own slices; rank 0's
+    // are the ones validated, saved and exported everywhere.
+    if (replicas_ != nullptr) {
+      std::vector<torch::Tensor> buffers;
+      for (const torch::Tensor& buffer : model_.classifier().buffers(/*recurse=*/true)) {
+        buffers.push_back(buffer);
+      }
+      replicas_->BroadcastTensors(buffers);
+    }
     if (validation != nullptr && validation->size() > 0) {
       const EvaluationStats evaluation = Evaluate(*validation, epoch);
       stats.val_loss = evaluation.loss;
@@ -357,6 +425,7 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
       stats.val_weighted_f1 = evaluation.confusion.weighted_f1();
     }
     stats.seconds = SecondsSince(epoch_start);
+    if (replicas_ != nullptr) replicas_->AgreeOnEpoch(stats);
     epochs.push_back(stats);
     observer.OnEpoch(stats);
     if (observer.TrainingDone()) break;

@@ -11,6 +11,7 @@
 
 #include "worker/engine/batch_source.h"
 #include "worker/engine/classification_metrics.h"
+#include "worker/engine/replica_sync.h"
 #include "worker/engine/transfer_model.h"
 
 namespace tl::engine {
@@ -164,8 +165,24 @@ class Trainer {
   const torch::Device& device() const { return device_; }
   double head_learning_rate() const;
 
+  // Data-parallel training (distributed.h): each replica steps on its slice
+  // of every global batch, and gradients, metrics and stop requests are
+  // shared through `replicas`. Null (the default): one replica.
+  void SetReplicas(ReplicaSync* replicas) { replicas_ = replicas; }
+
  private:
   torch::Tensor ToDevice(const torch::Tensor& tensor, bool images) const;
+  // Logits and the cross-entropy of a batch: its (weighted) mean, or with
+  // `summed` its sum, which data-parallel steps divide by the global weight.
+  torch::Tensor Loss(const Batch& batch, bool summed, torch::Tensor* logits,
+                     torch::Tensor* labels);
+  // This replica's class-weighted image count of `batch`: the denominator
+  // of its mean loss.
+  double LossWeight(const Batch& batch) const;
+  // One step on this replica's slice (possibly empty) of a global batch
+  // whose loss weight over all replicas is `global_weight`; returns the
+  // global batch's mean loss and sets *correct to its right predictions.
+  double ReplicatedStep(const Batch& batch, double global_weight, int64_t* correct);
   // Freezes and unfreezes layer groups for the epoch's stage.
   void ApplyStage(int epoch);
   void SetLearningRateFactor(double factor);
@@ -179,6 +196,7 @@ class Trainer {
   // What gradient clipping measures: every parameter that trains.
   std::vector<torch::Tensor> trained_parameters_;
   torch::Tensor class_weights_;  // on the device; undefined when all are 1
+  ReplicaSync* replicas_ = nullptr;
 };
 
 // Serialised form of epoch stats, for metrics.json and checkpoints.
