@@ -422,6 +422,7 @@ void JobRunner::Run() {
           finished.set_outcome(JobFinished::PAUSED);
           break;
         case engine::ErrorKind::kInternal:
+        case engine::ErrorKind::kUnavailable:
           finished.set_outcome(JobFinished::FAILED);
           finished.set_retryable(true);
           break;

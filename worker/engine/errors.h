@@ -14,6 +14,7 @@ enum class ErrorKind {
   kCancelled,           // stopped on request
   kPaused,              // stopped after an epoch on request, its checkpoint written
   kInternal,            // a bug or an unexpected library failure
+  kUnavailable,         // a data-parallel peer died or could not be reached; a retry may pass
 };
 
 class EngineError : public std::runtime_error {

@@ -13,6 +13,7 @@
 #include "worker/engine/class_weights.h"
 #include "worker/engine/csv_dataset.h"
 #include "worker/engine/dataset_check.h"
+#include "worker/engine/distributed_job.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/evaluation_job.h"
 #include "worker/engine/feature_cache.h"
@@ -265,7 +266,10 @@ void CheckExport(TransferModel& model, const std::string& model_path, BatchSourc
 
 int DefaultResizeSize(int image_size) { return std::max(image_size, image_size * 8 / 7); }
 
-ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& observer) {
+namespace {
+
+ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) {
+  CheckDistributedJob(config);
   if (!config.evaluate_model_path.empty()) return RunEvaluationJob(config, observer);
   const Clock::time_point start = Clock::now();
   CheckConfig(config);
@@ -326,6 +330,8 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   train_options.drop_singleton_batch = true;
   train_options.seed = config.seed;
   train_options.threads = loader_threads;
+  // Validation and test sources shard alike (their sums are added up).
+  ShardTrainingSource(config.distributed, train_options);
   const ImageFolderSourceOptions val_options = EvaluationOptions(train_options);
 
   // The model and trainer come before the dataset is decoded: a backbone or
@@ -358,9 +364,11 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
                  [&data_root](const std::string& path) { return DisplayPath(data_root, path); },
                  check);
   // The feature cache keys on the splits' files, so they are kept for it.
-  const bool cache_features = FeatureCacheApplies(
-      config.train.strategy, train_options.random_hflip || config.augmentation.any(),
-      config.train.channels_last);
+  const bool cache_features =
+      FeatureCacheApplies(config.train.strategy,
+                          train_options.random_hflip || config.augmentation.any(),
+                          config.train.channels_last) &&
+      config.distributed.world_size <= 1;  // data-parallel jobs train on images
   const SplitData kept_split = cache_features ? split : SplitData{};
   ImageFolderSource train_source(std::move(split.train), preprocessing, train_options);
   ImageFolderSource val_source(std::move(split.val), preprocessing, val_options);
@@ -383,12 +391,15 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   WriteDatasetReport(dataset_report_path, result.dataset);
   observer.OnDataset(result.dataset);
 
+  const std::unique_ptr<ProcessGroupReplicas> replicas = JoinReplicas(config.distributed, trainer);
   std::vector<EpochStats> done = trainer.LoadCheckpoint(config.output_dir);
+  if (replicas) done = ShareTrainingState(*replicas, trainer, done);
+  ReplicatedJobObserver replicated(observer, replicas.get());
   result.first_epoch_run = static_cast<int>(done.size()) + 1;
   // Epochs from the checkpoint are reported again: the attempt that ran them
   // may have died after saving and before reporting.
   for (const EpochStats& stats : done) observer.OnEpoch(stats);
-  CheckpointingObserver checkpointing(observer, trainer, model, train_source, config.output_dir,
+  CheckpointingObserver checkpointing(replicated, trainer, model, train_source, config.output_dir,
                                       TrainOrigin(config), done, config.early_stopping);
   // A job paused in the epoch that early stopping ended has nothing left to train.
   if (!checkpointing.TrainingDone()) {
@@ -456,6 +467,16 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
   fs::remove_all(out / "best");
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
+}
+
+}  // namespace
+
+ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& observer) {
+  if (config.distributed.world_size <= 1 || config.distributed.rank == 0) {
+    return RunJob(config, observer);
+  }
+  return RunWithPrivateOutput(
+      config, [&observer](const ImageJobConfig& own) { return RunJob(own, observer); });
 }
 
 }  // namespace tl::engine

@@ -12,6 +12,7 @@
 #include "worker/engine/augmentation.h"
 #include "worker/engine/auto_strategy.h"
 #include "worker/engine/dataset_check.h"
+#include "worker/engine/distributed.h"
 #include "worker/engine/early_stopping.h"
 #include "worker/engine/evaluation_report.h"
 #include "worker/engine/trainer.h"
@@ -60,6 +61,10 @@ struct ImageJobConfig {
   std::string feature_cache_dir;
   std::string output_dir;     // created if missing
   std::string provenance;     // recorded in the exported backbone's manifest
+  // world_size > 1: this process is one rank of a data-parallel job
+  // (distributed.h). batch_size is then the global batch, split among the
+  // ranks; only rank 0 writes to output_dir.
+  DistributedOptions distributed;
 };
 
 struct DatasetInfo {
