@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -217,7 +218,8 @@ class DistributedTest : public ::testing::Test {
       results.push_back(plan.result_path);
       pids.push_back(StartRank(plan));
     }
-    WaitAll(pids, std::chrono::seconds(120));
+    // Generous: on a loaded machine LibTorch alone takes a minute to load.
+    WaitAll(pids, std::chrono::seconds(600));
     std::vector<nlohmann::json> out;
     for (const std::string& path : results) out.push_back(ReadResult(path));
     return out;
@@ -396,7 +398,13 @@ TEST(DistributedOptionsTest, RejectsWhatCannotWork) {
 }  // namespace tl::engine
 
 int main(int argc, char** argv) {
-  if (argc == 14 && std::string(argv[1]) == "--rank") {
+  // A rank process never runs the tests itself: with a wrong argument count it would start
+  // ranks of its own, and they theirs.
+  if (argc >= 2 && std::string(argv[1]) == "--rank") {
+    if (argc != 13) {
+      std::cerr << "distributed_test --rank: expected 11 arguments, got " << argc - 2 << "\n";
+      return 2;
+    }
     tl::engine::RankPlan plan;
     plan.data_dir = argv[2];
     plan.output_dir = argv[3];

@@ -1,0 +1,170 @@
+// Data-parallel jobs with real processes on 127.0.0.1: tlserver and tlworker
+// processes that train one job as a gang over a Gloo process group. A job of
+// two replicas must reach what one replica reaches with the same global batch,
+// survive one of its ranks being killed, and stop on every rank when cancelled.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "tests/cluster.h"
+#include "tests/process.h"
+#include "tl/v1/service.grpc.pb.h"
+
+namespace tl {
+namespace {
+
+namespace fs = std::filesystem;
+using ::tl::testing::Cluster;
+using ::tl::testing::EpochsOf;
+using ::tl::testing::Get;
+using ::tl::testing::Process;
+using ::tl::testing::Submit;
+using ::tl::testing::TinySpec;
+using ::tl::testing::WaitForJob;
+using ::tl::testing::WatchToEnd;
+using ::tl::v1::Job;
+using ::tl::v1::JobEvent;
+using ::tl::v1::JobSpec;
+using namespace std::chrono_literals;
+
+// Workers that take part in gangs: each serves its rendezvous store on a free port.
+Process& StartReplicaWorker(Cluster& cluster, const std::string& worker_id) {
+  return cluster.StartWorker(worker_id, {"--replica_address=127.0.0.1"});
+}
+
+JobSpec Replicated(JobSpec spec, int replicas) {
+  spec.mutable_resources()->set_replicas(replicas);
+  spec.mutable_training()->set_seed(7);
+  return spec;
+}
+
+// Largest absolute difference between the parameters of two exported models.
+double MaxParameterDifference(const std::string& first, const std::string& second) {
+  torch::jit::Module a = torch::jit::load(first);
+  torch::jit::Module b = torch::jit::load(second);
+  std::map<std::string, torch::Tensor> by_name;
+  for (const auto& parameter : a.named_parameters()) by_name[parameter.name] = parameter.value;
+  double worst = 0;
+  size_t compared = 0;
+  for (const auto& parameter : b.named_parameters()) {
+    auto it = by_name.find(parameter.name);
+    if (it == by_name.end()) return INFINITY;
+    worst = std::max(worst, (it->second - parameter.value).abs().max().item<double>());
+    ++compared;
+  }
+  return compared == by_name.size() && compared > 0 ? worst : INFINITY;
+}
+
+Job RunToEnd(Cluster& cluster, const JobSpec& spec) {
+  const Job submitted = Submit(cluster, spec);
+  WatchToEnd(cluster, submitted.id());
+  return Get(cluster, submitted.id());
+}
+
+// The frozen backbone (its BatchNorm in eval mode) makes the update of the head exactly the
+// 1-replica update: per-rank losses are summed over the global batch, gradients all-reduced.
+// Only the order of float sums differs, hence the tolerance.
+TEST(DataParallelTest, TwoReplicasReachWhatOneReachesWithTheSameGlobalBatch) {
+  Cluster cluster;
+  cluster.StartServer();
+  StartReplicaWorker(cluster, "w1");
+  StartReplicaWorker(cluster, "w2");
+  JobSpec spec = TinySpec(4);
+  spec.mutable_training()->set_strategy(tl::v1::TrainingSpec::FEATURE_EXTRACTION);
+
+  const Job single = RunToEnd(cluster, Replicated(spec, 1));
+  const Job pair = RunToEnd(cluster, Replicated(spec, 2));
+  ASSERT_EQ(single.state(), Job::SUCCEEDED) << single.error();
+  ASSERT_EQ(pair.state(), Job::SUCCEEDED) << pair.error();
+  EXPECT_EQ(pair.replica_worker_ids_size(), 2);
+
+  const tl::v1::EpochMetrics& one = single.result().final_metrics();
+  const tl::v1::EpochMetrics& two = pair.result().final_metrics();
+  EXPECT_EQ(pair.result().dataset().train_images(), single.result().dataset().train_images());
+  // Metrics count every rank's images: accuracy over half of them would differ.
+  EXPECT_DOUBLE_EQ(two.train_accuracy(), one.train_accuracy());
+  EXPECT_NEAR(two.train_loss(), one.train_loss(), 1e-4);
+  EXPECT_NEAR(two.val_loss(), one.val_loss(), 1e-4);
+  EXPECT_DOUBLE_EQ(two.val_accuracy(), one.val_accuracy());
+  const double difference =
+      MaxParameterDifference(fs::path(cluster.artifact_root()) / single.result().model_path(),
+                             fs::path(cluster.artifact_root()) / pair.result().model_path());
+  EXPECT_LT(difference, 1e-4) << "largest parameter difference " << difference;
+}
+
+// Fine-tuning through BatchNorm: each rank normalizes its half of the batch by that half's
+// statistics, so the runs differ a little; they must still agree closely.
+TEST(DataParallelTest, FullTrainingOnTwoReplicasStaysCloseToOne) {
+  Cluster cluster;
+  cluster.StartServer();
+  StartReplicaWorker(cluster, "w1");
+  StartReplicaWorker(cluster, "w2");
+  const JobSpec spec = TinySpec(3);
+  const Job single = RunToEnd(cluster, Replicated(spec, 1));
+  const Job pair = RunToEnd(cluster, Replicated(spec, 2));
+  ASSERT_EQ(single.state(), Job::SUCCEEDED) << single.error();
+  ASSERT_EQ(pair.state(), Job::SUCCEEDED) << pair.error();
+  EXPECT_NEAR(pair.result().final_metrics().train_loss(),
+              single.result().final_metrics().train_loss(), 0.1);
+}
+
+TEST(DataParallelTest, KillingARankRequeuesTheJobWhichFinishesOnANewGang) {
+  Cluster cluster;
+  cluster.StartServer();
+  std::map<std::string, Process*> workers;
+  for (const std::string id : {"w1", "w2", "w3"}) workers[id] = &StartReplicaWorker(cluster, id);
+  constexpr int kEpochs = 60;
+  const Job submitted = Submit(cluster, Replicated(TinySpec(kEpochs), 2));
+  std::string killed;
+  std::vector<JobEvent> events = WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
+    if (!event.has_epoch() || event.epoch().epoch() != 3 || !killed.empty()) return;
+    const Job running = Get(cluster, submitted.id());
+    ASSERT_EQ(running.replica_worker_ids_size(), 2);
+    killed = running.replica_worker_ids(1);  // a rank that is not rank 0
+    workers.at(killed)->Signal(SIGKILL);
+    workers.at(killed)->Wait();
+  });
+  ASSERT_FALSE(killed.empty());
+  const Job job = Get(cluster, submitted.id());
+  ASSERT_EQ(job.state(), Job::SUCCEEDED) << job.error();
+  EXPECT_EQ(job.attempt(), 2);
+  EXPECT_EQ(job.failures(), 1);
+  ASSERT_EQ(job.replica_worker_ids_size(), 2);
+  for (const std::string& worker : job.replica_worker_ids()) EXPECT_NE(worker, killed);
+  // Every epoch once: the new gang resumed from rank 0's last checkpoint.
+  std::vector<int> expected(kEpochs);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, submitted.id())), expected);
+}
+
+TEST(DataParallelTest, CancelStopsEveryRankAndFreesTheirWorkers) {
+  Cluster cluster;
+  cluster.StartServer();
+  StartReplicaWorker(cluster, "w1");
+  StartReplicaWorker(cluster, "w2");
+  const Job submitted = Submit(cluster, Replicated(TinySpec(1000), 2));
+  WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
+    if (!event.has_epoch() || event.epoch().epoch() != 2) return;
+    tl::v1::CancelJobRequest request;
+    request.set_job_id(submitted.id());
+    tl::v1::Job reply;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    const grpc::Status status = cluster.stub().CancelJob(&context, request, &reply);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  });
+  EXPECT_EQ(Get(cluster, submitted.id()).state(), Job::CANCELLED);
+  // Both ranks stopped: a new gang of two starts and finishes on the same two workers.
+  const Job next = RunToEnd(cluster, Replicated(TinySpec(1), 2));
+  EXPECT_EQ(next.state(), Job::SUCCEEDED) << next.error();
+}
+
+}  // namespace
+}  // namespace tl
