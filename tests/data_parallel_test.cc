@@ -70,7 +70,9 @@ Job RunToEnd(Cluster& cluster, const JobSpec& spec) {
 
 // The frozen backbone (its BatchNorm in eval mode) makes the update of the head exactly the
 // 1-replica update: per-rank losses are summed over the global batch, gradients all-reduced.
-// Only the order of float sums differs, hence the tolerance.
+// Only the order of float sums differs, hence the tolerance. (Training through BatchNorm
+// normalizes each rank's slice by its own statistics, so it differs more: the engine's
+// distributed_test measures that case.)
 TEST(DataParallelTest, TwoReplicasReachWhatOneReachesWithTheSameGlobalBatch) {
   Cluster cluster;
   cluster.StartServer();
@@ -97,22 +99,6 @@ TEST(DataParallelTest, TwoReplicasReachWhatOneReachesWithTheSameGlobalBatch) {
       MaxParameterDifference(fs::path(cluster.artifact_root()) / single.result().model_path(),
                              fs::path(cluster.artifact_root()) / pair.result().model_path());
   EXPECT_LT(difference, 1e-4) << "largest parameter difference " << difference;
-}
-
-// Fine-tuning through BatchNorm: each rank normalizes its half of the batch by that half's
-// statistics, so the runs differ a little; they must still agree closely.
-TEST(DataParallelTest, FullTrainingOnTwoReplicasStaysCloseToOne) {
-  Cluster cluster;
-  cluster.StartServer();
-  StartReplicaWorker(cluster, "w1");
-  StartReplicaWorker(cluster, "w2");
-  const JobSpec spec = TinySpec(3);
-  const Job single = RunToEnd(cluster, Replicated(spec, 1));
-  const Job pair = RunToEnd(cluster, Replicated(spec, 2));
-  ASSERT_EQ(single.state(), Job::SUCCEEDED) << single.error();
-  ASSERT_EQ(pair.state(), Job::SUCCEEDED) << pair.error();
-  EXPECT_NEAR(pair.result().final_metrics().train_loss(),
-              single.result().final_metrics().train_loss(), 0.1);
 }
 
 TEST(DataParallelTest, KillingARankRequeuesTheJobWhichFinishesOnANewGang) {

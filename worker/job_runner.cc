@@ -333,6 +333,20 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
                                ? engine::Precision::kBFloat16
                                : engine::Precision::kFloat32;
   config.train.channels_last = training.channels_last();
+  if (assignment.replica_count() > 1) {
+    // One rank of a gang: peers meet at rank 0's rendezvous store, under a key of this
+    // attempt, and this worker's process group binds to its own replica address.
+    if (settings.replica_address.empty()) {
+      return absl::FailedPreconditionError(
+          "a data-parallel assignment reached a worker without --replica_address");
+    }
+    config.distributed.world_size = assignment.replica_count();
+    config.distributed.rank = assignment.replica_rank();
+    config.distributed.store_host = assignment.rendezvous_host();
+    config.distributed.store_port = assignment.rendezvous_port();
+    config.distributed.local_address = settings.replica_address;
+    config.distributed.key_prefix = assignment.rendezvous_key();
+  }
   config.provenance = absl::StrCat("trained by tl job ", assignment.job_id(), " (",
                                    TrainingSpec::Strategy_Name(training.strategy()), " on ",
                                    spec.dataset().train_dir(), spec.dataset().train_csv(), ")");
