@@ -33,6 +33,9 @@ void CheckDistributedOptions(const DistributedOptions& options) {
   }
   if (options.local_address.empty()) throw InvalidArgument("distributed.local_address is empty");
   if (options.timeout.count() < 1) throw InvalidArgument("distributed.timeout must be positive");
+  if (options.rendezvous_timeout.count() < 1) {
+    throw InvalidArgument("distributed.rendezvous_timeout must be positive");
+  }
   if (!DistributedTrainingAvailable()) {
     throw InvalidArgument(
         "distributed.world_size is above 1, but this worker was built without c10d Gloo "
@@ -90,7 +93,7 @@ class ProcessGroupReplicas::Impl {
       store_options.isServer = options_.rank == 0;
       store_options.numWorkers = options_.world_size;
       store_options.waitWorkers = true;
-      store_options.timeout = options_.timeout;
+      store_options.timeout = options_.rendezvous_timeout;
       auto tcp_store = c10::make_intrusive<c10d::TCPStore>(options_.store_host, store_options);
       store_ = c10::make_intrusive<c10d::PrefixStore>(options_.key_prefix, tcp_store);
 #ifdef USE_C10D_NCCL

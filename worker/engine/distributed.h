@@ -24,7 +24,10 @@ struct DistributedOptions {
   int store_port = 0;              // its port
   std::string local_address = "127.0.0.1";  // the interface this rank's Gloo device binds to
   std::string key_prefix;          // unique per job attempt, e.g. "job-12/3": keys in the store are prefixed with it
-  std::chrono::milliseconds timeout{60000};  // rendezvous and each collective; a dead or partitioned peer surfaces as an error within this
+  std::chrono::milliseconds timeout{60000};  // each collective; a dead or partitioned peer surfaces as an error within this
+  // Meeting the other ranks: each decodes its dataset before it joins, which
+  // on a large folder takes longer than a collective ever should.
+  std::chrono::milliseconds rendezvous_timeout{600000};
 };
 
 // Throws EngineError(kInvalidArgument) naming the distributed.* field that

@@ -81,6 +81,7 @@ ImageJobConfig ConfigFor(const RankPlan& plan) {
   config.distributed.store_port = plan.port;
   config.distributed.key_prefix = "test/" + std::to_string(plan.port);
   config.distributed.timeout = std::chrono::milliseconds(plan.timeout_ms);
+  config.distributed.rendezvous_timeout = std::chrono::seconds(120);
   return config;
 }
 
