@@ -699,7 +699,8 @@ void Scheduler::Dispatch() {
     }
     // Not enough free workers, or the store refused the assignment (it stays queued; the
     // next job may go).
-    if (chosen.size() < replicas && CountSuitableWorkers(active.job) >= Replicas(active.job)) {
+    if (chosen.size() < replicas &&
+        static_cast<size_t>(CountSuitableWorkers(active.job)) >= replicas) {
       held_back.insert(chosen.begin(), chosen.end());
     }
     ++key;
@@ -801,14 +802,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
       ++it;
       continue;
     }
-    if (!it->second.job_id.empty()) {
-      auto job = active_.find(it->second.job_id);
-      if (job != active_.end() && job->second.session == it->first) {
-        job->second.session = 0;
-        job->second.orphaned_since = Now();
-      }
-      ForgetReplicaSession(it->first, it->second.job_id);
-    }
+    DetachSession(it->first, it->second.job_id, Now());
     replaced->push_back(it->second.connection);
     it = workers_.erase(it);
   }
@@ -897,14 +891,9 @@ void Scheduler::DisconnectWorker(int64_t session) {
   LogInfo("worker ", it->second.hello.worker_id(), " disconnected (session ", session, ")");
   metrics_.WorkerGone(it->second.hello.worker_id());
   workers_.erase(it);
-  if (!job_id.empty()) {
-    auto job = active_.find(job_id);
-    if (job != active_.end() && job->second.session == session) {
-      job->second.session = 0;
-      job->second.orphaned_since = Now();
-      if (job->second.job.cancel_requested()) EndJob(job->second, Job::CANCELLED, job->second.job.error());
-    }
-    ForgetReplicaSession(session, job_id);
+  ActiveJob* orphaned = DetachSession(session, job_id, Now());
+  if (orphaned != nullptr && orphaned->job.cancel_requested()) {
+    EndJob(*orphaned, Job::CANCELLED, orphaned->job.error());
   }
   UpdateWorkerMetrics();
 }
@@ -923,14 +912,7 @@ void Scheduler::CheckLeases(absl::Time now) {
                  absl::FormatDuration(now - worker.last_seen), "; dropping it");
       to_close.push_back(worker.connection);
       metrics_.WorkerGone(worker.hello.worker_id());
-      if (!worker.job_id.empty()) {
-        auto job = active_.find(worker.job_id);
-        if (job != active_.end() && job->second.session == session) {
-          job->second.session = 0;
-          job->second.orphaned_since = now - options_.lease_timeout;  // already a lease late
-        }
-        ForgetReplicaSession(session, worker.job_id);
-      }
+      DetachSession(session, worker.job_id, now - options_.lease_timeout);  // a lease late already
       workers_.erase(session);
     }
     std::vector<std::string> expired;
@@ -953,6 +935,19 @@ void Scheduler::CheckLeases(absl::Time now) {
   }
   // Closing runs the transport's teardown, which takes mutex_: outside it.
   for (const std::shared_ptr<WorkerConnection>& connection : to_close) connection->Close();
+}
+
+Scheduler::ActiveJob* Scheduler::DetachSession(int64_t session, const std::string& job_id,
+                                              absl::Time orphaned_since) {
+  auto it = active_.find(job_id);
+  if (job_id.empty() || it == active_.end()) return nullptr;
+  ActiveJob& active = it->second;
+  // A rank > 0 leaves its gang; its peers find out through their process group.
+  active.replica_sessions.erase(session);
+  if (active.session != session) return nullptr;
+  active.session = 0;
+  active.orphaned_since = orphaned_since;
+  return &active;
 }
 
 Scheduler::ActiveJob* Scheduler::HeldJob(int64_t session, const std::string& job_id, int attempt) {

@@ -215,6 +215,10 @@ class Scheduler {
   int CountSuitableWorkers(const tl::v1::Job& job) const;
   // The gang job a non-zero rank's session trains in, if it trains in this attempt.
   ActiveJob* ReplicaJob(int64_t session, const std::string& job_id, int attempt);
+  // The worker on `session`, if it still runs `job_id`, runs it no longer as far as the
+  // scheduler is concerned: told to stop when `cancel`, it takes no new job until it
+  // reports its end.
+  void LetGo(int64_t session, const std::string& job_id, bool cancel, const std::string& why);
   // The ranks > 0 still running are told to stop (cancel) or left to end
   // by themselves; either way they take no new job until they report
   // their end.
@@ -223,9 +227,6 @@ class Scheduler {
   void StopRankZero(ActiveJob& active, const std::string& why);
   void SendToReplicas(const ActiveJob& active, const tl::v1::SchedulerMessage& message);
   void OnReplicaFinished(int64_t session, ActiveJob& active, const tl::v1::JobFinished& finished);
-  // A rank > 0 whose stream is gone: out of the gang (its peers find out
-  // through their process group).
-  void ForgetReplicaSession(int64_t session, const std::string& job_id);
   // Whether a reconnecting worker claims its place in the job's gang.
   bool RejoinGang(int64_t session, WorkerState& worker, ActiveJob& active);
   bool OwnerAtRunningLimit(const std::string& owner) const;
@@ -235,6 +236,10 @@ class Scheduler {
   // VisibleJob's active job, to change; FAILED_PRECONDITION once it has ended.
   absl::StatusOr<ActiveJob*> UnendedJob(const std::string& job_id, const Principal& caller);
   void ReleaseWorker(int64_t session);
+  // A worker session that ended (stream gone, silent, replaced) no longer runs `job_id`:
+  // as rank 0 (or a single worker) the job is orphaned since `orphaned_since` and returned;
+  // as another rank it leaves the gang.
+  ActiveJob* DetachSession(int64_t session, const std::string& job_id, absl::Time orphaned_since);
   // The job a worker message is about, if this session holds that attempt.
   ActiveJob* HeldJob(int64_t session, const std::string& job_id, int attempt);
   void OnStarted(int64_t session, const tl::v1::JobStarted& started);

@@ -44,35 +44,30 @@ void Scheduler::SendToReplicas(const ActiveJob& active, const SchedulerMessage& 
   }
 }
 
-void Scheduler::ReleaseReplicas(ActiveJob& active, bool cancel, const std::string& why) {
-  if (active.replica_sessions.empty()) return;
+void Scheduler::LetGo(int64_t session, const std::string& job_id, bool cancel,
+                      const std::string& why) {
+  auto worker = workers_.find(session);
+  if (worker == workers_.end() || worker->second.job_id != job_id) return;
   if (cancel) {
     SchedulerMessage message;
-    message.mutable_cancel()->set_job_id(active.job.id());
+    message.mutable_cancel()->set_job_id(job_id);
     message.mutable_cancel()->set_reason(why);
-    SendToReplicas(active, message);
+    worker->second.connection->Send(message);
   }
-  for (int64_t session : active.replica_sessions) {
-    auto worker = workers_.find(session);
-    if (worker == workers_.end() || worker->second.job_id != active.job.id()) continue;
-    worker->second.job_id.clear();
-    worker->second.busy_elsewhere = true;
-  }
+  worker->second.job_id.clear();
+  worker->second.busy_elsewhere = true;
+}
+
+void Scheduler::ReleaseReplicas(ActiveJob& active, bool cancel, const std::string& why) {
+  if (active.replica_sessions.empty()) return;
+  for (int64_t session : active.replica_sessions) LetGo(session, active.job.id(), cancel, why);
   active.replica_sessions.clear();
   UpdateWorkerMetrics();
 }
 
 void Scheduler::StopRankZero(ActiveJob& active, const std::string& why) {
   if (active.session == 0) return;
-  auto worker = workers_.find(active.session);
-  if (worker != workers_.end() && worker->second.job_id == active.job.id()) {
-    SchedulerMessage message;
-    message.mutable_cancel()->set_job_id(active.job.id());
-    message.mutable_cancel()->set_reason(why);
-    worker->second.connection->Send(message);
-    worker->second.job_id.clear();
-    worker->second.busy_elsewhere = true;
-  }
+  LetGo(active.session, active.job.id(), /*cancel=*/true, why);
   active.session = 0;
 }
 
@@ -107,11 +102,6 @@ void Scheduler::OnReplicaFinished(int64_t session, ActiveJob& active,
   }
   UpdateWorkerMetrics();
   Dispatch();
-}
-
-void Scheduler::ForgetReplicaSession(int64_t session, const std::string& job_id) {
-  auto it = active_.find(job_id);
-  if (it != active_.end()) it->second.replica_sessions.erase(session);
 }
 
 bool Scheduler::RejoinGang(int64_t session, WorkerState& worker, ActiveJob& active) {
