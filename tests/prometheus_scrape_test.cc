@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/free_port.h"
 #include "tests/cluster.h"
 #include "tests/http_get.h"
 
@@ -29,23 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::tl::v1::Job;
-
-// A port nobody listens on now. Prometheus takes it a moment later; a clash
-// with another process in between would show as Prometheus failing to start.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::string UrlEncoded(const std::string& text) {
   std::string encoded;
@@ -148,7 +132,9 @@ class PrometheusScrapeTest : public ::testing::Test {
                           << "  - job_name: tlworker\n"
                           << "    static_configs:\n"
                           << "      - targets: ['127.0.0.1:" << worker_metrics_port << "']\n";
-    const int port = FreePort();
+    // Prometheus takes it a moment later; a clash with another process in between would
+    // show as Prometheus failing to start.
+    const int port = tl::FreePort();
     prometheus_ = std::make_unique<Process>(
         std::vector<std::string>{PROMETHEUS_PATH, "--config.file=" + config,
                                  "--storage.tsdb.path=" + cluster_.path("prometheus-data"),

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/credentials.h"
+#include "common/free_port.h"
 #include "common/log.h"
 #include "worker/metrics_http_server.h"
 #include "worker/worker_agent.h"
@@ -125,27 +126,6 @@ std::string OwnAddress() {
   return address;
 }
 
-// A port on `address` that nothing listens on now. The rendezvous store
-// binds it later, when this worker is rank 0; another process could take it
-// meanwhile, which fails that attempt's rendezvous and the job is retried.
-// A fixed --rendezvous_port avoids that.
-int FreePort(const std::string& address) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in bound{};
-  bound.sin_family = AF_INET;
-  bound.sin_port = 0;
-  if (inet_pton(AF_INET, address.c_str(), &bound.sin_addr) != 1) bound.sin_addr.s_addr = INADDR_ANY;
-  socklen_t length = sizeof(bound);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&bound), sizeof(bound)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) == 0) {
-    port = ntohs(bound.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 // Serves `metrics` on --metrics_listen and writes --ready_file. Null when
 // disabled; exits on an address that cannot be served.
 std::unique_ptr<tl::worker::MetricsHttpServer> ServeMetrics(
@@ -210,7 +190,9 @@ int main(int argc, char** argv) {
   }
   options.settings.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
   if (!options.settings.replica_address.empty() && options.settings.rendezvous_port == 0) {
-    options.settings.rendezvous_port = FreePort(options.settings.replica_address);
+    // Another process could take it before a job needs it; that attempt's rendezvous then
+    // fails and the job is retried. A fixed --rendezvous_port avoids that.
+    options.settings.rendezvous_port = tl::FreePort(options.settings.replica_address);
   }
   if (options.settings.rendezvous_port < 0 || options.settings.rendezvous_port > 65535) {
     tl::LogError("--rendezvous_port must lie in [0, 65535]");

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/free_port.h"
 #include "common/testing/temp_dir.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/image_folder.h"
@@ -125,22 +126,6 @@ int RankMain(const RankPlan& plan) {
   return 0;
 }
 
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof(address);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot find a free port");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 pid_t StartRank(const RankPlan& plan) {
   std::vector<std::string> args = {"/proc/self/exe",
                                    "--rank",
@@ -205,7 +190,8 @@ class DistributedTest : public ::testing::Test {
   std::vector<nlohmann::json> Run(RankPlan base, const std::string& name,
                                   const std::vector<RankPlan>& overrides = {}) {
     base.data_dir = dir_.path();
-    base.port = FreePort();
+    base.port = tl::FreePort();
+    if (base.port == 0) throw std::runtime_error("cannot find a free port");
     std::vector<pid_t> pids;
     std::vector<std::string> results;
     for (int rank = 0; rank < base.world_size; ++rank) {
