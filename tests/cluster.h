@@ -162,6 +162,16 @@ inline Job Get(Cluster& cluster, const std::string& id) {
   return job;
 }
 
+inline grpc::Status Cancel(Cluster& cluster, const std::string& id, const std::string& reason,
+                           Job* job) {
+  tl::v1::CancelJobRequest request;
+  request.set_job_id(id);
+  request.set_reason(reason);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  return cluster.stub().CancelJob(&context, request, job);
+}
+
 inline bool Ended(Job::State state) {
   return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED;
 }
@@ -219,6 +229,7 @@ inline Job WaitForJob(Cluster& cluster, const std::string& id,
 
 }  // namespace cluster_internal
 
+using cluster_internal::Cancel;
 using cluster_internal::Cluster;
 using cluster_internal::EpochsOf;
 using cluster_internal::Ended;

@@ -21,6 +21,7 @@ namespace tl {
 namespace {
 
 namespace fs = std::filesystem;
+using ::tl::testing::Cancel;
 using ::tl::testing::Cluster;
 using ::tl::testing::EpochsOf;
 using ::tl::testing::Get;
@@ -138,12 +139,8 @@ TEST(DataParallelTest, CancelStopsEveryRankAndFreesTheirWorkers) {
   const Job submitted = Submit(cluster, Replicated(TinySpec(1000), 2));
   WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
     if (!event.has_epoch() || event.epoch().epoch() != 2) return;
-    tl::v1::CancelJobRequest request;
-    request.set_job_id(submitted.id());
-    tl::v1::Job reply;
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + 10s);
-    const grpc::Status status = cluster.stub().CancelJob(&context, request, &reply);
+    Job reply;
+    const grpc::Status status = Cancel(cluster, submitted.id(), "", &reply);
     EXPECT_TRUE(status.ok()) << status.error_message();
   });
   EXPECT_EQ(Get(cluster, submitted.id()).state(), Job::CANCELLED);

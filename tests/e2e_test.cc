@@ -21,6 +21,7 @@ namespace tl {
 namespace {
 
 namespace fs = std::filesystem;
+using ::tl::testing::Cancel;
 using ::tl::testing::Cluster;
 using ::tl::testing::EpochsOf;
 using ::tl::testing::Get;
@@ -102,12 +103,8 @@ TEST(EndToEndTest, CancelStopsARunningJob) {
       WatchToEnd(cluster, submitted.id(), [&](const JobEvent& event) {
         if (event.has_epoch() && !cancel_sent) {
           cancel_sent = true;
-          tl::v1::CancelJobRequest request;
-          request.set_job_id(submitted.id());
-          request.set_reason("enough");
           Job reply;
-          grpc::ClientContext context;
-          EXPECT_TRUE(cluster.stub().CancelJob(&context, request, &reply).ok());
+          EXPECT_TRUE(Cancel(cluster, submitted.id(), "enough", &reply).ok());
           EXPECT_TRUE(reply.cancel_requested());
         }
       });

@@ -22,6 +22,7 @@ namespace tl {
 namespace {
 
 namespace fs = std::filesystem;
+using ::tl::testing::Cancel;
 using ::tl::testing::Cluster;
 using ::tl::testing::EpochsOf;
 using ::tl::testing::Get;
@@ -93,14 +94,6 @@ grpc::Status Resume(Cluster& cluster, const std::string& id, Job* job) {
   return cluster.stub().ResumeJob(&context, request, job);
 }
 
-grpc::Status Cancel(Cluster& cluster, const std::string& id, Job* job) {
-  tl::v1::CancelJobRequest request;
-  request.set_job_id(id);
-  request.set_reason("test cancel");
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 10s);
-  return cluster.stub().CancelJob(&context, request, job);
-}
 
 std::vector<int> OneTo(int n) {
   std::vector<int> numbers(n);
@@ -295,7 +288,7 @@ TEST(ReliabilityTest, CancelWorksQueuedRunningAndWhenTheWorkerDiesMeanwhile) {
   // Queued, no worker anywhere: cancelled at once.
   const Job queued = Submit(cluster, TinySpec(1));
   Job reply;
-  ASSERT_TRUE(Cancel(cluster, queued.id(), &reply).ok());
+  ASSERT_TRUE(Cancel(cluster, queued.id(), "test cancel", &reply).ok());
   EXPECT_EQ(reply.state(), Job::CANCELLED);
 
   // Running, and its worker is frozen, so the cancel cannot reach the trainer; then it dies.
@@ -305,7 +298,7 @@ TEST(ReliabilityTest, CancelWorksQueuedRunningAndWhenTheWorkerDiesMeanwhile) {
                 .state(),
             Job::RUNNING);
   worker.Signal(SIGSTOP);
-  ASSERT_TRUE(Cancel(cluster, running.id(), &reply).ok());
+  ASSERT_TRUE(Cancel(cluster, running.id(), "test cancel", &reply).ok());
   EXPECT_TRUE(reply.cancel_requested());
   worker.Signal(SIGKILL);
   worker.Wait();
@@ -318,7 +311,7 @@ TEST(ReliabilityTest, CancelWorksQueuedRunningAndWhenTheWorkerDiesMeanwhile) {
   const Job live = Submit(cluster, TinySpec(500));
   ASSERT_EQ(WaitForJob(cluster, live.id(), [](const Job& j) { return j.epoch() >= 1; }).state(),
             Job::RUNNING);
-  ASSERT_TRUE(Cancel(cluster, live.id(), &reply).ok());
+  ASSERT_TRUE(Cancel(cluster, live.id(), "test cancel", &reply).ok());
   const Job stopped = WaitForJob(cluster, live.id(), Ended);
   EXPECT_EQ(stopped.state(), Job::CANCELLED);
   EXPECT_LT(stopped.epoch(), 500);
