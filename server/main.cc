@@ -4,7 +4,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <prometheus/exposer.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -21,6 +20,8 @@
 #include "absl/time/clock.h"
 #include "common/credentials.h"
 #include "common/log.h"
+#include "common/metrics_http_flags.h"
+#include "common/metrics_http_server.h"
 #include "server/grpc_services.h"
 #include "server/job_store.h"
 #include "server/scheduler.h"
@@ -30,7 +31,8 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC address to listen on; port 0 picks a free port");
 ABSL_FLAG(std::string, db, "tl.db", "SQLite database file (created if missing)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
-          "address of the Prometheus /metrics endpoint; port 0 picks a free port; empty disables");
+          "address of the Prometheus /metrics endpoint; port 0 picks a free port; empty "
+          "disables. Secured by --metrics_tls_cert, --metrics_tls_key and --metrics_token_file");
 ABSL_FLAG(std::string, data_root, ".", "folder that job datasets and backbones must lie under");
 ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are written under");
 ABSL_FLAG(std::string, ready_file, "",
@@ -65,12 +67,6 @@ int WaitForTerminationSignal() {
   return received;
 }
 
-int MetricsPort(const prometheus::Exposer* exposer) {
-  if (exposer == nullptr) return 0;
-  std::vector<int> ports = exposer->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,15 +96,17 @@ int main(int argc, char** argv) {
   }
 
   tl::server::ServerMetrics metrics;
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_listen));
-      exposer->RegisterCollectable(metrics.collectable());
-    } catch (const std::exception& e) {
-      tl::LogError("cannot serve metrics on ", absl::GetFlag(FLAGS_metrics_listen), ": ", e.what());
-      return 1;
+  std::unique_ptr<tl::MetricsHttpServer> metrics_server;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    absl::StatusOr<tl::MetricsHttpOptions> metrics_options = tl::MetricsHttpOptionsFromFlags(listen);
+    absl::StatusOr<std::unique_ptr<tl::MetricsHttpServer>> started =
+        metrics_options.ok() ? tl::MetricsHttpServer::Start(*metrics_options, metrics.collectable())
+                             : metrics_options.status();
+    if (!started.ok()) {
+      tl::LogError("--metrics_listen ", listen, ": ", started.status().message());
+      return 2;
     }
+    metrics_server = *std::move(started);
   }
 
   tl::server::SchedulerOptions options;
@@ -159,8 +157,9 @@ int main(int argc, char** argv) {
     tl::LogError("cannot listen on ", absl::GetFlag(FLAGS_listen));
     return 1;
   }
-  const int metrics_port = MetricsPort(exposer.get());
+  const int metrics_port = metrics_server ? metrics_server->port() : 0;
   tl::LogInfo("serving gRPC on port ", grpc_port, ", metrics on port ", metrics_port,
+              metrics_server ? " (" + metrics_server->Describe() + ")" : std::string(),
               ", database ", absl::GetFlag(FLAGS_db));
   if (!absl::GetFlag(FLAGS_ready_file).empty()) {
     // Written under another name and renamed, so that a reader never sees
@@ -189,8 +188,8 @@ int main(int argc, char** argv) {
   server.reset();
   store->reset();  // closes the database cleanly
   tl::LogInfo("stopped");
-  // Nothing is left to save. The metrics server's teardown waits out its poll interval (a
-  // second): skipping it makes a restart that much faster.
+  // Nothing is left to save. The metrics server's teardown waits out its poll interval, or
+  // a slow scraper's deadline: skipping it makes a restart that much faster.
   std::fflush(nullptr);
   std::_Exit(0);
 }

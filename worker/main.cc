@@ -25,7 +25,8 @@
 #include "common/credentials.h"
 #include "common/free_port.h"
 #include "common/log.h"
-#include "worker/metrics_http_server.h"
+#include "common/metrics_http_flags.h"
+#include "common/metrics_http_server.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
 
@@ -42,7 +43,8 @@ ABSL_FLAG(double, gpu_memory_gb, 0,
           "memory of the CUDA device reported to the scheduler; 0: asks nvidia-smi");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0",
           "address of this worker's Prometheus /metrics endpoint; port 0 picks a free port "
-          "(logged); empty disables");
+          "(logged); empty disables. Secured by --metrics_tls_cert, --metrics_tls_key and "
+          "--metrics_token_file");
 ABSL_FLAG(std::string, replica_address, "",
           "address other workers reach this one on for data-parallel jobs (the process "
           "group binds there); 'auto': this host name's first non-loopback IPv4 address; "
@@ -127,20 +129,23 @@ std::string OwnAddress() {
 }
 
 // Serves `metrics` on --metrics_listen and writes --ready_file. Null when
-// disabled; exits on an address that cannot be served.
-std::unique_ptr<tl::worker::MetricsHttpServer> ServeMetrics(
+// disabled; exits on an address that cannot be served or a bad
+// --metrics_tls_* or --metrics_token_file.
+std::unique_ptr<tl::MetricsHttpServer> ServeMetrics(
     const std::shared_ptr<tl::worker::WorkerMetrics>& metrics) {
   const std::string listen = absl::GetFlag(FLAGS_metrics_listen);
-  std::unique_ptr<tl::worker::MetricsHttpServer> server;
+  std::unique_ptr<tl::MetricsHttpServer> server;
   if (!listen.empty()) {
-    absl::StatusOr<std::unique_ptr<tl::worker::MetricsHttpServer>> started =
-        tl::worker::MetricsHttpServer::Start(listen, metrics->collectable());
+    absl::StatusOr<tl::MetricsHttpOptions> options = tl::MetricsHttpOptionsFromFlags(listen);
+    absl::StatusOr<std::unique_ptr<tl::MetricsHttpServer>> started =
+        options.ok() ? tl::MetricsHttpServer::Start(*options, metrics->collectable())
+                     : options.status();
     if (!started.ok()) {
-      tl::LogError("--metrics_listen: ", started.status().message());
+      tl::LogError("--metrics_listen ", listen, ": ", started.status().message());
       std::exit(2);
     }
     server = *std::move(started);
-    tl::LogInfo("serving metrics on port ", server->port());
+    tl::LogInfo("serving metrics on port ", server->port(), " (", server->Describe(), ")");
   }
   if (!absl::GetFlag(FLAGS_ready_file).empty()) {
     // Written under another name and renamed, so that a reader never sees half of it.
@@ -225,7 +230,7 @@ int main(int argc, char** argv) {
 
   auto metrics = std::make_shared<tl::worker::WorkerMetrics>(options.settings.device);
   options.settings.listener = metrics;
-  std::unique_ptr<tl::worker::MetricsHttpServer> metrics_server = ServeMetrics(metrics);
+  std::unique_ptr<tl::MetricsHttpServer> metrics_server = ServeMetrics(metrics);
 
   tl::worker::WorkerAgent agent(options);
   std::thread signal_watcher([&agent, signals] {
