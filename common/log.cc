@@ -6,6 +6,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/text.h"
 
 namespace tl {
 namespace {
@@ -45,9 +46,12 @@ void LogLine(LogLevel level, const std::string& text) {
     std::lock_guard<std::mutex> lock(ProgramNameMutex());
     program = ProgramName();
   }
+  // Text often carries what callers wrote (job names, reasons, worker ids): escaped, it stays
+  // one line and cannot forge another or drive a terminal that shows the log.
   const std::string line =
       absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-                   " ", std::string(1, LevelLetter(level)), " ", program, "] ", text, "\n");
+                   " ", std::string(1, LevelLetter(level)), " ", program, "] ",
+                   EscapeControlCharacters(text), "\n");
   // One write() per line keeps lines whole when threads log at once.
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;

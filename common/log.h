@@ -1,4 +1,5 @@
-// Minimal line logging to stderr: "2026-11-27T22:13:13.123Z I tlserver] text".
+// Minimal line logging to stderr: "2026-11-27T22:13:13.123Z I tlserver] text",
+// control characters in the text escaped so that every event is one line.
 // Debian's abseil (20220623) predates absl/log; this is all the processes
 // need: one line per event, written whole even from several threads.
 #pragma once

@@ -29,6 +29,19 @@ bool SameInConstantTime(absl::string_view a, absl::string_view b) {
 
 }  // namespace
 
+bool Principal::MayConnectAsWorker(absl::string_view worker_id) const {
+  if (role == Role::kAdmin && name.empty()) return true;  // authentication is off
+  if (role != Role::kWorker) return false;
+  if (worker_ids.empty()) return worker_id == name;
+  for (absl::string_view allowed : worker_ids) {
+    if (absl::ConsumeSuffix(&allowed, "*") ? absl::StartsWith(worker_id, allowed)
+                                           : worker_id == allowed) {
+      return true;
+    }
+  }
+  return false;
+}
+
 absl::string_view RoleName(Role role) {
   switch (role) {
     case Role::kUser:
@@ -61,12 +74,12 @@ absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::Parse(
     const std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     const std::string where = absl::StrCat(source, ":", line_number, ": ");
-    if (fields.size() != 3) {
+    if (fields.size() != 3 && fields.size() != 4) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, "expected \"TOKEN PRINCIPAL ROLE\", found ", fields.size(),
-                       " fields"));
+          absl::StrCat(where, "expected \"TOKEN PRINCIPAL ROLE [WORKER_IDS]\", found ",
+                       fields.size(), " fields"));
     }
-    Principal principal{std::string(fields[1]), Role::kUser};
+    Principal principal{std::string(fields[1]), Role::kUser, {}};
     if (fields[2] == "user") {
       principal.role = Role::kUser;
     } else if (fields[2] == "worker") {
@@ -76,6 +89,22 @@ absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::Parse(
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           where, "role \"", fields[2], "\" is not one of user, worker, admin"));
+    }
+    if (fields.size() == 4) {
+      if (principal.role != Role::kWorker) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, "worker ids are given for a ", fields[2], "; only worker tokens "
+                         "take them"));
+      }
+      for (absl::string_view id : absl::StrSplit(fields[3], ',')) {
+        // A bare "*" would let one leaked token take over every worker's jobs.
+        if (id.empty() || id == "*") {
+          return absl::InvalidArgumentError(absl::StrCat(
+              where, "worker ids \"", fields[3],
+              "\" hold an empty entry or a bare \"*\"; name ids or prefixes such as \"gpu-*\""));
+        }
+        principal.worker_ids.emplace_back(id);
+      }
     }
     // Short tokens can be guessed; refuse them rather than weaken every deployment that
     // copies an example.

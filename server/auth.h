@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -22,20 +23,28 @@ enum class Role {
 struct Principal {
   std::string name;
   Role role = Role::kUser;
+  // Workers only: the worker ids this principal may connect as, each an exact id or a prefix
+  // ending in '*'. Empty: the principal's own name is its one worker id.
+  std::vector<std::string> worker_ids;
 
-  // The caller when authentication is off: acts on every job, and submits
-  // under whatever owner the request names.
-  static Principal Unauthenticated() { return {"", Role::kAdmin}; }
+  // The caller when authentication is off: acts on every job, submits under
+  // whatever owner the request names, and connects as any worker.
+  static Principal Unauthenticated() { return {"", Role::kAdmin, {}}; }
   bool SeesEveryJob() const { return role == Role::kAdmin; }
+  // Whether this principal may open the worker stream as `worker_id`.
+  bool MayConnectAsWorker(absl::string_view worker_id) const;
 };
 
 absl::string_view RoleName(Role role);
 
 class TokenAuthenticator {
  public:
-  // Reads a tokens file: one "TOKEN PRINCIPAL ROLE" per line (ROLE is user,
-  // worker or admin), blank lines and lines starting with '#' ignored.
-  // Errors name the file and line.
+  // Reads a tokens file: one "TOKEN PRINCIPAL ROLE [WORKER_IDS]" per line
+  // (ROLE is user, worker or admin), blank lines and lines starting with '#'
+  // ignored. WORKER_IDS, for workers only, lists the worker ids the token
+  // may connect as, comma-separated, each exact or a prefix ending in '*'
+  // ("gpu-*"); without it the token connects as PRINCIPAL alone. Errors name
+  // the file and line.
   static absl::StatusOr<std::unique_ptr<TokenAuthenticator>> LoadFile(const std::string& path);
   static absl::StatusOr<std::unique_ptr<TokenAuthenticator>> Parse(absl::string_view text,
                                                                    absl::string_view source);

@@ -50,6 +50,35 @@ TEST(TokenAuthenticatorTest, RefusesMissingMalformedAndUnknownCredentials) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
+TEST(TokenAuthenticatorTest, AWorkerTokenConnectsOnlyAsTheWorkerIdsItNames) {
+  ASSERT_OK_AND_ASSIGN(auto authenticator,
+                       TokenAuthenticator::Parse("one-worker-token-0123 gpu-1 worker\n"
+                                                 "pool-token-0123456789 pool worker cpu-*,spare\n"
+                                                 "alice-token-0123456789 alice user\n",
+                                                 "tokens"));
+  ASSERT_OK_AND_ASSIGN(Principal one, authenticator->Authenticate("Bearer one-worker-token-0123"));
+  EXPECT_TRUE(one.MayConnectAsWorker("gpu-1"));
+  EXPECT_FALSE(one.MayConnectAsWorker("gpu-2"));
+  EXPECT_FALSE(one.MayConnectAsWorker("gpu-1x"));
+  ASSERT_OK_AND_ASSIGN(Principal pool, authenticator->Authenticate("Bearer pool-token-0123456789"));
+  EXPECT_TRUE(pool.MayConnectAsWorker("cpu-7"));
+  EXPECT_TRUE(pool.MayConnectAsWorker("spare"));
+  EXPECT_FALSE(pool.MayConnectAsWorker("pool"));  // the list replaces the principal's name
+  EXPECT_FALSE(pool.MayConnectAsWorker("gpu-1"));
+  EXPECT_FALSE(pool.MayConnectAsWorker("spare-2"));
+  ASSERT_OK_AND_ASSIGN(Principal alice, authenticator->Authenticate("Bearer alice-token-0123456789"));
+  EXPECT_FALSE(alice.MayConnectAsWorker("alice"));
+  // Without authentication anyone connects as any worker.
+  EXPECT_TRUE(Principal::Unauthenticated().MayConnectAsWorker("anything"));
+
+  EXPECT_THAT(TokenAuthenticator::Parse("alice-token-0123456789 alice user a,b\n", "t.txt"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only worker tokens")));
+  EXPECT_THAT(TokenAuthenticator::Parse("pool-token-0123456789 pool worker a,*\n", "t.txt"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bare")));
+  EXPECT_THAT(TokenAuthenticator::Parse("pool-token-0123456789 pool worker a,,b\n", "t.txt"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("t.txt:1:")));
+}
+
 TEST(TokenAuthenticatorTest, BadFilesNameTheFileAndLine) {
   EXPECT_THAT(TokenAuthenticator::Parse("alice-token-0123456789 alice\n", "t.txt"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("t.txt:1:")));

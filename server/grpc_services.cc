@@ -233,17 +233,19 @@ class LogsReactor final : public grpc::ServerWriteReactor<tl::v1::LogLine> {
 class WorkerStreamReactor final
     : public grpc::ServerBidiReactor<WorkerMessage, SchedulerMessage> {
  public:
-  // `allowed` not OK: the stream ends at once with that status.
-  WorkerStreamReactor(Scheduler& scheduler, const absl::Status& allowed) : scheduler_(scheduler) {
+  // `credential` not OK: the stream ends at once with that status.
+  WorkerStreamReactor(Scheduler& scheduler, const absl::StatusOr<Principal>& credential)
+      : scheduler_(scheduler) {
     outbox_ = std::make_shared<Outbox<SchedulerMessage>>(
         [this](const SchedulerMessage* message) { StartWrite(message); },
         [this](const grpc::Status& status) { Finish(status); },
         /*droppable_limit=*/SIZE_MAX);
     connection_ = std::make_shared<Connection>(outbox_);
-    if (!allowed.ok()) {
-      outbox_->FinishNow(ToGrpcStatus(allowed));
+    if (!credential.ok()) {
+      outbox_->FinishNow(ToGrpcStatus(credential.status()));
       return;
     }
+    credential_ = *credential;
     StartRead(&incoming_);
   }
 
@@ -259,7 +261,8 @@ class WorkerStreamReactor final
                                         "the first message on a worker stream must be hello"));
         return;
       }
-      absl::StatusOr<int64_t> session = scheduler_.ConnectWorker(incoming_.hello(), connection_);
+      absl::StatusOr<int64_t> session =
+          scheduler_.ConnectWorker(incoming_.hello(), connection_, credential_);
       if (!session.ok()) {
         outbox_->FinishNow(ToGrpcStatus(session.status()));
         return;
@@ -288,9 +291,8 @@ class WorkerStreamReactor final
     void Send(const SchedulerMessage& message) override {
       outbox_->Push(message, /*droppable=*/false);
     }
-    void Close() override {
-      outbox_->FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                      "no heartbeat within the lease; reconnect"));
+    void Close(const std::string& why) override {
+      outbox_->FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE, why));
     }
 
    private:
@@ -298,6 +300,7 @@ class WorkerStreamReactor final
   };
 
   Scheduler& scheduler_;
+  Principal credential_;
   std::shared_ptr<Outbox<SchedulerMessage>> outbox_;
   std::shared_ptr<Connection> connection_;
   WorkerMessage incoming_;
@@ -330,7 +333,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
                                 "owner: ", caller->name, " may not submit jobs as ", owner)));
     }
   }
-  return Reply(context, scheduler_.SubmitJob(request->spec(), owner, request->request_id()),
+  return Reply(context,
+               scheduler_.SubmitJob(request->spec(), owner, request->request_id(), *caller),
                response);
 }
 
@@ -400,18 +404,16 @@ grpc::ServerWriteReactor<tl::v1::LogLine>* JobServiceImpl::GetJobLogs(
 
 grpc::ServerBidiReactor<WorkerMessage, SchedulerMessage>* WorkerServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  absl::Status allowed = absl::OkStatus();
+  absl::StatusOr<Principal> credential = Principal::Unauthenticated();
   if (authenticator_ != nullptr) {
-    absl::StatusOr<Principal> caller = authenticator_->Authenticate(AuthorizationHeader(context));
-    if (!caller.ok()) {
-      allowed = caller.status();
-    } else if (caller->role != Role::kWorker) {
-      allowed = absl::PermissionDeniedError(absl::StrCat(
-          "principal ", caller->name, " is a ", RoleName(caller->role),
+    credential = authenticator_->Authenticate(AuthorizationHeader(context));
+    if (credential.ok() && credential->role != Role::kWorker) {
+      credential = absl::PermissionDeniedError(absl::StrCat(
+          "principal ", credential->name, " is a ", RoleName(credential->role),
           "; only worker tokens may open the worker stream"));
     }
   }
-  return new WorkerStreamReactor(scheduler_, allowed);
+  return new WorkerStreamReactor(scheduler_, credential);
 }
 
 }  // namespace tl::server

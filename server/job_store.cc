@@ -180,9 +180,6 @@ auto Guarded(absl::string_view operation, Body&& body) -> decltype(body()) {
   }
 }
 
-absl::Status JobNotFound(absl::string_view job_id) {
-  return absl::NotFoundError(absl::StrCat("job \"", absl::CHexEscape(job_id), "\" not found"));
-}
 
 std::string NewJobId(absl::BitGen& gen) {
   return absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16));
@@ -453,6 +450,10 @@ absl::Status CreateOrCheckSchema(SQLite::Database& db) {
 
 }  // namespace
 
+absl::Status JobNotFound(absl::string_view job_id) {
+  return absl::NotFoundError(absl::StrCat("job \"", absl::CHexEscape(job_id), "\" not found"));
+}
+
 JobStore::JobStore(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
 
 JobStore::~JobStore() = default;
@@ -656,7 +657,8 @@ absl::StatusOr<std::vector<LogLine>> JobStore::GetLogs(const std::string& job_id
 
 absl::StatusOr<JobStore::Page> JobStore::ListJobs(const std::vector<Job::State>& states,
                                                   int page_size, const std::string& page_token,
-                                                  const std::string& owner) {
+                                                  const std::string& owner,
+                                                  size_t max_page_bytes) {
   if (page_size < 1 || page_size > kMaxPageSize) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must be in [1, ", kMaxPageSize, "], got ", page_size));
@@ -688,6 +690,7 @@ absl::StatusOr<JobStore::Page> JobStore::ListJobs(const std::vector<Job::State>&
 
     Page page;
     int64_t last_seq = 0;
+    size_t page_bytes = 0;
     while (query.executeStep()) {
       if (static_cast<int>(page.jobs.size()) == page_size) {
         page.next_page_token = MakePageToken(last_seq);
@@ -695,6 +698,13 @@ absl::StatusOr<JobStore::Page> JobStore::ListJobs(const std::vector<Job::State>&
       }
       absl::StatusOr<Job> job = RowToJob(query);
       if (!job.ok()) return job.status();
+      // Room for the repeated field's tag and length too.
+      const size_t job_bytes = job->ByteSizeLong() + 16;
+      if (!page.jobs.empty() && page_bytes + job_bytes > max_page_bytes) {
+        page.next_page_token = MakePageToken(last_seq);
+        break;
+      }
+      page_bytes += job_bytes;
       page.jobs.push_back(*std::move(job));
       last_seq = query.getColumn(kSeqColumn).getInt64();
     }

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "tl/v1/service.pb.h"
 
@@ -85,9 +86,11 @@ class JobStore {
   };
   // Newest first. `states` empty means every state. page_size in [1, 1000].
   // A page token is opaque to callers; a malformed one is INVALID_ARGUMENT.
-  // `owner` non-empty: only that owner's jobs.
+  // `owner` non-empty: only that owner's jobs. A page ends early (with a token) before the
+  // job that would take its serialized size past `max_page_bytes`; it holds one job at least.
   absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states, int page_size,
-                                const std::string& page_token, const std::string& owner = "");
+                                const std::string& page_token, const std::string& owner = "",
+                                size_t max_page_bytes = SIZE_MAX);
 
   // Every job in one of `states`, oldest first (for the scheduler's startup).
   absl::StatusOr<std::vector<tl::v1::Job>> JobsInStates(
@@ -118,5 +121,9 @@ class JobStore {
   std::unique_ptr<SQLite::Database> db_;
   StatementCache statements_;  // after db_: destroyed before the connection closes
 };
+
+// NOT_FOUND for `job_id`. Also the answer to a user about another owner's job, so that the
+// ids of others' jobs cannot be told from ids that do not exist.
+absl::Status JobNotFound(absl::string_view job_id);
 
 }  // namespace tl::server

@@ -1,9 +1,14 @@
 #include "server/scheduler.h"
 
+#include <filesystem>
+#include <iterator>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/text.h"
+#include "server/caller_text.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace tl::server {
@@ -18,8 +23,6 @@ google::protobuf::Timestamp ToTimestamp(absl::Time time) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(time));
 }
 
-// The longest SubmitJobRequest.request_id accepted: room for a UUID or a hash, not for data.
-constexpr size_t kMaxRequestIdLength = 128;
 // Log lines one GetJobLogs call reads from the store before following.
 constexpr int kMaxLogLinesReplayed = 100000;
 
@@ -61,11 +64,64 @@ void InterruptAll(Subscribers<Subscriber>& by_job) {
   by_job.clear();
 }
 
+// A watcher that asked for the events after `after_sequence`: numbered events at or below it
+// are not delivered, whether replayed from the store or live. Progress has no number and
+// always goes through.
+class EventsAfter final : public JobWatcher {
+ public:
+  EventsAfter(std::shared_ptr<JobWatcher> watcher, int64_t after_sequence)
+      : watcher_(std::move(watcher)), after_sequence_(after_sequence) {}
+  bool Deliver(const JobEvent& event) override {
+    if (!event.has_progress() && event.sequence() <= after_sequence_) return true;
+    return watcher_->Deliver(event);
+  }
+  void Finish() override { watcher_->Finish(); }
+  void Interrupt() override { watcher_->Interrupt(); }
+
+ private:
+  const std::shared_ptr<JobWatcher> watcher_;
+  const int64_t after_sequence_;
+};
+
 bool Waiting(Job::State state) { return state == Job::QUEUED || state == Job::PAUSED; }
 bool HoldsWorker(Job::State state) { return state == Job::ASSIGNED || state == Job::RUNNING; }
 
-absl::Status NotYours(const std::string& job_id) {
-  return absl::PermissionDeniedError(absl::StrCat("job ", job_id, " belongs to another owner"));
+// Rows stored before the text bounds held may carry an error (a cancel reason) of megabytes.
+void ClipStoredText(Job& job) {
+  if (job.error().size() > kMaxWorkerErrorBytes) {
+    job.set_error(ClipUtf8(job.error(), kMaxWorkerErrorBytes));
+  }
+}
+
+// The first path in a worker's result that does not name a file inside the job's own folder of
+// the artifact root ("<job id>/..."), with its field; empty when every one does. Later jobs open
+// these paths (backbone.from_job, evaluate.from_job) and people download them: a worker may
+// not point them anywhere else.
+std::string PathOutsideJobFolder(const tl::v1::JobResult& result, const std::string& job_id) {
+  const std::pair<const char*, const std::string*> paths[] = {
+      {"model_path", &result.model_path()},
+      {"model_info_path", &result.model_info_path()},
+      {"backbone_path", &result.backbone_path()},
+      {"metrics_path", &result.metrics_path()},
+      {"report_path", &result.report_path()},
+      {"confusion_matrix_path", &result.confusion_matrix_path()},
+  };
+  for (const auto& [field, path] : paths) {
+    if (path->empty()) continue;
+    const std::filesystem::path normal = std::filesystem::path(*path).lexically_normal();
+    bool inside = normal.is_relative() && normal.begin() != normal.end() &&
+                  *normal.begin() == job_id && std::distance(normal.begin(), normal.end()) > 1;
+    for (const std::filesystem::path& part : normal) inside = inside && part != "..";
+    if (!inside) return absl::StrCat(field, " \"", *path, "\"");
+  }
+  return "";
+}
+
+bool SharedWith(const Job& job, const std::string& name) {
+  for (const std::string& reader : job.spec().share_with()) {
+    if (reader == "*" || reader == name) return true;
+  }
+  return false;
 }
 
 std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
@@ -90,7 +146,6 @@ Scheduler::Scheduler(JobStore& store, ServerMetrics& metrics, SchedulerOptions o
     : store_(store), metrics_(metrics), options_(std::move(options)) {
   spec_context_.data_root = options_.data_root;
   spec_context_.artifact_root = options_.artifact_root;
-  spec_context_.find_job = [this](const std::string& job_id) { return store_.GetJob(job_id); };
 }
 
 Scheduler::~Scheduler() { Stop(); }
@@ -142,7 +197,9 @@ void Scheduler::BeginDrain() {
     for (const auto& [session, worker] : workers_) connections.push_back(worker.connection);
   }
   // Outside the lock: a stream's teardown takes it.
-  for (const std::shared_ptr<WorkerConnection>& connection : connections) connection->Close();
+  for (const std::shared_ptr<WorkerConnection>& connection : connections) {
+    connection->Close("the server is shutting down; reconnect to the next one");
+  }
 }
 
 void Scheduler::Stop() {
@@ -217,14 +274,22 @@ void Scheduler::Notify(const std::string& job_id, const JobEvent& event) {
 }
 
 absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner,
-                                          const std::string& request_id) {
-  if (request_id.size() > kMaxRequestIdLength) {
+                                          const std::string& request_id,
+                                          const Principal& caller) {
+  if (request_id.size() > kMaxRequestIdBytes) {
     return absl::InvalidArgumentError(absl::StrCat("request_id is ", request_id.size(),
-                                                   " characters long; at most ",
-                                                   kMaxRequestIdLength, " are allowed"));
+                                                   " bytes long; at most ", kMaxRequestIdBytes,
+                                                   " are allowed"));
   }
+  if (absl::Status status = CheckCallerText("owner", owner, kMaxOwnerCharacters); !status.ok()) {
+    return status;
+  }
+  SpecContext context = spec_context_;
+  context.find_job = [this, caller](const std::string& job_id) {
+    return UsableSourceJob(job_id, caller);
+  };
   // Validation reads the file system; it runs before the lock is taken.
-  absl::StatusOr<tl::v1::JobSpec> validated = ValidateJobSpec(spec, spec_context_);
+  absl::StatusOr<tl::v1::JobSpec> validated = ValidateJobSpec(spec, context);
   if (!validated.ok()) return validated.status();
   PendingSubmit mine{*std::move(validated), owner.empty() ? "anonymous" : owner, request_id};
   // Group commit: whoever finds no commit in progress takes every submit queued so far and
@@ -336,6 +401,18 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
   }
 }
 
+absl::StatusOr<Job> Scheduler::UsableSourceJob(const std::string& job_id,
+                                               const Principal& caller) {
+  absl::StatusOr<Job> job = store_.GetJob(job_id);
+  if (caller.SeesEveryJob()) return job;
+  if (!job.ok() || (job->owner() != caller.name && !SharedWith(*job, caller.name))) {
+    return absl::PermissionDeniedError(absl::StrCat("job \"", absl::CHexEscape(job_id),
+                                                    "\" does not exist or is not shared with ",
+                                                    caller.name));
+  }
+  return job;
+}
+
 absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Principal& caller) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
   Job job;
@@ -348,7 +425,8 @@ absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Princ
     if (!stored.ok()) return stored.status();
     job = *std::move(stored);
   }
-  if (!caller.SeesEveryJob() && job.owner() != caller.name) return NotYours(job_id);
+  if (!caller.SeesEveryJob() && job.owner() != caller.name) return JobNotFound(job_id);
+  ClipStoredText(job);
   return job;
 }
 
@@ -389,11 +467,21 @@ absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>
                                                      ", which is not a job state"));
     }
   }
-  return store_.ListJobs(states, page_size, page_token, owner_filter);
+  absl::StatusOr<JobStore::Page> page = store_.ListJobs(states, page_size, page_token,
+                                                        owner_filter,
+                                                        options_.max_list_reply_bytes);
+  if (page.ok()) {
+    for (Job& job : page->jobs) ClipStoredText(job);
+  }
+  return page;
 }
 
 absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason,
                                           const Principal& caller) {
+  if (absl::Status status = CheckCallerText("reason", reason, kMaxReasonCharacters);
+      !status.ok()) {
+    return status;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
   if (!found.ok()) return found.status();
@@ -498,6 +586,7 @@ absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobW
   // reading and registering under it too means no event is missed or sent twice.
   absl::StatusOr<std::vector<JobEvent>> events = store_.GetEvents(job_id, after_sequence);
   if (!events.ok()) return events.status();
+  watcher = std::make_shared<EventsAfter>(std::move(watcher), after_sequence);
   for (const JobEvent& event : *events) {
     if (!watcher->Deliver(event)) return absl::OkStatus();  // gone already
   }
@@ -778,22 +867,48 @@ void Scheduler::UpdateWorkerMetrics() {
 }
 
 absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& hello,
-                                                 std::shared_ptr<WorkerConnection> connection) {
+                                                 std::shared_ptr<WorkerConnection> connection,
+                                                 const Principal& credential) {
   if (hello.worker_id().empty()) {
     return absl::InvalidArgumentError("hello.worker_id is empty");
   }
+  if (absl::Status status =
+          CheckCallerText("hello.worker_id", hello.worker_id(), kMaxOwnerCharacters);
+      !status.ok()) {
+    return status;
+  }
+  if (!credential.MayConnectAsWorker(hello.worker_id())) {
+    LogWarning("refused worker id ", hello.worker_id(), " to principal ", credential.name);
+    return absl::PermissionDeniedError(
+        absl::StrCat("hello.worker_id: principal ", credential.name, " may not connect as worker ",
+                     hello.worker_id(), "; its token names the worker ids it may use"));
+  }
   std::vector<std::shared_ptr<WorkerConnection>> replaced;
-  absl::StatusOr<int64_t> result = ConnectWorkerLocked(hello, std::move(connection), &replaced);
+  absl::StatusOr<int64_t> result =
+      ConnectWorkerLocked(hello, std::move(connection), credential, &replaced);
   // A worker's earlier stream that the scheduler had not yet seen die is
   // closed now, outside the lock (its teardown takes the lock).
-  for (const std::shared_ptr<WorkerConnection>& old : replaced) old->Close();
+  for (const std::shared_ptr<WorkerConnection>& old : replaced) {
+    old->Close(absl::StrCat("a newer session of worker ", hello.worker_id(), " replaced this one"));
+  }
   return result;
 }
 
 absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
     const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
-    std::vector<std::shared_ptr<WorkerConnection>>* replaced) {
+    const Principal& credential, std::vector<std::shared_ptr<WorkerConnection>>* replaced) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Only the credential a live session came with may replace it: another one (a leaked token
+  // whose worker ids overlap) would take over that worker's job and report for it.
+  for (const auto& [session, worker] : workers_) {
+    if (worker.hello.worker_id() == hello.worker_id() && worker.credential != credential.name) {
+      LogWarning("refused a second session of worker ", hello.worker_id(), " from principal ",
+                 credential.name, "; its live session came from ", worker.credential);
+      return absl::AlreadyExistsError(absl::StrCat(
+          "worker ", hello.worker_id(), " is connected with another credential; try again "
+          "once that session has ended"));
+    }
+  }
   // Two sessions of one worker cannot both be live: the older one is a
   // stream that broke without the scheduler noticing yet. Left registered it
   // would look idle and take assignments into a dead stream.
@@ -809,6 +924,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   const int64_t session = next_session_++;
   WorkerState& worker = workers_[session];
   worker.hello = hello;
+  worker.credential = credential.name;
   worker.connection = std::move(connection);
   worker.last_seen = Now();
   metrics_.WorkerSeen(hello.worker_id());
@@ -934,7 +1050,10 @@ void Scheduler::CheckLeases(absl::Time now) {
     Dispatch();
   }
   // Closing runs the transport's teardown, which takes mutex_: outside it.
-  for (const std::shared_ptr<WorkerConnection>& connection : to_close) connection->Close();
+  for (const std::shared_ptr<WorkerConnection>& connection : to_close) {
+    connection->Close(
+        "no heartbeat or other message from the worker within the lease; reconnect");
+  }
 }
 
 Scheduler::ActiveJob* Scheduler::DetachSession(int64_t session, const std::string& job_id,
@@ -980,7 +1099,12 @@ void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage
     case tl::v1::WorkerMessage::kLog:
       OnLog(session, message.log());
       break;
-    case tl::v1::WorkerMessage::kHeartbeat:
+    case tl::v1::WorkerMessage::kHeartbeat: {
+      SchedulerMessage answer;
+      answer.mutable_heartbeat();
+      worker->second.connection->Send(answer);
+      break;
+    }
     case tl::v1::WorkerMessage::kHello:
     case tl::v1::WorkerMessage::MESSAGE_NOT_SET:
       break;
@@ -1068,7 +1192,22 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
     return;
   }
   if (finished.outcome() == tl::v1::JobFinished::FAILED && finished.retryable()) {
-    Requeue(*active, finished.error().empty() ? "the trainer failed" : finished.error(),
+    Requeue(*active,
+            finished.error().empty() ? "the trainer failed"
+                                     : ClipUtf8(finished.error(), kMaxWorkerErrorBytes),
+            /*counts_as_failure=*/true);
+    UpdateWorkerMetrics();
+    Dispatch();
+    return;
+  }
+  if (const std::string outside = PathOutsideJobFolder(finished.result(), finished.job_id());
+      !outside.empty()) {
+    // Not the spec's fault and maybe not every worker's: another attempt may go elsewhere.
+    LogWarning("worker ", worker.hello.worker_id(), " reported ", outside, " for job ",
+               finished.job_id(), ", outside the job's folder; its result is refused");
+    Requeue(*active,
+            absl::StrCat("worker ", worker.hello.worker_id(), " reported ", outside,
+                         ", outside the job's folder ", finished.job_id(), "/"),
             /*counts_as_failure=*/true);
     UpdateWorkerMetrics();
     Dispatch();
@@ -1083,12 +1222,14 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
       return;
     case tl::v1::JobFinished::CANCELLED:
       EndJob(*active, Job::CANCELLED,
-             active->job.error().empty() ? finished.error() : active->job.error());
+             active->job.error().empty() ? ClipUtf8(finished.error(), kMaxWorkerErrorBytes)
+                                         : active->job.error());
       return;
     case tl::v1::JobFinished::FAILED:
     default:
       EndJob(*active, Job::FAILED,
-             finished.error().empty() ? "the worker reported a failure" : finished.error());
+             finished.error().empty() ? "the worker reported a failure"
+                                      : ClipUtf8(finished.error(), kMaxWorkerErrorBytes));
       return;
   }
 }
@@ -1104,6 +1245,7 @@ void Scheduler::OnLog(int64_t session, const tl::v1::JobLog& log) {
   for (tl::v1::LogLine& line : lines) {
     line.set_worker_id(worker_id);
     line.set_attempt(log.attempt());
+    if (line.text().size() > kMaxLogLineBytes) line.set_text(ClipUtf8(line.text(), kMaxLogLineBytes));
   }
   absl::StatusOr<std::vector<tl::v1::LogLine>> stored =
       store_.AppendLogs(log.job_id(), lines, options_.max_log_lines_per_job);

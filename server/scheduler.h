@@ -42,8 +42,9 @@ class WorkerConnection {
   virtual ~WorkerConnection() = default;
   // Queues a message; never blocks.
   virtual void Send(const tl::v1::SchedulerMessage& message) = 0;
-  // Ends the stream; the transport then calls DisconnectWorker.
-  virtual void Close() = 0;
+  // Ends the stream, telling the worker `why`; the transport then calls
+  // DisconnectWorker.
+  virtual void Close(const std::string& why) = 0;
 };
 
 // The scheduler's handle on one WatchJob stream.
@@ -87,6 +88,9 @@ struct SchedulerOptions {
   int max_queued_per_owner = 0;
   // Log lines kept per job; older ones are dropped.
   int64_t max_log_lines_per_job = 10000;
+  // A ListJobs page ends early rather than grow past this many bytes, so that
+  // it fits the message limit of clients (gRPC's default: 4 MiB).
+  size_t max_list_reply_bytes = 2 << 20;
 };
 
 class Scheduler {
@@ -114,9 +118,11 @@ class Scheduler {
   //
   // A non-empty request_id makes the submit idempotent per owner: a repeat
   // returns the job the first one created (ALREADY_EXISTS when its spec
-  // differs).
+  // differs). A spec may start from another job's outputs only when `caller`
+  // owns that job, it is shared with the caller, or the caller is an admin.
   absl::StatusOr<tl::v1::Job> SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner,
-                                        const std::string& request_id = "");
+                                        const std::string& request_id = "",
+                                        const Principal& caller = Principal::Unauthenticated());
   absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id,
                                      const Principal& caller = Principal::Unauthenticated());
   // `owner` non-empty: only that owner's jobs. A user's listing is always
@@ -143,9 +149,12 @@ class Scheduler {
                           const Principal& caller = Principal::Unauthenticated());
 
   // --- WorkerService ---
-  // Registers a worker from its hello; returns its session number.
-  absl::StatusOr<int64_t> ConnectWorker(const tl::v1::WorkerHello& hello,
-                                        std::shared_ptr<WorkerConnection> connection);
+  // Registers a worker from its hello; returns its session number. `credential` must allow
+  // the hello's worker id (PERMISSION_DENIED otherwise). A live session of the same id from
+  // another credential is not replaced: ALREADY_EXISTS until it ends or its lease runs out.
+  absl::StatusOr<int64_t> ConnectWorker(
+      const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
+      const Principal& credential = Principal::Unauthenticated());
   void HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage& message);
   void DisconnectWorker(int64_t session);
 
@@ -165,6 +174,8 @@ class Scheduler {
   };
   struct WorkerState {
     tl::v1::WorkerHello hello;
+    // The principal the session authenticated as; empty without authentication.
+    std::string credential;
     std::shared_ptr<WorkerConnection> connection;
     std::string job_id;  // empty when idle
     absl::Time last_seen;
@@ -231,6 +242,8 @@ class Scheduler {
   bool RejoinGang(int64_t session, WorkerState& worker, ActiveJob& active);
   bool OwnerAtRunningLimit(const std::string& owner) const;
   std::string PendingReason(const ActiveJob& active) const;
+  // The stored job, if `caller` may use its outputs (see SubmitJob).
+  absl::StatusOr<tl::v1::Job> UsableSourceJob(const std::string& job_id, const Principal& caller);
   // The job, if `caller` may act on it: an active one from memory, else from the store.
   absl::StatusOr<tl::v1::Job> VisibleJob(const std::string& job_id, const Principal& caller);
   // VisibleJob's active job, to change; FAILED_PRECONDITION once it has ended.
@@ -252,7 +265,7 @@ class Scheduler {
   void AdoptHeldJob(int64_t session, WorkerState& worker);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
-      std::vector<std::shared_ptr<WorkerConnection>>* replaced);
+      const Principal& credential, std::vector<std::shared_ptr<WorkerConnection>>* replaced);
   void UpdateWorkerMetrics();
   absl::Time Now() const { return absl::Now(); }
   void LeaseLoop();

@@ -11,12 +11,15 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/testing/status_matchers.h"
@@ -62,9 +65,10 @@ class FakeConnection final : public WorkerConnection {
     std::lock_guard<std::mutex> lock(mutex_);
     messages_.push_back(message);
   }
-  void Close() override {
+  void Close(const std::string& why) override {
     std::lock_guard<std::mutex> lock(mutex_);
     closed_ = true;
+    close_reason_ = why;
   }
 
   std::vector<SchedulerMessage> messages() const {
@@ -89,11 +93,21 @@ class FakeConnection final : public WorkerConnection {
     std::lock_guard<std::mutex> lock(mutex_);
     return closed_;
   }
+  std::string close_reason() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return close_reason_;
+  }
+  int heartbeats() const {
+    int count = 0;
+    for (const SchedulerMessage& message : messages()) count += message.has_heartbeat() ? 1 : 0;
+    return count;
+  }
 
  private:
   mutable std::mutex mutex_;
   std::vector<SchedulerMessage> messages_;
   bool closed_ = false;
+  std::string close_reason_;
 };
 
 // One event as a short string, so that whole event sequences read well in assertions.
@@ -737,6 +751,29 @@ TEST_F(SchedulerTest, HeartbeatsKeepAWorker) {
   EXPECT_FALSE(worker.connection->closed());
 }
 
+// The worker counts only what it hears from the scheduler as contact: every heartbeat gets an
+// answer, or a job that outlives a lease would be stopped at the first break of the stream.
+TEST_F(SchedulerTest, EveryHeartbeatIsAnswered) {
+  FakeWorker worker = Connect("w1");
+  EXPECT_EQ(worker.connection->heartbeats(), 0);
+  Heartbeat(worker);
+  Heartbeat(worker);
+  EXPECT_EQ(worker.connection->heartbeats(), 2);
+}
+
+TEST_F(SchedulerTest, AClosedStreamSaysWhyItWasClosed) {
+  FakeWorker silent = Connect("w1");
+  FakeWorker old_stream = Connect("w2");
+  FakeWorker new_stream = Connect("w2");
+  EXPECT_THAT(old_stream.connection->close_reason(), HasSubstr("newer session of worker w2"));
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);
+  EXPECT_THAT(silent.connection->close_reason(), HasSubstr("within the lease"));
+
+  FakeWorker draining = Connect("w3");
+  scheduler_->BeginDrain();
+  EXPECT_THAT(draining.connection->close_reason(), HasSubstr("shutting down"));
+}
+
 TEST_F(SchedulerTest, WorkerReconnectingWithinTheLeaseKeepsItsJob) {
   const std::string id = Submit("flowers");
   FakeWorker worker = Connect("w1");
@@ -1248,6 +1285,22 @@ TEST_F(SchedulerControlTest, WatchFromASequenceGetsOnlyWhatFollowsIt) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("after_sequence")));
 }
 
+// A watcher that asks for the events after a sequence the job has not reached yet gets no live
+// event up to it either.
+TEST_F(SchedulerControlTest, WatchFromAFutureSequenceSkipsLiveEventsUpToIt) {
+  const std::string id = Submit("flowers");  // event 1
+  auto ahead = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, ahead, /*after_sequence=*/4), IsOk());
+  ASSERT_THAT(scheduler_->PauseJob(id), IsOk());   // 2
+  ASSERT_THAT(scheduler_->ResumeJob(id), IsOk());  // 3
+  ASSERT_THAT(scheduler_->PauseJob(id), IsOk());   // 4
+  ASSERT_THAT(scheduler_->CancelJob(id, "done"), IsOk());  // 5
+  std::vector<int64_t> sequences;
+  for (const JobEvent& event : ahead->events()) sequences.push_back(event.sequence());
+  EXPECT_THAT(sequences, ElementsAre(5));
+  EXPECT_EQ(ahead->finish_count(), 1);
+}
+
 TEST_F(SchedulerControlTest, QueuedJobPausesAtOnceAndResumesInItsPlace) {
   const std::string first = Submit("first");
   const std::string second = Submit("second");
@@ -1419,14 +1472,19 @@ TEST_F(SchedulerControlTest, UsersSeeAndChangeOnlyTheirOwnJobs) {
   const Principal alice{"alice", Role::kUser};
   const Principal admin{"ops", Role::kAdmin};
   EXPECT_THAT(scheduler_->GetJob(alices, alice), IsOk());
-  EXPECT_THAT(scheduler_->GetJob(bobs.id(), alice),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr(bobs.id())));
+  // Another owner's job answers as a job that does not exist, so that ids cannot be probed.
+  const absl::Status missing = scheduler_->GetJob("0123456789abcdef", alice).status();
+  const absl::Status others = scheduler_->GetJob(bobs.id(), alice).status();
+  EXPECT_THAT(others, StatusIs(absl::StatusCode::kNotFound, HasSubstr(bobs.id())));
+  EXPECT_EQ(others.code(), missing.code());
+  EXPECT_EQ(absl::StrReplaceAll(others.message(), {{bobs.id(), "ID"}}),
+            absl::StrReplaceAll(missing.message(), {{"0123456789abcdef", "ID"}}));
   EXPECT_THAT(scheduler_->CancelJob(bobs.id(), "", alice),
-              StatusIs(absl::StatusCode::kPermissionDenied));
-  EXPECT_THAT(scheduler_->PauseJob(bobs.id(), alice),
-              StatusIs(absl::StatusCode::kPermissionDenied));
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(scheduler_->PauseJob(bobs.id(), alice), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(scheduler_->ResumeJob(bobs.id(), alice), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(scheduler_->WatchJob(bobs.id(), std::make_shared<FakeWatcher>(), 0, alice),
-              StatusIs(absl::StatusCode::kPermissionDenied));
+              StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(Stored(bobs.id()).state(), Job::QUEUED);
 
   ASSERT_OK_AND_ASSIGN(JobStore::Page mine, scheduler_->ListJobs({}, 50, "", "", alice));
@@ -1439,6 +1497,203 @@ TEST_F(SchedulerControlTest, UsersSeeAndChangeOnlyTheirOwnJobs) {
   ASSERT_OK_AND_ASSIGN(JobStore::Page bobs_only, scheduler_->ListJobs({}, 50, "", "bob", admin));
   ASSERT_THAT(bobs_only.jobs, SizeIs(1));
   EXPECT_THAT(scheduler_->CancelJob(bobs.id(), "", admin), IsOk());
+}
+
+TEST_F(SchedulerControlTest, AUserStartsOnlyFromJobsItOwnsOrThatAreSharedWithIt) {
+  const Principal alice{"alice", Role::kUser, {}};
+  const Principal carol{"carol", Role::kUser, {}};
+  const Principal admin{"ops", Role::kAdmin, {}};
+  FakeWorker worker = Connect("w1");
+  auto finish_one = [&](const std::string& owner, const std::vector<std::string>& share_with) {
+    JobSpec spec = Spec(owner + "-model");
+    for (const std::string& name : share_with) spec.add_share_with(name);
+    absl::StatusOr<Job> job = scheduler_->SubmitJob(spec, owner);
+    EXPECT_THAT(job, IsOk());
+    const std::string id = job.value_or(Job()).id();
+    for (const std::string& file : {"backbone.pt", "model.pt"}) {
+      WriteFile(base_ / "artifacts" / id / file, "torchscript");
+    }
+    WriteFile(base_ / "artifacts" / id / "backbone.json", R"({"format": "tl.backbone.v1"})");
+    WriteFile(base_ / "artifacts" / id / "model.json", "{}");
+    Started(worker, id, 1);
+    Finished(worker, id, 1, JobFinished::SUCCEEDED);
+    EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+    return id;
+  };
+  const std::string bobs = finish_one("bob", {});
+  const std::string shared_with_alice = finish_one("bob", {"alice"});
+  const std::string shared_with_all = finish_one("dave", {"*"});
+
+  auto from_job = [](const std::string& id) {
+    JobSpec spec = Spec("mine");
+    spec.mutable_backbone()->set_from_job(id);
+    return spec;
+  };
+  auto evaluate = [](const std::string& from_job, const std::string& model_path) {
+    JobSpec spec = Spec("eval");
+    spec.clear_backbone();
+    if (!from_job.empty()) spec.mutable_evaluate()->set_from_job(from_job);
+    if (!model_path.empty()) spec.mutable_evaluate()->set_model_path(model_path);
+    return spec;
+  };
+  // Another's unshared job: denied, and answered exactly as a job that does not exist.
+  const absl::Status others = scheduler_->SubmitJob(from_job(bobs), "alice", "", alice).status();
+  const absl::Status missing =
+      scheduler_->SubmitJob(from_job("0123456789abcdef"), "alice", "", alice).status();
+  EXPECT_THAT(others, StatusIs(absl::StatusCode::kPermissionDenied,
+                               HasSubstr("backbone.from_job")));
+  EXPECT_EQ(missing.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(absl::StrReplaceAll(others.message(), {{bobs, "ID"}}),
+            absl::StrReplaceAll(missing.message(), {{"0123456789abcdef", "ID"}}));
+  EXPECT_THAT(scheduler_->SubmitJob(evaluate(bobs, ""), "alice", "", alice),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("evaluate.from_job")));
+  EXPECT_THAT(scheduler_->SubmitJob(evaluate("", bobs + "/model.pt"), "alice", "", alice),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("evaluate.model_path")));
+  EXPECT_THAT(scheduler_->SubmitJob(evaluate("", "./" + bobs + "/model.pt"), "alice", "", alice),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(scheduler_->SubmitJob(evaluate("", "../artifacts/" + bobs + "/model.pt"), "alice",
+                                    "", alice),
+              Not(IsOk()));
+
+  // Shared by name or with everyone; an admin uses any job; the owner its own.
+  EXPECT_THAT(scheduler_->SubmitJob(from_job(shared_with_alice), "alice", "", alice), IsOk());
+  EXPECT_THAT(scheduler_->SubmitJob(evaluate("", shared_with_alice + "/model.pt"), "alice", "",
+                                    alice),
+              IsOk());
+  EXPECT_THAT(scheduler_->SubmitJob(from_job(shared_with_alice), "carol", "", carol),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(scheduler_->SubmitJob(from_job(shared_with_all), "carol", "", carol), IsOk());
+  EXPECT_THAT(scheduler_->SubmitJob(evaluate(bobs, ""), "alice", "", admin), IsOk());
+  const Principal bob{"bob", Role::kUser, {}};
+  EXPECT_THAT(scheduler_->SubmitJob(from_job(bobs), "bob", "", bob), IsOk());
+  // Sharing gives no sight of the job itself.
+  EXPECT_THAT(scheduler_->GetJob(shared_with_alice, alice), StatusIs(absl::StatusCode::kNotFound));
+
+  JobSpec bad_share = Spec("x");
+  bad_share.add_share_with("bob\nforged");
+  EXPECT_THAT(scheduler_->SubmitJob(bad_share, "alice"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("share_with[0]")));
+}
+
+TEST_F(SchedulerControlTest, AWorkerConnectsOnlyAsItsOwnIdAndIsNotReplacedByAnother) {
+  const Principal gpu1{"gpu-1", Role::kWorker, {}};
+  const Principal pool{"pool", Role::kWorker, {"gpu-*"}};
+  tl::v1::WorkerHello hello;
+  hello.set_worker_id("gpu-1");
+  hello.add_devices()->set_kind("cpu");
+  auto impostor = std::make_shared<FakeConnection>();
+  tl::v1::WorkerHello other = hello;
+  other.set_worker_id("gpu-2");
+  EXPECT_THAT(scheduler_->ConnectWorker(other, impostor, gpu1),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("gpu-2")));
+
+  const std::string id = Submit("flowers");
+  auto real = std::make_shared<FakeConnection>();
+  ASSERT_OK_AND_ASSIGN(int64_t session, scheduler_->ConnectWorker(hello, real, gpu1));
+  ASSERT_THAT(real->assignments(), SizeIs(1));
+  FakeWorker worker{"gpu-1", session, real};
+  Started(worker, id, 1);
+
+  // Another credential allowed the same id may not take over the live session and its job.
+  hello.set_held_job_id(id);
+  hello.set_held_attempt(1);
+  EXPECT_THAT(scheduler_->ConnectWorker(hello, impostor, pool),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_FALSE(real->closed());
+  EXPECT_THAT(real->cancels(), IsEmpty());
+  EXPECT_EQ(Stored(id).worker_id(), "gpu-1");
+  // The worker's own credential reconnecting replaces its old stream, as before.
+  auto again = std::make_shared<FakeConnection>();
+  ASSERT_OK_AND_ASSIGN(int64_t second, scheduler_->ConnectWorker(hello, again, gpu1));
+  EXPECT_TRUE(real->closed());
+  EXPECT_THAT(again->cancels(), IsEmpty());
+  Finished(FakeWorker{"gpu-1", second, again}, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+}
+
+TEST_F(SchedulerControlTest, AResultPointingOutsideTheJobsFolderIsRefused) {
+  for (const std::string& bad : {std::string("../../../etc/passwd"), std::string("/etc/passwd"),
+                                 std::string("OTHER/model.pt"), std::string("ID/../x/model.pt"),
+                                 std::string("ID")}) {
+    const std::string id = Submit("flowers");
+    FakeWorker worker = Connect("w-" + std::to_string(bad.size()));
+    Started(worker, id, 1);
+    auto watcher = std::make_shared<FakeWatcher>();
+    ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+    WorkerMessage message;
+    JobFinished& finished = *message.mutable_finished();
+    finished.set_job_id(id);
+    finished.set_attempt(1);
+    finished.set_outcome(JobFinished::SUCCEEDED);
+    finished.mutable_result()->set_metrics_path(id + "/metrics.json");
+    finished.mutable_result()->set_model_path(absl::StrReplaceAll(bad, {{"ID", id}}));
+    scheduler_->HandleWorkerMessage(worker.session, message);
+    const Job stored = Stored(id);
+    EXPECT_NE(stored.state(), Job::SUCCEEDED) << bad;
+    EXPECT_EQ(stored.failures(), 1) << bad;
+    EXPECT_EQ(stored.result().model_path(), "") << bad;
+    // Requeued (then assigned again at once) with the reason.
+    bool said_why = false;
+    for (const JobEvent& event : watcher->events()) {
+      said_why = said_why || (event.job().state() == Job::QUEUED &&
+                              absl::StrContains(event.job().error(), "model_path"));
+    }
+    EXPECT_TRUE(said_why) << bad;
+    ASSERT_THAT(scheduler_->CancelJob(id, ""), IsOk());
+  }
+}
+
+TEST_F(SchedulerControlTest, FreeTextIsBoundedInCharactersAndFreeOfControls) {
+  std::string accents;
+  for (int i = 0; i < 200; ++i) accents += "\xC3\xA9";
+  EXPECT_THAT(scheduler_->SubmitJob(Spec(accents), "alice"), IsOk());
+  EXPECT_THAT(scheduler_->SubmitJob(Spec(accents + "e"), "alice"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("201 characters")));
+  for (const std::string& name : {std::string("job\n2026-12-06T00:00:00.000Z I tlserver] forged"),
+                                  std::string("\x1b[2Jred"), std::string("nul\0byte", 8)}) {
+    EXPECT_THAT(scheduler_->SubmitJob(Spec(name), "alice"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name holds a control")));
+  }
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("ok"), "eve\nadmin"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("owner")));
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("ok"), std::string(129, 'o')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("owner")));
+  const std::string id = Submit("flowers");
+  EXPECT_THAT(scheduler_->CancelJob(id, std::string(1001, 'r')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("reason")));
+  EXPECT_EQ(Stored(id).state(), Job::QUEUED);
+  // A worker's long error is kept, clipped.
+  FakeWorker worker = Connect("w1");
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(1));
+  const std::string running = worker.connection->assignments()[0].job_id();
+  Finished(worker, running, 1, JobFinished::FAILED, std::string(1 << 20, 'e'));
+  EXPECT_EQ(Stored(running).state(), Job::FAILED);
+  EXPECT_LE(Stored(running).error().size(), 4096u);
+  EXPECT_GT(Stored(running).error().size(), 4000u);
+}
+
+TEST_F(SchedulerControlTest, ListingPagesStayUnderTheReplyLimit) {
+  SchedulerOptions options = DefaultOptions();
+  options.max_list_reply_bytes = 600;
+  Restart(options);
+  std::set<std::string> submitted;
+  for (int i = 0; i < 12; ++i) submitted.insert(Submit(absl::StrCat("job-", i)));
+  std::set<std::string> listed;
+  std::string token;
+  int pages = 0;
+  for (; pages < 50; ++pages) {
+    ASSERT_OK_AND_ASSIGN(JobStore::Page page, scheduler_->ListJobs({}, 1000, token));
+    size_t bytes = 0;
+    for (const Job& job : page.jobs) {
+      bytes += job.ByteSizeLong();
+      listed.insert(job.id());
+    }
+    EXPECT_LE(bytes, options.max_list_reply_bytes);
+    token = page.next_page_token;
+    if (token.empty()) break;
+  }
+  EXPECT_EQ(listed, submitted);
+  EXPECT_GT(pages, 1);
 }
 
 TEST_F(SchedulerControlTest, DrainingStopsDispatchAndRefusesSubmissions) {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/confined_path.h"
 #include "common/image_files.h"
+#include "server/caller_text.h"
 #include "server/csv_dataset_check.h"
 
 namespace tl::server {
@@ -21,6 +22,8 @@ namespace {
 // More GPUs than one machine holds today; a bound so that a typo is caught at submit.
 constexpr int kMaxGpuCount = 64;
 constexpr int kMaxReplicas = 64;
+// Owners one job may be shared with by name.
+constexpr int kMaxShareWith = 100;
 
 namespace fs = std::filesystem;
 using ::tl::v1::Job;
@@ -116,6 +119,34 @@ absl::Status CheckManifestFile(const std::string& field, const fs::path& backbon
   return absl::OkStatus();
 }
 
+// The job a spec names as the source of its backbone or model, if the submitter may use it.
+// A user gets the same answer for another owner's unshared job as for one that does not exist,
+// so that ids of others' jobs cannot be probed.
+absl::StatusOr<Job> FindSourceJob(const std::string& field, const std::string& job_id,
+                                  const SpecContext& context) {
+  absl::StatusOr<Job> source = context.find_job(job_id);
+  if (source.ok()) return source;
+  if (source.status().code() == absl::StatusCode::kPermissionDenied) {
+    return absl::PermissionDeniedError(absl::StrCat(field, ": ", source.status().message()));
+  }
+  return Invalid(field, absl::StrCat("\"", job_id, "\" is not a known job"));
+}
+
+absl::Status CheckShareWith(const JobSpec& spec) {
+  if (spec.share_with_size() > kMaxShareWith) {
+    return Invalid("share_with", absl::StrCat("names ", spec.share_with_size(),
+                                              " owners; at most ", kMaxShareWith,
+                                              " are allowed (\"*\" shares with everyone)"));
+  }
+  for (int i = 0; i < spec.share_with_size(); ++i) {
+    const std::string field = absl::StrCat("share_with[", i, "]");
+    if (spec.share_with(i).empty()) return Invalid(field, "is empty");
+    absl::Status status = CheckCallerText(field, spec.share_with(i), kMaxOwnerCharacters);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckBackbone(JobSpec& spec, const SpecContext& context) {
   tl::v1::BackboneSpec& backbone = *spec.mutable_backbone();
   switch (backbone.source_case()) {
@@ -133,11 +164,8 @@ absl::Status CheckBackbone(JobSpec& spec, const SpecContext& context) {
       return absl::OkStatus();
     }
     case tl::v1::BackboneSpec::kFromJob: {
-      absl::StatusOr<Job> source = context.find_job(backbone.from_job());
-      if (!source.ok()) {
-        return Invalid("backbone.from_job", absl::StrCat("\"", backbone.from_job(),
-                                                         "\" is not a known job"));
-      }
+      absl::StatusOr<Job> source = FindSourceJob("backbone.from_job", backbone.from_job(), context);
+      if (!source.ok()) return source.status();
       if (source->state() != Job::SUCCEEDED || source->result().backbone_path().empty()) {
         // The spec is fine; the job it names is not there yet.
         return absl::FailedPreconditionError(absl::StrCat(
@@ -470,10 +498,8 @@ absl::Status CheckEvaluation(JobSpec& spec, const SpecContext& context) {
   std::string field = "evaluate.model_path";
   if (!evaluate.from_job().empty()) {
     field = "evaluate.from_job";
-    absl::StatusOr<Job> source = context.find_job(evaluate.from_job());
-    if (!source.ok()) {
-      return Invalid(field, absl::StrCat("\"", evaluate.from_job(), "\" is not a known job"));
-    }
+    absl::StatusOr<Job> source = FindSourceJob(field, evaluate.from_job(), context);
+    if (!source.ok()) return source.status();
     if (source->state() != Job::SUCCEEDED || source->result().model_path().empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat(field, ": job ", evaluate.from_job(), " is ",
@@ -485,6 +511,13 @@ absl::Status CheckEvaluation(JobSpec& spec, const SpecContext& context) {
   }
   absl::StatusOr<ConfinedPath> model = ConfinePath(context.artifact_root, evaluate.model_path(), field);
   if (!model.ok()) return model.status();
+  // A model in a job's folder is that job's output: the same rule as for from_job. Elsewhere in
+  // the artifact root (no job's folder) only a submitter who may use every job's outputs goes on.
+  const std::string job_folder = fs::path(model->relative).begin()->string();
+  if (absl::StatusOr<Job> owner_job = context.find_job(job_folder);
+      !owner_job.ok() && owner_job.status().code() == absl::StatusCode::kPermissionDenied) {
+    return absl::PermissionDeniedError(absl::StrCat(field, ": ", owner_job.status().message()));
+  }
   fs::path info = model->absolute;
   info.replace_extension(".json");
   if (!fs::is_regular_file(model->absolute)) {
@@ -539,8 +572,11 @@ absl::Status CheckReplicas(const JobSpec& spec) {
 
 absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
   JobSpec spec = submitted;
-  if (spec.name().size() > 200) return Invalid("name", "is longer than 200 characters");
-  absl::Status status = CheckRange("priority", spec.priority(), -1000, 1000);
+  absl::Status status = CheckCallerText("name", spec.name(), kMaxJobNameCharacters);
+  if (!status.ok()) return status;
+  status = CheckShareWith(spec);
+  if (!status.ok()) return status;
+  status = CheckRange("priority", spec.priority(), -1000, 1000);
   if (!status.ok()) return status;
   // Cheap numeric checks first: a typo in a number should not cost a scan of
   // the dataset folders.

@@ -14,8 +14,11 @@ namespace {
 using ::tl::v1::SchedulerMessage;
 using ::tl::v1::WorkerMessage;
 
+// Between attempts to reach the scheduler. The ceiling is low because a
+// worker must be back within a lease of a restarted scheduler, and leases
+// may be a few seconds; an attempt is one cheap connect on a quiet socket.
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
-constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
 
 const std::string& JobIdOf(const WorkerMessage& message) {
   static const std::string kNone;
@@ -56,10 +59,21 @@ void WorkerAgent::Stop() {
 }
 
 void WorkerAgent::Run() {
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
-      options_.server_address, options_.credentials != nullptr
-                                   ? options_.credentials
-                                   : grpc::InsecureChannelCredentials());
+  // gRPC's own reconnect backoff grows to two minutes, and a call made while the channel
+  // waits fails at once: after a scheduler restart the worker would stay away for many
+  // seconds whatever the agent's own backoff. The channel retries as often as the agent.
+  grpc::ChannelArguments channel_arguments;
+  channel_arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                           static_cast<int>(kFirstBackoff.count()));
+  channel_arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                           static_cast<int>(kFirstBackoff.count()));
+  channel_arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                           static_cast<int>(kMaxBackoff.count()));
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      options_.server_address,
+      options_.credentials != nullptr ? options_.credentials
+                                      : grpc::InsecureChannelCredentials(),
+      channel_arguments);
   std::unique_ptr<tl::v1::WorkerService::Stub> stub = tl::v1::WorkerService::NewStub(channel);
   auto backoff = kFirstBackoff;
   std::mt19937 jitter(std::random_device{}());
@@ -142,6 +156,7 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   std::mutex heartbeat_mutex;
   std::condition_variable heartbeat_wakeup;
   bool stream_over = false;
+  bool welcomed = false;
   SchedulerMessage message;
   while (stream_ != nullptr && stream->Read(&message)) {
     {
@@ -150,6 +165,7 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
     }
     switch (message.message_case()) {
       case SchedulerMessage::kWelcome: {
+        welcomed = true;
         {
           std::lock_guard<std::mutex> lock(timing_mutex_);
           if (message.welcome().lease_timeout_ms() > 0) {
@@ -158,7 +174,15 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
         }
         if (heartbeat.joinable()) break;
         const int interval_ms = std::max(50, message.welcome().heartbeat_interval_ms());
-        LogInfo("connected to ", options_.server_address, " as ", options_.worker_id);
+        if (disconnected_since_) {
+          const auto away = std::chrono::duration_cast<std::chrono::milliseconds>(
+              Clock::now() - *disconnected_since_);
+          LogInfo("connected to ", options_.server_address, " as ", options_.worker_id,
+                  " after ", away.count(), " ms without a stream");
+          disconnected_since_.reset();
+        } else {
+          LogInfo("connected to ", options_.server_address, " as ", options_.worker_id);
+        }
         heartbeat = std::thread([&, interval_ms] {
           std::unique_lock<std::mutex> lock(heartbeat_mutex);
           while (!heartbeat_wakeup.wait_for(lock, std::chrono::milliseconds(interval_ms),
@@ -180,6 +204,8 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
       case SchedulerMessage::kPause:
         HandlePause(message.pause());
         break;
+      case SchedulerMessage::kHeartbeat:
+        break;  // contact, counted above
       case SchedulerMessage::MESSAGE_NOT_SET:
         break;
     }
@@ -199,9 +225,18 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
     context_ = nullptr;
   }
   const grpc::Status status = stream->Finish();
-  if (!stopping_) {
+  if (stopping_) return;
+  if (welcomed) {
+    disconnected_since_ = Clock::now();
+    unreachable_reported_ = false;
     LogWarning("stream to ", options_.server_address, " ended: ", status.error_message(),
                " (code ", static_cast<int>(status.error_code()), "); reconnecting");
+  } else if (!unreachable_reported_) {
+    // Said once per outage: the agent retries about every second until it is back.
+    unreachable_reported_ = true;
+    LogWarning("cannot reach the scheduler at ", options_.server_address, ": ",
+               status.error_message(), " (code ", static_cast<int>(status.error_code()),
+               "); retrying");
   }
 }
 

@@ -92,6 +92,11 @@ class WorkerAgent {
 
   std::mutex stop_mutex_;
   std::condition_variable stop_wakeup_;
+
+  // Touched only by Run()'s thread: since when no stream has been up (for
+  // the reconnect time in the log), and whether this outage was logged.
+  std::optional<Clock::time_point> disconnected_since_;
+  bool unreachable_reported_ = false;
 };
 
 }  // namespace tl::worker
