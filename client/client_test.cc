@@ -341,6 +341,26 @@ TEST(JobDetailsTest, ShowsTheErrorOfAFailedJobAndOmitsTheMissingResult) {
   EXPECT_THAT(text, Not(HasSubstr("duration")));
 }
 
+// Whatever a caller or worker wrote reaches the terminal without control characters: no escape
+// sequence runs and no text passes for a line of its own.
+TEST(JobDetailsTest, ShowsControlCharactersEscaped) {
+  Job job = FinishedJob();
+  job.mutable_spec()->set_name("evil\x1b[2J\njob");
+  job.set_owner("eve\r");
+  job.set_error("bad\x07 thing");
+  job.mutable_result()->mutable_dataset()->set_class_names(0, "cat\x1b]0;title\x07");
+  tl::v1::LogLine line;
+  line.set_worker_id("w1");
+  line.set_text("epoch 1\n2026-12-06 00:00:00 w9#1  forged");
+  for (const std::string& text : {JobDetails(job), JobListRow(job), LogLineText(line)}) {
+    EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+    EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+    EXPECT_EQ(text.find('\r'), std::string::npos) << text;
+  }
+  EXPECT_THAT(JobDetails(job), HasSubstr("name       evil\\x1b[2J\\x0ajob\n"));
+  EXPECT_THAT(LogLineText(line), Not(HasSubstr("\n")));
+}
+
 TEST(JobDetailsTest, NoUnreadableCountWhenNothingWasSkipped) {
   Job job = FinishedJob();
   job.mutable_result()->mutable_dataset()->set_skipped_images(0);

@@ -9,9 +9,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/text.h"
 
 namespace tl::client {
 namespace {
+
+// Whatever a caller or a worker wrote (names, owners, errors, class names, log lines), made
+// safe for a terminal: control characters shown escaped, so none moves the cursor, clears the
+// screen or passes for another line.
+std::string Shown(const std::string& text) { return EscapeControlCharacters(text); }
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp) {
   if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return "-";
@@ -35,7 +41,7 @@ std::string DatasetCheckLines(const tl::v1::DatasetSummary& dataset) {
     for (int i = 0; i < std::min(dataset.class_names_size(), kClassesShown); ++i) {
       const int64_t val =
           i < dataset.val_images_per_class_size() ? dataset.val_images_per_class(i) : 0;
-      classes.push_back(absl::StrCat(dataset.class_names(i), " ",
+      classes.push_back(absl::StrCat(Shown(dataset.class_names(i)), " ",
                                      dataset.train_images_per_class(i), "/", val));
     }
     if (dataset.class_names_size() > kClassesShown) classes.push_back("...");
@@ -45,13 +51,14 @@ std::string DatasetCheckLines(const tl::v1::DatasetSummary& dataset) {
   }
   std::vector<std::string> findings;
   if (dataset.unreadable_examples_size() > 0) {
-    findings.push_back(absl::StrCat("unreadable: ", absl::StrJoin(dataset.unreadable_examples(), ", ")));
+    findings.push_back(absl::StrCat("unreadable: ",
+                                    Shown(absl::StrJoin(dataset.unreadable_examples(), ", "))));
   }
   if (dataset.duplicate_images() > 0) {
     findings.push_back(absl::StrCat(dataset.duplicate_images(),
                                     " validation images duplicate training images (",
                                     dataset.duplicate_examples_size() > 0
-                                        ? dataset.duplicate_examples(0)
+                                        ? Shown(dataset.duplicate_examples(0))
                                         : "",
                                     dataset.duplicate_images() > 1 ? ", ..." : "", ")"));
   }
@@ -87,26 +94,27 @@ std::string EpochTableRow(const tl::v1::EpochMetrics& m) {
 
 std::string JobDetails(const tl::v1::Job& job) {
   std::string text = absl::StrCat("job        ", job.id(), "\n");
-  absl::StrAppend(&text, "name       ", job.spec().name().empty() ? "-" : job.spec().name(), "\n");
+  absl::StrAppend(&text, "name       ", job.spec().name().empty() ? "-" : Shown(job.spec().name()),
+                  "\n");
   absl::StrAppend(&text, "state      ", tl::v1::Job::State_Name(job.state()),
                   job.cancel_requested() && job.state() != tl::v1::Job::CANCELLED
                       ? " (cancel requested)"
                       : "",
                   job.pause_requested() ? " (pause requested)" : "", "\n");
   if (!job.pending_reason().empty()) {
-    absl::StrAppend(&text, "waiting    ", job.pending_reason(), "\n");
+    absl::StrAppend(&text, "waiting    ", Shown(job.pending_reason()), "\n");
   }
-  absl::StrAppend(&text, "owner      ", job.owner(), "\n");
+  absl::StrAppend(&text, "owner      ", Shown(job.owner()), "\n");
   absl::StrAppend(&text, "attempt    ", job.attempt(),
                   job.failures() > 0 ? absl::StrCat(" (", job.failures(), " failed)") : "", "\n");
   if (job.replica_worker_ids_size() > 1) {
-    absl::StrAppend(&text, "workers    ", absl::StrJoin(job.replica_worker_ids(), ", "), " (",
+    absl::StrAppend(&text, "workers    ", Shown(absl::StrJoin(job.replica_worker_ids(), ", ")), " (",
                     job.replica_worker_ids_size(), " replicas, rank 0 first)\n");
   } else if (!job.worker_id().empty()) {
-    absl::StrAppend(&text, "worker     ", job.worker_id(), "\n");
+    absl::StrAppend(&text, "worker     ", Shown(job.worker_id()), "\n");
   }
   if (job.spec().has_evaluate()) {
-    absl::StrAppend(&text, "evaluates  ", job.spec().evaluate().model_path(), "\n");
+    absl::StrAppend(&text, "evaluates  ", Shown(job.spec().evaluate().model_path()), "\n");
   } else {
     absl::StrAppend(&text, "strategy   ",
                     tl::v1::TrainingSpec::Strategy_Name(job.spec().training().strategy()), ", ",
@@ -121,7 +129,7 @@ std::string JobDetails(const tl::v1::Job& job) {
                     "\n");
   }
   if (job.epoch() > 0) absl::StrAppend(&text, "epoch      ", job.epoch(), "\n");
-  if (!job.error().empty()) absl::StrAppend(&text, "error      ", job.error(), "\n");
+  if (!job.error().empty()) absl::StrAppend(&text, "error      ", Shown(job.error()), "\n");
   const tl::v1::JobResult& result = job.result();
   if (result.has_dataset()) {
     absl::StrAppend(&text, "dataset    ", result.dataset().class_names_size(), " classes, ",
@@ -142,7 +150,7 @@ std::string JobDetails(const tl::v1::Job& job) {
                                           decision.fine_tune_accuracy(),
                                           decision.probe_holdout_images())
                         : "",
-                    "\n           ", decision.reason(), "\n");
+                    "\n           ", Shown(decision.reason()), "\n");
   }
   if (result.has_final_metrics()) {
     const tl::v1::EpochMetrics& m = result.final_metrics();
@@ -156,9 +164,9 @@ std::string JobDetails(const tl::v1::Job& job) {
                     result.stopped_early() ? " (stopped early)" : "", "\n");
   }
   if (!result.model_path().empty()) {
-    absl::StrAppend(&text, "model      ", result.model_path(), "\n");
-    absl::StrAppend(&text, "backbone   ", result.backbone_path(), "\n");
-    absl::StrAppend(&text, "epochs     ", result.metrics_path(), "\n");
+    absl::StrAppend(&text, "model      ", Shown(result.model_path()), "\n");
+    absl::StrAppend(&text, "backbone   ", Shown(result.backbone_path()), "\n");
+    absl::StrAppend(&text, "epochs     ", Shown(result.metrics_path()), "\n");
   }
   if (result.has_test_report()) {
     absl::StrAppend(&text, "test       ",
@@ -169,7 +177,7 @@ std::string JobDetails(const tl::v1::Job& job) {
                     "\n");
   }
   if (!result.report_path().empty()) {
-    absl::StrAppend(&text, "report     ", result.report_path(), "\n");
+    absl::StrAppend(&text, "report     ", Shown(result.report_path()), "\n");
   }
   return text;
 }
@@ -185,14 +193,14 @@ std::string JobListRow(const tl::v1::Job& job) {
           ? absl::StrFormat("%.4f", job.result().final_metrics().val_accuracy())
           : "-";
   return absl::StrFormat("%-16s  %-9s  %-24s  %-10s  %5d  %7s  %s", job.id(),
-                         tl::v1::Job::State_Name(job.state()), job.spec().name().substr(0, 24),
-                         job.owner().substr(0, 10), job.epoch(), accuracy,
+                         tl::v1::Job::State_Name(job.state()), Shown(job.spec().name()).substr(0, 24),
+                         Shown(job.owner()).substr(0, 10), job.epoch(), accuracy,
                          FormatTimestamp(job.create_time()));
 }
 
 std::string LogLineText(const tl::v1::LogLine& line) {
-  return absl::StrCat(FormatTimestamp(line.time()), " ", line.worker_id(), "#", line.attempt(),
-                      "  ", line.text());
+  return absl::StrCat(FormatTimestamp(line.time()), " ", Shown(line.worker_id()), "#",
+                      line.attempt(), "  ", Shown(line.text()));
 }
 
 }  // namespace tl::client

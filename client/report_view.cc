@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/text.h"
 
 namespace tl::client {
 
@@ -20,9 +23,12 @@ std::string EvaluationReportText(const std::string& title, const tl::v1::Evaluat
                         report.weighted_precision(), report.weighted_recall(),
                         report.weighted_f1());
 
+  // Class names are folder names from the dataset: shown with control characters escaped.
+  std::vector<std::string> names;
   size_t name_width = 5;
   for (const tl::v1::ClassEvaluation& row : report.classes()) {
-    name_width = std::max(name_width, row.class_name().size());
+    names.push_back(EscapeControlCharacters(row.class_name()));
+    name_width = std::max(name_width, names.back().size());
   }
   const int name_w = static_cast<int>(name_width);
   absl::StrAppendFormat(&text, "\n  %4s  %-*s  %9s  %9s  %9s  %7s\n", "#", name_w, "class",
@@ -30,7 +36,7 @@ std::string EvaluationReportText(const std::string& title, const tl::v1::Evaluat
   for (int c = 0; c < report.classes_size(); ++c) {
     const tl::v1::ClassEvaluation& row = report.classes(c);
     absl::StrAppendFormat(&text, "  %4d  %-*s  %9.4f  %9.4f  %9.4f  %7d\n", c, name_w,
-                          row.class_name(), row.precision(), row.recall(), row.f1(),
+                          names[c], row.precision(), row.recall(), row.f1(),
                           row.support());
   }
 
@@ -48,7 +54,7 @@ std::string EvaluationReportText(const std::string& title, const tl::v1::Evaluat
   for (int p = 0; p < n; ++p) absl::StrAppendFormat(&text, " %*d", cell, p);
   absl::StrAppend(&text, "\n");
   for (int t = 0; t < n; ++t) {
-    absl::StrAppendFormat(&text, "  %4d  %-*s ", t, name_w, report.classes(t).class_name());
+    absl::StrAppendFormat(&text, "  %4d  %-*s ", t, name_w, names[t]);
     for (int p = 0; p < n; ++p) {
       absl::StrAppendFormat(&text, " %*d", cell, report.confusion(t * n + p));
     }

@@ -32,6 +32,7 @@
 #include "client/report_view.h"
 #include "common/credentials.h"
 #include "common/grpc_status.h"
+#include "common/text.h"
 #include "google/protobuf/util/json_util.h"
 #include "tl/v1/service.grpc.pb.h"
 
@@ -92,7 +93,8 @@ class Connection {
 };
 
 int ReportCallError(const grpc::Status& status) {
-  std::cerr << "tlctl: " << tl::FromGrpcStatus(status).ToString() << "\n";
+  std::cerr << "tlctl: " << tl::EscapeControlCharacters(tl::FromGrpcStatus(status).ToString())
+            << "\n";
   return kExitCallFailed;
 }
 
@@ -173,9 +175,11 @@ int Watch(Connection& connection, const std::string& job_id) {
           std::string line = "job " + job_id + " " + Job::State_Name(last_state);
           if (last_attempt > 0) line += " (attempt " + std::to_string(last_attempt) + ")";
           if (!event.job().worker_id().empty() && !IsTerminal(last_state)) {
-            line += " on " + event.job().worker_id();
+            line += " on " + tl::EscapeControlCharacters(event.job().worker_id());
           }
-          if (!event.job().error().empty()) line += ": " + event.job().error();
+          if (!event.job().error().empty()) {
+            line += ": " + tl::EscapeControlCharacters(event.job().error());
+          }
           console.Line(line);
         }
       } else if (event.has_epoch()) {
@@ -417,7 +421,8 @@ int main(int argc, char** argv) {
       if (!out) std::cerr << "tlctl: cannot write " << id_file << "\n";
     }
     std::cout << "submitted job " << job.id() << (job.spec().name().empty() ? "" : " (")
-              << job.spec().name() << (job.spec().name().empty() ? "" : ")") << "\n"
+              << tl::EscapeControlCharacters(job.spec().name())
+              << (job.spec().name().empty() ? "" : ")") << "\n"
               << std::flush;
     if (!watch_after_submit) return kExitOk;
     return Watch(connection, job.id());
