@@ -4,21 +4,12 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "common/path_inside.h"
 
 namespace tl {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool IsInside(const fs::path& root, const fs::path& candidate) {
-  auto root_it = root.begin();
-  auto candidate_it = candidate.begin();
-  for (; root_it != root.end(); ++root_it, ++candidate_it) {
-    if (root_it->empty()) continue;  // a trailing separator
-    if (candidate_it == candidate.end() || *root_it != *candidate_it) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -41,7 +32,7 @@ absl::StatusOr<ConfinedPath> ConfinePath(const std::string& root, const std::str
     }
   }
   const fs::path joined = (given.is_absolute() ? given : canonical_root / given).lexically_normal();
-  if (!IsInside(canonical_root, joined)) {
+  if (!IsInsideRoot(canonical_root, joined)) {
     return absl::InvalidArgumentError(absl::StrCat(field, " \"", path,
                                                    "\" is outside its root ",
                                                    canonical_root.string()));
@@ -49,7 +40,7 @@ absl::StatusOr<ConfinedPath> ConfinePath(const std::string& root, const std::str
   // Symbolic links are followed for the part that exists: a link inside the
   // root may not lead outside it.
   const fs::path resolved = fs::weakly_canonical(joined, error);
-  if (error || !IsInside(canonical_root, resolved)) {
+  if (error || !IsInsideRoot(canonical_root, resolved)) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, " \"", path, "\" leads outside its root ", canonical_root.string()));
   }

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/feature_cache.h"
 
@@ -127,16 +128,19 @@ AutoDecision ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& o
   train_options.drop_singleton_batch = true;
   train_options.seed = seed;
   train_options.threads = job.loader_threads;
+  train_options.read_rules = job.read_rules;
   const ImageFolderSourceOptions holdout_options = EvaluationOptions(train_options);
   ProbeObserver observer(job.stop_requested);
+  const std::string& backbone_bytes =
+      job.backbone_open_as.empty() ? job.backbone_path : job.backbone_open_as;
 
   {  // (a) a linear head on features computed once
     TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
-                        seed);
+                        seed, job.backbone_open_as);
     Trainer trainer(model, ProbeTrainOptions(job.train_options, Strategy::kFeatureExtraction,
                                              options.head_epochs));
     FeatureTraining features(model, probe_train, holdout,
-                             FeatureTraining::Options{"", job.backbone_path, job.preprocessing,
+                             FeatureTraining::Options{"", backbone_bytes, job.preprocessing,
                                                       holdout_options, job.batch_size, seed,
                                                       trainer.device()});
     figures.feature_extraction_accuracy =
@@ -144,7 +148,7 @@ AutoDecision ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& o
   }
   {  // (b) a short fine-tune of the last layer group(s) with the head
     TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
-                        seed);
+                        seed, job.backbone_open_as);
     Trainer trainer(model, ProbeTrainOptions(job.train_options, Strategy::kFineTune,
                                              options.fine_tune_epochs));
     ImageFolderSource train_source(probe_train, job.preprocessing, train_options);
@@ -168,16 +172,17 @@ AutoDecision DecideOrReuseStrategy(const AutoProbeJob& job, const AutoStrategyOp
     std::ifstream in(file);
     std::stringstream text;
     text << in.rdbuf();
-    AutoDecision decision = AutoDecisionFromJson(text.str(), file.string());
-    decision.reused = true;
-    return decision;
+    // A decision that does not read back (damaged on disk) is probed again.
+    try {
+      AutoDecision decision = AutoDecisionFromJson(text.str(), file.string());
+      decision.reused = true;
+      return decision;
+    } catch (const EngineError&) {
+    }
   }
   AutoDecision decision = ProbeStrategy(job, options);
   fs::create_directories(output_dir);
-  // Written beside and renamed: a crash leaves no half decision to reuse.
-  const fs::path temp = fs::path(file).concat(".tmp");
-  std::ofstream(temp) << AutoDecisionToJson(decision) << "\n";
-  fs::rename(temp, file);
+  WriteFileAtomically(file.string(), AutoDecisionToJson(decision) + "\n");
   return decision;
 }
 
@@ -234,7 +239,7 @@ void AddAutoDecisionToMetrics(const std::string& metrics_path, const AutoDecisio
     metrics = nlohmann::json::parse(in);
   }
   metrics["auto_strategy"] = nlohmann::json::parse(AutoDecisionToJson(decision));
-  std::ofstream(metrics_path) << metrics.dump(2) << "\n";
+  WriteFileAtomically(metrics_path, metrics.dump(2) + "\n");
 }
 
 std::string DescribeAutoDecision(const AutoDecision& decision) {

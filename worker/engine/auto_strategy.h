@@ -90,6 +90,10 @@ struct AutoProbeJob {
   int decode_threads = 1;
   int loader_threads = 1;
   std::function<bool()> stop_requested;  // true: EngineError(kCancelled)
+  // The name the backbone is loaded by (TransferModel's open_as); empty:
+  // backbone_path.
+  std::string backbone_open_as;
+  ImageReadRules read_rules;  // the job's (image_file.h)
 };
 
 // Runs the probe and applies the rule. Throws EngineError(kCancelled) on a

@@ -5,6 +5,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -93,9 +94,11 @@ void DrawConfusionMatrix(const EvaluationReport& report, const std::string& png_
     cv::rotate(strip, turned, cv::ROTATE_90_COUNTERCLOCKWISE);
     turned.copyTo(image(cv::Rect(left + p * cell, top + grid + 4, cell, label_width)));
   }
-  if (!cv::imwrite(png_path, image)) {
-    throw EngineError(ErrorKind::kInternal, "cannot write " + png_path);
+  std::vector<uchar> png;
+  if (!cv::imencode(".png", image, png)) {
+    throw EngineError(ErrorKind::kInternal, "cannot encode " + png_path);
   }
+  WriteFileAtomically(png_path, std::string(png.begin(), png.end()));
 }
 
 }  // namespace tl::engine

@@ -8,6 +8,8 @@
 #include <system_error>
 
 #include "common/csv_manifest.h"
+#include "common/path_inside.h"
+#include "worker/engine/confined_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -15,21 +17,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool IsInside(const fs::path& root, const fs::path& candidate) {
-  const fs::path relative = candidate.lexically_relative(root);
-  return !relative.empty() && *relative.begin() != "..";
-}
-
 }  // namespace
 
 ImageFolderIndex ReadCsvDataset(const std::string& csv_path, const std::string& data_root,
                                 const std::string& field) {
   const std::string where = field + " " + csv_path;
-  std::ifstream in(csv_path, std::ios::binary);
-  if (!in) throw InvalidArgument(where + " cannot be read");
-  std::stringstream text;
-  text << in.rdbuf();
-  const CsvManifest manifest = ParseCsvManifest(text.str());
+  // The list itself is confined as its images are: it is read where it lies
+  // now, not where it lay when the job was submitted.
+  const ConfinedFile file = ConfinedFile::Open(csv_path, data_root);
+  if (file.outcome() == OpenOutcome::kOutsideRoot) {
+    throw InvalidArgument(where + " " + file.error());
+  }
+  std::string text;
+  if (!file.ReadAll(text)) throw InvalidArgument(where + " cannot be read");
+  const CsvManifest manifest = ParseCsvManifest(text);
   if (!manifest.error.empty()) throw InvalidArgument(where + " " + manifest.error);
 
   std::error_code error;
@@ -50,7 +51,7 @@ ImageFolderIndex ReadCsvDataset(const std::string& csv_path, const std::string& 
     // Links are followed for the part that exists: a link inside the root
     // may not lead outside it.
     const fs::path resolved = fs::weakly_canonical(joined, error);
-    if (error || !IsInside(root, resolved)) {
+    if (error || !IsInsideRoot(root, resolved)) {
       throw InvalidArgument(where + " line " + std::to_string(entry.line) + ": \"" + entry.path +
                             "\" leads outside the data root " + root.string());
     }

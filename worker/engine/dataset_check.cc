@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -10,6 +9,8 @@
 #include <thread>
 #include <tuple>
 #include <utility>
+
+#include "worker/engine/confined_file.h"
 
 namespace tl::engine {
 namespace {
@@ -23,16 +24,17 @@ struct Fingerprint {
   }
 };
 
-std::optional<std::string> ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return std::nullopt;
+std::optional<std::string> ReadBytes(const std::string& path, const ImageReadRules& rules) {
+  const ConfinedFile file = ConfinedFile::Open(path, rules.root);
+  std::string bytes;
+  if (file.size() > MaxImageFileBytes(rules.max_pixels) || !file.ReadAll(bytes)) {
+    return std::nullopt;
+  }
   return bytes;
 }
 
-std::optional<Fingerprint> FingerprintOf(const std::string& path) {
-  const std::optional<std::string> bytes = ReadBytes(path);
+std::optional<Fingerprint> FingerprintOf(const std::string& path, const ImageReadRules& rules) {
+  const std::optional<std::string> bytes = ReadBytes(path, rules);
   if (!bytes) return std::nullopt;
   uint64_t hash = 0xcbf29ce484222325;
   for (unsigned char byte : *bytes) {
@@ -44,8 +46,8 @@ std::optional<Fingerprint> FingerprintOf(const std::string& path) {
 
 // Fingerprints of all `samples`, computed on `threads` threads; empty
 // entries for files that cannot be read. False when stopped early.
-bool Fingerprints(const std::vector<ImageSample>& samples, int threads,
-                  const std::function<bool()>& stop_requested,
+bool Fingerprints(const std::vector<ImageSample>& samples, const ImageReadRules& rules,
+                  int threads, const std::function<bool()>& stop_requested,
                   std::vector<std::optional<Fingerprint>>& out) {
   out.assign(samples.size(), std::nullopt);
   std::atomic<size_t> next{0};
@@ -58,7 +60,7 @@ bool Fingerprints(const std::vector<ImageSample>& samples, int threads,
           stopped = true;
           return;
         }
-        out[i] = FingerprintOf(samples[i].path);
+        out[i] = FingerprintOf(samples[i].path, rules);
       }
     });
   }
@@ -90,14 +92,14 @@ double ImbalanceRatio(const std::vector<int64_t>& per_class) {
 bool FindDuplicates(const std::vector<ImageSample>& train, const std::vector<ImageSample>& val,
                     int threads, const std::function<bool()>& stop_requested,
                     const std::function<std::string(const std::string&)>& display,
-                    DatasetCheck& check) {
+                    DatasetCheck& check, const ImageReadRules& rules) {
   check.duplicate_images = 0;
   check.duplicate_examples.clear();
   if (val.empty()) return true;
   std::vector<std::optional<Fingerprint>> train_prints;
   std::vector<std::optional<Fingerprint>> val_prints;
-  if (!Fingerprints(train, threads, stop_requested, train_prints) ||
-      !Fingerprints(val, threads, stop_requested, val_prints)) {
+  if (!Fingerprints(train, rules, threads, stop_requested, train_prints) ||
+      !Fingerprints(val, rules, threads, stop_requested, val_prints)) {
     return false;
   }
   std::multimap<Fingerprint, size_t> train_by_print;
@@ -109,9 +111,9 @@ bool FindDuplicates(const std::vector<ImageSample>& train, const std::vector<Ima
     auto [begin, end] = train_by_print.equal_range(*val_prints[v]);
     if (begin == end) continue;
     // Equal fingerprints are compared byte by byte: "exact" means exact.
-    const std::optional<std::string> val_bytes = ReadBytes(val[v].path);
+    const std::optional<std::string> val_bytes = ReadBytes(val[v].path, rules);
     for (auto it = begin; val_bytes && it != end; ++it) {
-      if (ReadBytes(train[it->second].path) != val_bytes) continue;
+      if (ReadBytes(train[it->second].path, rules) != val_bytes) continue;
       ++check.duplicate_images;
       if (check.duplicate_examples.size() < kDatasetCheckExamples) {
         check.duplicate_examples.push_back(display(val[v].path) + " = " +

@@ -32,12 +32,14 @@ double ImbalanceRatio(const std::vector<int64_t>& per_class);
 
 // Reads every file of both splits (on `threads` threads) and counts the
 // validation images whose bytes equal a training image's. Files that cannot
-// be read match nothing. `display` turns a path into what examples show.
-// Returns false when `stop_requested` ended it early.
+// be read match nothing, nor do files `rules` refuse (outside their root, or
+// larger than an image within the pixel limit can be). `display` turns a
+// path into what examples show. Returns false when `stop_requested` ended
+// it early.
 bool FindDuplicates(const std::vector<ImageSample>& train, const std::vector<ImageSample>& val,
                     int threads, const std::function<bool()>& stop_requested,
                     const std::function<std::string(const std::string&)>& display,
-                    DatasetCheck& check);
+                    DatasetCheck& check, const ImageReadRules& rules = {});
 
 // The check as JSON (dataset.json), classes by name.
 std::string DatasetCheckToJson(const std::vector<std::string>& class_names, int64_t unreadable,

@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -37,10 +38,6 @@ class PrivateDir {
  private:
   fs::path path_;
 };
-
-// The files of a checkpoint (Trainer::SaveCheckpoint), in one string: for
-// each, its name's and its content's sizes and bytes.
-const char* const kCheckpointFiles[] = {"model.pt", "optimizer.pt", "epochs.json"};
 
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -121,7 +118,8 @@ std::unique_ptr<ProcessGroupReplicas> JoinReplicas(const DistributedOptions& opt
 std::vector<EpochStats> ShareTrainingState(ProcessGroupReplicas& replicas, Trainer& trainer,
                                            const std::vector<EpochStats>& done) {
   // The checkpoint format carries all of it, so rank 0 writes one to a
-  // private folder and the others read it back from theirs.
+  // private folder and the others read it back from theirs: each of
+  // kCheckpointFiles as its size and bytes, in one string.
   PrivateDir dir;
   const fs::path checkpoint = fs::path(dir.path()) / "checkpoint";
   std::string state;
@@ -134,7 +132,7 @@ std::vector<EpochStats> ShareTrainingState(ProcessGroupReplicas& replicas, Train
   fs::create_directories(checkpoint);
   size_t offset = 0;
   for (const char* name : kCheckpointFiles) {
-    std::ofstream(checkpoint / name, std::ios::binary) << TakeSized(state, offset);
+    WriteFileAtomically((checkpoint / name).string(), TakeSized(state, offset));
   }
   return trainer.LoadCheckpoint(dir.path());
 }

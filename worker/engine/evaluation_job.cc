@@ -50,11 +50,7 @@ EvaluationReport EvaluateImages(std::vector<ImageSample> samples,
   }
   EvaluationStats stats = evaluate(source);
   // Skipped files are known once every image has been through the source.
-  if (source.skipped() * 2 > source.size()) {
-    throw FailedPrecondition(field + " " + dir + ": " + std::to_string(source.skipped()) +
-                             " of " + std::to_string(source.size()) +
-                             " images could not be read");
-  }
+  CheckMostlyReadable(source, field + " " + dir);
   return MakeEvaluationReport(stats, class_names, split);
 }
 
@@ -76,7 +72,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(config.threads > 0 ? config.threads : cores);
-  Predictor predictor(config.evaluate_model_path, config.train.device);
+  Predictor predictor(config.evaluate_model_path, config.train.device, config.artifact_root);
   const std::vector<std::string>& class_names = predictor.info().class_names;
   const bool on_test = !config.test_dir.empty();
   const std::string& dir = on_test ? config.test_dir : config.train_dir;
@@ -89,6 +85,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   ImageFolderSourceOptions options;
   options.batch_size = config.batch_size;
   options.threads = config.loader_threads > 0 ? config.loader_threads : std::clamp(cores / 2, 1, 4);
+  options.read_rules = ImageReadRulesOf(config);
   const auto num_classes = static_cast<int64_t>(class_names.size());
   const auto evaluate = [&](BatchSource& source) {
     return EvaluateLogits(source, /*epoch=*/0, num_classes,

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -102,9 +103,7 @@ EvaluationReport MakeEvaluationReport(const EvaluationStats& stats,
 void WriteReportJson(const std::string& path, const std::vector<EvaluationReport>& reports) {
   nlohmann::json root = {{"format", "tl.report.v1"}};
   for (const EvaluationReport& report : reports) root[report.split] = ReportToJson(report);
-  std::ofstream out(path);
-  out << root.dump(2) << "\n";
-  if (!out) throw EngineError(ErrorKind::kInternal, "cannot write " + path);
+  WriteFileAtomically(path, root.dump(2) + "\n");
 }
 
 }  // namespace tl::engine

@@ -7,6 +7,8 @@
 #include <random>
 #include <sstream>
 
+#include "worker/engine/atomic_file.h"
+#include "worker/engine/confined_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -36,8 +38,9 @@ bool FeatureCacheApplies(Strategy strategy, bool random_augmentation, bool chann
   return strategy == Strategy::kFeatureExtraction && !random_augmentation && !channels_last;
 }
 
-std::string FileDigest(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+std::string FileDigest(const std::string& path, const std::string& root) {
+  const ConfinedFile file = OpenConfinedOrThrow(path, root, "file");
+  std::ifstream in(file.OpenedPath(), std::ios::binary);
   if (!in) throw InvalidArgument("file " + path + " cannot be read");
   uint64_t hash = kFnvOffset;
   std::vector<char> buffer(1 << 16);
@@ -48,16 +51,16 @@ std::string FileDigest(const std::string& path) {
 }
 
 std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocessing& preprocessing,
-                            const std::vector<ImageSample>& samples) {
+                            const std::vector<ImageSample>& samples, const std::string& root) {
   std::ostringstream parts;
   parts << "tl.features.v1 " << backbone_digest << " " << preprocessing.resize_size << " "
         << preprocessing.crop_size;
   for (int c = 0; c < 3; ++c) parts << " " << preprocessing.mean[c] << " " << preprocessing.std[c];
   for (const ImageSample& sample : samples) {
-    // An unreadable file has no digest; it is skipped either way.
+    // An unreadable or refused file has no digest; it is skipped either way.
     std::string digest;
     try {
-      digest = FileDigest(sample.path);
+      digest = FileDigest(sample.path, root);
     } catch (const EngineError&) {
       digest = "unreadable";
     }
@@ -107,10 +110,10 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, BatchSource& images,
     if (!file.empty()) {
       fs::create_directories(cache_dir);
       // Two jobs may compute the same features at once; each writes its own
-      // file and the last rename wins (both hold the same figures).
-      const fs::path temp = fs::path(file).concat(".tmp" + std::to_string(std::random_device()()));
-      torch::save(std::vector<torch::Tensor>{cached.features, cached.labels}, temp.string());
-      fs::rename(temp, file);
+      // temporary file and the last rename wins (both hold the same figures).
+      WriteFileAtomically(file.string(), [&cached](std::ostream& out) {
+        torch::save(std::vector<torch::Tensor>{cached.features, cached.labels}, out);
+      });
     }
   }
   cached.seconds =
@@ -126,7 +129,8 @@ FeatureTraining::FeatureTraining(TransferModel& model, const std::vector<ImageSa
     ImageFolderSource images(samples, options.preprocessing, options.decode);
     CachedFeatures features =
         LoadOrComputeFeatures(model, images, options.device, options.cache_dir,
-                              FeatureCacheKey(backbone_digest, options.preprocessing, samples));
+                              FeatureCacheKey(backbone_digest, options.preprocessing, samples,
+                                              options.decode.read_rules.root));
     from_disk_ = from_disk_ && features.from_disk;
     seconds_ += features.seconds;
     return features;

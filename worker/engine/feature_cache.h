@@ -26,12 +26,14 @@ bool FeatureCacheApplies(Strategy strategy, bool random_augmentation, bool chann
 
 // FNV-1a (64 bit) of a file's bytes, in hex: stable across runs and
 // machines, unlike std::hash. Throws EngineError(kInvalidArgument) naming a
-// file that cannot be read.
-std::string FileDigest(const std::string& path);
+// file that cannot be read or resolves outside `root` (confined_file.h;
+// empty: anywhere).
+std::string FileDigest(const std::string& path, const std::string& root = "");
 
-// The cache key of `samples` (in order) under a backbone and preprocessing.
+// The cache key of `samples` (in order) under a backbone and preprocessing;
+// images outside `root` count as unreadable.
 std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocessing& preprocessing,
-                            const std::vector<ImageSample>& samples);
+                            const std::vector<ImageSample>& samples, const std::string& root = "");
 
 struct CachedFeatures {
   torch::Tensor features;  // float [N, feature_dim], on the CPU

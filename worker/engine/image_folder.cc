@@ -11,7 +11,6 @@
 #include <map>
 #include <mutex>
 #include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <random>
 #include <system_error>
@@ -140,42 +139,65 @@ cv::Mat ResizeShorterSide(const cv::Mat& image, int side) {
   return resized;
 }
 
-// Decodes `path` into 8-bit BGR with its shorter side resized to `side`;
-// empty when it cannot be read.
-cv::Mat DecodeResized(const std::string& path, int side) {
+// An image read for the pipeline, or why it was skipped.
+struct Decoded {
+  cv::Mat image;
+  ImageSkip skip = ImageSkip::kNone;
+  std::string reason;
+};
+
+Decoded SkippedAs(ImageSkip skip, std::string reason = "") {
+  Decoded decoded;
+  decoded.skip = skip;
+  decoded.reason = std::move(reason);
+  return decoded;
+}
+
+// Reads `path` under `rules` into 8-bit BGR with its shorter side resized
+// to `side`.
+Decoded DecodeResized(const std::string& path, int side, const ImageReadRules& rules) {
+  ImageReadResult read = ReadImageFile(path, rules);
+  if (read.bgr.empty()) return SkippedAs(read.skip, std::move(read.reason));
   try {
-    // IMREAD_COLOR turns gray, alpha and 16-bit inputs into 8-bit BGR.
-    const cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-    if (bgr.empty()) return bgr;
-    return ResizeShorterSide(bgr, side);
+    Decoded decoded;
+    decoded.image = ResizeShorterSide(read.bgr, side);
+    return decoded;
   } catch (const cv::Exception&) {
-    return cv::Mat();  // some decoders throw on truncated or malformed files
+    return SkippedAs(ImageSkip::kUnreadable);
   }
 }
 
 // The decoded, resized image as RGB, whole: what random resized crops are
 // cut from.
-cv::Mat DecodeResizedRgb(const std::string& path, const Preprocessing& preprocessing) {
-  const cv::Mat resized = DecodeResized(path, preprocessing.resize_size);
-  if (resized.empty()) return resized;
+Decoded DecodeResizedRgb(const std::string& path, const Preprocessing& preprocessing,
+                         const ImageReadRules& rules) {
+  Decoded decoded = DecodeResized(path, preprocessing.resize_size, rules);
+  if (decoded.image.empty()) return decoded;
   cv::Mat rgb;
-  cv::cvtColor(resized, rgb, cv::COLOR_BGR2RGB);
-  return rgb;
+  cv::cvtColor(decoded.image, rgb, cv::COLOR_BGR2RGB);
+  decoded.image = rgb;
+  return decoded;
 }
 
 // Decodes `path` and writes its resized center crop to `rgb` (crop_size^2 * 3
 // bytes, HWC, RGB): the form the cache keeps without random resized crops.
-bool DecodeCenterCrop(const std::string& path, const Preprocessing& preprocessing, uint8_t* rgb) {
+// The returned image is empty; its skip says whether `rgb` was written.
+Decoded DecodeCenterCrop(const std::string& path, const Preprocessing& preprocessing,
+                         const ImageReadRules& rules, uint8_t* rgb) {
   try {
-    const cv::Mat resized = DecodeResized(path, preprocessing.resize_size);
-    if (resized.empty()) return false;
+    Decoded decoded = DecodeResized(path, preprocessing.resize_size, rules);
+    if (decoded.image.empty()) return decoded;
+    const cv::Mat resized = decoded.image;
+    decoded.image = cv::Mat();
     const int side = preprocessing.crop_size;
     const cv::Rect center((resized.cols - side) / 2, (resized.rows - side) / 2, side, side);
     cv::Mat out(side, side, CV_8UC3, rgb);
     cv::cvtColor(resized(center), out, cv::COLOR_BGR2RGB);
-    return out.data == rgb;  // cvtColor would only reallocate on a shape mismatch
+    // cvtColor would only reallocate on a shape mismatch
+    if (out.data != rgb) decoded.skip = ImageSkip::kUnreadable;
+    return decoded;
   } catch (const cv::Exception&) {
-    return false;
+    return SkippedAs(ImageSkip::kUnreadable);
   }
 }
 
@@ -250,11 +272,17 @@ std::pair<std::vector<ImageSample>, std::vector<ImageSample>> StratifiedSplit(
   return split;
 }
 
-bool LoadImage(const std::string& path, const Preprocessing& preprocessing, bool flip, float* chw) {
+bool LoadImage(const std::string& path, const Preprocessing& preprocessing, bool flip, float* chw,
+               const ImageReadRules& rules, std::string* why_not) {
   CheckPreprocessing(preprocessing);
+  CheckImageReadRules(rules);
   const int side = preprocessing.crop_size;
   std::vector<uint8_t> rgb(static_cast<size_t>(side) * side * 3);
-  if (!DecodeCenterCrop(path, preprocessing, rgb.data())) return false;
+  const Decoded decoded = DecodeCenterCrop(path, preprocessing, rules, rgb.data());
+  if (decoded.skip != ImageSkip::kNone) {
+    if (why_not != nullptr) *why_not = decoded.reason;
+    return false;
+  }
   WriteNormalizedChw(rgb.data(), side, MakeNormalizationTable(preprocessing), flip, chw);
   return true;
 }
@@ -272,13 +300,20 @@ class ImageFolderSource::Impl {
   void StartEpoch(int epoch);
   std::optional<Batch> Next();
   int64_t skipped() const { return skipped_.load(); }
-  std::vector<std::string> SkippedPaths(size_t limit) {
-    std::vector<std::string> paths;
+  int64_t skipped(ImageSkip skip) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    for (size_t i = 0; i < failed_.size() && paths.size() < limit; ++i) {
-      if (failed_[i]) paths.push_back(samples_[i].path);
+    return skipped_by_kind_[static_cast<size_t>(skip)];
+  }
+  std::vector<SkippedImage> SkippedImages(size_t limit) {
+    std::vector<SkippedImage> images;
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    for (size_t i = 0; i < failed_.size() && images.size() < limit; ++i) {
+      if (failed_[i] == ImageSkip::kNone) continue;
+      const auto reason = refusal_reasons_.find(static_cast<int64_t>(i));
+      images.push_back({samples_[i].path, failed_[i],
+                        reason == refusal_reasons_.end() ? "" : reason->second});
     }
-    return paths;
+    return images;
   }
   bool Preload(int threads, const std::function<bool()>& stop_requested);
 
@@ -320,7 +355,7 @@ class ImageFolderSource::Impl {
   // What the cache keeps of a sample (see keeps_resized_); empty when the
   // file cannot be read.
   cv::Mat CachedImage(int64_t sample);
-  cv::Mat Decode(int64_t sample) const;
+  Decoded Decode(int64_t sample) const;
 
   const std::vector<ImageSample> samples_;
   const Preprocessing preprocessing_;
@@ -337,7 +372,9 @@ class ImageFolderSource::Impl {
   // (its cv::Mat header holds a reference).
   std::mutex cache_mutex_;
   std::vector<cv::Mat> cache_;
-  std::vector<bool> failed_;
+  std::vector<ImageSkip> failed_;  // kNone: not (yet) found unreadable
+  std::map<int64_t, std::string> refusal_reasons_;  // by sample, refusals only
+  std::array<int64_t, 4> skipped_by_kind_{};        // by ImageSkip
   int64_t cached_bytes_ = 0;
   std::atomic<int64_t> skipped_{0};
 
@@ -366,8 +403,9 @@ ImageFolderSource::Impl::Impl(std::vector<ImageSample> samples, Preprocessing pr
       image_floats_(image_bytes_),
       keeps_resized_(options.augmentation.random_resized_crop),
       cache_(samples_.size()),
-      failed_(samples_.size(), false) {
+      failed_(samples_.size(), ImageSkip::kNone) {
   CheckPreprocessing(preprocessing_);
+  CheckImageReadRules(options_.read_rules);
   CheckAugmentation(options_.augmentation);
   if (options_.batch_size < 1) {
     throw InvalidArgument("batch_size must be at least 1, got " +
@@ -479,29 +517,34 @@ ImageFolderSource::Impl::Slot ImageFolderSource::Impl::LoadBatch(int64_t batch) 
   return slot;
 }
 
-cv::Mat ImageFolderSource::Impl::Decode(int64_t sample) const {
+Decoded ImageFolderSource::Impl::Decode(int64_t sample) const {
   const std::string& path = samples_[sample].path;
-  if (keeps_resized_) return DecodeResizedRgb(path, preprocessing_);
+  if (keeps_resized_) return DecodeResizedRgb(path, preprocessing_, options_.read_rules);
   cv::Mat crop(preprocessing_.crop_size, preprocessing_.crop_size, CV_8UC3);
-  return DecodeCenterCrop(path, preprocessing_, crop.data) ? crop : cv::Mat();
+  Decoded decoded = DecodeCenterCrop(path, preprocessing_, options_.read_rules, crop.data);
+  if (decoded.skip == ImageSkip::kNone) decoded.image = crop;
+  return decoded;
 }
 
 cv::Mat ImageFolderSource::Impl::CachedImage(int64_t sample) {
   {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (failed_[sample]) return cv::Mat();
+    if (failed_[sample] != ImageSkip::kNone) return cv::Mat();
     if (!cache_[sample].empty()) return cache_[sample];
   }
   // Decoding runs unlocked: it is the slow part, and other loaders need the cache meanwhile.
-  const cv::Mat decoded = Decode(sample);
+  Decoded read = Decode(sample);
   std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (decoded.empty()) {
-    if (!failed_[sample]) {
-      failed_[sample] = true;
+  if (read.skip != ImageSkip::kNone) {
+    if (failed_[sample] == ImageSkip::kNone) {
+      failed_[sample] = read.skip;
+      if (!read.reason.empty()) refusal_reasons_[sample] = std::move(read.reason);
+      ++skipped_by_kind_[static_cast<size_t>(read.skip)];
       ++skipped_;
     }
-    return decoded;
+    return cv::Mat();
   }
+  const cv::Mat decoded = read.image;
   const int64_t bytes = static_cast<int64_t>(decoded.total() * decoded.elemSize());
   if (cache_[sample].empty() && cached_bytes_ + bytes <= options_.cache_bytes) {
     cache_[sample] = decoded;
@@ -587,8 +630,14 @@ void ImageFolderSource::StartEpoch(int epoch) { impl_->StartEpoch(epoch); }
 std::optional<Batch> ImageFolderSource::Next() { return impl_->Next(); }
 int64_t ImageFolderSource::skipped() const { return impl_->skipped(); }
 std::vector<std::string> ImageFolderSource::SkippedPaths(size_t limit) const {
-  return impl_->SkippedPaths(limit);
+  std::vector<std::string> paths;
+  for (SkippedImage& image : impl_->SkippedImages(limit)) paths.push_back(std::move(image.path));
+  return paths;
 }
+std::vector<ImageFolderSource::SkippedImage> ImageFolderSource::SkippedImages(size_t limit) const {
+  return impl_->SkippedImages(limit);
+}
+int64_t ImageFolderSource::skipped(ImageSkip skip) const { return impl_->skipped(skip); }
 bool ImageFolderSource::Preload(int threads, const std::function<bool()>& stop_requested) {
   return impl_->Preload(threads, stop_requested);
 }

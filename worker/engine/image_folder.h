@@ -13,6 +13,7 @@
 
 #include "worker/engine/augmentation.h"
 #include "worker/engine/batch_source.h"
+#include "worker/engine/image_file.h"
 
 namespace tl::engine {
 
@@ -51,9 +52,12 @@ struct Preprocessing {
 // that its shorter side is resize_size (area interpolation when shrinking,
 // bilinear when growing), takes the center crop_size square, and writes it to
 // `chw` as float CHW RGB in [0, 1], normalized with mean and std, mirrored left
-// to right when `flip`. Returns false when the file cannot be read or decoded.
+// to right when `flip`. Returns false when the file cannot be read or decoded,
+// or `rules` refuse it (outside their root, above their pixel limit); then
+// `why_not`, when given, says why for a refusal (empty for a file that is
+// simply unreadable).
 bool LoadImage(const std::string& path, const Preprocessing& preprocessing, bool flip,
-               float* chw);
+               float* chw, const ImageReadRules& rules = {}, std::string* why_not = nullptr);
 
 struct ImageFolderSourceOptions {
   int batch_size = 32;
@@ -78,6 +82,9 @@ struct ImageFolderSourceOptions {
   // Every batch is delivered, empty or of one image too, so that all
   // replicas step alike (a training source's shard).
   bool keep_every_batch = false;
+  // Where images may be read from and how many pixels one may have; files
+  // refused by them are skipped and counted as unreadable ones are.
+  ImageReadRules read_rules;
 };
 
 // The options of a source for validation or test images, from those of the
@@ -101,6 +108,15 @@ class ImageFolderSource : public BatchSource {
   // The paths of the first `limit` images found unreadable so far, in
   // sample order.
   std::vector<std::string> SkippedPaths(size_t limit) const;
+  struct SkippedImage {
+    std::string path;
+    ImageSkip skip = ImageSkip::kUnreadable;
+    std::string reason;  // for refusals (image_file.h)
+  };
+  // As SkippedPaths, with why each was skipped.
+  std::vector<SkippedImage> SkippedImages(size_t limit) const;
+  // Images skipped so far for this reason.
+  int64_t skipped(ImageSkip skip) const;
 
   // Decodes every image into the cache now, on `threads` threads, when they
   // all fit in it; returns whether they did. Called between epochs (before

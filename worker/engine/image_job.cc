@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/class_weights.h"
+#include "worker/engine/confined_file.h"
 #include "worker/engine/csv_dataset.h"
 #include "worker/engine/dataset_check.h"
 #include "worker/engine/distributed_job.h"
@@ -49,6 +51,33 @@ DataOrigin ValOrigin(const ImageJobConfig& config) {
   if (!config.val_dir.empty()) return {"dataset.val_dir", config.val_dir};
   return TrainOrigin(config);  // a held-out share of the training images
 }
+
+}  // namespace
+
+ImageReadRules ImageReadRulesOf(const ImageJobConfig& config) {
+  return ImageReadRules{config.data_root, config.max_image_pixels};
+}
+
+const std::string& BackboneRootOf(const ImageJobConfig& config) {
+  return config.backbone_from_artifacts ? config.artifact_root : config.data_root;
+}
+
+void CheckMostlyReadable(const ImageFolderSource& source, const std::string& where) {
+  if (source.size() == 0 || source.skipped() * 2 <= source.size()) return;
+  std::string reasons;
+  for (const auto& [skip, reason] : {std::pair{ImageSkip::kUnreadable, "unreadable"},
+                                     std::pair{ImageSkip::kOutsideRoot, "outside the data root"},
+                                     std::pair{ImageSkip::kTooLarge, "above the pixel limit"}}) {
+    const int64_t count = source.skipped(skip);
+    if (count == 0) continue;
+    reasons += (reasons.empty() ? "" : ", ") + std::to_string(count) + " " + reason;
+  }
+  throw FailedPrecondition(where + ": " + std::to_string(source.skipped()) + " of " +
+                           std::to_string(source.size()) + " images could not be read (" +
+                           reasons + ")");
+}
+
+namespace {
 
 ImageFolderIndex ReadIndex(const ImageJobConfig& config, const DataOrigin& origin) {
   return origin.csv ? ReadCsvDataset(origin.path, config.data_root, origin.field)
@@ -124,14 +153,6 @@ SplitData LoadSplit(const ImageJobConfig& config) {
   return split;
 }
 
-// A dataset that is mostly unreadable is a broken dataset, not a noisy one.
-void CheckReadable(const BatchSource& source, const DataOrigin& origin) {
-  if (source.size() > 0 && source.skipped() * 2 > source.size()) {
-    throw FailedPrecondition(origin.Describe() + ": " + std::to_string(source.skipped()) + " of " +
-                             std::to_string(source.size()) + " images could not be read");
-  }
-}
-
 // Saves a checkpoint after every epoch (and, with early stopping, the best
 // epoch's weights before it), fails a job whose images are mostly
 // unreadable, ends training when early stopping says so, and passes
@@ -139,7 +160,8 @@ void CheckReadable(const BatchSource& source, const DataOrigin& origin) {
 class CheckpointingObserver : public TrainObserver {
  public:
   CheckpointingObserver(ImageJobObserver& downstream, Trainer& trainer, TransferModel& model,
-                        const BatchSource& train, std::string output_dir, DataOrigin train_origin,
+                        const ImageFolderSource& train, std::string output_dir,
+                        DataOrigin train_origin,
                         std::vector<EpochStats> done, const EarlyStoppingOptions& early_stopping)
       : downstream_(downstream),
         trainer_(trainer),
@@ -159,7 +181,7 @@ class CheckpointingObserver : public TrainObserver {
   void OnBatch(const BatchProgress& progress) override { downstream_.OnBatch(progress); }
   bool StopRequested() override { return downstream_.StopRequested(); }
   void OnEpoch(const EpochStats& stats) override {
-    CheckReadable(train_, train_origin_);
+    CheckMostlyReadable(train_, train_origin_.Describe());
     done_.push_back(stats);
     const bool best = early_stopping_.options().enabled && early_stopping_.Update(stats);
     if (best) best_weights_.Save(model_, stats.epoch);
@@ -180,7 +202,7 @@ class CheckpointingObserver : public TrainObserver {
   ImageJobObserver& downstream_;
   Trainer& trainer_;
   TransferModel& model_;
-  const BatchSource& train_;
+  const ImageFolderSource& train_;
   std::string output_dir_;
   DataOrigin train_origin_;
   std::vector<EpochStats> done_;
@@ -213,16 +235,16 @@ void RecordUnreadable(const ImageFolderSource& train, const ImageFolderSource& v
   std::vector<std::string>& examples = dataset.check.unreadable_examples;
   examples.clear();
   for (const ImageFolderSource* source : {&train, &val}) {
-    for (const std::string& path : source->SkippedPaths(kDatasetCheckExamples - examples.size())) {
-      examples.push_back(DisplayPath(data_root, path));
+    for (const ImageFolderSource::SkippedImage& image :
+         source->SkippedImages(kDatasetCheckExamples - examples.size())) {
+      examples.push_back(DescribeSkip(DisplayPath(data_root, image.path), image.skip, image.reason));
     }
   }
 }
 
 void WriteDatasetReport(const std::string& path, const DatasetInfo& dataset) {
-  std::ofstream(path) << DatasetCheckToJson(dataset.class_names, dataset.skipped_images,
-                                            dataset.check)
-                      << "\n";
+  WriteFileAtomically(
+      path, DatasetCheckToJson(dataset.class_names, dataset.skipped_images, dataset.check) + "\n");
 }
 
 void WriteModelInfo(const std::string& path, const ImageJobConfig& config,
@@ -238,7 +260,7 @@ void WriteModelInfo(const std::string& path, const ImageJobConfig& config,
                          {"strategy", StrategyName(strategy)},
                          {"backbone_source", manifest.source},
                          {"input", "float32 NCHW RGB, resized, center-cropped, normalized"}};
-  std::ofstream(path) << info.dump(2) << "\n";
+  WriteFileAtomically(path, info.dump(2) + "\n");
 }
 
 // The exported file must compute what the trained model computes: a job
@@ -282,7 +304,14 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
   // two cores, so the job sets the count itself.
   at::set_num_threads(config.threads > 0 ? config.threads : HardwareThreads());
 
-  const BackboneManifest manifest = ReadManifest(ManifestPathFor(config.backbone_path));
+  // The backbone is opened once, confined to its root, and every later read
+  // (the model, the feature cache's digest, AUTO's probes) goes through
+  // that descriptor: a swap of the file meanwhile changes nothing.
+  const ConfinedFile backbone_file =
+      OpenConfinedOrThrow(config.backbone_path, BackboneRootOf(config), "backbone");
+  const std::string manifest_path = ManifestPathFor(config.backbone_path);
+  const BackboneManifest manifest = ParseManifest(
+      ReadConfinedFile(manifest_path, BackboneRootOf(config), "backbone manifest"), manifest_path);
   SplitData split = LoadSplit(config);
   if (split.train.empty()) {
     throw InvalidArgument(TrainOrigin(config).Describe() + " holds no training images");
@@ -310,7 +339,8 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
                        split.train, preprocessing, config.train, config.batch_size,
                        config.threads > 0 ? config.threads : HardwareThreads(),
                        config.loader_threads > 0 ? config.loader_threads : 1,
-                       [&observer] { return observer.StopRequested(); }};
+                       [&observer] { return observer.StopRequested(); },
+                       backbone_file.OpenedPath(), ImageReadRulesOf(config)};
     probe.train_options.seed = config.seed;
     const AutoDecision decision =
         DecideOrReuseStrategy(probe, config.auto_strategy, config.output_dir);
@@ -335,6 +365,7 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
   train_options.drop_singleton_batch = true;
   train_options.seed = config.seed;
   train_options.threads = loader_threads;
+  train_options.read_rules = ImageReadRulesOf(config);
   // Validation and test sources shard alike (their sums are added up).
   ShardTrainingSource(config.distributed, train_options);
   const ImageFolderSourceOptions val_options = EvaluationOptions(train_options);
@@ -343,7 +374,8 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
   // setting that cannot work should fail the job in seconds, not after
   // minutes of decoding.
   TransferModel model(config.backbone_path, manifest,
-                      static_cast<int64_t>(split.class_names.size()), config.seed);
+                      static_cast<int64_t>(split.class_names.size()), config.seed,
+                      backbone_file.OpenedPath());
   if (preprocessing.crop_size != manifest.input_size) model.CheckImageSize(preprocessing.crop_size);
   const std::vector<int64_t> train_counts = ImagesPerClass(split.train, split.class_names.size());
   TrainOptions trainer_options = config.train;
@@ -367,7 +399,7 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
   const std::string data_root = config.data_root;
   FindDuplicates(split.train, split.val, decode_threads, stop_requested,
                  [&data_root](const std::string& path) { return DisplayPath(data_root, path); },
-                 check);
+                 check, train_options.read_rules);
   // The feature cache keys on the splits' files, so they are kept for it.
   const bool cache_features =
       FeatureCacheApplies(config.train.strategy,
@@ -385,8 +417,8 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
     throw EngineError(ErrorKind::kCancelled, "stopped on request while decoding the dataset");
   }
   if (train_preloaded && val_preloaded) {
-    CheckReadable(train_source, TrainOrigin(config));
-    CheckReadable(val_source, ValOrigin(config));
+    CheckMostlyReadable(train_source, TrainOrigin(config).Describe());
+    CheckMostlyReadable(val_source, ValOrigin(config).Describe());
   }
   fs::create_directories(config.output_dir);
   const std::string dataset_report_path = (fs::path(config.output_dir) / "dataset.json").string();
@@ -397,7 +429,8 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
   observer.OnDataset(result.dataset);
 
   const std::unique_ptr<ProcessGroupReplicas> replicas = JoinReplicas(config.distributed, trainer);
-  std::vector<EpochStats> done = trainer.LoadCheckpoint(config.output_dir);
+  std::vector<EpochStats> done = trainer.LoadCheckpoint(
+      config.output_dir, [&observer](const std::string& line) { observer.OnNotice(line); });
   if (replicas) done = ShareTrainingState(*replicas, trainer, done);
   ReplicatedJobObserver replicated(observer, replicas.get());
   result.first_epoch_run = static_cast<int>(done.size()) + 1;
@@ -411,7 +444,7 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
     std::optional<FeatureTraining> features;
     if (cache_features && result.first_epoch_run <= config.train.epochs) {
       features.emplace(model, kept_split.train, kept_split.val,
-                       FeatureTraining::Options{config.feature_cache_dir, config.backbone_path,
+                       FeatureTraining::Options{config.feature_cache_dir, backbone_file.OpenedPath(),
                                                 preprocessing, val_options, config.batch_size,
                                                 config.seed, trainer.device()});
       result.features_cached = true;
@@ -446,7 +479,7 @@ ImageJobResult RunJob(const ImageJobConfig& config, ImageJobObserver& observer) 
   if (config.early_stopping.enabled) {
     metrics["early_stopping"] = EarlyStoppingJson(early_stopping, result.stopped_early);
   }
-  std::ofstream(result.metrics_path) << metrics.dump(2) << "\n";
+  WriteFileAtomically(result.metrics_path, metrics.dump(2) + "\n");
   CheckExport(model, result.model_path, val_source.size() > 0 ? val_source : train_source,
               trainer.device());
 

@@ -15,6 +15,7 @@
 #include "worker/engine/distributed.h"
 #include "worker/engine/early_stopping.h"
 #include "worker/engine/evaluation_report.h"
+#include "worker/engine/image_file.h"
 #include "worker/engine/trainer.h"
 
 namespace tl::engine {
@@ -28,6 +29,17 @@ struct ImageJobConfig {
   std::string train_csv;
   std::string val_csv;
   std::string data_root;      // empty: each CSV's own folder
+  // Reading is confined where it happens (confined_file.h): every image,
+  // CSV file, backbone and manifest must resolve inside data_root, a
+  // backbone from an earlier job's artifacts (backbone_from_artifacts) and
+  // an evaluated model inside artifact_root. An empty root confines nothing
+  // (the engine run alone). Images that resolve outside are skipped and
+  // counted as unreadable ones are; anything else fails the job.
+  std::string artifact_root;
+  bool backbone_from_artifacts = false;
+  // Images whose header states more pixels are skipped undecoded and
+  // counted as unreadable (image_header.h).
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
   double val_fraction = 0.2;
   // Labelled images never trained or validated on, classes named as in
   // train_dir; evaluated once at the end for the report. Empty: none.
@@ -105,6 +117,8 @@ struct ImageJobResult {
 
 class ImageJobObserver : public TrainObserver {
  public:
+  // A line worth a person's attention (a damaged checkpoint not used).
+  virtual void OnNotice(const std::string& line) {}
   // Called once the data is scanned and split, before training starts.
   virtual void OnDataset(const DatasetInfo& dataset) {}
   // AUTO jobs: called once the strategy is chosen (or read back), before
@@ -120,5 +134,17 @@ ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& obser
 
 // The resize rule shared by training and exported models.
 int DefaultResizeSize(int image_size);
+
+// Where the job's images may be read from and how large they may be.
+ImageReadRules ImageReadRulesOf(const ImageJobConfig& config);
+
+// The root the backbone must resolve inside (empty: anywhere).
+const std::string& BackboneRootOf(const ImageJobConfig& config);
+
+// Fails the job (EngineError(kFailedPrecondition) naming `where`) when more
+// than half of a source's images were skipped: a dataset mostly unreadable
+// or refused is a broken dataset, not a noisy one. The message counts each
+// reason.
+void CheckMostlyReadable(const ImageFolderSource& source, const std::string& where);
 
 }  // namespace tl::engine

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -155,9 +156,7 @@ void WriteManifest(const BackboneManifest& manifest, const std::string& path) {
                {"std", manifest.std},
                {"layer_groups", groups},
                {"source", manifest.source}};
-  std::ofstream out(path);
-  out << root.dump(2) << "\n";
-  if (!out) throw FailedPrecondition("cannot write backbone manifest " + path);
+  WriteFileAtomically(path, root.dump(2) + "\n");
 }
 
 }  // namespace tl::engine

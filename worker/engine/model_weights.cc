@@ -1,18 +1,16 @@
 #include "worker/engine/model_weights.h"
 
-#include <filesystem>
 #include <map>
+#include <utility>
+#include <vector>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
 
-namespace fs = std::filesystem;
-
 void SaveClassifierWeights(torch::jit::Module& classifier, const std::string& path) {
-  const std::string temporary = path + ".tmp";
-  classifier.save(temporary);
-  fs::rename(temporary, path);
+  WriteFileAtomically(path, [&classifier](std::ostream& out) { classifier.save(out); });
 }
 
 void LoadClassifierWeights(const std::string& path, torch::jit::Module& classifier,
@@ -25,20 +23,24 @@ void LoadClassifierWeights(const std::string& path, torch::jit::Module& classifi
   for (const auto& named : saved.named_buffers(/*recurse=*/true)) {
     saved_tensors[named.name] = named.value;
   }
-  torch::NoGradGuard no_grad;
-  auto restore = [&](const std::string& name, const torch::Tensor& tensor) {
+  // Every tensor is matched before any is copied: weights that do not fit
+  // leave the model as it was.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  auto match = [&](const std::string& name, const torch::Tensor& tensor) {
     auto it = saved_tensors.find(name);
     if (it == saved_tensors.end() || !it->second.sizes().equals(tensor.sizes())) {
       throw FailedPrecondition("weights in " + path + " do not match the model at " + name);
     }
-    tensor.copy_(it->second);
+    copies.emplace_back(tensor, it->second);
   };
   for (const auto& named : classifier.named_parameters(/*recurse=*/true)) {
-    restore(named.name, named.value);
+    match(named.name, named.value);
   }
   for (const auto& named : classifier.named_buffers(/*recurse=*/true)) {
-    restore(named.name, named.value);
+    match(named.name, named.value);
   }
+  torch::NoGradGuard no_grad;
+  for (auto& [target, saved] : copies) target.copy_(saved);
 }
 
 }  // namespace tl::engine

@@ -9,13 +9,14 @@
 
 namespace tl::engine {
 
-// Saves the module (TorchScript) to `path` through a temporary file and a
-// rename, so that a crash never leaves half a file under that name.
+// Saves the module (TorchScript) to `path` atomically (atomic_file.h), so
+// that a crash or a full disk never leaves half a file under that name.
 void SaveClassifierWeights(torch::jit::Module& classifier, const std::string& path);
 
 // Copies every parameter and buffer of the module saved at `path` into
 // `classifier`, on `device`. Throws EngineError(kFailedPrecondition) naming
-// the file and the first tensor that is missing or of another shape.
+// the file and the first tensor that is missing or of another shape, before
+// anything is copied.
 void LoadClassifierWeights(const std::string& path, torch::jit::Module& classifier,
                            const torch::Device& device);
 

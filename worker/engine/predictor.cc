@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "worker/engine/confined_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -15,12 +16,13 @@ std::string ModelInfoPathFor(const std::string& model_path) {
   return fs::path(model_path).replace_extension(".json").string();
 }
 
-ModelInfo ReadModelInfo(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InvalidArgument("model info " + path + " cannot be read");
+ModelInfo ReadModelInfo(const std::string& path) { return ReadModelInfo(path, ""); }
+
+ModelInfo ReadModelInfo(const std::string& path, const std::string& root) {
+  const std::string text = ReadConfinedFile(path, root, "model info");
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(in);
+    json = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& error) {
     throw InvalidArgument("model info " + path + " is not JSON: " + error.what());
   }
@@ -57,14 +59,16 @@ ModelInfo ReadModelInfo(const std::string& path) {
   return info;
 }
 
-Predictor::Predictor(const std::string& model_path, const std::string& device)
+Predictor::Predictor(const std::string& model_path, const std::string& device,
+                     const std::string& root)
     : model_path_(model_path), device_(device) {
   if (!fs::is_regular_file(model_path)) {
     throw InvalidArgument("model " + model_path + " does not exist");
   }
-  info_ = ReadModelInfo(ModelInfoPathFor(model_path));
+  info_ = ReadModelInfo(ModelInfoPathFor(model_path), root);
+  const ConfinedFile model = OpenConfinedOrThrow(model_path, root, "model");
   try {
-    module_ = torch::jit::load(model_path, device_);
+    module_ = torch::jit::load(model.OpenedPath(), device_);
   } catch (const c10::Error& error) {
     const std::string text = error.what();
     throw InvalidArgument("model " + model_path +
@@ -81,8 +85,11 @@ torch::Tensor Predictor::Logits(const torch::Tensor& images) {
 std::vector<Prediction> Predictor::Classify(const std::string& image_path, int k) {
   const int side = info_.preprocessing.crop_size;
   torch::Tensor image = torch::empty({1, 3, side, side}, torch::kFloat32);
-  if (!LoadImage(image_path, info_.preprocessing, /*flip=*/false, image.data_ptr<float>())) {
-    throw InvalidArgument("image " + image_path + " cannot be read");
+  std::string why_not;
+  if (!LoadImage(image_path, info_.preprocessing, /*flip=*/false, image.data_ptr<float>(),
+                 ImageReadRules{}, &why_not)) {
+    throw InvalidArgument("image " + image_path + " cannot be read" +
+                          (why_not.empty() ? "" : ": " + why_not));
   }
   const torch::Tensor probabilities =
       torch::softmax(Logits(image).to(torch::kCPU, torch::kFloat32), 1)[0];

@@ -23,8 +23,10 @@ struct ModelInfo {
 std::string ModelInfoPathFor(const std::string& model_path);
 
 // Throws EngineError(kInvalidArgument) naming the file, and the field when
-// one is missing or wrong.
+// one is missing or wrong; with a `root`, also when the file resolves
+// outside it.
 ModelInfo ReadModelInfo(const std::string& path);
+ModelInfo ReadModelInfo(const std::string& path, const std::string& root);
 
 struct Prediction {
   int64_t label = 0;
@@ -35,14 +37,17 @@ struct Prediction {
 class Predictor {
  public:
   // Throws EngineError(kInvalidArgument) naming model_path or its model.json
-  // when either is missing or unreadable.
-  explicit Predictor(const std::string& model_path, const std::string& device = "cpu");
+  // when either is missing, unreadable, or resolves outside `root`
+  // (confined_file.h; empty: anywhere).
+  explicit Predictor(const std::string& model_path, const std::string& device = "cpu",
+                     const std::string& root = "");
 
   // Logits [N, classes] of normalized images [N, 3, size, size] (on any device).
   torch::Tensor Logits(const torch::Tensor& images);
   // The k most probable classes of an image file, most probable first (k is
   // capped at the class count). Throws EngineError(kInvalidArgument) naming
-  // the file when it cannot be read as an image.
+  // the file when it cannot be read as an image or has more pixels than
+  // kDefaultMaxImagePixels (image_header.h).
   std::vector<Prediction> Classify(const std::string& image_path, int k);
 
   const ModelInfo& info() const { return info_; }

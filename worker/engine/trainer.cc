@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/classification_metrics.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/evaluation_report.h"
@@ -440,28 +441,132 @@ void Trainer::SaveCheckpoint(const std::string& dir, const std::vector<EpochStat
   const fs::path temp_dir = fs::path(dir) / "checkpoint.tmp";
   fs::remove_all(temp_dir);
   fs::create_directories(temp_dir);
-  model_.classifier().save((temp_dir / "model.pt").string());
-  torch::save(*optimizer_, (temp_dir / "optimizer.pt").string());
-  std::ofstream((temp_dir / "epochs.json").string()) << EpochStatsToJson(done);
+  nlohmann::json checksums = nlohmann::json::object();
+  const auto record = [&checksums](const char* name, const WrittenFile& written) {
+    checksums[name] = {{"size", written.size}, {"fnv1a", written.fnv1a}};
+  };
+  record(kCheckpointFiles[0],
+         WriteFileAtomically((temp_dir / kCheckpointFiles[0]).string(),
+                             [this](std::ostream& out) { model_.classifier().save(out); }));
+  record(kCheckpointFiles[1],
+         WriteFileAtomically((temp_dir / kCheckpointFiles[1]).string(),
+                             [this](std::ostream& out) { torch::save(*optimizer_, out); }));
+  record(kCheckpointFiles[2],
+         WriteFileAtomically((temp_dir / kCheckpointFiles[2]).string(), EpochStatsToJson(done)));
+  WriteFileAtomically((temp_dir / kCheckpointFiles[3]).string(), checksums.dump(2));
   // Kept until the new one is in place, so that a crash between the two
   // renames still leaves a whole checkpoint (LoadCheckpoint looks here too).
   const fs::path previous_dir = fs::path(dir) / "checkpoint.old";
   fs::remove_all(previous_dir);
   if (fs::exists(final_dir)) fs::rename(final_dir, previous_dir);
   fs::rename(temp_dir, final_dir);
+  SyncFolder(dir);
   fs::remove_all(previous_dir);
 }
 
-std::vector<EpochStats> Trainer::LoadCheckpoint(const std::string& dir) {
-  fs::path checkpoint = fs::path(dir) / "checkpoint";
-  if (!fs::exists(checkpoint / "epochs.json")) checkpoint = fs::path(dir) / "checkpoint.old";
-  if (!fs::exists(checkpoint / "epochs.json")) return {};
-  LoadClassifierWeights((checkpoint / "model.pt").string(), model_.classifier(), device_);
-  torch::load(*optimizer_, (checkpoint / "optimizer.pt").string(), device_);
-  std::ifstream in((checkpoint / "epochs.json").string());
-  std::stringstream text;
-  text << in.rdbuf();
-  return EpochStatsFromJson(text.str());
+namespace {
+
+std::string ReadWholeFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot be read");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+// Why the files of `checkpoint` differ from the sizes and checksums saved
+// with them; empty when they match. A checkpoint saved without checksums
+// is judged by whether it loads.
+std::string ChecksumMismatch(const fs::path& checkpoint) {
+  const fs::path recorded_path = checkpoint / kCheckpointFiles.back();
+  std::error_code error;
+  if (!fs::exists(recorded_path, error)) return "";
+  nlohmann::json recorded;
+  try {
+    recorded = nlohmann::json::parse(ReadWholeFile(recorded_path));
+  } catch (const std::exception&) {
+    return std::string(kCheckpointFiles.back()) + " does not read as JSON";
+  }
+  for (size_t i = 0; i + 1 < kCheckpointFiles.size(); ++i) {
+    const std::string name = kCheckpointFiles[i];
+    try {
+      const uint64_t size = recorded.at(name).at("size").get<uint64_t>();
+      const uint64_t fnv1a = recorded.at(name).at("fnv1a").get<uint64_t>();
+      const std::string bytes = ReadWholeFile(checkpoint / name);
+      if (bytes.size() != size) {
+        return name + " holds " + std::to_string(bytes.size()) + " bytes, not " +
+               std::to_string(size);
+      }
+      if (Fnv1a(bytes) != fnv1a) return name + " does not match its checksum";
+    } catch (const nlohmann::json::exception&) {
+      return std::string(kCheckpointFiles.back()) + " has no entry for " + name;
+    } catch (const std::exception& failure) {
+      return name + " " + failure.what();
+    }
+  }
+  return "";
+}
+
+std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+std::vector<EpochStats> Trainer::LoadCheckpoint(
+    const std::string& dir, const std::function<void(const std::string&)>& note) {
+  const auto tell = [&note](const std::string& line) {
+    if (note) note(line);
+  };
+  std::vector<fs::path> damaged;
+  const auto remove_damaged = [&damaged] {
+    std::error_code ignored;
+    for (const fs::path& path : damaged) fs::remove_all(path, ignored);
+  };
+  for (const char* name : {"checkpoint", "checkpoint.old"}) {
+    const fs::path checkpoint = fs::path(dir) / name;
+    std::error_code error;
+    if (!fs::exists(checkpoint / kCheckpointFiles[2], error) &&
+        !fs::exists(checkpoint / kCheckpointFiles.back(), error)) {
+      // Nothing was ever written here (a missing epochs.json alone, with
+      // checksums beside it, is damage and is caught below).
+      if (fs::exists(checkpoint, error)) damaged.push_back(checkpoint);
+      continue;
+    }
+    std::string problem = ChecksumMismatch(checkpoint);
+    std::vector<EpochStats> epochs;
+    if (problem.empty()) {
+      // Everything that can fail on a damaged file is read before the model
+      // or the optimizer changes, so a rejected checkpoint leaves them new.
+      const char* reading = kCheckpointFiles[2];
+      try {
+        epochs = EpochStatsFromJson(ReadWholeFile(checkpoint / reading));
+        reading = kCheckpointFiles[1];
+        torch::serialize::InputArchive optimizer_state;
+        optimizer_state.load_from((checkpoint / reading).string(), device_);
+        reading = kCheckpointFiles[0];
+        LoadClassifierWeights((checkpoint / reading).string(), model_.classifier(), device_);
+        reading = kCheckpointFiles[1];
+        optimizer_->load(optimizer_state);
+      } catch (const std::exception& failure) {
+        problem = std::string(reading) + ": " + FirstLine(failure.what());
+      }
+    }
+    if (!problem.empty()) {
+      tell("checkpoint " + checkpoint.string() + " is damaged (" + problem + "); not used");
+      damaged.push_back(checkpoint);
+      continue;
+    }
+    remove_damaged();
+    if (!damaged.empty()) {
+      tell("resuming from the previous checkpoint " + checkpoint.string() + " after epoch " +
+           std::to_string(epochs.size()));
+    }
+    return epochs;
+  }
+  if (!damaged.empty()) {
+    remove_damaged();
+    tell("no usable checkpoint in " + dir + "; the attempt starts over from epoch 1");
+  }
+  return {};
 }
 
 std::string EpochStatsToJson(const std::vector<EpochStats>& epochs) {

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -157,10 +159,19 @@ class Trainer {
   // validation losses compare across jobs.
   EvaluationStats Evaluate(BatchSource& source, int epoch);
 
-  // Model weights, optimizer state and the epochs done so far.
+  // Model weights, optimizer state and the epochs done so far, in
+  // dir/checkpoint (kCheckpointFiles), each file written atomically and the
+  // folder renamed into place. Throws EngineError(kInternal) naming the file
+  // when one cannot be written (a full disk); the previous checkpoint stays.
   void SaveCheckpoint(const std::string& dir, const std::vector<EpochStats>& done) const;
-  // Returns the epochs the checkpoint holds (empty when there is none).
-  std::vector<EpochStats> LoadCheckpoint(const std::string& dir);
+  // Returns the epochs the checkpoint holds (empty when there is none). A
+  // damaged checkpoint (a file missing, of another size or checksum than
+  // recorded, or that does not load) is not trusted: the one it was
+  // replacing (checkpoint.old, left by a crash between renames) is tried,
+  // and without a good one the job starts over. Damaged ones are removed,
+  // and `note` hears a line about each, and about where the job resumes.
+  std::vector<EpochStats> LoadCheckpoint(
+      const std::string& dir, const std::function<void(const std::string&)>& note = {});
 
   const torch::Device& device() const { return device_; }
   double head_learning_rate() const;
@@ -198,6 +209,11 @@ class Trainer {
   torch::Tensor class_weights_;  // on the device; undefined when all are 1
   ReplicaSync* replicas_ = nullptr;
 };
+
+// The files of a checkpoint folder; the last records the others' sizes and
+// FNV-1a checksums.
+inline constexpr std::array<const char*, 4> kCheckpointFiles = {"model.pt", "optimizer.pt",
+                                                                "epochs.json", "checksums.json"};
 
 // Serialised form of epoch stats, for metrics.json and checkpoints.
 std::string EpochStatsToJson(const std::vector<EpochStats>& epochs);

@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 
+#include "worker/engine/atomic_file.h"
 #include "worker/engine/errors.h"
 
 namespace tl::engine {
@@ -33,9 +34,9 @@ std::string OneLineReason(const std::exception& error) {
   return message.substr(0, message.find('\n'));
 }
 
-torch::jit::Module LoadBackbone(const std::string& path) {
+torch::jit::Module LoadBackbone(const std::string& path, const std::string& open_as) {
   try {
-    return torch::jit::load(path, torch::kCPU);
+    return torch::jit::load(open_as.empty() ? path : open_as, torch::kCPU);
   } catch (const std::exception& error) {
     throw InvalidArgument("backbone " + path + " does not load as TorchScript: " +
                           OneLineReason(error));
@@ -63,11 +64,11 @@ const char* StrategyName(Strategy strategy) {
 }
 
 TransferModel::TransferModel(const std::string& backbone_path, BackboneManifest manifest,
-                             int64_t num_classes, uint64_t seed)
+                             int64_t num_classes, uint64_t seed, const std::string& open_as)
     : manifest_(std::move(manifest)),
       num_classes_(num_classes),
       classifier_(c10::QualifiedName("__torch__.tl.TransferClassifier")) {
-  torch::jit::Module backbone = LoadBackbone(backbone_path);
+  torch::jit::Module backbone = LoadBackbone(backbone_path, open_as);
   // Module::train() walks every module and expects a "training" attribute.
   classifier_.register_attribute("training", c10::BoolType::get(), true);
   classifier_.register_module("backbone", backbone);
@@ -250,7 +251,7 @@ void TransferModel::ExportClassifier(const std::string& path,
                               c10::List<double>({manifest_.mean[0], manifest_.mean[1], manifest_.mean[2]}));
   exported.register_attribute("std", c10::ListType::ofFloats(),
                               c10::List<double>({manifest_.std[0], manifest_.std[1], manifest_.std[2]}));
-  exported.save(path);
+  WriteFileAtomically(path, [&exported](std::ostream& out) { exported.save(out); });
 }
 
 void TransferModel::ExportBackbone(const std::string& path, const std::string& source_note) {
@@ -258,7 +259,7 @@ void TransferModel::ExportBackbone(const std::string& path, const std::string& s
   torch::jit::Module exported = backbone().clone();
   exported.to(torch::kCPU);
   exported.eval();
-  exported.save(path);
+  WriteFileAtomically(path, [&exported](std::ostream& out) { exported.save(out); });
   BackboneManifest manifest = manifest_;
   manifest.source = source_note;
   WriteManifest(manifest, ManifestPathFor(path));

@@ -27,9 +27,11 @@ class TransferModel {
   // Loads the TorchScript backbone (throws EngineError(kInvalidArgument)
   // naming the file when it does not load or its output does not match the
   // manifest's feature_dim) and attaches a head of num_classes outputs,
-  // initialised as torch.nn.Linear would be, from `seed`.
+  // initialised as torch.nn.Linear would be, from `seed`. `open_as`, when
+  // set, is the name the file is loaded by (an already opened, confined
+  // file's descriptor name, confined_file.h); messages name backbone_path.
   TransferModel(const std::string& backbone_path, BackboneManifest manifest, int64_t num_classes,
-                uint64_t seed);
+                uint64_t seed, const std::string& open_as = "");
 
   // Decides which parameters train. unfreeze_groups (FINE_TUNE only) counts
   // layer groups from the last; more than the manifest has is an error.
