@@ -13,6 +13,12 @@ Kubernetes:
 - Prometheus scrapes tlserver's metrics port and every worker service's
   (and its config passes promtool); Kubernetes worker pods carry scrape
   annotations naming the port their tlworker serves /metrics on;
+- every /metrics reachable beyond loopback is secured: tlserver and tlworker
+  get --metrics_tls_cert, --metrics_tls_key and --metrics_token_file from
+  compose secrets made by deploy/metrics-secrets (Kubernetes: from mounted
+  Secrets, scrape annotations with scheme https), and every Prometheus job
+  scrapes over https with the same token file, trusting the same
+  certificate for a name the certificate carries;
 - the Kubernetes manifests under deploy/k8s have the kinds and fields a
   deployment of tl needs (scheduler StatefulSet with a volume claim
   template, Service with scrape annotations, a GPU worker Deployment with an
@@ -288,6 +294,7 @@ def check_compose(root: str, errors: List[str]) -> List[Tuple[str, str]]:
         errors.append(f"{COMPOSE_FILE}: worker-gpu reserves no device with the gpu capability")
     check_metrics_port(root, services.get("tlserver") or {}, errors)
     check_worker_metrics_ports(root, services, errors)
+    check_compose_metrics_security(root, with_gpu or plain, errors)
     return dockerfiles
 
 
@@ -433,6 +440,135 @@ def check_dockerfiles(root: str, from_compose: List[Tuple[str, str]], errors: Li
         check_dockerfile(dockerfile, context, root, errors)
 
 
+# --- Secured /metrics -------------------------------------------------------
+
+METRICS_SECURITY_FLAGS = ("--metrics_tls_cert", "--metrics_tls_key", "--metrics_token_file")
+SECRETS_SCRIPT = "deploy/metrics-secrets"
+COMPOSE_SECRETS = "/run/secrets/"
+
+
+def flag_values(args: List[str]) -> Dict[str, str]:
+    """--name=value arguments as {--name: value}, the last one winning."""
+    values = {}
+    for arg in args or ():
+        if arg.startswith("--") and "=" in arg:
+            flag, value = arg.split("=", 1)
+            values[flag] = value
+    return values
+
+
+def service_secrets(service: dict) -> Set[str]:
+    """Names of the compose secrets a service mounts (short or long form)."""
+    return {s if isinstance(s, str) else s.get("source") for s in service.get("secrets") or ()}
+
+
+def compose_secret_file(path: str, service_name: str, service: dict, secrets: dict,
+                        what: str, errors: List[str]) -> str:
+    """The host file behind a /run/secrets/NAME path a service uses; "" (and
+    an error) when it is not one of the service's compose secrets."""
+    name = path[len(COMPOSE_SECRETS):] if path.startswith(COMPOSE_SECRETS) else ""
+    if not name or name not in service_secrets(service):
+        errors.append(f"{COMPOSE_FILE}: service {service_name}: {what} {path} is not one of the "
+                      f"service's secrets (mounted under {COMPOSE_SECRETS})")
+        return ""
+    if name not in secrets or not (secrets[name] or {}).get("file"):
+        errors.append(f"{COMPOSE_FILE}: secret {name} ({what} of {service_name}) names no file")
+        return ""
+    return os.path.realpath(secrets[name]["file"])
+
+
+def check_compose_metrics_security(root: str, config: dict, errors: List[str]) -> None:
+    """tlserver and every worker service serve /metrics over HTTPS with a
+    bearer token from compose secrets that deploy/metrics-secrets makes, and
+    Prometheus scrapes each job with that token and that certificate."""
+    services = config.get("services") or {}
+    secrets = config.get("secrets") or {}
+    used: Dict[str, Set[str]] = {flag: set() for flag in METRICS_SECURITY_FLAGS}
+    for name, service in services.items():
+        if name != "tlserver" and not name.startswith("worker-"):
+            continue
+        values = flag_values(service.get("command"))
+        for flag in METRICS_SECURITY_FLAGS:
+            if not values.get(flag):
+                errors.append(f"{COMPOSE_FILE}: service {name}: /metrics is served without {flag} "
+                              "(docs/METRICS.md, Securing the scrape)")
+                continue
+            path = compose_secret_file(values[flag], name, service, secrets, flag, errors)
+            if path:
+                used[flag].add(path)
+    with open(os.path.join(root, SECRETS_SCRIPT)) as file:
+        script = file.read()
+    secrets_folder = os.path.realpath(os.path.join(root, "deploy/secrets"))
+    for path in sorted(set().union(*used.values())):
+        if os.path.dirname(path) != secrets_folder or os.path.basename(path) not in script:
+            errors.append(f"{COMPOSE_FILE}: secret file {path} is not one that {SECRETS_SCRIPT} makes "
+                          "in deploy/secrets")
+    for flag, paths in used.items():
+        if len(paths) > 1:
+            errors.append(f"{COMPOSE_FILE}: the services' {flag} name different files {sorted(paths)}: "
+                          "Prometheus scrapes them all with one token and one trusted certificate")
+
+    prometheus = services.get("prometheus") or {}
+    mounted = {os.path.realpath((secrets.get(n) or {}).get("file") or n) for n in service_secrets(prometheus)}
+    if mounted & used["--metrics_tls_key"]:
+        errors.append(f"{COMPOSE_FILE}: service prometheus mounts the /metrics private key, which it "
+                      "does not need")
+    with open(os.path.join(root, "deploy/prometheus.yml")) as file:
+        jobs = (yaml.safe_load(file) or {}).get("scrape_configs") or ()
+    for job in jobs:
+        where = f"deploy/prometheus.yml: job {job.get('job_name')}"
+        if job.get("scheme") != "https":
+            errors.append(f"{where}: scheme is not https (tl's /metrics speak HTTPS only)")
+        authorization = job.get("authorization") or {}
+        tls = job.get("tls_config") or {}
+        for what, path, flag in (
+                ("authorization.credentials_file", authorization.get("credentials_file"), "--metrics_token_file"),
+                ("tls_config.ca_file", tls.get("ca_file"), "--metrics_tls_cert")):
+            if not path:
+                errors.append(f"{where}: no {what}")
+                continue
+            file = compose_secret_file(path, "prometheus", prometheus, secrets, what, errors)
+            if file and used[flag] and file not in used[flag]:
+                errors.append(f"{where}: {what} {path} is not the file the services' {flag} names")
+        if authorization.get("type", "Bearer") != "Bearer":
+            errors.append(f"{where}: authorization.type is not Bearer")
+        server_name = tls.get("server_name")
+        if job.get("dns_sd_configs") and not server_name:
+            errors.append(f"{where}: targets found by DNS are addresses: tls_config.server_name must "
+                          "name the certificate")
+        if server_name and f"DNS:{server_name}" not in script:
+            errors.append(f"{where}: tls_config.server_name {server_name} is not a name of the "
+                          f"certificate {SECRETS_SCRIPT} makes")
+
+
+def check_k8s_metrics_security(name: str, document: dict, errors: List[str]) -> None:
+    """A container that serves /metrics beyond loopback gets the three flags,
+    each naming a file in a mounted Secret."""
+    kind, title = document["kind"], document["metadata"]["name"]
+    volumes = {v.get("name"): v for v in pod_spec(document).get("volumes") or ()}
+    for container in pod_spec(document).get("containers") or ():
+        if not metrics_listen_port(container.get("args")):
+            continue
+        values = flag_values(container.get("args"))
+        mounts = container.get("volumeMounts") or ()
+        for flag in METRICS_SECURITY_FLAGS:
+            path = values.get(flag)
+            if not path:
+                errors.append(f"{name}: {kind} {title}: container {container.get('name')} serves /metrics "
+                              f"without {flag} (docs/METRICS.md, Securing the scrape)")
+                continue
+            holder = [m for m in mounts
+                      if path.startswith(m.get("mountPath", "").rstrip("/") + "/")
+                      and "secret" in (volumes.get(m.get("name")) or {})]
+            if not holder:
+                errors.append(f"{name}: {kind} {title}: container {container.get('name')}: {flag} {path} "
+                              "does not lie in a mounted Secret")
+
+
+def scrape_scheme_https(annotations: dict) -> bool:
+    return annotations.get("prometheus.io/scheme") == "https"
+
+
 # --- Kubernetes -------------------------------------------------------------
 
 def k8s_documents(root: str, errors: List[str]) -> List[Tuple[str, dict]]:
@@ -493,6 +629,9 @@ def check_worker_scrape_annotations(name: str, document: dict, errors: List[str]
         elif annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != port:
             errors.append(f"{name}: Deployment {title}: pod annotations prometheus.io/scrape \"true\" and "
                           f"prometheus.io/port \"{port}\" (its --metrics_listen port) are missing")
+        elif not scrape_scheme_https(annotations):
+            errors.append(f"{name}: Deployment {title}: pod annotation prometheus.io/scheme is not https "
+                          "(/metrics speaks HTTPS only)")
 
 
 def gpu_limit(document: dict):
@@ -527,6 +666,7 @@ def check_k8s(root: str, errors: List[str]) -> None:
         if not spec.get("serviceName"):
             errors.append(f"{name}: StatefulSet {document['metadata']['name']} has no serviceName")
         check_workload(name, document, errors)
+        check_k8s_metrics_security(name, document, errors)
 
     services = by_kind.get("Service", [])
     scraped = [(n, d) for n, d in services
@@ -541,11 +681,15 @@ def check_k8s(root: str, errors: List[str]) -> None:
         elif str(ports["metrics"]) != str(annotations.get("prometheus.io/port")):
             errors.append(f"{name}: Service {document['metadata']['name']}: prometheus.io/port "
                           f"{annotations.get('prometheus.io/port')} is not the metrics port {ports['metrics']}")
+        if not scrape_scheme_https(annotations):
+            errors.append(f"{name}: Service {document['metadata']['name']}: annotation "
+                          "prometheus.io/scheme is not https (/metrics speaks HTTPS only)")
 
     deployments = by_kind.get("Deployment", [])
     for name, document in deployments:
         check_workload(name, document, errors)
         check_worker_scrape_annotations(name, document, errors)
+        check_k8s_metrics_security(name, document, errors)
     if not any(gpu_limit(d) for _, d in deployments):
         errors.append("deploy/k8s: no worker Deployment with a resources.limits nvidia.com/gpu")
     if not any(gpu_limit(d) is None for _, d in deployments):

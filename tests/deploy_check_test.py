@@ -166,5 +166,61 @@ class DeployCheckTest(unittest.TestCase):
         self.assertProblem(deploy_check.check_k8s, r"tl-data is shared .* ReadWriteMany")
 
 
+    # --- secured /metrics ---------------------------------------------------
+
+    def test_compose_service_serving_metrics_without_a_token(self):
+        self.copy.edit("deploy/docker-compose.yml", "      - --metrics_token_file=/run/secrets/metrics_token\n", "")
+        self.assertProblem(deploy_check.check_compose,
+                           r"service tlserver: /metrics is served without --metrics_token_file")
+
+    def test_compose_flag_naming_a_file_that_is_not_a_secret(self):
+        self.copy.edit("deploy/docker-compose.yml", "--metrics_tls_key=/run/secrets/metrics_tls_key",
+                       "--metrics_tls_key=/data/metrics.key")
+        self.assertProblem(deploy_check.check_compose,
+                           r"service tlserver: --metrics_tls_key /data/metrics.key is not one of the service's secrets")
+
+    def test_compose_secret_the_script_does_not_make(self):
+        self.copy.edit("deploy/docker-compose.yml", "file: ./secrets/metrics-token", "file: ./secrets/token.txt")
+        self.assertProblem(deploy_check.check_compose, r"token.txt is not one that deploy/metrics-secrets makes")
+
+    def test_prometheus_scraping_over_http(self):
+        self.copy.edit("deploy/prometheus.yml", "    scheme: https\n", "")
+        self.assertProblem(deploy_check.check_compose, r"job tlserver: scheme is not https")
+
+    def test_prometheus_without_the_token(self):
+        self.copy.edit("deploy/prometheus.yml", "credentials_file: /run/secrets/metrics_token",
+                       "credentials_file: /run/secrets/metrics_tls_cert")
+        self.assertProblem(deploy_check.check_compose,
+                           r"job tlserver: authorization.credentials_file .* is not the file the services' "
+                           r"--metrics_token_file names")
+
+    def test_prometheus_checking_a_name_the_certificate_lacks(self):
+        self.copy.edit("deploy/prometheus.yml", "server_name: tl-metrics", "server_name: metrics.example")
+        self.assertProblem(deploy_check.check_compose, r"server_name metrics.example is not a name of the certificate")
+
+    def test_prometheus_given_the_private_key(self):
+        self.copy.edit("deploy/docker-compose.yml", "    secrets: [metrics_tls_cert, metrics_token]",
+                       "    secrets: [metrics_tls_cert, metrics_tls_key, metrics_token]")
+        self.assertProblem(deploy_check.check_compose, r"service prometheus mounts the /metrics private key")
+
+    def test_pod_metrics_key_outside_a_secret(self):
+        self.copy.edit("deploy/k8s/worker-cpu.yaml", "--metrics_tls_key=/etc/tl/metrics-tls/tls.key",
+                       "--metrics_tls_key=/data/tls.key")
+        self.assertProblem(deploy_check.check_k8s,
+                           r"Deployment worker-cpu: container tlworker: --metrics_tls_key /data/tls.key does not "
+                           r"lie in a mounted Secret")
+
+    def test_scheduler_pod_without_a_metrics_token(self):
+        self.copy.edit("deploy/k8s/tlserver.yaml", "            - --metrics_token_file=/etc/tl/metrics-token/token\n", "")
+        self.assertProblem(deploy_check.check_k8s,
+                           r"StatefulSet tlserver: container tlserver serves /metrics without --metrics_token_file")
+
+    def test_pods_scraped_over_http(self):
+        self.copy.edit("deploy/k8s/worker-gpu.yaml", "        prometheus.io/scheme: https\n", "")
+        self.assertProblem(deploy_check.check_k8s, r"Deployment worker-gpu: pod annotation prometheus.io/scheme")
+        self.copy.edit("deploy/k8s/tlserver.yaml", "    prometheus.io/scheme: https\n", "")
+        self.assertProblem(deploy_check.check_k8s, r"Service tlserver: annotation prometheus.io/scheme")
+
+
 if __name__ == "__main__":
     unittest.main()

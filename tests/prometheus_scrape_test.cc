@@ -2,7 +2,9 @@
 // and a tlworker started here while they run jobs, and every PromQL
 // expression of the Grafana dashboard must return data through Prometheus's
 // HTTP API. promtool checks a live scrape of each process on the way, and
-// the per-job series must go from both when their job ends.
+// the per-job series must go from both when their job ends. With /metrics
+// secured (TLS, bearer token), Prometheus scrapes both with a token file and
+// the certificate as its CA, and a scrape without the token is refused.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -14,6 +16,7 @@
 #include <cctype>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -23,6 +26,7 @@
 #include "common/free_port.h"
 #include "tests/cluster.h"
 #include "tests/http_get.h"
+#include "tests/secure_metrics.h"
 
 namespace tl::testing {
 namespace {
@@ -107,10 +111,11 @@ int QueryResultCount(int port, const std::string& expression, std::string* error
 class PrometheusScrapeTest : public ::testing::Test {
  protected:
   // Starts a tlworker serving /metrics on a free port; returns the port.
-  int StartMeteredWorker(const std::string& worker_id) {
+  int StartMeteredWorker(const std::string& worker_id, std::vector<std::string> flags = {}) {
     const std::string ready = cluster_.path(worker_id + ".ready");
-    Process& worker = cluster_.StartWorker(
-        worker_id, {"--metrics_listen=127.0.0.1:0", "--ready_file=" + ready});
+    flags.push_back("--metrics_listen=127.0.0.1:0");
+    flags.push_back("--ready_file=" + ready);
+    Process& worker = cluster_.StartWorker(worker_id, flags);
     EXPECT_TRUE(WaitFor([&] { return fs::exists(ready) || worker.Exited(); }, 20s));
     std::smatch port;
     const std::string text = fs::exists(ready) ? ReadFile(ready) : "";
@@ -121,17 +126,23 @@ class PrometheusScrapeTest : public ::testing::Test {
 
   // Starts Prometheus scraping both processes every second; returns its port.
   int StartPrometheus(int worker_metrics_port) {
+    return StartPrometheusWith(
+        "  - job_name: tlserver\n"
+        "    static_configs:\n"
+        "      - targets: ['127.0.0.1:" + std::to_string(cluster_.metrics_port()) + "']\n"
+        "  - job_name: tlworker\n"
+        "    static_configs:\n"
+        "      - targets: ['127.0.0.1:" + std::to_string(worker_metrics_port) + "']\n");
+  }
+
+  // Starts Prometheus with these scrape configs, every second; returns its port.
+  int StartPrometheusWith(const std::string& scrape_configs) {
     const std::string config = cluster_.path("prometheus.yml");
     std::ofstream(config) << "global:\n"
                           << "  scrape_interval: 1s\n"
                           << "  evaluation_interval: 1s\n"
                           << "scrape_configs:\n"
-                          << "  - job_name: tlserver\n"
-                          << "    static_configs:\n"
-                          << "      - targets: ['127.0.0.1:" << cluster_.metrics_port() << "']\n"
-                          << "  - job_name: tlworker\n"
-                          << "    static_configs:\n"
-                          << "      - targets: ['127.0.0.1:" << worker_metrics_port << "']\n";
+                          << scrape_configs;
     // Prometheus takes it a moment later; a clash with another process in between would
     // show as Prometheus failing to start.
     const int port = tl::FreePort();
@@ -250,6 +261,82 @@ TEST_F(PrometheusScrapeTest, EveryDashboardQueryHasDataWhileAJobRuns) {
                HttpGet(worker_port, "/metrics").find(job_label) == std::string::npos;
       },
       20s));
+}
+
+TEST_F(PrometheusScrapeTest, ScrapesOverTlsWithABearerTokenFile) {
+  ASSERT_TRUE(fs::exists(PROMETHEUS_PATH))
+      << "prometheus is needed (Debian package prometheus; scripts/install-deps)";
+  // The token and certificate that deploy/metrics-secrets makes for compose and Kubernetes,
+  // made by a copy of it here.
+  fs::create_directories(cluster_.path("deploy"));
+  fs::copy_file(METRICS_SECRETS_SCRIPT, cluster_.path("deploy/metrics-secrets"));
+  const auto [status, output] = RunToEnd({"/bin/sh", cluster_.path("deploy/metrics-secrets")},
+                                         cluster_.path("metrics-secrets.log"));
+  ASSERT_EQ(status, 0) << output;
+  SecureMetricsFiles files;
+  files.cert = cluster_.path("deploy/secrets/metrics.crt");
+  files.key = cluster_.path("deploy/secrets/metrics.key");
+  files.token_file = cluster_.path("deploy/secrets/metrics-token");
+  ASSERT_NO_FATAL_FAILURE(cluster_.StartServer(SecureMetricsFlags(files)));
+  const int worker_port = StartMeteredWorker("secured-worker", SecureMetricsFlags(files));
+  ASSERT_GT(worker_port, 0);
+  const std::string targets = "['127.0.0.1:" + std::to_string(cluster_.metrics_port()) +
+                              "', '127.0.0.1:" + std::to_string(worker_port) + "']";
+  // What deploy/prometheus.yml does (the certificate checked for the name tl-metrics, as
+  // targets found by address need), and a job that leaves the token out.
+  const std::string secured =
+      "    scheme: https\n"
+      "    tls_config:\n"
+      "      ca_file: " + files.cert + "\n"
+      "      server_name: tl-metrics\n";
+  const int prometheus_port = StartPrometheusWith(
+      "  - job_name: tlserver\n" + secured +
+      "    authorization:\n"
+      "      type: Bearer\n"
+      "      credentials_file: " + files.token_file + "\n"
+      "    static_configs:\n"
+      "      - targets: ['127.0.0.1:" + std::to_string(cluster_.metrics_port()) + "']\n"
+      "  - job_name: tlworker\n" + secured +
+      "    authorization:\n"
+      "      type: Bearer\n"
+      "      credentials_file: " + files.token_file + "\n"
+      "    static_configs:\n"
+      "      - targets: ['127.0.0.1:" + std::to_string(worker_port) + "']\n"
+      "  - job_name: anonymous\n" + secured +
+      "    static_configs:\n"
+      "      - targets: " + targets + "\n");
+  ASSERT_FALSE(prometheus_->Exited());
+
+  // Each expression must come to return exactly the series given, within one deadline.
+  const std::map<std::string, int> expected = {
+      {R"(up{job=~"tlserver|tlworker"} == 1)", 2},
+      {R"(up{job="anonymous"} == 0)", 2},
+      {"tl_workers_connected == 1", 1},
+      {"tl_worker_batches_total", 1},
+      // The refused scrapes, as the processes themselves count them.
+      {R"(tl_metrics_requests_total{job=~"tlserver|tlworker",outcome="unauthorized"} > 0)", 2},
+  };
+  std::map<std::string, int> seen;
+  std::map<std::string, std::string> errors;
+  WaitFor(
+      [&] {
+        bool all = true;
+        for (const auto& [expression, count] : expected) {
+          std::string error;
+          seen[expression] = QueryResultCount(prometheus_port, expression, &error);
+          if (!error.empty()) errors[expression] = error;
+          all = all && seen[expression] == count;
+        }
+        return all;
+      },
+      60s);
+  for (const auto& [expression, count] : expected) {
+    EXPECT_EQ(seen[expression], count)
+        << expression << (errors.count(expression) ? "\n  " + errors[expression] : "");
+  }
+  // Prometheus says why the anonymous scrapes fail.
+  const std::string targets_page = HttpGet(prometheus_port, "/api/v1/targets?state=active");
+  EXPECT_NE(targets_page.find("401 Unauthorized"), std::string::npos) << targets_page;
 }
 
 }  // namespace
