@@ -496,8 +496,12 @@ def check_compose_metrics_security(root: str, config: dict, errors: List[str]) -
             path = compose_secret_file(values[flag], name, service, secrets, flag, errors)
             if path:
                 used[flag].add(path)
-    with open(os.path.join(root, SECRETS_SCRIPT)) as file:
-        script = file.read()
+    script = ""
+    if os.path.isfile(os.path.join(root, SECRETS_SCRIPT)):
+        with open(os.path.join(root, SECRETS_SCRIPT)) as file:
+            script = file.read()
+    else:
+        errors.append(f"{SECRETS_SCRIPT} is missing: nothing makes the /metrics token and certificate")
     secrets_folder = os.path.realpath(os.path.join(root, "deploy/secrets"))
     for path in sorted(set().union(*used.values())):
         if os.path.dirname(path) != secrets_folder or os.path.basename(path) not in script:
