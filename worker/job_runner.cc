@@ -198,6 +198,8 @@ class ReportingObserver : public engine::ImageJobObserver {
                       " validation images duplicate training images"));
   }
 
+  void OnNotice(const std::string& line) override { log_(line); }
+
   void OnAutoStrategy(const engine::AutoDecision& decision) override {
     log_(engine::DescribeAutoDecision(decision));
   }
@@ -248,11 +250,25 @@ class ReportingObserver : public engine::ImageJobObserver {
   JobListener* const listener_;
 };
 
+// The engine reads every file confined to the worker's roots at the moment
+// it opens it, and decodes no image above the worker's pixel limit.
+void SetReadLimits(const tl::v1::Assignment& assignment, const WorkerSettings& settings,
+                   engine::ImageJobConfig& config) {
+  config.data_root = settings.data_root;
+  config.artifact_root = settings.artifact_root;
+  config.backbone_from_artifacts = assignment.backbone_from_artifacts();
+  config.max_image_pixels = settings.max_image_pixels;
+}
+
 }  // namespace
 
 absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment& assignment,
                                                        const WorkerSettings& settings) {
-  if (assignment.spec().has_evaluate()) return EvaluationConfigFor(assignment, settings);
+  if (assignment.spec().has_evaluate()) {
+    absl::StatusOr<engine::ImageJobConfig> config = EvaluationConfigFor(assignment, settings);
+    if (config.ok()) SetReadLimits(assignment, settings, *config);
+    return config;
+  }
   const tl::v1::JobSpec& spec = assignment.spec();
   engine::ImageJobConfig config;
   // The scheduler checked these paths against its roots; the worker checks
@@ -263,8 +279,8 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
           : ConfinePath(settings.data_root, assignment.backbone_path(), "backbone.path");
   if (!backbone.ok()) return backbone.status();
   config.backbone_path = backbone->absolute;
+  SetReadLimits(assignment, settings, config);
   // A dataset is a folder per class or a CSV file; the unset one stays empty.
-  config.data_root = settings.data_root;
   const tl::v1::DatasetSpec& dataset = spec.dataset();
   for (const auto& [field, given, target, required] :
        {std::tuple{"dataset.train_dir", dataset.train_dir(), &config.train_dir,

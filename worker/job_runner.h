@@ -22,6 +22,9 @@ struct WorkerSettings {
   std::string device = "cpu";  // what this worker trains on: "cpu", "cuda:0", ...
   int threads = 0;             // intra-op threads; 0: every core
   int loader_threads = 0;      // 0: chosen from the core count
+  // Images whose header states more pixels are skipped undecoded
+  // (--max_image_pixels).
+  int64_t max_image_pixels = engine::kDefaultMaxImagePixels;
   // Data-parallel jobs: the address other workers reach this one on (its
   // process-group traffic binds there) and the port of the rendezvous store
   // it serves as rank 0. Empty address: it takes no part in them.

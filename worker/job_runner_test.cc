@@ -415,6 +415,34 @@ TEST_F(JobRunnerTest, EngineConfigRefusesSymbolicLinksLeadingOut) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset.train_dir")));
 }
 
+// The engine confines each file it opens to these roots and decodes no
+// image above the worker's pixel limit; training and evaluation jobs alike.
+TEST_F(JobRunnerTest, EngineConfigCarriesTheRootsAndThePixelLimit) {
+  WorkerSettings settings = Settings();
+  settings.max_image_pixels = 12345;
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, settings));
+  EXPECT_EQ(config.data_root, data_root_);
+  EXPECT_EQ(config.artifact_root, artifact_root_);
+  EXPECT_FALSE(config.backbone_from_artifacts);
+  EXPECT_EQ(config.max_image_pixels, 12345);
+  EXPECT_EQ(engine::ImageReadRulesOf(config).root, data_root_);
+  EXPECT_EQ(engine::BackboneRootOf(config), data_root_);
+
+  fs::create_directories(artifact_root_ + "/earlier");
+  assignment.set_backbone_from_artifacts(true);
+  assignment.set_backbone_path("earlier/backbone.pt");
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(assignment, settings));
+  EXPECT_TRUE(config.backbone_from_artifacts);
+  EXPECT_EQ(engine::BackboneRootOf(config), artifact_root_);
+
+  Assignment evaluation = MakeAssignment(TrainingSpec::FINE_TUNE);
+  evaluation.mutable_spec()->mutable_evaluate()->set_model_path("earlier/model.pt");
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(evaluation, settings));
+  EXPECT_EQ(config.artifact_root, artifact_root_);
+  EXPECT_EQ(config.max_image_pixels, 12345);
+}
+
 // ---------------------------------------------------------------- whole jobs
 
 class JobRunnerStrategyTest : public JobRunnerTest,

@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/metrics_http_flags.h"
 #include "common/metrics_http_server.h"
+#include "worker/engine/image_header.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
 
@@ -52,6 +53,9 @@ ABSL_FLAG(std::string, replica_address, "",
 ABSL_FLAG(int, rendezvous_port, 0,
           "port of the rendezvous store this worker serves as rank 0 of a data-parallel job; "
           "0: a free port, chosen at start");
+ABSL_FLAG(int64_t, max_image_pixels, tl::engine::kDefaultMaxImagePixels,
+          "images whose header states more pixels (width x height) are skipped undecoded and "
+          "counted as unreadable; one decode then takes at most about 3 bytes per pixel of it");
 ABSL_FLAG(std::string, ready_file, "",
           "when set, written once /metrics serves, with its bound port: 'metrics=PORT'");
 
@@ -184,6 +188,11 @@ int main(int argc, char** argv) {
   options.settings.device = absl::GetFlag(FLAGS_device);
   options.settings.threads = absl::GetFlag(FLAGS_threads);
   options.settings.loader_threads = absl::GetFlag(FLAGS_loader_threads);
+  options.settings.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  if (options.settings.max_image_pixels < 1) {
+    tl::LogError("--max_image_pixels must be at least 1");
+    return 2;
+  }
   options.settings.replica_address = absl::GetFlag(FLAGS_replica_address);
   if (options.settings.replica_address == "auto") {
     options.settings.replica_address = OwnAddress();
