@@ -55,13 +55,14 @@ class Cluster {
   int metrics_port() const { return metrics_port_; }
   Process& server() { return *server_; }
 
-  // Six 12x12 images per class, a solid colour each (BGR), slightly varied.
+  // `per_class` 12x12 images per class, a solid colour each (BGR), slightly varied.
   void WriteImages(const std::string& folder,
-                   const std::vector<std::pair<std::string, cv::Scalar>>& classes) {
+                   const std::vector<std::pair<std::string, cv::Scalar>>& classes,
+                   int per_class = 6) {
     for (const auto& [name, colour] : classes) {
       fs::create_directories(dir_.Sub("data/" + folder + "/" + name));
-      for (int i = 0; i < 6; ++i) {
-        cv::Mat image(12, 12, CV_8UC3, colour * (0.7 + 0.05 * i));
+      for (int i = 0; i < per_class; ++i) {
+        cv::Mat image(12, 12, CV_8UC3, colour * (0.7 + 0.3 * i / per_class));
         cv::imwrite(dir_.Sub("data/" + folder + "/" + name + "/" + std::to_string(i) + ".png"),
                     image);
       }

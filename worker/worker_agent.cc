@@ -14,11 +14,12 @@ namespace {
 using ::tl::v1::SchedulerMessage;
 using ::tl::v1::WorkerMessage;
 
-// Between attempts to reach the scheduler. The ceiling is low because a
-// worker must be back within a lease of a restarted scheduler, and leases
-// may be a few seconds; an attempt is one cheap connect on a quiet socket.
+// Between attempts to reach the scheduler (plus up to half again, at random).
+// The ceiling is low because a worker should be back within about a second
+// of a restarted scheduler, well inside a lease of a few seconds; an attempt
+// is one cheap connect.
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
-constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(500);
 
 const std::string& JobIdOf(const WorkerMessage& message) {
   static const std::string kNone;
