@@ -17,6 +17,9 @@
 #include "worker/engine/csv_dataset.h"
 #include "worker/engine/errors.h"
 #include "worker/engine/image_folder.h"
+#include "worker/engine/image_job.h"
+#include "worker/engine/testing/class_images.h"
+#include "worker/engine/testing/tiny_backbone.h"
 
 namespace tl::engine {
 namespace {
@@ -165,6 +168,70 @@ TEST_F(ConfinedImagesTest, ACsvListThatLeadsOutsideTheRootIsAnError) {
     EXPECT_EQ(error.kind(), ErrorKind::kInvalidArgument);
     EXPECT_NE(std::string(error.what()).find("dataset.train_csv"), std::string::npos);
     EXPECT_NE(std::string(error.what()).find("outside"), std::string::npos) << error.what();
+  }
+}
+
+// Backbones are confined when the job opens them: data_root for a backbone
+// named by path, artifact_root for one from an earlier job's artifacts.
+TEST_F(ConfinedImagesTest, ABackboneLinkedOutsideItsRootFailsTheJobNamingIt) {
+  testing::WriteClassFolder((root_ / "train").string(), {"dark", "light"}, 3);
+  const std::string outside_backbone = testing::WriteTinyBackbone(outside_.string());
+  fs::create_directories(root_ / "backbones");
+  fs::copy_file(ManifestPathFor(outside_backbone), root_ / "backbones/tiny.json");
+  fs::create_symlink(outside_backbone, root_ / "backbones/tiny.pt");
+  ImageJobConfig config;
+  config.backbone_path = (root_ / "backbones/tiny.pt").string();
+  config.train_dir = (root_ / "train").string();
+  config.data_root = root_.string();
+  config.artifact_root = temp_.Sub("artifacts");
+  config.output_dir = temp_.Sub("artifacts/job");
+  config.threads = 1;
+  config.train.epochs = 1;
+  config.train.learning_rate = 0.01;
+  for (bool from_artifacts : {false, true}) {
+    SCOPED_TRACE(from_artifacts);
+    config.backbone_from_artifacts = from_artifacts;
+    const std::string root = fs::canonical(from_artifacts ? temp_.Sub("artifacts") : root_.string());
+    fs::create_directories(config.artifact_root);
+    if (from_artifacts) {
+      fs::create_directories(temp_.Sub("artifacts/earlier"));
+      fs::copy_file(root_ / "backbones/tiny.json", temp_.Sub("artifacts/earlier/tiny.json"));
+      fs::create_symlink(outside_backbone, temp_.Sub("artifacts/earlier/tiny.pt"));
+      config.backbone_path = temp_.Sub("artifacts/earlier/tiny.pt");
+    }
+    ImageJobObserver observer;
+    try {
+      RunImageJob(config, observer);
+      FAIL() << "a backbone outside its root was loaded";
+    } catch (const EngineError& error) {
+      EXPECT_EQ(error.kind(), ErrorKind::kInvalidArgument);
+      EXPECT_EQ(std::string(error.what()),
+                "backbone " + config.backbone_path + " leads outside the root " + root);
+    }
+  }
+}
+
+TEST_F(ConfinedImagesTest, ABackboneManifestLinkedOutsideTheRootFailsTheJob) {
+  testing::WriteClassFolder((root_ / "train").string(), {"dark", "light"}, 3);
+  fs::create_directories(root_ / "backbones");
+  const std::string backbone = testing::WriteTinyBackbone((root_ / "backbones").string());
+  fs::rename(ManifestPathFor(backbone), outside_ / "tiny.json");
+  fs::create_symlink(outside_ / "tiny.json", ManifestPathFor(backbone));
+  ImageJobConfig config;
+  config.backbone_path = backbone;
+  config.train_dir = (root_ / "train").string();
+  config.data_root = root_.string();
+  config.output_dir = temp_.Sub("out");
+  config.train.epochs = 1;
+  config.train.learning_rate = 0.01;
+  ImageJobObserver observer;
+  try {
+    RunImageJob(config, observer);
+    FAIL() << "a manifest outside the root was read";
+  } catch (const EngineError& error) {
+    EXPECT_NE(std::string(error.what()).find("backbone manifest"), std::string::npos);
+    EXPECT_NE(std::string(error.what()).find("leads outside the root"), std::string::npos)
+        << error.what();
   }
 }
 
