@@ -6,6 +6,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -117,6 +118,11 @@ int main(int argc, char** argv) {
   options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.max_running_per_owner = absl::GetFlag(FLAGS_max_running_per_owner);
   options.max_queued_per_owner = absl::GetFlag(FLAGS_max_queued_per_owner);
+  // Listing replies stay well inside what clients accept (gRPC's default, 4 MiB) and what this
+  // server is set to carry.
+  options.max_list_reply_bytes = std::min<size_t>(
+      options.max_list_reply_bytes,
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_max_message_bytes))) / 2);
 
   std::unique_ptr<tl::server::TokenAuthenticator> authenticator;
   if (!absl::GetFlag(FLAGS_tokens_file).empty()) {
