@@ -134,7 +134,10 @@ std::vector<EpochStats> ShareTrainingState(ProcessGroupReplicas& replicas, Train
   for (const char* name : kCheckpointFiles) {
     WriteFileAtomically((checkpoint / name).string(), TakeSized(state, offset));
   }
-  return trainer.LoadCheckpoint(dir.path());
+  // A rank that started over while rank 0 resumed would train another model.
+  return trainer.LoadCheckpoint(dir.path(), [](const std::string& line) {
+    throw EngineError(ErrorKind::kInternal, "training state from rank 0 is damaged: " + line);
+  });
 }
 
 bool ReplicatedJobObserver::PauseRequested() {

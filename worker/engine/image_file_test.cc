@@ -18,8 +18,10 @@
 #include "worker/engine/errors.h"
 #include "worker/engine/image_folder.h"
 #include "worker/engine/image_job.h"
+#include "worker/engine/predictor.h"
 #include "worker/engine/testing/class_images.h"
 #include "worker/engine/testing/tiny_backbone.h"
+#include "worker/engine/testing/tiny_model.h"
 
 namespace tl::engine {
 namespace {
@@ -233,6 +235,27 @@ TEST_F(ConfinedImagesTest, ABackboneManifestLinkedOutsideTheRootFailsTheJob) {
     EXPECT_NE(std::string(error.what()).find("leads outside the root"), std::string::npos)
         << error.what();
   }
+}
+
+// Evaluation jobs load an exported model from the artifact root; a model
+// or its model.json linked out of it is refused when opened.
+TEST_F(ConfinedImagesTest, AnEvaluatedModelLinkedOutsideTheArtifactRootIsRefused) {
+  const ImageJobResult trained = testing::TrainTinyModel(outside_.string());
+  const fs::path artifacts = temp_.Sub("artifacts");
+  fs::create_directories(artifacts / "job");
+  fs::create_symlink(trained.model_path, artifacts / "job/model.pt");
+  fs::copy_file(trained.model_info_path, artifacts / "job/model.json");
+  const std::string root = fs::canonical(artifacts).string();
+  try {
+    Predictor predictor((artifacts / "job/model.pt").string(), "cpu", root);
+    FAIL() << "a model outside the artifact root was loaded";
+  } catch (const EngineError& error) {
+    EXPECT_EQ(std::string(error.what()),
+              "model " + (artifacts / "job/model.pt").string() + " leads outside the root " + root);
+  }
+  // Without a root (tlpredict on a user's own files) it loads.
+  EXPECT_EQ(Predictor((artifacts / "job/model.pt").string()).info().class_names,
+            testing::TinyModelClasses());
 }
 
 TEST(ImagePixelLimitTest, ImagesAboveTheLimitAreRefusedNamingTheirSize) {
