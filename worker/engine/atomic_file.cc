@@ -11,21 +11,12 @@
 #include <vector>
 
 #include "worker/engine/errors.h"
+#include "worker/engine/fnv1a.h"
 
 namespace tl::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325;
-constexpr uint64_t kFnvPrime = 0x100000001b3;
-
-void AddToFnv(uint64_t& hash, const char* data, size_t size) {
-  for (size_t i = 0; i < size; ++i) {
-    hash ^= static_cast<unsigned char>(data[i]);
-    hash *= kFnvPrime;
-  }
-}
 
 EngineError WriteError(const std::string& path, const std::string& reason) {
   return EngineError(ErrorKind::kInternal, "cannot write " + path + ": " + reason);
@@ -39,12 +30,6 @@ std::string TemporaryNameFor(const std::string& path) {
 }
 
 }  // namespace
-
-uint64_t Fnv1a(const std::string& bytes) {
-  uint64_t hash = kFnvOffset;
-  AddToFnv(hash, bytes.data(), bytes.size());
-  return hash;
-}
 
 // A stream buffer over a file descriptor that keeps the first write error
 // (errno), the byte count and the running hash.
@@ -61,7 +46,7 @@ class AtomicFileWriter::Buffer : public std::streambuf {
   bool Drain() {
     const char* data = pbase();
     size_t left = static_cast<size_t>(pptr() - pbase());
-    AddToFnv(written_.fnv1a, data, left);
+    AddToFnv1a(written_.fnv1a, data, left);
     written_.size += left;
     while (left > 0 && error_ == 0) {
       const ssize_t done = ::write(fd_, data, left);
@@ -107,7 +92,7 @@ class AtomicFileWriter::Buffer : public std::streambuf {
   int fd_;
   std::vector<char> pending_;
   int error_ = 0;
-  WrittenFile written_{0, kFnvOffset};
+  WrittenFile written_{0, kFnv1aOffset};
 };
 
 AtomicFileWriter::AtomicFileWriter(std::string path)

@@ -15,15 +15,12 @@
 
 namespace tl::engine {
 
-// What was written: its length and FNV-1a 64-bit hash, computed on the way
-// (a checkpoint records them to tell a damaged file later).
+// What was written: its length and FNV-1a hash (fnv1a.h), computed on the
+// way (a checkpoint records them to tell a damaged file later).
 struct WrittenFile {
   uint64_t size = 0;
   uint64_t fnv1a = 0;
 };
-
-// FNV-1a 64 of `bytes`, the same hash WrittenFile holds.
-uint64_t Fnv1a(const std::string& bytes);
 
 class AtomicFileWriter {
  public:

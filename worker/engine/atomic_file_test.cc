@@ -14,6 +14,7 @@
 
 #include "common/testing/temp_dir.h"
 #include "worker/engine/errors.h"
+#include "worker/engine/fnv1a.h"
 #include "worker/engine/testing/file_size_limit.h"
 
 namespace tl::engine {

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "worker/engine/confined_file.h"
+#include "worker/engine/fnv1a.h"
 
 namespace tl::engine {
 namespace {
@@ -36,12 +37,7 @@ std::optional<std::string> ReadBytes(const std::string& path, const ImageReadRul
 std::optional<Fingerprint> FingerprintOf(const std::string& path, const ImageReadRules& rules) {
   const std::optional<std::string> bytes = ReadBytes(path, rules);
   if (!bytes) return std::nullopt;
-  uint64_t hash = 0xcbf29ce484222325;
-  for (unsigned char byte : *bytes) {
-    hash ^= byte;
-    hash *= 0x100000001b3;
-  }
-  return Fingerprint{bytes->size(), hash};
+  return Fingerprint{bytes->size(), Fnv1a(*bytes)};
 }
 
 // Fingerprints of all `samples`, computed on `threads` threads; empty

@@ -10,21 +10,12 @@
 #include "worker/engine/atomic_file.h"
 #include "worker/engine/confined_file.h"
 #include "worker/engine/errors.h"
+#include "worker/engine/fnv1a.h"
 
 namespace tl::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325;
-constexpr uint64_t kFnvPrime = 0x100000001b3;
-
-void Fnv(uint64_t& hash, const char* data, size_t size) {
-  for (size_t i = 0; i < size; ++i) {
-    hash ^= static_cast<unsigned char>(data[i]);
-    hash *= kFnvPrime;
-  }
-}
 
 std::string Hex(uint64_t value) {
   char text[17];
@@ -42,10 +33,10 @@ std::string FileDigest(const std::string& path, const std::string& root) {
   const ConfinedFile file = OpenConfinedOrThrow(path, root, "file");
   std::ifstream in(file.OpenedPath(), std::ios::binary);
   if (!in) throw InvalidArgument("file " + path + " cannot be read");
-  uint64_t hash = kFnvOffset;
+  uint64_t hash = kFnv1aOffset;
   std::vector<char> buffer(1 << 16);
   while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
-    Fnv(hash, buffer.data(), static_cast<size_t>(in.gcount()));
+    AddToFnv1a(hash, buffer.data(), static_cast<size_t>(in.gcount()));
   }
   return Hex(hash);
 }
@@ -67,9 +58,7 @@ std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocess
     parts << "\n" << sample.label << " " << digest << " " << sample.path;
   }
   const std::string text = parts.str();
-  uint64_t hash = kFnvOffset;
-  Fnv(hash, text.data(), text.size());
-  return Hex(hash);
+  return Hex(Fnv1a(text));
 }
 
 CachedFeatures LoadOrComputeFeatures(TransferModel& model, BatchSource& images,

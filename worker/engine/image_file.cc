@@ -110,7 +110,10 @@ ImageReadResult ReadImageFile(const std::string& path, const ImageReadRules& rul
   }
   ImageReadResult result;
   try {
-    const BudgetHold hold(header->pixels(), 2 * rules.max_pixels);
+    // Twice the limit, so that one image of the limit and others beside it fit.
+    const int64_t capacity =
+        rules.max_pixels > INT64_MAX / 2 ? INT64_MAX : 2 * rules.max_pixels;
+    const BudgetHold hold(header->pixels(), capacity);
     // IMREAD_COLOR turns gray, alpha and 16-bit inputs into 8-bit BGR.
     const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
     result.bgr = cv::imdecode(encoded, cv::IMREAD_COLOR);

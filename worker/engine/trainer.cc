@@ -16,6 +16,7 @@
 #include "worker/engine/atomic_file.h"
 #include "worker/engine/classification_metrics.h"
 #include "worker/engine/errors.h"
+#include "worker/engine/fnv1a.h"
 #include "worker/engine/evaluation_report.h"
 #include "worker/engine/model_weights.h"
 #include "worker/engine/staged_unfreezing.h"
