@@ -193,8 +193,8 @@ std::string JobListRow(const tl::v1::Job& job) {
           ? absl::StrFormat("%.4f", job.result().final_metrics().val_accuracy())
           : "-";
   return absl::StrFormat("%-16s  %-9s  %-24s  %-10s  %5d  %7s  %s", job.id(),
-                         tl::v1::Job::State_Name(job.state()), Shown(job.spec().name()).substr(0, 24),
-                         Shown(job.owner()).substr(0, 10), job.epoch(), accuracy,
+                         tl::v1::Job::State_Name(job.state()), PrefixUtf8(Shown(job.spec().name()), 24),
+                         PrefixUtf8(Shown(job.owner()), 10), job.epoch(), accuracy,
                          FormatTimestamp(job.create_time()));
 }
 

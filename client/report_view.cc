@@ -72,8 +72,8 @@ std::string JobReportText(const tl::v1::Job& job) {
     text += EvaluationReportText("test", result.test_report());
   }
   if (!text.empty() && !result.report_path().empty()) {
-    absl::StrAppend(&text, "\nfiles: ", result.report_path(), ", ",
-                    result.confusion_matrix_path(), "\n");
+    absl::StrAppend(&text, "\nfiles: ", EscapeControlCharacters(result.report_path()), ", ",
+                    EscapeControlCharacters(result.confusion_matrix_path()), "\n");
   }
   return text;
 }

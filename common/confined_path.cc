@@ -51,4 +51,21 @@ absl::StatusOr<ConfinedPath> ConfinePath(const std::string& root, const std::str
   return confined;
 }
 
+absl::Status CheckSeparateRoots(const std::string& data_root, const std::string& artifact_root) {
+  std::error_code data_error;
+  std::error_code artifact_error;
+  const fs::path data = fs::weakly_canonical(fs::absolute(data_root), data_error);
+  const fs::path artifacts = fs::weakly_canonical(fs::absolute(artifact_root), artifact_error);
+  if (data_error || artifact_error) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--data_root ", data_root, " or --artifact_root ", artifact_root, " cannot be resolved"));
+  }
+  if (IsInsideRoot(data, artifacts) || IsInsideRoot(artifacts, data)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--data_root ", data.string(), " and --artifact_root ", artifacts.string(),
+        " overlap: a data path would reach every job's outputs; give them separate folders"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tl

@@ -20,4 +20,9 @@ struct ConfinedPath {
 absl::StatusOr<ConfinedPath> ConfinePath(const std::string& root, const std::string& path,
                                          const std::string& field);
 
+// INVALID_ARGUMENT naming both flags when one root lies inside the other (resolved): a
+// dataset or backbone path would then reach every owner's job outputs, past the rule that
+// only their owners (and those they share with) may use them.
+absl::Status CheckSeparateRoots(const std::string& data_root, const std::string& artifact_root);
+
 }  // namespace tl

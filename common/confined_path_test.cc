@@ -64,5 +64,19 @@ TEST_F(ConfinedPathTest, SymbolicLinksLeadingOutAreRefused) {
   EXPECT_THAT(ConfinePath(root_, "alias/cats", "f"), IsOk());
 }
 
+TEST_F(ConfinedPathTest, RootsThatHoldOneAnotherAreRefused) {
+  EXPECT_THAT(CheckSeparateRoots(base_ + "/data", base_ + "/artifacts"), IsOk());
+  EXPECT_THAT(CheckSeparateRoots(base_ + "/data", base_ + "/data-artifacts"), IsOk());
+  EXPECT_THAT(CheckSeparateRoots(base_, base_ + "/artifacts"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("overlap")));
+  EXPECT_THAT(CheckSeparateRoots(base_ + "/data/../data", base_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--artifact_root")));
+  // Through a link as well.
+  fs::create_directories(base_ + "/real");
+  fs::create_directory_symlink(base_ + "/real", base_ + "/link");
+  EXPECT_THAT(CheckSeparateRoots(base_ + "/link", base_ + "/real/artifacts"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 }  // namespace
 }  // namespace tl

@@ -7,46 +7,60 @@
 namespace tl {
 namespace {
 
-// The length of the UTF-8 sequence that `lead` starts; 1 for a byte that starts none.
-size_t SequenceLength(unsigned char lead) {
-  if (lead >= 0xF0 && lead <= 0xF4) return 4;
-  if (lead >= 0xE0) return lead <= 0xEF ? 3 : 1;
-  if (lead >= 0xC2) return 2;
-  return 1;
-}
+constexpr char32_t kInvalid = 0xFFFFFFFF;
 
-bool IsContinuation(unsigned char byte) { return (byte & 0xC0) == 0x80; }
-
-// The sequence at `text[i]`'s length, checked against the bytes that follow.
-size_t SequenceAt(absl::string_view text, size_t i) {
-  const size_t length = SequenceLength(static_cast<unsigned char>(text[i]));
-  if (i + length > text.size()) return 1;
-  for (size_t k = 1; k < length; ++k) {
-    if (!IsContinuation(static_cast<unsigned char>(text[i + k]))) return 1;
+// The code point at `text[i]` and its length in bytes: a well-formed, shortest-form UTF-8
+// sequence, or kInvalid with length 1 for a byte that starts none (a stray continuation byte,
+// an overlong form, a surrogate, a cut sequence, anything above U+10FFFF).
+std::pair<char32_t, size_t> DecodeAt(absl::string_view text, size_t i) {
+  const auto lead = static_cast<unsigned char>(text[i]);
+  if (lead < 0x80) return {lead, 1};
+  size_t length = 0;
+  char32_t code = 0;
+  char32_t smallest = 0;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2, code = lead & 0x1F, smallest = 0x80;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3, code = lead & 0x0F, smallest = 0x800;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4, code = lead & 0x07, smallest = 0x10000;
+  } else {
+    return {kInvalid, 1};
   }
-  return length;
+  if (i + length > text.size()) return {kInvalid, 1};
+  for (size_t k = 1; k < length; ++k) {
+    const auto byte = static_cast<unsigned char>(text[i + k]);
+    if ((byte & 0xC0) != 0x80) return {kInvalid, 1};
+    code = (code << 6) | (byte & 0x3F);
+  }
+  if (code < smallest || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+    return {kInvalid, 1};
+  }
+  return {code, length};
 }
 
-bool IsC0OrDelete(unsigned char byte) { return byte < 0x20 || byte == 0x7F; }
-
-// U+0080 to U+009F, encoded as 0xC2 0x80 to 0xC2 0x9F.
-bool IsC1(absl::string_view text, size_t i, size_t length) {
-  return length == 2 && static_cast<unsigned char>(text[i]) == 0xC2 &&
-         static_cast<unsigned char>(text[i + 1]) <= 0x9F;
+// Characters that must not pass through as they are: C0 controls and DEL, C1 controls, and
+// the invisible ones that reorder or split what a terminal or log viewer shows (zero-width
+// characters, bidirectional controls, the line and paragraph separators, the byte-order mark).
+bool IsUnsafe(char32_t code) {
+  return code < 0x20 || code == 0x7F || (code >= 0x80 && code <= 0x9F) ||
+         (code >= 0x200B && code <= 0x200F) || (code >= 0x2028 && code <= 0x202E) ||
+         (code >= 0x2060 && code <= 0x2064) || (code >= 0x2066 && code <= 0x2069) ||
+         code == 0xFEFF;
 }
 
 }  // namespace
 
 size_t CountCodePoints(absl::string_view text) {
   size_t count = 0;
-  for (size_t i = 0; i < text.size(); i += SequenceAt(text, i)) ++count;
+  for (size_t i = 0; i < text.size(); i += DecodeAt(text, i).second) ++count;
   return count;
 }
 
 bool HasControlCharacters(absl::string_view text) {
   for (size_t i = 0; i < text.size();) {
-    const size_t length = SequenceAt(text, i);
-    if (IsC0OrDelete(static_cast<unsigned char>(text[i])) || IsC1(text, i, length)) return true;
+    const auto [code, length] = DecodeAt(text, i);
+    if (code == kInvalid || IsUnsafe(code)) return true;
     i += length;
   }
   return false;
@@ -56,12 +70,11 @@ std::string EscapeControlCharacters(absl::string_view text) {
   std::string escaped;
   escaped.reserve(text.size());
   for (size_t i = 0; i < text.size();) {
-    const size_t length = SequenceAt(text, i);
-    const auto lead = static_cast<unsigned char>(text[i]);
-    if (IsC0OrDelete(lead)) {
-      absl::StrAppendFormat(&escaped, "\\x%02x", lead);
-    } else if (IsC1(text, i, length)) {
-      absl::StrAppendFormat(&escaped, "\\u%04x", static_cast<unsigned char>(text[i + 1]));
+    const auto [code, length] = DecodeAt(text, i);
+    if (code == kInvalid || code < 0x20 || code == 0x7F) {
+      absl::StrAppendFormat(&escaped, "\\x%02x", static_cast<unsigned char>(text[i]));
+    } else if (IsUnsafe(code)) {
+      absl::StrAppendFormat(&escaped, "\\u%04x", static_cast<unsigned>(code));
     } else {
       escaped.append(text.data() + i, length);
     }
@@ -70,18 +83,37 @@ std::string EscapeControlCharacters(absl::string_view text) {
   return escaped;
 }
 
+std::string EscapeMalformedUtf8(absl::string_view text) {
+  std::string escaped;
+  escaped.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const auto [code, length] = DecodeAt(text, i);
+    if (code == kInvalid) {
+      absl::StrAppendFormat(&escaped, "\\x%02x", static_cast<unsigned char>(text[i]));
+    } else {
+      escaped.append(text.data() + i, length);
+    }
+    i += length;
+  }
+  return escaped;
+}
+
+std::string PrefixUtf8(absl::string_view text, size_t max_bytes) {
+  size_t end = 0;
+  while (end < text.size()) {
+    const size_t length = DecodeAt(text, end).second;
+    if (end + length > max_bytes) break;
+    end += length;
+  }
+  return std::string(text.substr(0, end));
+}
+
 std::string ClipUtf8(absl::string_view text, size_t max_bytes) {
   if (text.size() <= max_bytes) return std::string(text);
   constexpr absl::string_view kEllipsis = "...";
-  const size_t budget = max_bytes > kEllipsis.size() ? max_bytes - kEllipsis.size() : 0;
-  size_t end = 0;
-  while (end < text.size()) {
-    const size_t length = SequenceAt(text, end);
-    if (end + length > budget) break;
-    end += length;
-  }
-  std::string clipped(text.substr(0, end));
-  clipped.append(kEllipsis.data(), std::min(kEllipsis.size(), max_bytes - end));
+  std::string clipped =
+      PrefixUtf8(text, max_bytes > kEllipsis.size() ? max_bytes - kEllipsis.size() : 0);
+  clipped.append(kEllipsis.data(), std::min(kEllipsis.size(), max_bytes - clipped.size()));
   return clipped;
 }
 

@@ -30,7 +30,7 @@ bool SameInConstantTime(absl::string_view a, absl::string_view b) {
 }  // namespace
 
 bool Principal::MayConnectAsWorker(absl::string_view worker_id) const {
-  if (role == Role::kAdmin && name.empty()) return true;  // authentication is off
+  if (authentication_off) return true;
   if (role != Role::kWorker) return false;
   if (worker_ids.empty()) return worker_id == name;
   for (absl::string_view allowed : worker_ids) {
@@ -79,7 +79,7 @@ absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::Parse(
           absl::StrCat(where, "expected \"TOKEN PRINCIPAL ROLE [WORKER_IDS]\", found ",
                        fields.size(), " fields"));
     }
-    Principal principal{std::string(fields[1]), Role::kUser, {}};
+    Principal principal{std::string(fields[1]), Role::kUser, {}, false};
     if (fields[2] == "user") {
       principal.role = Role::kUser;
     } else if (fields[2] == "worker") {

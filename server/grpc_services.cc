@@ -175,6 +175,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<JobEvent> {
     bool Deliver(const JobEvent& event) override {
       return outbox_->Push(event, /*droppable=*/event.has_progress());
     }
+    bool Gone() const override { return outbox_->detached(); }
     void Finish() override { outbox_->FinishAfterDrain(grpc::Status::OK); }
     void Interrupt() override { outbox_->FinishAfterDrain(kShuttingDown); }
 
@@ -236,10 +237,12 @@ class WorkerStreamReactor final
   // `credential` not OK: the stream ends at once with that status.
   WorkerStreamReactor(Scheduler& scheduler, const absl::StatusOr<Principal>& credential)
       : scheduler_(scheduler) {
+    // Heartbeat answers are droppable: a worker that sends heartbeats and never reads must not
+    // make the server queue answers without end (any queued message is contact anyway).
     outbox_ = std::make_shared<Outbox<SchedulerMessage>>(
         [this](const SchedulerMessage* message) { StartWrite(message); },
         [this](const grpc::Status& status) { Finish(status); },
-        /*droppable_limit=*/SIZE_MAX);
+        /*droppable_limit=*/16);
     connection_ = std::make_shared<Connection>(outbox_);
     if (!credential.ok()) {
       outbox_->FinishNow(ToGrpcStatus(credential.status()));
@@ -289,7 +292,7 @@ class WorkerStreamReactor final
     explicit Connection(std::shared_ptr<Outbox<SchedulerMessage>> outbox)
         : outbox_(std::move(outbox)) {}
     void Send(const SchedulerMessage& message) override {
-      outbox_->Push(message, /*droppable=*/false);
+      outbox_->Push(message, /*droppable=*/message.has_heartbeat());
     }
     void Close(const std::string& why) override {
       outbox_->FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE, why));

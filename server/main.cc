@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/confined_path.h"
 #include "common/credentials.h"
 #include "common/log.h"
 #include "common/metrics_http_flags.h"
@@ -34,7 +35,8 @@ ABSL_FLAG(std::string, db, "tl.db", "SQLite database file (created if missing)")
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "address of the Prometheus /metrics endpoint; port 0 picks a free port; empty "
           "disables. Secured by --metrics_tls_cert, --metrics_tls_key and --metrics_token_file");
-ABSL_FLAG(std::string, data_root, ".", "folder that job datasets and backbones must lie under");
+ABSL_FLAG(std::string, data_root, "data",
+          "folder that job datasets and backbones must lie under (not inside --artifact_root, nor holding it)");
 ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are written under");
 ABSL_FLAG(std::string, ready_file, "",
           "when set, written once serving, with the bound ports: 'grpc=PORT metrics=PORT'");
@@ -86,6 +88,12 @@ int main(int argc, char** argv) {
   fs::create_directories(absl::GetFlag(FLAGS_artifact_root), error);
   if (!fs::is_directory(absl::GetFlag(FLAGS_data_root))) {
     tl::LogError("--data_root ", absl::GetFlag(FLAGS_data_root), " is not a folder");
+    return 2;
+  }
+  if (absl::Status roots = tl::CheckSeparateRoots(absl::GetFlag(FLAGS_data_root),
+                                                  absl::GetFlag(FLAGS_artifact_root));
+      !roots.ok()) {
+    tl::LogError(roots.message());
     return 2;
   }
 

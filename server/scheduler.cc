@@ -72,9 +72,11 @@ class EventsAfter final : public JobWatcher {
   EventsAfter(std::shared_ptr<JobWatcher> watcher, int64_t after_sequence)
       : watcher_(std::move(watcher)), after_sequence_(after_sequence) {}
   bool Deliver(const JobEvent& event) override {
-    if (!event.has_progress() && event.sequence() <= after_sequence_) return true;
+    // A watcher whose client left is dropped even when it is handed nothing.
+    if (!event.has_progress() && event.sequence() <= after_sequence_) return !watcher_->Gone();
     return watcher_->Deliver(event);
   }
+  bool Gone() const override { return watcher_->Gone(); }
   void Finish() override { watcher_->Finish(); }
   void Interrupt() override { watcher_->Interrupt(); }
 
@@ -112,7 +114,7 @@ std::string PathOutsideJobFolder(const tl::v1::JobResult& result, const std::str
     bool inside = normal.is_relative() && normal.begin() != normal.end() &&
                   *normal.begin() == job_id && std::distance(normal.begin(), normal.end()) > 1;
     for (const std::filesystem::path& part : normal) inside = inside && part != "..";
-    if (!inside) return absl::StrCat(field, " \"", *path, "\"");
+    if (!inside) return absl::StrCat(field, " \"", absl::CHexEscape(ClipUtf8(*path, 256)), "\"");
   }
   return "";
 }
@@ -175,6 +177,7 @@ absl::Status Scheduler::Start() {
       // Leased jobs from before a restart wait one lease for their workers
       // to reconnect and claim them; after that they go back to the queue.
       active.orphaned_since = Now();
+      active.leased_to = active.job.worker_id();
     }
     active_.emplace(active.job.id(), std::move(active));
   }
@@ -405,6 +408,8 @@ absl::StatusOr<Job> Scheduler::UsableSourceJob(const std::string& job_id,
                                                const Principal& caller) {
   absl::StatusOr<Job> job = store_.GetJob(job_id);
   if (caller.SeesEveryJob()) return job;
+  // A store failure is not an answer about the job; only "no such job" reads as "not yours".
+  if (!job.ok() && job.status().code() != absl::StatusCode::kNotFound) return job.status();
   if (!job.ok() || (job->owner() != caller.name && !SharedWith(*job, caller.name))) {
     return absl::PermissionDeniedError(absl::StrCat("job \"", absl::CHexEscape(job_id),
                                                     "\" does not exist or is not shared with ",
@@ -826,6 +831,7 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
   job.set_state(Job::ASSIGNED);
   job.set_attempt(assignment.attempt());
   job.set_worker_id(rank_zero.hello.worker_id());
+  active.leased_to = rank_zero.hello.worker_id();
   job.set_error("");
   job.clear_replica_worker_ids();
   if (gang) {
@@ -866,9 +872,13 @@ void Scheduler::UpdateWorkerMetrics() {
   metrics_.SetWorkers(static_cast<int64_t>(workers_.size()), busy);
 }
 
-absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& hello,
+absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& announced,
                                                  std::shared_ptr<WorkerConnection> connection,
                                                  const Principal& credential) {
+  tl::v1::WorkerMessage bounded;
+  *bounded.mutable_hello() = announced;
+  BoundWorkerReport(bounded);
+  const tl::v1::WorkerHello& hello = bounded.hello();
   if (hello.worker_id().empty()) {
     return absl::InvalidArgumentError("hello.worker_id is empty");
   }
@@ -933,6 +943,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
   welcome.mutable_welcome()->set_lease_timeout_ms(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.lease_timeout)));
+  welcome.mutable_welcome()->set_answers_heartbeats(true);
   worker.connection->Send(welcome);
   LogInfo("worker ", hello.worker_id(), " connected (session ", session, ", ",
           hello.devices_size(), " devices", hello.held_job_id().empty() ? "" : ", holding ",
@@ -953,10 +964,12 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
   } else if (it != active_.end() && it->second.job.attempt() == hello.held_attempt() &&
              it->second.job.state() != Job::PAUSED) {
     ActiveJob& active = it->second;
+    // Only the worker the attempt was given to claims it back, and only while no live session
+    // of another worker holds it.
     const bool held_by_gone_or_same_worker =
         active.session == 0 || workers_.count(active.session) == 0 ||
         workers_.at(active.session).hello.worker_id() == hello.worker_id();
-    if (held_by_gone_or_same_worker) {
+    if (held_by_gone_or_same_worker && active.leased_to == hello.worker_id()) {
       const ActiveJob before = active;
       const Job::State previous = active.job.state();
       if (previous == Job::QUEUED) active.job.set_state(Job::RUNNING);
@@ -1077,10 +1090,14 @@ Scheduler::ActiveJob* Scheduler::HeldJob(int64_t session, const std::string& job
   return &it->second;
 }
 
-void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage& message) {
+void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage& reported) {
+  // Everything a worker says is bounded before anything stores, logs or forwards it.
+  tl::v1::WorkerMessage message = reported;
+  const std::string cut = BoundWorkerReport(message);
   std::lock_guard<std::mutex> lock(mutex_);
   auto worker = workers_.find(session);
   if (worker == workers_.end()) return;  // dropped for silence; its stream is closing
+  if (!cut.empty()) LogWarning("worker ", worker->second.hello.worker_id(), ": ", cut);
   worker->second.last_seen = Now();
   metrics_.WorkerSeen(worker->second.hello.worker_id());
   switch (message.message_case()) {

@@ -53,6 +53,8 @@ class JobWatcher {
   virtual ~JobWatcher() = default;
   // Queues an event; never blocks. False when the watcher has gone away.
   virtual bool Deliver(const tl::v1::JobEvent& event) = 0;
+  // Whether the watcher has gone away (its client left), without handing it anything.
+  virtual bool Gone() const { return false; }
   // The job has ended: no more events follow.
   virtual void Finish() = 0;
   // The server is going away while the job goes on: the client should watch
@@ -167,6 +169,9 @@ class Scheduler {
     tl::v1::Job job;
     int64_t queue_order = 0;  // submission order, for FIFO within a priority
     int64_t session = 0;      // the worker session holding it; 0 when none
+    // The worker id its current attempt was given to (rank 0's); kept while the job waits
+    // for that worker to come back, and only that worker may claim the attempt.
+    std::string leased_to;
     absl::Time orphaned_since = absl::InfinitePast();
     // Data-parallel jobs: the sessions of ranks 1.. still training (rank
     // 0's is `session`).

@@ -25,6 +25,7 @@
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "prometheus/metric_type.h"
@@ -143,6 +144,15 @@ class FakeWatcher final : public JobWatcher {
     std::lock_guard<std::mutex> lock(mutex_);
     ++interrupt_count_;
   }
+  bool Gone() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++gone_checks_;
+    return !accepting_;
+  }
+  int gone_checks() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return gone_checks_;
+  }
   int interrupt_count() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return interrupt_count_;
@@ -168,6 +178,7 @@ class FakeWatcher final : public JobWatcher {
   std::vector<JobEvent> events_;
   int finish_count_ = 0;
   int interrupt_count_ = 0;
+  mutable int gone_checks_ = 0;
 };
 
 // The value of the series `name` whose labels are exactly `labels`; nullopt when absent.
@@ -1694,6 +1705,128 @@ TEST_F(SchedulerControlTest, ListingPagesStayUnderTheReplyLimit) {
   }
   EXPECT_EQ(listed, submitted);
   EXPECT_GT(pages, 1);
+}
+
+// After a restart (or a blip of its stream) a job waits for its worker; only that worker may
+// claim it back, whatever job id and attempt another worker's hello names.
+TEST_F(SchedulerControlTest, OnlyTheWorkerAnAttemptWasGivenToClaimsItBack) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  Restart(DefaultOptions());
+  FakeWorker other = Connect("evil", {"cpu"}, id, 1);
+  ASSERT_THAT(other.connection->cancels(), SizeIs(1));
+  EXPECT_EQ(other.connection->cancels()[0].job_id(), id);
+  EXPECT_EQ(Stored(id).worker_id(), "w1");
+  EpochDone(other, id, 1, 1, 0.5);
+  Finished(other, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::RUNNING);
+  EXPECT_EQ(Stored(id).epoch(), 0);
+
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  EXPECT_THAT(back.connection->cancels(), IsEmpty());
+  Finished(back, id, 1, JobFinished::SUCCEEDED);
+  EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
+  EXPECT_EQ(Stored(id).attempt(), 1);
+}
+
+// A watcher whose client has left is let go at the next event even when it is handed nothing.
+TEST_F(SchedulerControlTest, AWatcherThatLeftIsDroppedThoughItAskedForLaterEvents) {
+  const std::string id = Submit("flowers");
+  auto gone = std::make_shared<FakeWatcher>(/*accepting=*/false);
+  ASSERT_THAT(scheduler_->WatchJob(id, gone, /*after_sequence=*/100), IsOk());
+  ASSERT_THAT(scheduler_->PauseJob(id), IsOk());
+  const int checks = gone->gone_checks();
+  EXPECT_GE(checks, 1);
+  ASSERT_THAT(scheduler_->ResumeJob(id), IsOk());
+  EXPECT_EQ(gone->gone_checks(), checks);  // no longer registered
+  EXPECT_THAT(gone->events(), IsEmpty());
+}
+
+TEST_F(SchedulerControlTest, WhatWorkersReportIsBoundedWhereverItGoes) {
+  FakeWorker worker = Connect("w1");
+  const std::string refused = Submit("refused");
+  WorkerMessage refusal;
+  refusal.mutable_finished()->set_job_id(refused);
+  refusal.mutable_finished()->set_attempt(1);
+  refusal.mutable_finished()->set_outcome(JobFinished::REFUSED);
+  refusal.mutable_finished()->set_error(std::string(1 << 20, 'x'));
+  scheduler_->HandleWorkerMessage(worker.session, refusal);
+  EXPECT_EQ(Stored(refused).state(), Job::QUEUED);
+  EXPECT_LE(Stored(refused).error().size(), 4096u);
+  ASSERT_THAT(scheduler_->CancelJob(refused, ""), IsOk());
+
+  // A result of megabytes (a confusion matrix of 500 classes, twice) keeps everything but the
+  // matrices, which report.json holds.
+  FakeWorker second = Connect("w2");
+  const std::string big = Submit("big");
+  ASSERT_THAT(second.connection->assignments(), SizeIs(1));
+  Started(second, big, 1);
+  WorkerMessage finished;
+  finished.mutable_finished()->set_job_id(big);
+  finished.mutable_finished()->set_attempt(1);
+  finished.mutable_finished()->set_outcome(JobFinished::SUCCEEDED);
+  tl::v1::JobResult& result = *finished.mutable_finished()->mutable_result();
+  result.set_model_path(big + "/model.pt");
+  for (tl::v1::EvaluationReport* report : {result.mutable_val_report(),
+                                           result.mutable_test_report()}) {
+    report->set_accuracy(0.9);
+    for (int i = 0; i < 500 * 500; ++i) report->add_confusion(1000000 + i);
+  }
+  ASSERT_GT(result.ByteSizeLong(), size_t{1} << 20);
+  scheduler_->HandleWorkerMessage(second.session, finished);
+  const Job stored = Stored(big);
+  EXPECT_EQ(stored.state(), Job::SUCCEEDED);
+  EXPECT_LE(stored.result().ByteSizeLong(), size_t{1} << 20);
+  EXPECT_EQ(stored.result().test_report().accuracy(), 0.9);
+  EXPECT_EQ(stored.result().model_path(), big + "/model.pt");
+}
+
+// Every job a page holds stays far below the message limit whatever callers and workers send:
+// pages of jobs with the largest results allowed stay under the reply bound.
+TEST_F(SchedulerControlTest, PagesOfTheLargestJobsStayUnderTheReplyBound) {
+  FakeWorker worker = Connect("w1");
+  std::set<std::string> submitted;
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = Submit(absl::StrCat("job-", i));
+    submitted.insert(id);
+    Started(worker, id, 1);
+    WorkerMessage finished;
+    finished.mutable_finished()->set_job_id(id);
+    finished.mutable_finished()->set_attempt(1);
+    finished.mutable_finished()->set_outcome(JobFinished::SUCCEEDED);
+    tl::v1::DatasetSummary& dataset =
+        *finished.mutable_finished()->mutable_result()->mutable_dataset();
+    // Class names up to the bound: about 0.9 MiB of them.
+    for (int c = 0; c < 900; ++c) dataset.add_class_names(std::string(1000, 'a' + c % 26));
+    scheduler_->HandleWorkerMessage(worker.session, finished);
+    ASSERT_EQ(Stored(id).state(), Job::SUCCEEDED);
+  }
+  // A spec padded with fields the server does not know is stored without them.
+  JobSpec padded = Spec("padded");
+  padded.GetReflection()->MutableUnknownFields(&padded)->AddLengthDelimited(
+      999, std::string(3 << 20, 'p'));
+  ASSERT_OK_AND_ASSIGN(Job stored_padded, scheduler_->SubmitJob(padded, "alice"));
+  EXPECT_LT(stored_padded.spec().ByteSizeLong(), size_t{1} << 10);
+  submitted.insert(stored_padded.id());
+
+  std::set<std::string> listed;
+  std::string token;
+  int pages = 0;
+  for (; pages < 20; ++pages) {
+    ASSERT_OK_AND_ASSIGN(JobStore::Page page, scheduler_->ListJobs({}, 1000, token));
+    tl::v1::ListJobsResponse reply;
+    for (const Job& job : page.jobs) {
+      *reply.add_jobs() = job;
+      listed.insert(job.id());
+    }
+    reply.set_next_page_token(page.next_page_token);
+    EXPECT_LE(reply.ByteSizeLong(), DefaultOptions().max_list_reply_bytes);
+    token = page.next_page_token;
+    if (token.empty()) break;
+  }
+  EXPECT_EQ(listed, submitted);
+  EXPECT_GE(pages, 2);
 }
 
 TEST_F(SchedulerControlTest, DrainingStopsDispatchAndRefusesSubmissions) {

@@ -129,6 +129,7 @@ absl::StatusOr<Job> FindSourceJob(const std::string& field, const std::string& j
   if (source.status().code() == absl::StatusCode::kPermissionDenied) {
     return absl::PermissionDeniedError(absl::StrCat(field, ": ", source.status().message()));
   }
+  if (source.status().code() != absl::StatusCode::kNotFound) return source.status();
   return Invalid(field, absl::StrCat("\"", job_id, "\" is not a known job"));
 }
 
@@ -513,10 +514,19 @@ absl::Status CheckEvaluation(JobSpec& spec, const SpecContext& context) {
   if (!model.ok()) return model.status();
   // A model in a job's folder is that job's output: the same rule as for from_job. Elsewhere in
   // the artifact root (no job's folder) only a submitter who may use every job's outputs goes on.
-  const std::string job_folder = fs::path(model->relative).begin()->string();
-  if (absl::StatusOr<Job> owner_job = context.find_job(job_folder);
-      !owner_job.ok() && owner_job.status().code() == absl::StatusCode::kPermissionDenied) {
-    return absl::PermissionDeniedError(absl::StrCat(field, ": ", owner_job.status().message()));
+  // The folder is the one the path resolves into, links followed.
+  std::error_code resolve_error;
+  const fs::path resolved_root =
+      fs::weakly_canonical(fs::absolute(context.artifact_root), resolve_error);
+  const fs::path resolved = fs::weakly_canonical(model->absolute, resolve_error)
+                                .lexically_relative(resolved_root);
+  const std::string job_folder =
+      resolved.empty() || resolve_error ? std::string() : resolved.begin()->string();
+  absl::StatusOr<Job> owner_job = context.find_job(job_folder);
+  if (!owner_job.ok() && owner_job.status().code() == absl::StatusCode::kPermissionDenied) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        field, ": \"", evaluate.model_path(),
+        "\" is not in the folder of a job you may use (", owner_job.status().message(), ")"));
   }
   fs::path info = model->absolute;
   info.replace_extension(".json");
@@ -572,6 +582,12 @@ absl::Status CheckReplicas(const JobSpec& spec) {
 
 absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
   JobSpec spec = submitted;
+  // Fields this server does not know (a newer client, or padding) are not stored.
+  spec.DiscardUnknownFields();
+  if (spec.ByteSizeLong() > kMaxSpecBytes) {
+    return Invalid("spec", absl::StrCat("is ", spec.ByteSizeLong(), " bytes; at most ",
+                                        kMaxSpecBytes, " are allowed"));
+  }
   absl::Status status = CheckCallerText("name", spec.name(), kMaxJobNameCharacters);
   if (!status.ok()) return status;
   status = CheckShareWith(spec);

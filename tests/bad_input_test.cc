@@ -170,7 +170,7 @@ class Mutator {
 // The message names a JobSpec field, as in "training.epochs is -1; ...".
 bool NamesAField(const std::string& message) {
   static const std::regex kField(
-      R"(\b(name|priority|backbone|dataset|preprocessing|training|resources|evaluate)(\.[a-z_]+)*\b)");
+      R"(\b(spec|name|priority|backbone|dataset|preprocessing|training|resources|evaluate|share_with)(\.[a-z_]+)*\b)");
   return std::regex_search(message, kField);
 }
 

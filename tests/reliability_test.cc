@@ -446,5 +446,33 @@ TEST(ReliabilityTest, SchedulerRestartsCostALongRunningJobNothing) {
   EXPECT_GE(reconnects, 2);
 }
 
+// A scheduler that hangs with the stream still open (SIGSTOP: its sockets stay, nothing answers
+// the heartbeats): after a lease of silence the worker ends the stream and stops its job, which
+// the scheduler will by then have taken back. Once the scheduler runs again the job goes on.
+TEST(ReliabilityTest, AWorkerWhoseSchedulerHangsStopsItsJobAfterALease) {
+  Cluster cluster;
+  cluster.StartServer({"--lease_seconds=2", "--heartbeat_seconds=0.2"});
+  Process& worker = cluster.StartWorker("w1");
+  const Job job = Submit(cluster, TinySpec(1000));
+  ASSERT_EQ(WaitForJob(cluster, job.id(), [](const Job& j) { return j.epoch() >= 1; }).state(),
+            Job::RUNNING);
+  cluster.server().Signal(SIGSTOP);
+  const bool stopped = WaitFor(
+      [&] { return worker.Log().find("stopping job " + job.id()) != std::string::npos; }, 30s);
+  cluster.server().Signal(SIGCONT);
+  ASSERT_TRUE(stopped) << worker.Log();
+  EXPECT_NE(worker.Log().find("no answer from the scheduler for longer than the lease"),
+            std::string::npos);
+  // The scheduler, running again, finds the worker silent past the lease and queues the job
+  // again; the worker comes back and runs the next attempt.
+  const Job again = WaitForJob(cluster, job.id(), [](const Job& j) {
+    return j.attempt() == 2 && j.state() == Job::RUNNING;
+  });
+  EXPECT_EQ(again.attempt(), 2) << Job::State_Name(again.state()) << " " << again.error();
+  Job cancelled;
+  ASSERT_TRUE(Cancel(cluster, job.id(), "enough", &cancelled).ok());
+  EXPECT_EQ(WaitForJob(cluster, job.id(), Ended).state(), Job::CANCELLED);
+}
+
 }  // namespace
 }  // namespace tl

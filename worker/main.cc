@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/confined_path.h"
 #include "common/credentials.h"
 #include "common/free_port.h"
 #include "common/log.h"
@@ -33,7 +34,8 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlserver's gRPC address");
 ABSL_FLAG(std::string, worker_id, "", "name of this worker; default: hostname-pid");
-ABSL_FLAG(std::string, data_root, ".", "folder that job datasets and backbones lie under");
+ABSL_FLAG(std::string, data_root, "data",
+          "folder that job datasets and backbones lie under (not inside --artifact_root, nor holding it)");
 ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are written under");
 ABSL_FLAG(std::string, device, "cpu", "device to train on: cpu, cuda or cuda:N");
 ABSL_FLAG(int, threads, 0, "intra-op threads for training; 0: every core");
@@ -219,6 +221,12 @@ int main(int argc, char** argv) {
   }
   std::error_code error;
   std::filesystem::create_directories(options.settings.artifact_root, error);
+  if (absl::Status roots =
+          tl::CheckSeparateRoots(options.settings.data_root, options.settings.artifact_root);
+      !roots.ok()) {
+    tl::LogError(roots.message());
+    return 2;
+  }
   options.devices = DescribeDevices(options.settings.device);
   if (!absl::GetFlag(FLAGS_token_file).empty()) {
     absl::StatusOr<std::string> token =

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/proto_text.h"
 
 namespace tl::worker {
 namespace {
@@ -20,6 +21,16 @@ using ::tl::v1::WorkerMessage;
 // is one cheap connect.
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(500);
+// After the scheduler refused this worker (its token, its id, or a live session of the same id
+// from another credential): that changes slowly, and every try costs the scheduler a log line.
+constexpr auto kRefusedBackoff = std::chrono::seconds(5);
+
+// Answers that say the scheduler is there and turned this worker away.
+bool IsRefusal(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAUTHENTICATED ||
+         code == grpc::StatusCode::PERMISSION_DENIED ||
+         code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::ALREADY_EXISTS;
+}
 
 const std::string& JobIdOf(const WorkerMessage& message) {
   static const std::string kNone;
@@ -63,10 +74,10 @@ void WorkerAgent::Run() {
   // gRPC's own reconnect backoff grows to two minutes, and a call made while the channel
   // waits fails at once: after a scheduler restart the worker would stay away for many
   // seconds whatever the agent's own backoff. The channel retries as often as the agent.
+  // (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is left alone: it is the time one connection attempt
+  // may take, 20 s, which a slow link or a busy scheduler after a restart may need.)
   grpc::ChannelArguments channel_arguments;
   channel_arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                           static_cast<int>(kFirstBackoff.count()));
-  channel_arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                            static_cast<int>(kFirstBackoff.count()));
   channel_arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                            static_cast<int>(kMaxBackoff.count()));
@@ -80,12 +91,15 @@ void WorkerAgent::Run() {
   std::mt19937 jitter(std::random_device{}());
   while (!stopping_) {
     const auto started = Clock::now();
-    Serve(*stub);
+    const grpc::StatusCode ended = Serve(*stub);
     if (stopping_) break;
     // A stream that lasted a while was healthy: start the backoff over.
     if (Clock::now() - started > std::chrono::seconds(10)) backoff = kFirstBackoff;
     FenceIfCutOff();
-    const auto wait = backoff + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
+    const auto wait =
+        IsRefusal(ended)
+            ? std::chrono::duration_cast<std::chrono::milliseconds>(kRefusedBackoff)
+            : backoff + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
     std::unique_lock<std::mutex> lock(stop_mutex_);
     stop_wakeup_.wait_for(lock, wait, [this] { return stopping_.load(); });
     backoff = std::min(backoff * 2, kMaxBackoff);
@@ -126,12 +140,12 @@ WorkerMessage WorkerAgent::Hello() {
   return message;
 }
 
-void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
+grpc::StatusCode WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   grpc::ClientContext context;
   if (!options_.token.empty()) context.AddMetadata("authorization", "Bearer " + options_.token);
   {
     std::lock_guard<std::mutex> lock(context_mutex_);
-    if (stopping_) return;
+    if (stopping_) return grpc::StatusCode::CANCELLED;
     context_ = &context;
   }
   std::unique_ptr<Stream> stream = stub.Connect(&context);
@@ -175,6 +189,7 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
         }
         if (heartbeat.joinable()) break;
         const int interval_ms = std::max(50, message.welcome().heartbeat_interval_ms());
+        const bool answered = message.welcome().answers_heartbeats();
         if (disconnected_since_) {
           const auto away = std::chrono::duration_cast<std::chrono::milliseconds>(
               Clock::now() - *disconnected_since_);
@@ -184,10 +199,20 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
         } else {
           LogInfo("connected to ", options_.server_address, " as ", options_.worker_id);
         }
-        heartbeat = std::thread([&, interval_ms] {
+        heartbeat = std::thread([&, interval_ms, answered] {
           std::unique_lock<std::mutex> lock(heartbeat_mutex);
           while (!heartbeat_wakeup.wait_for(lock, std::chrono::milliseconds(interval_ms),
                                             [&] { return stream_over; })) {
+            // A stream can stay open with nobody at the other end (a hung scheduler, a
+            // connection cut without a reset); with heartbeats answered, a lease of silence
+            // means that, and the stream is ended so that the job is fenced.
+            if (answered && SilentForALease()) {
+              LogWarning("no answer from the scheduler for longer than the lease; "
+                         "ending the stream");
+              std::lock_guard<std::mutex> context_lock(context_mutex_);
+              if (context_ != nullptr) context_->TryCancel();
+              break;
+            }
             WorkerMessage beat;
             beat.mutable_heartbeat();
             std::lock_guard<std::mutex> write_lock(write_mutex_);
@@ -226,19 +251,28 @@ void WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
     context_ = nullptr;
   }
   const grpc::Status status = stream->Finish();
-  if (stopping_) return;
+  if (stopping_) return status.error_code();
   if (welcomed) {
     disconnected_since_ = Clock::now();
     unreachable_reported_ = false;
     LogWarning("stream to ", options_.server_address, " ended: ", status.error_message(),
                " (code ", static_cast<int>(status.error_code()), "); reconnecting");
+  } else if (IsRefusal(status.error_code())) {
+    if (status.error_message() != last_refusal_) {
+      last_refusal_ = status.error_message();
+      LogError("the scheduler at ", options_.server_address, " refused this worker: ",
+               status.error_message(), " (code ", static_cast<int>(status.error_code()),
+               "); trying again every ", kRefusedBackoff.count(), " s");
+    }
   } else if (!unreachable_reported_) {
-    // Said once per outage: the agent retries about every second until it is back.
+    // Said once per outage: the agent retries about every half second until it is back.
     unreachable_reported_ = true;
     LogWarning("cannot reach the scheduler at ", options_.server_address, ": ",
                status.error_message(), " (code ", static_cast<int>(status.error_code()),
                "); retrying");
   }
+  if (welcomed) last_refusal_.clear();
+  return status.error_code();
 }
 
 void WorkerAgent::ReapFinishedRunner() {
@@ -312,7 +346,10 @@ void WorkerAgent::HandlePause(const tl::v1::PauseAssignment& pause) {
   }
 }
 
-void WorkerAgent::Report(const WorkerMessage& message) {
+void WorkerAgent::Report(const WorkerMessage& report) {
+  // File and folder names from disk, and exception texts, need not be UTF-8.
+  WorkerMessage message = report;
+  EscapeMalformedUtf8In(message);
   std::lock_guard<std::mutex> lock(write_mutex_);
   if (!fenced_job_id_.empty() && JobIdOf(message) == fenced_job_id_) return;
   if (message.has_progress()) {
@@ -333,11 +370,13 @@ void WorkerAgent::FlushLocked() {
   }
 }
 
+bool WorkerAgent::SilentForALease() {
+  std::lock_guard<std::mutex> lock(timing_mutex_);
+  return Clock::now() - last_contact_ > lease_;
+}
+
 void WorkerAgent::FenceIfCutOff() {
-  {
-    std::lock_guard<std::mutex> lock(timing_mutex_);
-    if (Clock::now() - last_contact_ <= lease_) return;
-  }
+  if (!SilentForALease()) return;
   std::lock_guard<std::mutex> lock(runner_mutex_);
   if (runner_ == nullptr || runner_->finished() || runner_->cancel_requested()) return;
   LogWarning("no contact with the scheduler for longer than the lease; stopping job ",

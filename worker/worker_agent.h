@@ -45,8 +45,8 @@ class WorkerAgent {
   using Stream = grpc::ClientReaderWriter<tl::v1::WorkerMessage, tl::v1::SchedulerMessage>;
   using Clock = std::chrono::steady_clock;
 
-  // One connection's life; returns when the stream ends.
-  void Serve(tl::v1::WorkerService::Stub& stub);
+  // One connection's life; returns how the stream ended.
+  grpc::StatusCode Serve(tl::v1::WorkerService::Stub& stub);
   tl::v1::WorkerMessage Hello();
   void HandleAssignment(const tl::v1::Assignment& assignment);
   void HandleCancel(const tl::v1::CancelAssignment& cancel);
@@ -61,6 +61,8 @@ class WorkerAgent {
   // out of reach for longer than a lease: by then the job belongs to
   // another worker, and two copies must not write one job's files.
   void FenceIfCutOff();
+  // Whether nothing has come from the scheduler for longer than a lease.
+  bool SilentForALease();
 
   const AgentOptions options_;
   std::atomic<bool> stopping_{false};
@@ -97,6 +99,8 @@ class WorkerAgent {
   // the reconnect time in the log), and whether this outage was logged.
   std::optional<Clock::time_point> disconnected_since_;
   bool unreachable_reported_ = false;
+  // The last refusal logged, so that one repeated every few seconds is logged once.
+  std::string last_refusal_;
 };
 
 }  // namespace tl::worker
