@@ -114,6 +114,21 @@ class Cluster {
     return *workers_.back();
   }
 
+  // Starts a tlworker serving /metrics on a free loopback port; returns the port, 0 (with a
+  // test failure) when the worker did not get ready.
+  int StartMeteredWorker(const std::string& worker_id, std::vector<std::string> flags = {}) {
+    const std::string ready = path(worker_id + ".ready");
+    flags.push_back("--metrics_listen=127.0.0.1:0");
+    flags.push_back("--ready_file=" + ready);
+    Process& worker = StartWorker(worker_id, flags);
+    EXPECT_TRUE(WaitFor([&] { return fs::exists(ready) || worker.Exited(); }, 20s));
+    std::smatch port;
+    const std::string text = fs::exists(ready) ? ReadFile(ready) : "";
+    EXPECT_TRUE(std::regex_search(text, port, std::regex(R"(metrics=(\d+))")))
+        << "worker ready file: '" << text << "'\n" << worker.Log();
+    return port.empty() ? 0 : std::stoi(port[1]);
+  }
+
   tl::v1::JobService::Stub& stub() { return *stub_; }
 
  private:

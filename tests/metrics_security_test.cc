@@ -34,20 +34,6 @@ int CountOf(const std::string& text, const std::string& part) {
 
 class MetricsSecurityTest : public ::testing::Test {
  protected:
-  // Starts a tlworker with `flags`; returns its metrics port, 0 when it did not get ready.
-  int StartWorker(const std::string& worker_id, std::vector<std::string> flags) {
-    const std::string ready = cluster_.path(worker_id + ".ready");
-    flags.push_back("--metrics_listen=127.0.0.1:0");
-    flags.push_back("--ready_file=" + ready);
-    Process& worker = cluster_.StartWorker(worker_id, flags);
-    EXPECT_TRUE(WaitFor([&] { return fs::exists(ready) || worker.Exited(); }, 20s));
-    std::smatch port;
-    const std::string text = fs::exists(ready) ? ReadFile(ready) : "";
-    EXPECT_TRUE(std::regex_search(text, port, std::regex(R"(metrics=(\d+))")))
-        << "worker ready file: '" << text << "'\n" << worker.Log();
-    return port.empty() ? 0 : std::stoi(port[1]);
-  }
-
   Cluster cluster_;
 };
 
@@ -55,7 +41,8 @@ TEST_F(MetricsSecurityTest, OnlyHttpsRequestsWithTheTokenGetMetrics) {
   const SecureMetricsFiles files = MakeSecureMetricsFiles(cluster_.path(""));
   const SecureMetricsFiles stranger = MakeSecureMetricsFiles(cluster_.path(""), "stranger");
   ASSERT_NO_FATAL_FAILURE(cluster_.StartServer(SecureMetricsFlags(files)));
-  const int worker_port = StartWorker("secured-worker", SecureMetricsFlags(files));
+  const int worker_port =
+      cluster_.StartMeteredWorker("secured-worker", SecureMetricsFlags(files));
   ASSERT_GT(worker_port, 0);
 
   struct Endpoint {

@@ -110,20 +110,6 @@ int QueryResultCount(int port, const std::string& expression, std::string* error
 
 class PrometheusScrapeTest : public ::testing::Test {
  protected:
-  // Starts a tlworker serving /metrics on a free port; returns the port.
-  int StartMeteredWorker(const std::string& worker_id, std::vector<std::string> flags = {}) {
-    const std::string ready = cluster_.path(worker_id + ".ready");
-    flags.push_back("--metrics_listen=127.0.0.1:0");
-    flags.push_back("--ready_file=" + ready);
-    Process& worker = cluster_.StartWorker(worker_id, flags);
-    EXPECT_TRUE(WaitFor([&] { return fs::exists(ready) || worker.Exited(); }, 20s));
-    std::smatch port;
-    const std::string text = fs::exists(ready) ? ReadFile(ready) : "";
-    EXPECT_TRUE(std::regex_search(text, port, std::regex(R"(metrics=(\d+))")))
-        << "worker ready file: '" << text << "'\n" << worker.Log();
-    return port.empty() ? 0 : std::stoi(port[1]);
-  }
-
   // Starts Prometheus scraping both processes every second; returns its port.
   int StartPrometheus(int worker_metrics_port) {
     return StartPrometheusWith(
@@ -178,7 +164,7 @@ TEST_F(PrometheusScrapeTest, EveryDashboardQueryHasDataWhileAJobRuns) {
   ASSERT_GE(expressions.size(), 10u) << "the dashboard lost its panels";
 
   ASSERT_NO_FATAL_FAILURE(cluster_.StartServer());
-  const int worker_port = StartMeteredWorker("scraped-worker");
+  const int worker_port = cluster_.StartMeteredWorker("scraped-worker");
   ASSERT_GT(worker_port, 0);
   const int prometheus_port = StartPrometheus(worker_port);
   ASSERT_FALSE(prometheus_->Exited());
@@ -278,7 +264,8 @@ TEST_F(PrometheusScrapeTest, ScrapesOverTlsWithABearerTokenFile) {
   files.key = cluster_.path("deploy/secrets/metrics.key");
   files.token_file = cluster_.path("deploy/secrets/metrics-token");
   ASSERT_NO_FATAL_FAILURE(cluster_.StartServer(SecureMetricsFlags(files)));
-  const int worker_port = StartMeteredWorker("secured-worker", SecureMetricsFlags(files));
+  const int worker_port =
+      cluster_.StartMeteredWorker("secured-worker", SecureMetricsFlags(files));
   ASSERT_GT(worker_port, 0);
   const std::string targets = "['127.0.0.1:" + std::to_string(cluster_.metrics_port()) +
                               "', '127.0.0.1:" + std::to_string(worker_port) + "']";
