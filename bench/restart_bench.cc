@@ -78,13 +78,22 @@ bool RunWith(int signal_number, const char* signal_name) {
         },
         60s);
     const std::vector<absl::Time> connected = TimesOf(cluster.server().Log(), "worker w1 connected");
-    const std::string log = worker.Log();
-    std::string without_stream = "-";
+    // The worker's own count, logged once it has its Welcome: one line per restart.
     const std::regex reconnect(R"(after (\d+) ms without a stream)");
-    for (auto it = std::sregex_iterator(log.begin(), log.end(), reconnect);
-         it != std::sregex_iterator(); ++it) {
-      without_stream = (*it)[1].str();
-    }
+    std::vector<std::string> away_ms;
+    tl::testing::WaitFor(
+        [&] {
+          const std::string log = worker.Log();
+          away_ms.clear();
+          for (auto it = std::sregex_iterator(log.begin(), log.end(), reconnect);
+               it != std::sregex_iterator(); ++it) {
+            away_ms.push_back((*it)[1].str());
+          }
+          return static_cast<int>(away_ms.size()) >= restart;
+        },
+        60s);
+    const std::string without_stream =
+        static_cast<int>(away_ms.size()) >= restart ? away_ms[restart - 1] : "-";
     const Job now = tl::testing::Get(cluster, job.id());
     std::printf("| %d | %.1f | %.0f | %.0f | %s | %s | %d | %d |\n", restart, at,
                 absl::ToDoubleMilliseconds(serving - stopping),

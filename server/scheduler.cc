@@ -944,6 +944,11 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   welcome.mutable_welcome()->set_lease_timeout_ms(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.lease_timeout)));
   welcome.mutable_welcome()->set_answers_heartbeats(true);
+  if (auto held = active_.find(hello.held_job_id());
+      !hello.held_job_id().empty() && held != active_.end() &&
+      held->second.job.attempt() == hello.held_attempt()) {
+    welcome.mutable_welcome()->set_held_job_epoch(held->second.job.epoch());
+  }
   worker.connection->Send(welcome);
   LogInfo("worker ", hello.worker_id(), " connected (session ", session, ", ",
           hello.devices_size(), " devices", hello.held_job_id().empty() ? "" : ", holding ",

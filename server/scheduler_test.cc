@@ -807,6 +807,21 @@ TEST_F(SchedulerTest, WorkerReconnectingWithinTheLeaseKeepsItsJob) {
   EXPECT_THAT(epochs, SizeIs(1));
 }
 
+// A worker that comes back need not send the epochs the scheduler has: the Welcome says which.
+TEST_F(SchedulerTest, TheWelcomeSaysWhichEpochsOfTheHeldJobAreStored) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  for (int epoch = 1; epoch <= 3; ++epoch) EpochDone(worker, id, 1, epoch, 1.0 / epoch);
+  scheduler_->DisconnectWorker(worker.session);
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  ASSERT_TRUE(back.connection->messages().at(0).has_welcome());
+  EXPECT_EQ(back.connection->messages()[0].welcome().held_job_epoch(), 3);
+  EXPECT_TRUE(back.connection->messages()[0].welcome().answers_heartbeats());
+  FakeWorker fresh = Connect("w2");
+  EXPECT_EQ(fresh.connection->messages().at(0).welcome().held_job_epoch(), 0);
+}
+
 TEST_F(SchedulerTest, WorkerReconnectingBeforeItsOldStreamEndsKeepsItsJob) {
   const std::string id = Submit("flowers");
   FakeWorker old_stream = Connect("w1");

@@ -150,21 +150,10 @@ grpc::StatusCode WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   }
   std::unique_ptr<Stream> stream = stub.Connect(&context);
   const WorkerMessage hello = Hello();
+  bool hello_sent = false;
   {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    if (stream->Write(hello)) {
-      stream_ = stream.get();
-      // Epochs and a result written before the last stream broke may never
-      // have arrived: send them again, in their order and before anything
-      // newer (the scheduler stores each epoch once and ignores a duplicate
-      // result).
-      unsent_.insert(unsent_.begin(), written_epochs_.begin(), written_epochs_.end());
-      const bool queued = std::any_of(unsent_.begin(), unsent_.end(), [](const WorkerMessage& m) {
-        return m.has_finished();
-      });
-      if (last_result_ && !queued) unsent_.push_back(*last_result_);
-      FlushLocked();
-    }
+    hello_sent = stream->Write(hello);
   }
 
   std::thread heartbeat;
@@ -173,20 +162,21 @@ grpc::StatusCode WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   bool stream_over = false;
   bool welcomed = false;
   SchedulerMessage message;
-  while (stream_ != nullptr && stream->Read(&message)) {
+  while (hello_sent && stream->Read(&message)) {
     {
       std::lock_guard<std::mutex> lock(timing_mutex_);
       last_contact_ = Clock::now();
     }
     switch (message.message_case()) {
       case SchedulerMessage::kWelcome: {
-        welcomed = true;
         {
           std::lock_guard<std::mutex> lock(timing_mutex_);
           if (message.welcome().lease_timeout_ms() > 0) {
             lease_ = std::chrono::milliseconds(message.welcome().lease_timeout_ms());
           }
         }
+        if (!welcomed) StartReporting(stream.get(), hello.hello(), message.welcome());
+        welcomed = true;
         if (heartbeat.joinable()) break;
         const int interval_ms = std::max(50, message.welcome().heartbeat_interval_ms());
         const bool answered = message.welcome().answers_heartbeats();
@@ -273,6 +263,28 @@ grpc::StatusCode WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   }
   if (welcomed) last_refusal_.clear();
   return status.error_code();
+}
+
+void WorkerAgent::StartReporting(Stream* stream, const tl::v1::WorkerHello& hello,
+                                 const tl::v1::Welcome& welcome) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  stream_ = stream;
+  // Epochs and a result written before the last stream broke may never have arrived: they are
+  // sent again, in their order and before anything newer (the scheduler stores each epoch once
+  // and ignores a duplicate result), but not those the Welcome says are stored already: a long
+  // job would otherwise send all its epochs again after every reconnect.
+  written_epochs_.erase(
+      std::remove_if(written_epochs_.begin(), written_epochs_.end(),
+                     [&](const WorkerMessage& m) {
+                       return m.epoch().job_id() == hello.held_job_id() &&
+                              m.epoch().metrics().epoch() <= welcome.held_job_epoch();
+                     }),
+      written_epochs_.end());
+  unsent_.insert(unsent_.begin(), written_epochs_.begin(), written_epochs_.end());
+  const bool queued = std::any_of(unsent_.begin(), unsent_.end(),
+                                  [](const WorkerMessage& m) { return m.has_finished(); });
+  if (last_result_ && !queued) unsent_.push_back(*last_result_);
+  FlushLocked();
 }
 
 void WorkerAgent::ReapFinishedRunner() {

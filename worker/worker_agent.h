@@ -48,6 +48,10 @@ class WorkerAgent {
   // One connection's life; returns how the stream ended.
   grpc::StatusCode Serve(tl::v1::WorkerService::Stub& stub);
   tl::v1::WorkerMessage Hello();
+  // Once the Welcome has come: reports go to `stream` from now on, starting with those that
+  // may have been lost with the last stream.
+  void StartReporting(Stream* stream, const tl::v1::WorkerHello& hello,
+                      const tl::v1::Welcome& welcome);
   void HandleAssignment(const tl::v1::Assignment& assignment);
   void HandleCancel(const tl::v1::CancelAssignment& cancel);
   void HandlePause(const tl::v1::PauseAssignment& pause);
