@@ -24,10 +24,10 @@
 #include "common/log.h"
 #include "common/metrics_http_flags.h"
 #include "common/metrics_http_server.h"
-#include "server/grpc_services.h"
-#include "server/job_store.h"
-#include "server/scheduler.h"
-#include "server/server_metrics.h"
+#include "server/api/grpc_services.h"
+#include "server/store/job_store.h"
+#include "server/core/scheduler.h"
+#include "server/metrics/server_metrics.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC address to listen on; port 0 picks a free port");

@@ -1,4 +1,4 @@
-#include "server/grpc_services.h"
+#include "server/api/grpc_services.h"
 
 #include <atomic>
 #include <deque>

@@ -1,4 +1,4 @@
-#include "server/job_eta.h"
+#include "server/metrics/job_eta.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "server/spec_validation.h"
+#include "server/spec/spec_validation.h"
 
 #include <algorithm>
 #include <cctype>
@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/confined_path.h"
 #include "common/image_files.h"
-#include "server/caller_text.h"
-#include "server/csv_dataset_check.h"
+#include "server/spec/caller_text.h"
+#include "server/spec/csv_dataset_check.h"
 
 namespace tl::server {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/auth.h"
+#include "server/api/auth.h"
 
 #include <algorithm>
 #include <fstream>
@@ -28,31 +28,6 @@ bool SameInConstantTime(absl::string_view a, absl::string_view b) {
 }
 
 }  // namespace
-
-bool Principal::MayConnectAsWorker(absl::string_view worker_id) const {
-  if (authentication_off) return true;
-  if (role != Role::kWorker) return false;
-  if (worker_ids.empty()) return worker_id == name;
-  for (absl::string_view allowed : worker_ids) {
-    if (absl::ConsumeSuffix(&allowed, "*") ? absl::StartsWith(worker_id, allowed)
-                                           : worker_id == allowed) {
-      return true;
-    }
-  }
-  return false;
-}
-
-absl::string_view RoleName(Role role) {
-  switch (role) {
-    case Role::kUser:
-      return "user";
-    case Role::kWorker:
-      return "worker";
-    case Role::kAdmin:
-      return "admin";
-  }
-  return "unknown";
-}
 
 absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::LoadFile(
     const std::string& path) {

@@ -6,8 +6,8 @@
 
 #include <atomic>
 
-#include "server/auth.h"
-#include "server/scheduler.h"
+#include "server/api/auth.h"
+#include "server/core/scheduler.h"
 #include "tl/v1/service.grpc.pb.h"
 
 namespace tl::server {

@@ -1,4 +1,4 @@
-#include "server/caller_text.h"
+#include "server/spec/caller_text.h"
 
 #include <vector>
 

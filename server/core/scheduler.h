@@ -28,10 +28,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/auth.h"
-#include "server/job_store.h"
-#include "server/server_metrics.h"
-#include "server/spec_validation.h"
+#include "server/core/principal.h"
+#include "server/store/job_store.h"
+#include "server/metrics/server_metrics.h"
+#include "server/spec/spec_validation.h"
 #include "tl/v1/service.pb.h"
 
 namespace tl::server {

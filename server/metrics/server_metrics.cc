@@ -1,4 +1,4 @@
-#include "server/server_metrics.h"
+#include "server/metrics/server_metrics.h"
 
 #include <algorithm>
 #include <cctype>

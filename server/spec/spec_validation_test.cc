@@ -1,4 +1,4 @@
-#include "server/spec_validation.h"
+#include "server/spec/spec_validation.h"
 
 #include "common/image_files.h"
 

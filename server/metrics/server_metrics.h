@@ -15,7 +15,7 @@
 #include <mutex>
 #include <string>
 
-#include "server/job_eta.h"
+#include "server/metrics/job_eta.h"
 #include "tl/v1/jobs.pb.h"
 
 namespace tl::server {

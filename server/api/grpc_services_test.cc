@@ -1,4 +1,4 @@
-#include "server/grpc_services.h"
+#include "server/api/grpc_services.h"
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>

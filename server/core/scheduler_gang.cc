@@ -5,7 +5,7 @@
 // fail, and the attempt ends for all of them.
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "server/scheduler.h"
+#include "server/core/scheduler.h"
 
 namespace tl::server {
 

@@ -11,7 +11,7 @@
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/spec_validation.h"
+#include "server/spec/spec_validation.h"
 
 namespace tl::server {
 namespace {

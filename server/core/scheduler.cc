@@ -1,4 +1,4 @@
-#include "server/scheduler.h"
+#include "server/core/scheduler.h"
 
 #include <filesystem>
 #include <iterator>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/text.h"
-#include "server/caller_text.h"
+#include "server/spec/caller_text.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace tl::server {

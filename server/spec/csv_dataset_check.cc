@@ -1,4 +1,4 @@
-#include "server/csv_dataset_check.h"
+#include "server/spec/csv_dataset_check.h"
 
 #include <filesystem>
 #include <fstream>
