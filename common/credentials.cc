@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace tl {
 
@@ -20,10 +21,9 @@ absl::StatusOr<std::string> ReadTrimmedFile(const std::string& path, const std::
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientCredentials(
     const std::string& ca_path, const std::string& flag) {
   if (ca_path.empty()) return grpc::InsecureChannelCredentials();
-  absl::StatusOr<std::string> roots = ReadTrimmedFile(ca_path, flag);
-  if (!roots.ok()) return roots.status();
+  TL_ASSIGN_OR_RETURN(const std::string roots, ReadTrimmedFile(ca_path, flag));
   grpc::SslCredentialsOptions options;
-  options.pem_root_certs = *roots + "\n";
+  options.pem_root_certs = roots + "\n";
   return grpc::SslCredentials(options);
 }
 
@@ -33,12 +33,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
   if (cert_path.empty() || key_path.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
   }
-  absl::StatusOr<std::string> cert = ReadTrimmedFile(cert_path, "--tls_cert");
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadTrimmedFile(key_path, "--tls_key");
-  if (!key.ok()) return key.status();
+  TL_ASSIGN_OR_RETURN(const std::string cert, ReadTrimmedFile(cert_path, "--tls_cert"));
+  TL_ASSIGN_OR_RETURN(const std::string key, ReadTrimmedFile(key_path, "--tls_key"));
   grpc::SslServerCredentialsOptions options;
-  options.pem_key_cert_pairs.push_back({*key + "\n", *cert + "\n"});
+  options.pem_key_cert_pairs.push_back({key + "\n", cert + "\n"});
   return grpc::SslServerCredentials(options);
 }
 

@@ -2,6 +2,7 @@
 
 #include "absl/flags/flag.h"
 #include "common/credentials.h"
+#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, metrics_tls_cert, "",
           "PEM certificate chain for /metrics; with --metrics_tls_key, /metrics speaks HTTPS "
@@ -20,12 +21,11 @@ absl::StatusOr<MetricsHttpOptions> MetricsHttpOptionsFromFlags(const std::string
   options.tls_key_path = absl::GetFlag(FLAGS_metrics_tls_key);
   const std::string token_file = absl::GetFlag(FLAGS_metrics_token_file);
   if (!token_file.empty()) {
-    absl::StatusOr<std::string> token = ReadTrimmedFile(token_file, "--metrics_token_file");
-    if (!token.ok()) return token.status();
-    if (token->empty()) {
+    TL_ASSIGN_OR_RETURN(std::string token, ReadTrimmedFile(token_file, "--metrics_token_file"));
+    if (token.empty()) {
       return absl::InvalidArgumentError("--metrics_token_file " + token_file + " is empty");
     }
-    options.bearer_token = *std::move(token);
+    options.bearer_token = std::move(token);
   }
   return options;
 }

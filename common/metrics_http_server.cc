@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 namespace tl {
 namespace {
@@ -406,18 +407,15 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     return absl::InvalidArgumentError(
         "--metrics_tls_cert and --metrics_tls_key go together: set both (HTTPS) or neither");
   }
-  if (!options.bearer_token.empty()) {
-    if (absl::Status status = CheckToken(options.bearer_token); !status.ok()) return status;
-  }
+  if (!options.bearer_token.empty()) TL_RETURN_IF_ERROR(CheckToken(options.bearer_token));
   std::unique_ptr<TlsContext> tls;
   if (!options.tls_cert_path.empty()) {
-    absl::StatusOr<SSL_CTX*> context = LoadTlsContext(options.tls_cert_path, options.tls_key_path);
-    if (!context.ok()) return context.status();
-    tls = std::make_unique<TlsContext>(*context);
+    TL_ASSIGN_OR_RETURN(SSL_CTX* const context,
+                        LoadTlsContext(options.tls_cert_path, options.tls_key_path));
+    tls = std::make_unique<TlsContext>(context);
   }
   sockaddr_storage bound{};
-  absl::StatusOr<int> fd = Listen(options.listen_address, &bound);
-  if (!fd.ok()) return fd.status();
+  TL_ASSIGN_OR_RETURN(const int fd, Listen(options.listen_address, &bound));
   const int port = ntohs(bound.ss_family == AF_INET6
                              ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
@@ -433,7 +431,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     }
   }
   return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(
-      *fd, port, std::move(tls), options.bearer_token, std::move(metrics)));
+      fd, port, std::move(tls), options.bearer_token, std::move(metrics)));
 }
 
 MetricsHttpServer::MetricsHttpServer(int listen_fd, int port, std::unique_ptr<TlsContext> tls,

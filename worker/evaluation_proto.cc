@@ -3,6 +3,7 @@
 #include <tuple>
 
 #include "common/confined_path.h"
+#include "common/status_macros.h"
 
 namespace tl::worker {
 
@@ -46,22 +47,20 @@ absl::StatusOr<engine::ImageJobConfig> EvaluationConfigFor(const tl::v1::Assignm
                                                            const WorkerSettings& settings) {
   const tl::v1::JobSpec& spec = assignment.spec();
   engine::ImageJobConfig config;
-  absl::StatusOr<ConfinedPath> model =
-      ConfinePath(settings.artifact_root, spec.evaluate().model_path(), "evaluate.model_path");
-  if (!model.ok()) return model.status();
-  config.evaluate_model_path = model->absolute;
+  TL_ASSIGN_OR_RETURN(
+      const ConfinedPath model,
+      ConfinePath(settings.artifact_root, spec.evaluate().model_path(), "evaluate.model_path"));
+  config.evaluate_model_path = model.absolute;
   for (auto [dir, field, target] :
        {std::tuple{spec.dataset().test_dir(), "dataset.test_dir", &config.test_dir},
         std::tuple{spec.dataset().train_dir(), "dataset.train_dir", &config.train_dir}}) {
     if (dir.empty()) continue;
-    absl::StatusOr<ConfinedPath> confined = ConfinePath(settings.data_root, dir, field);
-    if (!confined.ok()) return confined.status();
-    *target = confined->absolute;
+    TL_ASSIGN_OR_RETURN(const ConfinedPath confined, ConfinePath(settings.data_root, dir, field));
+    *target = confined.absolute;
   }
-  absl::StatusOr<ConfinedPath> output =
-      ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir");
-  if (!output.ok()) return output.status();
-  config.output_dir = output->absolute;
+  TL_ASSIGN_OR_RETURN(const ConfinedPath output,
+                      ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir"));
+  config.output_dir = output.absolute;
   config.batch_size = spec.training().batch_size() > 0 ? spec.training().batch_size() : 32;
   config.threads = spec.training().threads() > 0 ? spec.training().threads() : settings.threads;
   config.loader_threads = settings.loader_threads;

@@ -9,6 +9,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "common/confined_path.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "worker/engine/errors.h"
 #include "worker/evaluation_proto.h"
 
@@ -273,12 +274,12 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   engine::ImageJobConfig config;
   // The scheduler checked these paths against its roots; the worker checks
   // again against its own, which may be mounted elsewhere.
-  absl::StatusOr<ConfinedPath> backbone =
+  TL_ASSIGN_OR_RETURN(
+      const ConfinedPath backbone,
       assignment.backbone_from_artifacts()
           ? ConfinePath(settings.artifact_root, assignment.backbone_path(), "backbone.from_job")
-          : ConfinePath(settings.data_root, assignment.backbone_path(), "backbone.path");
-  if (!backbone.ok()) return backbone.status();
-  config.backbone_path = backbone->absolute;
+          : ConfinePath(settings.data_root, assignment.backbone_path(), "backbone.path"));
+  config.backbone_path = backbone.absolute;
   SetReadLimits(assignment, settings, config);
   // A dataset is a folder per class or a CSV file; the unset one stays empty.
   const tl::v1::DatasetSpec& dataset = spec.dataset();
@@ -289,20 +290,19 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
         std::tuple{"dataset.val_dir", dataset.val_dir(), &config.val_dir, false},
         std::tuple{"dataset.val_csv", dataset.val_csv(), &config.val_csv, false}}) {
     if (given.empty() && !required) continue;
-    absl::StatusOr<ConfinedPath> confined = ConfinePath(settings.data_root, given, field);
-    if (!confined.ok()) return confined.status();
-    *target = confined->absolute;
+    TL_ASSIGN_OR_RETURN(const ConfinedPath confined,
+                        ConfinePath(settings.data_root, given, field));
+    *target = confined.absolute;
   }
   if (!spec.dataset().test_dir().empty()) {
-    absl::StatusOr<ConfinedPath> test =
-        ConfinePath(settings.data_root, spec.dataset().test_dir(), "dataset.test_dir");
-    if (!test.ok()) return test.status();
-    config.test_dir = test->absolute;
+    TL_ASSIGN_OR_RETURN(
+        const ConfinedPath test,
+        ConfinePath(settings.data_root, spec.dataset().test_dir(), "dataset.test_dir"));
+    config.test_dir = test.absolute;
   }
-  absl::StatusOr<ConfinedPath> output =
-      ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir");
-  if (!output.ok()) return output.status();
-  config.output_dir = output->absolute;
+  TL_ASSIGN_OR_RETURN(const ConfinedPath output,
+                      ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir"));
+  config.output_dir = output.absolute;
   config.feature_cache_dir = (fs::path(settings.artifact_root) / "feature_cache").string();
 
   config.val_fraction = spec.dataset().val_fraction();
