@@ -38,7 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "server/job_store.h"
+#include "server/store/sqlite_job_store.h"
 #include "tests/process.h"
 #include "tl/v1/service.grpc.pb.h"
 
@@ -316,7 +316,7 @@ void StoredJobs(const fs::path& dir, Figures& figures) {
   const int stored = absl::GetFlag(FLAGS_stored);
   const std::string db = (dir / "stored.db").string();
   {
-    auto store = tl::server::JobStore::Open(db);
+    auto store = tl::server::SqliteJobStore::Open(db);
     if (!store.ok()) {
       std::cerr << store.status() << "\n";
       std::exit(1);

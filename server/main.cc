@@ -25,7 +25,7 @@
 #include "common/metrics_http_flags.h"
 #include "common/metrics_http_server.h"
 #include "server/api/grpc_services.h"
-#include "server/store/job_store.h"
+#include "server/store/sqlite_job_store.h"
 #include "server/core/scheduler.h"
 #include "server/metrics/server_metrics.h"
 
@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  absl::StatusOr<std::unique_ptr<tl::server::JobStore>> store =
-      tl::server::JobStore::Open(absl::GetFlag(FLAGS_db));
+  absl::StatusOr<std::unique_ptr<tl::server::SqliteJobStore>> store =
+      tl::server::SqliteJobStore::Open(absl::GetFlag(FLAGS_db));
   if (!store.ok()) {
     tl::LogError("cannot open the job database: ", store.status().ToString());
     return 1;

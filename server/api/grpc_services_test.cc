@@ -28,6 +28,7 @@
 #include "google/protobuf/wrappers.pb.h"
 #include "gtest/gtest.h"
 #include "prometheus/metric_type.h"
+#include "server/store/sqlite_job_store.h"
 
 namespace tl::server {
 namespace {
@@ -154,7 +155,7 @@ class GrpcServicesTest : public ::testing::Test {
   }
 
   void StartServer(absl::Duration lease) {
-    ASSERT_OK_AND_ASSIGN(store_, JobStore::Open((base_ / "jobs.db").string()));
+    ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open((base_ / "jobs.db").string()));
     metrics_ = std::make_unique<ServerMetrics>();
     SchedulerOptions options;
     options.data_root = (base_ / "data").string();
@@ -274,7 +275,7 @@ class GrpcServicesTest : public ::testing::Test {
 
   ::tl::testing::TempDir temp_dir_;  // removed with the fixture, after TearDown
   fs::path base_;
-  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<JobServiceImpl> job_service_;

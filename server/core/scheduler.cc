@@ -1051,7 +1051,8 @@ void Scheduler::CheckLeases(absl::Time now) {
     }
     std::vector<std::string> expired;
     for (auto& [id, active] : active_) {
-      if (active.job.state() != Job::QUEUED && active.session == 0 &&
+      // Only a job that holds a worker can lose it; a paused one waits for ResumeJob.
+      if (HoldsWorker(active.job.state()) && active.session == 0 &&
           now - active.orphaned_since >= options_.lease_timeout) {
         expired.push_back(id);
       }

@@ -28,6 +28,7 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "server/store/sqlite_job_store.h"
 #include "prometheus/metric_type.h"
 
 namespace tl::server {
@@ -240,7 +241,7 @@ class SchedulerTest : public ::testing::Test {
   void Restart(const SchedulerOptions& options) {
     scheduler_.reset();
     store_.reset();
-    ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(db_path_));
+    ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(db_path_));
     metrics_ = std::make_unique<ServerMetrics>();
     scheduler_ = std::make_unique<Scheduler>(*store_, *metrics_, options);
     ASSERT_THAT(scheduler_->Start(), IsOk());
@@ -359,7 +360,7 @@ class SchedulerTest : public ::testing::Test {
   ::tl::testing::TempDir temp_dir_;  // removed with the fixture, after TearDown
   fs::path base_;
   std::string db_path_;
-  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Scheduler> scheduler_;
 };
@@ -372,7 +373,7 @@ TEST_F(SchedulerTest, SubmitStoresTheJobQueuedBeforeReturning) {
   EXPECT_EQ(job.spec().training().epochs(), 10);  // stored with defaults filled in
 
   // A second connection to the file sees the row: it is committed, not only cached.
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobStore> other, JobStore::Open(db_path_));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> other, SqliteJobStore::Open(db_path_));
   ASSERT_OK_AND_ASSIGN(Job stored, other->GetJob(job.id()));
   EXPECT_EQ(stored.state(), Job::QUEUED);
   EXPECT_TRUE(MessageDifferencer::Equals(stored.spec(), job.spec()));
@@ -1842,6 +1843,24 @@ TEST_F(SchedulerControlTest, PagesOfTheLargestJobsStayUnderTheReplyBound) {
   }
   EXPECT_EQ(listed, submitted);
   EXPECT_GE(pages, 2);
+}
+
+// A paused job has no worker and waits for ResumeJob, however many lease checks pass.
+TEST_F(SchedulerControlTest, APausedJobStaysPausedThroughLeaseChecks) {
+  const std::string running = Submit("running");
+  const std::string queued = Submit("queued", 0, "cuda");  // no worker here runs it
+  FakeWorker worker = Connect("w1");
+  Started(worker, running, 1);
+  ASSERT_THAT(scheduler_->PauseJob(running), IsOk());
+  Finished(worker, running, 1, JobFinished::PAUSED);
+  ASSERT_THAT(scheduler_->PauseJob(queued), IsOk());
+  Heartbeat(worker);
+  scheduler_->CheckLeases(absl::Now() + kLease / 2);
+  scheduler_->CheckLeases(absl::Now() + 3 * kLease);
+  for (const std::string& id : {running, queued}) {
+    EXPECT_EQ(Stored(id).state(), Job::PAUSED) << id;
+    EXPECT_EQ(Stored(id).failures(), 0) << id;
+  }
 }
 
 TEST_F(SchedulerControlTest, DrainingStopsDispatchAndRefusesSubmissions) {

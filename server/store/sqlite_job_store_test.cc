@@ -1,4 +1,4 @@
-#include "server/store/job_store.h"
+#include "server/store/sqlite_job_store.h"
 
 #include <stdlib.h>
 
@@ -91,7 +91,7 @@ class JobStoreTest : public ::testing::Test {
   void SetUp() override {
     dir_ = temp_dir_.path();
     path_ = (dir_ / "jobs.db").string();
-    ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+    ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
   }
 
   void TearDown() override {
@@ -136,7 +136,7 @@ class JobStoreTest : public ::testing::Test {
   tl::testing::TempDir temp_dir_;  // removed with the fixture, after TearDown
   std::filesystem::path dir_;
   std::string path_;
-  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<SqliteJobStore> store_;
 };
 
 TEST_F(JobStoreTest, CreatedJobReadsBackExactly) {
@@ -205,7 +205,7 @@ TEST_F(JobStoreTest, DataSurvivesReopening) {
   ASSERT_OK_AND_ASSIGN(Job before, store_->GetJob(ids[1]));
 
   store_.reset();
-  ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
 
   ASSERT_OK_AND_ASSIGN(Job after, store_->GetJob(ids[1]));
   EXPECT_THAT(after, EqualsProto(before));
@@ -226,7 +226,7 @@ TEST_F(JobStoreTest, GangMembersSurviveReopeningAndClear) {
   job.add_replica_worker_ids("w2");
   ASSERT_THAT(store_->UpdateJob(job), IsOk());
   store_.reset();
-  ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
   ASSERT_OK_AND_ASSIGN(Job reopened, store_->GetJob(ids[0]));
   EXPECT_THAT(reopened.replica_worker_ids(), ElementsAre("w1", "w2"));
 
@@ -238,7 +238,7 @@ TEST_F(JobStoreTest, GangMembersSurviveReopeningAndClear) {
 
 TEST_F(JobStoreTest, WritesAreCommittedBeforeReturning) {
   // A second connection sees the write at once: nothing waits in a buffer of the first one.
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobStore> other, JobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> other, SqliteJobStore::Open(path_));
   ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("x"), "alice", kCreateTime));
   ASSERT_OK_AND_ASSIGN(Job seen, other->GetJob(job.id()));
   EXPECT_THAT(seen, EqualsProto(job));
@@ -259,7 +259,7 @@ TEST_F(JobStoreTest, RecordsSchemaVersionAndRefusesNewerOnes) {
   file.seekp(kUserVersionOffset);
   ASSERT_TRUE(file.write(future_version, sizeof(future_version)));
   file.close();
-  EXPECT_THAT(JobStore::Open(path_),
+  EXPECT_THAT(SqliteJobStore::Open(path_),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 4")));
 }
 
@@ -398,13 +398,13 @@ TEST_F(JobStoreTest, CountByStateListsOnlyStatesWithJobs) {
 
 TEST_F(JobStoreTest, OpenInMissingDirectoryFailsNamingThePath) {
   const std::string path = (dir_ / "missing" / "jobs.db").string();
-  EXPECT_THAT(JobStore::Open(path), StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
+  EXPECT_THAT(SqliteJobStore::Open(path), StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
 }
 
 TEST_F(JobStoreTest, OpenOfANonDatabaseFileFails) {
   const std::string path = (dir_ / "not_a_database").string();
   std::ofstream(path) << std::string(4096, 'x');
-  EXPECT_THAT(JobStore::Open(path), StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
+  EXPECT_THAT(SqliteJobStore::Open(path), StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
 }
 
 TEST_F(JobStoreTest, ConcurrentCreatesAllSucceedWithUniqueIds) {
@@ -559,7 +559,7 @@ TEST_F(JobStoreV2Test, VersionOneFilesAreMigrated) {
       PRAGMA user_version = 1;
     )sql");
   }
-  ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(old_path));
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(old_path));
   ASSERT_OK_AND_ASSIGN(Job job, store_->GetJob("00000000000000aa"));
   EXPECT_EQ(job.state(), Job::SUCCEEDED);
   EXPECT_EQ(job.epoch(), 3);

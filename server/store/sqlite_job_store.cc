@@ -1,0 +1,793 @@
+#include "server/store/sqlite_job_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/message_lite.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace tl::server {
+namespace {
+
+using ::google::protobuf::Timestamp;
+using ::google::protobuf::util::TimeUtil;
+using ::tl::v1::EpochMetrics;
+using ::tl::v1::Job;
+using ::tl::v1::JobEvent;
+using ::tl::v1::JobSpec;
+using ::tl::v1::LogLine;
+
+// Bump together with a migration in CreateOrCheckSchema; files written by a newer binary are
+// refused rather than misread.
+constexpr int kSchemaVersion = 3;
+// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
+constexpr int kBusyTimeoutMs = 5000;
+constexpr int kMaxPageSize = 1000;
+// 64 random bits collide with vanishing probability; the bound only guarantees termination.
+constexpr int kMaxIdAttempts = 8;
+
+// Time columns hold microseconds since the Unix epoch, 0 for "unset". seq orders jobs by
+// insertion (listing, page tokens, FIFO among equal priorities); AUTOINCREMENT keeps a seq from
+// ever being reused, so a page token can never point into a different set of jobs. Columns that
+// queries filter or sort on are real columns; everything else rides in the spec/result blobs.
+// result is NULL while the job has none, so that has_result() reads back as it was written.
+constexpr char kCreateSchemaSql[] = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  state INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  owner TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  cancel_requested INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  start_time_us INTEGER NOT NULL,
+  end_time_us INTEGER NOT NULL,
+  update_time_us INTEGER NOT NULL,
+  spec BLOB NOT NULL,
+  result BLOB
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
+CREATE INDEX IF NOT EXISTS jobs_queue_order ON jobs (state, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS epochs (
+  job_id TEXT NOT NULL REFERENCES jobs (id),
+  epoch INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  metrics BLOB NOT NULL,
+  PRIMARY KEY (job_id, epoch)
+) WITHOUT ROWID;
+)sql";
+
+// Version 2: idempotent submits, pause, retry counting, the event log behind WatchJob's
+// sequence numbers, and job logs. Applied to new files after kCreateSchemaSql and to version 1
+// files as their migration.
+constexpr char kSchemaV2Sql[] = R"sql(
+ALTER TABLE jobs ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN pause_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN last_event_sequence INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX jobs_by_request ON jobs (owner, request_id) WHERE request_id != '';
+CREATE INDEX jobs_by_owner ON jobs (owner, seq);
+CREATE TABLE events (
+  job_id TEXT NOT NULL REFERENCES jobs (id),
+  sequence INTEGER NOT NULL,
+  event BLOB NOT NULL,
+  PRIMARY KEY (job_id, sequence)
+) WITHOUT ROWID;
+CREATE TABLE logs (
+  job_id TEXT NOT NULL REFERENCES jobs (id),
+  sequence INTEGER NOT NULL,
+  time_us INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY (job_id, sequence)
+) WITHOUT ROWID;
+)sql";
+
+// Version 3: data-parallel gangs. The workers of a job's current attempt, by rank, as a
+// serialized Job holding only replica_worker_ids.
+constexpr char kSchemaV3Sql[] = R"sql(
+ALTER TABLE jobs ADD COLUMN replicas BLOB;
+)sql";
+
+// Every job query selects these columns, in the order of JobColumn.
+constexpr char kJobColumns[] =
+    "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
+    "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
+    "failures, last_event_sequence, replicas";
+enum JobColumn : int {
+  kSeqColumn,
+  kIdColumn,
+  kStateColumn,
+  kOwnerColumn,
+  kAttemptColumn,
+  kWorkerIdColumn,
+  kEpochColumn,
+  kCancelRequestedColumn,
+  kErrorColumn,
+  kCreateTimeColumn,
+  kStartTimeColumn,
+  kEndTimeColumn,
+  kUpdateTimeColumn,
+  kSpecColumn,
+  kResultColumn,
+  kRequestIdColumn,
+  kPauseRequestedColumn,
+  kFailuresColumn,
+  kLastEventSequenceColumn,
+  kReplicasColumn,
+};
+
+// INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
+constexpr char kInsertJobSql[] = R"sql(
+INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
+                  create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
+                  request_id, pause_requested, failures, last_event_sequence, replicas)
+VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
+        :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
+        :request_id, :pause_requested, :failures, :last_event_sequence, :replicas)
+ON CONFLICT (id) DO NOTHING
+)sql";
+constexpr char kUpdateJobSql[] = R"sql(
+UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = :attempt,
+                worker_id = :worker_id, epoch = :epoch, cancel_requested = :cancel_requested,
+                error = :error, create_time_us = :create_time_us, start_time_us = :start_time_us,
+                end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
+                result = :result, request_id = :request_id, pause_requested = :pause_requested,
+                failures = :failures, last_event_sequence = :last_event_sequence,
+                replicas = :replicas
+WHERE id = :id
+)sql";
+constexpr char kPutEpochSql[] = R"sql(
+INSERT INTO epochs (job_id, epoch, attempt, metrics) VALUES (:job_id, :epoch, :attempt, :metrics)
+ON CONFLICT (job_id, epoch) DO UPDATE SET attempt = excluded.attempt, metrics = excluded.metrics
+)sql";
+constexpr char kPutEventSql[] = "INSERT INTO events (job_id, sequence, event) VALUES (?, ?, ?)";
+
+// Runs `body` and turns whatever it throws into INTERNAL, so that no exception leaves the store.
+template <typename Body>
+auto Guarded(absl::string_view operation, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const SQLite::Exception& e) {
+    return absl::InternalError(
+        absl::StrCat(operation, ": ", e.what(), " (sqlite error ", e.getExtendedErrorCode(), ")"));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(operation, ": ", e.what()));
+  }
+}
+
+
+std::string NewJobId(absl::BitGen& gen) {
+  return absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16));
+}
+
+int64_t StoredMicros(bool is_set, const Timestamp& time) {
+  return is_set ? TimeUtil::TimestampToMicroseconds(time) : 0;
+}
+
+std::optional<Timestamp> LoadedTime(const SQLite::Column& column) {
+  const int64_t micros = column.getInt64();
+  if (micros == 0) return std::nullopt;
+  return TimeUtil::MicrosecondsToTimestamp(micros);
+}
+
+// Blobs are bound by pointer and size: binding the std::string itself would store TEXT.
+void BindBlob(SQLite::Statement& statement, const char* name, const std::string& bytes) {
+  statement.bind(name, bytes.data(), static_cast<int>(bytes.size()));
+}
+
+void BindJobColumns(const Job& job, SQLite::Statement& statement) {
+  statement.bind(":id", job.id());
+  statement.bind(":state", static_cast<int>(job.state()));
+  statement.bind(":priority", job.spec().priority());
+  statement.bind(":owner", job.owner());
+  statement.bind(":attempt", job.attempt());
+  statement.bind(":worker_id", job.worker_id());
+  statement.bind(":epoch", job.epoch());
+  statement.bind(":cancel_requested", job.cancel_requested() ? 1 : 0);
+  statement.bind(":error", job.error());
+  statement.bind(":create_time_us", StoredMicros(job.has_create_time(), job.create_time()));
+  statement.bind(":start_time_us", StoredMicros(job.has_start_time(), job.start_time()));
+  statement.bind(":end_time_us", StoredMicros(job.has_end_time(), job.end_time()));
+  statement.bind(":update_time_us", StoredMicros(job.has_update_time(), job.update_time()));
+  BindBlob(statement, ":spec", job.spec().SerializeAsString());
+  if (job.has_result()) {
+    BindBlob(statement, ":result", job.result().SerializeAsString());
+  } else {
+    statement.bind(":result");  // NULL
+  }
+  statement.bind(":request_id", job.request_id());
+  statement.bind(":pause_requested", job.pause_requested() ? 1 : 0);
+  statement.bind(":failures", job.failures());
+  statement.bind(":last_event_sequence", static_cast<int64_t>(job.last_event_sequence()));
+  if (job.replica_worker_ids_size() > 0) {
+    Job replicas;
+    *replicas.mutable_replica_worker_ids() = job.replica_worker_ids();
+    BindBlob(statement, ":replicas", replicas.SerializeAsString());
+  } else {
+    statement.bind(":replicas");  // NULL
+  }
+}
+
+// The job row as stored: pending_reason is the scheduler's live view, not state.
+Job StoredForm(const Job& job) {
+  Job stored = job;
+  stored.clear_pending_reason();
+  return stored;
+}
+
+// A prepared statement from the store's cache, reset when it goes out of scope: a query
+// left mid-way would otherwise hold its read snapshot and keep the WAL from being
+// checkpointed. Statements are prepared once and reused: parsing SQL for every call cost a
+// noticeable share of a submit.
+class Reused {
+ public:
+  explicit Reused(SQLite::Statement& statement) : statement_(statement) {}
+  ~Reused() { statement_.tryReset(); }
+  Reused(const Reused&) = delete;
+  Reused& operator=(const Reused&) = delete;
+
+  template <typename... Args>
+  void bind(Args&&... args) {
+    statement_.bind(std::forward<Args>(args)...);
+  }
+  int exec() { return statement_.exec(); }
+  bool executeStep() { return statement_.executeStep(); }
+  SQLite::Column getColumn(int index) const { return statement_.getColumn(index); }
+  void reset() { statement_.reset(); }
+  SQLite::Statement& statement() { return statement_; }
+  operator SQLite::Statement&() { return statement_; }
+  operator const SQLite::Statement&() const { return statement_; }
+
+ private:
+  SQLite::Statement& statement_;
+};
+
+Reused Prepare(SqliteJobStore::StatementCache& cache, SQLite::Database& db, const std::string& sql) {
+  std::unique_ptr<SQLite::Statement>& statement = cache[sql];
+  if (statement == nullptr) statement = std::make_unique<SQLite::Statement>(db, sql);
+  statement->reset();
+  statement->clearBindings();
+  return Reused(*statement);
+}
+
+void InsertEvent(SQLite::Statement& insert, const std::string& job_id, const JobEvent& event) {
+  insert.reset();
+  insert.bind(1, job_id);
+  insert.bind(2, static_cast<int64_t>(event.sequence()));
+  const std::string bytes = event.SerializeAsString();
+  insert.bind(3, bytes.data(), static_cast<int>(bytes.size()));
+  insert.exec();
+}
+
+absl::StatusOr<Job::State> StoredState(int value) {
+  if (!Job::State_IsValid(value)) {
+    return absl::InternalError(absl::StrCat("stored job state ", value, " is not a known state"));
+  }
+  return static_cast<Job::State>(value);
+}
+
+bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* message) {
+  // getBlob before getBytes: SQLite sizes the value in the form last asked for.
+  const void* data = column.getBlob();
+  return message->ParseFromArray(data, column.getBytes());
+}
+
+// Reads the current row of a statement that selected kJobColumns.
+absl::StatusOr<Job> RowToJob(const SQLite::Statement& row) {
+  Job job;
+  job.set_id(row.getColumn(kIdColumn).getString());
+  absl::StatusOr<Job::State> state = StoredState(row.getColumn(kStateColumn).getInt());
+  if (!state.ok()) return state.status();
+  job.set_state(*state);
+  job.set_owner(row.getColumn(kOwnerColumn).getString());
+  job.set_attempt(row.getColumn(kAttemptColumn).getInt());
+  job.set_worker_id(row.getColumn(kWorkerIdColumn).getString());
+  job.set_epoch(row.getColumn(kEpochColumn).getInt());
+  job.set_cancel_requested(row.getColumn(kCancelRequestedColumn).getInt() != 0);
+  job.set_error(row.getColumn(kErrorColumn).getString());
+  job.set_request_id(row.getColumn(kRequestIdColumn).getString());
+  job.set_pause_requested(row.getColumn(kPauseRequestedColumn).getInt() != 0);
+  job.set_failures(row.getColumn(kFailuresColumn).getInt());
+  job.set_last_event_sequence(row.getColumn(kLastEventSequenceColumn).getInt64());
+  if (auto time = LoadedTime(row.getColumn(kCreateTimeColumn))) *job.mutable_create_time() = *time;
+  if (auto time = LoadedTime(row.getColumn(kStartTimeColumn))) *job.mutable_start_time() = *time;
+  if (auto time = LoadedTime(row.getColumn(kEndTimeColumn))) *job.mutable_end_time() = *time;
+  if (auto time = LoadedTime(row.getColumn(kUpdateTimeColumn))) *job.mutable_update_time() = *time;
+  const SQLite::Column result = row.getColumn(kResultColumn);
+  if (!ParseBlob(row.getColumn(kSpecColumn), job.mutable_spec()) ||
+      (!result.isNull() && !ParseBlob(result, job.mutable_result()))) {
+    return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt spec or result"));
+  }
+  const SQLite::Column replicas = row.getColumn(kReplicasColumn);
+  if (!replicas.isNull()) {
+    Job stored;
+    if (!ParseBlob(replicas, &stored)) {
+      return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt replica list"));
+    }
+    *job.mutable_replica_worker_ids() = stored.replica_worker_ids();
+  }
+  return job;
+}
+
+// Reads every row a job query returns.
+absl::StatusOr<std::vector<Job>> AllRowsToJobs(SQLite::Statement& query) {
+  std::vector<Job> jobs;
+  while (query.executeStep()) {
+    absl::StatusOr<Job> job = RowToJob(query);
+    if (!job.ok()) return job.status();
+    jobs.push_back(*std::move(job));
+  }
+  return jobs;
+}
+
+bool JobExists(SqliteJobStore::StatementCache& cache, SQLite::Database& db, const std::string& job_id) {
+  Reused query = Prepare(cache, db, "SELECT 1 FROM jobs WHERE id = ?");
+  query.bind(1, job_id);
+  return query.executeStep();
+}
+
+// Validates a state filter and drops duplicates, which also bounds the number of SQL
+// parameters a caller can make us bind.
+absl::StatusOr<std::vector<int>> DistinctStates(const std::vector<Job::State>& states) {
+  std::set<int> distinct;
+  for (Job::State state : states) {
+    if (!Job::State_IsValid(state)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown job state ", state));
+    }
+    distinct.insert(state);
+  }
+  return std::vector<int>(distinct.begin(), distinct.end());
+}
+
+// "(?, ?, ?)" for three values: the SQL text depends only on how many states there are, and
+// the states themselves are bound.
+std::string InPlaceholders(size_t count) {
+  return absl::StrCat("(", absl::StrJoin(std::vector<std::string>(count, "?"), ", "), ")");
+}
+
+// A page token names the seq of the last job on the previous page. The "s" prefix keeps it
+// from looking like a bare number callers might be tempted to compute.
+std::string MakePageToken(int64_t last_seq) { return absl::StrCat("s", last_seq); }
+
+absl::StatusOr<int64_t> ParsePageToken(absl::string_view token) {
+  // Only the exact form MakePageToken writes is accepted: no sign, spaces or leading zeros.
+  absl::string_view digits = token;
+  int64_t last_seq = 0;
+  if (!absl::ConsumePrefix(&digits, "s") || digits.empty() || digits[0] == '0' ||
+      !std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(digits, &last_seq)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed page token \"", absl::CHexEscape(token), "\""));
+  }
+  return last_seq;
+}
+
+absl::Status ConfigureConnection(SQLite::Database& db) {
+  // WAL lets readers run during a write. journal_mode answers with the mode in force, which
+  // stays the old one where WAL is impossible (some network file systems), so check it.
+  const std::string journal_mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
+  if (journal_mode != "wal") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot switch to WAL journal mode (still \"", journal_mode, "\")"));
+  }
+  // In WAL mode only FULL syncs the log at every commit; NORMAL could lose the last commits on
+  // power loss, and the store promises that an acknowledged write is durable.
+  db.exec("PRAGMA synchronous = FULL");
+  // SQLite leaves foreign keys off unless each connection turns them on.
+  db.exec("PRAGMA foreign_keys = ON");
+  return absl::OkStatus();
+}
+
+// Gives every job of a version 1 file the one event that version 2 would have written for it:
+// its row as it stands, so that a watcher of an old job still sees it.
+void AddSnapshotEvents(SQLite::Database& db) {
+  std::vector<Job> jobs;
+  {
+    SQLite::Statement query(db, absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq"));
+    while (query.executeStep()) {
+      absl::StatusOr<Job> job = RowToJob(query);
+      if (!job.ok()) throw std::runtime_error(std::string(job.status().message()));
+      jobs.push_back(*std::move(job));
+    }
+  }
+  for (Job& job : jobs) {
+    job.set_last_event_sequence(1);
+    JobEvent event;
+    event.set_sequence(1);
+    *event.mutable_job() = job;
+    SQLite::Statement insert(db, kPutEventSql);
+    InsertEvent(insert, job.id(), event);
+    SQLite::Statement update(db, "UPDATE jobs SET last_event_sequence = 1 WHERE id = ?");
+    update.bind(1, job.id());
+    update.exec();
+  }
+}
+
+absl::Status CreateOrCheckSchema(SQLite::Database& db) {
+  // IMMEDIATE takes the write lock before reading the version, so two processes opening a new
+  // file cannot both see version 0 and interleave their schema creation.
+  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+  const int version = db.execAndGet("PRAGMA user_version").getInt();
+  if (version == kSchemaVersion) return absl::OkStatus();
+  if (version < 0 || version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "schema version ", version, " is not supported (this build knows ", kSchemaVersion, ")"));
+  }
+  if (version == 0) db.exec(kCreateSchemaSql);
+  if (version < 2) db.exec(kSchemaV2Sql);
+  db.exec(kSchemaV3Sql);
+  // After every column exists: it reads whole job rows.
+  if (version == 1) AddSnapshotEvents(db);
+  db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
+  transaction.commit();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+
+SqliteJobStore::SqliteJobStore(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+
+SqliteJobStore::~SqliteJobStore() = default;
+
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<SqliteJobStore>> store =
+      Guarded("open", [&]() -> absl::StatusOr<std::unique_ptr<SqliteJobStore>> {
+        // The busy timeout is given to the constructor (it sets what PRAGMA busy_timeout sets)
+        // so that it already applies to the locking statements below.
+        auto db = std::make_unique<SQLite::Database>(
+            path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs);
+        absl::Status status = ConfigureConnection(*db);
+        if (status.ok()) status = CreateOrCheckSchema(*db);
+        if (!status.ok()) return status;
+        return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(std::move(db)));
+      });
+  if (store.ok()) return store;
+  // Every failure to open names the file, whichever step failed.
+  return absl::Status(store.status().code(),
+                      absl::StrCat("job database ", path, ": ", store.status().message()));
+}
+
+absl::StatusOr<Job> SqliteJobStore::CreateJob(const JobSpec& spec, const std::string& owner,
+                                        absl::Time now, const std::string& request_id) {
+  absl::StatusOr<std::vector<Job>> created = CreateJobs({NewJob{spec, owner, request_id, now}});
+  if (!created.ok()) return created.status();
+  return std::move(created->front());
+}
+
+absl::StatusOr<std::vector<Job>> SqliteJobStore::CreateJobs(const std::vector<NewJob>& new_jobs) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("create job", [&]() -> absl::StatusOr<std::vector<Job>> {
+    absl::BitGen gen;
+    std::vector<Job> jobs;
+    jobs.reserve(new_jobs.size());
+    // One transaction, so one sync to disk, however many jobs: concurrent submits share it.
+    SQLite::Transaction transaction(*db_);
+    Reused insert = Prepare(statements_, *db_, kInsertJobSql);
+    Reused insert_event = Prepare(statements_, *db_, kPutEventSql);
+    for (const NewJob& new_job : new_jobs) {
+      Job& job = jobs.emplace_back();
+      *job.mutable_spec() = new_job.spec;
+      job.set_state(Job::QUEUED);
+      job.set_owner(new_job.owner);
+      job.set_request_id(new_job.request_id);
+      job.set_last_event_sequence(1);
+      // Through microseconds, so the returned job equals what GetJob will read back.
+      *job.mutable_create_time() =
+          TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(new_job.now));
+      *job.mutable_update_time() = job.create_time();
+      bool inserted = false;
+      for (int attempt = 0; attempt < kMaxIdAttempts && !inserted; ++attempt) {
+        job.set_id(NewJobId(gen));
+        insert.reset();
+        BindJobColumns(job, insert);
+        // No row changed means the id was taken: draw another.
+        inserted = insert.exec() == 1;
+      }
+      if (!inserted) return absl::InternalError("no free job id found");
+      JobEvent created;
+      created.set_sequence(1);
+      *created.mutable_job() = job;
+      InsertEvent(insert_event, job.id(), created);
+    }
+    transaction.commit();
+    return jobs;
+  });
+}
+
+absl::StatusOr<std::optional<Job>> SqliteJobStore::FindByRequestId(const std::string& owner,
+                                                             const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("find job by request id", [&]() -> absl::StatusOr<std::optional<Job>> {
+    // The last term repeats the partial index's condition: without it SQLite cannot use
+    // jobs_by_request and scans the owner's jobs instead.
+    Reused query = Prepare(statements_, *db_, absl::StrCat(
+        "SELECT ", kJobColumns,
+        " FROM jobs WHERE owner = ? AND request_id = ? AND request_id != ''"));
+    query.bind(1, owner);
+    query.bind(2, request_id);
+    if (!query.executeStep()) return std::optional<Job>();
+    absl::StatusOr<Job> job = RowToJob(query);
+    if (!job.ok()) return job.status();
+    return std::optional<Job>(*std::move(job));
+  });
+}
+
+absl::StatusOr<Job> SqliteJobStore::GetJob(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get job", [&]() -> absl::StatusOr<Job> {
+    Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
+    query.bind(1, job_id);
+    if (!query.executeStep()) return JobNotFound(job_id);
+    return RowToJob(query);
+  });
+}
+
+absl::Status SqliteJobStore::UpdateJob(const Job& job) { return CommitJob(job, {}, nullptr); }
+
+absl::Status SqliteJobStore::CommitJob(const Job& job, const std::vector<JobEvent>& events,
+                                 const EpochMetrics* epoch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("update job", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*db_);
+    Reused update = Prepare(statements_, *db_, kUpdateJobSql);
+    BindJobColumns(StoredForm(job), update);
+    if (update.exec() == 0) return JobNotFound(job.id());
+    if (epoch != nullptr) {
+      Reused upsert = Prepare(statements_, *db_, kPutEpochSql);
+      upsert.bind(":job_id", job.id());
+      upsert.bind(":epoch", epoch->epoch());
+      upsert.bind(":attempt", epoch->attempt());
+      BindBlob(upsert, ":metrics", epoch->SerializeAsString());
+      upsert.exec();
+    }
+    Reused insert_event = Prepare(statements_, *db_, kPutEventSql);
+    for (const JobEvent& event : events) InsertEvent(insert_event, job.id(), event);
+    transaction.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::GetEvents(const std::string& job_id,
+                                                          int64_t after_sequence) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get events", [&]() -> absl::StatusOr<std::vector<JobEvent>> {
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
+    SQLite::Statement query(
+        *db_, "SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence");
+    query.bind(1, job_id);
+    query.bind(2, after_sequence);
+    std::vector<JobEvent> events;
+    while (query.executeStep()) {
+      if (!ParseBlob(query.getColumn(0), &events.emplace_back())) {
+        return absl::InternalError(absl::StrCat("job ", job_id, " has a corrupt event"));
+      }
+    }
+    return events;
+  });
+}
+
+absl::StatusOr<std::vector<LogLine>> SqliteJobStore::AppendLogs(const std::string& job_id,
+                                                          const std::vector<LogLine>& lines,
+                                                          int64_t max_lines_kept) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("append logs", [&]() -> absl::StatusOr<std::vector<LogLine>> {
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
+    SQLite::Transaction transaction(*db_);
+    Reused last = Prepare(statements_, *db_, "SELECT COALESCE(MAX(sequence), 0) FROM logs WHERE job_id = ?");
+    last.bind(1, job_id);
+    last.executeStep();
+    int64_t sequence = last.getColumn(0).getInt64();
+    std::vector<LogLine> stored;
+    stored.reserve(lines.size());
+    Reused insert = Prepare(statements_, *db_, "INSERT INTO logs (job_id, sequence, time_us, attempt, worker_id, "
+                             "text) VALUES (?, ?, ?, ?, ?, ?)");
+    for (const LogLine& line : lines) {
+      LogLine& copy = stored.emplace_back(line);
+      copy.set_sequence(++sequence);
+      insert.reset();
+      insert.bind(1, job_id);
+      insert.bind(2, sequence);
+      insert.bind(3, StoredMicros(line.has_time(), line.time()));
+      insert.bind(4, line.attempt());
+      insert.bind(5, line.worker_id());
+      insert.bind(6, line.text());
+      insert.exec();
+    }
+    // The oldest lines go first: a job that logs without end keeps its latest lines.
+    Reused prune = Prepare(statements_, *db_, "DELETE FROM logs WHERE job_id = ? AND sequence <= ?");
+    prune.bind(1, job_id);
+    prune.bind(2, sequence - max_lines_kept);
+    prune.exec();
+    transaction.commit();
+    return stored;
+  });
+}
+
+absl::StatusOr<std::vector<LogLine>> SqliteJobStore::GetLogs(const std::string& job_id,
+                                                       int64_t after_sequence, int limit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get logs", [&]() -> absl::StatusOr<std::vector<LogLine>> {
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
+    Reused query = Prepare(statements_, *db_, "SELECT sequence, time_us, attempt, worker_id, text FROM logs "
+                            "WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?");
+    query.bind(1, job_id);
+    query.bind(2, after_sequence);
+    query.bind(3, limit);
+    std::vector<LogLine> lines;
+    while (query.executeStep()) {
+      LogLine& line = lines.emplace_back();
+      line.set_sequence(query.getColumn(0).getInt64());
+      if (auto time = LoadedTime(query.getColumn(1))) *line.mutable_time() = *time;
+      line.set_attempt(query.getColumn(2).getInt());
+      line.set_worker_id(query.getColumn(3).getString());
+      line.set_text(query.getColumn(4).getString());
+    }
+    return lines;
+  });
+}
+
+absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::State>& states,
+                                                  int page_size, const std::string& page_token,
+                                                  const std::string& owner,
+                                                  size_t max_page_bytes) {
+  if (page_size < 1 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must be in [1, ", kMaxPageSize, "], got ", page_size));
+  }
+  absl::StatusOr<std::vector<int>> filter = DistinctStates(states);
+  if (!filter.ok()) return filter.status();
+  int64_t before_seq = std::numeric_limits<int64_t>::max();
+  if (!page_token.empty()) {
+    absl::StatusOr<int64_t> last_seq = ParsePageToken(page_token);
+    if (!last_seq.ok()) return last_seq.status();
+    before_seq = *last_seq;
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("list jobs", [&]() -> absl::StatusOr<Page> {
+    const std::string state_clause =
+        filter->empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter->size()));
+    const std::string owner_clause = owner.empty() ? "" : " AND owner = ?";
+    Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq < ?",
+                                               state_clause, owner_clause,
+                                               " ORDER BY seq DESC LIMIT ?"));
+    int parameter = 1;
+    query.bind(parameter++, before_seq);
+    for (int state : *filter) query.bind(parameter++, state);
+    if (!owner.empty()) query.bind(parameter++, owner);
+    // One row more than the page: its presence is what says another page exists, so a page
+    // that happens to hold exactly the rest gets no token.
+    query.bind(parameter++, page_size + 1);
+
+    Page page;
+    int64_t last_seq = 0;
+    size_t page_bytes = 0;
+    while (query.executeStep()) {
+      if (static_cast<int>(page.jobs.size()) == page_size) {
+        page.next_page_token = MakePageToken(last_seq);
+        break;
+      }
+      absl::StatusOr<Job> job = RowToJob(query);
+      if (!job.ok()) return job.status();
+      // Room for the repeated field's tag and length too.
+      const size_t job_bytes = job->ByteSizeLong() + 16;
+      if (!page.jobs.empty() && page_bytes + job_bytes > max_page_bytes) {
+        page.next_page_token = MakePageToken(last_seq);
+        break;
+      }
+      page_bytes += job_bytes;
+      page.jobs.push_back(*std::move(job));
+      last_seq = query.getColumn(kSeqColumn).getInt64();
+    }
+    return page;
+  });
+}
+
+absl::StatusOr<std::vector<Job>> SqliteJobStore::JobsInStates(const std::vector<Job::State>& states) {
+  absl::StatusOr<std::vector<int>> filter = DistinctStates(states);
+  if (!filter.ok()) return filter.status();
+  // Unlike ListJobs, no states means no jobs: this asks for specific states.
+  if (filter->empty()) return std::vector<Job>();
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("list jobs by state", [&]() -> absl::StatusOr<std::vector<Job>> {
+    Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state IN ",
+                                               InPlaceholders(filter->size()), " ORDER BY seq"));
+    int parameter = 1;
+    for (int state : *filter) query.bind(parameter++, state);
+    return AllRowsToJobs(query);
+  });
+}
+
+absl::Status SqliteJobStore::PutEpoch(const std::string& job_id, const EpochMetrics& metrics) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("put epoch", [&]() -> absl::Status {
+    // The foreign key would refuse the row too, but as a bare constraint failure; checking
+    // first gives the caller NOT_FOUND. The mutex makes check and insert one step.
+    if (!JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
+    Reused upsert = Prepare(statements_, *db_, kPutEpochSql);
+    upsert.bind(":job_id", job_id);
+    upsert.bind(":epoch", metrics.epoch());
+    upsert.bind(":attempt", metrics.attempt());
+    BindBlob(upsert, ":metrics", metrics.SerializeAsString());
+    upsert.exec();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<EpochMetrics>> SqliteJobStore::GetEpoch(const std::string& job_id,
+                                                               int epoch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get epoch", [&]() -> absl::StatusOr<std::optional<EpochMetrics>> {
+    Reused query =
+        Prepare(statements_, *db_, "SELECT metrics FROM epochs WHERE job_id = ? AND epoch = ?");
+    query.bind(1, job_id);
+    query.bind(2, epoch);
+    if (!query.executeStep()) return std::optional<EpochMetrics>();
+    EpochMetrics metrics;
+    if (!ParseBlob(query.getColumn(0), &metrics)) {
+      return absl::InternalError(absl::StrCat("job ", job_id, " has corrupt epoch metrics"));
+    }
+    return std::optional<EpochMetrics>(std::move(metrics));
+  });
+}
+
+absl::StatusOr<std::vector<EpochMetrics>> SqliteJobStore::GetEpochs(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get epochs", [&]() -> absl::StatusOr<std::vector<EpochMetrics>> {
+    Reused query = Prepare(statements_, *db_, "SELECT metrics FROM epochs WHERE job_id = ? ORDER BY epoch");
+    query.bind(1, job_id);
+    std::vector<EpochMetrics> epochs;
+    while (query.executeStep()) {
+      if (!ParseBlob(query.getColumn(0), &epochs.emplace_back())) {
+        return absl::InternalError(absl::StrCat("job ", job_id, " has corrupt epoch metrics"));
+      }
+    }
+    // No epochs is a normal answer for a job that has not finished one; not for a job that
+    // does not exist.
+    if (epochs.empty() && !JobExists(statements_, *db_, job_id)) return JobNotFound(job_id);
+    return epochs;
+  });
+}
+
+absl::StatusOr<std::map<Job::State, int64_t>> SqliteJobStore::CountByState() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("count jobs", [&]() -> absl::StatusOr<std::map<Job::State, int64_t>> {
+    Reused query = Prepare(statements_, *db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    std::map<Job::State, int64_t> counts;
+    while (query.executeStep()) {
+      absl::StatusOr<Job::State> state = StoredState(query.getColumn(0).getInt());
+      if (!state.ok()) return state.status();
+      counts[*state] = query.getColumn(1).getInt64();
+    }
+    return counts;
+  });
+}
+
+}  // namespace tl::server

@@ -1,0 +1,147 @@
+// A JobStore for tests that passes every call to a real store, except those a
+// test asks to fail: so that each write the scheduler makes can be made to
+// fail, and what the scheduler holds afterwards compared with what is stored.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "server/store/job_store.h"
+
+namespace tl::server::testing {
+
+class FailingJobStore final : public JobStore {
+ public:
+  enum class Call {
+    kCreateJob,
+    kCreateJobs,
+    kFindByRequestId,
+    kGetJob,
+    kUpdateJob,
+    kCommitJob,
+    kGetEvents,
+    kAppendLogs,
+    kGetLogs,
+    kListJobs,
+    kJobsInStates,
+    kPutEpoch,
+    kGetEpoch,
+    kGetEpochs,
+    kCountByState,
+  };
+
+  explicit FailingJobStore(JobStore& real) : real_(real) {}
+
+  // The next `times` calls of `call` fail with `status` (a negative `times`: every call until
+  // Heal) without reaching the real store.
+  void Fail(Call call, absl::Status status, int times = 1) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    failures_[call] = {std::move(status), times};
+  }
+  void Heal() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    failures_.clear();
+  }
+  // How many calls of `call` were failed so far.
+  int failed(Call call) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = failed_.find(call);
+    return it == failed_.end() ? 0 : it->second;
+  }
+
+  absl::StatusOr<tl::v1::Job> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
+                                        absl::Time now,
+                                        const std::string& request_id = "") override {
+    if (absl::Status status = Take(Call::kCreateJob); !status.ok()) return status;
+    return real_.CreateJob(spec, owner, now, request_id);
+  }
+  absl::StatusOr<std::vector<tl::v1::Job>> CreateJobs(const std::vector<NewJob>& jobs) override {
+    if (absl::Status status = Take(Call::kCreateJobs); !status.ok()) return status;
+    return real_.CreateJobs(jobs);
+  }
+  absl::StatusOr<std::optional<tl::v1::Job>> FindByRequestId(
+      const std::string& owner, const std::string& request_id) override {
+    if (absl::Status status = Take(Call::kFindByRequestId); !status.ok()) return status;
+    return real_.FindByRequestId(owner, request_id);
+  }
+  absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id) override {
+    if (absl::Status status = Take(Call::kGetJob); !status.ok()) return status;
+    return real_.GetJob(job_id);
+  }
+  absl::Status UpdateJob(const tl::v1::Job& job) override {
+    if (absl::Status status = Take(Call::kUpdateJob); !status.ok()) return status;
+    return real_.UpdateJob(job);
+  }
+  absl::Status CommitJob(const tl::v1::Job& job, const std::vector<tl::v1::JobEvent>& events,
+                         const tl::v1::EpochMetrics* epoch) override {
+    if (absl::Status status = Take(Call::kCommitJob); !status.ok()) return status;
+    return real_.CommitJob(job, events, epoch);
+  }
+  absl::StatusOr<std::vector<tl::v1::JobEvent>> GetEvents(const std::string& job_id,
+                                                          int64_t after_sequence) override {
+    if (absl::Status status = Take(Call::kGetEvents); !status.ok()) return status;
+    return real_.GetEvents(job_id, after_sequence);
+  }
+  absl::StatusOr<std::vector<tl::v1::LogLine>> AppendLogs(
+      const std::string& job_id, const std::vector<tl::v1::LogLine>& lines,
+      int64_t max_lines_kept) override {
+    if (absl::Status status = Take(Call::kAppendLogs); !status.ok()) return status;
+    return real_.AppendLogs(job_id, lines, max_lines_kept);
+  }
+  absl::StatusOr<std::vector<tl::v1::LogLine>> GetLogs(const std::string& job_id,
+                                                       int64_t after_sequence,
+                                                       int limit) override {
+    if (absl::Status status = Take(Call::kGetLogs); !status.ok()) return status;
+    return real_.GetLogs(job_id, after_sequence, limit);
+  }
+  absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states, int page_size,
+                                const std::string& page_token, const std::string& owner = "",
+                                size_t max_page_bytes = SIZE_MAX) override {
+    if (absl::Status status = Take(Call::kListJobs); !status.ok()) return status;
+    return real_.ListJobs(states, page_size, page_token, owner, max_page_bytes);
+  }
+  absl::StatusOr<std::vector<tl::v1::Job>> JobsInStates(
+      const std::vector<tl::v1::Job::State>& states) override {
+    if (absl::Status status = Take(Call::kJobsInStates); !status.ok()) return status;
+    return real_.JobsInStates(states);
+  }
+  absl::Status PutEpoch(const std::string& job_id, const tl::v1::EpochMetrics& metrics) override {
+    if (absl::Status status = Take(Call::kPutEpoch); !status.ok()) return status;
+    return real_.PutEpoch(job_id, metrics);
+  }
+  absl::StatusOr<std::optional<tl::v1::EpochMetrics>> GetEpoch(const std::string& job_id,
+                                                               int epoch) override {
+    if (absl::Status status = Take(Call::kGetEpoch); !status.ok()) return status;
+    return real_.GetEpoch(job_id, epoch);
+  }
+  absl::StatusOr<std::vector<tl::v1::EpochMetrics>> GetEpochs(const std::string& job_id) override {
+    if (absl::Status status = Take(Call::kGetEpochs); !status.ok()) return status;
+    return real_.GetEpochs(job_id);
+  }
+  absl::StatusOr<std::map<tl::v1::Job::State, int64_t>> CountByState() override {
+    if (absl::Status status = Take(Call::kCountByState); !status.ok()) return status;
+    return real_.CountByState();
+  }
+
+ private:
+  // The failure planned for this call, if any, counted down.
+  absl::Status Take(Call call) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = failures_.find(call);
+    if (it == failures_.end()) return absl::OkStatus();
+    absl::Status status = it->second.first;
+    if (it->second.second > 0 && --it->second.second == 0) failures_.erase(it);
+    ++failed_[call];
+    return status;
+  }
+
+  JobStore& real_;
+  mutable std::mutex mutex_;
+  std::map<Call, std::pair<absl::Status, int>> failures_;
+  std::map<Call, int> failed_;
+};
+
+}  // namespace tl::server::testing
