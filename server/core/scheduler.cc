@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "server/core/job_states.h"
 #include "server/spec/caller_text.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -140,10 +141,6 @@ std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
 
 }  // namespace
 
-bool IsTerminal(Job::State state) {
-  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED;
-}
-
 Scheduler::Scheduler(JobStore& store, ServerMetrics& metrics, SchedulerOptions options)
     : store_(store), metrics_(metrics), options_(std::move(options)) {
   spec_context_.data_root = options_.data_root;
@@ -260,6 +257,24 @@ absl::Status Scheduler::Persist(ActiveJob& active, Job::State previous_state,
     metrics_.SetJobsInState(job.state(), state_counts_[job.state()]);
   }
   for (const JobEvent& event : events) Notify(job.id(), event);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Update(ActiveJob& active, const std::function<void(ActiveJob&)>& change,
+                               const tl::v1::EpochMetrics* epoch) {
+  ActiveJob next = active;
+  change(next);
+  const Job::State from = active.job.state();
+  const Job::State to = next.job.state();
+  if (!IsAllowedTransition(from, to)) {
+    LogError("job ", active.job.id(), ": refused to move from ", Job::State_Name(from), " to ",
+             Job::State_Name(to));
+    return absl::InternalError(absl::StrCat("job ", active.job.id(), " cannot move from ",
+                                            Job::State_Name(from), " to ",
+                                            Job::State_Name(to)));
+  }
+  if (absl::Status status = Persist(next, from, epoch); !status.ok()) return status;
+  active = std::move(next);
   return absl::OkStatus();
 }
 
@@ -505,9 +520,10 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
     }
     return store_.GetJob(job_id);
   }
-  active.job.set_cancel_requested(true);
-  active.job.set_error(why);
-  absl::Status status = Persist(active, active.job.state());
+  absl::Status status = Update(active, [&](ActiveJob& next) {
+    next.job.set_cancel_requested(true);
+    next.job.set_error(why);
+  });
   if (!status.ok()) return status;
   SchedulerMessage message;
   message.mutable_cancel()->set_job_id(job_id);
@@ -527,22 +543,17 @@ absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Princip
   if (active.job.cancel_requested()) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is being cancelled"));
   }
-  const ActiveJob before = active;
   if (active.job.state() == Job::QUEUED) {
-    active.job.set_state(Job::PAUSED);
-    if (absl::Status status = Persist(active, Job::QUEUED); !status.ok()) {
-      active = before;
-      return status;
-    }
-    queue_.erase(KeyOf(before));
+    absl::Status status =
+        Update(active, [](ActiveJob& next) { next.job.set_state(Job::PAUSED); });
+    if (!status.ok()) return status;
+    queue_.erase(KeyOf(active));
     LogInfo("job ", job_id, " paused while queued");
     return active.job;
   }
-  active.job.set_pause_requested(true);
-  if (absl::Status status = Persist(active, active.job.state()); !status.ok()) {
-    active = before;
-    return status;
-  }
+  absl::Status status =
+      Update(active, [](ActiveJob& next) { next.job.set_pause_requested(true); });
+  if (!status.ok()) return status;
   // A job without a worker right now (its worker is reconnecting) gets the message when the
   // worker comes back, or pauses instead of requeuing when the lease runs out.
   if (active.session != 0) {
@@ -566,11 +577,8 @@ absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Princi
                                                       "; only a PAUSED job can be resumed"));
   }
   ActiveJob& active = it->second;
-  active.job.set_state(Job::QUEUED);
-  if (absl::Status status = Persist(active, Job::PAUSED); !status.ok()) {
-    active.job.set_state(Job::PAUSED);
-    return status;
-  }
+  absl::Status status = Update(active, [](ActiveJob& next) { next.job.set_state(Job::QUEUED); });
+  if (!status.ok()) return status;
   // Its submission order is kept: a resumed job does not lose its place to later ones.
   queue_.insert(KeyOf(active));
   LogInfo("job ", job_id, " resumed");
@@ -621,18 +629,17 @@ absl::Status Scheduler::GetJobLogs(const std::string& job_id, int64_t after_sequ
   return absl::OkStatus();
 }
 
-void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& error) {
-  const Job::State previous = active.job.state();
-  Job& job = active.job;
-  job.set_state(state);
-  job.set_error(error);
-  *job.mutable_end_time() = ToTimestamp(Now());
-  if (!Persist(active, previous).ok()) {
-    // The row keeps its old state; the job stays active so that a later
-    // event can end it again.
-    job.set_state(previous);
-    return;
-  }
+void Scheduler::EndJob(ActiveJob& active, Job::State state, std::string error,
+                       int failures) {
+  const absl::Status status = Update(active, [&](ActiveJob& next) {
+    next.job.set_state(state);
+    next.job.set_error(ClipUtf8(error, kMaxWorkerErrorBytes));
+    *next.job.mutable_end_time() = ToTimestamp(Now());
+    if (failures >= 0) next.job.set_failures(failures);
+  });
+  // Not stored: the job stays active, exactly as it was, so that a later event ends it again.
+  if (!status.ok()) return;
+  const Job& job = active.job;
   metrics_.JobFinished(job);
   metrics_.RemoveJob(job.id());
   LogInfo("job ", job.id(), " ", Job::State_Name(state), error.empty() ? "" : ": ", error);
@@ -646,7 +653,7 @@ void Scheduler::EndJob(ActiveJob& active, Job::State state, const std::string& e
   if (session != 0) ReleaseWorker(session);
 }
 
-void Scheduler::Requeue(ActiveJob& active, const std::string& why, bool counts_as_failure) {
+void Scheduler::Requeue(ActiveJob& active, std::string why, bool counts_as_failure) {
   // A requested cancel wins over the attempt limit: the user asked for the job to stop, so
   // it ends CANCELLED whichever attempt its worker was lost on.
   if (active.job.cancel_requested()) {
@@ -655,25 +662,23 @@ void Scheduler::Requeue(ActiveJob& active, const std::string& why, bool counts_a
   }
   const int failures = active.job.failures() + (counts_as_failure ? 1 : 0);
   if (failures >= options_.max_attempts) {
-    active.job.set_failures(failures);
     EndJob(active, Job::FAILED,
-           absl::StrCat(why, "; gave up after ", failures, " failed attempts"));
+           absl::StrCat(why, "; gave up after ", failures, " failed attempts"), failures);
     return;
   }
   const ActiveJob before = active;
   const bool pause = active.job.pause_requested();
-  active.job.set_state(pause ? Job::PAUSED : Job::QUEUED);
-  active.job.set_pause_requested(false);
-  active.job.set_failures(failures);
-  active.job.set_worker_id("");
-  active.job.clear_replica_worker_ids();
-  active.job.set_error(why);
-  active.session = 0;
-  active.orphaned_since = absl::InfinitePast();
-  if (!Persist(active, before.job.state()).ok()) {
-    active = before;  // still orphaned: the next lease check tries again
-    return;
-  }
+  const absl::Status status = Update(active, [&](ActiveJob& next) {
+    next.job.set_state(pause ? Job::PAUSED : Job::QUEUED);
+    next.job.set_pause_requested(false);
+    next.job.set_failures(failures);
+    next.job.set_worker_id("");
+    next.job.clear_replica_worker_ids();
+    next.job.set_error(ClipUtf8(why, kMaxWorkerErrorBytes));
+    next.session = 0;
+    next.orphaned_since = absl::InfinitePast();
+  });
+  if (!status.ok()) return;  // still orphaned: the next lease check tries again
   // The next attempt gets a new gang; what is left of this one stops.
   ReleaseReplicas(active, /*cancel=*/true, why);
   if (!pause) queue_.insert(KeyOf(active));
@@ -689,16 +694,14 @@ void Scheduler::Requeue(ActiveJob& active, const std::string& why, bool counts_a
 }
 
 void Scheduler::PauseStopped(ActiveJob& active) {
-  const ActiveJob before = active;
-  active.job.set_state(Job::PAUSED);
-  active.job.set_pause_requested(false);
-  active.job.set_worker_id("");
   const int64_t session = active.session;
-  active.session = 0;
-  if (!Persist(active, before.job.state()).ok()) {
-    active = before;
-    return;
-  }
+  const absl::Status status = Update(active, [](ActiveJob& next) {
+    next.job.set_state(Job::PAUSED);
+    next.job.set_pause_requested(false);
+    next.job.set_worker_id("");
+    next.session = 0;
+  });
+  if (!status.ok()) return;
   metrics_.RemoveJob(active.job.id());
   // The other ranks paused at the same epoch (their process group agrees on it).
   ReleaseReplicas(active, /*cancel=*/false, "paused");
@@ -802,7 +805,7 @@ void Scheduler::Dispatch() {
 }
 
 absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& sessions) {
-  Job& job = active.job;
+  const Job& job = active.job;
   tl::v1::Assignment assignment;
   assignment.set_job_id(job.id());
   assignment.set_attempt(job.attempt() + 1);
@@ -826,23 +829,24 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
     assignment.set_rendezvous_key(absl::StrCat(job.id(), "/", assignment.attempt()));
   }
 
-  metrics_.JobAssigned(job);  // before Persist moves its update time
-  const ActiveJob before = active;
-  job.set_state(Job::ASSIGNED);
-  job.set_attempt(assignment.attempt());
-  job.set_worker_id(rank_zero.hello.worker_id());
-  active.leased_to = rank_zero.hello.worker_id();
-  job.set_error("");
-  job.clear_replica_worker_ids();
-  if (gang) {
-    for (int64_t session : sessions) job.add_replica_worker_ids(workers_.at(session).hello.worker_id());
-  }
-  active.session = sessions.front();
-  active.replica_sessions = std::set<int64_t>(sessions.begin() + 1, sessions.end());
-  if (absl::Status status = Persist(active, before.job.state()); !status.ok()) {
-    active = before;
-    return status;
-  }
+  const Job waiting = job;  // its update time says since when it waited
+  absl::Status status = Update(active, [&](ActiveJob& next) {
+    next.job.set_state(Job::ASSIGNED);
+    next.job.set_attempt(assignment.attempt());
+    next.job.set_worker_id(rank_zero.hello.worker_id());
+    next.leased_to = rank_zero.hello.worker_id();
+    next.job.set_error("");
+    next.job.clear_replica_worker_ids();
+    if (gang) {
+      for (int64_t session : sessions) {
+        next.job.add_replica_worker_ids(workers_.at(session).hello.worker_id());
+      }
+    }
+    next.session = sessions.front();
+    next.replica_sessions = std::set<int64_t>(sessions.begin() + 1, sessions.end());
+  });
+  if (!status.ok()) return status;
+  metrics_.JobAssigned(waiting);
   for (size_t rank = 0; rank < sessions.size(); ++rank) {
     WorkerState& worker = workers_.at(sessions[rank]);
     worker.job_id = job.id();
@@ -975,22 +979,21 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
         active.session == 0 || workers_.count(active.session) == 0 ||
         workers_.at(active.session).hello.worker_id() == hello.worker_id();
     if (held_by_gone_or_same_worker && active.leased_to == hello.worker_id()) {
-      const ActiveJob before = active;
-      const Job::State previous = active.job.state();
-      if (previous == Job::QUEUED) active.job.set_state(Job::RUNNING);
-      active.job.set_worker_id(hello.worker_id());
-      active.job.set_error(active.job.cancel_requested() ? active.job.error() : "");
-      active.session = session;
-      active.orphaned_since = absl::InfinitePast();
-      adopted = Persist(active, previous).ok();
+      const int64_t previous_session = active.session;
+      const bool was_queued = active.job.state() == Job::QUEUED;
+      adopted = Update(active, [&](ActiveJob& next) {
+                  if (was_queued) next.job.set_state(Job::RUNNING);
+                  next.job.set_worker_id(hello.worker_id());
+                  if (!next.job.cancel_requested()) next.job.set_error("");
+                  next.session = session;
+                  next.orphaned_since = absl::InfinitePast();
+                }).ok();
       if (adopted) {
-        if (previous == Job::QUEUED) queue_.erase(KeyOf(before));
-        if (before.session != 0 && workers_.count(before.session)) {
-          workers_.at(before.session).job_id.clear();
+        if (was_queued) queue_.erase(KeyOf(active));
+        if (previous_session != 0 && workers_.count(previous_session)) {
+          workers_.at(previous_session).job_id.clear();
         }
         worker.job_id = active.job.id();
-      } else {
-        active = before;
       }
     }
   }
@@ -1137,11 +1140,11 @@ void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage
 void Scheduler::OnStarted(int64_t session, const tl::v1::JobStarted& started) {
   ActiveJob* active = HeldJob(session, started.job_id(), started.attempt());
   if (active == nullptr) return;
-  const Job::State previous = active->job.state();
-  active->job.set_state(Job::RUNNING);
-  if (!active->job.has_start_time()) *active->job.mutable_start_time() = ToTimestamp(Now());
-  *active->job.mutable_result()->mutable_dataset() = started.dataset();
-  Persist(*active, previous).IgnoreError();  // logged inside; the next report retries
+  Update(*active, [&](ActiveJob& next) {
+    next.job.set_state(Job::RUNNING);
+    if (!next.job.has_start_time()) *next.job.mutable_start_time() = ToTimestamp(Now());
+    *next.job.mutable_result()->mutable_dataset() = started.dataset();
+  }).IgnoreError();  // logged inside; its first epoch makes it RUNNING
 }
 
 void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
@@ -1152,21 +1155,23 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
     // earlier attempt measured: they are stored already, and stored once.
     return;
   }
-  const ActiveJob before = *active;
-  const Job::State previous = active->job.state();
-  if (previous == Job::ASSIGNED) active->job.set_state(Job::RUNNING);  // its JobStarted was lost
-  // An epoch sent again after a reconnect may arrive after later ones.
-  const bool newest = report.metrics().epoch() >= active->job.epoch();
-  if (newest) {
-    active->job.set_epoch(report.metrics().epoch());
-    *active->job.mutable_result()->mutable_final_metrics() = report.metrics();
-    // Gauges before the event goes out: whoever hears of the epoch can scrape it at once.
-    metrics_.EpochFinished(report.job_id(), report.metrics());
-  }
   // The epoch row, its event and the job's new row in one transaction.
-  if (!Persist(*active, previous, &report.metrics()).ok()) {
+  const absl::Status status = Update(
+      *active,
+      [&](ActiveJob& next) {
+        // Its JobStarted was lost.
+        if (next.job.state() == Job::ASSIGNED) next.job.set_state(Job::RUNNING);
+        // An epoch sent again after a reconnect may arrive after later ones.
+        if (report.metrics().epoch() >= next.job.epoch()) {
+          next.job.set_epoch(report.metrics().epoch());
+          *next.job.mutable_result()->mutable_final_metrics() = report.metrics();
+          // Gauges before the event goes out: whoever hears of the epoch can scrape it at once.
+          metrics_.EpochFinished(report.job_id(), report.metrics());
+        }
+      },
+      &report.metrics());
+  if (!status.ok()) {
     LogError("cannot store epoch ", report.metrics().epoch(), " of job ", report.job_id());
-    *active = before;
   }
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/core/job_states.h"
 #include "server/core/principal.h"
 #include "server/store/job_store.h"
 #include "server/metrics/server_metrics.h"
@@ -209,12 +211,22 @@ class Scheduler {
   // updates counts and tells its watchers. Requires mutex_.
   absl::Status Persist(ActiveJob& active, tl::v1::Job::State previous_state,
                        const tl::v1::EpochMetrics* epoch = nullptr);
+  // The one way a job changes: `change` is made to a copy of the job, the copy is stored with
+  // its events (and `epoch`) by Persist, and only then does it replace `active`. A state
+  // change must be one the transition table (job_states.h) allows. A failed write leaves the
+  // job exactly as it was, and nobody hears of it. Requires mutex_.
+  absl::Status Update(ActiveJob& active, const std::function<void(ActiveJob&)>& change,
+                      const tl::v1::EpochMetrics* epoch = nullptr);
   void Notify(const std::string& job_id, const tl::v1::JobEvent& event);
   void CountStateChange(const std::string& owner, tl::v1::Job::State from, tl::v1::Job::State to);
-  void EndJob(ActiveJob& active, tl::v1::Job::State state, const std::string& error);
+  // Ends the job in `state` (with `failures`, when not negative); a failed write leaves it
+  // active as it was. `error` is taken by value: callers pass the job's own error, which the
+  // update replaces.
+  void EndJob(ActiveJob& active, tl::v1::Job::State state, std::string error,
+              int failures = -1);
   // Back to the queue (or to PAUSED when a pause was asked for). A failure
   // counts against max_attempts; a refused assignment does not.
-  void Requeue(ActiveJob& active, const std::string& why, bool counts_as_failure);
+  void Requeue(ActiveJob& active, std::string why, bool counts_as_failure);
   void PauseStopped(ActiveJob& active);
   // Stores a batch of submits in one transaction and queues them; takes mutex_.
   void CommitSubmits(const std::vector<PendingSubmit*>& batch);
@@ -303,7 +315,5 @@ class Scheduler {
   bool stopping_ = false;
   std::thread lease_thread_;
 };
-
-bool IsTerminal(tl::v1::Job::State state);
 
 }  // namespace tl::server

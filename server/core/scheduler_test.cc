@@ -29,6 +29,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "server/store/sqlite_job_store.h"
+#include "server/store/testing/failing_job_store.h"
 #include "prometheus/metric_type.h"
 
 namespace tl::server {
@@ -42,6 +43,7 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::Optional;
 using ::testing::SizeIs;
+using ::tl::server::testing::FailingJobStore;
 using ::tl::testing::IsOk;
 using ::tl::testing::WriteFile;
 using ::tl::testing::StatusIs;
@@ -223,6 +225,7 @@ class SchedulerTest : public ::testing::Test {
 
   void TearDown() override {
     scheduler_.reset();  // it uses the store and the metrics
+    failing_.reset();
     store_.reset();
   }
 
@@ -240,10 +243,13 @@ class SchedulerTest : public ::testing::Test {
   // the server process would.
   void Restart(const SchedulerOptions& options) {
     scheduler_.reset();
+    failing_.reset();
     store_.reset();
     ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(db_path_));
+    // Every call passes through to the file unless a test asks one to fail.
+    failing_ = std::make_unique<FailingJobStore>(*store_);
     metrics_ = std::make_unique<ServerMetrics>();
-    scheduler_ = std::make_unique<Scheduler>(*store_, *metrics_, options);
+    scheduler_ = std::make_unique<Scheduler>(*failing_, *metrics_, options);
     ASSERT_THAT(scheduler_->Start(), IsOk());
   }
 
@@ -361,6 +367,7 @@ class SchedulerTest : public ::testing::Test {
   fs::path base_;
   std::string db_path_;
   std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<FailingJobStore> failing_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Scheduler> scheduler_;
 };
@@ -1934,6 +1941,157 @@ namespace tl::server {
 namespace {
 
 // Data-parallel jobs: gangs of workers that start, fail and end together.
+// Every write the scheduler makes, failed once by the store: the job the scheduler holds stays
+// what is stored (nothing half-changed in memory), nobody is told of a change that did not
+// happen, and the same step succeeds once the store works again.
+class SchedulerWriteFailureTest : public SchedulerControlTest {
+ protected:
+  static constexpr FailingJobStore::Call kCommit = FailingJobStore::Call::kCommitJob;
+
+  void FailNextWrite() { failing_->Fail(kCommit, absl::UnavailableError("disk gone"), 1); }
+
+  // The scheduler's job and the stored row are the same, but for what GetJob works out anew.
+  void ExpectConsistent(const std::string& id) {
+    Job held = Get(id);
+    held.clear_pending_reason();
+    const Job stored = Stored(id);
+    EXPECT_TRUE(MessageDifferencer::Equals(held, stored))
+        << "held:   " << held.ShortDebugString() << "\nstored: " << stored.ShortDebugString();
+  }
+};
+
+TEST_F(SchedulerWriteFailureTest, SubmitStoresNothingAndCanBeRepeated) {
+  failing_->Fail(FailingJobStore::Call::kCreateJobs, absl::UnavailableError("disk gone"), 1);
+  EXPECT_THAT(scheduler_->SubmitJob(Spec("flowers"), "alice", "req-1"),
+              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK_AND_ASSIGN(JobStore::Page none, scheduler_->ListJobs({}, 50, ""));
+  EXPECT_THAT(none.jobs, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(Job job, scheduler_->SubmitJob(Spec("flowers"), "alice", "req-1"));
+  EXPECT_EQ(job.state(), Job::QUEUED);
+  ExpectConsistent(job.id());
+}
+
+TEST_F(SchedulerWriteFailureTest, AnAssignmentThatIsNotStoredIsNotSent) {
+  const std::string id = Submit("flowers");
+  FailNextWrite();
+  FakeWorker worker = Connect("w1");
+  EXPECT_THAT(worker.connection->assignments(), IsEmpty());
+  EXPECT_EQ(Get(id).state(), Job::QUEUED);
+  ExpectConsistent(id);
+  scheduler_->CheckLeases(absl::Now());  // dispatches again
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(worker.connection->assignments()[0].attempt(), 1);
+  ExpectConsistent(id);
+}
+
+TEST_F(SchedulerWriteFailureTest, StartAndEpochWritesLeaveTheJobAsStored) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+  const size_t events = watcher->events().size();
+  FailNextWrite();
+  Started(worker, id, 1);
+  EXPECT_EQ(Get(id).state(), Job::ASSIGNED);
+  ExpectConsistent(id);
+  FailNextWrite();
+  EpochDone(worker, id, 1, 1, 0.5);
+  EXPECT_EQ(Get(id).epoch(), 0);
+  ExpectConsistent(id);
+  EXPECT_EQ(watcher->events().size(), events);  // nobody heard of either
+  ASSERT_OK_AND_ASSIGN(auto stored, store_->GetEpochs(id));
+  EXPECT_THAT(stored, IsEmpty());
+  EpochDone(worker, id, 1, 1, 0.5);  // sent again, as a worker does after a break
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  EXPECT_EQ(Get(id).epoch(), 1);
+  ExpectConsistent(id);
+}
+
+// The end of a job not stored leaves it running as it was: a later cancel asks its worker to
+// stop (it used to find the job half-ended and put it back in the queue).
+TEST_F(SchedulerWriteFailureTest, AnEndNotStoredLeavesTheJobRunning) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  FailNextWrite();
+  Finished(worker, id, 1, JobFinished::FAILED, "bad labels");
+  const Job held = Get(id);
+  EXPECT_EQ(held.state(), Job::RUNNING);
+  EXPECT_EQ(held.error(), "");
+  EXPECT_FALSE(held.has_end_time());
+  ExpectConsistent(id);
+  ASSERT_OK_AND_ASSIGN(Job cancelling, scheduler_->CancelJob(id, "stop"));
+  EXPECT_TRUE(cancelling.cancel_requested());
+  EXPECT_EQ(cancelling.state(), Job::RUNNING);
+  ASSERT_THAT(worker.connection->cancels(), SizeIs(1));
+  ExpectConsistent(id);
+  Finished(worker, id, 1, JobFinished::CANCELLED);
+  EXPECT_EQ(Stored(id).state(), Job::CANCELLED);
+  EXPECT_EQ(Stored(id).failures(), 0);
+}
+
+TEST_F(SchedulerWriteFailureTest, CancelPauseAndResumeNotStoredChangeNothing) {
+  const std::string queued = Submit("queued", 0, "cuda");  // no worker here runs it
+  FailNextWrite();
+  EXPECT_THAT(scheduler_->CancelJob(queued, "x"), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(Get(queued).state(), Job::QUEUED);
+  ExpectConsistent(queued);
+  FailNextWrite();
+  EXPECT_THAT(scheduler_->PauseJob(queued), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(Get(queued).state(), Job::QUEUED);
+  ExpectConsistent(queued);
+  ASSERT_THAT(scheduler_->PauseJob(queued), IsOk());
+  FailNextWrite();
+  EXPECT_THAT(scheduler_->ResumeJob(queued), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(Get(queued).state(), Job::PAUSED);
+  ExpectConsistent(queued);
+  ASSERT_THAT(scheduler_->ResumeJob(queued), IsOk());
+  ExpectConsistent(queued);
+
+  const std::string running = Submit("running");
+  FakeWorker worker = Connect("w1");
+  Started(worker, running, 1);
+  FailNextWrite();
+  EXPECT_THAT(scheduler_->CancelJob(running, "x"), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(Get(running).cancel_requested());
+  EXPECT_THAT(worker.connection->cancels(), IsEmpty());
+  ExpectConsistent(running);
+  FailNextWrite();
+  EXPECT_THAT(scheduler_->PauseJob(running), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(Get(running).pause_requested());
+  for (const SchedulerMessage& message : worker.connection->messages()) {
+    EXPECT_FALSE(message.has_pause());
+  }
+  ExpectConsistent(running);
+}
+
+TEST_F(SchedulerWriteFailureTest, ARequeueOrAPauseNotStoredLeavesTheAttemptAsItWas) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  FailNextWrite();
+  WorkerMessage failed;
+  failed.mutable_finished()->set_job_id(id);
+  failed.mutable_finished()->set_attempt(1);
+  failed.mutable_finished()->set_outcome(JobFinished::FAILED);
+  failed.mutable_finished()->set_retryable(true);
+  failed.mutable_finished()->set_error("trainer crashed");
+  scheduler_->HandleWorkerMessage(worker.session, failed);
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  EXPECT_EQ(Get(id).failures(), 0);
+  ExpectConsistent(id);
+
+  ASSERT_THAT(scheduler_->PauseJob(id), IsOk());
+  FailNextWrite();
+  Finished(worker, id, 1, JobFinished::PAUSED);
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  EXPECT_TRUE(Get(id).pause_requested());
+  ExpectConsistent(id);
+  Finished(worker, id, 1, JobFinished::PAUSED);
+  EXPECT_EQ(Stored(id).state(), Job::PAUSED);
+  ExpectConsistent(id);
+}
+
 class SchedulerGangTest : public SchedulerControlTest {
  protected:
   // A worker that can train in a gang: it says where peers reach it.
@@ -1977,6 +2135,25 @@ class SchedulerGangTest : public SchedulerControlTest {
     return id;
   }
 };
+
+// A gang's assignment that is not stored reaches no rank, and the gang starts once it is.
+TEST_F(SchedulerGangTest, AGangAssignmentNotStoredIsSentToNoRank) {
+  const std::string id = SubmitGang("wide", 2);
+  FakeWorker first = ConnectReplica("w1", 29501);
+  failing_->Fail(FailingJobStore::Call::kCommitJob, absl::UnavailableError("disk gone"), 1);
+  FakeWorker second = ConnectReplica("w2", 29502);
+  EXPECT_THAT(first.connection->assignments(), IsEmpty());
+  EXPECT_THAT(second.connection->assignments(), IsEmpty());
+  Job held = Get(id);
+  held.clear_pending_reason();
+  EXPECT_TRUE(MessageDifferencer::Equals(held, Stored(id)));
+  EXPECT_EQ(held.state(), Job::QUEUED);
+  EXPECT_EQ(held.replica_worker_ids_size(), 0);
+  scheduler_->CheckLeases(absl::Now());
+  ASSERT_THAT(first.connection->assignments(), SizeIs(1));
+  ASSERT_THAT(second.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(Stored(id).replica_worker_ids_size(), 2);
+}
 
 TEST_F(SchedulerGangTest, GangStartsOnlyWhenEnoughWorkersAreFreeAndGetsRanksAndRendezvous) {
   const std::string id = SubmitGang("wide", 2);
