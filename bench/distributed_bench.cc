@@ -25,12 +25,12 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/distributed.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/manifest.h"
-#include "worker/engine/tensor_source.h"
-#include "worker/engine/trainer.h"
-#include "worker/engine/transfer_model.h"
+#include "base/errors.h"
+#include "data/tensor_source.h"
+#include "model/manifest.h"
+#include "model/transfer_model.h"
+#include "train/distributed.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 namespace {

@@ -15,11 +15,11 @@
 #include <map>
 #include <string>
 
-#include "worker/engine/errors.h"
-#include "worker/engine/manifest.h"
-#include "worker/engine/tensor_source.h"
-#include "worker/engine/trainer.h"
-#include "worker/engine/transfer_model.h"
+#include "base/errors.h"
+#include "data/tensor_source.h"
+#include "model/manifest.h"
+#include "model/transfer_model.h"
+#include "train/trainer.h"
 
 namespace {
 

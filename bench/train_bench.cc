@@ -23,9 +23,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "worker/engine/errors.h"
-#include "worker/engine/image_folder.h"
-#include "worker/engine/image_job.h"
+#include "base/errors.h"
+#include "data/image_folder.h"
+#include "job/image_job.h"
 
 namespace {
 

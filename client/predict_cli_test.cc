@@ -9,7 +9,7 @@
 #include <string>
 
 #include "common/testing/temp_dir.h"
-#include "worker/engine/testing/tiny_model.h"
+#include "testing/tiny_model.h"
 
 namespace {
 

@@ -11,8 +11,8 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/predictor.h"
+#include "base/errors.h"
+#include "model/predictor.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tlpredict: classify images with an exported tl model"};

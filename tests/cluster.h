@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "common/testing/temp_dir.h"
+#include "testing/tiny_backbone.h"
 #include "tests/process.h"
 #include "tl/v1/service.grpc.pb.h"
-#include "worker/engine/testing/tiny_backbone.h"
 
 namespace tl::testing {
 

@@ -4,9 +4,9 @@
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "eval/evaluation_report.h"
+#include "job/image_job.h"
 #include "tl/v1/service.pb.h"
-#include "worker/engine/evaluation_report.h"
-#include "worker/engine/image_job.h"
 #include "worker/job_runner.h"
 
 namespace tl::worker {

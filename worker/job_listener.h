@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "worker/engine/trainer.h"
+#include "train/trainer.h"
 
 namespace tl::worker {
 

@@ -6,11 +6,11 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/time_util.h"
+#include "base/errors.h"
 #include "common/confined_path.h"
 #include "common/log.h"
 #include "common/status_macros.h"
-#include "worker/engine/errors.h"
+#include "google/protobuf/util/time_util.h"
 #include "worker/evaluation_proto.h"
 
 namespace tl::worker {

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "tl/v1/service.pb.h"
-#include "worker/engine/image_job.h"
+#include "job/image_job.h"
 #include "worker/job_listener.h"
 
 namespace tl::worker {

@@ -24,9 +24,9 @@
 #include <vector>
 
 #include "common/testing/status_matchers.h"
-#include "worker/engine/manifest.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/testing/tiny_backbone.h"
+#include "model/manifest.h"
+#include "testing/tiny_backbone.h"
 
 namespace tl::worker {
 namespace {

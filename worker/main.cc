@@ -28,7 +28,7 @@
 #include "common/log.h"
 #include "common/metrics_http_flags.h"
 #include "common/metrics_http_server.h"
-#include "worker/engine/image_header.h"
+#include "data/image_header.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
 

@@ -1,4 +1,4 @@
-#include "worker/engine/atomic_file.h"
+#include "base/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,8 +10,8 @@
 #include <streambuf>
 #include <vector>
 
-#include "worker/engine/errors.h"
-#include "worker/engine/fnv1a.h"
+#include "base/errors.h"
+#include "base/fnv1a.h"
 
 namespace tl::engine {
 namespace {

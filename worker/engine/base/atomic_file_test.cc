@@ -1,6 +1,6 @@
 // Files written whole or not at all, also on a full disk
 // (testing/file_size_limit.h).
-#include "worker/engine/atomic_file.h"
+#include "base/atomic_file.h"
 
 #include <gtest/gtest.h>
 
@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.h"
+#include "base/fnv1a.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/fnv1a.h"
-#include "worker/engine/testing/file_size_limit.h"
+#include "testing/file_size_limit.h"
 
 namespace tl::engine {
 namespace {

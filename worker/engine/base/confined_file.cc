@@ -1,4 +1,4 @@
-#include "worker/engine/confined_file.h"
+#include "base/confined_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,8 +10,8 @@
 #include <system_error>
 #include <utility>
 
+#include "base/errors.h"
 #include "common/path_inside.h"
-#include "worker/engine/errors.h"
 
 namespace tl::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/engine/augmentation.h"
+#include "data/augmentation.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <random>
 #include <string>
 
-#include "worker/engine/errors.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

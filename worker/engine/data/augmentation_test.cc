@@ -1,4 +1,4 @@
-#include "worker/engine/augmentation.h"
+#include "data/augmentation.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <opencv2/imgproc.hpp>
 #include <string>
 
-#include "worker/engine/errors.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

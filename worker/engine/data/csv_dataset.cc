@@ -1,4 +1,4 @@
-#include "worker/engine/csv_dataset.h"
+#include "data/csv_dataset.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -7,10 +7,10 @@
 #include <sstream>
 #include <system_error>
 
+#include "base/confined_file.h"
+#include "base/errors.h"
 #include "common/csv_manifest.h"
 #include "common/path_inside.h"
-#include "worker/engine/confined_file.h"
-#include "worker/engine/errors.h"
 
 namespace tl::engine {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "worker/engine/image_folder.h"
+#include "data/image_folder.h"
 
 namespace tl::engine {
 

@@ -1,4 +1,4 @@
-#include "worker/engine/csv_dataset.h"
+#include "data/csv_dataset.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -9,8 +9,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <string>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
 
 namespace tl::engine {
 namespace {

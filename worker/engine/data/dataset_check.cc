@@ -1,4 +1,4 @@
-#include "worker/engine/dataset_check.h"
+#include "data/dataset_check.h"
 
 #include <algorithm>
 #include <atomic>
@@ -10,8 +10,8 @@
 #include <tuple>
 #include <utility>
 
-#include "worker/engine/confined_file.h"
-#include "worker/engine/fnv1a.h"
+#include "base/confined_file.h"
+#include "base/fnv1a.h"
 
 namespace tl::engine {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/image_folder.h"
+#include "data/image_folder.h"
 
 namespace tl::engine {
 

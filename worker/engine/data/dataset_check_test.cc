@@ -1,4 +1,4 @@
-#include "worker/engine/dataset_check.h"
+#include "data/dataset_check.h"
 
 #include <gtest/gtest.h>
 

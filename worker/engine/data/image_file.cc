@@ -1,4 +1,4 @@
-#include "worker/engine/image_file.h"
+#include "data/image_file.h"
 
 #include <algorithm>
 #include <climits>
@@ -8,8 +8,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <vector>
 
-#include "worker/engine/confined_file.h"
-#include "worker/engine/errors.h"
+#include "base/confined_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

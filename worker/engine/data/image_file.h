@@ -9,7 +9,7 @@
 #include <opencv2/core.hpp>
 #include <string>
 
-#include "worker/engine/image_header.h"
+#include "data/image_header.h"
 
 namespace tl::engine {
 

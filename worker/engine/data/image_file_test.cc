@@ -2,7 +2,7 @@
 // each file is opened (symbolic links to files or folders outside it are
 // refused, also when swapped in after the scan), and no image decoded above
 // the pixel limit. Real files and real links in a temporary folder.
-#include "worker/engine/image_file.h"
+#include "data/image_file.h"
 
 #include <gtest/gtest.h>
 
@@ -13,15 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/csv_dataset.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/image_folder.h"
-#include "worker/engine/image_job.h"
-#include "worker/engine/predictor.h"
-#include "worker/engine/testing/class_images.h"
-#include "worker/engine/testing/tiny_backbone.h"
-#include "worker/engine/testing/tiny_model.h"
+#include "data/csv_dataset.h"
+#include "data/image_folder.h"
+#include "job/image_job.h"
+#include "model/predictor.h"
+#include "testing/class_images.h"
+#include "testing/tiny_backbone.h"
+#include "testing/tiny_model.h"
 
 namespace tl::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/engine/image_folder.h"
+#include "data/image_folder.h"
 
 #include <algorithm>
 #include <atomic>
@@ -16,9 +16,9 @@
 #include <system_error>
 #include <thread>
 
+#include "base/errors.h"
 #include "common/image_files.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/replica_sync.h"
+#include "train/replica_sync.h"
 
 namespace tl::engine {
 namespace {

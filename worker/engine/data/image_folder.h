@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "worker/engine/augmentation.h"
-#include "worker/engine/batch_source.h"
-#include "worker/engine/image_file.h"
+#include "data/augmentation.h"
+#include "data/batch_source.h"
+#include "data/image_file.h"
 
 namespace tl::engine {
 

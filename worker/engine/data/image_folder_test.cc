@@ -1,4 +1,4 @@
-#include "worker/engine/image_folder.h"
+#include "data/image_folder.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
 
 namespace tl::engine {
 namespace {

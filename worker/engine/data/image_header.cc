@@ -1,4 +1,4 @@
-#include "worker/engine/image_header.h"
+#include "data/image_header.h"
 
 #include <cctype>
 #include <cstdlib>

@@ -4,7 +4,7 @@
 
 #include <torch/torch.h>
 
-#include "worker/engine/batch_source.h"
+#include "data/batch_source.h"
 
 namespace tl::engine {
 

@@ -1,4 +1,4 @@
-#include "worker/engine/classification_metrics.h"
+#include "eval/classification_metrics.h"
 
 #include <torch/torch.h>
 

@@ -1,12 +1,12 @@
-#include "worker/engine/confusion_matrix_image.h"
+#include "eval/confusion_matrix_image.h"
 
 #include <algorithm>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "worker/engine/evaluation_report.h"
+#include "eval/evaluation_report.h"
 
 namespace tl::engine {
 

@@ -1,11 +1,11 @@
-#include "worker/engine/evaluation_report.h"
+#include "eval/evaluation_report.h"
 
 #include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/batch_source.h"
+#include "data/batch_source.h"
 
-#include "worker/engine/classification_metrics.h"
-#include "worker/engine/trainer.h"
+#include "eval/classification_metrics.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 

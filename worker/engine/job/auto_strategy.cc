@@ -1,4 +1,4 @@
-#include "worker/engine/auto_strategy.h"
+#include "job/auto_strategy.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,9 +8,9 @@
 #include <set>
 #include <sstream>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/feature_cache.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
+#include "train/feature_cache.h"
 
 namespace tl::engine {
 namespace {

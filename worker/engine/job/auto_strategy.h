@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/image_folder.h"
-#include "worker/engine/manifest.h"
-#include "worker/engine/trainer.h"
-#include "worker/engine/transfer_model.h"
+#include "data/image_folder.h"
+#include "model/manifest.h"
+#include "model/transfer_model.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 

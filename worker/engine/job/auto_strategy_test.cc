@@ -1,7 +1,7 @@
 // The AUTO strategy: the rule on given probe figures, the decision's file,
 // and whole AUTO jobs on the tiny backbone (recorded, repeatable for a
 // seed, reused when the job resumes).
-#include "worker/engine/auto_strategy.h"
+#include "job/auto_strategy.h"
 
 #include <gtest/gtest.h>
 
@@ -9,11 +9,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/image_job.h"
-#include "worker/engine/testing/class_images.h"
-#include "worker/engine/testing/tiny_model.h"
+#include "job/image_job.h"
+#include "testing/class_images.h"
+#include "testing/tiny_model.h"
 
 namespace tl::engine {
 namespace {

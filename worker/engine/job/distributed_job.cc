@@ -1,4 +1,4 @@
-#include "worker/engine/distributed_job.h"
+#include "job/distributed_job.h"
 
 #include <unistd.h>
 
@@ -9,8 +9,8 @@
 #include <random>
 #include <sstream>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

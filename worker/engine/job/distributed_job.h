@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/distributed.h"
-#include "worker/engine/image_job.h"
-#include "worker/engine/image_folder.h"
+#include "data/image_folder.h"
+#include "job/image_job.h"
+#include "train/distributed.h"
 
 namespace tl::engine {
 

@@ -1,4 +1,4 @@
-#include "worker/engine/evaluation_job.h"
+#include "job/evaluation_job.h"
 
 #include <ATen/Parallel.h>
 
@@ -8,9 +8,9 @@
 #include <map>
 #include <thread>
 
-#include "worker/engine/confusion_matrix_image.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/predictor.h"
+#include "base/errors.h"
+#include "eval/confusion_matrix_image.h"
+#include "model/predictor.h"
 
 namespace tl::engine {
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/evaluation_report.h"
-#include "worker/engine/image_folder.h"
-#include "worker/engine/image_job.h"
+#include "data/image_folder.h"
+#include "eval/evaluation_report.h"
+#include "job/image_job.h"
 
 namespace tl::engine {
 

@@ -1,6 +1,6 @@
 // The final evaluation of a training job (report.json, confusion_matrix.png)
 // and the confusion-matrix picture on its own.
-#include "worker/engine/evaluation_job.h"
+#include "job/evaluation_job.h"
 
 #include <gtest/gtest.h>
 
@@ -9,13 +9,13 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/confusion_matrix_image.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/image_job.h"
-#include "worker/engine/testing/class_images.h"
-#include "worker/engine/testing/tiny_backbone.h"
-#include "worker/engine/testing/tiny_model.h"
+#include "eval/confusion_matrix_image.h"
+#include "job/image_job.h"
+#include "testing/class_images.h"
+#include "testing/tiny_backbone.h"
+#include "testing/tiny_model.h"
 
 namespace tl::engine {
 namespace {

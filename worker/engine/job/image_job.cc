@@ -1,4 +1,4 @@
-#include "worker/engine/image_job.h"
+#include "job/image_job.h"
 
 #include <ATen/Parallel.h>
 
@@ -10,16 +10,16 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/class_weights.h"
-#include "worker/engine/confined_file.h"
-#include "worker/engine/csv_dataset.h"
-#include "worker/engine/dataset_check.h"
-#include "worker/engine/distributed_job.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/evaluation_job.h"
-#include "worker/engine/feature_cache.h"
-#include "worker/engine/image_folder.h"
+#include "base/atomic_file.h"
+#include "base/confined_file.h"
+#include "base/errors.h"
+#include "data/csv_dataset.h"
+#include "data/dataset_check.h"
+#include "data/image_folder.h"
+#include "job/distributed_job.h"
+#include "job/evaluation_job.h"
+#include "train/class_weights.h"
+#include "train/feature_cache.h"
 
 namespace tl::engine {
 namespace {

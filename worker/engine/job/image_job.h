@@ -9,14 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/augmentation.h"
-#include "worker/engine/auto_strategy.h"
-#include "worker/engine/dataset_check.h"
-#include "worker/engine/distributed.h"
-#include "worker/engine/early_stopping.h"
-#include "worker/engine/evaluation_report.h"
-#include "worker/engine/image_file.h"
-#include "worker/engine/trainer.h"
+#include "data/augmentation.h"
+#include "data/dataset_check.h"
+#include "data/image_file.h"
+#include "eval/evaluation_report.h"
+#include "job/auto_strategy.h"
+#include "train/distributed.h"
+#include "train/early_stopping.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/tensor_source.h"
-#include "worker/engine/trainer.h"
-#include "worker/engine/transfer_model.h"
+#include "data/tensor_source.h"
+#include "model/transfer_model.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 namespace {

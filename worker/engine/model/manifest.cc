@@ -1,12 +1,12 @@
-#include "worker/engine/manifest.h"
+#include "model/manifest.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

@@ -1,12 +1,12 @@
-#include "worker/engine/manifest.h"
+#include "model/manifest.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
 
 namespace tl::engine {
 namespace {

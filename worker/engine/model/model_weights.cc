@@ -1,11 +1,11 @@
-#include "worker/engine/model_weights.h"
+#include "model/model_weights.h"
 
 #include <map>
 #include <utility>
 #include <vector>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 

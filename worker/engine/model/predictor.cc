@@ -1,12 +1,12 @@
-#include "worker/engine/predictor.h"
+#include "model/predictor.h"
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "worker/engine/confined_file.h"
-#include "worker/engine/errors.h"
+#include "base/confined_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 

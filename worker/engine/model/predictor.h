@@ -9,7 +9,7 @@
 
 #include <torch/script.h>
 
-#include "worker/engine/image_folder.h"
+#include "data/image_folder.h"
 
 namespace tl::engine {
 

@@ -1,15 +1,15 @@
 // Prediction with an exported model: the classes it learned, and bad input
 // named in errors.
-#include "worker/engine/predictor.h"
+#include "model/predictor.h"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <opencv2/imgproc.hpp>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/testing/tiny_model.h"
+#include "testing/tiny_model.h"
 
 namespace tl::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/engine/transfer_model.h"
+#include "model/transfer_model.h"
 
 #include <torch/torch.h>
 
@@ -6,8 +6,8 @@
 #include <optional>
 #include <set>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/manifest.h"
+#include "model/manifest.h"
 
 namespace tl::engine {
 

@@ -1,13 +1,13 @@
-#include "worker/engine/transfer_model.h"
+#include "model/transfer_model.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "worker/engine/errors.h"
-#include "worker/engine/tensor_source.h"
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/testing/tiny_backbone.h"
-#include "worker/engine/trainer.h"
+#include "data/tensor_source.h"
+#include "testing/tiny_backbone.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "worker/engine/manifest.h"
+#include "model/manifest.h"
 
 namespace tl::engine::testing {
 

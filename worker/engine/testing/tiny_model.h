@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/image_job.h"
-#include "worker/engine/testing/class_images.h"
-#include "worker/engine/testing/tiny_backbone.h"
+#include "job/image_job.h"
+#include "testing/class_images.h"
+#include "testing/tiny_backbone.h"
 
 namespace tl::engine::testing {
 

@@ -11,14 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/image_job.h"
-#include "worker/engine/tensor_source.h"
-#include "worker/engine/testing/class_images.h"
-#include "worker/engine/testing/file_size_limit.h"
-#include "worker/engine/testing/tiny_backbone.h"
-#include "worker/engine/trainer.h"
+#include "data/tensor_source.h"
+#include "job/image_job.h"
+#include "testing/class_images.h"
+#include "testing/file_size_limit.h"
+#include "testing/tiny_backbone.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 namespace {

@@ -1,6 +1,6 @@
-#include "worker/engine/class_weights.h"
+#include "train/class_weights.h"
 
-#include "worker/engine/errors.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 

@@ -1,8 +1,8 @@
-#include "worker/engine/class_weights.h"
+#include "train/class_weights.h"
 
 #include <gtest/gtest.h>
 
-#include "worker/engine/errors.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/engine/distributed.h"
+#include "train/distributed.h"
 
 #include <torch/version.h>
 
@@ -6,8 +6,8 @@
 #include <cstring>
 #include <utility>
 
-#include "worker/engine/errors.h"
-#include "worker/engine/trainer.h"
+#include "base/errors.h"
+#include "train/trainer.h"
 
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/replica_sync.h"
+#include "train/replica_sync.h"
 
 namespace tl::engine {
 

@@ -1,7 +1,7 @@
 // Data-parallel training: ranks run as separate processes (this binary,
 // started again with --rank), meeting over 127.0.0.1, so that each has its
 // own LibTorch state and a rank can die as a real one would.
-#include "worker/engine/distributed.h"
+#include "train/distributed.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -24,14 +24,14 @@
 #include <thread>
 #include <vector>
 
+#include "base/errors.h"
 #include "common/free_port.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/image_folder.h"
-#include "worker/engine/image_job.h"
-#include "worker/engine/replica_sync.h"
-#include "worker/engine/testing/class_images.h"
-#include "worker/engine/testing/tiny_backbone.h"
+#include "data/image_folder.h"
+#include "job/image_job.h"
+#include "testing/class_images.h"
+#include "testing/tiny_backbone.h"
+#include "train/replica_sync.h"
 
 namespace tl::engine {
 namespace {

@@ -1,11 +1,11 @@
-#include "worker/engine/early_stopping.h"
+#include "train/early_stopping.h"
 
 #include <cmath>
 #include <filesystem>
 #include <system_error>
 
-#include "worker/engine/errors.h"
-#include "worker/engine/model_weights.h"
+#include "base/errors.h"
+#include "model/model_weights.h"
 
 namespace tl::engine {
 

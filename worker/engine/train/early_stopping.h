@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/trainer.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 

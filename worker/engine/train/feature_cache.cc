@@ -1,4 +1,4 @@
-#include "worker/engine/feature_cache.h"
+#include "train/feature_cache.h"
 
 #include <chrono>
 #include <cstdio>
@@ -7,10 +7,10 @@
 #include <random>
 #include <sstream>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/confined_file.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/fnv1a.h"
+#include "base/atomic_file.h"
+#include "base/confined_file.h"
+#include "base/errors.h"
+#include "base/fnv1a.h"
 
 namespace tl::engine {
 namespace {

@@ -12,10 +12,10 @@
 
 #include <torch/torch.h>
 
-#include "worker/engine/batch_source.h"
-#include "worker/engine/image_folder.h"
-#include "worker/engine/tensor_source.h"
-#include "worker/engine/transfer_model.h"
+#include "data/batch_source.h"
+#include "data/image_folder.h"
+#include "data/tensor_source.h"
+#include "model/transfer_model.h"
 
 namespace tl::engine {
 

@@ -1,18 +1,18 @@
 // The feature cache of FEATURE_EXTRACTION jobs: its key, the features it
 // holds, its reuse by a later job, and what it saves (printed, not asserted).
-#include "worker/engine/feature_cache.h"
+#include "train/feature_cache.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <iostream>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/image_job.h"
-#include "worker/engine/testing/class_images.h"
-#include "worker/engine/testing/tiny_backbone.h"
-#include "worker/engine/testing/tiny_model.h"
+#include "job/image_job.h"
+#include "testing/class_images.h"
+#include "testing/tiny_backbone.h"
+#include "testing/tiny_model.h"
 
 namespace tl::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/engine/replica_sync.h"
+#include "train/replica_sync.h"
 
 #include <algorithm>
 

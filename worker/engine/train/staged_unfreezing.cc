@@ -1,9 +1,9 @@
-#include "worker/engine/staged_unfreezing.h"
+#include "train/staged_unfreezing.h"
 
 #include <algorithm>
 #include <string>
 
-#include "worker/engine/errors.h"
+#include "base/errors.h"
 
 namespace tl::engine {
 

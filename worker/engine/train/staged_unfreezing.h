@@ -5,7 +5,7 @@
 // have been at.
 #pragma once
 
-#include "worker/engine/trainer.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 

@@ -1,4 +1,4 @@
-#include "worker/engine/staged_unfreezing.h"
+#include "train/staged_unfreezing.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/tensor_source.h"
-#include "worker/engine/testing/tiny_backbone.h"
+#include "data/tensor_source.h"
+#include "testing/tiny_backbone.h"
 
 namespace tl::engine {
 namespace {

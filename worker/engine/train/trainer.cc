@@ -1,4 +1,4 @@
-#include "worker/engine/trainer.h"
+#include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
@@ -13,13 +13,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/classification_metrics.h"
-#include "worker/engine/errors.h"
-#include "worker/engine/fnv1a.h"
-#include "worker/engine/evaluation_report.h"
-#include "worker/engine/model_weights.h"
-#include "worker/engine/staged_unfreezing.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
+#include "base/fnv1a.h"
+#include "eval/classification_metrics.h"
+#include "eval/evaluation_report.h"
+#include "model/model_weights.h"
+#include "train/staged_unfreezing.h"
 
 namespace tl::engine {
 namespace {

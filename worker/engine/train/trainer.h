@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/batch_source.h"
-#include "worker/engine/classification_metrics.h"
-#include "worker/engine/replica_sync.h"
-#include "worker/engine/transfer_model.h"
+#include "data/batch_source.h"
+#include "eval/classification_metrics.h"
+#include "model/transfer_model.h"
+#include "train/replica_sync.h"
 
 namespace tl::engine {
 

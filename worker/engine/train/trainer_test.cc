@@ -1,4 +1,4 @@
-#include "worker/engine/trainer.h"
+#include "train/trainer.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -6,10 +6,10 @@
 #include <chrono>
 #include <cmath>
 
-#include "worker/engine/errors.h"
-#include "worker/engine/tensor_source.h"
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
-#include "worker/engine/testing/tiny_backbone.h"
+#include "data/tensor_source.h"
+#include "testing/tiny_backbone.h"
 
 namespace tl::engine {
 namespace {
