@@ -1,0 +1,135 @@
+// tlctl's subcommands, one function each: a command takes its parsed options,
+// the Connection to tlserver and the streams to write to, and returns tlctl's
+// exit status. tlctl.cc only parses flags and calls one of them, so that each
+// command can be tested against a fake JobService.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tl/v1/service.grpc.pb.h"
+
+namespace tl::client {
+
+// tlctl's exit statuses.
+inline constexpr int kExitOk = 0;            // done; for watch: the job SUCCEEDED
+inline constexpr int kExitCallFailed = 1;    // a call failed (status name on stderr)
+inline constexpr int kExitBadInput = 2;      // bad usage, input file or credentials
+inline constexpr int kExitJobFailed = 3;     // the watched job FAILED
+inline constexpr int kExitJobCancelled = 4;  // the watched job was CANCELLED
+
+// A watch survives this many broken streams (a restarting server) in a row.
+inline constexpr int kWatchReconnects = 30;
+// A submit whose reply was lost is sent this many times in all, with one request id.
+inline constexpr int kSubmitTries = 5;
+
+// Where a command writes: results to `out`, "tlctl: ..." messages to `err`.
+// Only on a terminal does watch draw a progress bar that later lines overwrite.
+struct CommandOutput {
+  std::ostream& out;
+  std::ostream& err;
+  bool terminal = false;
+};
+
+// The value of environment variable `name`, or `fallback` when it is unset or empty.
+std::string EnvironmentOr(const char* name, const std::string& fallback);
+
+struct ConnectionOptions {
+  std::string server;
+  double timeout_seconds = 30;
+  std::string token;
+  // Read (trimmed) only when `token` is empty.
+  std::string token_file;
+  // PEM certificates to trust; set, the channel uses TLS.
+  std::string tls_ca;
+};
+
+// How tlctl reaches the server: the stub, and the token and deadline every call carries.
+class Connection {
+ public:
+  Connection(const std::shared_ptr<grpc::Channel>& channel, std::string token,
+             double timeout_seconds);
+
+  // A channel to options.server with its credentials; INVALID_ARGUMENT or NOT_FOUND
+  // naming the flag when the token file or the certificates cannot be read.
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const ConnectionOptions& options);
+
+  tl::v1::JobService::Stub& stub() { return *stub_; }
+  bool authenticated() const { return !token_.empty(); }
+
+  // A context for one call; unary calls get the --timeout deadline, streams none.
+  std::unique_ptr<grpc::ClientContext> Context(bool with_deadline) const;
+
+  // Waits before a retry. Tests replace the wait to see the delays without spending them.
+  void Pause(std::chrono::milliseconds delay) const { pause_(delay); }
+  void set_pause(std::function<void(std::chrono::milliseconds)> pause) {
+    pause_ = std::move(pause);
+  }
+
+ private:
+  std::unique_ptr<tl::v1::JobService::Stub> stub_;
+  std::string token_;
+  double timeout_seconds_;
+  std::function<void(std::chrono::milliseconds)> pause_;
+};
+
+struct SubmitOptions {
+  std::string job_file;
+  bool watch = false;
+  // Empty: the token's principal, or `default_owner` when tlctl has no token.
+  std::string owner;
+  std::string default_owner = "anonymous";
+  // Empty: a random id, the same for every retry of this submit.
+  std::string request_id;
+  // Where to write the new job's id (for scripts); empty: nowhere.
+  std::string id_file;
+};
+
+struct ListOptions {
+  // Job state names, any case; an unknown one is bad input.
+  std::vector<std::string> states;
+  int page_size = 50;
+  std::string page_token;
+};
+
+struct PredictOptions {
+  std::string model_path;
+  std::vector<std::string> image_paths;
+  int top = 5;
+  bool json = false;
+};
+
+// submit: queues the job file's spec, retrying a call that may not have arrived;
+// with `watch`, then follows the job as WatchCommand does.
+int SubmitCommand(Connection& connection, const SubmitOptions& options, CommandOutput& output);
+// get: the job in words, or as JSON.
+int GetCommand(Connection& connection, const std::string& job_id, bool as_json,
+               CommandOutput& output);
+// report: the evaluation reports of a finished job; a job without one is a failed call.
+int ReportCommand(Connection& connection, const std::string& job_id, CommandOutput& output);
+// list: one page of jobs, newest first, and the command for the next page if there is one.
+int ListCommand(Connection& connection, const ListOptions& options, CommandOutput& output);
+// watch: state changes, a progress bar and the epoch table until the job ends,
+// reconnecting after the last event seen; exits with the job's outcome.
+int WatchCommand(Connection& connection, const std::string& job_id, CommandOutput& output);
+// logs: the job's log lines; with `follow`, until the job ends.
+int LogsCommand(Connection& connection, const std::string& job_id, bool follow,
+                CommandOutput& output);
+// cancel, pause, resume: one call each, printing the job's new state.
+int CancelCommand(Connection& connection, const std::string& job_id, const std::string& reason,
+                  CommandOutput& output);
+int PauseCommand(Connection& connection, const std::string& job_id, CommandOutput& output);
+int ResumeCommand(Connection& connection, const std::string& job_id, CommandOutput& output);
+
+// predict runs locally: tlpredict with these arguments ...
+std::vector<std::string> PredictArguments(const PredictOptions& options);
+// ... in place of this process ($TL_PREDICT, else the tlpredict beside this
+// executable, else the one on PATH). Returns only when it cannot start it.
+int PredictCommand(const PredictOptions& options, CommandOutput& output);
+
+}  // namespace tl::client
