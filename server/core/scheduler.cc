@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "server/core/job_states.h"
+#include "server/core/placement.h"
 #include "server/spec/caller_text.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -125,18 +126,6 @@ bool SharedWith(const Job& job, const std::string& name) {
     if (reader == "*" || reader == name) return true;
   }
   return false;
-}
-
-std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
-  if (resources.device() != "cuda" && resources.gpu_count() == 0) {
-    return resources.device().empty() ? "any device" : resources.device();
-  }
-  std::string text = absl::StrCat(std::max(1, resources.gpu_count()), " CUDA device(s)");
-  if (resources.min_gpu_memory_bytes() > 0) {
-    absl::StrAppend(&text, " with at least ", resources.min_gpu_memory_bytes() >> 20,
-                    " MiB each");
-  }
-  return text;
 }
 
 }  // namespace
@@ -709,25 +698,6 @@ void Scheduler::PauseStopped(ActiveJob& active) {
   ReleaseWorker(session);
 }
 
-bool Scheduler::WorkerFits(const WorkerState& worker, const Job& job) const {
-  const tl::v1::ResourceRequest& resources = job.spec().resources();
-  const bool wants_cuda = resources.device() == "cuda" || resources.gpu_count() > 0;
-  if (!wants_cuda) {
-    if (resources.device().empty()) return true;
-    for (const tl::v1::Device& device : worker.hello.devices()) {
-      if (device.kind() == resources.device()) return true;
-    }
-    return false;
-  }
-  int suitable = 0;
-  for (const tl::v1::Device& device : worker.hello.devices()) {
-    if (device.kind() == "cuda" && device.memory_bytes() >= resources.min_gpu_memory_bytes()) {
-      ++suitable;
-    }
-  }
-  return suitable >= std::max(1, resources.gpu_count());
-}
-
 bool Scheduler::OwnerAtRunningLimit(const std::string& owner) const {
   if (options_.max_running_per_owner <= 0) return false;
   auto load = owner_loads_.find(owner);
@@ -741,7 +711,9 @@ std::string Scheduler::PendingReason(const ActiveJob& active) const {
                         options_.max_running_per_owner, " jobs, the limit");
   }
   bool any_fits = false;
-  for (const auto& [session, worker] : workers_) any_fits = any_fits || WorkerFits(worker, active.job);
+  for (const auto& [session, worker] : workers_) {
+    any_fits = any_fits || WorkerFits(worker.hello, active.job.spec().resources());
+  }
   if (workers_.empty()) return "no worker is connected";
   if (!any_fits) {
     return absl::StrCat("no connected worker offers ",
@@ -754,7 +726,7 @@ std::string Scheduler::PendingReason(const ActiveJob& active) const {
   }
   const int replicas = Replicas(active.job);
   if (replicas > 1) {
-    const int suitable = CountSuitableWorkers(active.job);
+    const int suitable = CountSuitableWorkers(PlacementWorkers(), active.job);
     if (suitable < replicas) {
       return absl::StrCat("needs ", replicas, " workers at once that offer ",
                           DescribeResources(active.job.spec().resources()),
@@ -766,41 +738,38 @@ std::string Scheduler::PendingReason(const ActiveJob& active) const {
   return absl::StrCat("waiting for a free worker (", ahead, " jobs ahead)");
 }
 
+std::vector<PlacementWorker> Scheduler::PlacementWorkers() const {
+  std::vector<PlacementWorker> workers;
+  for (const auto& [session, worker] : workers_) {
+    workers.push_back({session, &worker.hello, worker.job_id.empty() && !worker.busy_elsewhere});
+  }
+  return workers;
+}
+
 void Scheduler::Dispatch() {
   if (draining_) return;
-  // Idle workers that a waiting data-parallel job holds back for itself: jobs behind it may
-  // not take them, so that a job needing several workers at once is not overtaken forever
-  // by smaller ones. Only while enough suitable workers are connected for it to start once
-  // the busy ones finish; otherwise it holds nothing back.
-  std::set<int64_t> held_back;
-  for (auto key = queue_.begin(); key != queue_.end();) {
-    ActiveJob& active = active_.at(std::get<2>(*key));
-    if (OwnerAtRunningLimit(active.job.owner())) {
-      ++key;
-      continue;
+  // Jobs whose assignment the store refused this time: they stay queued, and the placement is
+  // made again without them so that the jobs behind them may go.
+  std::set<std::string> refused;
+  for (bool place_again = true; place_again;) {
+    place_again = false;
+    std::vector<const Job*> queue;
+    for (const QueueKey& key : queue_) {
+      if (!refused.count(std::get<2>(key))) queue.push_back(&active_.at(std::get<2>(key)).job);
     }
-    const size_t replicas = static_cast<size_t>(Replicas(active.job));
-    std::vector<int64_t> chosen;
-    bool any_idle = false;
-    for (auto& [session, worker] : workers_) {
-      if (!worker.job_id.empty() || worker.busy_elsewhere || held_back.count(session)) continue;
-      any_idle = true;
-      if (!WorkerFits(worker, active.job) || (replicas > 1 && !CanJoin(worker))) continue;
-      chosen.push_back(session);
-      if (chosen.size() == replicas) break;
+    PlacementLimits limits;
+    limits.max_running_per_owner = options_.max_running_per_owner;
+    for (const auto& [owner, load] : owner_loads_) limits.running_per_owner[owner] = load.running;
+    for (const Placement& placement : PlaceJobs(queue, PlacementWorkers(), std::move(limits))) {
+      ActiveJob& active = active_.at(placement.job_id);
+      const QueueKey key = KeyOf(active);
+      if (!Assign(active, placement.sessions).ok()) {
+        refused.insert(placement.job_id);
+        place_again = true;
+        break;
+      }
+      queue_.erase(key);
     }
-    if (!any_idle) return;
-    if (chosen.size() == replicas && Assign(active, chosen).ok()) {
-      key = queue_.erase(key);
-      continue;
-    }
-    // Not enough free workers, or the store refused the assignment (it stays queued; the
-    // next job may go).
-    if (chosen.size() < replicas &&
-        static_cast<size_t>(CountSuitableWorkers(active.job)) >= replicas) {
-      held_back.insert(chosen.begin(), chosen.end());
-    }
-    ++key;
   }
 }
 

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/core/job_states.h"
+#include "server/core/placement.h"
 #include "server/core/principal.h"
 #include "server/store/job_store.h"
 #include "server/metrics/server_metrics.h"
@@ -231,16 +232,12 @@ class Scheduler {
   // Stores a batch of submits in one transaction and queues them; takes mutex_.
   void CommitSubmits(const std::vector<PendingSubmit*>& batch);
   void Dispatch();
-  bool WorkerFits(const WorkerState& worker, const tl::v1::Job& job) const;
+  // The connected workers as placement sees them.
+  std::vector<PlacementWorker> PlacementWorkers() const;
   // Sends each session its assignment; sessions[0] becomes rank 0.
   absl::Status Assign(ActiveJob& active, const std::vector<int64_t>& sessions);
 
   // --- Data-parallel gangs (scheduler_gang.cc) ---
-  static int Replicas(const tl::v1::Job& job);
-  // Whether the worker may train in a gang of `job` (it told where peers reach it).
-  static bool CanJoin(const WorkerState& worker);
-  // Connected workers, busy or not, that could take part in the job.
-  int CountSuitableWorkers(const tl::v1::Job& job) const;
   // The gang job a non-zero rank's session trains in, if it trains in this attempt.
   ActiveJob* ReplicaJob(int64_t session, const std::string& job_id, int attempt);
   // The worker on `session`, if it still runs `job_id`, runs it no longer as far as the

@@ -5,6 +5,7 @@
 // fail, and the attempt ends for all of them.
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "server/core/placement.h"
 #include "server/core/scheduler.h"
 
 namespace tl::server {
@@ -12,20 +13,6 @@ namespace tl::server {
 using ::tl::v1::Job;
 using ::tl::v1::JobFinished;
 using ::tl::v1::SchedulerMessage;
-
-int Scheduler::Replicas(const Job& job) { return std::max(1, job.spec().resources().replicas()); }
-
-bool Scheduler::CanJoin(const WorkerState& worker) {
-  return !worker.hello.replica_address().empty() && worker.hello.rendezvous_port() > 0;
-}
-
-int Scheduler::CountSuitableWorkers(const Job& job) const {
-  int suitable = 0;
-  for (const auto& [session, worker] : workers_) {
-    if (WorkerFits(worker, job) && CanJoin(worker)) ++suitable;
-  }
-  return suitable;
-}
 
 Scheduler::ActiveJob* Scheduler::ReplicaJob(int64_t session, const std::string& job_id,
                                             int attempt) {

@@ -1,0 +1,97 @@
+#include "server/core/placement.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace tl::server {
+
+int Replicas(const tl::v1::Job& job) { return std::max(1, job.spec().resources().replicas()); }
+
+bool WorkerFits(const tl::v1::WorkerHello& worker, const tl::v1::ResourceRequest& resources) {
+  const bool wants_cuda = resources.device() == "cuda" || resources.gpu_count() > 0;
+  if (!wants_cuda) {
+    if (resources.device().empty()) return true;
+    for (const tl::v1::Device& device : worker.devices()) {
+      if (device.kind() == resources.device()) return true;
+    }
+    return false;
+  }
+  int suitable = 0;
+  for (const tl::v1::Device& device : worker.devices()) {
+    if (device.kind() == "cuda" && device.memory_bytes() >= resources.min_gpu_memory_bytes()) {
+      ++suitable;
+    }
+  }
+  return suitable >= std::max(1, resources.gpu_count());
+}
+
+bool CanJoinGang(const tl::v1::WorkerHello& worker) {
+  return !worker.replica_address().empty() && worker.rendezvous_port() > 0;
+}
+
+std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
+  if (resources.device() != "cuda" && resources.gpu_count() == 0) {
+    return resources.device().empty() ? "any device" : resources.device();
+  }
+  std::string text = absl::StrCat(std::max(1, resources.gpu_count()), " CUDA device(s)");
+  if (resources.min_gpu_memory_bytes() > 0) {
+    absl::StrAppend(&text, " with at least ", resources.min_gpu_memory_bytes() >> 20,
+                    " MiB each");
+  }
+  return text;
+}
+
+int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const tl::v1::Job& job) {
+  int suitable = 0;
+  for (const PlacementWorker& worker : workers) {
+    if (WorkerFits(*worker.hello, job.spec().resources()) && CanJoinGang(*worker.hello)) {
+      ++suitable;
+    }
+  }
+  return suitable;
+}
+
+std::vector<Placement> PlaceJobs(const std::vector<const tl::v1::Job*>& queue,
+                                 std::vector<PlacementWorker> workers, PlacementLimits limits) {
+  std::vector<Placement> placements;
+  std::set<int64_t> held_back;
+  auto at_limit = [&](const std::string& owner) {
+    return limits.max_running_per_owner > 0 &&
+           limits.running_per_owner[owner] >= limits.max_running_per_owner;
+  };
+  for (const tl::v1::Job* job : queue) {
+    if (at_limit(job->owner())) continue;
+    const size_t replicas = static_cast<size_t>(Replicas(*job));
+    std::vector<PlacementWorker*> chosen;
+    bool any_free = false;
+    for (PlacementWorker& worker : workers) {
+      if (!worker.free || held_back.count(worker.session)) continue;
+      any_free = true;
+      if (!WorkerFits(*worker.hello, job->spec().resources()) ||
+          (replicas > 1 && !CanJoinGang(*worker.hello))) {
+        continue;
+      }
+      chosen.push_back(&worker);
+      if (chosen.size() == replicas) break;
+    }
+    if (!any_free) break;
+    if (chosen.size() == replicas) {
+      Placement& placement = placements.emplace_back();
+      placement.job_id = job->id();
+      for (PlacementWorker* worker : chosen) {
+        placement.sessions.push_back(worker->session);
+        worker->free = false;
+      }
+      ++limits.running_per_owner[job->owner()];
+      continue;
+    }
+    if (static_cast<size_t>(CountSuitableWorkers(workers, *job)) >= replicas) {
+      for (PlacementWorker* worker : chosen) held_back.insert(worker->session);
+    }
+  }
+  return placements;
+}
+
+}  // namespace tl::server

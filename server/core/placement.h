@@ -1,0 +1,56 @@
+// Where queued jobs go: which free workers each job in the queue gets, as a
+// pure function of the queue and the connected workers, so that priority,
+// per-owner limits, resource matching and gangs are decided (and tested) in
+// one place. The scheduler applies the result: it stores each assignment and
+// only then sends it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tl/v1/service.pb.h"
+
+namespace tl::server {
+
+// Workers one attempt of `job` needs at once (resources.replicas, at least 1).
+int Replicas(const tl::v1::Job& job);
+// Whether the worker offers the devices `resources` asks for.
+bool WorkerFits(const tl::v1::WorkerHello& worker, const tl::v1::ResourceRequest& resources);
+// Whether the worker may train in a gang: it said where peers reach it.
+bool CanJoinGang(const tl::v1::WorkerHello& worker);
+// "any device", "cpu", "2 CUDA device(s) with at least 16384 MiB each".
+std::string DescribeResources(const tl::v1::ResourceRequest& resources);
+
+struct PlacementWorker {
+  int64_t session = 0;
+  const tl::v1::WorkerHello* hello = nullptr;
+  bool free = false;  // idle, and not busy with work of its own
+};
+
+struct Placement {
+  std::string job_id;
+  std::vector<int64_t> sessions;  // rank 0 first
+};
+
+struct PlacementLimits {
+  // Jobs one owner may run at once; 0: no limit.
+  int max_running_per_owner = 0;
+  // Jobs each owner runs now (ASSIGNED or RUNNING).
+  std::map<std::string, int64_t> running_per_owner;
+};
+
+// Connected workers, free or not, that could take part in `job` (for a gang: that can join).
+int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const tl::v1::Job& job);
+
+// The assignments to make now, in queue order. `queue` is the queued jobs in dispatch order
+// (highest priority, then oldest). A job goes to the first free workers that fit it (as many
+// as it has replicas), unless its owner is at the running limit. A gang job that cannot start
+// yet holds back the free workers it could use, so that jobs behind it do not take them and
+// overtake it forever, but only while enough suitable workers are connected for it to start
+// once the busy ones finish.
+std::vector<Placement> PlaceJobs(const std::vector<const tl::v1::Job*>& queue,
+                                 std::vector<PlacementWorker> workers, PlacementLimits limits);
+
+}  // namespace tl::server

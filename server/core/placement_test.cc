@@ -1,0 +1,122 @@
+#include "server/core/placement.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace tl::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::tl::v1::Job;
+using ::tl::v1::WorkerHello;
+
+// Jobs and workers made for one test, kept where the pointers placement takes stay valid.
+class PlacementTest : public ::testing::Test {
+ protected:
+  const Job* AddJob(const std::string& id, const std::string& owner = "alice",
+                    const std::string& device = "", int replicas = 0, int gpus = 0) {
+    Job& job = jobs_.emplace_back();
+    job.set_id(id);
+    job.set_owner(owner);
+    job.mutable_spec()->mutable_resources()->set_device(device);
+    job.mutable_spec()->mutable_resources()->set_replicas(replicas);
+    job.mutable_spec()->mutable_resources()->set_gpu_count(gpus);
+    return &job;
+  }
+  PlacementWorker AddWorker(int64_t session, const std::vector<std::string>& devices,
+                            bool free = true, bool gang_ready = false) {
+    WorkerHello& hello = hellos_.emplace_back();
+    hello.set_worker_id("w" + std::to_string(session));
+    for (const std::string& kind : devices) {
+      tl::v1::Device& device = *hello.add_devices();
+      device.set_kind(kind);
+      device.set_memory_bytes(kind == "cuda" ? (int64_t{16} << 30) : 0);
+    }
+    if (gang_ready) {
+      hello.set_replica_address("10.0.0." + std::to_string(session));
+      hello.set_rendezvous_port(29500);
+    }
+    return {session, &hello, free};
+  }
+  static std::vector<std::string> Describe(const std::vector<Placement>& placements) {
+    std::vector<std::string> text;
+    for (const Placement& placement : placements) {
+      std::string line = placement.job_id + ":";
+      for (int64_t session : placement.sessions) line += " " + std::to_string(session);
+      text.push_back(line);
+    }
+    return text;
+  }
+
+  std::deque<Job> jobs_;
+  std::deque<WorkerHello> hellos_;
+};
+
+TEST_F(PlacementTest, JobsTakeFreeWorkersInQueueOrder) {
+  const std::vector<const Job*> queue = {AddJob("a"), AddJob("b"), AddJob("c")};
+  const std::vector<PlacementWorker> workers = {AddWorker(1, {"cpu"}), AddWorker(2, {"cpu"}, false),
+                                                AddWorker(3, {"cpu"})};
+  EXPECT_THAT(Describe(PlaceJobs(queue, workers, {})), ElementsAre("a: 1", "b: 3"));
+}
+
+TEST_F(PlacementTest, AJobWaitsForAWorkerWithItsDevicesWhileOthersGoAhead) {
+  const std::vector<const Job*> queue = {AddJob("gpu", "alice", "cuda", 0, 2), AddJob("any")};
+  const std::vector<PlacementWorker> workers = {AddWorker(1, {"cuda"}), AddWorker(2, {"cpu"})};
+  EXPECT_THAT(Describe(PlaceJobs(queue, workers, {})), ElementsAre("any: 1"));
+  const std::vector<PlacementWorker> two_gpus = {AddWorker(3, {"cuda", "cuda"})};
+  EXPECT_THAT(Describe(PlaceJobs(queue, two_gpus, {})), ElementsAre("gpu: 3"));
+}
+
+TEST_F(PlacementTest, AnOwnerAtItsRunningLimitWaitsAndOthersGo) {
+  const std::vector<const Job*> queue = {AddJob("a1", "alice"), AddJob("a2", "alice"),
+                                         AddJob("b1", "bob")};
+  const std::vector<PlacementWorker> workers = {AddWorker(1, {"cpu"}), AddWorker(2, {"cpu"}),
+                                                AddWorker(3, {"cpu"})};
+  PlacementLimits limits;
+  limits.max_running_per_owner = 1;
+  EXPECT_THAT(Describe(PlaceJobs(queue, workers, limits)), ElementsAre("a1: 1", "b1: 2"));
+  limits.running_per_owner["alice"] = 1;
+  EXPECT_THAT(Describe(PlaceJobs(queue, workers, limits)), ElementsAre("b1: 1"));
+}
+
+TEST_F(PlacementTest, AGangStartsOnlyWithEnoughFreeWorkersThatCanJoin) {
+  const std::vector<const Job*> queue = {AddJob("gang", "alice", "", 2)};
+  const std::vector<PlacementWorker> one_ready = {AddWorker(1, {"cpu"}, true, true),
+                                                  AddWorker(2, {"cpu"})};
+  EXPECT_THAT(PlaceJobs(queue, one_ready, {}), IsEmpty());
+  const std::vector<PlacementWorker> two_ready = {AddWorker(3, {"cpu"}, true, true),
+                                                  AddWorker(4, {"cpu"}),
+                                                  AddWorker(5, {"cpu"}, true, true)};
+  EXPECT_THAT(Describe(PlaceJobs(queue, two_ready, {})), ElementsAre("gang: 3 5"));
+}
+
+// A gang that can start once a busy worker frees up keeps the free ones for itself; one that
+// could never start (too few suitable workers connected) holds nothing back.
+TEST_F(PlacementTest, AWaitingGangHoldsBackOnlyWhileItCanStartSoon) {
+  const std::vector<const Job*> queue = {AddJob("gang", "alice", "", 2), AddJob("small")};
+  const std::vector<PlacementWorker> one_busy = {AddWorker(1, {"cpu"}, true, true),
+                                                 AddWorker(2, {"cpu"}, false, true)};
+  EXPECT_THAT(PlaceJobs(queue, one_busy, {}), IsEmpty());
+  const std::vector<PlacementWorker> never = {AddWorker(3, {"cpu"}, true, true),
+                                              AddWorker(4, {"cpu"})};
+  EXPECT_THAT(Describe(PlaceJobs(queue, never, {})), ElementsAre("small: 3"));
+}
+
+TEST_F(PlacementTest, ResourcesAreDescribedForPeople) {
+  tl::v1::ResourceRequest resources;
+  EXPECT_EQ(DescribeResources(resources), "any device");
+  resources.set_device("cpu");
+  EXPECT_EQ(DescribeResources(resources), "cpu");
+  resources.set_device("cuda");
+  resources.set_gpu_count(2);
+  resources.set_min_gpu_memory_bytes(int64_t{16} << 30);
+  EXPECT_EQ(DescribeResources(resources), "2 CUDA device(s) with at least 16384 MiB each");
+}
+
+}  // namespace
+}  // namespace tl::server
