@@ -1,17 +1,16 @@
 #include "data/dataset_check.h"
 
 #include <algorithm>
-#include <atomic>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <thread>
 #include <tuple>
 #include <utility>
 
 #include "base/confined_file.h"
 #include "base/fnv1a.h"
+#include "base/parallel_for.h"
 
 namespace tl::engine {
 namespace {
@@ -46,22 +45,9 @@ bool Fingerprints(const std::vector<ImageSample>& samples, const ImageReadRules&
                   int threads, const std::function<bool()>& stop_requested,
                   std::vector<std::optional<Fingerprint>>& out) {
   out.assign(samples.size(), std::nullopt);
-  std::atomic<size_t> next{0};
-  std::atomic<bool> stopped{false};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < std::max(1, threads); ++t) {
-    workers.emplace_back([&] {
-      for (size_t i = next++; i < samples.size(); i = next++) {
-        if (stopped || (stop_requested && stop_requested())) {
-          stopped = true;
-          return;
-        }
-        out[i] = FingerprintOf(samples[i].path, rules);
-      }
-    });
-  }
-  for (std::thread& worker : workers) worker.join();
-  return !stopped;
+  return ParallelFor(
+      static_cast<int64_t>(samples.size()), threads,
+      [&](int64_t i) { out[i] = FingerprintOf(samples[i].path, rules); }, stop_requested);
 }
 
 }  // namespace

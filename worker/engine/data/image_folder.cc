@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "base/errors.h"
+#include "base/parallel_for.h"
 #include "common/image_files.h"
 #include "train/replica_sync.h"
 
@@ -566,22 +567,8 @@ bool ImageFolderSource::Impl::Preload(int threads,
     std::lock_guard<std::mutex> lock(mutex_);
     started_ = false;  // the next epoch needs StartEpoch
   }
-  std::atomic<int64_t> next_sample{0};
-  std::atomic<bool> stopped{false};
-  std::vector<std::thread> decoders;
-  for (int t = 0; t < std::max(1, threads); ++t) {
-    decoders.emplace_back([&] {
-      for (int64_t sample = next_sample++; sample < size(); sample = next_sample++) {
-        if (stop_requested && stop_requested()) {
-          stopped = true;
-          return;
-        }
-        CachedImage(sample);
-      }
-    });
-  }
-  for (std::thread& decoder : decoders) decoder.join();
-  return !stopped;
+  return ParallelFor(size(), threads, [this](int64_t sample) { CachedImage(sample); },
+                     stop_requested);
 }
 
 std::optional<Batch> ImageFolderSource::Impl::Next() {
