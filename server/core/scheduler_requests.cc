@@ -1,0 +1,381 @@
+// The JobService side of the scheduler: submissions (validated, then stored
+// in group commits), reading, listing, cancelling, pausing, resuming,
+// watching and following logs, each for a caller it may serve.
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/text.h"
+#include "server/core/job_states.h"
+#include "server/core/scheduler.h"
+#include "server/core/scheduler_internal.h"
+#include "server/core/subscriptions.h"
+#include "server/spec/caller_text.h"
+
+namespace tl::server {
+namespace {
+
+using ::tl::v1::Job;
+using ::tl::v1::JobEvent;
+using ::tl::v1::SchedulerMessage;
+using scheduler_internal::HoldsWorker;
+
+// Log lines one GetJobLogs call reads from the store before following.
+constexpr int kMaxLogLinesReplayed = 100000;
+
+// Rows stored before the text bounds held may carry an error (a cancel reason) of megabytes.
+void ClipStoredText(Job& job) {
+  if (job.error().size() > kMaxWorkerErrorBytes) {
+    job.set_error(ClipUtf8(job.error(), kMaxWorkerErrorBytes));
+  }
+}
+
+bool SharedWith(const Job& job, const std::string& name) {
+  for (const std::string& reader : job.spec().share_with()) {
+    if (reader == "*" || reader == name) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std::string& owner,
+                                          const std::string& request_id,
+                                          const Principal& caller) {
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("request_id is ", request_id.size(),
+                                                   " bytes long; at most ", kMaxRequestIdBytes,
+                                                   " are allowed"));
+  }
+  if (absl::Status status = CheckCallerText("owner", owner, kMaxOwnerCharacters); !status.ok()) {
+    return status;
+  }
+  SpecContext context = spec_context_;
+  context.find_job = [this, caller](const std::string& job_id) {
+    return UsableSourceJob(job_id, caller);
+  };
+  // Validation reads the file system; it runs before the lock is taken.
+  absl::StatusOr<tl::v1::JobSpec> validated = ValidateJobSpec(spec, context);
+  if (!validated.ok()) return validated.status();
+  PendingSubmit mine{*std::move(validated), owner.empty() ? "anonymous" : owner, request_id};
+  // Group commit: whoever finds no commit in progress takes every submit queued so far and
+  // stores them in one transaction (one sync to disk); the others wait for it. Under load
+  // the batches grow by themselves, and a lone submit is committed at once.
+  std::unique_lock<std::mutex> lock(submit_mutex_);
+  submit_queue_.push_back(&mine);
+  while (!mine.done) {
+    if (submit_leader_active_) {
+      submit_done_.wait(lock);
+      continue;
+    }
+    submit_leader_active_ = true;
+    std::vector<PendingSubmit*> batch;
+    batch.swap(submit_queue_);
+    lock.unlock();
+    CommitSubmits(batch);
+    lock.lock();
+    for (PendingSubmit* pending : batch) pending->done = true;
+    submit_leader_active_ = false;
+    submit_done_.notify_all();
+  }
+  return std::move(mine.result);
+}
+
+void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<JobStore::NewJob> to_create;
+  std::vector<PendingSubmit*> creators;
+  std::map<std::pair<std::string, std::string>, PendingSubmit*> first_with_request_id;
+  std::vector<std::pair<PendingSubmit*, PendingSubmit*>> repeats;  // (repeat, first)
+  std::map<std::string, int64_t> new_waiting;  // per owner, in this batch
+  const absl::Time now = Now();
+  for (PendingSubmit* pending : batch) {
+    if (draining_) {
+      pending->result = absl::UnavailableError("the server is shutting down; submit again later");
+      continue;
+    }
+    if (!pending->request_id.empty()) {
+      const auto key = std::make_pair(pending->owner, pending->request_id);
+      auto first = first_with_request_id.find(key);
+      if (first != first_with_request_id.end()) {
+        repeats.emplace_back(pending, first->second);
+        continue;
+      }
+      absl::StatusOr<std::optional<Job>> earlier =
+          store_.FindByRequestId(pending->owner, pending->request_id);
+      if (!earlier.ok()) {
+        pending->result = earlier.status();
+        continue;
+      }
+      if (earlier->has_value()) {
+        const Job& job = **earlier;
+        if (job.spec().SerializeAsString() != pending->spec.SerializeAsString()) {
+          pending->result = absl::AlreadyExistsError(
+              absl::StrCat("request_id \"", pending->request_id, "\" already created job ",
+                           job.id(), " with a different spec"));
+        } else {
+          auto active = active_.find(job.id());
+          pending->result = active != active_.end() ? active->second.job : job;
+        }
+        continue;
+      }
+      first_with_request_id.emplace(key, pending);
+    }
+    if (options_.max_queued_per_owner > 0) {
+      auto load = owner_loads_.find(pending->owner);
+      const int64_t waiting =
+          (load == owner_loads_.end() ? 0 : load->second.waiting) + new_waiting[pending->owner];
+      if (waiting >= options_.max_queued_per_owner) {
+        pending->result = absl::ResourceExhaustedError(
+            absl::StrCat("owner ", pending->owner, " already has ", waiting,
+                         " waiting jobs (the limit is ", options_.max_queued_per_owner, ")"));
+        continue;
+      }
+    }
+    ++new_waiting[pending->owner];
+    to_create.push_back({pending->spec, pending->owner, pending->request_id, now});
+    creators.push_back(pending);
+  }
+  if (!to_create.empty()) {
+    absl::StatusOr<std::vector<Job>> created = store_.CreateJobs(to_create);
+    for (size_t i = 0; i < creators.size(); ++i) {
+      if (!created.ok()) {
+        creators[i]->result = created.status();
+        continue;
+      }
+      Job& job = (*created)[i];
+      metrics_.JobSubmitted();
+      metrics_.SetJobsInState(Job::QUEUED, ++state_counts_[Job::QUEUED]);
+      CountStateChange(job.owner(), Job::STATE_UNSPECIFIED, Job::QUEUED);
+      ActiveJob active{job, next_queue_order_++};
+      queue_.insert(KeyOf(active));
+      active_.emplace(job.id(), std::move(active));
+      LogInfo("job ", job.id(), " queued (", job.spec().name(), ", owner ", job.owner(), ")");
+      creators[i]->result = std::move(job);
+    }
+    if (created.ok()) Dispatch();
+  }
+  for (auto& [repeat, first] : repeats) {
+    if (first->result.ok() &&
+        first->spec.SerializeAsString() != repeat->spec.SerializeAsString()) {
+      repeat->result = absl::AlreadyExistsError(
+          absl::StrCat("request_id \"", repeat->request_id, "\" already created job ",
+                       first->result->id(), " with a different spec"));
+    } else {
+      repeat->result = first->result;
+    }
+  }
+}
+
+absl::StatusOr<Job> Scheduler::UsableSourceJob(const std::string& job_id,
+                                               const Principal& caller) {
+  absl::StatusOr<Job> job = store_.GetJob(job_id);
+  if (caller.SeesEveryJob()) return job;
+  // A store failure is not an answer about the job; only "no such job" reads as "not yours".
+  if (!job.ok() && job.status().code() != absl::StatusCode::kNotFound) return job.status();
+  if (!job.ok() || (job->owner() != caller.name && !SharedWith(*job, caller.name))) {
+    return absl::PermissionDeniedError(absl::StrCat("job \"", absl::CHexEscape(job_id),
+                                                    "\" does not exist or is not shared with ",
+                                                    caller.name));
+  }
+  return job;
+}
+
+absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Principal& caller) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
+  Job job;
+  auto it = active_.find(job_id);
+  if (it != active_.end()) {
+    job = it->second.job;
+    if (job.state() == Job::QUEUED) job.set_pending_reason(PendingReason(it->second));
+  } else {
+    absl::StatusOr<Job> stored = store_.GetJob(job_id);
+    if (!stored.ok()) return stored.status();
+    job = *std::move(stored);
+  }
+  if (!caller.SeesEveryJob() && job.owner() != caller.name) return JobNotFound(job_id);
+  ClipStoredText(job);
+  return job;
+}
+
+absl::StatusOr<Scheduler::ActiveJob*> Scheduler::UnendedJob(const std::string& job_id,
+                                                             const Principal& caller) {
+  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
+  if (!visible.ok()) return visible.status();
+  auto it = active_.find(job_id);
+  if (it == active_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " has already ended (", Job::State_Name(visible->state()), ")"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<Job> Scheduler::GetJob(const std::string& job_id, const Principal& caller) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return VisibleJob(job_id, caller);
+}
+
+absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>& states,
+                                                   int page_size, const std::string& page_token,
+                                                   const std::string& owner,
+                                                   const Principal& caller) {
+  if (!caller.SeesEveryJob() && !owner.empty() && owner != caller.name) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("owner ", owner, ": a user lists only its own jobs"));
+  }
+  const std::string owner_filter = caller.SeesEveryJob() ? owner : caller.name;
+  if (page_size == 0) page_size = 50;
+  if (page_size < 0 || page_size > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size is ", page_size, "; it must lie in [1, 1000] (0 means 50)"));
+  }
+  for (int state : states) {
+    if (!Job::State_IsValid(state) || state == Job::STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat("states holds ", state,
+                                                     ", which is not a job state"));
+    }
+  }
+  absl::StatusOr<JobStore::Page> page = store_.ListJobs(states, page_size, page_token,
+                                                        owner_filter,
+                                                        options_.max_list_reply_bytes);
+  if (page.ok()) {
+    for (Job& job : page->jobs) ClipStoredText(job);
+  }
+  return page;
+}
+
+absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason,
+                                          const Principal& caller) {
+  if (absl::Status status = CheckCallerText("reason", reason, kMaxReasonCharacters);
+      !status.ok()) {
+    return status;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
+  if (!found.ok()) return found.status();
+  ActiveJob& active = **found;
+  const std::string why = reason.empty() ? "cancelled on request" : reason;
+  if (!HoldsWorker(active.job.state()) || active.session == 0) {
+    // Nobody runs it: it ends now.
+    const bool was_queued = queue_.erase(KeyOf(active)) > 0;
+    EndJob(active, Job::CANCELLED, why);
+    auto still_active = active_.find(job_id);
+    if (still_active != active_.end()) {
+      // The store refused the write; the job stays as it was, queued again.
+      if (was_queued) queue_.insert(KeyOf(still_active->second));
+      return absl::UnavailableError(absl::StrCat("job ", job_id,
+                                                 " could not be cancelled now; try again"));
+    }
+    return store_.GetJob(job_id);
+  }
+  absl::Status status = Update(active, [&](ActiveJob& next) {
+    next.job.set_cancel_requested(true);
+    next.job.set_error(why);
+  });
+  if (!status.ok()) return status;
+  SchedulerMessage message;
+  message.mutable_cancel()->set_job_id(job_id);
+  message.mutable_cancel()->set_reason(why);
+  workers_.at(active.session).connection->Send(message);
+  SendToReplicas(active, message);
+  LogInfo("job ", job_id, " cancel sent to worker ", active.job.worker_id());
+  return active.job;
+}
+
+absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Principal& caller) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
+  if (!found.ok()) return found.status();
+  ActiveJob& active = **found;
+  if (active.job.state() == Job::PAUSED || active.job.pause_requested()) return active.job;
+  if (active.job.cancel_requested()) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is being cancelled"));
+  }
+  if (active.job.state() == Job::QUEUED) {
+    absl::Status status =
+        Update(active, [](ActiveJob& next) { next.job.set_state(Job::PAUSED); });
+    if (!status.ok()) return status;
+    queue_.erase(KeyOf(active));
+    LogInfo("job ", job_id, " paused while queued");
+    return active.job;
+  }
+  absl::Status status =
+      Update(active, [](ActiveJob& next) { next.job.set_pause_requested(true); });
+  if (!status.ok()) return status;
+  // A job without a worker right now (its worker is reconnecting) gets the message when the
+  // worker comes back, or pauses instead of requeuing when the lease runs out.
+  if (active.session != 0) {
+    SchedulerMessage message;
+    message.mutable_pause()->set_job_id(job_id);
+    workers_.at(active.session).connection->Send(message);
+    SendToReplicas(active, message);
+  }
+  LogInfo("job ", job_id, " pause requested");
+  return active.job;
+}
+
+absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Principal& caller) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
+  if (!visible.ok()) return visible.status();
+  auto it = active_.find(job_id);
+  if (it == active_.end() || it->second.job.state() != Job::PAUSED) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is ",
+                                                      Job::State_Name(visible->state()),
+                                                      "; only a PAUSED job can be resumed"));
+  }
+  ActiveJob& active = it->second;
+  absl::Status status = Update(active, [](ActiveJob& next) { next.job.set_state(Job::QUEUED); });
+  if (!status.ok()) return status;
+  // Its submission order is kept: a resumed job does not lose its place to later ones.
+  queue_.insert(KeyOf(active));
+  LogInfo("job ", job_id, " resumed");
+  Dispatch();
+  return active.job;
+}
+
+absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobWatcher> watcher,
+                                 int64_t after_sequence, const Principal& caller) {
+  if (after_sequence < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("after_sequence is ", after_sequence, "; it must not be negative"));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Job> job = VisibleJob(job_id, caller);
+  if (!job.ok()) return job.status();
+  // Every stored event is committed before it is notified, and both happen under this lock:
+  // reading and registering under it too means no event is missed or sent twice.
+  absl::StatusOr<std::vector<JobEvent>> events = store_.GetEvents(job_id, after_sequence);
+  if (!events.ok()) return events.status();
+  watcher = std::make_shared<EventsAfter>(std::move(watcher), after_sequence);
+  for (const JobEvent& event : *events) {
+    if (!watcher->Deliver(event)) return absl::OkStatus();  // gone already
+  }
+  if (IsTerminal(job->state())) {
+    watcher->Finish();
+  } else {
+    watchers_[job_id].push_back(std::move(watcher));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::GetJobLogs(const std::string& job_id, int64_t after_sequence,
+                                   bool follow, std::shared_ptr<LogFollower> follower,
+                                   const Principal& caller) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Job> job = VisibleJob(job_id, caller);
+  if (!job.ok()) return job.status();
+  absl::StatusOr<std::vector<tl::v1::LogLine>> lines =
+      store_.GetLogs(job_id, after_sequence, kMaxLogLinesReplayed);
+  if (!lines.ok()) return lines.status();
+  for (const tl::v1::LogLine& line : *lines) follower->Deliver(line);
+  if (!follow || IsTerminal(job->state())) {
+    follower->Finish();
+  } else {
+    log_followers_[job_id].push_back(std::move(follower));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tl::server
