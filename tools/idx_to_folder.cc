@@ -11,8 +11,10 @@
 // for validation).
 #include <zlib.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -60,13 +62,11 @@ struct Options {
   int threads = 0;                       // 0: one per core
 };
 
-constexpr char kUsage[] =
-    "usage: idx_to_folder --images FILE --labels FILE --out DIR [--classes 0,1,2]\n"
-    "         [--per-class N] [--skip-per-class K] [--class-names \"a,b,...\" | --fashion-names]\n"
-    "         [--threads N]\n"
-    "Writes DIR/<class name>/<index>.png for the images of the selected classes.\n"
+constexpr char kDescription[] =
+    "idx_to_folder: writes DIR/<class name>/<index>.png for the images of the selected\n"
+    "classes of an IDX image file and its label file (either may be gzip-compressed).\n"
     "Class names are given by label (the first name is label 0's); by default a class's\n"
-    "folder is its label. FILEs may be gzip-compressed.\n";
+    "folder is its label.";
 
 std::vector<std::string> Split(const std::string& text, char separator) {
   std::vector<std::string> parts;
@@ -115,53 +115,60 @@ void CheckClassName(const std::string& name) {
   }
 }
 
-Options ParseArgs(int argc, char** argv) {
+// The command line as CLI11 reads it; FinishOptions turns it into Options.
+struct Flags {
   Options options;
+  std::string classes;
+  std::string class_names;
   bool fashion_names = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    std::optional<std::string> inline_value;
-    if (const size_t equals = flag.find('='); flag.rfind("--", 0) == 0 && equals != flag.npos) {
-      inline_value = flag.substr(equals + 1);
-      flag = flag.substr(0, equals);
-    }
-    auto value = [&]() -> std::string {
-      if (inline_value) return *inline_value;
-      if (i + 1 >= argc) throw UserError(flag + " needs a value");
-      return argv[++i];
-    };
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (flag == "--images") {
-      options.images_path = value();
-    } else if (flag == "--labels") {
-      options.labels_path = value();
-    } else if (flag == "--out") {
-      options.out_dir = value();
-    } else if (flag == "--classes") {
-      options.classes = ParseClasses(value());
-    } else if (flag == "--per-class") {
-      options.per_class = ParseCount(flag, value());
-    } else if (flag == "--skip-per-class") {
-      options.skip_per_class = ParseCount(flag, value());
-    } else if (flag == "--class-names") {
-      options.class_names = Split(value(), ',');
-    } else if (flag == "--fashion-names") {
-      fashion_names = true;
-    } else if (flag == "--threads") {
-      options.threads = static_cast<int>(std::min<int64_t>(ParseCount(flag, value()), 256));
-    } else {
-      throw UserError("unknown argument \"" + std::string(argv[i]) + "\"\n" + kUsage);
-    }
+  // Given at all, even empty (an empty list is an error, not "every label").
+  const CLI::Option* classes_flag = nullptr;
+  const CLI::Option* class_names_flag = nullptr;
+};
+
+// A count: a whole non-negative integer (CLI11's own checks describe a range of doubles).
+CLI::Validator NonNegativeCount() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        int64_t value = -1;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (error == std::errc() && end == text.data() + text.size() && value >= 0) return "";
+        return "needs a non-negative integer, got \"" + text + "\"";
+      },
+      "N>=0");
+}
+
+void AddFlags(CLI::App& app, Flags& flags) {
+  const CLI::Validator count = NonNegativeCount();
+  app.add_option("--images", flags.options.images_path, "IDX image file")->required();
+  app.add_option("--labels", flags.options.labels_path, "IDX label file")->required();
+  app.add_option("--out", flags.options.out_dir, "folder to write the class folders into")
+      ->required();
+  flags.classes_flag =
+      app.add_option("--classes", flags.classes, "labels to convert, as 0,1,2 (default: all)");
+  app.add_option("--per-class", flags.options.per_class, "at most N images of each class")
+      ->check(count);
+  app.add_option("--skip-per-class", flags.options.skip_per_class,
+                 "skip the first K images of each class")
+      ->check(count);
+  CLI::Option* class_names =
+      app.add_option("--class-names", flags.class_names, "folder names by label, as \"a,b,...\"");
+  flags.class_names_flag = class_names;
+  app.add_flag("--fashion-names", flags.fashion_names, "Fashion-MNIST's class names")
+      ->excludes(class_names);
+  app.add_option("--threads", flags.options.threads, "encoding threads (default: one per core)")
+      ->check(count);
+}
+
+// The checks CLI11 cannot make: label lists and class names that must be folder names.
+Options FinishOptions(Flags flags) {
+  Options options = std::move(flags.options);
+  options.threads = std::min(options.threads, 256);
+  if (flags.classes_flag->count() > 0) options.classes = ParseClasses(flags.classes);
+  if (flags.class_names_flag->count() > 0) options.class_names = Split(flags.class_names, ',');
+  if (flags.fashion_names) {
+    options.class_names.assign(std::begin(kFashionNames), std::end(kFashionNames));
   }
-  if (options.images_path.empty() || options.labels_path.empty() || options.out_dir.empty()) {
-    throw UserError(std::string("--images, --labels and --out are required\n") + kUsage);
-  }
-  if (fashion_names && !options.class_names.empty()) {
-    throw UserError("give --class-names or --fashion-names, not both");
-  }
-  if (fashion_names) options.class_names.assign(std::begin(kFashionNames), std::end(kFashionNames));
   for (const std::string& name : options.class_names) CheckClassName(name);
   return options;
 }
@@ -395,8 +402,17 @@ int Run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{kDescription, "idx_to_folder"};
+  Flags flags;
+  AddFlags(app, flags);
   try {
-    return Run(ParseArgs(argc, argv));
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    // Help is a success; every usage error exits 1, as a bad file does.
+    return app.exit(error) == 0 ? 0 : 1;
+  }
+  try {
+    return Run(FinishOptions(std::move(flags)));
   } catch (const UserError& error) {
     std::cerr << "idx_to_folder: " << error.what() << "\n";
     return 1;

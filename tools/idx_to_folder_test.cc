@@ -224,6 +224,35 @@ TEST_F(IdxToFolderTest, RejectsBadArguments) {
   ExpectFailureNaming(Run(Files("images", "labels", "out") + " --per-class -3"), "--per-class");
   ExpectFailureNaming(Run(Files("images", "labels", "out") + " --colour"), "--colour");
   ExpectFailureNaming(Run("--images x"), "required");
+  ExpectFailureNaming(Run(Files("images", "labels", "out") + " --skip-per-class 2x"),
+                      "--skip-per-class");
+  ExpectFailureNaming(Run(Files("images", "labels", "out") + " --classes ''"), "--classes");
+  ExpectFailureNaming(Run(Files("images", "labels", "out") + " --classes 1,1"), "twice");
+  ExpectFailureNaming(Run(Files("images", "labels", "out") + " --fashion-names --class-names a"),
+                      "--fashion-names");
+  EXPECT_FALSE(fs::exists(root_ / "out"));
+}
+
+TEST_F(IdxToFolderTest, HelpNamesEveryFlagAndSucceeds) {
+  const fs::path help_path = root_ / "help.txt";
+  const std::string command = std::string("'") + IDX_TO_FOLDER_BINARY + "' --help > '" +
+                              help_path.string() + "'";
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const std::string help = ReadText(help_path);
+  for (const char* flag : {"--images", "--labels", "--out", "--classes", "--per-class",
+                           "--skip-per-class", "--class-names", "--fashion-names", "--threads"}) {
+    EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from\n" << help;
+  }
+}
+
+TEST_F(IdxToFolderTest, TakesValuesAfterAnEqualsSign) {
+  const RunResult result = Run("--images='" + (root_ / "images").string() + "' --labels='" +
+                               (root_ / "labels").string() + "' --out='" +
+                               (root_ / "eq").string() + "' --classes=0 --per-class=1");
+  ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
+  EXPECT_EQ(ReadTree(root_ / "eq").size(), 1u);
 }
 
 }  // namespace
