@@ -24,9 +24,28 @@
 #include "google/protobuf/message_lite.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/store/sqlite_rows.h"
+#include "server/store/sqlite_schema.h"
 
 namespace tl::server {
 namespace {
+
+using sqlite_rows::kJobColumns;
+using sqlite_rows::kSeqColumn;
+using sqlite_rows::kInsertJobSql;
+using sqlite_rows::kUpdateJobSql;
+using sqlite_rows::kPutEpochSql;
+using sqlite_rows::kPutEventSql;
+using sqlite_rows::StoredMicros;
+using sqlite_rows::LoadedTime;
+using sqlite_rows::BindBlob;
+using sqlite_rows::BindJobColumns;
+using sqlite_rows::StoredForm;
+using sqlite_rows::InsertEvent;
+using sqlite_rows::StoredState;
+using sqlite_rows::ParseBlob;
+using sqlite_rows::RowToJob;
+using sqlite_rows::AllRowsToJobs;
 
 using ::google::protobuf::Timestamp;
 using ::google::protobuf::util::TimeUtil;
@@ -36,136 +55,9 @@ using ::tl::v1::JobEvent;
 using ::tl::v1::JobSpec;
 using ::tl::v1::LogLine;
 
-// Bump together with a migration in CreateOrCheckSchema; files written by a newer binary are
-// refused rather than misread.
-constexpr int kSchemaVersion = 3;
-// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
-constexpr int kBusyTimeoutMs = 5000;
 constexpr int kMaxPageSize = 1000;
 // 64 random bits collide with vanishing probability; the bound only guarantees termination.
 constexpr int kMaxIdAttempts = 8;
-
-// Time columns hold microseconds since the Unix epoch, 0 for "unset". seq orders jobs by
-// insertion (listing, page tokens, FIFO among equal priorities); AUTOINCREMENT keeps a seq from
-// ever being reused, so a page token can never point into a different set of jobs. Columns that
-// queries filter or sort on are real columns; everything else rides in the spec/result blobs.
-// result is NULL while the job has none, so that has_result() reads back as it was written.
-constexpr char kCreateSchemaSql[] = R"sql(
-CREATE TABLE IF NOT EXISTS jobs (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
-  state INTEGER NOT NULL,
-  priority INTEGER NOT NULL,
-  owner TEXT NOT NULL,
-  attempt INTEGER NOT NULL,
-  worker_id TEXT NOT NULL,
-  epoch INTEGER NOT NULL,
-  cancel_requested INTEGER NOT NULL,
-  error TEXT NOT NULL,
-  create_time_us INTEGER NOT NULL,
-  start_time_us INTEGER NOT NULL,
-  end_time_us INTEGER NOT NULL,
-  update_time_us INTEGER NOT NULL,
-  spec BLOB NOT NULL,
-  result BLOB
-);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
-CREATE INDEX IF NOT EXISTS jobs_queue_order ON jobs (state, priority DESC, seq);
-CREATE TABLE IF NOT EXISTS epochs (
-  job_id TEXT NOT NULL REFERENCES jobs (id),
-  epoch INTEGER NOT NULL,
-  attempt INTEGER NOT NULL,
-  metrics BLOB NOT NULL,
-  PRIMARY KEY (job_id, epoch)
-) WITHOUT ROWID;
-)sql";
-
-// Version 2: idempotent submits, pause, retry counting, the event log behind WatchJob's
-// sequence numbers, and job logs. Applied to new files after kCreateSchemaSql and to version 1
-// files as their migration.
-constexpr char kSchemaV2Sql[] = R"sql(
-ALTER TABLE jobs ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
-ALTER TABLE jobs ADD COLUMN pause_requested INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN last_event_sequence INTEGER NOT NULL DEFAULT 0;
-CREATE UNIQUE INDEX jobs_by_request ON jobs (owner, request_id) WHERE request_id != '';
-CREATE INDEX jobs_by_owner ON jobs (owner, seq);
-CREATE TABLE events (
-  job_id TEXT NOT NULL REFERENCES jobs (id),
-  sequence INTEGER NOT NULL,
-  event BLOB NOT NULL,
-  PRIMARY KEY (job_id, sequence)
-) WITHOUT ROWID;
-CREATE TABLE logs (
-  job_id TEXT NOT NULL REFERENCES jobs (id),
-  sequence INTEGER NOT NULL,
-  time_us INTEGER NOT NULL,
-  attempt INTEGER NOT NULL,
-  worker_id TEXT NOT NULL,
-  text TEXT NOT NULL,
-  PRIMARY KEY (job_id, sequence)
-) WITHOUT ROWID;
-)sql";
-
-// Version 3: data-parallel gangs. The workers of a job's current attempt, by rank, as a
-// serialized Job holding only replica_worker_ids.
-constexpr char kSchemaV3Sql[] = R"sql(
-ALTER TABLE jobs ADD COLUMN replicas BLOB;
-)sql";
-
-// Every job query selects these columns, in the order of JobColumn.
-constexpr char kJobColumns[] =
-    "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
-    "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
-    "failures, last_event_sequence, replicas";
-enum JobColumn : int {
-  kSeqColumn,
-  kIdColumn,
-  kStateColumn,
-  kOwnerColumn,
-  kAttemptColumn,
-  kWorkerIdColumn,
-  kEpochColumn,
-  kCancelRequestedColumn,
-  kErrorColumn,
-  kCreateTimeColumn,
-  kStartTimeColumn,
-  kEndTimeColumn,
-  kUpdateTimeColumn,
-  kSpecColumn,
-  kResultColumn,
-  kRequestIdColumn,
-  kPauseRequestedColumn,
-  kFailuresColumn,
-  kLastEventSequenceColumn,
-  kReplicasColumn,
-};
-
-// INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
-constexpr char kInsertJobSql[] = R"sql(
-INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
-                  create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
-                  request_id, pause_requested, failures, last_event_sequence, replicas)
-VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
-        :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
-        :request_id, :pause_requested, :failures, :last_event_sequence, :replicas)
-ON CONFLICT (id) DO NOTHING
-)sql";
-constexpr char kUpdateJobSql[] = R"sql(
-UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = :attempt,
-                worker_id = :worker_id, epoch = :epoch, cancel_requested = :cancel_requested,
-                error = :error, create_time_us = :create_time_us, start_time_us = :start_time_us,
-                end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
-                result = :result, request_id = :request_id, pause_requested = :pause_requested,
-                failures = :failures, last_event_sequence = :last_event_sequence,
-                replicas = :replicas
-WHERE id = :id
-)sql";
-constexpr char kPutEpochSql[] = R"sql(
-INSERT INTO epochs (job_id, epoch, attempt, metrics) VALUES (:job_id, :epoch, :attempt, :metrics)
-ON CONFLICT (job_id, epoch) DO UPDATE SET attempt = excluded.attempt, metrics = excluded.metrics
-)sql";
-constexpr char kPutEventSql[] = "INSERT INTO events (job_id, sequence, event) VALUES (?, ?, ?)";
 
 // Runs `body` and turns whatever it throws into INTERNAL, so that no exception leaves the store.
 template <typename Body>
@@ -183,61 +75,6 @@ auto Guarded(absl::string_view operation, Body&& body) -> decltype(body()) {
 
 std::string NewJobId(absl::BitGen& gen) {
   return absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16));
-}
-
-int64_t StoredMicros(bool is_set, const Timestamp& time) {
-  return is_set ? TimeUtil::TimestampToMicroseconds(time) : 0;
-}
-
-std::optional<Timestamp> LoadedTime(const SQLite::Column& column) {
-  const int64_t micros = column.getInt64();
-  if (micros == 0) return std::nullopt;
-  return TimeUtil::MicrosecondsToTimestamp(micros);
-}
-
-// Blobs are bound by pointer and size: binding the std::string itself would store TEXT.
-void BindBlob(SQLite::Statement& statement, const char* name, const std::string& bytes) {
-  statement.bind(name, bytes.data(), static_cast<int>(bytes.size()));
-}
-
-void BindJobColumns(const Job& job, SQLite::Statement& statement) {
-  statement.bind(":id", job.id());
-  statement.bind(":state", static_cast<int>(job.state()));
-  statement.bind(":priority", job.spec().priority());
-  statement.bind(":owner", job.owner());
-  statement.bind(":attempt", job.attempt());
-  statement.bind(":worker_id", job.worker_id());
-  statement.bind(":epoch", job.epoch());
-  statement.bind(":cancel_requested", job.cancel_requested() ? 1 : 0);
-  statement.bind(":error", job.error());
-  statement.bind(":create_time_us", StoredMicros(job.has_create_time(), job.create_time()));
-  statement.bind(":start_time_us", StoredMicros(job.has_start_time(), job.start_time()));
-  statement.bind(":end_time_us", StoredMicros(job.has_end_time(), job.end_time()));
-  statement.bind(":update_time_us", StoredMicros(job.has_update_time(), job.update_time()));
-  BindBlob(statement, ":spec", job.spec().SerializeAsString());
-  if (job.has_result()) {
-    BindBlob(statement, ":result", job.result().SerializeAsString());
-  } else {
-    statement.bind(":result");  // NULL
-  }
-  statement.bind(":request_id", job.request_id());
-  statement.bind(":pause_requested", job.pause_requested() ? 1 : 0);
-  statement.bind(":failures", job.failures());
-  statement.bind(":last_event_sequence", static_cast<int64_t>(job.last_event_sequence()));
-  if (job.replica_worker_ids_size() > 0) {
-    Job replicas;
-    *replicas.mutable_replica_worker_ids() = job.replica_worker_ids();
-    BindBlob(statement, ":replicas", replicas.SerializeAsString());
-  } else {
-    statement.bind(":replicas");  // NULL
-  }
-}
-
-// The job row as stored: pending_reason is the scheduler's live view, not state.
-Job StoredForm(const Job& job) {
-  Job stored = job;
-  stored.clear_pending_reason();
-  return stored;
 }
 
 // A prepared statement from the store's cache, reset when it goes out of scope: a query
@@ -273,76 +110,6 @@ Reused Prepare(SqliteJobStore::StatementCache& cache, SQLite::Database& db, cons
   statement->reset();
   statement->clearBindings();
   return Reused(*statement);
-}
-
-void InsertEvent(SQLite::Statement& insert, const std::string& job_id, const JobEvent& event) {
-  insert.reset();
-  insert.bind(1, job_id);
-  insert.bind(2, static_cast<int64_t>(event.sequence()));
-  const std::string bytes = event.SerializeAsString();
-  insert.bind(3, bytes.data(), static_cast<int>(bytes.size()));
-  insert.exec();
-}
-
-absl::StatusOr<Job::State> StoredState(int value) {
-  if (!Job::State_IsValid(value)) {
-    return absl::InternalError(absl::StrCat("stored job state ", value, " is not a known state"));
-  }
-  return static_cast<Job::State>(value);
-}
-
-bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* message) {
-  // getBlob before getBytes: SQLite sizes the value in the form last asked for.
-  const void* data = column.getBlob();
-  return message->ParseFromArray(data, column.getBytes());
-}
-
-// Reads the current row of a statement that selected kJobColumns.
-absl::StatusOr<Job> RowToJob(const SQLite::Statement& row) {
-  Job job;
-  job.set_id(row.getColumn(kIdColumn).getString());
-  absl::StatusOr<Job::State> state = StoredState(row.getColumn(kStateColumn).getInt());
-  if (!state.ok()) return state.status();
-  job.set_state(*state);
-  job.set_owner(row.getColumn(kOwnerColumn).getString());
-  job.set_attempt(row.getColumn(kAttemptColumn).getInt());
-  job.set_worker_id(row.getColumn(kWorkerIdColumn).getString());
-  job.set_epoch(row.getColumn(kEpochColumn).getInt());
-  job.set_cancel_requested(row.getColumn(kCancelRequestedColumn).getInt() != 0);
-  job.set_error(row.getColumn(kErrorColumn).getString());
-  job.set_request_id(row.getColumn(kRequestIdColumn).getString());
-  job.set_pause_requested(row.getColumn(kPauseRequestedColumn).getInt() != 0);
-  job.set_failures(row.getColumn(kFailuresColumn).getInt());
-  job.set_last_event_sequence(row.getColumn(kLastEventSequenceColumn).getInt64());
-  if (auto time = LoadedTime(row.getColumn(kCreateTimeColumn))) *job.mutable_create_time() = *time;
-  if (auto time = LoadedTime(row.getColumn(kStartTimeColumn))) *job.mutable_start_time() = *time;
-  if (auto time = LoadedTime(row.getColumn(kEndTimeColumn))) *job.mutable_end_time() = *time;
-  if (auto time = LoadedTime(row.getColumn(kUpdateTimeColumn))) *job.mutable_update_time() = *time;
-  const SQLite::Column result = row.getColumn(kResultColumn);
-  if (!ParseBlob(row.getColumn(kSpecColumn), job.mutable_spec()) ||
-      (!result.isNull() && !ParseBlob(result, job.mutable_result()))) {
-    return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt spec or result"));
-  }
-  const SQLite::Column replicas = row.getColumn(kReplicasColumn);
-  if (!replicas.isNull()) {
-    Job stored;
-    if (!ParseBlob(replicas, &stored)) {
-      return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt replica list"));
-    }
-    *job.mutable_replica_worker_ids() = stored.replica_worker_ids();
-  }
-  return job;
-}
-
-// Reads every row a job query returns.
-absl::StatusOr<std::vector<Job>> AllRowsToJobs(SQLite::Statement& query) {
-  std::vector<Job> jobs;
-  while (query.executeStep()) {
-    absl::StatusOr<Job> job = RowToJob(query);
-    if (!job.ok()) return job.status();
-    jobs.push_back(*std::move(job));
-  }
-  return jobs;
 }
 
 bool JobExists(SqliteJobStore::StatementCache& cache, SQLite::Database& db, const std::string& job_id) {
@@ -385,67 +152,6 @@ absl::StatusOr<int64_t> ParsePageToken(absl::string_view token) {
         absl::StrCat("malformed page token \"", absl::CHexEscape(token), "\""));
   }
   return last_seq;
-}
-
-absl::Status ConfigureConnection(SQLite::Database& db) {
-  // WAL lets readers run during a write. journal_mode answers with the mode in force, which
-  // stays the old one where WAL is impossible (some network file systems), so check it.
-  const std::string journal_mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
-  if (journal_mode != "wal") {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot switch to WAL journal mode (still \"", journal_mode, "\")"));
-  }
-  // In WAL mode only FULL syncs the log at every commit; NORMAL could lose the last commits on
-  // power loss, and the store promises that an acknowledged write is durable.
-  db.exec("PRAGMA synchronous = FULL");
-  // SQLite leaves foreign keys off unless each connection turns them on.
-  db.exec("PRAGMA foreign_keys = ON");
-  return absl::OkStatus();
-}
-
-// Gives every job of a version 1 file the one event that version 2 would have written for it:
-// its row as it stands, so that a watcher of an old job still sees it.
-void AddSnapshotEvents(SQLite::Database& db) {
-  std::vector<Job> jobs;
-  {
-    SQLite::Statement query(db, absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq"));
-    while (query.executeStep()) {
-      absl::StatusOr<Job> job = RowToJob(query);
-      if (!job.ok()) throw std::runtime_error(std::string(job.status().message()));
-      jobs.push_back(*std::move(job));
-    }
-  }
-  for (Job& job : jobs) {
-    job.set_last_event_sequence(1);
-    JobEvent event;
-    event.set_sequence(1);
-    *event.mutable_job() = job;
-    SQLite::Statement insert(db, kPutEventSql);
-    InsertEvent(insert, job.id(), event);
-    SQLite::Statement update(db, "UPDATE jobs SET last_event_sequence = 1 WHERE id = ?");
-    update.bind(1, job.id());
-    update.exec();
-  }
-}
-
-absl::Status CreateOrCheckSchema(SQLite::Database& db) {
-  // IMMEDIATE takes the write lock before reading the version, so two processes opening a new
-  // file cannot both see version 0 and interleave their schema creation.
-  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-  const int version = db.execAndGet("PRAGMA user_version").getInt();
-  if (version == kSchemaVersion) return absl::OkStatus();
-  if (version < 0 || version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "schema version ", version, " is not supported (this build knows ", kSchemaVersion, ")"));
-  }
-  if (version == 0) db.exec(kCreateSchemaSql);
-  if (version < 2) db.exec(kSchemaV2Sql);
-  db.exec(kSchemaV3Sql);
-  // After every column exists: it reads whole job rows.
-  if (version == 1) AddSnapshotEvents(db);
-  db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
-  transaction.commit();
-  return absl::OkStatus();
 }
 
 }  // namespace

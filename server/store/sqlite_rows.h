@@ -1,0 +1,90 @@
+// How a job is a row of the jobs table (and an event a row of events): the
+// columns every job query selects, the statements that write them, and the
+// conversions both ways. Shared by the store's operations and the schema's
+// migrations.
+#pragma once
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "google/protobuf/message_lite.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "tl/v1/service.pb.h"
+
+namespace tl::server::sqlite_rows {
+
+// Every job query selects these columns, in the order of JobColumn.
+inline constexpr char kJobColumns[] =
+    "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
+    "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
+    "failures, last_event_sequence, replicas";
+enum JobColumn : int {
+  kSeqColumn,
+  kIdColumn,
+  kStateColumn,
+  kOwnerColumn,
+  kAttemptColumn,
+  kWorkerIdColumn,
+  kEpochColumn,
+  kCancelRequestedColumn,
+  kErrorColumn,
+  kCreateTimeColumn,
+  kStartTimeColumn,
+  kEndTimeColumn,
+  kUpdateTimeColumn,
+  kSpecColumn,
+  kResultColumn,
+  kRequestIdColumn,
+  kPauseRequestedColumn,
+  kFailuresColumn,
+  kLastEventSequenceColumn,
+  kReplicasColumn,
+};
+
+// INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
+inline constexpr char kInsertJobSql[] = R"sql(
+INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
+                  create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
+                  request_id, pause_requested, failures, last_event_sequence, replicas)
+VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
+        :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
+        :request_id, :pause_requested, :failures, :last_event_sequence, :replicas)
+ON CONFLICT (id) DO NOTHING
+)sql";
+inline constexpr char kUpdateJobSql[] = R"sql(
+UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = :attempt,
+                worker_id = :worker_id, epoch = :epoch, cancel_requested = :cancel_requested,
+                error = :error, create_time_us = :create_time_us, start_time_us = :start_time_us,
+                end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
+                result = :result, request_id = :request_id, pause_requested = :pause_requested,
+                failures = :failures, last_event_sequence = :last_event_sequence,
+                replicas = :replicas
+WHERE id = :id
+)sql";
+inline constexpr char kPutEpochSql[] = R"sql(
+INSERT INTO epochs (job_id, epoch, attempt, metrics) VALUES (:job_id, :epoch, :attempt, :metrics)
+ON CONFLICT (job_id, epoch) DO UPDATE SET attempt = excluded.attempt, metrics = excluded.metrics
+)sql";
+inline constexpr char kPutEventSql[] = "INSERT INTO events (job_id, sequence, event) VALUES (?, ?, ?)";
+
+int64_t StoredMicros(bool is_set, const google::protobuf::Timestamp& time);
+std::optional<google::protobuf::Timestamp> LoadedTime(const SQLite::Column& column);
+// Blobs are bound by pointer and size: binding the std::string itself would store TEXT.
+void BindBlob(SQLite::Statement& statement, const char* name, const std::string& bytes);
+void BindJobColumns(const tl::v1::Job& job, SQLite::Statement& statement);
+// The job row as stored: pending_reason is the scheduler's live view, not state.
+tl::v1::Job StoredForm(const tl::v1::Job& job);
+void InsertEvent(SQLite::Statement& insert, const std::string& job_id,
+                 const tl::v1::JobEvent& event);
+absl::StatusOr<tl::v1::Job::State> StoredState(int value);
+bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* message);
+// Reads the current row of a statement that selected kJobColumns.
+absl::StatusOr<tl::v1::Job> RowToJob(const SQLite::Statement& row);
+// Reads every row a job query returns.
+absl::StatusOr<std::vector<tl::v1::Job>> AllRowsToJobs(SQLite::Statement& query);
+
+}  // namespace tl::server::sqlite_rows
