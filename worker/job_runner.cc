@@ -439,18 +439,24 @@ void JobRunner::Run() {
                                [this](const std::string& text) { Log(text); },
                                settings_.listener.get());
     try {
-      engine::ImageJobResult result = engine::RunImageJob(*config, observer);
-      finished.set_outcome(JobFinished::SUCCEEDED);
-      // Rank 0 of a gang reports the result; the others exported nothing.
-      if (assignment_.replica_rank() == 0) SetResult(result, *finished.mutable_result());
+      const engine::ImageJobResult result = engine::RunImageJob(*config, observer);
+      switch (result.outcome.kind) {
+        case engine::RunOutcome::Kind::kFinished:
+          finished.set_outcome(JobFinished::SUCCEEDED);
+          // Rank 0 of a gang reports the result; the others exported nothing.
+          if (assignment_.replica_rank() == 0) SetResult(result, *finished.mutable_result());
+          break;
+        case engine::RunOutcome::Kind::kCancelled:
+          finished.set_outcome(JobFinished::CANCELLED);
+          finished.set_error(result.outcome.reason);
+          break;
+        case engine::RunOutcome::Kind::kPaused:
+          finished.set_outcome(JobFinished::PAUSED);
+          finished.set_error(result.outcome.reason);
+          break;
+      }
     } catch (const engine::EngineError& error) {
       switch (error.kind()) {
-        case engine::ErrorKind::kCancelled:
-          finished.set_outcome(JobFinished::CANCELLED);
-          break;
-        case engine::ErrorKind::kPaused:
-          finished.set_outcome(JobFinished::PAUSED);
-          break;
         case engine::ErrorKind::kInternal:
         case engine::ErrorKind::kUnavailable:
           finished.set_outcome(JobFinished::FAILED);

@@ -1,6 +1,7 @@
 // Errors of the training engine. The engine is free of gRPC and abseil (it
 // builds on a CUDA machine that has LibTorch alone), so it reports failures
-// as exceptions carrying a kind; the worker maps the kind to absl::Status.
+// as exceptions carrying a kind; the worker maps the kind to the job's
+// outcome. A cancel or a pause is no failure: it is returned (run_outcome.h).
 #pragma once
 
 #include <stdexcept>
@@ -11,8 +12,6 @@ namespace tl::engine {
 enum class ErrorKind {
   kInvalidArgument,     // the job as given can never work (bad field, bad file)
   kFailedPrecondition,  // found at run time: dataset unusable, loss became NaN
-  kCancelled,           // stopped on request
-  kPaused,              // stopped after an epoch on request, its checkpoint written
   kInternal,            // a bug or an unexpected library failure
   kUnavailable,         // a data-parallel peer died or could not be reached; a retry may pass
 };

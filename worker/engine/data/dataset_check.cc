@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "base/confined_file.h"
+#include "base/errors.h"
 #include "base/fnv1a.h"
 #include "base/parallel_for.h"
 
@@ -105,6 +106,21 @@ bool FindDuplicates(const std::vector<ImageSample>& train, const std::vector<Ima
     }
   }
   return true;
+}
+
+void CheckMostlyReadable(const ImageFolderSource& source, const std::string& where) {
+  if (source.size() == 0 || source.skipped() * 2 <= source.size()) return;
+  std::string reasons;
+  for (const auto& [skip, reason] : {std::pair{ImageSkip::kUnreadable, "unreadable"},
+                                     std::pair{ImageSkip::kOutsideRoot, "outside the data root"},
+                                     std::pair{ImageSkip::kTooLarge, "above the pixel limit"}}) {
+    const int64_t count = source.skipped(skip);
+    if (count == 0) continue;
+    reasons += (reasons.empty() ? "" : ", ") + std::to_string(count) + " " + reason;
+  }
+  throw FailedPrecondition(where + ": " + std::to_string(source.skipped()) + " of " +
+                           std::to_string(source.size()) + " images could not be read (" +
+                           reasons + ")");
 }
 
 std::string DatasetCheckToJson(const std::vector<std::string>& class_names, int64_t unreadable,

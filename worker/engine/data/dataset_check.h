@@ -41,6 +41,12 @@ bool FindDuplicates(const std::vector<ImageSample>& train, const std::vector<Ima
                     const std::function<std::string(const std::string&)>& display,
                     DatasetCheck& check, const ImageReadRules& rules = {});
 
+// Fails the job (EngineError(kFailedPrecondition) naming `where`) when more
+// than half of a source's images were skipped: a dataset mostly unreadable
+// or refused is a broken dataset, not a noisy one. The message counts each
+// reason.
+void CheckMostlyReadable(const ImageFolderSource& source, const std::string& where);
+
 // The check as JSON (dataset.json), classes by name.
 std::string DatasetCheckToJson(const std::vector<std::string>& class_names, int64_t unreadable,
                                const DatasetCheck& check);

@@ -19,7 +19,7 @@
 #include "base/errors.h"
 #include "base/parallel_for.h"
 #include "common/image_files.h"
-#include "train/replica_sync.h"
+#include "data/shard_range.h"
 
 namespace tl::engine {
 namespace {

@@ -75,7 +75,7 @@ struct ImageFolderSourceOptions {
   // that later epochs skip decoding and resizing.
   int64_t cache_bytes = int64_t{1} << 30;
   // Data-parallel training: only slice shard_index of shard_count of every
-  // batch is delivered (ShardRange in replica_sync.h); the batches, their
+  // batch is delivered (ShardRange in shard_range.h); the batches, their
   // order and the epoch's shuffle are those of the whole source.
   int shard_count = 1;
   int shard_index = 0;

@@ -13,9 +13,24 @@
 #include "data/batch_source.h"
 
 #include "eval/classification_metrics.h"
-#include "train/trainer.h"
 
 namespace tl::engine {
+
+// The k of top-k accuracy, capped at the number of classes.
+constexpr int64_t kTopK = 5;
+
+struct EvaluationStats {
+  double loss = 0;
+  double accuracy = 0;
+  double macro_precision = 0;
+  double macro_recall = 0;
+  double macro_f1 = 0;
+  int64_t images = 0;
+  int64_t top_k = 0;  // min(kTopK, classes)
+  double top_k_accuracy = 0;
+  // Everything else (per-class scores, weighted averages) follows from it.
+  ConfusionMatrix confusion{0};
+};
 
 // Every batch of `source` (from StartEpoch(epoch)) through `logits_of`
 // (images on the CPU in, logits [N, num_classes] on any device out), with

@@ -59,6 +59,14 @@ double LastAccuracy(const std::vector<EpochStats>& epochs) {
   return epochs.empty() ? 0 : epochs.back().val_accuracy;
 }
 
+// Runs one probe; the accuracy it reached on the held-out slice.
+OrStopped<double> ProbeAccuracy(Trainer& trainer, BatchSource& train, BatchSource* holdout,
+                                TrainObserver& observer) {
+  const Trainer::RunResult run = trainer.Run(train, holdout, observer);
+  if (!run.outcome.finished()) return run.outcome;
+  return LastAccuracy(run.epochs);
+}
+
 Strategy StrategyFromName(const std::string& name, const std::string& origin) {
   for (Strategy strategy : {Strategy::kFeatureExtraction, Strategy::kFineTune, Strategy::kFull}) {
     if (name == StrategyName(strategy)) return strategy;
@@ -92,7 +100,8 @@ AutoDecision DecideStrategy(const AutoProbeFigures& figures, const AutoRule& rul
   return decision;
 }
 
-AutoDecision ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& options) {
+OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
+                                      const AutoStrategyOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   AutoProbeFigures figures;
   figures.images_per_class =
@@ -143,8 +152,10 @@ AutoDecision ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& o
                              FeatureTraining::Options{"", backbone_bytes, job.preprocessing,
                                                       holdout_options, job.batch_size, seed,
                                                       trainer.device()});
-    figures.feature_extraction_accuracy =
-        LastAccuracy(trainer.Run(features.train(), features.validation(), observer));
+    const OrStopped<double> accuracy =
+        ProbeAccuracy(trainer, features.train(), features.validation(), observer);
+    if (accuracy.stopped()) return accuracy.stop();
+    figures.feature_extraction_accuracy = *accuracy;
   }
   {  // (b) a short fine-tune of the last layer group(s) with the head
     TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
@@ -155,8 +166,10 @@ AutoDecision ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& o
     ImageFolderSource holdout_source(holdout, job.preprocessing, holdout_options);
     train_source.Preload(job.decode_threads, job.stop_requested);
     holdout_source.Preload(job.decode_threads, job.stop_requested);
-    figures.fine_tune_accuracy =
-        LastAccuracy(trainer.Run(train_source, &holdout_source, observer));
+    const OrStopped<double> accuracy =
+        ProbeAccuracy(trainer, train_source, &holdout_source, observer);
+    if (accuracy.stopped()) return accuracy.stop();
+    figures.fine_tune_accuracy = *accuracy;
   }
 
   AutoDecision decision = DecideStrategy(figures, options.rule);
@@ -165,8 +178,9 @@ AutoDecision ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& o
   return decision;
 }
 
-AutoDecision DecideOrReuseStrategy(const AutoProbeJob& job, const AutoStrategyOptions& options,
-                                   const std::string& output_dir) {
+OrStopped<AutoDecision> DecideOrReuseStrategy(const AutoProbeJob& job,
+                                              const AutoStrategyOptions& options,
+                                              const std::string& output_dir) {
   const fs::path file = fs::path(output_dir) / kDecisionFile;
   if (fs::exists(file)) {
     std::ifstream in(file);
@@ -180,9 +194,10 @@ AutoDecision DecideOrReuseStrategy(const AutoProbeJob& job, const AutoStrategyOp
     } catch (const EngineError&) {
     }
   }
-  AutoDecision decision = ProbeStrategy(job, options);
+  OrStopped<AutoDecision> decision = ProbeStrategy(job, options);
+  if (decision.stopped()) return decision;
   fs::create_directories(output_dir);
-  WriteFileAtomically(file.string(), AutoDecisionToJson(decision) + "\n");
+  WriteFileAtomically(file.string(), AutoDecisionToJson(*decision) + "\n");
   return decision;
 }
 
@@ -230,16 +245,6 @@ AutoDecision AutoDecisionFromJson(const std::string& text, const std::string& or
   } catch (const nlohmann::json::exception& error) {
     throw InvalidArgument(origin + " is not a strategy decision: " + error.what());
   }
-}
-
-void AddAutoDecisionToMetrics(const std::string& metrics_path, const AutoDecision& decision) {
-  nlohmann::json metrics;
-  {
-    std::ifstream in(metrics_path);
-    metrics = nlohmann::json::parse(in);
-  }
-  metrics["auto_strategy"] = nlohmann::json::parse(AutoDecisionToJson(decision));
-  WriteFileAtomically(metrics_path, metrics.dump(2) + "\n");
 }
 
 std::string DescribeAutoDecision(const AutoDecision& decision) {

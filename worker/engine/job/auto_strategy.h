@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/run_outcome.h"
 #include "data/image_folder.h"
 #include "model/manifest.h"
 #include "model/transfer_model.h"
@@ -89,21 +90,21 @@ struct AutoProbeJob {
   int batch_size = 32;
   int decode_threads = 1;
   int loader_threads = 1;
-  std::function<bool()> stop_requested;  // true: EngineError(kCancelled)
+  std::function<bool()> stop_requested;  // true: the probe stops, cancelled
   // The name the backbone is loaded by (TransferModel's open_as); empty:
   // backbone_path.
   std::string backbone_open_as;
   ImageReadRules read_rules;  // the job's (image_file.h)
 };
 
-// Runs the probe and applies the rule. Throws EngineError(kCancelled) on a
-// stop request.
-AutoDecision ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& options);
+// Runs the probe and applies the rule; stops (cancelled) on a stop request.
+OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& options);
 
 // The decision in output_dir/auto.json when there is one (a resumed job),
 // else a new probe's, written there before training starts.
-AutoDecision DecideOrReuseStrategy(const AutoProbeJob& job, const AutoStrategyOptions& options,
-                                   const std::string& output_dir);
+OrStopped<AutoDecision> DecideOrReuseStrategy(const AutoProbeJob& job,
+                                              const AutoStrategyOptions& options,
+                                              const std::string& output_dir);
 
 // The chosen strategy and its defaults applied to a job's training options.
 void ApplyAutoDecision(const AutoDecision& decision, const AutoStrategyOptions& options,
@@ -112,8 +113,6 @@ void ApplyAutoDecision(const AutoDecision& decision, const AutoStrategyOptions& 
 std::string AutoDecisionToJson(const AutoDecision& decision);
 // Throws EngineError(kInvalidArgument) naming `origin` for bad JSON.
 AutoDecision AutoDecisionFromJson(const std::string& text, const std::string& origin);
-// Adds the decision to a written metrics.json as "auto_strategy".
-void AddAutoDecisionToMetrics(const std::string& metrics_path, const AutoDecision& decision);
 // One line for logs: the chosen strategy, the figures and why.
 std::string DescribeAutoDecision(const AutoDecision& decision);
 

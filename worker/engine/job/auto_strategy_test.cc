@@ -174,12 +174,9 @@ TEST_F(AutoJobTest, AStopRequestEndsTheProbe) {
   class Stopping : public ImageJobObserver {
     bool StopRequested() override { return true; }
   } observer;
-  try {
-    RunImageJob(Config("stopped"), observer);
-    FAIL() << "the job ran despite the stop request";
-  } catch (const EngineError& error) {
-    EXPECT_EQ(error.kind(), ErrorKind::kCancelled) << error.what();
-  }
+  const ImageJobResult result = RunImageJob(Config("stopped"), observer);
+  EXPECT_EQ(result.outcome.kind, RunOutcome::Kind::kCancelled) << result.outcome.reason;
+  EXPECT_TRUE(result.model_path.empty());
   EXPECT_FALSE(fs::exists(temp_.Sub("stopped/auto.json")));
 }
 

@@ -140,9 +140,4 @@ std::vector<EpochStats> ShareTrainingState(ProcessGroupReplicas& replicas, Train
   });
 }
 
-bool ReplicatedJobObserver::PauseRequested() {
-  const bool pause = downstream_.PauseRequested();
-  return replicas_ != nullptr ? replicas_->AnyRank(pause) : pause;
-}
-
 }  // namespace tl::engine

@@ -1,7 +1,7 @@
 // What an image job does differently when it is one rank of a data-parallel
-// job (distributed.h): the checks, rank 0's state handed to every rank, the
-// pause that all ranks take together, and the private folder that stands in
-// for output_dir on the other ranks.
+// job (distributed.h): the checks, rank 0's state handed to every rank and
+// the private folder that stands in for output_dir on the other ranks. (The
+// pause all ranks take together is the training stage's, stages.h.)
 #pragma once
 
 #include <functional>
@@ -37,26 +37,5 @@ std::unique_ptr<ProcessGroupReplicas> JoinReplicas(const DistributedOptions& opt
 // epochs (`done`, read from rank 0's checkpoint); returns those epochs.
 std::vector<EpochStats> ShareTrainingState(ProcessGroupReplicas& replicas, Trainer& trainer,
                                            const std::vector<EpochStats>& done);
-
-// Passes everything on to `downstream`; with replicas, a pause asked for on
-// any rank pauses every rank after the same epoch.
-class ReplicatedJobObserver : public ImageJobObserver {
- public:
-  ReplicatedJobObserver(ImageJobObserver& downstream, ProcessGroupReplicas* replicas)
-      : downstream_(downstream), replicas_(replicas) {}
-  void OnBatch(const BatchProgress& progress) override { downstream_.OnBatch(progress); }
-  void OnEpoch(const EpochStats& stats) override { downstream_.OnEpoch(stats); }
-  bool StopRequested() override { return downstream_.StopRequested(); }
-  bool PauseRequested() override;
-  bool TrainingDone() override { return downstream_.TrainingDone(); }
-  void OnDataset(const DatasetInfo& dataset) override { downstream_.OnDataset(dataset); }
-  void OnAutoStrategy(const AutoDecision& decision) override {
-    downstream_.OnAutoStrategy(decision);
-  }
-
- private:
-  ImageJobObserver& downstream_;
-  ProcessGroupReplicas* replicas_;
-};
 
 }  // namespace tl::engine

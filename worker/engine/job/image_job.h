@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/run_outcome.h"
 #include "data/augmentation.h"
 #include "data/dataset_check.h"
 #include "data/image_file.h"
@@ -88,6 +89,9 @@ struct DatasetInfo {
 };
 
 struct ImageJobResult {
+  // Finished, or stopped on request (cancelled, or paused after an epoch's
+  // checkpoint); a stopped job's result holds nothing else.
+  RunOutcome outcome;
   DatasetInfo dataset;
   std::vector<EpochStats> epochs;  // every epoch, resumed ones included
   int first_epoch_run = 1;         // > 1 when resumed from a checkpoint
@@ -126,10 +130,12 @@ class ImageJobObserver : public TrainObserver {
   virtual void OnAutoStrategy(const AutoDecision& decision) {}
 };
 
-// Throws EngineError: kInvalidArgument for a job that cannot work as given
-// (naming the field or file), kFailedPrecondition for what is found while
-// running, kCancelled when the observer asks to stop, kPaused when it asks
-// to pause (after the epoch's checkpoint).
+// Runs the stages of stages.h. A stop the observer asks for is the result's
+// outcome: cancelled (within a batch) or paused (after the epoch's
+// checkpoint). Throws EngineError: kInvalidArgument for a job that cannot
+// work as given (naming the field or file), kFailedPrecondition for what is
+// found while running, kInternal and kUnavailable for what another attempt
+// may not meet.
 ImageJobResult RunImageJob(const ImageJobConfig& config, ImageJobObserver& observer);
 
 // The resize rule shared by training and exported models.
@@ -140,11 +146,5 @@ ImageReadRules ImageReadRulesOf(const ImageJobConfig& config);
 
 // The root the backbone must resolve inside (empty: anywhere).
 const std::string& BackboneRootOf(const ImageJobConfig& config);
-
-// Fails the job (EngineError(kFailedPrecondition) naming `where`) when more
-// than half of a source's images were skipped: a dataset mostly unreadable
-// or refused is a broken dataset, not a noisy one. The message counts each
-// reason.
-void CheckMostlyReadable(const ImageFolderSource& source, const std::string& where);
 
 }  // namespace tl::engine

@@ -68,7 +68,7 @@ class CheckpointTest : public ::testing::Test {
     TensorSource train(images, labels, 8, /*shuffle=*/false, 1);
     NoObserver observer;
     Trainer trainer(model_, Options(epochs));
-    return trainer.Run(train, nullptr, observer);
+    return trainer.Run(train, nullptr, observer).epochs;
   }
 
   // What a fresh model and trainer load from dir, and the lines they note.

@@ -150,7 +150,7 @@ TEST(TrainerTrainingDoneTest, EndsTheRunAfterTheEpoch) {
   torch::Tensor labels = torch::arange(8, torch::kInt64).remainder(2);
   TensorSource train(images, labels, 4, /*shuffle=*/false, 1);
   DoneAfter observer(2);
-  EXPECT_EQ(trainer.Run(train, nullptr, observer).size(), 2u);
+  EXPECT_EQ(trainer.Run(train, nullptr, observer).epochs.size(), 2u);
   EXPECT_EQ(observer.seen, (std::vector<int>{1, 2}));
 }
 

@@ -7,19 +7,12 @@
 #include <torch/types.h>
 
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 namespace tl::engine {
 
 struct EpochStats;
 struct EvaluationStats;
-
-// The contiguous slice [first, second) of the `count` images of one global
-// batch that replica `rank` of `world_size` takes: sizes differ by at most
-// one, lower ranks taking the larger ones, so that the slices of all ranks
-// cover the batch exactly once.
-std::pair<int64_t, int64_t> ShardRange(int64_t count, int world_size, int rank);
 
 class ReplicaSync {
  public:

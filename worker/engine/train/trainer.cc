@@ -329,8 +329,8 @@ EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch) {
   return stats;
 }
 
-std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation,
-                                     TrainObserver& observer, int first_epoch) {
+Trainer::RunResult Trainer::Run(BatchSource& train, BatchSource* validation,
+                                TrainObserver& observer, int first_epoch) {
   std::vector<EpochStats> epochs;
   const int64_t steps_per_epoch = train.batches();
   for (int epoch = first_epoch; epoch <= options_.epochs; ++epoch) {
@@ -363,8 +363,8 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
         stop = start.stop;
       }
       if (stop) {
-        throw EngineError(ErrorKind::kCancelled,
-                          "stopped on request in epoch " + std::to_string(epoch));
+        return {epochs, RunOutcome::Cancelled("stopped on request in epoch " +
+                                              std::to_string(epoch))};
       }
       if (!batch) break;
       SetLearningRateFactor(LearningRateFactor(
@@ -430,9 +430,12 @@ std::vector<EpochStats> Trainer::Run(BatchSource& train, BatchSource* validation
     if (replicas_ != nullptr) replicas_->AgreeOnEpoch(stats);
     epochs.push_back(stats);
     observer.OnEpoch(stats);
+    if (observer.PauseRequested()) {
+      return {epochs, RunOutcome::Paused("paused after epoch " + std::to_string(epoch))};
+    }
     if (observer.TrainingDone()) break;
   }
-  return epochs;
+  return {epochs, RunOutcome{}};
 }
 
 void Trainer::SaveCheckpoint(const std::string& dir, const std::vector<EpochStats>& done) const {

@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "base/run_outcome.h"
 #include "data/batch_source.h"
-#include "eval/classification_metrics.h"
+#include "eval/evaluation_report.h"
 #include "model/transfer_model.h"
 #include "train/replica_sync.h"
 
@@ -104,33 +105,17 @@ struct EpochStats {
   double val_weighted_f1 = 0;
 };
 
-// The k of top-k accuracy, capped at the number of classes.
-constexpr int64_t kTopK = 5;
-
-struct EvaluationStats {
-  double loss = 0;
-  double accuracy = 0;
-  double macro_precision = 0;
-  double macro_recall = 0;
-  double macro_f1 = 0;
-  int64_t images = 0;
-  int64_t top_k = 0;  // min(kTopK, classes)
-  double top_k_accuracy = 0;
-  // Everything else (per-class scores, weighted averages) follows from it.
-  ConfusionMatrix confusion{0};
-};
-
 class TrainObserver {
  public:
   virtual ~TrainObserver() = default;
   virtual void OnBatch(const BatchProgress& progress) {}
   virtual void OnEpoch(const EpochStats& stats) {}
   // Polled before every batch (and between images while a dataset is
-  // decoded, from several threads at once); true stops the run with
-  // kCancelled.
+  // decoded, from several threads at once); true ends the run, cancelled.
   virtual bool StopRequested() { return false; }
-  // Polled after each epoch's checkpoint; true stops the run with kPaused,
-  // and a later run resumes from that checkpoint.
+  // Polled after each epoch's OnEpoch (which saves a job's checkpoint);
+  // true ends the run there, paused, and a later run resumes from that
+  // checkpoint.
   virtual bool PauseRequested() { return false; }
   // Polled after each epoch's OnEpoch; true ends the run there, normally
   // (early stopping).
@@ -145,11 +130,16 @@ class Trainer {
   // naming the training.* field for options that cannot work together.
   Trainer(TransferModel& model, TrainOptions options);
 
-  // Epochs first_epoch..options.epochs. Throws EngineError(kCancelled) on a
-  // stop request and EngineError(kFailedPrecondition) when the loss stops
-  // being finite ("loss became NaN at epoch E, batch B").
-  std::vector<EpochStats> Run(BatchSource& train, BatchSource* validation,
-                              TrainObserver& observer, int first_epoch = 1);
+  // Epochs first_epoch..options.epochs, fewer when the observer says
+  // training is done, or asks to stop or pause (then the outcome says so).
+  // Throws EngineError(kFailedPrecondition) when the loss stops being finite
+  // ("loss became NaN at epoch E, batch B").
+  struct RunResult {
+    std::vector<EpochStats> epochs;  // those this run trained
+    RunOutcome outcome;
+  };
+  RunResult Run(BatchSource& train, BatchSource* validation, TrainObserver& observer,
+                int first_epoch = 1);
 
   // One optimizer step at the current learning rates; returns the batch's
   // mean loss (on the device) and sets *correct to the number of right

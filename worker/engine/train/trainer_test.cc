@@ -63,7 +63,7 @@ TEST(TrainerTest, LearnsASeparableProblemAndReportsEveryEpoch) {
   TensorSource val(val_images, val_labels, 16, /*shuffle=*/false, 1);
   RecordingObserver observer;
 
-  const std::vector<EpochStats> epochs = trainer.Run(train, &val, observer);
+  const std::vector<EpochStats> epochs = trainer.Run(train, &val, observer).epochs;
 
   ASSERT_EQ(epochs.size(), 4u);
   ASSERT_EQ(observer.epochs.size(), 4u);
@@ -127,13 +127,50 @@ TEST(TrainerTest, StopRequestEndsTheRunBetweenBatches) {
   TensorSource train(images, labels, 8, true, 1);
   RecordingObserver observer;
   observer.stop_after = 2;
-  try {
-    trainer.Run(train, nullptr, observer);
-    FAIL() << "expected a cancellation";
-  } catch (const EngineError& error) {
-    EXPECT_EQ(error.kind(), ErrorKind::kCancelled);
-  }
+  const Trainer::RunResult run = trainer.Run(train, nullptr, observer);
+  EXPECT_EQ(run.outcome.kind, RunOutcome::Kind::kCancelled);
+  EXPECT_EQ(run.outcome.reason, "stopped on request in epoch 1");
+  EXPECT_TRUE(run.epochs.empty());
   EXPECT_EQ(observer.batches.size(), 2u);
+}
+
+// Pauses after the epochs it is told to.
+class PausingObserver : public TrainObserver {
+ public:
+  explicit PausingObserver(int after) : after_(after) {}
+  void OnEpoch(const EpochStats& stats) override { seen.push_back(stats.epoch); }
+  bool PauseRequested() override { return static_cast<int>(seen.size()) >= after_; }
+  std::vector<int> seen;
+
+ private:
+  int after_;
+};
+
+TEST(TrainerTest, APauseEndsTheRunAfterTheEpochsObserver) {
+  TempDir dir;
+  TransferModel model(WriteTinyBackbone(dir.path()), TinyManifest(), 2, 1);
+  Trainer trainer(model, Options(4));
+  auto [images, labels] = BrightOrDark(32, 1);
+  TensorSource train(images, labels, 8, true, 1);
+  PausingObserver observer(2);
+  const Trainer::RunResult run = trainer.Run(train, nullptr, observer);
+  EXPECT_EQ(run.outcome.kind, RunOutcome::Kind::kPaused);
+  EXPECT_EQ(run.outcome.reason, "paused after epoch 2");
+  ASSERT_EQ(run.epochs.size(), 2u);
+  EXPECT_EQ(observer.seen, (std::vector<int>{1, 2}));
+}
+
+TEST(TrainerTest, AFinishedRunSaysSo) {
+  TempDir dir;
+  TransferModel model(WriteTinyBackbone(dir.path()), TinyManifest(), 2, 1);
+  Trainer trainer(model, Options(2));
+  auto [images, labels] = BrightOrDark(16, 1);
+  TensorSource train(images, labels, 8, true, 1);
+  RecordingObserver observer;
+  const Trainer::RunResult run = trainer.Run(train, nullptr, observer);
+  EXPECT_TRUE(run.outcome.finished());
+  EXPECT_TRUE(run.outcome.reason.empty());
+  EXPECT_EQ(run.epochs.size(), 2u);
 }
 
 // The message of the kFailedPrecondition error a run must end with.
@@ -169,7 +206,7 @@ TEST(TrainerTest, CheckpointRestoresWeightsOptimizerAndEpochs) {
   Trainer first_trainer(first, Options(2));
   TensorSource train(images, labels, 8, true, 1);
   RecordingObserver observer;
-  const std::vector<EpochStats> done = first_trainer.Run(train, nullptr, observer);
+  const std::vector<EpochStats> done = first_trainer.Run(train, nullptr, observer).epochs;
   first_trainer.SaveCheckpoint(dir.path(), done);
 
   TransferModel second(backbone, TinyManifest(), 2, 99);  // another head init
@@ -262,7 +299,7 @@ TEST(TrainerTest, EpochsReportTheScheduledRateOfTheirLastBatch) {
   auto [images, labels] = BrightOrDark(32, 1);
   TensorSource train(images, labels, 8, /*shuffle=*/true, 1);  // 4 batches an epoch
   RecordingObserver observer;
-  const std::vector<EpochStats> epochs = trainer.Run(train, nullptr, observer);
+  const std::vector<EpochStats> epochs = trainer.Run(train, nullptr, observer).epochs;
   ASSERT_EQ(epochs.size(), 3u);
   EXPECT_DOUBLE_EQ(epochs[0].learning_rate, 0.02);  // end of warmup
   EXPECT_DOUBLE_EQ(epochs[1].learning_rate, 0.02 * LearningRateFactor(options, 7, 4));
@@ -286,14 +323,15 @@ TEST(TrainerTest, ResumedRunContinuesTheScheduleExactly) {
   Trainer straight(straight_model, options);
   TensorSource straight_train(images, labels, 8, true, 1);
   RecordingObserver straight_observer;
-  const std::vector<EpochStats> expected = straight.Run(straight_train, nullptr, straight_observer);
+  const std::vector<EpochStats> expected = straight.Run(straight_train, nullptr, straight_observer).epochs;
 
   TransferModel first_model(backbone, TinyManifest(), 2, 1);
   Trainer first(first_model, options);
   TensorSource first_train(images, labels, 8, true, 1);
   RecordingObserver first_observer;
   first_observer.stop_after_epochs = 2;
-  EXPECT_THROW(first.Run(first_train, nullptr, first_observer), EngineError);
+  EXPECT_EQ(first.Run(first_train, nullptr, first_observer).outcome.kind,
+            RunOutcome::Kind::kCancelled);
   ASSERT_EQ(first_observer.epochs.size(), 2u);
   first.SaveCheckpoint(dir.path(), first_observer.epochs);
 
@@ -302,7 +340,7 @@ TEST(TrainerTest, ResumedRunContinuesTheScheduleExactly) {
   ASSERT_EQ(resumed.LoadCheckpoint(dir.path()).size(), 2u);
   TensorSource resumed_train(images, labels, 8, true, 1);
   RecordingObserver resumed_observer;
-  const std::vector<EpochStats> rest = resumed.Run(resumed_train, nullptr, resumed_observer, 3);
+  const std::vector<EpochStats> rest = resumed.Run(resumed_train, nullptr, resumed_observer, 3).epochs;
   ASSERT_EQ(rest.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(rest[i].epoch, expected[i + 2].epoch);
@@ -324,7 +362,7 @@ std::vector<EpochStats> RunOnBrightOrDark(Trainer& trainer, int64_t train_images
   TensorSource train(images, labels, batch_size, /*shuffle=*/true, 1);
   TensorSource val(held_out_images, held_out_labels, batch_size, /*shuffle=*/false, 1);
   RecordingObserver observer;
-  return trainer.Run(train, &val, observer);
+  return trainer.Run(train, &val, observer).epochs;
 }
 
 std::vector<EpochStats> RunWithTrainerSeed(const std::string& backbone, uint64_t seed) {

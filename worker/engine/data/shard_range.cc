@@ -1,4 +1,4 @@
-#include "train/replica_sync.h"
+#include "data/shard_range.h"
 
 #include <algorithm>
 

@@ -1,0 +1,173 @@
+// The stages before anything is built: PrepareJob and ChooseStrategy.
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "base/errors.h"
+#include "data/csv_dataset.h"
+#include "data/image_folder.h"
+#include "job/stages.h"
+
+namespace tl::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool HasValidationSet(const ImageJobConfig& config) {
+  return !config.val_dir.empty() || !config.val_csv.empty();
+}
+
+// Where a split's images come from, for messages: the spec field and its path.
+struct DataOrigin {
+  std::string field;
+  std::string path;
+  bool csv = false;  // a CSV file, else a folder per class
+  std::string Describe() const { return field + " " + path; }
+};
+
+DataOrigin TrainOrigin(const ImageJobConfig& config) {
+  if (!config.train_csv.empty()) return {"dataset.train_csv", config.train_csv, true};
+  return {"dataset.train_dir", config.train_dir};
+}
+
+DataOrigin ValOrigin(const ImageJobConfig& config) {
+  if (!config.val_csv.empty()) return {"dataset.val_csv", config.val_csv, true};
+  if (!config.val_dir.empty()) return {"dataset.val_dir", config.val_dir};
+  return TrainOrigin(config);  // a held-out share of the training images
+}
+
+ImageFolderIndex ReadIndex(const ImageJobConfig& config, const DataOrigin& origin) {
+  return origin.csv ? ReadCsvDataset(origin.path, config.data_root, origin.field)
+                    : ScanImageFolder(origin.path);
+}
+
+void CheckConfig(const ImageJobConfig& config) {
+  if (!fs::is_regular_file(config.backbone_path)) {
+    throw InvalidArgument("backbone: file " + config.backbone_path + " does not exist");
+  }
+  if (!fs::exists(ManifestPathFor(config.backbone_path))) {
+    throw InvalidArgument("backbone: manifest " + ManifestPathFor(config.backbone_path) +
+                          " does not exist (every backbone needs its .json manifest)");
+  }
+  if (config.batch_size < 1) throw InvalidArgument("training.batch_size must be positive");
+  if (config.train.epochs < 1) throw InvalidArgument("training.epochs must be positive");
+  if (!(config.train.learning_rate > 0)) {
+    throw InvalidArgument("training.learning_rate must be positive");
+  }
+  if (config.train_dir.empty() == config.train_csv.empty()) {
+    throw InvalidArgument("dataset: set one of dataset.train_dir and dataset.train_csv");
+  }
+  if (!config.val_dir.empty() && !config.val_csv.empty()) {
+    throw InvalidArgument("dataset: set at most one of dataset.val_dir and dataset.val_csv");
+  }
+  if (!HasValidationSet(config) && !(config.val_fraction >= 0 && config.val_fraction < 1)) {
+    throw InvalidArgument("dataset.val_fraction must lie in [0, 1)");
+  }
+  if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
+  CheckAugmentation(config.augmentation);
+  CheckEarlyStopping(config.early_stopping);
+}
+
+// Scans both splits into `job`: the training classes, and validation
+// images labelled by their class names.
+void LoadSplit(const ImageJobConfig& config, PreparedJob& job) {
+  const DataOrigin train_origin = TrainOrigin(config);
+  ImageFolderIndex train_index = ReadIndex(config, train_origin);
+  if (train_index.class_names.size() < 2) {
+    throw InvalidArgument(train_origin.Describe() + " has " +
+                          std::to_string(train_index.class_names.size()) +
+                          " class(es); at least 2 are needed");
+  }
+  job.class_names = train_index.class_names;
+  if (!HasValidationSet(config)) {
+    auto [train, val] = StratifiedSplit(train_index.samples, config.val_fraction, config.seed);
+    job.train = std::move(train);
+    job.val = std::move(val);
+    return;
+  }
+  job.train = std::move(train_index.samples);
+  // Validation labels follow the training classes by name, whatever order
+  // or subset of them the validation set holds.
+  const DataOrigin val_origin = ValOrigin(config);
+  ImageFolderIndex val_index = ReadIndex(config, val_origin);
+  std::map<std::string, int64_t> label_of;
+  for (size_t i = 0; i < job.class_names.size(); ++i) label_of[job.class_names[i]] = i;
+  for (ImageSample sample : val_index.samples) {
+    const std::string& name = val_index.class_names[sample.label];
+    auto it = label_of.find(name);
+    if (it == label_of.end()) {
+      throw InvalidArgument(val_origin.Describe() + " has class \"" + name + "\", which " +
+                            train_origin.field + " does not have");
+    }
+    sample.label = it->second;
+    job.val.push_back(std::move(sample));
+  }
+}
+
+Preprocessing PreprocessingOf(const ImageJobConfig& config, const BackboneManifest& manifest) {
+  Preprocessing preprocessing;
+  preprocessing.crop_size = config.image_size > 0 ? config.image_size : manifest.input_size;
+  preprocessing.resize_size =
+      config.resize_size > 0 ? config.resize_size : DefaultResizeSize(preprocessing.crop_size);
+  if (preprocessing.resize_size < preprocessing.crop_size) {
+    throw InvalidArgument("preprocessing.resize_size must not be smaller than image_size");
+  }
+  preprocessing.mean = manifest.mean;
+  preprocessing.std = manifest.std;
+  return preprocessing;
+}
+
+}  // namespace
+
+int HardwareThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+int ComputeThreadsOf(const ImageJobConfig& config) {
+  return config.threads > 0 ? config.threads : HardwareThreads();
+}
+
+std::string TrainOriginOf(const ImageJobConfig& config) { return TrainOrigin(config).Describe(); }
+
+std::string ValOriginOf(const ImageJobConfig& config) { return ValOrigin(config).Describe(); }
+
+PreparedJob PrepareJob(const ImageJobConfig& config) {
+  CheckConfig(config);
+  PreparedJob job{OpenConfinedOrThrow(config.backbone_path, BackboneRootOf(config), "backbone")};
+  const std::string manifest_path = ManifestPathFor(config.backbone_path);
+  job.manifest = ParseManifest(
+      ReadConfinedFile(manifest_path, BackboneRootOf(config), "backbone manifest"), manifest_path);
+  LoadSplit(config, job);
+  if (job.train.empty()) {
+    throw InvalidArgument(TrainOriginOf(config) + " holds no training images");
+  }
+  if (config.early_stopping.enabled && job.val.empty()) {
+    throw InvalidArgument(
+        "training.early_stopping needs validation images: set dataset.val_dir or "
+        "dataset.val_csv, or a dataset.val_fraction that holds some out");
+  }
+  job.preprocessing = PreprocessingOf(config, job.manifest);
+  return job;
+}
+
+OrStopped<ChosenStrategy> ChooseStrategy(const ImageJobConfig& config, const PreparedJob& job,
+                                         ImageJobObserver& observer) {
+  ChosenStrategy chosen{config, std::nullopt};
+  if (!config.auto_strategy.enabled) return chosen;
+  AutoProbeJob probe{config.backbone_path, job.manifest, job.class_names.size(), job.train,
+                     job.preprocessing, config.train, config.batch_size,
+                     ComputeThreadsOf(config),
+                     config.loader_threads > 0 ? config.loader_threads : 1,
+                     [&observer] { return observer.StopRequested(); },
+                     job.backbone.OpenedPath(), ImageReadRulesOf(config)};
+  probe.train_options.seed = config.seed;
+  OrStopped<AutoDecision> decision =
+      DecideOrReuseStrategy(probe, config.auto_strategy, config.output_dir);
+  if (decision.stopped()) return decision.stop();
+  observer.OnAutoStrategy(*decision);
+  chosen.config.auto_strategy.enabled = false;
+  ApplyAutoDecision(*decision, config.auto_strategy, chosen.config.train);
+  chosen.decision = *decision;
+  return chosen;
+}
+
+}  // namespace tl::engine
