@@ -15,11 +15,12 @@
 
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <map>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -41,25 +42,48 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
-  std::map<std::string, std::string> flags = {{"batch", "16"}, {"size", "64"},   {"steps", "8"},
-                                              {"device", "cpu"}, {"worlds", "1,2"},
-                                              {"threads", "1"},  {"world", "1"},  {"rank", "0"},
-                                              {"port", "0"},     {"classes", "10"}};
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag.rfind("--", 0) != 0) throw std::runtime_error("unexpected argument " + flag);
-    flag = flag.substr(2);
-    if (flag == "allreduce") {
-      flags[flag] = "1";
-    } else if (i + 1 < argc) {
-      flags[flag] = argv[++i];
-    } else {
-      throw std::runtime_error("--" + flag + " needs a value");
-    }
-  }
-  if (flags.count("backbone") == 0) throw std::runtime_error("--backbone is required");
-  return flags;
+struct Flags {
+  std::string backbone;
+  int64_t batch = 16;  // global: split between the ranks
+  int64_t size = 64;
+  int64_t steps = 8;
+  int64_t classes = 10;
+  std::string device = "cpu";
+  std::string worlds = "1,2";
+  int threads = 1;
+  bool allreduce = false;
+  // One run's ranks, and what RunWorld tells each rank it starts.
+  int world = 1;
+  int rank = 0;
+  int port = 0;
+  std::string result;  // set: this process is a rank, writing rank 0's JSON here
+};
+
+void AddFlags(CLI::App& app, Flags& flags) {
+  // RunWorld gives each rank this process's arguments followed by its own --world, --rank,
+  // --port and --result: the last value of a flag counts.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // At least 1 (CLI::PositiveNumber would describe a range of doubles).
+  const CLI::Range positive(1, std::numeric_limits<int>::max());
+  app.add_option("--backbone", flags.backbone, "TorchScript backbone, its manifest beside it")
+      ->required();
+  app.add_option("--batch", flags.batch, "global batch (default 16)")->check(positive);
+  app.add_option("--size", flags.size, "image side (default 64)")->check(positive);
+  app.add_option("--steps", flags.steps, "timed steps (default 8)")->check(positive);
+  app.add_option("--classes", flags.classes, "classes of the head (default 10)")
+      ->check(positive);
+  app.add_option("--device", flags.device, "cpu or cuda (default cpu)");
+  app.add_option("--worlds", flags.worlds, "rank counts to time, in turn (default 1,2)");
+  app.add_option("--threads", flags.threads, "intra-op threads per rank (default 1)")
+      ->check(positive);
+  app.add_flag("--allreduce", flags.allreduce,
+               "all-reduce one step's gradients --steps times instead of training");
+  app.add_option("--world", flags.world, "ranks of the --allreduce run (default 1)")
+      ->check(positive);
+  // Set by RunWorld for the ranks it starts.
+  app.add_option("--rank", flags.rank)->group("");
+  app.add_option("--port", flags.port)->group("");
+  app.add_option("--result", flags.result)->group("");
 }
 
 int FreePort() {
@@ -110,26 +134,26 @@ class EpochTimes : public TrainObserver {
   std::vector<double> seconds;
 };
 
-DistributedOptions RankOptions(const std::map<std::string, std::string>& flags) {
+DistributedOptions RankOptions(const Flags& flags) {
   DistributedOptions options;
-  options.world_size = std::stoi(flags.at("world"));
-  options.rank = std::stoi(flags.at("rank"));
+  options.world_size = flags.world;
+  options.rank = flags.rank;
   options.store_host = "127.0.0.1";
-  options.store_port = std::stoi(flags.at("port"));
+  options.store_port = flags.port;
   options.key_prefix = "bench";
   return options;
 }
 
 // One rank: an epoch to warm up, then an epoch of `steps` steps timed.
-nlohmann::json RunRank(const std::map<std::string, std::string>& flags) {
-  at::set_num_threads(std::stoi(flags.at("threads")));
+nlohmann::json RunRank(const Flags& flags) {
+  at::set_num_threads(flags.threads);
   const DistributedOptions options = RankOptions(flags);
-  const int64_t global_batch = std::stoll(flags.at("batch"));
+  const int64_t global_batch = flags.batch;
   const int64_t local_batch = global_batch / options.world_size;
-  const int64_t steps = std::stoll(flags.at("steps"));
-  const int64_t size = std::stoll(flags.at("size"));
-  const int64_t classes = std::stoll(flags.at("classes"));
-  const std::string backbone = flags.at("backbone");
+  const int64_t steps = flags.steps;
+  const int64_t size = flags.size;
+  const int64_t classes = flags.classes;
+  const std::string& backbone = flags.backbone;
   const BackboneManifest manifest = ReadManifest(ManifestPathFor(backbone));
   torch::manual_seed(options.rank + 1);
   TensorSource source(torch::randn({local_batch * steps, 3, size, size}),
@@ -141,7 +165,7 @@ nlohmann::json RunRank(const std::map<std::string, std::string>& flags) {
   train.optimizer = OptimizerKind::kSgd;
   train.learning_rate = 0.001;
   train.epochs = 2;
-  train.device = flags.at("device");
+  train.device = flags.device;
   Trainer trainer(model, train);
   std::unique_ptr<ProcessGroupReplicas> replicas;
   std::unique_ptr<TimedReplicas> timed;
@@ -171,21 +195,20 @@ nlohmann::json RunRank(const std::map<std::string, std::string>& flags) {
 }
 
 // One ResNet-style training step's gradients, summed `steps` times.
-nlohmann::json RunAllReduce(const std::map<std::string, std::string>& flags) {
+nlohmann::json RunAllReduce(const Flags& flags) {
   const DistributedOptions options = RankOptions(flags);
-  const std::string backbone = flags.at("backbone");
+  const std::string& backbone = flags.backbone;
   const BackboneManifest manifest = ReadManifest(ManifestPathFor(backbone));
-  TransferModel model(backbone, manifest, std::stoll(flags.at("classes")), 1);
+  TransferModel model(backbone, manifest, flags.classes, 1);
   TrainOptions train;
   train.strategy = Strategy::kFull;
-  train.device = options.world_size > 1 && flags.at("device") == "cuda"
+  train.device = options.world_size > 1 && flags.device == "cuda"
                      ? "cuda:" + std::to_string(options.rank)
-                     : flags.at("device");
+                     : flags.device;
   Trainer trainer(model, train);
-  const int64_t batch = std::stoll(flags.at("batch"));
-  const int64_t size = std::stoll(flags.at("size"));
-  Batch data{torch::randn({batch, 3, size, size}),
-             torch::randint(std::stoll(flags.at("classes")), {batch})};
+  const int64_t batch = flags.batch;
+  const int64_t size = flags.size;
+  Batch data{torch::randn({batch, 3, size, size}), torch::randint(flags.classes, {batch})};
   trainer.Step(data, nullptr);  // leaves the step's gradients in place
   std::vector<torch::Tensor> parameters;
   int64_t bytes = 0;
@@ -196,7 +219,7 @@ nlohmann::json RunAllReduce(const std::map<std::string, std::string>& flags) {
   }
   // A group of one rank still runs every collective through the library.
   ProcessGroupReplicas replicas(options, trainer.device());
-  const int64_t steps = std::stoll(flags.at("steps"));
+  const int64_t steps = flags.steps;
   replicas.SumGradients(parameters, {0.0});  // connects and warms up
   if (trainer.device().is_cuda()) torch::cuda::synchronize();
   const Clock::time_point start = Clock::now();
@@ -253,19 +276,18 @@ nlohmann::json RunWorld(int argc, char** argv, int world) {
   return nlohmann::json::parse(text.str());
 }
 
-int Main(int argc, char** argv) {
-  std::map<std::string, std::string> flags = ParseFlags(argc, argv);
-  if (flags.count("result") != 0) {
+int Main(int argc, char** argv, const Flags& flags) {
+  if (!flags.result.empty()) {
     // A rank started by RunWorld.
-    const nlohmann::json out = flags.count("allreduce") ? RunAllReduce(flags) : RunRank(flags);
-    if (std::stoi(flags.at("rank")) == 0) std::ofstream(flags.at("result")) << out.dump();
+    const nlohmann::json out = flags.allreduce ? RunAllReduce(flags) : RunRank(flags);
+    if (flags.rank == 0) std::ofstream(flags.result) << out.dump();
     return 0;
   }
   nlohmann::json runs = nlohmann::json::array();
-  if (flags.count("allreduce")) {
-    runs.push_back(RunWorld(argc, argv, std::stoi(flags.at("world"))));
+  if (flags.allreduce) {
+    runs.push_back(RunWorld(argc, argv, flags.world));
   } else {
-    std::stringstream worlds(flags.at("worlds"));
+    std::stringstream worlds(flags.worlds);
     for (std::string world; std::getline(worlds, world, ',');) {
       runs.push_back(RunWorld(argc, argv, std::stoi(world)));
     }
@@ -278,8 +300,17 @@ int Main(int argc, char** argv) {
 }  // namespace tl::engine
 
 int main(int argc, char** argv) {
+  CLI::App app{"distributed_bench: data-parallel step time and the collectives' share; JSON",
+               "distributed_bench"};
+  tl::engine::Flags flags;
+  tl::engine::AddFlags(app, flags);
   try {
-    return tl::engine::Main(argc, argv);
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 1;
+  }
+  try {
+    return tl::engine::Main(argc, argv, flags);
   } catch (const std::exception& error) {
     std::cerr << "distributed_bench: " << error.what() << "\n";
     return 1;

@@ -9,6 +9,7 @@
 // Prints one JSON object per run on stdout.
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -43,41 +44,25 @@ struct Args {
   int image_size = 0;
 };
 
-[[noreturn]] void Usage(const std::string& problem) {
-  std::cerr << "engine_bench: " << problem
-            << "\nusage: engine_bench --backbone FILE [--device cpu|cuda[:N]] [--precision "
-               "fp32|bf16] [--channels_last] [--strategy full|fine_tune|feature_extraction] "
-               "[--unfreeze N] [--optimizer sgd|adam] [--batch N] [--warmup N] [--steps N] "
-               "[--classes N] [--threads N] [--image_size N] [--check]\n";
-  std::exit(2);
-}
-
-Args ParseArgs(int argc, char** argv) {
-  Args args;
-  std::map<std::string, std::string*> strings = {
-      {"--backbone", &args.backbone}, {"--device", &args.device},
-      {"--precision", &args.precision}, {"--strategy", &args.strategy},
-      {"--optimizer", &args.optimizer}};
-  std::map<std::string, int*> ints = {{"--batch", &args.batch},     {"--warmup", &args.warmup},
-                                      {"--steps", &args.steps},     {"--classes", &args.classes},
-                                      {"--threads", &args.threads}, {"--unfreeze", &args.unfreeze},
-                                      {"--image_size", &args.image_size}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--channels_last") {
-      args.channels_last = true;
-    } else if (flag == "--check") {
-      args.check = true;
-    } else if (strings.count(flag) && i + 1 < argc) {
-      *strings[flag] = argv[++i];
-    } else if (ints.count(flag) && i + 1 < argc) {
-      *ints[flag] = std::atoi(argv[++i]);
-    } else {
-      Usage("unknown or incomplete flag " + flag);
-    }
-  }
-  if (args.backbone.empty()) Usage("--backbone is required");
-  return args;
+void AddFlags(CLI::App& app, Args& args) {
+  app.add_option("--backbone", args.backbone, "TorchScript backbone, its manifest beside it")
+      ->required();
+  app.add_option("--device", args.device, "cpu, cuda or cuda:N (default cpu)");
+  app.add_option("--precision", args.precision, "fp32 or bf16 (autocast)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  app.add_flag("--channels_last", args.channels_last, "images and weights in channels-last");
+  app.add_option("--strategy", args.strategy, "full, fine_tune or feature_extraction")
+      ->check(CLI::IsMember({"full", "fine_tune", "feature_extraction"}));
+  app.add_option("--unfreeze", args.unfreeze, "layer groups fine_tune trains (default 1)");
+  app.add_option("--optimizer", args.optimizer, "sgd or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}));
+  app.add_option("--batch", args.batch, "images per step (default 32)");
+  app.add_option("--warmup", args.warmup, "untimed steps first (default 5)");
+  app.add_option("--steps", args.steps, "timed steps (default 20)");
+  app.add_option("--classes", args.classes, "classes of the head (default 10)");
+  app.add_option("--threads", args.threads, "intra-op threads (default: LibTorch's)");
+  app.add_option("--image_size", args.image_size, "image side (default: the manifest's)");
+  app.add_flag("--check", args.check, "check a CUDA step against the CPU step instead of timing");
 }
 
 TrainOptions OptionsFrom(const Args& args, const std::string& device) {
@@ -224,7 +209,15 @@ int Check(const Args& args, const BackboneManifest& manifest) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = ParseArgs(argc, argv);
+  CLI::App app{"engine_bench: times the engine's training loop on synthetic images",
+               "engine_bench"};
+  Args args;
+  AddFlags(app, args);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
+  }
   if (args.threads > 0) at::set_num_threads(args.threads);
   try {
     const BackboneManifest manifest = ReadManifest(ManifestPathFor(args.backbone));

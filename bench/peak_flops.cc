@@ -7,10 +7,11 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -36,22 +37,18 @@ double BestFlopsPerSecond(double flops, int repeats, Fn&& run) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{"peak_flops: the measured float32 peak (matrix products, 3x3 convolutions)",
+               "peak_flops"};
   int threads = 2;
   int repeats = 5;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--threads" && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-    } else if (flag == "--repeats" && i + 1 < argc) {
-      repeats = std::atoi(argv[++i]);
-    } else {
-      std::cerr << "usage: peak_flops [--threads N] [--repeats N]\n";
-      return 2;
-    }
-  }
-  if (threads < 1 || repeats < 1) {
-    std::cerr << "peak_flops: --threads and --repeats must be positive\n";
-    return 2;
+  const CLI::Range positive(1, std::numeric_limits<int>::max());
+  app.add_option("--threads", threads, "intra-op threads (default 2)")->check(positive);
+  app.add_option("--repeats", repeats, "timed calls of each, the best kept (default 5)")
+      ->check(positive);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
   }
   at::set_num_threads(threads);
   torch::NoGradGuard no_grad;

@@ -15,13 +15,15 @@
 #include <ATen/Parallel.h>
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <map>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 
 #include "base/errors.h"
 #include "data/image_folder.h"
@@ -49,51 +51,30 @@ struct Args {
   double learning_rate = 0.01;
 };
 
-[[noreturn]] void Usage(const std::string& problem) {
-  std::cerr << "train_bench: " << problem
-            << "\nusage: train_bench train|pipeline --data DIR [--backbone FILE] [--output DIR]"
-               " [--strategy full|feature_extraction] [--optimizer sgd|adam] [--image_size N]"
-               " [--batch N] [--epochs N] [--threads N] [--loader_threads N] [--no_flip]"
-               " [--learning_rate X]\n";
-  std::exit(2);
-}
-
-int PositiveInt(const std::string& flag, const char* text) {
-  char* end = nullptr;
-  const long value = std::strtol(text, &end, 10);
-  if (*text == '\0' || *end != '\0' || value < 1) Usage(flag + " must be a positive integer");
-  return static_cast<int>(value);
-}
-
-Args ParseArgs(int argc, char** argv) {
-  if (argc < 2) Usage("a mode is required");
-  Args args;
-  args.mode = argv[1];
-  if (args.mode != "train" && args.mode != "pipeline") Usage("unknown mode " + args.mode);
-  std::map<std::string, std::string*> strings = {
-      {"--backbone", &args.backbone}, {"--data", &args.data}, {"--output", &args.output},
-      {"--strategy", &args.strategy}, {"--optimizer", &args.optimizer}};
-  std::map<std::string, int*> ints = {
-      {"--image_size", &args.image_size}, {"--batch", &args.batch},
-      {"--epochs", &args.epochs},         {"--threads", &args.threads},
-      {"--loader_threads", &args.loader_threads}};
-  for (int i = 2; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--no_flip") {
-      args.flip = false;
-    } else if (flag == "--learning_rate" && i + 1 < argc) {
-      args.learning_rate = std::atof(argv[++i]);
-    } else if (strings.count(flag) && i + 1 < argc) {
-      *strings[flag] = argv[++i];
-    } else if (ints.count(flag) && i + 1 < argc) {
-      *ints[flag] = PositiveInt(flag, argv[++i]);
-    } else {
-      Usage("unknown or incomplete flag " + flag);
-    }
+void AddFlags(CLI::App& app, Args& args, bool& no_flip) {
+  app.add_option("mode", args.mode,
+                 "train: a whole job through RunImageJob; pipeline: the data pipeline alone")
+      ->required()
+      ->check(CLI::IsMember({"train", "pipeline"}));
+  app.add_option("--data", args.data, "image folder, a folder per class")->required();
+  app.add_option("--backbone", args.backbone, "TorchScript backbone (train)");
+  app.add_option("--output", args.output, "job output folder (default: a temporary one)");
+  app.add_option("--strategy", args.strategy, "full or feature_extraction")
+      ->check(CLI::IsMember({"full", "feature_extraction"}));
+  app.add_option("--optimizer", args.optimizer, "sgd or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}));
+  // At least 1 (CLI::PositiveNumber would describe a range of doubles).
+  const CLI::Range positive(1, std::numeric_limits<int>::max());
+  for (const auto& [flag, value, help] :
+       {std::tuple{"--image_size", &args.image_size, "image side (default 64)"},
+        std::tuple{"--batch", &args.batch, "images per batch (default 32)"},
+        std::tuple{"--epochs", &args.epochs, "epochs (default 3)"},
+        std::tuple{"--threads", &args.threads, "intra-op threads (default 2)"},
+        std::tuple{"--loader_threads", &args.loader_threads, "decoding threads (default 2)"}}) {
+    app.add_option(flag, *value, help)->check(positive);
   }
-  if (args.data.empty()) Usage("--data is required");
-  if (args.mode == "train" && args.backbone.empty()) Usage("--backbone is required for train");
-  return args;
+  app.add_flag("--no_flip", no_flip, "no random horizontal flips");
+  app.add_option("--learning_rate", args.learning_rate, "head learning rate (default 0.01)");
 }
 
 double PeakResidentMegabytes() {
@@ -132,20 +113,10 @@ nlohmann::json RunTraining(const Args& args) {
   config.train.epochs = args.epochs;
   config.train.learning_rate = args.learning_rate;
   config.train.backbone_lr_scale = 1.0;  // the peer's one optimizer group
-  if (args.optimizer == "sgd") {
-    config.train.optimizer = OptimizerKind::kSgd;
-  } else if (args.optimizer == "adam") {
-    config.train.optimizer = OptimizerKind::kAdam;
-  } else {
-    Usage("--optimizer must be sgd or adam");
-  }
-  if (args.strategy == "full") {
-    config.train.strategy = Strategy::kFull;
-  } else if (args.strategy == "feature_extraction") {
-    config.train.strategy = Strategy::kFeatureExtraction;
-  } else {
-    Usage("--strategy must be full or feature_extraction");
-  }
+  // AddFlags admits only these names.
+  config.train.optimizer = args.optimizer == "adam" ? OptimizerKind::kAdam : OptimizerKind::kSgd;
+  config.train.strategy =
+      args.strategy == "feature_extraction" ? Strategy::kFeatureExtraction : Strategy::kFull;
   const bool temporary_output = args.output.empty();
   config.output_dir = temporary_output
                           ? (fs::temp_directory_path() /
@@ -217,7 +188,20 @@ nlohmann::json RunPipeline(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = ParseArgs(argc, argv);
+  CLI::App app{"train_bench: tl's side of bench/run's CPU comparisons; prints one JSON object",
+               "train_bench"};
+  Args args;
+  bool no_flip = false;
+  AddFlags(app, args, no_flip);
+  try {
+    app.parse(argc, argv);
+    if (args.mode == "train" && args.backbone.empty()) {
+      throw CLI::ValidationError("--backbone", "required for train");
+    }
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
+  }
+  args.flip = !no_flip;
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     std::cerr << "train_bench: OMP_WAIT_POLICY is not set; tlworker runs with PASSIVE\n";
   }
