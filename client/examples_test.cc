@@ -12,7 +12,7 @@
 #include "client/job_file.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
-#include "server/spec_validation.h"
+#include "server/spec/spec_validation.h"
 
 namespace tl::client {
 namespace {
