@@ -96,12 +96,20 @@ void WorkerAgent::Run() {
     // A stream that lasted a while was healthy: start the backoff over.
     if (Clock::now() - started > std::chrono::seconds(10)) backoff = kFirstBackoff;
     FenceIfCutOff();
+    const bool refused = IsRefusal(ended);
     const auto wait =
-        IsRefusal(ended)
-            ? std::chrono::duration_cast<std::chrono::milliseconds>(kRefusedBackoff)
-            : backoff + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
+        refused ? std::chrono::duration_cast<std::chrono::milliseconds>(kRefusedBackoff)
+                : backoff + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
+    const auto next_attempt = Clock::now() + wait;
+    // The backoff is spent waiting on the channel, not asleep: gRPC learns that a connection
+    // attempt made in the background has finished only while some thread polls the channel,
+    // and with every call failing fast nobody does but its backup poller, every 5 s. A
+    // scheduler back within a second was found 5 to 10 s later, past a short lease.
+    if (!refused) {
+      channel->WaitForConnected(std::chrono::system_clock::now() + wait);
+    }
     std::unique_lock<std::mutex> lock(stop_mutex_);
-    stop_wakeup_.wait_for(lock, wait, [this] { return stopping_.load(); });
+    stop_wakeup_.wait_until(lock, next_attempt, [this] { return stopping_.load(); });
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
 }
