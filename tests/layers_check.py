@@ -19,9 +19,11 @@ ENGINE_FORBIDDEN = ("server/", "client/", "tl/v1/", "absl/", "google/", "grpcpp/
                     "prometheus/", "worker/job_runner", "worker/worker_agent",
                     "worker/worker_metrics", "worker/evaluation_proto", "worker/job_listener")
 # Header-only helpers of common/ that use nothing but the standard library, which the engine
-# shares with the server and the worker (one rule each for paths, CSV lists and ports).
+# shares with the server and the worker (one rule each for paths, CSV lists and ports; the
+# one list of epoch figures, which the engine's EpochStats, the worker's proto and the
+# scheduler's gauges all follow).
 ENGINE_ALLOWED = ("common/path_inside.h", "common/csv_manifest.h", "common/image_files.h",
-                  "common/free_port.h",
+                  "common/free_port.h", "common/epoch_metrics.h",
                   "common/testing/temp_dir.h")
 SERVER_OUTSIDE = ("worker/", "client/")
 RULES = [

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "worker/epoch_metrics_proto.h"
 #include "worker/evaluation_proto.h"
 
 namespace tl::worker {
@@ -103,25 +104,6 @@ engine::EarlyStoppingOptions EarlyStoppingOf(const TrainingSpec& training) {
 
 std::string RelativeTo(const std::string& root, const std::string& path) {
   return fs::path(path).lexically_relative(fs::weakly_canonical(root)).string();
-}
-
-tl::v1::EpochMetrics ToProto(const engine::EpochStats& stats, int attempt) {
-  tl::v1::EpochMetrics metrics;
-  metrics.set_epoch(stats.epoch);
-  metrics.set_attempt(attempt);
-  metrics.set_train_loss(stats.train_loss);
-  metrics.set_train_accuracy(stats.train_accuracy);
-  metrics.set_val_loss(stats.val_loss);
-  metrics.set_val_accuracy(stats.val_accuracy);
-  metrics.set_val_macro_precision(stats.val_macro_precision);
-  metrics.set_val_macro_recall(stats.val_macro_recall);
-  metrics.set_val_macro_f1(stats.val_macro_f1);
-  metrics.set_images_per_second(stats.images_per_second);
-  metrics.set_seconds(stats.seconds);
-  metrics.set_learning_rate(stats.learning_rate);
-  metrics.set_val_top_k_accuracy(stats.val_top_k_accuracy);
-  metrics.set_val_weighted_f1(stats.val_weighted_f1);
-  return metrics;
 }
 
 tl::v1::AutoStrategyDecision ToProto(const engine::AutoDecision& decision) {
@@ -228,7 +210,7 @@ class ReportingObserver : public engine::ImageJobObserver {
     if (!reports_job_) return;
     WorkerMessage message;
     message.mutable_epoch()->set_job_id(assignment_.job_id());
-    *message.mutable_epoch()->mutable_metrics() = ToProto(stats, assignment_.attempt());
+    *message.mutable_epoch()->mutable_metrics() = EpochMetricsProto(stats, assignment_.attempt());
     report_(message);
     log_(absl::StrCat("epoch ", stats.epoch, ": train loss ", stats.train_loss,
                       ", val loss ", stats.val_loss, ", val accuracy ", stats.val_accuracy,
@@ -406,7 +388,7 @@ void JobRunner::SetResult(const engine::ImageJobResult& result, tl::v1::JobResul
   out.set_metrics_path(RelativeTo(settings_.artifact_root, result.metrics_path));
   *out.mutable_dataset() = ToProto(result.dataset);
   if (!result.epochs.empty()) {
-    *out.mutable_final_metrics() = ToProto(result.epochs.back(), assignment_.attempt());
+    *out.mutable_final_metrics() = EpochMetricsProto(result.epochs.back(), assignment_.attempt());
   }
   out.set_train_seconds(result.seconds);
   if (!result.report_path.empty()) {

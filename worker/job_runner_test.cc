@@ -21,12 +21,15 @@
 #include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/epoch_metrics.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
 #include "model/manifest.h"
 #include "testing/tiny_backbone.h"
+#include "worker/epoch_metrics_proto.h"
 
 namespace tl::worker {
 namespace {
@@ -443,6 +446,53 @@ TEST_F(JobRunnerTest, EngineConfigCarriesTheRootsAndThePixelLimit) {
   EXPECT_EQ(config.max_image_pixels, 12345);
 }
 
+// ------------------------------------------------------------- epoch figures
+
+// A field of tl.v1.EpochMetrics, read through reflection, as a double.
+double ProtoFigure(const tl::v1::EpochMetrics& metrics, std::string_view name) {
+  const google::protobuf::FieldDescriptor* field =
+      tl::v1::EpochMetrics::descriptor()->FindFieldByName(std::string(name));
+  if (field == nullptr) {
+    ADD_FAILURE() << "tl.v1.EpochMetrics has no field " << name;
+    return std::nan("");
+  }
+  const google::protobuf::Reflection* reflection = metrics.GetReflection();
+  switch (field->cpp_type()) {
+    case google::protobuf::FieldDescriptor::CPPTYPE_INT32:
+      return reflection->GetInt32(metrics, field);
+    case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
+      return static_cast<double>(reflection->GetInt64(metrics, field));
+    case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
+      return reflection->GetDouble(metrics, field);
+    default:
+      ADD_FAILURE() << name << " is not a number";
+      return std::nan("");
+  }
+}
+
+TEST(EpochMetricsProtoTest, EveryFigureOnTheWireKeepsItsValueAndName) {
+  // Each figure a value of its own, so that one sent as another shows.
+  engine::EpochStats stats;
+  double next = 1;
+#define TL_SET_DISTINCT(member, type, ...)       \
+  stats.member = static_cast<type>(next + 0.25); \
+  next += 1;
+  TL_EPOCH_METRICS(TL_SET_DISTINCT, TL_SET_DISTINCT)
+#undef TL_SET_DISTINCT
+  const tl::v1::EpochMetrics metrics = EpochMetricsProto(stats, kAttempt);
+  EXPECT_EQ(metrics.attempt(), kAttempt);
+#define TL_EXPECT_ON_WIRE(member, ...) \
+  EXPECT_EQ(ProtoFigure(metrics, #member), static_cast<double>(stats.member)) << #member;
+  TL_EPOCH_METRICS(TL_EXPECT_ON_WIRE, TL_EPOCH_METRICS_SKIP)
+#undef TL_EXPECT_ON_WIRE
+  // Nothing else is set: every figure and the attempt, each once.
+  std::vector<const google::protobuf::FieldDescriptor*> set;
+  metrics.GetReflection()->ListFields(metrics, &set);
+  size_t on_wire = 0;
+  for (const EpochMetricInfo& figure : kEpochMetrics) on_wire += figure.on_wire ? 1 : 0;
+  EXPECT_EQ(set.size(), on_wire + 1);
+}
+
 // ---------------------------------------------------------------- whole jobs
 
 class JobRunnerStrategyTest : public JobRunnerTest,
@@ -552,7 +602,14 @@ TEST_P(JobRunnerStrategyTest, ReportsStartProgressEpochsAndResultInOrder) {
   ASSERT_EQ(epochs.size(), 2u) << metrics.dump();
   EXPECT_EQ(epochs[0]["epoch"], 1);
   EXPECT_EQ(epochs[1]["epoch"], 2);
-  EXPECT_DOUBLE_EQ(epochs[1]["train_loss"].get<double>(), result.final_metrics().train_loss());
+  // The job's metrics.json and its reports carry the same figures.
+  for (const EpochMetricInfo& figure : kEpochMetrics) {
+    if (!figure.on_wire) continue;
+    const std::string name(figure.name);
+    ASSERT_TRUE(epochs[1].contains(name) && epochs[1][name].is_number()) << name;
+    EXPECT_DOUBLE_EQ(epochs[1][name].get<double>(), ProtoFigure(result.final_metrics(), name))
+        << name;
+  }
   // A succeeded job leaves no checkpoint for a retry to resume from.
   EXPECT_FALSE(fs::exists(artifact_root_ + "/jobs/job-1/checkpoint"));
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <string>
 
 #include "common/refreshed_registry.h"
 
@@ -10,6 +11,9 @@ namespace tl::server {
 namespace {
 
 using ::tl::v1::Job;
+
+// Progress reports set the throughput gauge between epochs.
+static_assert(!kEpochMetrics[EpochMetricIndex::images_per_second].gauge.empty());
 
 std::string LowerStateName(Job::State state) {
   std::string name = Job::State_Name(state);
@@ -22,6 +26,18 @@ prometheus::Family<prometheus::Gauge>& JobGauge(prometheus::Registry& registry,
                                                 const std::string& name,
                                                 const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+}
+
+// A gauge of each epoch figure that common/epoch_metrics.h gives one.
+std::array<prometheus::Family<prometheus::Gauge>*, kEpochMetricCount> EpochFigureGauges(
+    prometheus::Registry& registry) {
+  std::array<prometheus::Family<prometheus::Gauge>*, kEpochMetricCount> families{};
+  for (size_t i = 0; i < kEpochMetricCount; ++i) {
+    const EpochMetricInfo& figure = kEpochMetrics[i];
+    if (figure.gauge.empty()) continue;
+    families[i] = &JobGauge(registry, std::string(figure.gauge), std::string(figure.help));
+  }
+  return families;
 }
 
 prometheus::Family<prometheus::Histogram>& SecondsHistogram(prometheus::Registry& registry,
@@ -70,19 +86,9 @@ ServerMetrics::ServerMetrics()
       queue_depth_(JobGauge(*registry_, "tl_queue_depth", "Jobs waiting for a worker.")),
       workers_connected_(JobGauge(*registry_, "tl_workers_connected", "Connected workers.")),
       workers_busy_(JobGauge(*registry_, "tl_workers_busy", "Workers holding a job.")),
-      job_epoch_(JobGauge(*registry_, "tl_job_epoch", "Last finished epoch of a running job.")),
+      job_figures_(EpochFigureGauges(*registry_)),
       job_epoch_progress_(JobGauge(*registry_, "tl_job_epoch_progress_ratio",
                                    "Fraction of the current epoch's batches done.")),
-      job_train_loss_(JobGauge(*registry_, "tl_job_train_loss",
-                               "Training loss of a running job's last epoch.")),
-      job_val_loss_(JobGauge(*registry_, "tl_job_val_loss",
-                             "Validation loss of a running job's last epoch.")),
-      job_val_accuracy_(JobGauge(*registry_, "tl_job_val_accuracy",
-                                 "Validation accuracy of a running job's last epoch.")),
-      job_images_per_second_(JobGauge(*registry_, "tl_job_images_per_second",
-                                      "Training throughput of a running job.")),
-      job_val_macro_f1_(JobGauge(*registry_, "tl_job_val_macro_f1",
-                                 "Validation macro F1 of a running job's last epoch.")),
       job_eta_(JobGauge(*registry_, "tl_job_eta_seconds",
                         "Estimated seconds until a running job's last epoch ends.")),
       worker_lease_age_(JobGauge(*registry_, "tl_worker_lease_age_seconds",
@@ -164,10 +170,11 @@ ServerMetrics::JobSeries& ServerMetrics::SeriesFor(const std::string& job_id) {
   auto it = series_.find(job_id);
   if (it != series_.end()) return it->second;
   const std::map<std::string, std::string> labels = {{"job_id", job_id}};
-  JobSeries series{&job_epoch_.Add(labels),        &job_epoch_progress_.Add(labels),
-                   &job_train_loss_.Add(labels),   &job_val_loss_.Add(labels),
-                   &job_val_accuracy_.Add(labels), &job_val_macro_f1_.Add(labels),
-                   &job_images_per_second_.Add(labels)};
+  JobSeries series;
+  for (size_t i = 0; i < kEpochMetricCount; ++i) {
+    if (job_figures_[i] != nullptr) series.figures[i] = &job_figures_[i]->Add(labels);
+  }
+  series.epoch_progress = &job_epoch_progress_.Add(labels);
   return series_.emplace(job_id, series).first->second;
 }
 
@@ -182,12 +189,12 @@ void ServerMetrics::UpdateEta(const std::string& job_id, JobSeries& series) {
 void ServerMetrics::EpochFinished(const std::string& job_id, const tl::v1::EpochMetrics& metrics) {
   std::lock_guard<std::mutex> lock(mutex_);
   JobSeries& series = SeriesFor(job_id);
-  series.epoch->Set(metrics.epoch());
-  series.train_loss->Set(metrics.train_loss());
-  series.val_loss->Set(metrics.val_loss());
-  series.val_accuracy->Set(metrics.val_accuracy());
-  series.val_macro_f1->Set(metrics.val_macro_f1());
-  series.images_per_second->Set(metrics.images_per_second());
+#define TL_SET_JOB_GAUGE(member, ...)                                        \
+  if (prometheus::Gauge* gauge = series.figures[EpochMetricIndex::member]) { \
+    gauge->Set(static_cast<double>(metrics.member()));                       \
+  }
+  TL_EPOCH_METRICS(TL_SET_JOB_GAUGE, TL_EPOCH_METRICS_SKIP)
+#undef TL_SET_JOB_GAUGE
   epoch_duration_.Add({}, kEpochDurationBuckets).Observe(metrics.seconds());
   series.estimator.EpochFinished(metrics.epoch(), metrics.seconds(), JobEta::Clock::now());
   UpdateEta(job_id, series);
@@ -199,7 +206,7 @@ void ServerMetrics::Progressed(const std::string& job_id, const tl::v1::Progress
   if (progress.batches() > 0) {
     series.epoch_progress->Set(static_cast<double>(progress.batch()) / progress.batches());
   }
-  series.images_per_second->Set(progress.images_per_second());
+  series.figures[EpochMetricIndex::images_per_second]->Set(progress.images_per_second());
   series.estimator.Progressed(progress.epoch(), progress.epochs(), progress.batch(),
                               progress.batches(), JobEta::Clock::now());
   UpdateEta(job_id, series);
@@ -209,13 +216,10 @@ void ServerMetrics::RemoveJob(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = series_.find(job_id);
   if (it == series_.end()) return;
-  job_epoch_.Remove(it->second.epoch);
+  for (size_t i = 0; i < kEpochMetricCount; ++i) {
+    if (job_figures_[i] != nullptr) job_figures_[i]->Remove(it->second.figures[i]);
+  }
   job_epoch_progress_.Remove(it->second.epoch_progress);
-  job_train_loss_.Remove(it->second.train_loss);
-  job_val_loss_.Remove(it->second.val_loss);
-  job_val_accuracy_.Remove(it->second.val_accuracy);
-  job_val_macro_f1_.Remove(it->second.val_macro_f1);
-  job_images_per_second_.Remove(it->second.images_per_second);
   if (it->second.eta != nullptr) job_eta_.Remove(it->second.eta);
   series_.erase(it);
 }

@@ -10,11 +10,13 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "common/epoch_metrics.h"
 #include "server/metrics/job_eta.h"
 #include "tl/v1/jobs.pb.h"
 
@@ -50,14 +52,13 @@ class ServerMetrics {
   void RemoveJob(const std::string& job_id);
 
  private:
+  // By position in common/epoch_metrics.h; null where a figure has no gauge.
+  template <typename T>
+  using PerEpochFigure = std::array<T*, kEpochMetricCount>;
+
   struct JobSeries {
-    prometheus::Gauge* epoch;
-    prometheus::Gauge* epoch_progress;
-    prometheus::Gauge* train_loss;
-    prometheus::Gauge* val_loss;
-    prometheus::Gauge* val_accuracy;
-    prometheus::Gauge* val_macro_f1;
-    prometheus::Gauge* images_per_second;
+    PerEpochFigure<prometheus::Gauge> figures{};
+    prometheus::Gauge* epoch_progress = nullptr;
     prometheus::Gauge* eta = nullptr;  // added once an estimate exists
     JobEta estimator;
   };
@@ -71,13 +72,8 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& queue_depth_;
   prometheus::Family<prometheus::Gauge>& workers_connected_;
   prometheus::Family<prometheus::Gauge>& workers_busy_;
-  prometheus::Family<prometheus::Gauge>& job_epoch_;
+  const PerEpochFigure<prometheus::Family<prometheus::Gauge>> job_figures_;
   prometheus::Family<prometheus::Gauge>& job_epoch_progress_;
-  prometheus::Family<prometheus::Gauge>& job_train_loss_;
-  prometheus::Family<prometheus::Gauge>& job_val_loss_;
-  prometheus::Family<prometheus::Gauge>& job_val_accuracy_;
-  prometheus::Family<prometheus::Gauge>& job_images_per_second_;
-  prometheus::Family<prometheus::Gauge>& job_val_macro_f1_;
   prometheus::Family<prometheus::Gauge>& job_eta_;
   prometheus::Family<prometheus::Gauge>& worker_lease_age_;
   prometheus::Family<prometheus::Histogram>& queue_wait_;

@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
 #include <string>
+
+#include "common/epoch_metrics.h"
 
 namespace tl::server {
 namespace {
@@ -117,6 +120,47 @@ TEST(ServerMetricsTest, EpochsFeedTheJobGaugesTheEpochHistogramAndTheEta) {
   EXPECT_EQ(Gauge(metrics, "tl_job_eta_seconds", job), 50);
 }
 
+// Every field of an epoch report set to a value of its own, by reflection.
+tl::v1::EpochMetrics DistinctEpochMetrics() {
+  tl::v1::EpochMetrics metrics;
+  const google::protobuf::Descriptor* message = metrics.GetDescriptor();
+  const google::protobuf::Reflection* reflection = metrics.GetReflection();
+  for (int i = 0; i < message->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = message->field(i);
+    if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_INT32) {
+      reflection->SetInt32(&metrics, field, i + 1);
+    } else if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE) {
+      reflection->SetDouble(&metrics, field, i + 1.25);
+    } else {
+      ADD_FAILURE() << field->name() << " is neither an int32 nor a double";
+    }
+  }
+  return metrics;
+}
+
+TEST(ServerMetricsTest, EveryListedGaugeShowsItsEpochFigure) {
+  ServerMetrics metrics;
+  const tl::v1::EpochMetrics epoch = DistinctEpochMetrics();
+  metrics.EpochFinished("j1", epoch);
+  const auto families = metrics.collectable()->Collect();
+  for (const EpochMetricInfo& figure : kEpochMetrics) {
+    if (figure.gauge.empty()) continue;
+    const std::string name(figure.gauge);
+    const auto family = std::find_if(families.begin(), families.end(),
+                                     [&](const auto& found) { return found.name == name; });
+    ASSERT_NE(family, families.end()) << name;
+    EXPECT_EQ(family->help, figure.help) << name;
+    EXPECT_EQ(family->type, prometheus::MetricType::Gauge) << name;
+    const google::protobuf::FieldDescriptor* field =
+        epoch.GetDescriptor()->FindFieldByName(std::string(figure.name));
+    ASSERT_NE(field, nullptr) << figure.name;
+    const double sent = field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_INT32
+                            ? epoch.GetReflection()->GetInt32(epoch, field)
+                            : epoch.GetReflection()->GetDouble(epoch, field);
+    EXPECT_EQ(Gauge(metrics, name, {{"job_id", "j1"}}), sent) << name;
+  }
+}
+
 TEST(ServerMetricsTest, EverySeriesOfAJobGoesWhenItIsRemoved) {
   ServerMetrics metrics;
   metrics.Progressed("j1", ProgressOf(1, 2, 1, 2));
@@ -131,6 +175,10 @@ TEST(ServerMetricsTest, EverySeriesOfAJobGoesWhenItIsRemoved) {
                            "tl_job_val_loss", "tl_job_val_accuracy", "tl_job_val_macro_f1",
                            "tl_job_images_per_second", "tl_job_eta_seconds"}) {
     EXPECT_THAT(before, HasSubstr(std::string(name) + "{job_id=\"j1\"}")) << name;
+  }
+  for (const EpochMetricInfo& figure : kEpochMetrics) {
+    if (figure.gauge.empty()) continue;
+    EXPECT_THAT(before, HasSubstr(std::string(figure.gauge) + "{job_id=\"j1\"}")) << figure.gauge;
   }
   metrics.RemoveJob("j1");
   const std::string after = serializer.Serialize(metrics.collectable()->Collect());

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/errors.h"
+#include "train/epoch_stats.h"
 #include "train/trainer.h"
 
 #ifdef USE_C10D_GLOO
@@ -69,17 +70,6 @@ using GroupBackend = c10d::ProcessGroup;
                         std::to_string(options.timeout.count()) +
                         " ms): " + text.substr(0, text.find('\n')));
 }
-
-// The EpochStats figures, in one order, for broadcasting them as doubles.
-constexpr double EpochStats::*kEpochDoubles[] = {
-    &EpochStats::train_loss,          &EpochStats::train_accuracy,
-    &EpochStats::val_loss,            &EpochStats::val_accuracy,
-    &EpochStats::val_macro_precision, &EpochStats::val_macro_recall,
-    &EpochStats::val_macro_f1,        &EpochStats::images_per_second,
-    &EpochStats::seconds,             &EpochStats::learning_rate,
-    &EpochStats::val_top_k_accuracy,  &EpochStats::val_weighted_f1};
-constexpr int64_t EpochStats::*kEpochCounts[] = {&EpochStats::train_images,
-                                                  &EpochStats::val_images};
 
 }  // namespace
 
@@ -296,15 +286,12 @@ void ProcessGroupReplicas::SumEvaluation(EvaluationStats& stats) {
 }
 
 void ProcessGroupReplicas::AgreeOnEpoch(EpochStats& stats) {
-  std::vector<double> values;
-  for (double EpochStats::*field : kEpochDoubles) values.push_back(stats.*field);
-  for (int64_t EpochStats::*field : kEpochCounts) values.push_back(static_cast<double>(stats.*field));
-  torch::Tensor shared = torch::tensor(values, torch::kFloat64).to(impl_->tensor_device());
+  torch::Tensor shared =
+      torch::tensor(RankZeroEpochFigures(stats), torch::kFloat64).to(impl_->tensor_device());
   impl_->Broadcast(shared, "epoch figures broadcast");
   shared = shared.cpu();
-  const double* value = shared.data_ptr<double>();
-  for (double EpochStats::*field : kEpochDoubles) stats.*field = *value++;
-  for (int64_t EpochStats::*field : kEpochCounts) stats.*field = std::llround(*value++);
+  const double* first = shared.data_ptr<double>();
+  SetRankZeroEpochFigures(std::vector<double>(first, first + shared.numel()), stats);
 }
 
 void ProcessGroupReplicas::BroadcastBytes(std::string& bytes) {

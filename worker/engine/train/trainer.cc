@@ -8,7 +8,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -571,59 +570,6 @@ std::vector<EpochStats> Trainer::LoadCheckpoint(
     tell("no usable checkpoint in " + dir + "; the attempt starts over from epoch 1");
   }
   return {};
-}
-
-std::string EpochStatsToJson(const std::vector<EpochStats>& epochs) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const EpochStats& e : epochs) {
-    list.push_back({{"epoch", e.epoch},
-                    {"train_loss", e.train_loss},
-                    {"train_accuracy", e.train_accuracy},
-                    {"val_loss", e.val_loss},
-                    {"val_accuracy", e.val_accuracy},
-                    {"val_macro_precision", e.val_macro_precision},
-                    {"val_macro_recall", e.val_macro_recall},
-                    {"val_macro_f1", e.val_macro_f1},
-                    {"images_per_second", e.images_per_second},
-                    {"seconds", e.seconds},
-                    {"learning_rate", e.learning_rate},
-                    {"train_images", e.train_images},
-                    {"val_images", e.val_images},
-                    {"val_top_k_accuracy", e.val_top_k_accuracy},
-                    {"val_weighted_f1", e.val_weighted_f1}});
-  }
-  return nlohmann::json({{"epochs", list}}).dump(2);
-}
-
-std::vector<EpochStats> EpochStatsFromJson(const std::string& json_text) {
-  std::vector<EpochStats> epochs;
-  const nlohmann::json root = nlohmann::json::parse(json_text);
-  for (const nlohmann::json& raw : root.at("epochs")) {
-    // JSON has no NaN: nlohmann writes a non-finite number as null.
-    nlohmann::json e = raw;
-    for (auto& [key, value] : e.items()) {
-      if (value.is_null()) value = std::numeric_limits<double>::quiet_NaN();
-    }
-    EpochStats stats;
-    stats.epoch = e.at("epoch").get<int>();
-    stats.train_loss = e.at("train_loss").get<double>();
-    stats.train_accuracy = e.at("train_accuracy").get<double>();
-    stats.val_loss = e.at("val_loss").get<double>();
-    stats.val_accuracy = e.at("val_accuracy").get<double>();
-    stats.val_macro_precision = e.at("val_macro_precision").get<double>();
-    stats.val_macro_recall = e.at("val_macro_recall").get<double>();
-    stats.val_macro_f1 = e.at("val_macro_f1").get<double>();
-    stats.images_per_second = e.at("images_per_second").get<double>();
-    stats.seconds = e.at("seconds").get<double>();
-    stats.learning_rate = e.at("learning_rate").get<double>();
-    stats.train_images = e.at("train_images").get<int64_t>();
-    stats.val_images = e.at("val_images").get<int64_t>();
-    // Absent from checkpoints written before these figures existed.
-    stats.val_top_k_accuracy = e.value("val_top_k_accuracy", 0.0);
-    stats.val_weighted_f1 = e.value("val_weighted_f1", 0.0);
-    epochs.push_back(stats);
-  }
-  return epochs;
 }
 
 }  // namespace tl::engine

@@ -15,6 +15,7 @@
 #include "data/batch_source.h"
 #include "eval/evaluation_report.h"
 #include "model/transfer_model.h"
+#include "train/epoch_stats.h"
 #include "train/replica_sync.h"
 
 namespace tl::engine {
@@ -85,24 +86,6 @@ struct BatchProgress {
   // Time this epoch has spent waiting for the training source's next batch
   // (decoding that did not keep up), out of its time so far.
   double data_wait_seconds = 0;
-};
-
-struct EpochStats {
-  int epoch = 0;
-  double train_loss = 0;
-  double train_accuracy = 0;
-  double val_loss = 0;
-  double val_accuracy = 0;
-  double val_macro_precision = 0;
-  double val_macro_recall = 0;
-  double val_macro_f1 = 0;
-  double images_per_second = 0;  // training images per second of training time
-  double seconds = 0;            // the whole epoch, validation included
-  double learning_rate = 0;      // the head's, at the epoch's last batch
-  int64_t train_images = 0;
-  int64_t val_images = 0;
-  double val_top_k_accuracy = 0;  // k = kTopK, or the class count when fewer
-  double val_weighted_f1 = 0;
 };
 
 class TrainObserver {
@@ -204,9 +187,5 @@ class Trainer {
 // FNV-1a checksums.
 inline constexpr std::array<const char*, 4> kCheckpointFiles = {"model.pt", "optimizer.pt",
                                                                 "epochs.json", "checksums.json"};
-
-// Serialised form of epoch stats, for metrics.json and checkpoints.
-std::string EpochStatsToJson(const std::vector<EpochStats>& epochs);
-std::vector<EpochStats> EpochStatsFromJson(const std::string& json_text);
 
 }  // namespace tl::engine

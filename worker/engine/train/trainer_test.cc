@@ -562,17 +562,5 @@ TEST(TrainerTest, LearningRateThatMakesTheLossNaNNamesEpochAndBatch) {
   EXPECT_TRUE(observer.epochs.empty());
 }
 
-TEST(TrainerTest, EpochStatsSurviveJson) {
-  EpochStats stats;
-  stats.epoch = 3;
-  stats.val_macro_f1 = 0.75;
-  stats.train_images = 12;
-  const std::vector<EpochStats> parsed = EpochStatsFromJson(EpochStatsToJson({stats}));
-  ASSERT_EQ(parsed.size(), 1u);
-  EXPECT_EQ(parsed[0].epoch, 3);
-  EXPECT_DOUBLE_EQ(parsed[0].val_macro_f1, 0.75);
-  EXPECT_EQ(parsed[0].train_images, 12);
-}
-
 }  // namespace
 }  // namespace tl::engine
