@@ -29,6 +29,8 @@ SERVER_OUTSIDE = ("worker/", "client/")
 RULES = [
     # (folder, forbidden include prefixes, applies to tests too)
     ("worker/engine/", ENGINE_FORBIDDEN, True),
+    ("server/record/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/store/",
+                                        "server/spec/", "server/metrics/"), True),
     ("server/store/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/spec/",
                                        "server/metrics/"), True),
     ("server/spec/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/store/",
@@ -109,12 +111,14 @@ def self_test():
         ("server/core/scheduler.cc", '#include "server/api/auth.h"'),
         ("server/store/job_store.cc", '#include "server/core/scheduler.h"'),
         ("server/spec/spec_validation.cc", '#include "server/store/job_store.h"'),
+        ("server/record/job_view.cc", '#include "server/store/job_store.h"'),
         ("common/log.cc", '#include "server/core/principal.h"'),
         ("worker/job_runner.cc", '#include "server/spec/caller_text.h"'),
         ("client/tlctl.cc", '#include "worker/engine/predictor.h"'),
     ]
     must_pass = [
         ("server/core/scheduler.cc", '#include "server/store/job_store.h"'),
+        ("server/store/sqlite_rows.h", '#include "server/record/job_record.pb.h"'),
         ("server/api/grpc_services.cc", '#include "server/core/scheduler.h"'),
         ("server/main.cc", '#include "server/api/grpc_services.h"'),
         ("worker/job_runner.cc", '#include "worker/engine/image_job.h"'),

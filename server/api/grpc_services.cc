@@ -358,7 +358,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
   if (!caller.ok()) return Reply(context, caller.status());
   std::vector<tl::v1::Job::State> states;
   for (int state : request->states()) states.push_back(static_cast<tl::v1::Job::State>(state));
-  absl::StatusOr<JobStore::Page> page = scheduler_.ListJobs(
+  absl::StatusOr<Scheduler::JobPage> page = scheduler_.ListJobs(
       states, request->page_size(), request->page_token(), request->owner(), *caller);
   if (page.ok()) {
     for (tl::v1::Job& job : page->jobs) *response->add_jobs() = std::move(job);

@@ -293,7 +293,7 @@ TEST_F(GrpcServicesTest, SubmitJobQueuesAndStoresTheJob) {
   EXPECT_EQ(job.owner(), "alice");
   EXPECT_EQ(job.spec().name(), "flowers");
   EXPECT_EQ(job.spec().training().batch_size(), 32);  // defaults filled in
-  ASSERT_OK_AND_ASSIGN(Job stored, store_->GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, store_->GetJob(job.id()));
   EXPECT_EQ(stored.state(), Job::QUEUED);
 }
 

@@ -7,7 +7,7 @@
 
 namespace tl::server {
 
-int Replicas(const tl::v1::Job& job) { return std::max(1, job.spec().resources().replicas()); }
+int Replicas(const JobRecord& job) { return std::max(1, job.spec().resources().replicas()); }
 
 bool WorkerFits(const tl::v1::WorkerHello& worker, const tl::v1::ResourceRequest& resources) {
   const bool wants_cuda = resources.device() == "cuda" || resources.gpu_count() > 0;
@@ -43,7 +43,7 @@ std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
   return text;
 }
 
-int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const tl::v1::Job& job) {
+int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const JobRecord& job) {
   int suitable = 0;
   for (const PlacementWorker& worker : workers) {
     if (WorkerFits(*worker.hello, job.spec().resources()) && CanJoinGang(*worker.hello)) {
@@ -53,7 +53,7 @@ int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const tl::
   return suitable;
 }
 
-std::vector<Placement> PlaceJobs(const std::vector<const tl::v1::Job*>& queue,
+std::vector<Placement> PlaceJobs(const std::vector<const JobRecord*>& queue,
                                  std::vector<PlacementWorker> workers, PlacementLimits limits) {
   std::vector<Placement> placements;
   std::set<int64_t> held_back;
@@ -61,7 +61,7 @@ std::vector<Placement> PlaceJobs(const std::vector<const tl::v1::Job*>& queue,
     return limits.max_running_per_owner > 0 &&
            limits.running_per_owner[owner] >= limits.max_running_per_owner;
   };
-  for (const tl::v1::Job* job : queue) {
+  for (const JobRecord* job : queue) {
     if (at_limit(job->owner())) continue;
     const size_t replicas = static_cast<size_t>(Replicas(*job));
     std::vector<PlacementWorker*> chosen;

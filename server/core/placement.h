@@ -10,12 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "server/record/job_record.pb.h"
 #include "tl/v1/service.pb.h"
 
 namespace tl::server {
 
 // Workers one attempt of `job` needs at once (resources.replicas, at least 1).
-int Replicas(const tl::v1::Job& job);
+int Replicas(const JobRecord& job);
 // Whether the worker offers the devices `resources` asks for.
 bool WorkerFits(const tl::v1::WorkerHello& worker, const tl::v1::ResourceRequest& resources);
 // Whether the worker may train in a gang: it said where peers reach it.
@@ -42,7 +43,7 @@ struct PlacementLimits {
 };
 
 // Connected workers, free or not, that could take part in `job` (for a gang: that can join).
-int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const tl::v1::Job& job);
+int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const JobRecord& job);
 
 // The assignments to make now, in queue order. `queue` is the queued jobs in dispatch order
 // (highest priority, then oldest). A job goes to the first free workers that fit it (as many
@@ -50,7 +51,7 @@ int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const tl::
 // yet holds back the free workers it could use, so that jobs behind it do not take them and
 // overtake it forever, but only while enough suitable workers are connected for it to start
 // once the busy ones finish.
-std::vector<Placement> PlaceJobs(const std::vector<const tl::v1::Job*>& queue,
+std::vector<Placement> PlaceJobs(const std::vector<const JobRecord*>& queue,
                                  std::vector<PlacementWorker> workers, PlacementLimits limits);
 
 }  // namespace tl::server

@@ -18,9 +18,9 @@ using ::tl::v1::WorkerHello;
 // Jobs and workers made for one test, kept where the pointers placement takes stay valid.
 class PlacementTest : public ::testing::Test {
  protected:
-  const Job* AddJob(const std::string& id, const std::string& owner = "alice",
+  const JobRecord* AddJob(const std::string& id, const std::string& owner = "alice",
                     const std::string& device = "", int replicas = 0, int gpus = 0) {
-    Job& job = jobs_.emplace_back();
+    JobRecord& job = jobs_.emplace_back();
     job.set_id(id);
     job.set_owner(owner);
     job.mutable_spec()->mutable_resources()->set_device(device);
@@ -53,19 +53,19 @@ class PlacementTest : public ::testing::Test {
     return text;
   }
 
-  std::deque<Job> jobs_;
+  std::deque<JobRecord> jobs_;
   std::deque<WorkerHello> hellos_;
 };
 
 TEST_F(PlacementTest, JobsTakeFreeWorkersInQueueOrder) {
-  const std::vector<const Job*> queue = {AddJob("a"), AddJob("b"), AddJob("c")};
+  const std::vector<const JobRecord*> queue = {AddJob("a"), AddJob("b"), AddJob("c")};
   const std::vector<PlacementWorker> workers = {AddWorker(1, {"cpu"}), AddWorker(2, {"cpu"}, false),
                                                 AddWorker(3, {"cpu"})};
   EXPECT_THAT(Describe(PlaceJobs(queue, workers, {})), ElementsAre("a: 1", "b: 3"));
 }
 
 TEST_F(PlacementTest, AJobWaitsForAWorkerWithItsDevicesWhileOthersGoAhead) {
-  const std::vector<const Job*> queue = {AddJob("gpu", "alice", "cuda", 0, 2), AddJob("any")};
+  const std::vector<const JobRecord*> queue = {AddJob("gpu", "alice", "cuda", 0, 2), AddJob("any")};
   const std::vector<PlacementWorker> workers = {AddWorker(1, {"cuda"}), AddWorker(2, {"cpu"})};
   EXPECT_THAT(Describe(PlaceJobs(queue, workers, {})), ElementsAre("any: 1"));
   const std::vector<PlacementWorker> two_gpus = {AddWorker(3, {"cuda", "cuda"})};
@@ -73,7 +73,7 @@ TEST_F(PlacementTest, AJobWaitsForAWorkerWithItsDevicesWhileOthersGoAhead) {
 }
 
 TEST_F(PlacementTest, AnOwnerAtItsRunningLimitWaitsAndOthersGo) {
-  const std::vector<const Job*> queue = {AddJob("a1", "alice"), AddJob("a2", "alice"),
+  const std::vector<const JobRecord*> queue = {AddJob("a1", "alice"), AddJob("a2", "alice"),
                                          AddJob("b1", "bob")};
   const std::vector<PlacementWorker> workers = {AddWorker(1, {"cpu"}), AddWorker(2, {"cpu"}),
                                                 AddWorker(3, {"cpu"})};
@@ -85,7 +85,7 @@ TEST_F(PlacementTest, AnOwnerAtItsRunningLimitWaitsAndOthersGo) {
 }
 
 TEST_F(PlacementTest, AGangStartsOnlyWithEnoughFreeWorkersThatCanJoin) {
-  const std::vector<const Job*> queue = {AddJob("gang", "alice", "", 2)};
+  const std::vector<const JobRecord*> queue = {AddJob("gang", "alice", "", 2)};
   const std::vector<PlacementWorker> one_ready = {AddWorker(1, {"cpu"}, true, true),
                                                   AddWorker(2, {"cpu"})};
   EXPECT_THAT(PlaceJobs(queue, one_ready, {}), IsEmpty());
@@ -98,7 +98,7 @@ TEST_F(PlacementTest, AGangStartsOnlyWithEnoughFreeWorkersThatCanJoin) {
 // A gang that can start once a busy worker frees up keeps the free ones for itself; one that
 // could never start (too few suitable workers connected) holds nothing back.
 TEST_F(PlacementTest, AWaitingGangHoldsBackOnlyWhileItCanStartSoon) {
-  const std::vector<const Job*> queue = {AddJob("gang", "alice", "", 2), AddJob("small")};
+  const std::vector<const JobRecord*> queue = {AddJob("gang", "alice", "", 2), AddJob("small")};
   const std::vector<PlacementWorker> one_busy = {AddWorker(1, {"cpu"}, true, true),
                                                  AddWorker(2, {"cpu"}, false, true)};
   EXPECT_THAT(PlaceJobs(queue, one_busy, {}), IsEmpty());

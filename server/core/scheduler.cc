@@ -42,11 +42,11 @@ absl::Status Scheduler::Start() {
 
   // One pass in submission order, so that a leased job that goes back to
   // the queue keeps its place among the jobs submitted after it.
-  absl::StatusOr<std::vector<Job>> jobs =
+  absl::StatusOr<std::vector<JobRecord>> jobs =
       store_.JobsInStates({Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::PAUSED});
   if (!jobs.ok()) return jobs.status();
   size_t queued = 0;
-  for (Job& job : *jobs) {
+  for (JobRecord& job : *jobs) {
     ActiveJob active{std::move(job), next_queue_order_++};
     CountStateChange(active.job.owner(), Job::STATE_UNSPECIFIED, active.job.state());
     if (active.job.state() == Job::QUEUED) {
@@ -112,9 +112,8 @@ Scheduler::QueueKey Scheduler::KeyOf(const ActiveJob& active) {
 
 absl::Status Scheduler::Persist(ActiveJob& active, Job::State previous_state,
                                const tl::v1::EpochMetrics* epoch) {
-  Job& job = active.job;
+  JobRecord& job = active.job;
   *job.mutable_update_time() = ToTimestamp(Now());
-  job.clear_pending_reason();
   const int64_t previous_sequence = job.last_event_sequence();
   std::vector<JobEvent> events;
   int64_t sequence = previous_sequence;
@@ -126,7 +125,7 @@ absl::Status Scheduler::Persist(ActiveJob& active, Job::State previous_state,
   job.set_last_event_sequence(++sequence);
   JobEvent& changed = events.emplace_back();
   changed.set_sequence(sequence);
-  *changed.mutable_job() = job;
+  *changed.mutable_job() = ToApiJob(job);
   absl::Status status = store_.CommitJob(job, events, epoch);
   if (!status.ok()) {
     job.set_last_event_sequence(previous_sequence);
@@ -185,8 +184,8 @@ void Scheduler::EndJob(ActiveJob& active, Job::State state, std::string error,
   });
   // Not stored: the job stays active, exactly as it was, so that a later event ends it again.
   if (!status.ok()) return;
-  const Job& job = active.job;
-  metrics_.JobFinished(job);
+  const JobRecord& job = active.job;
+  metrics_.JobFinished(ToApiJob(job));
   metrics_.RemoveJob(job.id());
   LogInfo("job ", job.id(), " ", Job::State_Name(state), error.empty() ? "" : ": ", error);
   const std::string id = job.id();
@@ -310,7 +309,7 @@ void Scheduler::Dispatch() {
   std::set<std::string> refused;
   for (bool place_again = true; place_again;) {
     place_again = false;
-    std::vector<const Job*> queue;
+    std::vector<const JobRecord*> queue;
     for (const QueueKey& key : queue_) {
       if (!refused.count(std::get<2>(key))) queue.push_back(&active_.at(std::get<2>(key)).job);
     }
@@ -331,14 +330,14 @@ void Scheduler::Dispatch() {
 }
 
 absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& sessions) {
-  const Job& job = active.job;
+  const JobRecord& job = active.job;
   tl::v1::Assignment assignment;
   assignment.set_job_id(job.id());
   assignment.set_attempt(job.attempt() + 1);
   *assignment.mutable_spec() = job.spec();
   assignment.set_output_dir(job.id());
   if (job.spec().backbone().has_from_job()) {
-    absl::StatusOr<Job> source = store_.GetJob(job.spec().backbone().from_job());
+    absl::StatusOr<JobRecord> source = store_.GetJob(job.spec().backbone().from_job());
     if (!source.ok()) return source.status();
     assignment.set_backbone_path(source->result().backbone_path());
     assignment.set_backbone_from_artifacts(true);
@@ -355,7 +354,7 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
     assignment.set_rendezvous_key(absl::StrCat(job.id(), "/", assignment.attempt()));
   }
 
-  const Job waiting = job;  // its update time says since when it waited
+  const JobRecord waiting = job;  // its update time says since when it waited
   absl::Status status = Update(active, [&](ActiveJob& next) {
     next.job.set_state(Job::ASSIGNED);
     next.job.set_attempt(assignment.attempt());
@@ -372,7 +371,7 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
     next.replica_sessions = std::set<int64_t>(sessions.begin() + 1, sessions.end());
   });
   if (!status.ok()) return status;
-  metrics_.JobAssigned(waiting);
+  metrics_.JobAssigned(ToApiJob(waiting));
   for (size_t rank = 0; rank < sessions.size(); ++rank) {
     WorkerState& worker = workers_.at(sessions[rank]);
     worker.job_id = job.id();

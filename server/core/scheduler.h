@@ -32,8 +32,10 @@
 #include "server/core/job_states.h"
 #include "server/core/placement.h"
 #include "server/core/principal.h"
+#include "server/record/job_record.pb.h"
 #include "server/store/job_store.h"
 #include "server/metrics/server_metrics.h"
+#include "server/record/job_view.h"
 #include "server/spec/spec_validation.h"
 #include "tl/v1/service.pb.h"
 
@@ -132,7 +134,11 @@ class Scheduler {
                                      const Principal& caller = Principal::Unauthenticated());
   // `owner` non-empty: only that owner's jobs. A user's listing is always
   // limited to its own.
-  absl::StatusOr<JobStore::Page> ListJobs(const std::vector<tl::v1::Job::State>& states,
+  struct JobPage {
+    std::vector<tl::v1::Job> jobs;
+    std::string next_page_token;  // empty on the last page
+  };
+  absl::StatusOr<JobPage> ListJobs(const std::vector<tl::v1::Job::State>& states,
                                           int page_size, const std::string& page_token,
                                           const std::string& owner = "",
                                           const Principal& caller = Principal::Unauthenticated());
@@ -169,7 +175,7 @@ class Scheduler {
 
  private:
   struct ActiveJob {
-    tl::v1::Job job;
+    JobRecord job;
     int64_t queue_order = 0;  // submission order, for FIFO within a priority
     int64_t session = 0;      // the worker session holding it; 0 when none
     // The worker id its current attempt was given to (rank 0's); kept while the job waits
@@ -257,8 +263,9 @@ class Scheduler {
   bool OwnerAtRunningLimit(const std::string& owner) const;
   std::string PendingReason(const ActiveJob& active) const;
   // The stored job, if `caller` may use its outputs (see SubmitJob).
-  absl::StatusOr<tl::v1::Job> UsableSourceJob(const std::string& job_id, const Principal& caller);
-  // The job, if `caller` may act on it: an active one from memory, else from the store.
+  absl::StatusOr<JobRecord> UsableSourceJob(const std::string& job_id, const Principal& caller);
+  // The job as `caller` sees it, if it may act on it: an active one from memory (with why it
+  // waits), else from the store.
   absl::StatusOr<tl::v1::Job> VisibleJob(const std::string& job_id, const Principal& caller);
   // VisibleJob's active job, to change; FAILED_PRECONDITION once it has ended.
   absl::StatusOr<ActiveJob*> UnendedJob(const std::string& job_id, const Principal& caller);

@@ -93,7 +93,7 @@ void Scheduler::OnReplicaFinished(int64_t session, ActiveJob& active,
 
 bool Scheduler::RejoinGang(int64_t session, WorkerState& worker, ActiveJob& active) {
   const tl::v1::WorkerHello& hello = worker.hello;
-  const Job& job = active.job;
+  const JobRecord& job = active.job;
   if (job.attempt() != hello.held_attempt() || job.state() == Job::PAUSED ||
       job.state() == Job::QUEUED) {
     return false;  // the attempt is over; a new gang runs (or will run) the job

@@ -11,6 +11,7 @@
 #include "server/core/scheduler.h"
 #include "server/core/scheduler_internal.h"
 #include "server/core/subscriptions.h"
+#include "server/record/job_view.h"
 #include "server/spec/caller_text.h"
 
 namespace tl::server {
@@ -31,7 +32,7 @@ void ClipStoredText(Job& job) {
   }
 }
 
-bool SharedWith(const Job& job, const std::string& name) {
+bool SharedWith(const JobRecord& job, const std::string& name) {
   for (const std::string& reader : job.spec().share_with()) {
     if (reader == "*" || reader == name) return true;
   }
@@ -52,8 +53,10 @@ absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std:
     return status;
   }
   SpecContext context = spec_context_;
-  context.find_job = [this, caller](const std::string& job_id) {
-    return UsableSourceJob(job_id, caller);
+  context.find_job = [this, caller](const std::string& job_id) -> absl::StatusOr<Job> {
+    absl::StatusOr<JobRecord> source = UsableSourceJob(job_id, caller);
+    if (!source.ok()) return source.status();
+    return ToApiJob(*source);
   };
   // Validation reads the file system; it runs before the lock is taken.
   absl::StatusOr<tl::v1::JobSpec> validated = ValidateJobSpec(spec, context);
@@ -102,21 +105,21 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
         repeats.emplace_back(pending, first->second);
         continue;
       }
-      absl::StatusOr<std::optional<Job>> earlier =
+      absl::StatusOr<std::optional<JobRecord>> earlier =
           store_.FindByRequestId(pending->owner, pending->request_id);
       if (!earlier.ok()) {
         pending->result = earlier.status();
         continue;
       }
       if (earlier->has_value()) {
-        const Job& job = **earlier;
+        const JobRecord& job = **earlier;
         if (job.spec().SerializeAsString() != pending->spec.SerializeAsString()) {
           pending->result = absl::AlreadyExistsError(
               absl::StrCat("request_id \"", pending->request_id, "\" already created job ",
                            job.id(), " with a different spec"));
         } else {
           auto active = active_.find(job.id());
-          pending->result = active != active_.end() ? active->second.job : job;
+          pending->result = ToApiJob(active != active_.end() ? active->second.job : job);
         }
         continue;
       }
@@ -138,13 +141,13 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
     creators.push_back(pending);
   }
   if (!to_create.empty()) {
-    absl::StatusOr<std::vector<Job>> created = store_.CreateJobs(to_create);
+    absl::StatusOr<std::vector<JobRecord>> created = store_.CreateJobs(to_create);
     for (size_t i = 0; i < creators.size(); ++i) {
       if (!created.ok()) {
         creators[i]->result = created.status();
         continue;
       }
-      Job& job = (*created)[i];
+      JobRecord& job = (*created)[i];
       metrics_.JobSubmitted();
       metrics_.SetJobsInState(Job::QUEUED, ++state_counts_[Job::QUEUED]);
       CountStateChange(job.owner(), Job::STATE_UNSPECIFIED, Job::QUEUED);
@@ -152,7 +155,7 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
       queue_.insert(KeyOf(active));
       active_.emplace(job.id(), std::move(active));
       LogInfo("job ", job.id(), " queued (", job.spec().name(), ", owner ", job.owner(), ")");
-      creators[i]->result = std::move(job);
+      creators[i]->result = ToApiJob(job);
     }
     if (created.ok()) Dispatch();
   }
@@ -168,9 +171,9 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
   }
 }
 
-absl::StatusOr<Job> Scheduler::UsableSourceJob(const std::string& job_id,
-                                               const Principal& caller) {
-  absl::StatusOr<Job> job = store_.GetJob(job_id);
+absl::StatusOr<JobRecord> Scheduler::UsableSourceJob(const std::string& job_id,
+                                                     const Principal& caller) {
+  absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
   if (caller.SeesEveryJob()) return job;
   // A store failure is not an answer about the job; only "no such job" reads as "not yours".
   if (!job.ok() && job.status().code() != absl::StatusCode::kNotFound) return job.status();
@@ -187,12 +190,13 @@ absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Princ
   Job job;
   auto it = active_.find(job_id);
   if (it != active_.end()) {
-    job = it->second.job;
-    if (job.state() == Job::QUEUED) job.set_pending_reason(PendingReason(it->second));
+    const ActiveJob& active = it->second;
+    job = ToApiJob(active.job,
+                   active.job.state() == Job::QUEUED ? PendingReason(active) : std::string());
   } else {
-    absl::StatusOr<Job> stored = store_.GetJob(job_id);
+    absl::StatusOr<JobRecord> stored = store_.GetJob(job_id);
     if (!stored.ok()) return stored.status();
-    job = *std::move(stored);
+    job = ToApiJob(*stored);
   }
   if (!caller.SeesEveryJob() && job.owner() != caller.name) return JobNotFound(job_id);
   ClipStoredText(job);
@@ -216,7 +220,7 @@ absl::StatusOr<Job> Scheduler::GetJob(const std::string& job_id, const Principal
   return VisibleJob(job_id, caller);
 }
 
-absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>& states,
+absl::StatusOr<Scheduler::JobPage> Scheduler::ListJobs(const std::vector<Job::State>& states,
                                                    int page_size, const std::string& page_token,
                                                    const std::string& owner,
                                                    const Principal& caller) {
@@ -239,10 +243,14 @@ absl::StatusOr<JobStore::Page> Scheduler::ListJobs(const std::vector<Job::State>
   absl::StatusOr<JobStore::Page> page = store_.ListJobs(states, page_size, page_token,
                                                         owner_filter,
                                                         options_.max_list_reply_bytes);
-  if (page.ok()) {
-    for (Job& job : page->jobs) ClipStoredText(job);
+  if (!page.ok()) return page.status();
+  JobPage shown;
+  shown.next_page_token = std::move(page->next_page_token);
+  shown.jobs.reserve(page->jobs.size());
+  for (const JobRecord& record : page->jobs) {
+    ClipStoredText(shown.jobs.emplace_back(ToApiJob(record)));
   }
-  return page;
+  return shown;
 }
 
 absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason,
@@ -267,7 +275,9 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
       return absl::UnavailableError(absl::StrCat("job ", job_id,
                                                  " could not be cancelled now; try again"));
     }
-    return store_.GetJob(job_id);
+    absl::StatusOr<JobRecord> ended = store_.GetJob(job_id);
+    if (!ended.ok()) return ended.status();
+    return ToApiJob(*ended);
   }
   absl::Status status = Update(active, [&](ActiveJob& next) {
     next.job.set_cancel_requested(true);
@@ -280,7 +290,7 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
   workers_.at(active.session).connection->Send(message);
   SendToReplicas(active, message);
   LogInfo("job ", job_id, " cancel sent to worker ", active.job.worker_id());
-  return active.job;
+  return ToApiJob(active.job);
 }
 
 absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Principal& caller) {
@@ -288,7 +298,7 @@ absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Princip
   absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
   if (!found.ok()) return found.status();
   ActiveJob& active = **found;
-  if (active.job.state() == Job::PAUSED || active.job.pause_requested()) return active.job;
+  if (active.job.state() == Job::PAUSED || active.job.pause_requested()) return ToApiJob(active.job);
   if (active.job.cancel_requested()) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is being cancelled"));
   }
@@ -298,7 +308,7 @@ absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Princip
     if (!status.ok()) return status;
     queue_.erase(KeyOf(active));
     LogInfo("job ", job_id, " paused while queued");
-    return active.job;
+    return ToApiJob(active.job);
   }
   absl::Status status =
       Update(active, [](ActiveJob& next) { next.job.set_pause_requested(true); });
@@ -312,7 +322,7 @@ absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Princip
     SendToReplicas(active, message);
   }
   LogInfo("job ", job_id, " pause requested");
-  return active.job;
+  return ToApiJob(active.job);
 }
 
 absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Principal& caller) {
@@ -332,7 +342,7 @@ absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Princi
   queue_.insert(KeyOf(active));
   LogInfo("job ", job_id, " resumed");
   Dispatch();
-  return active.job;
+  return ToApiJob(active.job);
 }
 
 absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobWatcher> watcher,

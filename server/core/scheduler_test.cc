@@ -352,10 +352,10 @@ class SchedulerTest : public ::testing::Test {
     return job.value_or(Job());
   }
   // The job as it is on disk.
-  Job Stored(const std::string& job_id) {
-    absl::StatusOr<Job> job = store_->GetJob(job_id);
+  JobRecord Stored(const std::string& job_id) {
+    absl::StatusOr<JobRecord> job = store_->GetJob(job_id);
     EXPECT_THAT(job, IsOk());
-    return job.value_or(Job());
+    return job.value_or(JobRecord());
   }
 
   std::optional<double> Metric(const std::string& name,
@@ -381,7 +381,7 @@ TEST_F(SchedulerTest, SubmitStoresTheJobQueuedBeforeReturning) {
 
   // A second connection to the file sees the row: it is committed, not only cached.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> other, SqliteJobStore::Open(db_path_));
-  ASSERT_OK_AND_ASSIGN(Job stored, other->GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, other->GetJob(job.id()));
   EXPECT_EQ(stored.state(), Job::QUEUED);
   EXPECT_TRUE(MessageDifferencer::Equals(stored.spec(), job.spec()));
 }
@@ -439,7 +439,7 @@ TEST_F(SchedulerTest, WorkerIsWelcomedThenAssignedTheQueuedJob) {
   EXPECT_EQ(assignment.output_dir(), id);
   EXPECT_TRUE(MessageDifferencer::Equals(assignment.spec(), Stored(id).spec()));
 
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::ASSIGNED);
   EXPECT_EQ(stored.attempt(), 1);
   EXPECT_EQ(stored.worker_id(), "w1");
@@ -468,7 +468,7 @@ TEST_F(SchedulerTest, StartedMakesTheJobRunning) {
   EXPECT_FALSE(Get(id).has_start_time());
   Started(worker, id, 1);
 
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::RUNNING);
   EXPECT_TRUE(stored.has_start_time());
   EXPECT_GT(stored.start_time().seconds(), 0);
@@ -531,7 +531,7 @@ TEST_F(SchedulerTest, SucceededEndsTheJobAndTheWorkerTakesTheNext) {
 
   Finished(worker, first, 1, JobFinished::SUCCEEDED);
 
-  const Job stored = Stored(first);
+  const JobRecord stored = Stored(first);
   EXPECT_EQ(stored.state(), Job::SUCCEEDED);
   EXPECT_TRUE(stored.has_end_time());
   EXPECT_EQ(stored.error(), "");
@@ -554,7 +554,7 @@ TEST_F(SchedulerTest, FailedKeepsTheWorkersError) {
   FakeWorker worker = Connect("w1");
   Started(worker, id, 1);
   Finished(worker, id, 1, JobFinished::FAILED, "out of memory");
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::FAILED);
   EXPECT_EQ(stored.error(), "out of memory");
   EXPECT_TRUE(stored.has_end_time());
@@ -636,7 +636,7 @@ TEST_F(SchedulerTest, CancelOfRunningJobAsksItsWorkerToStop) {
   EXPECT_EQ(cancels[0].reason(), "wrong dataset");
 
   Finished(worker, id, 1, JobFinished::CANCELLED, "stopped at batch 3");
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::CANCELLED);
   EXPECT_EQ(stored.error(), "wrong dataset");  // the user's reason, not the worker's words
 }
@@ -693,7 +693,7 @@ TEST_F(SchedulerTest, WorkerWithoutIdIsRefused) {
 TEST_F(SchedulerTest, ListJobsChecksItsArguments) {
   Submit("a");
   Submit("b");
-  ASSERT_OK_AND_ASSIGN(JobStore::Page page, scheduler_->ListJobs({}, 0, ""));  // 0 means 50
+  ASSERT_OK_AND_ASSIGN(Scheduler::JobPage page, scheduler_->ListJobs({}, 0, ""));  // 0 means 50
   EXPECT_THAT(page.jobs, SizeIs(2));
   EXPECT_THAT(scheduler_->ListJobs({}, 5000, ""),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
@@ -756,7 +756,7 @@ TEST_F(SchedulerTest, SilentWorkerIsDroppedAndItsJobRequeued) {
   EXPECT_TRUE(worker.connection->closed());
   // Its stream closing afterwards changes nothing more.
   scheduler_->DisconnectWorker(worker.session);
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::QUEUED);
   EXPECT_EQ(stored.attempt(), 1);
   EXPECT_EQ(stored.worker_id(), "");
@@ -870,7 +870,7 @@ TEST_F(SchedulerTest, RefusedAssignmentIsRequeuedWithoutUsingAnAttempt) {
   const std::string id = Submit("flowers");
   ASSERT_EQ(busy.connection->assignments().size(), 1u);
   Finished(busy, id, 1, JobFinished::REFUSED, "still busy");
-  Job job = Stored(id);
+  JobRecord job = Stored(id);
   EXPECT_EQ(job.state(), Job::QUEUED);
   EXPECT_EQ(job.attempt(), 0);
   // The refusing worker gets nothing more until it reports an end...
@@ -937,7 +937,7 @@ TEST_F(SchedulerTest, WorkerReconnectingWithAReassignedJobIsToldToCancelIt) {
   const std::vector<CancelAssignment> cancels = back.connection->cancels();
   ASSERT_THAT(cancels, SizeIs(1));
   EXPECT_EQ(cancels[0].job_id(), id);
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.worker_id(), "w2");
   EXPECT_EQ(stored.attempt(), 2);
   EXPECT_EQ(stored.state(), Job::ASSIGNED);
@@ -973,7 +973,7 @@ TEST_F(SchedulerTest, JobGivesUpAfterMaxAttempts) {
   EXPECT_EQ(second.connection->assignments()[0].attempt(), 2);
   scheduler_->CheckLeases(absl::Now() + 2 * kLease);
 
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::FAILED);
   EXPECT_THAT(stored.error(), HasSubstr("gave up after 2 failed attempts"));
   EXPECT_TRUE(stored.has_end_time());
@@ -993,7 +993,7 @@ TEST_F(SchedulerTest, CancelRequestedJobWhoseWorkerIsLostOnTheLastAttemptEndsCan
   // The worker falls silent instead of confirming; the user asked for a cancel, so that is
   // what the job ends as, whatever attempt it was on.
   scheduler_->CheckLeases(absl::Now() + 2 * kLease);
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::CANCELLED);
   EXPECT_EQ(stored.error(), "stop");
 }
@@ -1035,7 +1035,7 @@ TEST_F(SchedulerTest, RestartRequeuesLeasedJobsAfterTheLeaseUnlessReclaimed) {
 
   EXPECT_EQ(Stored(reclaimed).state(), Job::RUNNING);
   EXPECT_EQ(Stored(reclaimed).worker_id(), "wa");
-  const Job requeued = Stored(abandoned);
+  const JobRecord requeued = Stored(abandoned);
   EXPECT_EQ(requeued.state(), Job::QUEUED);
   EXPECT_EQ(requeued.attempt(), 1);
 
@@ -1372,7 +1372,7 @@ TEST_F(SchedulerControlTest, RunningJobPausesAtItsEpochFreesItsWorkerAndResumes)
   EXPECT_EQ(Pauses(worker)[0].job_id(), id);
 
   Finished(worker, id, 1, JobFinished::PAUSED);
-  const Job paused = Stored(id);
+  const JobRecord paused = Stored(id);
   EXPECT_EQ(paused.state(), Job::PAUSED);
   EXPECT_FALSE(paused.pause_requested());
   EXPECT_EQ(paused.epoch(), 1);
@@ -1415,7 +1415,7 @@ TEST_F(SchedulerControlTest, RetryableFailureRequeuesAndCountsUntilTheLimit) {
   FakeWorker worker = Connect("w1");
   Started(worker, id, 1);
   FinishedRetryable(worker, id, 1, "trainer crashed: std::bad_alloc");
-  Job job = Stored(id);
+  JobRecord job = Stored(id);
   // Requeued and, the worker being free again, assigned again at once.
   EXPECT_EQ(job.state(), Job::ASSIGNED);
   EXPECT_EQ(job.failures(), 1);
@@ -1434,7 +1434,7 @@ TEST_F(SchedulerControlTest, UserErrorFailsAtOnce) {
   FakeWorker worker = Connect("w1");
   Started(worker, id, 1);
   Finished(worker, id, 1, JobFinished::FAILED, "loss became NaN at epoch 1, batch 3");
-  const Job job = Stored(id);
+  const JobRecord job = Stored(id);
   EXPECT_EQ(job.state(), Job::FAILED);
   EXPECT_EQ(job.attempt(), 1);
   EXPECT_EQ(job.error(), "loss became NaN at epoch 1, batch 3");
@@ -1458,7 +1458,6 @@ TEST_F(SchedulerControlTest, GpuRequestsMatchCountAndMemoryAndSayWhyTheyWait) {
   EXPECT_EQ(waiting.state(), Job::QUEUED);
   EXPECT_THAT(waiting.pending_reason(),
               HasSubstr("no connected worker offers 2 CUDA device(s) with at least 40960 MiB"));
-  EXPECT_EQ(Stored(big.id()).pending_reason(), "");  // a live view, not stored
 
   FakeWorker fits = ConnectGpus("fits", {int64_t{80} << 30, int64_t{80} << 30});
   ASSERT_THAT(fits.connection->assignments(), SizeIs(1));
@@ -1521,14 +1520,14 @@ TEST_F(SchedulerControlTest, UsersSeeAndChangeOnlyTheirOwnJobs) {
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(Stored(bobs.id()).state(), Job::QUEUED);
 
-  ASSERT_OK_AND_ASSIGN(JobStore::Page mine, scheduler_->ListJobs({}, 50, "", "", alice));
+  ASSERT_OK_AND_ASSIGN(Scheduler::JobPage mine, scheduler_->ListJobs({}, 50, "", "", alice));
   ASSERT_THAT(mine.jobs, SizeIs(1));
   EXPECT_EQ(mine.jobs[0].id(), alices);
   EXPECT_THAT(scheduler_->ListJobs({}, 50, "", "bob", alice),
               StatusIs(absl::StatusCode::kPermissionDenied));
-  ASSERT_OK_AND_ASSIGN(JobStore::Page all, scheduler_->ListJobs({}, 50, "", "", admin));
+  ASSERT_OK_AND_ASSIGN(Scheduler::JobPage all, scheduler_->ListJobs({}, 50, "", "", admin));
   EXPECT_THAT(all.jobs, SizeIs(2));
-  ASSERT_OK_AND_ASSIGN(JobStore::Page bobs_only, scheduler_->ListJobs({}, 50, "", "bob", admin));
+  ASSERT_OK_AND_ASSIGN(Scheduler::JobPage bobs_only, scheduler_->ListJobs({}, 50, "", "bob", admin));
   ASSERT_THAT(bobs_only.jobs, SizeIs(1));
   EXPECT_THAT(scheduler_->CancelJob(bobs.id(), "", admin), IsOk());
 }
@@ -1662,7 +1661,7 @@ TEST_F(SchedulerControlTest, AResultPointingOutsideTheJobsFolderIsRefused) {
     finished.mutable_result()->set_metrics_path(id + "/metrics.json");
     finished.mutable_result()->set_model_path(absl::StrReplaceAll(bad, {{"ID", id}}));
     scheduler_->HandleWorkerMessage(worker.session, message);
-    const Job stored = Stored(id);
+    const JobRecord stored = Stored(id);
     EXPECT_NE(stored.state(), Job::SUCCEEDED) << bad;
     EXPECT_EQ(stored.failures(), 1) << bad;
     EXPECT_EQ(stored.result().model_path(), "") << bad;
@@ -1716,7 +1715,7 @@ TEST_F(SchedulerControlTest, ListingPagesStayUnderTheReplyLimit) {
   std::string token;
   int pages = 0;
   for (; pages < 50; ++pages) {
-    ASSERT_OK_AND_ASSIGN(JobStore::Page page, scheduler_->ListJobs({}, 1000, token));
+    ASSERT_OK_AND_ASSIGN(Scheduler::JobPage page, scheduler_->ListJobs({}, 1000, token));
     size_t bytes = 0;
     for (const Job& job : page.jobs) {
       bytes += job.ByteSizeLong();
@@ -1798,7 +1797,7 @@ TEST_F(SchedulerControlTest, WhatWorkersReportIsBoundedWhereverItGoes) {
   }
   ASSERT_GT(result.ByteSizeLong(), size_t{1} << 20);
   scheduler_->HandleWorkerMessage(second.session, finished);
-  const Job stored = Stored(big);
+  const JobRecord stored = Stored(big);
   EXPECT_EQ(stored.state(), Job::SUCCEEDED);
   EXPECT_LE(stored.result().ByteSizeLong(), size_t{1} << 20);
   EXPECT_EQ(stored.result().test_report().accuracy(), 0.9);
@@ -1837,7 +1836,7 @@ TEST_F(SchedulerControlTest, PagesOfTheLargestJobsStayUnderTheReplyBound) {
   std::string token;
   int pages = 0;
   for (; pages < 20; ++pages) {
-    ASSERT_OK_AND_ASSIGN(JobStore::Page page, scheduler_->ListJobs({}, 1000, token));
+    ASSERT_OK_AND_ASSIGN(Scheduler::JobPage page, scheduler_->ListJobs({}, 1000, token));
     tl::v1::ListJobsResponse reply;
     for (const Job& job : page.jobs) {
       *reply.add_jobs() = job;
@@ -1954,7 +1953,7 @@ class SchedulerWriteFailureTest : public SchedulerControlTest {
   void ExpectConsistent(const std::string& id) {
     Job held = Get(id);
     held.clear_pending_reason();
-    const Job stored = Stored(id);
+    const Job stored = ToApiJob(Stored(id));
     EXPECT_TRUE(MessageDifferencer::Equals(held, stored))
         << "held:   " << held.ShortDebugString() << "\nstored: " << stored.ShortDebugString();
   }
@@ -1964,7 +1963,7 @@ TEST_F(SchedulerWriteFailureTest, SubmitStoresNothingAndCanBeRepeated) {
   failing_->Fail(FailingJobStore::Call::kCreateJobs, absl::UnavailableError("disk gone"), 1);
   EXPECT_THAT(scheduler_->SubmitJob(Spec("flowers"), "alice", "req-1"),
               StatusIs(absl::StatusCode::kUnavailable));
-  ASSERT_OK_AND_ASSIGN(JobStore::Page none, scheduler_->ListJobs({}, 50, ""));
+  ASSERT_OK_AND_ASSIGN(Scheduler::JobPage none, scheduler_->ListJobs({}, 50, ""));
   EXPECT_THAT(none.jobs, IsEmpty());
   ASSERT_OK_AND_ASSIGN(Job job, scheduler_->SubmitJob(Spec("flowers"), "alice", "req-1"));
   EXPECT_EQ(job.state(), Job::QUEUED);
@@ -2146,7 +2145,7 @@ TEST_F(SchedulerGangTest, AGangAssignmentNotStoredIsSentToNoRank) {
   EXPECT_THAT(second.connection->assignments(), IsEmpty());
   Job held = Get(id);
   held.clear_pending_reason();
-  EXPECT_TRUE(MessageDifferencer::Equals(held, Stored(id)));
+  EXPECT_TRUE(MessageDifferencer::Equals(held, ToApiJob(Stored(id))));
   EXPECT_EQ(held.state(), Job::QUEUED);
   EXPECT_EQ(held.replica_worker_ids_size(), 0);
   scheduler_->CheckLeases(absl::Now());
@@ -2180,7 +2179,7 @@ TEST_F(SchedulerGangTest, GangStartsOnlyWhenEnoughWorkersAreFreeAndGetsRanksAndR
     EXPECT_EQ(assignment.rendezvous_port(), 29501);
     EXPECT_EQ(assignment.rendezvous_key(), id + "/1");
   }
-  const Job stored = Stored(id);
+  const JobRecord stored = Stored(id);
   EXPECT_EQ(stored.state(), Job::ASSIGNED);
   EXPECT_EQ(stored.worker_id(), "w1");
   EXPECT_THAT(stored.replica_worker_ids(), ElementsAre("w1", "w2"));
@@ -2245,7 +2244,7 @@ TEST_F(SchedulerGangTest, AFailedRankStopsTheGangAndTheJobRunsAgainOnANewGang) {
              "internal error: Connection closed by peer");
   ASSERT_THAT(rank0.connection->cancels(), SizeIs(1));
   EXPECT_THAT(rank0.connection->cancels()[0].reason(), HasSubstr("replica on worker w2 FAILED"));
-  Job job = Stored(id);
+  JobRecord job = Stored(id);
   EXPECT_EQ(job.state(), Job::QUEUED);
   EXPECT_EQ(job.failures(), 1);
   EXPECT_THAT(job.replica_worker_ids(), IsEmpty());
@@ -2277,7 +2276,7 @@ TEST_F(SchedulerGangTest, ARanksUserErrorFailsTheJobAndStopsRankZero) {
   FakeWorker rank0, rank1;
   const std::string id = StartGangOfTwo(rank0, rank1);
   FinishedAs(rank1, id, 1, JobFinished::FAILED, false, "dataset.train_dir: flowers is missing");
-  const Job job = Stored(id);
+  const JobRecord job = Stored(id);
   EXPECT_EQ(job.state(), Job::FAILED);
   EXPECT_THAT(job.error(), HasSubstr("flowers is missing"));
   EXPECT_THAT(rank0.connection->cancels(), SizeIs(1));

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/record/job_record.pb.h"
 #include "tl/v1/service.pb.h"
 
 namespace tl::server {
@@ -29,7 +30,7 @@ class JobStore {
   // transaction. A non-empty request_id must be new for the owner (the
   // caller checks with FindByRequestId; the index refuses a duplicate).
   // Returns the stored row.
-  virtual absl::StatusOr<tl::v1::Job> CreateJob(const tl::v1::JobSpec& spec,
+  virtual absl::StatusOr<JobRecord> CreateJob(const tl::v1::JobSpec& spec,
                                                 const std::string& owner, absl::Time now,
                                                 const std::string& request_id = "") = 0;
 
@@ -40,23 +41,23 @@ class JobStore {
     absl::Time now;
   };
   // CreateJob for several jobs in one transaction: all are stored or none.
-  virtual absl::StatusOr<std::vector<tl::v1::Job>> CreateJobs(const std::vector<NewJob>& jobs) = 0;
+  virtual absl::StatusOr<std::vector<JobRecord>> CreateJobs(const std::vector<NewJob>& jobs) = 0;
 
   // The job that `owner` submitted with `request_id`, if any.
-  virtual absl::StatusOr<std::optional<tl::v1::Job>> FindByRequestId(
+  virtual absl::StatusOr<std::optional<JobRecord>> FindByRequestId(
       const std::string& owner, const std::string& request_id) = 0;
 
   // NOT_FOUND naming the id when there is no such job.
-  virtual absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id) = 0;
+  virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
 
   // Replaces the stored row of job.id() with `job` (every column, the spec
   // included). NOT_FOUND when the job does not exist.
-  virtual absl::Status UpdateJob(const tl::v1::Job& job) = 0;
+  virtual absl::Status UpdateJob(const JobRecord& job) = 0;
 
   // UpdateJob, plus the events (numbered by the caller, following the
   // job's previous last_event_sequence) and, when given, an epoch's metrics
   // (as PutEpoch), all in one transaction: either all are stored or none.
-  virtual absl::Status CommitJob(const tl::v1::Job& job,
+  virtual absl::Status CommitJob(const JobRecord& job,
                                  const std::vector<tl::v1::JobEvent>& events,
                                  const tl::v1::EpochMetrics* epoch) = 0;
 
@@ -77,7 +78,7 @@ class JobStore {
                                                                int limit) = 0;
 
   struct Page {
-    std::vector<tl::v1::Job> jobs;
+    std::vector<JobRecord> jobs;
     std::string next_page_token;  // empty on the last page
   };
   // Newest first. `states` empty means every state. page_size in [1, 1000].
@@ -90,7 +91,7 @@ class JobStore {
                                         size_t max_page_bytes = SIZE_MAX) = 0;
 
   // Every job in one of `states`, oldest first (for the scheduler's startup).
-  virtual absl::StatusOr<std::vector<tl::v1::Job>> JobsInStates(
+  virtual absl::StatusOr<std::vector<JobRecord>> JobsInStates(
       const std::vector<tl::v1::Job::State>& states) = 0;
 
   // Stores an epoch's metrics, keyed by (job_id, metrics.epoch()): a later

@@ -24,6 +24,7 @@
 #include "google/protobuf/message_lite.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/record/job_view.h"
 #include "server/store/sqlite_rows.h"
 #include "server/store/sqlite_schema.h"
 
@@ -40,12 +41,11 @@ using sqlite_rows::StoredMicros;
 using sqlite_rows::LoadedTime;
 using sqlite_rows::BindBlob;
 using sqlite_rows::BindJobColumns;
-using sqlite_rows::StoredForm;
 using sqlite_rows::InsertEvent;
 using sqlite_rows::StoredState;
 using sqlite_rows::ParseBlob;
-using sqlite_rows::RowToJob;
-using sqlite_rows::AllRowsToJobs;
+using sqlite_rows::RowToRecord;
+using sqlite_rows::AllRowsToRecords;
 
 using ::google::protobuf::Timestamp;
 using ::google::protobuf::util::TimeUtil;
@@ -179,25 +179,25 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
                       absl::StrCat("job database ", path, ": ", store.status().message()));
 }
 
-absl::StatusOr<Job> SqliteJobStore::CreateJob(const JobSpec& spec, const std::string& owner,
+absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobSpec& spec, const std::string& owner,
                                         absl::Time now, const std::string& request_id) {
-  absl::StatusOr<std::vector<Job>> created = CreateJobs({NewJob{spec, owner, request_id, now}});
+  absl::StatusOr<std::vector<JobRecord>> created = CreateJobs({NewJob{spec, owner, request_id, now}});
   if (!created.ok()) return created.status();
   return std::move(created->front());
 }
 
-absl::StatusOr<std::vector<Job>> SqliteJobStore::CreateJobs(const std::vector<NewJob>& new_jobs) {
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::CreateJobs(const std::vector<NewJob>& new_jobs) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return Guarded("create job", [&]() -> absl::StatusOr<std::vector<Job>> {
+  return Guarded("create job", [&]() -> absl::StatusOr<std::vector<JobRecord>> {
     absl::BitGen gen;
-    std::vector<Job> jobs;
+    std::vector<JobRecord> jobs;
     jobs.reserve(new_jobs.size());
     // One transaction, so one sync to disk, however many jobs: concurrent submits share it.
     SQLite::Transaction transaction(*db_);
     Reused insert = Prepare(statements_, *db_, kInsertJobSql);
     Reused insert_event = Prepare(statements_, *db_, kPutEventSql);
     for (const NewJob& new_job : new_jobs) {
-      Job& job = jobs.emplace_back();
+      JobRecord& job = jobs.emplace_back();
       *job.mutable_spec() = new_job.spec;
       job.set_state(Job::QUEUED);
       job.set_owner(new_job.owner);
@@ -218,7 +218,7 @@ absl::StatusOr<std::vector<Job>> SqliteJobStore::CreateJobs(const std::vector<Ne
       if (!inserted) return absl::InternalError("no free job id found");
       JobEvent created;
       created.set_sequence(1);
-      *created.mutable_job() = job;
+      *created.mutable_job() = ToApiJob(job);
       InsertEvent(insert_event, job.id(), created);
     }
     transaction.commit();
@@ -226,10 +226,10 @@ absl::StatusOr<std::vector<Job>> SqliteJobStore::CreateJobs(const std::vector<Ne
   });
 }
 
-absl::StatusOr<std::optional<Job>> SqliteJobStore::FindByRequestId(const std::string& owner,
+absl::StatusOr<std::optional<JobRecord>> SqliteJobStore::FindByRequestId(const std::string& owner,
                                                              const std::string& request_id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return Guarded("find job by request id", [&]() -> absl::StatusOr<std::optional<Job>> {
+  return Guarded("find job by request id", [&]() -> absl::StatusOr<std::optional<JobRecord>> {
     // The last term repeats the partial index's condition: without it SQLite cannot use
     // jobs_by_request and scans the owner's jobs instead.
     Reused query = Prepare(statements_, *db_, absl::StrCat(
@@ -237,32 +237,32 @@ absl::StatusOr<std::optional<Job>> SqliteJobStore::FindByRequestId(const std::st
         " FROM jobs WHERE owner = ? AND request_id = ? AND request_id != ''"));
     query.bind(1, owner);
     query.bind(2, request_id);
-    if (!query.executeStep()) return std::optional<Job>();
-    absl::StatusOr<Job> job = RowToJob(query);
+    if (!query.executeStep()) return std::optional<JobRecord>();
+    absl::StatusOr<JobRecord> job = RowToRecord(query);
     if (!job.ok()) return job.status();
-    return std::optional<Job>(*std::move(job));
+    return std::optional<JobRecord>(*std::move(job));
   });
 }
 
-absl::StatusOr<Job> SqliteJobStore::GetJob(const std::string& job_id) {
+absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return Guarded("get job", [&]() -> absl::StatusOr<Job> {
+  return Guarded("get job", [&]() -> absl::StatusOr<JobRecord> {
     Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
     query.bind(1, job_id);
     if (!query.executeStep()) return JobNotFound(job_id);
-    return RowToJob(query);
+    return RowToRecord(query);
   });
 }
 
-absl::Status SqliteJobStore::UpdateJob(const Job& job) { return CommitJob(job, {}, nullptr); }
+absl::Status SqliteJobStore::UpdateJob(const JobRecord& job) { return CommitJob(job, {}, nullptr); }
 
-absl::Status SqliteJobStore::CommitJob(const Job& job, const std::vector<JobEvent>& events,
+absl::Status SqliteJobStore::CommitJob(const JobRecord& job, const std::vector<JobEvent>& events,
                                  const EpochMetrics* epoch) {
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("update job", [&]() -> absl::Status {
     SQLite::Transaction transaction(*db_);
     Reused update = Prepare(statements_, *db_, kUpdateJobSql);
-    BindJobColumns(StoredForm(job), update);
+    BindJobColumns(job, update);
     if (update.exec() == 0) return JobNotFound(job.id());
     if (epoch != nullptr) {
       Reused upsert = Prepare(statements_, *db_, kPutEpochSql);
@@ -399,7 +399,7 @@ absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::S
         page.next_page_token = MakePageToken(last_seq);
         break;
       }
-      absl::StatusOr<Job> job = RowToJob(query);
+      absl::StatusOr<JobRecord> job = RowToRecord(query);
       if (!job.ok()) return job.status();
       // Room for the repeated field's tag and length too.
       const size_t job_bytes = job->ByteSizeLong() + 16;
@@ -415,19 +415,19 @@ absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::S
   });
 }
 
-absl::StatusOr<std::vector<Job>> SqliteJobStore::JobsInStates(const std::vector<Job::State>& states) {
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::JobsInStates(const std::vector<Job::State>& states) {
   absl::StatusOr<std::vector<int>> filter = DistinctStates(states);
   if (!filter.ok()) return filter.status();
   // Unlike ListJobs, no states means no jobs: this asks for specific states.
-  if (filter->empty()) return std::vector<Job>();
+  if (filter->empty()) return std::vector<JobRecord>();
 
   std::lock_guard<std::mutex> lock(mutex_);
-  return Guarded("list jobs by state", [&]() -> absl::StatusOr<std::vector<Job>> {
+  return Guarded("list jobs by state", [&]() -> absl::StatusOr<std::vector<JobRecord>> {
     Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state IN ",
                                                InPlaceholders(filter->size()), " ORDER BY seq"));
     int parameter = 1;
     for (int state : *filter) query.bind(parameter++, state);
-    return AllRowsToJobs(query);
+    return AllRowsToRecords(query);
   });
 }
 

@@ -24,15 +24,15 @@ class SqliteJobStore final : public JobStore {
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path);
   ~SqliteJobStore() override;
 
-  absl::StatusOr<tl::v1::Job> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
+  absl::StatusOr<JobRecord> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
                                         absl::Time now,
                                         const std::string& request_id = "") override;
-  absl::StatusOr<std::vector<tl::v1::Job>> CreateJobs(const std::vector<NewJob>& jobs) override;
-  absl::StatusOr<std::optional<tl::v1::Job>> FindByRequestId(
+  absl::StatusOr<std::vector<JobRecord>> CreateJobs(const std::vector<NewJob>& jobs) override;
+  absl::StatusOr<std::optional<JobRecord>> FindByRequestId(
       const std::string& owner, const std::string& request_id) override;
-  absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id) override;
-  absl::Status UpdateJob(const tl::v1::Job& job) override;
-  absl::Status CommitJob(const tl::v1::Job& job, const std::vector<tl::v1::JobEvent>& events,
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override;
+  absl::Status UpdateJob(const JobRecord& job) override;
+  absl::Status CommitJob(const JobRecord& job, const std::vector<tl::v1::JobEvent>& events,
                          const tl::v1::EpochMetrics* epoch) override;
   absl::StatusOr<std::vector<tl::v1::JobEvent>> GetEvents(const std::string& job_id,
                                                           int64_t after_sequence) override;
@@ -45,7 +45,7 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states, int page_size,
                                 const std::string& page_token, const std::string& owner = "",
                                 size_t max_page_bytes = SIZE_MAX) override;
-  absl::StatusOr<std::vector<tl::v1::Job>> JobsInStates(
+  absl::StatusOr<std::vector<JobRecord>> JobsInStates(
       const std::vector<tl::v1::Job::State>& states) override;
   absl::Status PutEpoch(const std::string& job_id, const tl::v1::EpochMetrics& metrics) override;
   absl::StatusOr<std::optional<tl::v1::EpochMetrics>> GetEpoch(const std::string& job_id,

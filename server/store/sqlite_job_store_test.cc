@@ -23,6 +23,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
+#include "server/record/job_view.h"
 
 namespace tl::server {
 namespace {
@@ -79,9 +80,9 @@ EpochMetrics Epoch(int epoch, int attempt, double train_loss) {
   return metrics;
 }
 
-std::vector<std::string> IdsOf(const std::vector<Job>& jobs) {
+std::vector<std::string> IdsOf(const std::vector<JobRecord>& jobs) {
   std::vector<std::string> ids;
-  for (const Job& job : jobs) ids.push_back(job.id());
+  for (const JobRecord& job : jobs) ids.push_back(job.id());
   return ids;
 }
 
@@ -102,7 +103,7 @@ class JobStoreTest : public ::testing::Test {
   std::vector<std::string> CreateJobs(int count) {
     std::vector<std::string> ids;
     for (int i = 0; i < count; ++i) {
-      absl::StatusOr<Job> job = store_->CreateJob(FullSpec("job " + std::to_string(i)), "alice",
+      absl::StatusOr<JobRecord> job = store_->CreateJob(FullSpec("job " + std::to_string(i)), "alice",
                                                   kCreateTime + absl::Seconds(i));
       EXPECT_THAT(job, IsOk());
       if (job.ok()) ids.push_back(job->id());
@@ -111,7 +112,7 @@ class JobStoreTest : public ::testing::Test {
   }
 
   void SetState(const std::string& job_id, Job::State state) {
-    ASSERT_OK_AND_ASSIGN(Job job, store_->GetJob(job_id));
+    ASSERT_OK_AND_ASSIGN(JobRecord job, store_->GetJob(job_id));
     job.set_state(state);
     ASSERT_THAT(store_->UpdateJob(job), IsOk());
   }
@@ -127,7 +128,7 @@ class JobStoreTest : public ::testing::Test {
       EXPECT_THAT(page, IsOk());
       if (!page.ok() || ++*page_count > 100) break;  // the bound stops a token loop
       EXPECT_LE(page->jobs.size(), static_cast<size_t>(page_size));
-      for (const Job& job : page->jobs) ids.push_back(job.id());
+      for (const JobRecord& job : page->jobs) ids.push_back(job.id());
       token = page->next_page_token;
     } while (!token.empty());
     return ids;
@@ -141,7 +142,7 @@ class JobStoreTest : public ::testing::Test {
 
 TEST_F(JobStoreTest, CreatedJobReadsBackExactly) {
   const JobSpec spec = FullSpec("flowers", 5);
-  ASSERT_OK_AND_ASSIGN(Job created, store_->CreateJob(spec, "alice", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobRecord created, store_->CreateJob(spec, "alice", kCreateTime));
 
   EXPECT_THAT(created.id(), MatchesRegex("[0-9a-f]{16}"));
   EXPECT_THAT(created.spec(), EqualsProto(spec));
@@ -154,7 +155,7 @@ TEST_F(JobStoreTest, CreatedJobReadsBackExactly) {
   EXPECT_FALSE(created.has_start_time());
   EXPECT_FALSE(created.has_end_time());
 
-  ASSERT_OK_AND_ASSIGN(Job fetched, store_->GetJob(created.id()));
+  ASSERT_OK_AND_ASSIGN(JobRecord fetched, store_->GetJob(created.id()));
   EXPECT_THAT(fetched, EqualsProto(created));
 }
 
@@ -164,7 +165,7 @@ TEST_F(JobStoreTest, GetOfUnknownIdIsNotFoundNamingTheId) {
 }
 
 TEST_F(JobStoreTest, UpdatePersistsEveryColumn) {
-  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("before", 1), "alice", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob(FullSpec("before", 1), "alice", kCreateTime));
 
   *job.mutable_spec() = FullSpec("after", 9);
   job.set_state(Job::FAILED);
@@ -184,12 +185,12 @@ TEST_F(JobStoreTest, UpdatePersistsEveryColumn) {
   job.set_cancel_requested(true);
   ASSERT_THAT(store_->UpdateJob(job), IsOk());
 
-  ASSERT_OK_AND_ASSIGN(Job fetched, store_->GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(JobRecord fetched, store_->GetJob(job.id()));
   EXPECT_THAT(fetched, EqualsProto(job));
 }
 
 TEST_F(JobStoreTest, UpdateOfUnknownJobIsNotFound) {
-  Job job;
+  JobRecord job;
   job.set_id("fedcba9876543210");
   EXPECT_THAT(store_->UpdateJob(job),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("fedcba9876543210")));
@@ -202,17 +203,17 @@ TEST_F(JobStoreTest, DataSurvivesReopening) {
   ASSERT_THAT(ids, SizeIs(3));
   SetState(ids[1], Job::RUNNING);
   ASSERT_THAT(store_->PutEpoch(ids[1], Epoch(1, 1, 0.7)), IsOk());
-  ASSERT_OK_AND_ASSIGN(Job before, store_->GetJob(ids[1]));
+  ASSERT_OK_AND_ASSIGN(JobRecord before, store_->GetJob(ids[1]));
 
   store_.reset();
   ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
 
-  ASSERT_OK_AND_ASSIGN(Job after, store_->GetJob(ids[1]));
+  ASSERT_OK_AND_ASSIGN(JobRecord after, store_->GetJob(ids[1]));
   EXPECT_THAT(after, EqualsProto(before));
   ASSERT_OK_AND_ASSIGN(std::vector<EpochMetrics> epochs, store_->GetEpochs(ids[1]));
   EXPECT_THAT(epochs, ElementsAre(EqualsProto(Epoch(1, 1, 0.7))));
   // Insertion order carries over: a job created now lists before the old ones.
-  ASSERT_OK_AND_ASSIGN(Job newest, store_->CreateJob(FullSpec("new"), "bob", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobRecord newest, store_->CreateJob(FullSpec("new"), "bob", kCreateTime));
   ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, ""));
   EXPECT_THAT(IdsOf(page.jobs), ElementsAre(newest.id(), ids[2], ids[1], ids[0]));
 }
@@ -220,27 +221,27 @@ TEST_F(JobStoreTest, DataSurvivesReopening) {
 TEST_F(JobStoreTest, GangMembersSurviveReopeningAndClear) {
   const std::vector<std::string> ids = CreateJobs(1);
   ASSERT_THAT(ids, SizeIs(1));
-  ASSERT_OK_AND_ASSIGN(Job job, store_->GetJob(ids[0]));
+  ASSERT_OK_AND_ASSIGN(JobRecord job, store_->GetJob(ids[0]));
   job.set_state(Job::RUNNING);
   job.add_replica_worker_ids("w1");
   job.add_replica_worker_ids("w2");
   ASSERT_THAT(store_->UpdateJob(job), IsOk());
   store_.reset();
   ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
-  ASSERT_OK_AND_ASSIGN(Job reopened, store_->GetJob(ids[0]));
+  ASSERT_OK_AND_ASSIGN(JobRecord reopened, store_->GetJob(ids[0]));
   EXPECT_THAT(reopened.replica_worker_ids(), ElementsAre("w1", "w2"));
 
   reopened.clear_replica_worker_ids();
   ASSERT_THAT(store_->UpdateJob(reopened), IsOk());
-  ASSERT_OK_AND_ASSIGN(Job cleared, store_->GetJob(ids[0]));
+  ASSERT_OK_AND_ASSIGN(JobRecord cleared, store_->GetJob(ids[0]));
   EXPECT_THAT(cleared.replica_worker_ids(), IsEmpty());
 }
 
 TEST_F(JobStoreTest, WritesAreCommittedBeforeReturning) {
   // A second connection sees the write at once: nothing waits in a buffer of the first one.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> other, SqliteJobStore::Open(path_));
-  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("x"), "alice", kCreateTime));
-  ASSERT_OK_AND_ASSIGN(Job seen, other->GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob(FullSpec("x"), "alice", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobRecord seen, other->GetJob(job.id()));
   EXPECT_THAT(seen, EqualsProto(job));
 }
 
@@ -253,14 +254,14 @@ TEST_F(JobStoreTest, RecordsSchemaVersionAndRefusesNewerOnes) {
   char version[4] = {};
   file.seekg(kUserVersionOffset);
   ASSERT_TRUE(file.read(version, sizeof(version)));
-  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 3));
+  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 4));
 
-  const char future_version[4] = {0, 0, 0, 4};
+  const char future_version[4] = {0, 0, 0, 5};
   file.seekp(kUserVersionOffset);
   ASSERT_TRUE(file.write(future_version, sizeof(future_version)));
   file.close();
   EXPECT_THAT(SqliteJobStore::Open(path_),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 4")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 5")));
 }
 
 TEST_F(JobStoreTest, ListPagesNewestFirstWithoutGapsOrDuplicates) {
@@ -337,15 +338,15 @@ TEST_F(JobStoreTest, JobsInStatesIsOldestFirst) {
   // Priorities deliberately disagree with creation order: this is not the queue order.
   std::vector<std::string> ids;
   for (int priority : {1, 9, 5, 7}) {
-    ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("p", priority), "alice", kCreateTime));
+    ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob(FullSpec("p", priority), "alice", kCreateTime));
     ids.push_back(job.id());
   }
   SetState(ids[2], Job::RUNNING);
   SetState(ids[3], Job::SUCCEEDED);
 
-  ASSERT_OK_AND_ASSIGN(std::vector<Job> active, store_->JobsInStates({Job::RUNNING, Job::QUEUED}));
+  ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> active, store_->JobsInStates({Job::RUNNING, Job::QUEUED}));
   EXPECT_THAT(IdsOf(active), ElementsAre(ids[0], ids[1], ids[2]));
-  ASSERT_OK_AND_ASSIGN(std::vector<Job> none, store_->JobsInStates({}));
+  ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> none, store_->JobsInStates({}));
   EXPECT_THAT(none, IsEmpty());
 }
 
@@ -410,7 +411,7 @@ TEST_F(JobStoreTest, OpenOfANonDatabaseFileFails) {
 TEST_F(JobStoreTest, ConcurrentCreatesAllSucceedWithUniqueIds) {
   constexpr int kThreads = 8;
   constexpr int kJobsPerThread = 10;
-  std::vector<std::vector<absl::StatusOr<Job>>> results(kThreads);
+  std::vector<std::vector<absl::StatusOr<JobRecord>>> results(kThreads);
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([this, t, &results] {
@@ -423,7 +424,7 @@ TEST_F(JobStoreTest, ConcurrentCreatesAllSucceedWithUniqueIds) {
 
   std::set<std::string> ids;
   for (const auto& thread_results : results) {
-    for (const absl::StatusOr<Job>& job : thread_results) {
+    for (const absl::StatusOr<JobRecord>& job : thread_results) {
       ASSERT_THAT(job, IsOk());
       ids.insert(job->id());
     }
@@ -442,7 +443,7 @@ namespace {
 class JobStoreV2Test : public JobStoreTest {};
 
 TEST_F(JobStoreV2Test, CreateWritesTheFirstEventAndTheRequestId) {
-  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime, "req-7"));
+  ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime, "req-7"));
   EXPECT_EQ(job.last_event_sequence(), 1);
   ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::JobEvent> events, store_->GetEvents(job.id(), 0));
   ASSERT_THAT(events, SizeIs(1));
@@ -450,17 +451,17 @@ TEST_F(JobStoreV2Test, CreateWritesTheFirstEventAndTheRequestId) {
   EXPECT_EQ(events[0].job().id(), job.id());
   EXPECT_EQ(events[0].job().state(), Job::QUEUED);
 
-  ASSERT_OK_AND_ASSIGN(std::optional<Job> found, store_->FindByRequestId("alice", "req-7"));
+  ASSERT_OK_AND_ASSIGN(std::optional<JobRecord> found, store_->FindByRequestId("alice", "req-7"));
   ASSERT_TRUE(found.has_value());
   EXPECT_EQ(found->id(), job.id());
-  ASSERT_OK_AND_ASSIGN(std::optional<Job> other_owner, store_->FindByRequestId("bob", "req-7"));
+  ASSERT_OK_AND_ASSIGN(std::optional<JobRecord> other_owner, store_->FindByRequestId("bob", "req-7"));
   EXPECT_FALSE(other_owner.has_value());
   // The unique index is the last line of defence against a duplicate key.
   EXPECT_THAT(store_->CreateJob(FullSpec("a"), "alice", kCreateTime, "req-7"), Not(IsOk()));
 }
 
 TEST_F(JobStoreV2Test, CommitStoresRowEpochAndEventsTogether) {
-  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime));
   tl::v1::EpochMetrics epoch;
   epoch.set_epoch(1);
   epoch.set_train_loss(0.5);
@@ -468,20 +469,18 @@ TEST_F(JobStoreV2Test, CommitStoresRowEpochAndEventsTogether) {
   job.set_last_event_sequence(3);
   job.set_failures(2);
   job.set_pause_requested(true);
-  job.set_pending_reason("not stored");
   std::vector<tl::v1::JobEvent> events(2);
   events[0].set_sequence(2);
   *events[0].mutable_epoch() = epoch;
   events[1].set_sequence(3);
-  *events[1].mutable_job() = job;
+  *events[1].mutable_job() = ToApiJob(job);
   ASSERT_THAT(store_->CommitJob(job, events, &epoch), IsOk());
 
-  ASSERT_OK_AND_ASSIGN(Job stored, store_->GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, store_->GetJob(job.id()));
   EXPECT_EQ(stored.epoch(), 1);
   EXPECT_EQ(stored.last_event_sequence(), 3);
   EXPECT_EQ(stored.failures(), 2);
   EXPECT_TRUE(stored.pause_requested());
-  EXPECT_EQ(stored.pending_reason(), "");
   ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(job.id()));
   ASSERT_THAT(epochs, SizeIs(1));
   ASSERT_OK_AND_ASSIGN(std::optional<tl::v1::EpochMetrics> one, store_->GetEpoch(job.id(), 1));
@@ -495,19 +494,19 @@ TEST_F(JobStoreV2Test, CommitStoresRowEpochAndEventsTogether) {
   EXPECT_TRUE(after_one[1].has_job());
 
   // A sequence that is already taken fails the whole commit: the row keeps its old values.
-  Job again = stored;
+  JobRecord again = stored;
   again.set_epoch(2);
   std::vector<tl::v1::JobEvent> duplicate(1);
   duplicate[0].set_sequence(3);
-  *duplicate[0].mutable_job() = again;
+  *duplicate[0].mutable_job() = ToApiJob(again);
   EXPECT_THAT(store_->CommitJob(again, duplicate, nullptr), Not(IsOk()));
-  ASSERT_OK_AND_ASSIGN(Job unchanged, store_->GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(JobRecord unchanged, store_->GetJob(job.id()));
   EXPECT_EQ(unchanged.epoch(), 1);
   EXPECT_THAT(store_->GetEvents("0000000000000000", 0), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(JobStoreV2Test, LogsAreNumberedAndBounded) {
-  ASSERT_OK_AND_ASSIGN(Job job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob(FullSpec("a"), "alice", kCreateTime));
   std::vector<tl::v1::LogLine> lines(4);
   for (int i = 0; i < 4; ++i) lines[i].set_text("line " + std::to_string(i + 1));
   ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> stored,
@@ -530,7 +529,7 @@ TEST_F(JobStoreV2Test, LogsAreNumberedAndBounded) {
 
 TEST_F(JobStoreV2Test, ListCanBeLimitedToOneOwner) {
   ASSERT_THAT(store_->CreateJob(FullSpec("a"), "alice", kCreateTime), IsOk());
-  ASSERT_OK_AND_ASSIGN(Job bobs, store_->CreateJob(FullSpec("b"), "bob", kCreateTime));
+  ASSERT_OK_AND_ASSIGN(JobRecord bobs, store_->CreateJob(FullSpec("b"), "bob", kCreateTime));
   ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, "", "bob"));
   ASSERT_THAT(page.jobs, SizeIs(1));
   EXPECT_EQ(page.jobs[0].id(), bobs.id());
@@ -560,7 +559,7 @@ TEST_F(JobStoreV2Test, VersionOneFilesAreMigrated) {
     )sql");
   }
   ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(old_path));
-  ASSERT_OK_AND_ASSIGN(Job job, store_->GetJob("00000000000000aa"));
+  ASSERT_OK_AND_ASSIGN(JobRecord job, store_->GetJob("00000000000000aa"));
   EXPECT_EQ(job.state(), Job::SUCCEEDED);
   EXPECT_EQ(job.epoch(), 3);
   EXPECT_EQ(job.last_event_sequence(), 1);
@@ -569,6 +568,54 @@ TEST_F(JobStoreV2Test, VersionOneFilesAreMigrated) {
   ASSERT_THAT(events, SizeIs(1));
   EXPECT_EQ(events[0].job().state(), Job::SUCCEEDED);
   ASSERT_THAT(store_->CreateJob(FullSpec("new"), "alice", kCreateTime, "r"), IsOk());
+}
+
+// A file written by the store of schema version 3 (testdata/schema_v3.db: a finished two-worker
+// gang job with its epochs, events and log lines; a queued job; a running one with a failure
+// and a pending cancel; a paused one) opens as version 4 with every job, event, epoch and line.
+TEST_F(JobStoreV2Test, VersionThreeFilesAreMigrated) {
+  store_.reset();
+  const std::string old_path = (dir_ / "v3.db").string();
+  std::filesystem::copy_file(TL_SCHEMA_V3_DB, old_path);
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(old_path));
+
+  ASSERT_OK_AND_ASSIGN(JobRecord gang, store_->GetJob("69d36f08541a8ebd"));
+  EXPECT_EQ(gang.state(), Job::SUCCEEDED);
+  EXPECT_EQ(gang.owner(), "alice");
+  EXPECT_EQ(gang.request_id(), "req-1");
+  EXPECT_EQ(gang.spec().resources().replicas(), 2);
+  EXPECT_THAT(gang.replica_worker_ids(), ElementsAre("w1", "w2"));
+  EXPECT_EQ(gang.epoch(), 3);
+  EXPECT_EQ(gang.last_event_sequence(), 8);
+  EXPECT_EQ(gang.result().model_path(), "69d36f08541a8ebd/model.pt");
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::JobEvent> events, store_->GetEvents(gang.id(), 0));
+  ASSERT_THAT(events, SizeIs(8));
+  EXPECT_EQ(events.back().job().state(), Job::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(gang.id()));
+  ASSERT_THAT(epochs, SizeIs(3));
+  EXPECT_DOUBLE_EQ(epochs[2].train_loss(), 1.0 / 3);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::LogLine> lines, store_->GetLogs(gang.id(), 0, 10));
+  EXPECT_THAT(lines, SizeIs(2));
+
+  ASSERT_OK_AND_ASSIGN(JobRecord running, store_->GetJob("244b2694d66954ed"));
+  EXPECT_EQ(running.state(), Job::RUNNING);
+  EXPECT_EQ(running.attempt(), 2);
+  EXPECT_EQ(running.failures(), 1);
+  EXPECT_TRUE(running.cancel_requested());
+  EXPECT_THAT(running.replica_worker_ids(), IsEmpty());
+  ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> waiting,
+                       store_->JobsInStates({Job::QUEUED, Job::PAUSED}));
+  EXPECT_THAT(IdsOf(waiting), ElementsAre("f03e62aa843c522b", "1cf0c719adcdf42b"));
+
+  // The migrated file takes new writes, and opens again without migrating twice.
+  gang.clear_replica_worker_ids();
+  ASSERT_THAT(store_->UpdateJob(gang), IsOk());
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(old_path));
+  ASSERT_OK_AND_ASSIGN(JobRecord reopened, store_->GetJob(gang.id()));
+  EXPECT_THAT(reopened.replica_worker_ids(), IsEmpty());
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, ""));
+  EXPECT_THAT(page.jobs, SizeIs(4));
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace tl::server::sqlite_rows {
@@ -27,7 +29,7 @@ void BindBlob(SQLite::Statement& statement, const char* name, const std::string&
   statement.bind(name, bytes.data(), static_cast<int>(bytes.size()));
 }
 
-void BindJobColumns(const Job& job, SQLite::Statement& statement) {
+void BindJobColumns(const JobRecord& job, SQLite::Statement& statement) {
   statement.bind(":id", job.id());
   statement.bind(":state", static_cast<int>(job.state()));
   statement.bind(":priority", job.spec().priority());
@@ -51,20 +53,15 @@ void BindJobColumns(const Job& job, SQLite::Statement& statement) {
   statement.bind(":pause_requested", job.pause_requested() ? 1 : 0);
   statement.bind(":failures", job.failures());
   statement.bind(":last_event_sequence", static_cast<int64_t>(job.last_event_sequence()));
-  if (job.replica_worker_ids_size() > 0) {
-    Job replicas;
-    *replicas.mutable_replica_worker_ids() = job.replica_worker_ids();
-    BindBlob(statement, ":replicas", replicas.SerializeAsString());
-  } else {
-    statement.bind(":replicas");  // NULL
-  }
+  statement.bind(":replica_worker_ids", JoinedWorkerIds(job.replica_worker_ids()));
 }
 
-// The job row as stored: pending_reason is the scheduler's live view, not state.
-Job StoredForm(const Job& job) {
-  Job stored = job;
-  stored.clear_pending_reason();
-  return stored;
+std::string JoinedWorkerIds(const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  return absl::StrJoin(ids, "\n");
+}
+
+std::vector<std::string> SplitWorkerIds(const std::string& column) {
+  return absl::StrSplit(column, '\n', absl::SkipEmpty());
 }
 
 void InsertEvent(SQLite::Statement& insert, const std::string& job_id, const JobEvent& event) {
@@ -90,8 +87,8 @@ bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* mess
 }
 
 // Reads the current row of a statement that selected kJobColumns.
-absl::StatusOr<Job> RowToJob(const SQLite::Statement& row) {
-  Job job;
+absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row) {
+  JobRecord job;
   job.set_id(row.getColumn(kIdColumn).getString());
   absl::StatusOr<Job::State> state = StoredState(row.getColumn(kStateColumn).getInt());
   if (!state.ok()) return state.status();
@@ -115,22 +112,17 @@ absl::StatusOr<Job> RowToJob(const SQLite::Statement& row) {
       (!result.isNull() && !ParseBlob(result, job.mutable_result()))) {
     return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt spec or result"));
   }
-  const SQLite::Column replicas = row.getColumn(kReplicasColumn);
-  if (!replicas.isNull()) {
-    Job stored;
-    if (!ParseBlob(replicas, &stored)) {
-      return absl::InternalError(absl::StrCat("job ", job.id(), " has a corrupt replica list"));
-    }
-    *job.mutable_replica_worker_ids() = stored.replica_worker_ids();
+  for (std::string& id : SplitWorkerIds(row.getColumn(kReplicaWorkerIdsColumn).getString())) {
+    job.add_replica_worker_ids(std::move(id));
   }
   return job;
 }
 
 // Reads every row a job query returns.
-absl::StatusOr<std::vector<Job>> AllRowsToJobs(SQLite::Statement& query) {
-  std::vector<Job> jobs;
+absl::StatusOr<std::vector<JobRecord>> AllRowsToRecords(SQLite::Statement& query) {
+  std::vector<JobRecord> jobs;
   while (query.executeStep()) {
-    absl::StatusOr<Job> job = RowToJob(query);
+    absl::StatusOr<JobRecord> job = RowToRecord(query);
     if (!job.ok()) return job.status();
     jobs.push_back(*std::move(job));
   }

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "google/protobuf/message_lite.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "server/record/job_record.pb.h"
 #include "tl/v1/service.pb.h"
 
 namespace tl::server::sqlite_rows {
@@ -21,7 +22,7 @@ namespace tl::server::sqlite_rows {
 inline constexpr char kJobColumns[] =
     "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
     "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
-    "failures, last_event_sequence, replicas";
+    "failures, last_event_sequence, replica_worker_ids";
 enum JobColumn : int {
   kSeqColumn,
   kIdColumn,
@@ -42,17 +43,17 @@ enum JobColumn : int {
   kPauseRequestedColumn,
   kFailuresColumn,
   kLastEventSequenceColumn,
-  kReplicasColumn,
+  kReplicaWorkerIdsColumn,
 };
 
 // INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
 inline constexpr char kInsertJobSql[] = R"sql(
 INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
                   create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
-                  request_id, pause_requested, failures, last_event_sequence, replicas)
+                  request_id, pause_requested, failures, last_event_sequence, replica_worker_ids)
 VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
         :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
-        :request_id, :pause_requested, :failures, :last_event_sequence, :replicas)
+        :request_id, :pause_requested, :failures, :last_event_sequence, :replica_worker_ids)
 ON CONFLICT (id) DO NOTHING
 )sql";
 inline constexpr char kUpdateJobSql[] = R"sql(
@@ -62,7 +63,7 @@ UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = 
                 end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
                 result = :result, request_id = :request_id, pause_requested = :pause_requested,
                 failures = :failures, last_event_sequence = :last_event_sequence,
-                replicas = :replicas
+                replica_worker_ids = :replica_worker_ids
 WHERE id = :id
 )sql";
 inline constexpr char kPutEpochSql[] = R"sql(
@@ -75,16 +76,19 @@ int64_t StoredMicros(bool is_set, const google::protobuf::Timestamp& time);
 std::optional<google::protobuf::Timestamp> LoadedTime(const SQLite::Column& column);
 // Blobs are bound by pointer and size: binding the std::string itself would store TEXT.
 void BindBlob(SQLite::Statement& statement, const char* name, const std::string& bytes);
-void BindJobColumns(const tl::v1::Job& job, SQLite::Statement& statement);
-// The job row as stored: pending_reason is the scheduler's live view, not state.
-tl::v1::Job StoredForm(const tl::v1::Job& job);
+void BindJobColumns(const JobRecord& job, SQLite::Statement& statement);
 void InsertEvent(SQLite::Statement& insert, const std::string& job_id,
                  const tl::v1::JobEvent& event);
 absl::StatusOr<tl::v1::Job::State> StoredState(int value);
 bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* message);
 // Reads the current row of a statement that selected kJobColumns.
-absl::StatusOr<tl::v1::Job> RowToJob(const SQLite::Statement& row);
+absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row);
 // Reads every row a job query returns.
-absl::StatusOr<std::vector<tl::v1::Job>> AllRowsToJobs(SQLite::Statement& query);
+absl::StatusOr<std::vector<JobRecord>> AllRowsToRecords(SQLite::Statement& query);
+
+// A gang's worker ids in their column: one per line, in rank order (a worker id holds no
+// control characters, which the scheduler refuses in a hello).
+std::string JoinedWorkerIds(const google::protobuf::RepeatedPtrField<std::string>& ids);
+std::vector<std::string> SplitWorkerIds(const std::string& column);
 
 }  // namespace tl::server::sqlite_rows

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/record/job_view.h"
 #include "server/store/sqlite_rows.h"
 
 namespace tl::server {
@@ -14,13 +15,15 @@ namespace {
 using sqlite_rows::kJobColumns;
 using sqlite_rows::kPutEventSql;
 using sqlite_rows::InsertEvent;
-using sqlite_rows::RowToJob;
+using sqlite_rows::JoinedWorkerIds;
+using sqlite_rows::ParseBlob;
+using sqlite_rows::RowToRecord;
 using ::tl::v1::Job;
 using ::tl::v1::JobEvent;
 
 // Bump together with a migration in CreateOrCheckSchema; files written by a newer binary are
 // refused rather than misread.
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 // Time columns hold microseconds since the Unix epoch, 0 for "unset". seq orders jobs by
 // insertion (listing, page tokens, FIFO among equal priorities); AUTOINCREMENT keeps a seq from
@@ -90,6 +93,40 @@ constexpr char kSchemaV3Sql[] = R"sql(
 ALTER TABLE jobs ADD COLUMN replicas BLOB;
 )sql";
 
+// Version 4: the job row is the server's own record (server/record/job_record.proto), not the
+// API's Job. A gang's worker ids move from a serialized tl.v1.Job to a column of their own.
+constexpr char kSchemaV4AddSql[] = R"sql(
+ALTER TABLE jobs ADD COLUMN replica_worker_ids TEXT NOT NULL DEFAULT '';
+)sql";
+constexpr char kSchemaV4DropSql[] = R"sql(
+ALTER TABLE jobs DROP COLUMN replicas;
+)sql";
+
+// Copies every version 3 replica list (a tl.v1.Job holding only replica_worker_ids) into the
+// version 4 column.
+void MoveReplicaLists(SQLite::Database& db) {
+  std::vector<std::pair<std::string, std::string>> moved;  // job id, joined worker ids
+  {
+    SQLite::Statement query(db, "SELECT id, replicas FROM jobs WHERE replicas IS NOT NULL");
+    while (query.executeStep()) {
+      Job stored;
+      if (!ParseBlob(query.getColumn(1), &stored)) {
+        throw std::runtime_error(
+            absl::StrCat("job ", query.getColumn(0).getString(), " has a corrupt replica list"));
+      }
+      moved.emplace_back(query.getColumn(0).getString(),
+                         JoinedWorkerIds(stored.replica_worker_ids()));
+    }
+  }
+  SQLite::Statement update(db, "UPDATE jobs SET replica_worker_ids = ? WHERE id = ?");
+  for (const auto& [id, worker_ids] : moved) {
+    update.reset();
+    update.bind(1, worker_ids);
+    update.bind(2, id);
+    update.exec();
+  }
+}
+
 }  // namespace
 
 absl::Status ConfigureConnection(SQLite::Database& db) {
@@ -111,20 +148,19 @@ absl::Status ConfigureConnection(SQLite::Database& db) {
 // Gives every job of a version 1 file the one event that version 2 would have written for it:
 // its row as it stands, so that a watcher of an old job still sees it.
 void AddSnapshotEvents(SQLite::Database& db) {
-  std::vector<Job> jobs;
+  std::vector<JobRecord> jobs;
   {
     SQLite::Statement query(db, absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq"));
     while (query.executeStep()) {
-      absl::StatusOr<Job> job = RowToJob(query);
+      absl::StatusOr<JobRecord> job = RowToRecord(query);
       if (!job.ok()) throw std::runtime_error(std::string(job.status().message()));
       jobs.push_back(*std::move(job));
     }
   }
-  for (Job& job : jobs) {
-    job.set_last_event_sequence(1);
+  for (const JobRecord& job : jobs) {
     JobEvent event;
     event.set_sequence(1);
-    *event.mutable_job() = job;
+    *event.mutable_job() = ToApiJob(job);
     SQLite::Statement insert(db, kPutEventSql);
     InsertEvent(insert, job.id(), event);
     SQLite::Statement update(db, "UPDATE jobs SET last_event_sequence = 1 WHERE id = ?");
@@ -145,7 +181,10 @@ absl::Status CreateOrCheckSchema(SQLite::Database& db) {
   }
   if (version == 0) db.exec(kCreateSchemaSql);
   if (version < 2) db.exec(kSchemaV2Sql);
-  db.exec(kSchemaV3Sql);
+  if (version < 3) db.exec(kSchemaV3Sql);
+  db.exec(kSchemaV4AddSql);
+  MoveReplicaLists(db);
+  db.exec(kSchemaV4DropSql);
   // After every column exists: it reads whole job rows.
   if (version == 1) AddSnapshotEvents(db);
   db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));

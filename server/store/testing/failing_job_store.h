@@ -52,30 +52,30 @@ class FailingJobStore final : public JobStore {
     return it == failed_.end() ? 0 : it->second;
   }
 
-  absl::StatusOr<tl::v1::Job> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
+  absl::StatusOr<JobRecord> CreateJob(const tl::v1::JobSpec& spec, const std::string& owner,
                                         absl::Time now,
                                         const std::string& request_id = "") override {
     if (absl::Status status = Take(Call::kCreateJob); !status.ok()) return status;
     return real_.CreateJob(spec, owner, now, request_id);
   }
-  absl::StatusOr<std::vector<tl::v1::Job>> CreateJobs(const std::vector<NewJob>& jobs) override {
+  absl::StatusOr<std::vector<JobRecord>> CreateJobs(const std::vector<NewJob>& jobs) override {
     if (absl::Status status = Take(Call::kCreateJobs); !status.ok()) return status;
     return real_.CreateJobs(jobs);
   }
-  absl::StatusOr<std::optional<tl::v1::Job>> FindByRequestId(
+  absl::StatusOr<std::optional<JobRecord>> FindByRequestId(
       const std::string& owner, const std::string& request_id) override {
     if (absl::Status status = Take(Call::kFindByRequestId); !status.ok()) return status;
     return real_.FindByRequestId(owner, request_id);
   }
-  absl::StatusOr<tl::v1::Job> GetJob(const std::string& job_id) override {
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override {
     if (absl::Status status = Take(Call::kGetJob); !status.ok()) return status;
     return real_.GetJob(job_id);
   }
-  absl::Status UpdateJob(const tl::v1::Job& job) override {
+  absl::Status UpdateJob(const JobRecord& job) override {
     if (absl::Status status = Take(Call::kUpdateJob); !status.ok()) return status;
     return real_.UpdateJob(job);
   }
-  absl::Status CommitJob(const tl::v1::Job& job, const std::vector<tl::v1::JobEvent>& events,
+  absl::Status CommitJob(const JobRecord& job, const std::vector<tl::v1::JobEvent>& events,
                          const tl::v1::EpochMetrics* epoch) override {
     if (absl::Status status = Take(Call::kCommitJob); !status.ok()) return status;
     return real_.CommitJob(job, events, epoch);
@@ -103,7 +103,7 @@ class FailingJobStore final : public JobStore {
     if (absl::Status status = Take(Call::kListJobs); !status.ok()) return status;
     return real_.ListJobs(states, page_size, page_token, owner, max_page_bytes);
   }
-  absl::StatusOr<std::vector<tl::v1::Job>> JobsInStates(
+  absl::StatusOr<std::vector<JobRecord>> JobsInStates(
       const std::vector<tl::v1::Job::State>& states) override {
     if (absl::Status status = Take(Call::kJobsInStates); !status.ok()) return status;
     return real_.JobsInStates(states);
