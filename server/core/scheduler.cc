@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 #include "server/core/job_states.h"
 #include "server/core/placement.h"
@@ -35,18 +36,16 @@ Scheduler::~Scheduler() { Stop(); }
 
 absl::Status Scheduler::Start() {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<std::map<Job::State, int64_t>> counts = store_.CountByState();
-  if (!counts.ok()) return counts.status();
-  state_counts_ = *counts;
+  TL_ASSIGN_OR_RETURN(state_counts_, store_.CountByState());
   for (const auto& [state, count] : state_counts_) metrics_.SetJobsInState(state, count);
 
   // One pass in submission order, so that a leased job that goes back to
   // the queue keeps its place among the jobs submitted after it.
-  absl::StatusOr<std::vector<JobRecord>> jobs =
-      store_.JobsInStates({Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::PAUSED});
-  if (!jobs.ok()) return jobs.status();
+  TL_ASSIGN_OR_RETURN(
+      std::vector<JobRecord> jobs,
+      store_.JobsInStates({Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::PAUSED}));
   size_t queued = 0;
-  for (JobRecord& job : *jobs) {
+  for (JobRecord& job : jobs) {
     ActiveJob active{std::move(job), next_queue_order_++};
     CountStateChange(active.job.owner(), Job::STATE_UNSPECIFIED, active.job.state());
     if (active.job.state() == Job::QUEUED) {
@@ -62,7 +61,7 @@ absl::Status Scheduler::Start() {
     }
     active_.emplace(active.job.id(), std::move(active));
   }
-  LogInfo("recovered ", queued, " queued and ", jobs->size() - queued, " leased jobs");
+  LogInfo("recovered ", queued, " queued and ", jobs.size() - queued, " leased jobs");
 
   std::lock_guard<std::mutex> lease_lock(lease_mutex_);
   stopping_ = false;
@@ -156,7 +155,7 @@ absl::Status Scheduler::Update(ActiveJob& active, const std::function<void(Activ
                                             Job::State_Name(from), " to ",
                                             Job::State_Name(to)));
   }
-  if (absl::Status status = Persist(next, from, epoch); !status.ok()) return status;
+  TL_RETURN_IF_ERROR(Persist(next, from, epoch));
   active = std::move(next);
   return absl::OkStatus();
 }
@@ -337,9 +336,8 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
   *assignment.mutable_spec() = job.spec();
   assignment.set_output_dir(job.id());
   if (job.spec().backbone().has_from_job()) {
-    absl::StatusOr<JobRecord> source = store_.GetJob(job.spec().backbone().from_job());
-    if (!source.ok()) return source.status();
-    assignment.set_backbone_path(source->result().backbone_path());
+    TL_ASSIGN_OR_RETURN(JobRecord source, store_.GetJob(job.spec().backbone().from_job()));
+    assignment.set_backbone_path(source.result().backbone_path());
     assignment.set_backbone_from_artifacts(true);
   } else {
     assignment.set_backbone_path(job.spec().backbone().path());

@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 #include "server/core/job_states.h"
 #include "server/core/scheduler.h"
@@ -49,19 +50,15 @@ absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std:
                                                    " bytes long; at most ", kMaxRequestIdBytes,
                                                    " are allowed"));
   }
-  if (absl::Status status = CheckCallerText("owner", owner, kMaxOwnerCharacters); !status.ok()) {
-    return status;
-  }
+  TL_RETURN_IF_ERROR(CheckCallerText("owner", owner, kMaxOwnerCharacters));
   SpecContext context = spec_context_;
   context.find_job = [this, caller](const std::string& job_id) -> absl::StatusOr<Job> {
-    absl::StatusOr<JobRecord> source = UsableSourceJob(job_id, caller);
-    if (!source.ok()) return source.status();
-    return ToApiJob(*source);
+    TL_ASSIGN_OR_RETURN(JobRecord source, UsableSourceJob(job_id, caller));
+    return ToApiJob(source);
   };
   // Validation reads the file system; it runs before the lock is taken.
-  absl::StatusOr<tl::v1::JobSpec> validated = ValidateJobSpec(spec, context);
-  if (!validated.ok()) return validated.status();
-  PendingSubmit mine{*std::move(validated), owner.empty() ? "anonymous" : owner, request_id};
+  TL_ASSIGN_OR_RETURN(tl::v1::JobSpec validated, ValidateJobSpec(spec, context));
+  PendingSubmit mine{std::move(validated), owner.empty() ? "anonymous" : owner, request_id};
   // Group commit: whoever finds no commit in progress takes every submit queued so far and
   // stores them in one transaction (one sync to disk); the others wait for it. Under load
   // the batches grow by themselves, and a lone submit is committed at once.
@@ -194,9 +191,8 @@ absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Princ
     job = ToApiJob(active.job,
                    active.job.state() == Job::QUEUED ? PendingReason(active) : std::string());
   } else {
-    absl::StatusOr<JobRecord> stored = store_.GetJob(job_id);
-    if (!stored.ok()) return stored.status();
-    job = ToApiJob(*stored);
+    TL_ASSIGN_OR_RETURN(JobRecord stored, store_.GetJob(job_id));
+    job = ToApiJob(stored);
   }
   if (!caller.SeesEveryJob() && job.owner() != caller.name) return JobNotFound(job_id);
   ClipStoredText(job);
@@ -205,12 +201,11 @@ absl::StatusOr<Job> Scheduler::VisibleJob(const std::string& job_id, const Princ
 
 absl::StatusOr<Scheduler::ActiveJob*> Scheduler::UnendedJob(const std::string& job_id,
                                                              const Principal& caller) {
-  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
-  if (!visible.ok()) return visible.status();
+  TL_ASSIGN_OR_RETURN(Job visible, VisibleJob(job_id, caller));
   auto it = active_.find(job_id);
   if (it == active_.end()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " has already ended (", Job::State_Name(visible->state()), ")"));
+        "job ", job_id, " has already ended (", Job::State_Name(visible.state()), ")"));
   }
   return &it->second;
 }
@@ -240,14 +235,13 @@ absl::StatusOr<Scheduler::JobPage> Scheduler::ListJobs(const std::vector<Job::St
                                                      ", which is not a job state"));
     }
   }
-  absl::StatusOr<JobStore::Page> page = store_.ListJobs(states, page_size, page_token,
-                                                        owner_filter,
-                                                        options_.max_list_reply_bytes);
-  if (!page.ok()) return page.status();
+  TL_ASSIGN_OR_RETURN(JobStore::Page page,
+                      store_.ListJobs(states, page_size, page_token, owner_filter,
+                                      options_.max_list_reply_bytes));
   JobPage shown;
-  shown.next_page_token = std::move(page->next_page_token);
-  shown.jobs.reserve(page->jobs.size());
-  for (const JobRecord& record : page->jobs) {
+  shown.next_page_token = std::move(page.next_page_token);
+  shown.jobs.reserve(page.jobs.size());
+  for (const JobRecord& record : page.jobs) {
     ClipStoredText(shown.jobs.emplace_back(ToApiJob(record)));
   }
   return shown;
@@ -255,14 +249,10 @@ absl::StatusOr<Scheduler::JobPage> Scheduler::ListJobs(const std::vector<Job::St
 
 absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::string& reason,
                                           const Principal& caller) {
-  if (absl::Status status = CheckCallerText("reason", reason, kMaxReasonCharacters);
-      !status.ok()) {
-    return status;
-  }
+  TL_RETURN_IF_ERROR(CheckCallerText("reason", reason, kMaxReasonCharacters));
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
-  if (!found.ok()) return found.status();
-  ActiveJob& active = **found;
+  TL_ASSIGN_OR_RETURN(ActiveJob* found, UnendedJob(job_id, caller));
+  ActiveJob& active = *found;
   const std::string why = reason.empty() ? "cancelled on request" : reason;
   if (!HoldsWorker(active.job.state()) || active.session == 0) {
     // Nobody runs it: it ends now.
@@ -275,15 +265,13 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
       return absl::UnavailableError(absl::StrCat("job ", job_id,
                                                  " could not be cancelled now; try again"));
     }
-    absl::StatusOr<JobRecord> ended = store_.GetJob(job_id);
-    if (!ended.ok()) return ended.status();
-    return ToApiJob(*ended);
+    TL_ASSIGN_OR_RETURN(JobRecord ended, store_.GetJob(job_id));
+    return ToApiJob(ended);
   }
-  absl::Status status = Update(active, [&](ActiveJob& next) {
+  TL_RETURN_IF_ERROR(Update(active, [&](ActiveJob& next) {
     next.job.set_cancel_requested(true);
     next.job.set_error(why);
-  });
-  if (!status.ok()) return status;
+  }));
   SchedulerMessage message;
   message.mutable_cancel()->set_job_id(job_id);
   message.mutable_cancel()->set_reason(why);
@@ -295,24 +283,19 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
 
 absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<ActiveJob*> found = UnendedJob(job_id, caller);
-  if (!found.ok()) return found.status();
-  ActiveJob& active = **found;
+  TL_ASSIGN_OR_RETURN(ActiveJob* found, UnendedJob(job_id, caller));
+  ActiveJob& active = *found;
   if (active.job.state() == Job::PAUSED || active.job.pause_requested()) return ToApiJob(active.job);
   if (active.job.cancel_requested()) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is being cancelled"));
   }
   if (active.job.state() == Job::QUEUED) {
-    absl::Status status =
-        Update(active, [](ActiveJob& next) { next.job.set_state(Job::PAUSED); });
-    if (!status.ok()) return status;
+    TL_RETURN_IF_ERROR(Update(active, [](ActiveJob& next) { next.job.set_state(Job::PAUSED); }));
     queue_.erase(KeyOf(active));
     LogInfo("job ", job_id, " paused while queued");
     return ToApiJob(active.job);
   }
-  absl::Status status =
-      Update(active, [](ActiveJob& next) { next.job.set_pause_requested(true); });
-  if (!status.ok()) return status;
+  TL_RETURN_IF_ERROR(Update(active, [](ActiveJob& next) { next.job.set_pause_requested(true); }));
   // A job without a worker right now (its worker is reconnecting) gets the message when the
   // worker comes back, or pauses instead of requeuing when the lease runs out.
   if (active.session != 0) {
@@ -327,17 +310,15 @@ absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Princip
 
 absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Job> visible = VisibleJob(job_id, caller);
-  if (!visible.ok()) return visible.status();
+  TL_ASSIGN_OR_RETURN(Job visible, VisibleJob(job_id, caller));
   auto it = active_.find(job_id);
   if (it == active_.end() || it->second.job.state() != Job::PAUSED) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is ",
-                                                      Job::State_Name(visible->state()),
+                                                      Job::State_Name(visible.state()),
                                                       "; only a PAUSED job can be resumed"));
   }
   ActiveJob& active = it->second;
-  absl::Status status = Update(active, [](ActiveJob& next) { next.job.set_state(Job::QUEUED); });
-  if (!status.ok()) return status;
+  TL_RETURN_IF_ERROR(Update(active, [](ActiveJob& next) { next.job.set_state(Job::QUEUED); }));
   // Its submission order is kept: a resumed job does not lose its place to later ones.
   queue_.insert(KeyOf(active));
   LogInfo("job ", job_id, " resumed");
@@ -352,17 +333,15 @@ absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobW
         absl::StrCat("after_sequence is ", after_sequence, "; it must not be negative"));
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Job> job = VisibleJob(job_id, caller);
-  if (!job.ok()) return job.status();
+  TL_ASSIGN_OR_RETURN(Job job, VisibleJob(job_id, caller));
   // Every stored event is committed before it is notified, and both happen under this lock:
   // reading and registering under it too means no event is missed or sent twice.
-  absl::StatusOr<std::vector<JobEvent>> events = store_.GetEvents(job_id, after_sequence);
-  if (!events.ok()) return events.status();
+  TL_ASSIGN_OR_RETURN(std::vector<JobEvent> events, store_.GetEvents(job_id, after_sequence));
   watcher = std::make_shared<EventsAfter>(std::move(watcher), after_sequence);
-  for (const JobEvent& event : *events) {
+  for (const JobEvent& event : events) {
     if (!watcher->Deliver(event)) return absl::OkStatus();  // gone already
   }
-  if (IsTerminal(job->state())) {
+  if (IsTerminal(job.state())) {
     watcher->Finish();
   } else {
     watchers_[job_id].push_back(std::move(watcher));
@@ -374,13 +353,11 @@ absl::Status Scheduler::GetJobLogs(const std::string& job_id, int64_t after_sequ
                                    bool follow, std::shared_ptr<LogFollower> follower,
                                    const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Job> job = VisibleJob(job_id, caller);
-  if (!job.ok()) return job.status();
-  absl::StatusOr<std::vector<tl::v1::LogLine>> lines =
-      store_.GetLogs(job_id, after_sequence, kMaxLogLinesReplayed);
-  if (!lines.ok()) return lines.status();
-  for (const tl::v1::LogLine& line : *lines) follower->Deliver(line);
-  if (!follow || IsTerminal(job->state())) {
+  TL_ASSIGN_OR_RETURN(Job job, VisibleJob(job_id, caller));
+  TL_ASSIGN_OR_RETURN(std::vector<tl::v1::LogLine> lines,
+                      store_.GetLogs(job_id, after_sequence, kMaxLogLinesReplayed));
+  for (const tl::v1::LogLine& line : lines) follower->Deliver(line);
+  if (!follow || IsTerminal(job.state())) {
     follower->Finish();
   } else {
     log_followers_[job_id].push_back(std::move(follower));

@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 #include "server/core/job_states.h"
 #include "server/core/placement.h"
@@ -61,11 +62,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& anno
   if (hello.worker_id().empty()) {
     return absl::InvalidArgumentError("hello.worker_id is empty");
   }
-  if (absl::Status status =
-          CheckCallerText("hello.worker_id", hello.worker_id(), kMaxOwnerCharacters);
-      !status.ok()) {
-    return status;
-  }
+  TL_RETURN_IF_ERROR(CheckCallerText("hello.worker_id", hello.worker_id(), kMaxOwnerCharacters));
   if (!credential.MayConnectAsWorker(hello.worker_id())) {
     LogWarning("refused worker id ", hello.worker_id(), " to principal ", credential.name);
     return absl::PermissionDeniedError(

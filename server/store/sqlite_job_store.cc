@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/status_macros.h"
 #include "google/protobuf/message_lite.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
@@ -168,9 +169,8 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
         // so that it already applies to the locking statements below.
         auto db = std::make_unique<SQLite::Database>(
             path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs);
-        absl::Status status = ConfigureConnection(*db);
-        if (status.ok()) status = CreateOrCheckSchema(*db);
-        if (!status.ok()) return status;
+        TL_RETURN_IF_ERROR(ConfigureConnection(*db));
+        TL_RETURN_IF_ERROR(CreateOrCheckSchema(*db));
         return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(std::move(db)));
       });
   if (store.ok()) return store;
@@ -181,9 +181,9 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
 
 absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobSpec& spec, const std::string& owner,
                                         absl::Time now, const std::string& request_id) {
-  absl::StatusOr<std::vector<JobRecord>> created = CreateJobs({NewJob{spec, owner, request_id, now}});
-  if (!created.ok()) return created.status();
-  return std::move(created->front());
+  TL_ASSIGN_OR_RETURN(std::vector<JobRecord> created,
+                      CreateJobs({NewJob{spec, owner, request_id, now}}));
+  return std::move(created.front());
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::CreateJobs(const std::vector<NewJob>& new_jobs) {
@@ -238,9 +238,8 @@ absl::StatusOr<std::optional<JobRecord>> SqliteJobStore::FindByRequestId(const s
     query.bind(1, owner);
     query.bind(2, request_id);
     if (!query.executeStep()) return std::optional<JobRecord>();
-    absl::StatusOr<JobRecord> job = RowToRecord(query);
-    if (!job.ok()) return job.status();
-    return std::optional<JobRecord>(*std::move(job));
+    TL_ASSIGN_OR_RETURN(JobRecord job, RowToRecord(query));
+    return std::optional<JobRecord>(std::move(job));
   });
 }
 
@@ -366,26 +365,23 @@ absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::S
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must be in [1, ", kMaxPageSize, "], got ", page_size));
   }
-  absl::StatusOr<std::vector<int>> filter = DistinctStates(states);
-  if (!filter.ok()) return filter.status();
+  TL_ASSIGN_OR_RETURN(std::vector<int> filter, DistinctStates(states));
   int64_t before_seq = std::numeric_limits<int64_t>::max();
   if (!page_token.empty()) {
-    absl::StatusOr<int64_t> last_seq = ParsePageToken(page_token);
-    if (!last_seq.ok()) return last_seq.status();
-    before_seq = *last_seq;
+    TL_ASSIGN_OR_RETURN(before_seq, ParsePageToken(page_token));
   }
 
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("list jobs", [&]() -> absl::StatusOr<Page> {
     const std::string state_clause =
-        filter->empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter->size()));
+        filter.empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter.size()));
     const std::string owner_clause = owner.empty() ? "" : " AND owner = ?";
     Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq < ?",
                                                state_clause, owner_clause,
                                                " ORDER BY seq DESC LIMIT ?"));
     int parameter = 1;
     query.bind(parameter++, before_seq);
-    for (int state : *filter) query.bind(parameter++, state);
+    for (int state : filter) query.bind(parameter++, state);
     if (!owner.empty()) query.bind(parameter++, owner);
     // One row more than the page: its presence is what says another page exists, so a page
     // that happens to hold exactly the rest gets no token.
@@ -399,16 +395,15 @@ absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::S
         page.next_page_token = MakePageToken(last_seq);
         break;
       }
-      absl::StatusOr<JobRecord> job = RowToRecord(query);
-      if (!job.ok()) return job.status();
+      TL_ASSIGN_OR_RETURN(JobRecord job, RowToRecord(query));
       // Room for the repeated field's tag and length too.
-      const size_t job_bytes = job->ByteSizeLong() + 16;
+      const size_t job_bytes = job.ByteSizeLong() + 16;
       if (!page.jobs.empty() && page_bytes + job_bytes > max_page_bytes) {
         page.next_page_token = MakePageToken(last_seq);
         break;
       }
       page_bytes += job_bytes;
-      page.jobs.push_back(*std::move(job));
+      page.jobs.push_back(std::move(job));
       last_seq = query.getColumn(kSeqColumn).getInt64();
     }
     return page;
@@ -416,17 +411,16 @@ absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::S
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::JobsInStates(const std::vector<Job::State>& states) {
-  absl::StatusOr<std::vector<int>> filter = DistinctStates(states);
-  if (!filter.ok()) return filter.status();
+  TL_ASSIGN_OR_RETURN(std::vector<int> filter, DistinctStates(states));
   // Unlike ListJobs, no states means no jobs: this asks for specific states.
-  if (filter->empty()) return std::vector<JobRecord>();
+  if (filter.empty()) return std::vector<JobRecord>();
 
   std::lock_guard<std::mutex> lock(mutex_);
   return Guarded("list jobs by state", [&]() -> absl::StatusOr<std::vector<JobRecord>> {
     Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state IN ",
-                                               InPlaceholders(filter->size()), " ORDER BY seq"));
+                                               InPlaceholders(filter.size()), " ORDER BY seq"));
     int parameter = 1;
-    for (int state : *filter) query.bind(parameter++, state);
+    for (int state : filter) query.bind(parameter++, state);
     return AllRowsToRecords(query);
   });
 }
@@ -488,9 +482,8 @@ absl::StatusOr<std::map<Job::State, int64_t>> SqliteJobStore::CountByState() {
     Reused query = Prepare(statements_, *db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
     std::map<Job::State, int64_t> counts;
     while (query.executeStep()) {
-      absl::StatusOr<Job::State> state = StoredState(query.getColumn(0).getInt());
-      if (!state.ok()) return state.status();
-      counts[*state] = query.getColumn(1).getInt64();
+      TL_ASSIGN_OR_RETURN(Job::State state, StoredState(query.getColumn(0).getInt()));
+      counts[state] = query.getColumn(1).getInt64();
     }
     return counts;
   });

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace tl::server::sqlite_rows {
@@ -90,9 +91,8 @@ bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* mess
 absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row) {
   JobRecord job;
   job.set_id(row.getColumn(kIdColumn).getString());
-  absl::StatusOr<Job::State> state = StoredState(row.getColumn(kStateColumn).getInt());
-  if (!state.ok()) return state.status();
-  job.set_state(*state);
+  TL_ASSIGN_OR_RETURN(Job::State state, StoredState(row.getColumn(kStateColumn).getInt()));
+  job.set_state(state);
   job.set_owner(row.getColumn(kOwnerColumn).getString());
   job.set_attempt(row.getColumn(kAttemptColumn).getInt());
   job.set_worker_id(row.getColumn(kWorkerIdColumn).getString());
@@ -122,9 +122,8 @@ absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row) {
 absl::StatusOr<std::vector<JobRecord>> AllRowsToRecords(SQLite::Statement& query) {
   std::vector<JobRecord> jobs;
   while (query.executeStep()) {
-    absl::StatusOr<JobRecord> job = RowToRecord(query);
-    if (!job.ok()) return job.status();
-    jobs.push_back(*std::move(job));
+    TL_ASSIGN_OR_RETURN(JobRecord job, RowToRecord(query));
+    jobs.push_back(std::move(job));
   }
   return jobs;
 }
