@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/errors.h"
@@ -32,7 +33,8 @@ engine::Strategy StrategyOf(TrainingSpec::Strategy strategy) {
       return engine::Strategy::kFeatureExtraction;
     case TrainingSpec::FULL:
       return engine::Strategy::kFull;
-    // AUTO: the engine's probe replaces this (auto_strategy.enabled).
+    // FINE_TUNE, STRATEGY_UNSPECIFIED (jobs.proto: default FINE_TUNE), and AUTO,
+    // which the engine's probe replaces (auto_strategy.enabled).
     default:
       return engine::Strategy::kFineTune;
   }
@@ -44,7 +46,7 @@ engine::OptimizerKind OptimizerOf(TrainingSpec::Optimizer optimizer) {
       return engine::OptimizerKind::kSgd;
     case TrainingSpec::ADAMW:
       return engine::OptimizerKind::kAdamW;
-    default:
+    default:  // ADAM; jobs.proto: OPTIMIZER_UNSPECIFIED is ADAM (its default)
       return engine::OptimizerKind::kAdam;
   }
 }
@@ -55,22 +57,82 @@ engine::LrSchedule ScheduleOf(TrainingSpec::LrSchedule schedule) {
       return engine::LrSchedule::kStep;
     case TrainingSpec::COSINE:
       return engine::LrSchedule::kCosine;
-    default:
+    default:  // CONSTANT; jobs.proto: LR_SCHEDULE_UNSPECIFIED is CONSTANT
       return engine::LrSchedule::kConstant;
   }
 }
 
-engine::Augmentation AugmentationOf(const tl::v1::PreprocessingSpec& preprocessing) {
-  engine::Augmentation augmentation;
-  if (preprocessing.has_random_resized_crop()) {
-    const auto& crop = preprocessing.random_resized_crop();
-    augmentation.random_resized_crop = true;
-    // Unset bounds keep the engine's defaults, which are the scheduler's.
-    if (crop.has_min_scale()) augmentation.min_scale = crop.min_scale();
-    if (crop.has_max_scale()) augmentation.max_scale = crop.max_scale();
-    if (crop.has_min_aspect_ratio()) augmentation.min_aspect_ratio = crop.min_aspect_ratio();
-    if (crop.has_max_aspect_ratio()) augmentation.max_aspect_ratio = crop.max_aspect_ratio();
+// Fields the server fills in at submit wherever they apply (the table in
+// server/spec/spec_fields.cc), and has filled since each was introduced, so
+// every stored spec, old databases' included, holds them. A spec without one
+// did not come through the server's validation: the worker names the field
+// rather than pick a value, which would repeat the server's rule
+// (step_epochs, mode) or quietly use the engine's own default. Not listed,
+// as they may be legitimately unset: backbone_lr_scale under AUTO (the
+// chosen strategy's, engine::DefaultBackboneLrScale); fields of a schedule,
+// crop or early stopping the job does not use; and enums whose UNSPECIFIED
+// value jobs.proto names one fixed value for, which the mappings above and
+// below use (lr_schedule, unset in jobs stored before schedules existed, is
+// CONSTANT; precision is FP32).
+absl::Status CheckFilledAtSubmit(const tl::v1::JobSpec& spec) {
+  const TrainingSpec& training = spec.training();
+  const TrainingSpec::Strategy strategy = training.strategy();
+  const auto& crop = spec.preprocessing().random_resized_crop();
+  const bool has_crop = spec.preprocessing().has_random_resized_crop();
+  const TrainingSpec::EarlyStopping& stopping = training.early_stopping();
+  const bool has_stopping = training.has_early_stopping();
+  const bool holds_out_slice = spec.dataset().val_dir().empty() && spec.dataset().val_csv().empty();
+  // A field is missing when it applies to this spec and is not there.
+  const std::pair<const char*, bool> missing[] = {
+      {"dataset.val_fraction", holds_out_slice && !spec.dataset().has_val_fraction()},
+      {"preprocessing.horizontal_flip", !spec.preprocessing().has_horizontal_flip()},
+      {"preprocessing.random_resized_crop.min_scale", has_crop && !crop.has_min_scale()},
+      {"preprocessing.random_resized_crop.max_scale", has_crop && !crop.has_max_scale()},
+      {"preprocessing.random_resized_crop.min_aspect_ratio",
+       has_crop && !crop.has_min_aspect_ratio()},
+      {"preprocessing.random_resized_crop.max_aspect_ratio",
+       has_crop && !crop.has_max_aspect_ratio()},
+      {"training.unfreeze_groups",
+       strategy != TrainingSpec::FEATURE_EXTRACTION && strategy != TrainingSpec::FULL &&
+           !training.has_unfreeze_groups()},
+      {"training.epochs", !training.has_epochs()},
+      {"training.batch_size", !training.has_batch_size()},
+      {"training.learning_rate", !training.has_learning_rate()},
+      {"training.backbone_lr_scale",
+       strategy != TrainingSpec::AUTO && !training.has_backbone_lr_scale()},
+      {"training.momentum", !training.has_momentum()},
+      {"training.weight_decay", !training.has_weight_decay()},
+      {"training.seed", !training.has_seed()},
+      {"training.step_epochs",
+       training.lr_schedule() == TrainingSpec::STEP && !training.has_step_epochs()},
+      {"training.step_gamma",
+       training.lr_schedule() == TrainingSpec::STEP && !training.has_step_gamma()},
+      {"training.min_learning_rate",
+       training.lr_schedule() == TrainingSpec::COSINE && !training.has_min_learning_rate()},
+      {"training.early_stopping.mode",
+       has_stopping && stopping.mode() == TrainingSpec::EarlyStopping::MODE_UNSPECIFIED},
+      {"training.early_stopping.patience", has_stopping && !stopping.has_patience()},
+  };
+  for (const auto& [field, is_missing] : missing) {
+    if (is_missing) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the stored spec has no ", field,
+                       ", which the server fills in at submit; submit the job again"));
+    }
   }
+  return absl::OkStatus();
+}
+
+// Fields of a crop or early stopping the spec does not have come from the
+// empty message; the engine does not read them then.
+engine::Augmentation AugmentationOf(const tl::v1::PreprocessingSpec& preprocessing) {
+  const auto& crop = preprocessing.random_resized_crop();
+  engine::Augmentation augmentation;
+  augmentation.random_resized_crop = preprocessing.has_random_resized_crop();
+  augmentation.min_scale = crop.min_scale();
+  augmentation.max_scale = crop.max_scale();
+  augmentation.min_aspect_ratio = crop.min_aspect_ratio();
+  augmentation.max_aspect_ratio = crop.max_aspect_ratio();
   augmentation.rotation_degrees = preprocessing.rotation_degrees();
   augmentation.brightness = preprocessing.brightness();
   augmentation.contrast = preprocessing.contrast();
@@ -78,26 +140,24 @@ engine::Augmentation AugmentationOf(const tl::v1::PreprocessingSpec& preprocessi
   return augmentation;
 }
 
-engine::EarlyStoppingOptions EarlyStoppingOf(const TrainingSpec& training) {
-  engine::EarlyStoppingOptions options;
-  if (!training.has_early_stopping()) return options;
-  const TrainingSpec::EarlyStopping& stopping = training.early_stopping();
-  options.enabled = true;
-  switch (stopping.metric()) {
+engine::EarlyStoppingMetric MetricOf(TrainingSpec::EarlyStopping::Metric metric) {
+  switch (metric) {
     case TrainingSpec::EarlyStopping::VAL_ACCURACY:
-      options.metric = engine::EarlyStoppingMetric::kValAccuracy;
-      break;
+      return engine::EarlyStoppingMetric::kValAccuracy;
     case TrainingSpec::EarlyStopping::VAL_MACRO_F1:
-      options.metric = engine::EarlyStoppingMetric::kValMacroF1;
-      break;
-    default:
-      options.metric = engine::EarlyStoppingMetric::kValLoss;
+      return engine::EarlyStoppingMetric::kValMacroF1;
+    default:  // VAL_LOSS; jobs.proto: METRIC_UNSPECIFIED is VAL_LOSS
+      return engine::EarlyStoppingMetric::kValLoss;
   }
-  // The scheduler fills in the mode; a spec without one gets the metric's.
-  options.maximize = stopping.mode() == TrainingSpec::EarlyStopping::MODE_UNSPECIFIED
-                         ? options.metric != engine::EarlyStoppingMetric::kValLoss
-                         : stopping.mode() == TrainingSpec::EarlyStopping::MAX;
-  if (stopping.has_patience()) options.patience = stopping.patience();
+}
+
+engine::EarlyStoppingOptions EarlyStoppingOf(const TrainingSpec& training) {
+  const TrainingSpec::EarlyStopping& stopping = training.early_stopping();
+  engine::EarlyStoppingOptions options;
+  options.enabled = training.has_early_stopping();
+  options.metric = MetricOf(stopping.metric());
+  options.maximize = stopping.mode() == TrainingSpec::EarlyStopping::MAX;
+  options.patience = stopping.patience();
   options.min_delta = stopping.min_delta();
   return options;
 }
@@ -253,6 +313,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
     return config;
   }
   const tl::v1::JobSpec& spec = assignment.spec();
+  TL_RETURN_IF_ERROR(CheckFilledAtSubmit(spec));
   engine::ImageJobConfig config;
   // The scheduler checked these paths against its roots; the worker checks
   // again against its own, which may be mounted elsewhere.
@@ -306,6 +367,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.train.learning_rate = training.learning_rate();
   config.train.backbone_lr_scale = training.backbone_lr_scale();
   config.auto_strategy.enabled = training.strategy() == TrainingSpec::AUTO;
+  // Unset under AUTO: the chosen strategy's (engine::DefaultBackboneLrScale).
   if (training.has_backbone_lr_scale()) {
     config.auto_strategy.backbone_lr_scale = training.backbone_lr_scale();
   }
@@ -314,12 +376,10 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.train.weight_decay = training.weight_decay();
   config.train.lr_schedule = ScheduleOf(training.lr_schedule());
   config.train.warmup_epochs = training.warmup_epochs();
-  // Unset schedule fields (those of other schedules) keep the engine's.
-  if (training.has_step_epochs()) config.train.step_epochs = training.step_epochs();
-  if (training.has_step_gamma()) config.train.step_gamma = training.step_gamma();
-  if (training.has_min_learning_rate()) {
-    config.train.min_learning_rate = training.min_learning_rate();
-  }
+  // Those of another schedule are unset (0), and the engine does not read them.
+  config.train.step_epochs = training.step_epochs();
+  config.train.step_gamma = training.step_gamma();
+  config.train.min_learning_rate = training.min_learning_rate();
   config.train.clip_grad_norm = training.clip_grad_norm();
   config.train.label_smoothing = training.label_smoothing();
   config.class_weights = {training.class_weights().begin(), training.class_weights().end()};

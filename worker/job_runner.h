@@ -34,7 +34,10 @@ struct WorkerSettings {
 };
 
 // The engine configuration of an assignment, paths resolved against the
-// worker's roots (and confined to them). INVALID_ARGUMENT names the field.
+// worker's roots (and confined to them), every engine option set from the
+// stored spec. INVALID_ARGUMENT names a path field that escapes its root;
+// FAILED_PRECONDITION names a field the server fills in at submit that the
+// spec lacks.
 absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment& assignment,
                                                        const WorkerSettings& settings);
 

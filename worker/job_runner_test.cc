@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -39,6 +40,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::tl::testing::IsOk;
 using ::testing::StartsWith;
 using ::tl::testing::TempDir;
 using ::tl::testing::StatusIs;
@@ -299,6 +301,230 @@ TEST_F(JobRunnerTest, EngineConfigMapsEverySpecField) {
   EXPECT_EQ(config.train.device, "cuda:1");
   EXPECT_THAT(config.provenance,
               AllOf(HasSubstr("job-1"), HasSubstr("FINE_TUNE"), HasSubstr("fruit/train")));
+}
+
+// A stored spec of a STEP, FINE_TUNE job with every training, preprocessing
+// and early-stopping field at a value of its own, none of them the engine's
+// default nor the server's: what the conversion does not copy shows.
+Assignment EveryFieldAssignment(Assignment assignment) {
+  tl::v1::JobSpec& spec = *assignment.mutable_spec();
+  spec.mutable_dataset()->clear_val_dir();
+  spec.mutable_dataset()->set_val_fraction(0.35);
+  tl::v1::PreprocessingSpec& preprocessing = *spec.mutable_preprocessing();
+  preprocessing.set_image_size(96);
+  preprocessing.set_resize_size(112);
+  preprocessing.set_horizontal_flip(false);
+  tl::v1::PreprocessingSpec::RandomResizedCrop& crop = *preprocessing.mutable_random_resized_crop();
+  crop.set_min_scale(0.2);
+  crop.set_max_scale(0.9);
+  crop.set_min_aspect_ratio(0.6);
+  crop.set_max_aspect_ratio(1.7);
+  preprocessing.set_rotation_degrees(12);
+  preprocessing.set_brightness(0.11);
+  preprocessing.set_contrast(0.22);
+  preprocessing.set_saturation(0.33);
+  TrainingSpec& training = *spec.mutable_training();
+  training.set_strategy(TrainingSpec::FINE_TUNE);
+  training.set_unfreeze_groups(3);
+  training.set_head_only_epochs(6);
+  training.set_unfreeze_every_epochs(7);
+  training.set_epochs(17);
+  training.set_batch_size(24);
+  training.set_optimizer(TrainingSpec::SGD);
+  training.set_learning_rate(0.125);
+  training.set_backbone_lr_scale(0.25);
+  training.set_momentum(0.75);
+  training.set_nesterov(true);
+  training.set_weight_decay(0.003);
+  training.set_seed(987654321987ULL);
+  training.set_threads(5);
+  training.set_lr_schedule(TrainingSpec::STEP);
+  training.set_warmup_epochs(2);
+  training.set_step_epochs(4);
+  training.set_step_gamma(0.3);
+  training.set_clip_grad_norm(2.5);
+  training.set_label_smoothing(0.15);
+  (*training.mutable_class_weights())["banana"] = 4;
+  training.set_precision(TrainingSpec::BF16);
+  training.set_channels_last(true);
+  TrainingSpec::EarlyStopping& stopping = *training.mutable_early_stopping();
+  stopping.set_metric(TrainingSpec::EarlyStopping::VAL_MACRO_F1);
+  stopping.set_mode(TrainingSpec::EarlyStopping::MAX);
+  stopping.set_patience(9);
+  stopping.set_min_delta(0.04);
+  return assignment;
+}
+
+// The config's `member` holds what the spec gave, a value that differs from
+// the engine's default there, so a conversion that left it alone fails.
+#define EXPECT_FROM_SPEC(member, given)                                  \
+  do {                                                                   \
+    EXPECT_EQ(config.member, given) << #member;                          \
+    EXPECT_NE(engine_defaults.member, given)                             \
+        << #member << ": the test needs a value the engine lacks";       \
+  } while (false)
+
+TEST_F(JobRunnerTest, EngineConfigTakesEveryOptionFromTheStoredSpec) {
+  const engine::ImageJobConfig engine_defaults;
+  ASSERT_OK_AND_ASSIGN(
+      engine::ImageJobConfig config,
+      EngineConfigFor(EveryFieldAssignment(MakeAssignment(TrainingSpec::FINE_TUNE)), Settings()));
+  EXPECT_FROM_SPEC(val_fraction, 0.35);
+  EXPECT_FROM_SPEC(image_size, 96);
+  EXPECT_FROM_SPEC(resize_size, 112);
+  EXPECT_FROM_SPEC(horizontal_flip, false);
+  EXPECT_FROM_SPEC(augmentation.random_resized_crop, true);
+  EXPECT_FROM_SPEC(augmentation.min_scale, 0.2);
+  EXPECT_FROM_SPEC(augmentation.max_scale, 0.9);
+  EXPECT_FROM_SPEC(augmentation.min_aspect_ratio, 0.6);
+  EXPECT_FROM_SPEC(augmentation.max_aspect_ratio, 1.7);
+  EXPECT_FROM_SPEC(augmentation.rotation_degrees, 12.0);
+  EXPECT_FROM_SPEC(augmentation.brightness, 0.11);
+  EXPECT_FROM_SPEC(augmentation.contrast, 0.22);
+  EXPECT_FROM_SPEC(augmentation.saturation, 0.33);
+  EXPECT_EQ(config.train.strategy, engine::Strategy::kFineTune);  // FULL: below
+  EXPECT_FROM_SPEC(train.unfreeze_groups, 3);
+  EXPECT_FROM_SPEC(train.head_only_epochs, 6);
+  EXPECT_FROM_SPEC(train.unfreeze_every_epochs, 7);
+  EXPECT_FROM_SPEC(train.epochs, 17);
+  EXPECT_FROM_SPEC(batch_size, 24);
+  EXPECT_FROM_SPEC(train.optimizer, engine::OptimizerKind::kSgd);
+  EXPECT_FROM_SPEC(train.learning_rate, 0.125);
+  EXPECT_FROM_SPEC(train.backbone_lr_scale, 0.25);
+  EXPECT_FROM_SPEC(train.momentum, 0.75);
+  EXPECT_FROM_SPEC(train.nesterov, true);
+  EXPECT_FROM_SPEC(train.weight_decay, 0.003);
+  EXPECT_FROM_SPEC(seed, uint64_t{987654321987ULL});
+  EXPECT_FROM_SPEC(threads, 5);
+  EXPECT_FROM_SPEC(train.lr_schedule, engine::LrSchedule::kStep);
+  EXPECT_FROM_SPEC(train.warmup_epochs, 2);
+  EXPECT_FROM_SPEC(train.step_epochs, 4);
+  EXPECT_FROM_SPEC(train.step_gamma, 0.3);
+  EXPECT_FROM_SPEC(train.clip_grad_norm, 2.5);
+  EXPECT_FROM_SPEC(train.label_smoothing, 0.15);
+  EXPECT_FROM_SPEC(class_weights, (std::map<std::string, double>{{"banana", 4}}));
+  EXPECT_FROM_SPEC(train.precision, engine::Precision::kBFloat16);
+  EXPECT_FROM_SPEC(train.channels_last, true);
+  EXPECT_FROM_SPEC(early_stopping.enabled, true);
+  EXPECT_FROM_SPEC(early_stopping.metric, engine::EarlyStoppingMetric::kValMacroF1);
+  EXPECT_FROM_SPEC(early_stopping.maximize, true);
+  EXPECT_FROM_SPEC(early_stopping.patience, 9);
+  EXPECT_FROM_SPEC(early_stopping.min_delta, 0.04);
+  EXPECT_FALSE(config.auto_strategy.enabled);  // AUTO: below
+
+  // The other schedule, strategy and class weighting; a mode that is not the
+  // metric's usual one, so a conversion that derived it would fail.
+  Assignment other = EveryFieldAssignment(MakeAssignment(TrainingSpec::FINE_TUNE));
+  TrainingSpec& training = *other.mutable_spec()->mutable_training();
+  training.set_strategy(TrainingSpec::FULL);
+  training.clear_unfreeze_groups();
+  training.set_head_only_epochs(0);
+  training.set_unfreeze_every_epochs(0);
+  training.set_optimizer(TrainingSpec::ADAMW);
+  training.set_nesterov(false);
+  training.set_lr_schedule(TrainingSpec::COSINE);
+  training.clear_step_epochs();
+  training.clear_step_gamma();
+  training.set_min_learning_rate(0.0125);
+  training.clear_class_weights();
+  training.set_balanced_class_weights(true);
+  training.mutable_early_stopping()->set_metric(TrainingSpec::EarlyStopping::VAL_ACCURACY);
+  training.mutable_early_stopping()->set_mode(TrainingSpec::EarlyStopping::MIN);
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(other, Settings()));
+  EXPECT_FROM_SPEC(train.strategy, engine::Strategy::kFull);
+  EXPECT_FROM_SPEC(train.optimizer, engine::OptimizerKind::kAdamW);
+  EXPECT_FROM_SPEC(train.lr_schedule, engine::LrSchedule::kCosine);
+  EXPECT_FROM_SPEC(train.min_learning_rate, 0.0125);
+  EXPECT_FROM_SPEC(balanced_class_weights, true);
+  EXPECT_FROM_SPEC(early_stopping.metric, engine::EarlyStoppingMetric::kValAccuracy);
+  EXPECT_FALSE(config.early_stopping.maximize) << "MIN, though accuracy usually rises";
+
+  // AUTO with a scale of its own keeps it for whichever strategy it chooses.
+  training.set_strategy(TrainingSpec::AUTO);
+  training.set_unfreeze_groups(3);
+  training.set_backbone_lr_scale(0.4);
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(other, Settings()));
+  EXPECT_FROM_SPEC(auto_strategy.enabled, true);
+  EXPECT_FROM_SPEC(auto_strategy.backbone_lr_scale, std::optional<double>(0.4));
+}
+
+#undef EXPECT_FROM_SPEC
+
+// The fields the server fills in at submit are in every stored spec; one
+// without them did not come through its validation, and the worker names
+// the field rather than train with a value of its own choosing.
+TEST_F(JobRunnerTest, EngineConfigNamesAFieldTheServerFillsThatIsMissing) {
+  struct Case {
+    std::string field;
+    std::function<void(tl::v1::JobSpec&)> spoil;
+  };
+  auto training = [](tl::v1::JobSpec& spec) { return spec.mutable_training(); };
+  auto crop = [](tl::v1::JobSpec& spec) {
+    return spec.mutable_preprocessing()->mutable_random_resized_crop();
+  };
+  auto stopping = [](tl::v1::JobSpec& spec) {
+    return spec.mutable_training()->mutable_early_stopping();
+  };
+  const std::vector<Case> cases = {
+      {"dataset.val_fraction", [](auto& s) { s.mutable_dataset()->clear_val_fraction(); }},
+      {"preprocessing.horizontal_flip",
+       [](auto& s) { s.mutable_preprocessing()->clear_horizontal_flip(); }},
+      {"preprocessing.random_resized_crop.min_scale", [=](auto& s) { crop(s)->clear_min_scale(); }},
+      {"preprocessing.random_resized_crop.max_scale", [=](auto& s) { crop(s)->clear_max_scale(); }},
+      {"preprocessing.random_resized_crop.min_aspect_ratio",
+       [=](auto& s) { crop(s)->clear_min_aspect_ratio(); }},
+      {"preprocessing.random_resized_crop.max_aspect_ratio",
+       [=](auto& s) { crop(s)->clear_max_aspect_ratio(); }},
+      {"training.unfreeze_groups", [=](auto& s) { training(s)->clear_unfreeze_groups(); }},
+      {"training.unfreeze_groups",
+       [=](auto& s) {
+         training(s)->set_strategy(TrainingSpec::AUTO);
+         training(s)->clear_unfreeze_groups();
+       }},
+      {"training.epochs", [=](auto& s) { training(s)->clear_epochs(); }},
+      {"training.batch_size", [=](auto& s) { training(s)->clear_batch_size(); }},
+      {"training.learning_rate", [=](auto& s) { training(s)->clear_learning_rate(); }},
+      {"training.backbone_lr_scale", [=](auto& s) { training(s)->clear_backbone_lr_scale(); }},
+      {"training.momentum", [=](auto& s) { training(s)->clear_momentum(); }},
+      {"training.weight_decay", [=](auto& s) { training(s)->clear_weight_decay(); }},
+      {"training.seed", [=](auto& s) { training(s)->clear_seed(); }},
+      {"training.step_epochs", [=](auto& s) { training(s)->clear_step_epochs(); }},
+      {"training.step_gamma", [=](auto& s) { training(s)->clear_step_gamma(); }},
+      {"training.min_learning_rate",
+       [=](auto& s) { training(s)->set_lr_schedule(TrainingSpec::COSINE); }},
+      {"training.early_stopping.mode",
+       [=](auto& s) { stopping(s)->set_mode(TrainingSpec::EarlyStopping::MODE_UNSPECIFIED); }},
+      {"training.early_stopping.patience", [=](auto& s) { stopping(s)->clear_patience(); }},
+  };
+  for (const Case& c : cases) {
+    Assignment assignment = EveryFieldAssignment(MakeAssignment(TrainingSpec::FINE_TUNE));
+    c.spoil(*assignment.mutable_spec());
+    EXPECT_THAT(EngineConfigFor(assignment, Settings()),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(c.field)))
+        << assignment.spec().ShortDebugString();
+  }
+
+  // Fields that do not apply are not filled in, and need not be.
+  Assignment assignment = MakeAssignment(TrainingSpec::FULL);
+  TrainingSpec& full = *assignment.mutable_spec()->mutable_training();
+  full.clear_unfreeze_groups();
+  // CONSTANT: no step or cosine fields either.
+  EXPECT_THAT(EngineConfigFor(assignment, Settings()), IsOk());
+  full.set_strategy(TrainingSpec::AUTO);
+  full.set_unfreeze_groups(1);
+  full.clear_backbone_lr_scale();
+  EXPECT_THAT(EngineConfigFor(assignment, Settings()), IsOk());
+  assignment.mutable_spec()->mutable_dataset()->clear_val_fraction();  // beside a val_dir
+  EXPECT_THAT(EngineConfigFor(assignment, Settings()), IsOk());
+}
+
+// docs/API.md, training.backboneLrScale: "1 for `FULL`, else 0.1; `AUTO`:
+// unset, the chosen strategy's". The server's table states the rule for a
+// strategy named at submit; the engine's, for the one AUTO chooses.
+TEST(AutoStrategyDefaultsTest, ChosenStrategyGetsTheDocumentedBackboneLrScale) {
+  EXPECT_EQ(engine::DefaultBackboneLrScale(engine::Strategy::kFull), 1.0);
+  EXPECT_EQ(engine::DefaultBackboneLrScale(engine::Strategy::kFineTune), 0.1);
+  EXPECT_EQ(engine::DefaultBackboneLrScale(engine::Strategy::kFeatureExtraction), 0.1);
 }
 
 TEST_F(JobRunnerTest, EngineConfigMapsStrategiesOptimizersAndThreadFallback) {
@@ -1101,7 +1327,11 @@ TEST_F(JobRunnerTest, EngineConfigMapsAugmentationAndCsvDatasets) {
   dataset.set_train_csv("fruit/train.csv");
   dataset.set_val_csv("fruit/val.csv");
   tl::v1::PreprocessingSpec& preprocessing = *assignment.mutable_spec()->mutable_preprocessing();
-  preprocessing.mutable_random_resized_crop()->set_min_scale(0.25);
+  tl::v1::PreprocessingSpec::RandomResizedCrop& crop = *preprocessing.mutable_random_resized_crop();
+  crop.set_min_scale(0.25);
+  crop.set_max_scale(0.75);
+  crop.set_min_aspect_ratio(0.5);
+  crop.set_max_aspect_ratio(1.5);
   preprocessing.set_rotation_degrees(10);
   preprocessing.set_brightness(0.1);
   preprocessing.set_contrast(0.2);
@@ -1114,7 +1344,9 @@ TEST_F(JobRunnerTest, EngineConfigMapsAugmentationAndCsvDatasets) {
   EXPECT_EQ(config.data_root, data_root_);
   EXPECT_TRUE(config.augmentation.random_resized_crop);
   EXPECT_DOUBLE_EQ(config.augmentation.min_scale, 0.25);
-  EXPECT_DOUBLE_EQ(config.augmentation.max_scale, 1.0);
+  EXPECT_DOUBLE_EQ(config.augmentation.max_scale, 0.75);
+  EXPECT_DOUBLE_EQ(config.augmentation.min_aspect_ratio, 0.5);
+  EXPECT_DOUBLE_EQ(config.augmentation.max_aspect_ratio, 1.5);
   EXPECT_DOUBLE_EQ(config.augmentation.rotation_degrees, 10);
   EXPECT_DOUBLE_EQ(config.augmentation.brightness, 0.1);
   EXPECT_DOUBLE_EQ(config.augmentation.contrast, 0.2);
@@ -1133,7 +1365,13 @@ TEST_F(JobRunnerTest, CsvDatasetWithAugmentationTrains) {
   dataset.clear_val_dir();
   dataset.set_train_csv("fruit/train.csv");
   dataset.set_val_fraction(0.25);
-  assignment.mutable_spec()->mutable_preprocessing()->mutable_random_resized_crop();
+  // The crop as the server stores one given without bounds.
+  tl::v1::PreprocessingSpec::RandomResizedCrop& crop =
+      *assignment.mutable_spec()->mutable_preprocessing()->mutable_random_resized_crop();
+  crop.set_min_scale(0.08);
+  crop.set_max_scale(1);
+  crop.set_min_aspect_ratio(3.0 / 4.0);
+  crop.set_max_aspect_ratio(4.0 / 3.0);
   assignment.mutable_spec()->mutable_preprocessing()->set_rotation_degrees(15);
   assignment.mutable_spec()->mutable_preprocessing()->set_brightness(0.2);
   const std::vector<WorkerMessage> messages = Run(assignment);
@@ -1209,6 +1447,7 @@ void StopAfterStalling(Assignment& assignment, int patience) {
   TrainingSpec& training = *assignment.mutable_spec()->mutable_training();
   training.set_epochs(6);
   training.mutable_early_stopping()->set_metric(TrainingSpec::EarlyStopping::VAL_ACCURACY);
+  training.mutable_early_stopping()->set_mode(TrainingSpec::EarlyStopping::MAX);
   training.mutable_early_stopping()->set_patience(patience);
   training.mutable_early_stopping()->set_min_delta(1000);
 }
@@ -1274,7 +1513,12 @@ TEST_F(JobRunnerTest, EarlyStoppingWithoutValidationImagesFails) {
   Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
   assignment.mutable_spec()->mutable_dataset()->clear_val_dir();
   assignment.mutable_spec()->mutable_dataset()->set_val_fraction(0);
-  assignment.mutable_spec()->mutable_training()->mutable_early_stopping();
+  // Early stopping as the server stores one given without fields.
+  TrainingSpec::EarlyStopping& stopping =
+      *assignment.mutable_spec()->mutable_training()->mutable_early_stopping();
+  stopping.set_metric(TrainingSpec::EarlyStopping::VAL_LOSS);
+  stopping.set_mode(TrainingSpec::EarlyStopping::MIN);
+  stopping.set_patience(5);
   const JobFinished finished = FinishedOf(Run(assignment));
   EXPECT_EQ(finished.outcome(), JobFinished::FAILED);
   EXPECT_THAT(finished.error(), HasSubstr("training.early_stopping needs validation images"));

@@ -10,6 +10,10 @@
 
 namespace tl::engine {
 
+// The member defaults serve the engine's direct users (tests, benchmarks);
+// the worker sets every field from the job's stored spec, and the JobSpec's
+// documented defaults live in server/spec/spec_fields.cc. CheckAugmentation's
+// bounds are the engine's own invariants.
 struct Augmentation {
   // Crops a random region of the resized image (its area a share in
   // [min_scale, max_scale] of the image's, its width / height in

@@ -201,12 +201,15 @@ OrStopped<AutoDecision> DecideOrReuseStrategy(const AutoProbeJob& job,
   return decision;
 }
 
+double DefaultBackboneLrScale(Strategy strategy) {
+  return strategy == Strategy::kFull ? 1.0 : 0.1;
+}
+
 void ApplyAutoDecision(const AutoDecision& decision, const AutoStrategyOptions& options,
                        TrainOptions& train) {
   train.strategy = decision.strategy;
-  // The defaults spec validation gives a job that names the strategy.
-  const double default_scale = decision.strategy == Strategy::kFull ? 1.0 : 0.1;
-  train.backbone_lr_scale = options.backbone_lr_scale.value_or(default_scale);
+  train.backbone_lr_scale =
+      options.backbone_lr_scale.value_or(DefaultBackboneLrScale(decision.strategy));
   if (decision.strategy != Strategy::kFineTune) {
     train.head_only_epochs = 0;
     train.unfreeze_every_epochs = 0;

@@ -57,12 +57,21 @@ struct AutoDecision {
 // class, else FEATURE_EXTRACTION.
 AutoDecision DecideStrategy(const AutoProbeFigures& figures, const AutoRule& rule = {});
 
+// The backbone_lr_scale of an AUTO job whose spec leaves it unset, by the
+// strategy the probe chose: 1 for FULL, which trains the backbone as the
+// head, else 0.1. The strategy is chosen here on the worker, so the rule has
+// to live in the engine too; the server's table (server/spec/spec_fields.cc,
+// BackboneLrScaleFor) states the same rule for strategies named at submit,
+// and docs/API.md's training.backboneLrScale row documents it.
+double DefaultBackboneLrScale(Strategy strategy);
+
 // How an AUTO job probes, and what it keeps of the spec for the strategy it
-// chooses.
+// chooses. The worker sets enabled and backbone_lr_scale from the stored
+// spec; the probe's bounds below are the engine's own.
 struct AutoStrategyOptions {
   bool enabled = false;
-  // The spec's training.backbone_lr_scale; absent: the chosen strategy's
-  // default (0.1 for FINE_TUNE, 1 for FULL).
+  // The spec's training.backbone_lr_scale; absent: the chosen strategy's,
+  // DefaultBackboneLrScale.
   std::optional<double> backbone_lr_scale;
   // Share of the probe's images held out (stratified, seeded) to score it.
   double holdout_fraction = 0.2;

@@ -21,6 +21,10 @@
 
 namespace tl::engine {
 
+// The member defaults (and those of the option structs inside) serve the
+// engine's direct users (tests, benchmarks); the worker sets the fields
+// from the job's stored spec and its own settings (worker/job_runner.cc),
+// and the JobSpec's documented defaults live in server/spec/spec_fields.cc.
 struct ImageJobConfig {
   std::string backbone_path;  // TorchScript file; its manifest sits beside it
   std::string train_dir;

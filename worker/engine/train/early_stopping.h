@@ -14,6 +14,9 @@ namespace tl::engine {
 
 enum class EarlyStoppingMetric { kValLoss, kValAccuracy, kValMacroF1 };
 
+// The member defaults serve the engine's direct users (tests); the worker
+// sets every field from the job's stored spec, and the JobSpec's documented
+// defaults (mode by metric, patience) live in server/spec/spec_fields.cc.
 struct EarlyStoppingOptions {
   bool enabled = false;
   EarlyStoppingMetric metric = EarlyStoppingMetric::kValLoss;

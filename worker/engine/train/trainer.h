@@ -36,6 +36,11 @@ enum class LrSchedule {
   kCosine,  // cosine decay to min_learning_rate at the last batch
 };
 
+// The member defaults serve the engine's direct users (tests, benchmarks);
+// the worker sets every field from the job's stored spec (class_weights and
+// seed through ImageJobConfig; device with its own settings), and the
+// JobSpec's documented defaults live in server/spec/spec_fields.cc. The
+// trainer's bounds checks are the engine's own invariants.
 struct TrainOptions {
   Strategy strategy = Strategy::kFineTune;
   int unfreeze_groups = 1;
