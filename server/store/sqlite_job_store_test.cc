@@ -231,6 +231,15 @@ TEST_F(JobStoreTest, GangMembersSurviveReopeningAndClear) {
   ASSERT_OK_AND_ASSIGN(JobRecord reopened, store_->GetJob(ids[0]));
   EXPECT_THAT(reopened.replica_worker_ids(), ElementsAre("w1", "w2"));
 
+  // Ids from servers that did not refuse control characters keep their shape.
+  reopened.clear_replica_worker_ids();
+  reopened.add_replica_worker_ids("odd\nid");
+  reopened.add_replica_worker_ids("back\\slash");
+  reopened.add_replica_worker_ids("w3");
+  ASSERT_THAT(store_->UpdateJob(reopened), IsOk());
+  ASSERT_OK_AND_ASSIGN(JobRecord odd, store_->GetJob(ids[0]));
+  EXPECT_THAT(odd.replica_worker_ids(), ElementsAre("odd\nid", "back\\slash", "w3"));
+
   reopened.clear_replica_worker_ids();
   ASSERT_THAT(store_->UpdateJob(reopened), IsOk());
   ASSERT_OK_AND_ASSIGN(JobRecord cleared, store_->GetJob(ids[0]));

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -58,11 +59,20 @@ void BindJobColumns(const JobRecord& job, SQLite::Statement& statement) {
 }
 
 std::string JoinedWorkerIds(const google::protobuf::RepeatedPtrField<std::string>& ids) {
-  return absl::StrJoin(ids, "\n");
+  return absl::StrJoin(ids, "\n", [](std::string* out, const std::string& id) {
+    out->append(absl::CEscape(id));
+  });
 }
 
 std::vector<std::string> SplitWorkerIds(const std::string& column) {
-  return absl::StrSplit(column, '\n', absl::SkipEmpty());
+  std::vector<std::string> ids;
+  for (absl::string_view escaped : absl::StrSplit(column, '\n', absl::SkipEmpty())) {
+    std::string id;
+    // A row this store wrote always unescapes; keep the text as it is otherwise.
+    if (!absl::CUnescape(escaped, &id)) id = std::string(escaped);
+    ids.push_back(std::move(id));
+  }
+  return ids;
 }
 
 void InsertEvent(SQLite::Statement& insert, const std::string& job_id, const JobEvent& event) {

@@ -86,8 +86,9 @@ absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row);
 // Reads every row a job query returns.
 absl::StatusOr<std::vector<JobRecord>> AllRowsToRecords(SQLite::Statement& query);
 
-// A gang's worker ids in their column: one per line, in rank order (a worker id holds no
-// control characters, which the scheduler refuses in a hello).
+// A gang's worker ids in their column: one per line, in rank order, each C-escaped (the
+// scheduler refuses control characters in a hello, but servers before that check took any id,
+// and a line break inside one must not split it in two).
 std::string JoinedWorkerIds(const google::protobuf::RepeatedPtrField<std::string>& ids);
 std::vector<std::string> SplitWorkerIds(const std::string& column);
 
