@@ -30,13 +30,16 @@ RULES = [
     # (folder, forbidden include prefixes, applies to tests too)
     ("worker/engine/", ENGINE_FORBIDDEN, True),
     ("server/record/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/store/",
-                                        "server/spec/", "server/metrics/"), True),
+                                        "server/spec/", "server/metrics/", "server/sweep/"), True),
     ("server/store/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/spec/",
-                                       "server/metrics/"), True),
+                                       "server/metrics/", "server/sweep/"), True),
     ("server/spec/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/store/",
-                                      "server/metrics/"), True),
+                                      "server/metrics/", "server/sweep/"), True),
     ("server/metrics/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/store/",
-                                         "server/spec/"), True),
+                                         "server/spec/", "server/sweep/"), True),
+    # Sweeps as pure functions: the spec table, no state of the scheduler's.
+    ("server/sweep/", SERVER_OUTSIDE + ("server/core/", "server/api/", "server/store/",
+                                       "server/metrics/", "server/record/"), True),
     ("server/core/", SERVER_OUTSIDE + ("server/api/",), True),
     ("server/", SERVER_OUTSIDE, True),
     ("common/", ("server/", "worker/", "client/"), True),
@@ -111,6 +114,8 @@ def self_test():
         ("server/core/scheduler.cc", '#include "server/api/auth.h"'),
         ("server/store/job_store.cc", '#include "server/core/scheduler.h"'),
         ("server/spec/spec_validation.cc", '#include "server/store/job_store.h"'),
+        ("server/sweep/sweep_states.cc", '#include "server/core/scheduler.h"'),
+        ("server/spec/spec_fields.cc", '#include "server/sweep/search_space.h"'),
         ("server/record/job_view.cc", '#include "server/store/job_store.h"'),
         ("common/log.cc", '#include "server/core/principal.h"'),
         ("worker/job_runner.cc", '#include "server/spec/caller_text.h"'),
@@ -118,6 +123,8 @@ def self_test():
     ]
     must_pass = [
         ("server/core/scheduler.cc", '#include "server/store/job_store.h"'),
+        ("server/core/scheduler.cc", '#include "server/sweep/sweep_states.h"'),
+        ("server/sweep/search_space.cc", '#include "server/spec/spec_fields.h"'),
         ("server/store/sqlite_rows.h", '#include "server/record/job_record.pb.h"'),
         ("server/api/grpc_services.cc", '#include "server/core/scheduler.h"'),
         ("server/main.cc", '#include "server/api/grpc_services.h"'),

@@ -37,7 +37,7 @@ absl::Status CheckCallerTexts(const JobSpec& spec) {
 
 }  // namespace
 
-absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
+absl::StatusOr<JobSpec> ValidateJobSpecNumbers(const JobSpec& submitted) {
   JobSpec spec = submitted;
   // Fields this server does not know (a newer client, or padding) are not stored.
   spec.DiscardUnknownFields();
@@ -51,6 +51,11 @@ absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecCont
   // dataset folders.
   TL_RETURN_IF_ERROR(CheckSpecBounds(spec));
   TL_RETURN_IF_ERROR(CheckCrossFieldRules(spec));
+  return spec;
+}
+
+absl::StatusOr<JobSpec> ValidateJobSpec(const JobSpec& submitted, const SpecContext& context) {
+  TL_ASSIGN_OR_RETURN(JobSpec spec, ValidateJobSpecNumbers(submitted));
   TL_RETURN_IF_ERROR(CheckSpecFiles(spec, context));
   return spec;
 }

@@ -21,4 +21,9 @@ namespace tl::server {
 absl::StatusOr<tl::v1::JobSpec> ValidateJobSpec(const tl::v1::JobSpec& spec,
                                                 const SpecContext& context);
 
+// ValidateJobSpec without the files and folders: the free text, the defaults,
+// each field's bounds and the rules between fields. For many specs that
+// differ only in numbers (a sweep's trials), whose files are checked once.
+absl::StatusOr<tl::v1::JobSpec> ValidateJobSpecNumbers(const tl::v1::JobSpec& spec);
+
 }  // namespace tl::server

@@ -1,0 +1,144 @@
+#include "server/sweep/sweep_states.h"
+
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace tl::server {
+namespace {
+
+using ::tl::v1::Job;
+using ::tl::v1::Sweep;
+using ::tl::v1::SweepSpec;
+
+SweepSpec Spec(int max_trials, int parallel, int max_failed,
+               SweepObjective::Direction direction = SweepObjective::MAXIMIZE) {
+  SweepSpec spec;
+  spec.set_max_trials(max_trials);
+  spec.set_max_parallel_trials(parallel);
+  spec.set_max_failed_trials(max_failed);
+  spec.mutable_objective()->set_metric(SweepObjective::VAL_ACCURACY);
+  spec.mutable_objective()->set_direction(direction);
+  return spec;
+}
+
+TrialStatus Trial(int index, Job::State state, std::optional<double> objective = std::nullopt) {
+  TrialStatus trial;
+  trial.index = index;
+  trial.job_id = "job" + std::to_string(index);
+  trial.state = state;
+  trial.ended = state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED ||
+                state == Job::STOPPED_EARLY;
+  trial.objective = objective;
+  return trial;
+}
+
+TEST(SweepStatesTest, EveryPairOfStatesIsAllowedOrRefusedAsIntended) {
+  const std::set<std::pair<Sweep::State, Sweep::State>> allowed = {
+      {Sweep::STATE_UNSPECIFIED, Sweep::RUNNING}, {Sweep::STATE_UNSPECIFIED, Sweep::FAILED},
+      {Sweep::RUNNING, Sweep::PAUSED},            {Sweep::RUNNING, Sweep::SUCCEEDED},
+      {Sweep::RUNNING, Sweep::FAILED},            {Sweep::RUNNING, Sweep::CANCELLED},
+      {Sweep::PAUSED, Sweep::RUNNING},            {Sweep::PAUSED, Sweep::SUCCEEDED},
+      {Sweep::PAUSED, Sweep::FAILED},             {Sweep::PAUSED, Sweep::CANCELLED},
+  };
+  const Sweep::State states[] = {Sweep::STATE_UNSPECIFIED, Sweep::RUNNING, Sweep::SUCCEEDED,
+                                 Sweep::FAILED, Sweep::CANCELLED, Sweep::PAUSED};
+  for (Sweep::State from : states) {
+    for (Sweep::State to : states) {
+      const bool expected =
+          allowed.count({from, to}) > 0 || (from == to && from != Sweep::STATE_UNSPECIFIED);
+      EXPECT_EQ(IsAllowedSweepTransition(from, to), expected)
+          << Sweep::State_Name(from) << " -> " << Sweep::State_Name(to);
+    }
+  }
+  for (Sweep::State ended : {Sweep::SUCCEEDED, Sweep::FAILED, Sweep::CANCELLED}) {
+    EXPECT_TRUE(IsSweepTerminal(ended));
+  }
+  EXPECT_FALSE(IsSweepTerminal(Sweep::PAUSED));
+}
+
+TEST(SweepStatesTest, ANewSweepCreatesAsManyTrialsAsMayRunAtOnce) {
+  const SweepOutlook outlook = AssessSweep(Spec(10, 4, 2), SweepRequest::kRun, {});
+  EXPECT_EQ(outlook.state, Sweep::RUNNING);
+  EXPECT_EQ(outlook.trials_to_create, 4);
+  EXPECT_EQ(AssessSweep(Spec(3, 4, 2), SweepRequest::kRun, {}).trials_to_create, 3);
+}
+
+TEST(SweepStatesTest, EndedTrialsMakeRoomUntilMaxTrials) {
+  const SweepSpec spec = Spec(6, 3, 2);
+  EXPECT_EQ(AssessSweep(spec, SweepRequest::kRun,
+                        {Trial(0, Job::SUCCEEDED, 0.5), Trial(1, Job::RUNNING),
+                         Trial(2, Job::QUEUED)})
+                .trials_to_create,
+            1);
+  EXPECT_EQ(AssessSweep(spec, SweepRequest::kRun,
+                        {Trial(0, Job::SUCCEEDED, 0.5), Trial(1, Job::STOPPED_EARLY, 0.1),
+                         Trial(2, Job::PAUSED), Trial(3, Job::RUNNING), Trial(4, Job::RUNNING)})
+                .trials_to_create,
+            0);  // a paused trial still holds its place
+  const SweepOutlook last = AssessSweep(
+      spec, SweepRequest::kRun,
+      {Trial(0, Job::SUCCEEDED, 0.5), Trial(1, Job::STOPPED_EARLY, 0.1), Trial(2, Job::FAILED),
+       Trial(3, Job::RUNNING), Trial(4, Job::CANCELLED)});
+  EXPECT_EQ(last.trials_to_create, 1);
+  EXPECT_EQ(last.failed, 1);
+  EXPECT_EQ(last.ended, 4);
+}
+
+TEST(SweepStatesTest, SucceedsWhenAllTrialsEndedAndOneSucceededWithTheBestRecorded) {
+  const SweepOutlook outlook = AssessSweep(
+      Spec(4, 2, 1), SweepRequest::kRun,
+      {Trial(0, Job::SUCCEEDED, 0.6), Trial(1, Job::STOPPED_EARLY, 0.9),
+       Trial(2, Job::SUCCEEDED, 0.8), Trial(3, Job::SUCCEEDED, 0.8)});
+  EXPECT_EQ(outlook.state, Sweep::SUCCEEDED);
+  EXPECT_FALSE(outlook.stop_unended);
+  // A trial stopped early exported no model: the best is among the succeeded, first among equals.
+  EXPECT_EQ(outlook.best_job_id, "job2");
+  EXPECT_DOUBLE_EQ(*outlook.best_objective, 0.8);
+
+  const SweepOutlook minimizing =
+      AssessSweep(Spec(2, 2, 1, SweepObjective::MINIMIZE), SweepRequest::kRun,
+                  {Trial(0, Job::SUCCEEDED, 0.6), Trial(1, Job::SUCCEEDED, 0.4)});
+  EXPECT_EQ(minimizing.best_job_id, "job1");
+}
+
+TEST(SweepStatesTest, FailsPastTheFailureBudgetAndStopsTheRest) {
+  const SweepSpec spec = Spec(8, 4, 1);
+  const SweepOutlook within = AssessSweep(
+      spec, SweepRequest::kRun, {Trial(0, Job::FAILED), Trial(1, Job::RUNNING)});
+  EXPECT_EQ(within.state, Sweep::RUNNING);  // a failed trial does not stop the sweep
+  const SweepOutlook past = AssessSweep(
+      spec, SweepRequest::kRun,
+      {Trial(0, Job::FAILED), Trial(1, Job::FAILED), Trial(2, Job::RUNNING)});
+  EXPECT_EQ(past.state, Sweep::FAILED);
+  EXPECT_TRUE(past.stop_unended);
+  EXPECT_EQ(past.trials_to_create, 0);
+  EXPECT_EQ(past.error, "2 trials failed; max_failed_trials is 1");
+}
+
+TEST(SweepStatesTest, FailsWhenNoTrialSucceeded) {
+  const SweepOutlook outlook =
+      AssessSweep(Spec(2, 2, 1), SweepRequest::kRun,
+                  {Trial(0, Job::FAILED), Trial(1, Job::CANCELLED)});
+  EXPECT_EQ(outlook.state, Sweep::FAILED);
+  EXPECT_EQ(outlook.error, "no trial succeeded (1 failed, 0 stopped early, 1 cancelled)");
+}
+
+TEST(SweepStatesTest, PausedCreatesNothingAndCancelledStopsEveryUnendedTrial) {
+  const std::vector<TrialStatus> trials = {Trial(0, Job::SUCCEEDED, 0.5), Trial(1, Job::RUNNING)};
+  const SweepOutlook paused = AssessSweep(Spec(5, 3, 1), SweepRequest::kPause, trials);
+  EXPECT_EQ(paused.state, Sweep::PAUSED);
+  EXPECT_EQ(paused.trials_to_create, 0);
+  const SweepOutlook cancelled = AssessSweep(Spec(5, 3, 1), SweepRequest::kCancel, trials);
+  EXPECT_EQ(cancelled.state, Sweep::CANCELLED);
+  EXPECT_TRUE(cancelled.stop_unended);
+  EXPECT_EQ(cancelled.best_job_id, "job0");
+  // A paused sweep whose last trials end meanwhile has nothing left to wait for.
+  EXPECT_EQ(AssessSweep(Spec(1, 1, 1), SweepRequest::kPause, {Trial(0, Job::SUCCEEDED, 0.1)}).state,
+            Sweep::SUCCEEDED);
+}
+
+}  // namespace
+}  // namespace tl::server
