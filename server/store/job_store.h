@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/record/job_record.pb.h"
+#include "server/record/sweep_record.pb.h"
 #include "tl/v1/service.pb.h"
 
 namespace tl::server {
@@ -83,12 +84,14 @@ class JobStore {
   };
   // Newest first. `states` empty means every state. page_size in [1, 1000].
   // A page token is opaque to callers; a malformed one is INVALID_ARGUMENT.
-  // `owner` non-empty: only that owner's jobs. A page ends early (with a token) before the
-  // job that would take its serialized size past `max_page_bytes`; it holds one job at least.
+  // `owner` non-empty: only that owner's jobs; `sweep_id` non-empty: only that sweep's trials.
+  // A page ends early (with a token) before the job that would take its serialized size past
+  // `max_page_bytes`; it holds one job at least.
   virtual absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states,
                                         int page_size, const std::string& page_token,
                                         const std::string& owner = "",
-                                        size_t max_page_bytes = SIZE_MAX) = 0;
+                                        size_t max_page_bytes = SIZE_MAX,
+                                        const std::string& sweep_id = "") = 0;
 
   // Every job in one of `states`, oldest first (for the scheduler's startup).
   virtual absl::StatusOr<std::vector<JobRecord>> JobsInStates(
@@ -110,10 +113,52 @@ class JobStore {
 
   // Number of jobs in each state that has any.
   virtual absl::StatusOr<std::map<tl::v1::Job::State, int64_t>> CountByState() = 0;
+
+  // --- Sweeps (their trials are jobs with sweep_id and sweep_trial set) ---
+
+  // Inserts `sweep` with a fresh id (its other fields as given, trials_created 0) and returns
+  // the stored row. A non-empty request_id must be new for the owner.
+  virtual absl::StatusOr<SweepRecord> CreateSweep(const SweepRecord& sweep) = 0;
+
+  // Inserts the trial `trial.sweep_trial()` of `sweep` (a QUEUED job as CreateJobs makes one,
+  // with `trial`'s spec, owner, sweep_id and sweep_trial) and stores `sweep`, whose
+  // trials_created counts that trial, in one transaction: a crash leaves both or neither.
+  // FAILED_PRECONDITION, storing nothing, when the stored sweep has already created that trial,
+  // so that no trial is created twice.
+  virtual absl::StatusOr<JobRecord> CreateTrial(const SweepRecord& sweep, const JobRecord& trial,
+                                                absl::Time now) = 0;
+
+  // Replaces the stored row of sweep.id(). NOT_FOUND when there is no such sweep.
+  virtual absl::Status UpdateSweep(const SweepRecord& sweep) = 0;
+
+  // NOT_FOUND naming the id when there is no such sweep.
+  virtual absl::StatusOr<SweepRecord> GetSweep(const std::string& sweep_id) = 0;
+
+  // The sweep that `owner` submitted with `request_id`, if any.
+  virtual absl::StatusOr<std::optional<SweepRecord>> FindSweepByRequestId(
+      const std::string& owner, const std::string& request_id) = 0;
+
+  struct SweepPage {
+    std::vector<SweepRecord> sweeps;
+    std::string next_page_token;  // empty on the last page
+  };
+  // As ListJobs, for sweeps.
+  virtual absl::StatusOr<SweepPage> ListSweeps(const std::vector<tl::v1::Sweep::State>& states,
+                                               int page_size, const std::string& page_token,
+                                               const std::string& owner = "") = 0;
+
+  // Every sweep in one of `states`, oldest first (for the scheduler's startup).
+  virtual absl::StatusOr<std::vector<SweepRecord>> SweepsInStates(
+      const std::vector<tl::v1::Sweep::State>& states) = 0;
+
+  // The sweep's trials, by index.
+  virtual absl::StatusOr<std::vector<JobRecord>> TrialsOf(const std::string& sweep_id) = 0;
 };
 
 // NOT_FOUND for `job_id`. Also the answer to a user about another owner's job, so that the
 // ids of others' jobs cannot be told from ids that do not exist.
 absl::Status JobNotFound(absl::string_view job_id);
+// The same for a sweep.
+absl::Status SweepNotFound(absl::string_view sweep_id);
 
 }  // namespace tl::server

@@ -47,6 +47,12 @@ using sqlite_rows::StoredState;
 using sqlite_rows::ParseBlob;
 using sqlite_rows::RowToRecord;
 using sqlite_rows::AllRowsToRecords;
+using sqlite_rows::BindSweepColumns;
+using sqlite_rows::kInsertSweepSql;
+using sqlite_rows::kSweepColumns;
+using sqlite_rows::kSweepSeqColumn;
+using sqlite_rows::kUpdateSweepSql;
+using sqlite_rows::RowToSweep;
 
 using ::google::protobuf::Timestamp;
 using ::google::protobuf::util::TimeUtil;
@@ -138,6 +144,43 @@ std::string InPlaceholders(size_t count) {
   return absl::StrCat("(", absl::StrJoin(std::vector<std::string>(count, "?"), ", "), ")");
 }
 
+absl::StatusOr<std::vector<int>> DistinctSweepStates(
+    const std::vector<tl::v1::Sweep::State>& states) {
+  std::set<int> distinct;
+  for (tl::v1::Sweep::State state : states) {
+    if (!tl::v1::Sweep::State_IsValid(state)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown sweep state ", state));
+    }
+    distinct.insert(state);
+  }
+  return std::vector<int>(distinct.begin(), distinct.end());
+}
+
+// Inserts `job` (spec, owner, request id and sweep fields set by the caller) as a new QUEUED
+// job with a fresh id and its first event, inside the caller's transaction.
+absl::Status InsertNewJob(absl::BitGen& gen, absl::Time now, Reused& insert,
+                          Reused& insert_event, JobRecord& job) {
+  job.set_state(Job::QUEUED);
+  job.set_last_event_sequence(1);
+  // Through microseconds, so the returned job equals what GetJob will read back.
+  *job.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
+  *job.mutable_update_time() = job.create_time();
+  bool inserted = false;
+  for (int attempt = 0; attempt < kMaxIdAttempts && !inserted; ++attempt) {
+    job.set_id(NewJobId(gen));
+    insert.reset();
+    BindJobColumns(job, insert);
+    // No row changed means the id was taken: draw another.
+    inserted = insert.exec() == 1;
+  }
+  if (!inserted) return absl::InternalError("no free job id found");
+  JobEvent created;
+  created.set_sequence(1);
+  *created.mutable_job() = ToApiJob(job);
+  InsertEvent(insert_event, job.id(), created);
+  return absl::OkStatus();
+}
+
 // A page token names the seq of the last job on the previous page. The "s" prefix keeps it
 // from looking like a bare number callers might be tempted to compute.
 std::string MakePageToken(int64_t last_seq) { return absl::StrCat("s", last_seq); }
@@ -199,30 +242,172 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::CreateJobs(const std::vec
     for (const NewJob& new_job : new_jobs) {
       JobRecord& job = jobs.emplace_back();
       *job.mutable_spec() = new_job.spec;
-      job.set_state(Job::QUEUED);
       job.set_owner(new_job.owner);
       job.set_request_id(new_job.request_id);
-      job.set_last_event_sequence(1);
-      // Through microseconds, so the returned job equals what GetJob will read back.
-      *job.mutable_create_time() =
-          TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(new_job.now));
-      *job.mutable_update_time() = job.create_time();
-      bool inserted = false;
-      for (int attempt = 0; attempt < kMaxIdAttempts && !inserted; ++attempt) {
-        job.set_id(NewJobId(gen));
-        insert.reset();
-        BindJobColumns(job, insert);
-        // No row changed means the id was taken: draw another.
-        inserted = insert.exec() == 1;
-      }
-      if (!inserted) return absl::InternalError("no free job id found");
-      JobEvent created;
-      created.set_sequence(1);
-      *created.mutable_job() = ToApiJob(job);
-      InsertEvent(insert_event, job.id(), created);
+      TL_RETURN_IF_ERROR(InsertNewJob(gen, new_job.now, insert, insert_event, job));
     }
     transaction.commit();
     return jobs;
+  });
+}
+
+absl::StatusOr<SweepRecord> SqliteJobStore::CreateSweep(const SweepRecord& given) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("create sweep", [&]() -> absl::StatusOr<SweepRecord> {
+    absl::BitGen gen;
+    SweepRecord sweep = given;
+    sweep.set_trials_created(0);
+    Reused insert = Prepare(statements_, *db_, kInsertSweepSql);
+    for (int attempt = 0; attempt < kMaxIdAttempts; ++attempt) {
+      sweep.set_id(NewJobId(gen));
+      insert.reset();
+      BindSweepColumns(sweep, insert);
+      insert.bind(":owner", sweep.owner());
+      insert.bind(":request_id", sweep.request_id());
+      insert.bind(":create_time_us", StoredMicros(sweep.has_create_time(), sweep.create_time()));
+      // No row changed means the id was taken: draw another.
+      if (insert.exec() == 1) return sweep;
+    }
+    return absl::InternalError("no free sweep id found");
+  });
+}
+
+absl::StatusOr<JobRecord> SqliteJobStore::CreateTrial(const SweepRecord& sweep,
+                                                      const JobRecord& trial, absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("create trial", [&]() -> absl::StatusOr<JobRecord> {
+    SQLite::Transaction transaction(*db_);
+    Reused query = Prepare(statements_, *db_,
+                           absl::StrCat("SELECT ", kSweepColumns, " FROM sweeps WHERE id = ?"));
+    query.bind(1, sweep.id());
+    if (!query.executeStep()) return SweepNotFound(sweep.id());
+    TL_ASSIGN_OR_RETURN(const SweepRecord stored, RowToSweep(query));
+    query.reset();
+    if (stored.trials_created() != trial.sweep_trial() ||
+        sweep.trials_created() != trial.sweep_trial() + 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sweep ", sweep.id(), " has created ", stored.trials_created(),
+                       " trials; trial ", trial.sweep_trial(), " is not the next"));
+    }
+    absl::BitGen gen;
+    JobRecord job = trial;
+    job.set_sweep_id(sweep.id());
+    Reused insert = Prepare(statements_, *db_, kInsertJobSql);
+    Reused insert_event = Prepare(statements_, *db_, kPutEventSql);
+    TL_RETURN_IF_ERROR(InsertNewJob(gen, now, insert, insert_event, job));
+    Reused update = Prepare(statements_, *db_, kUpdateSweepSql);
+    BindSweepColumns(sweep, update);
+    update.exec();
+    transaction.commit();
+    return job;
+  });
+}
+
+absl::Status SqliteJobStore::UpdateSweep(const SweepRecord& sweep) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("update sweep", [&]() -> absl::Status {
+    Reused update = Prepare(statements_, *db_, kUpdateSweepSql);
+    BindSweepColumns(sweep, update);
+    if (update.exec() == 0) return SweepNotFound(sweep.id());
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<SweepRecord> SqliteJobStore::GetSweep(const std::string& sweep_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("get sweep", [&]() -> absl::StatusOr<SweepRecord> {
+    Reused query = Prepare(statements_, *db_,
+                           absl::StrCat("SELECT ", kSweepColumns, " FROM sweeps WHERE id = ?"));
+    query.bind(1, sweep_id);
+    if (!query.executeStep()) return SweepNotFound(sweep_id);
+    return RowToSweep(query);
+  });
+}
+
+absl::StatusOr<std::optional<SweepRecord>> SqliteJobStore::FindSweepByRequestId(
+    const std::string& owner, const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("find sweep by request id", [&]() -> absl::StatusOr<std::optional<SweepRecord>> {
+    Reused query = Prepare(statements_, *db_, absl::StrCat(
+        "SELECT ", kSweepColumns,
+        " FROM sweeps WHERE owner = ? AND request_id = ? AND request_id != ''"));
+    query.bind(1, owner);
+    query.bind(2, request_id);
+    if (!query.executeStep()) return std::optional<SweepRecord>();
+    TL_ASSIGN_OR_RETURN(SweepRecord sweep, RowToSweep(query));
+    return std::optional<SweepRecord>(std::move(sweep));
+  });
+}
+
+absl::StatusOr<JobStore::SweepPage> SqliteJobStore::ListSweeps(
+    const std::vector<tl::v1::Sweep::State>& states, int page_size, const std::string& page_token,
+    const std::string& owner) {
+  if (page_size < 1 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must be in [1, ", kMaxPageSize, "], got ", page_size));
+  }
+  TL_ASSIGN_OR_RETURN(std::vector<int> filter, DistinctSweepStates(states));
+  int64_t before_seq = std::numeric_limits<int64_t>::max();
+  if (!page_token.empty()) {
+    TL_ASSIGN_OR_RETURN(before_seq, ParsePageToken(page_token));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("list sweeps", [&]() -> absl::StatusOr<SweepPage> {
+    const std::string state_clause =
+        filter.empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter.size()));
+    const std::string owner_clause = owner.empty() ? "" : " AND owner = ?";
+    Reused query = Prepare(statements_, *db_,
+                           absl::StrCat("SELECT ", kSweepColumns, " FROM sweeps WHERE seq < ?",
+                                        state_clause, owner_clause, " ORDER BY seq DESC LIMIT ?"));
+    int parameter = 1;
+    query.bind(parameter++, before_seq);
+    for (int state : filter) query.bind(parameter++, state);
+    if (!owner.empty()) query.bind(parameter++, owner);
+    query.bind(parameter++, page_size + 1);
+    SweepPage page;
+    int64_t last_seq = 0;
+    while (query.executeStep()) {
+      if (static_cast<int>(page.sweeps.size()) == page_size) {
+        page.next_page_token = MakePageToken(last_seq);
+        break;
+      }
+      TL_ASSIGN_OR_RETURN(SweepRecord sweep, RowToSweep(query));
+      page.sweeps.push_back(std::move(sweep));
+      last_seq = query.getColumn(kSweepSeqColumn).getInt64();
+    }
+    return page;
+  });
+}
+
+absl::StatusOr<std::vector<SweepRecord>> SqliteJobStore::SweepsInStates(
+    const std::vector<tl::v1::Sweep::State>& states) {
+  TL_ASSIGN_OR_RETURN(std::vector<int> filter, DistinctSweepStates(states));
+  if (filter.empty()) return std::vector<SweepRecord>();
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("list sweeps by state", [&]() -> absl::StatusOr<std::vector<SweepRecord>> {
+    Reused query = Prepare(statements_, *db_,
+                           absl::StrCat("SELECT ", kSweepColumns, " FROM sweeps WHERE state IN ",
+                                        InPlaceholders(filter.size()), " ORDER BY seq"));
+    int parameter = 1;
+    for (int state : filter) query.bind(parameter++, state);
+    std::vector<SweepRecord> sweeps;
+    while (query.executeStep()) {
+      TL_ASSIGN_OR_RETURN(SweepRecord sweep, RowToSweep(query));
+      sweeps.push_back(std::move(sweep));
+    }
+    return sweeps;
+  });
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::TrialsOf(const std::string& sweep_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Guarded("list trials", [&]() -> absl::StatusOr<std::vector<JobRecord>> {
+    // The last term repeats the partial index's condition, so that SQLite uses jobs_by_sweep.
+    Reused query = Prepare(statements_, *db_, absl::StrCat(
+        "SELECT ", kJobColumns,
+        " FROM jobs WHERE sweep_id = ? AND sweep_id != '' ORDER BY sweep_trial"));
+    query.bind(1, sweep_id);
+    return AllRowsToRecords(query);
   });
 }
 
@@ -360,7 +545,8 @@ absl::StatusOr<std::vector<LogLine>> SqliteJobStore::GetLogs(const std::string& 
 absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::State>& states,
                                                   int page_size, const std::string& page_token,
                                                   const std::string& owner,
-                                                  size_t max_page_bytes) {
+                                                  size_t max_page_bytes,
+                                                  const std::string& sweep_id) {
   if (page_size < 1 || page_size > kMaxPageSize) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must be in [1, ", kMaxPageSize, "], got ", page_size));
@@ -376,13 +562,15 @@ absl::StatusOr<JobStore::Page> SqliteJobStore::ListJobs(const std::vector<Job::S
     const std::string state_clause =
         filter.empty() ? "" : absl::StrCat(" AND state IN ", InPlaceholders(filter.size()));
     const std::string owner_clause = owner.empty() ? "" : " AND owner = ?";
+    const std::string sweep_clause = sweep_id.empty() ? "" : " AND sweep_id = ?";
     Reused query = Prepare(statements_, *db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq < ?",
-                                               state_clause, owner_clause,
+                                               state_clause, owner_clause, sweep_clause,
                                                " ORDER BY seq DESC LIMIT ?"));
     int parameter = 1;
     query.bind(parameter++, before_seq);
     for (int state : filter) query.bind(parameter++, state);
     if (!owner.empty()) query.bind(parameter++, owner);
+    if (!sweep_id.empty()) query.bind(parameter++, sweep_id);
     // One row more than the page: its presence is what says another page exists, so a page
     // that happens to hold exactly the rest gets no token.
     query.bind(parameter++, page_size + 1);

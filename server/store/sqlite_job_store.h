@@ -44,7 +44,8 @@ class SqliteJobStore final : public JobStore {
                                                        int limit) override;
   absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states, int page_size,
                                 const std::string& page_token, const std::string& owner = "",
-                                size_t max_page_bytes = SIZE_MAX) override;
+                                size_t max_page_bytes = SIZE_MAX,
+                                const std::string& sweep_id = "") override;
   absl::StatusOr<std::vector<JobRecord>> JobsInStates(
       const std::vector<tl::v1::Job::State>& states) override;
   absl::Status PutEpoch(const std::string& job_id, const tl::v1::EpochMetrics& metrics) override;
@@ -52,6 +53,19 @@ class SqliteJobStore final : public JobStore {
                                                                int epoch) override;
   absl::StatusOr<std::vector<tl::v1::EpochMetrics>> GetEpochs(const std::string& job_id) override;
   absl::StatusOr<std::map<tl::v1::Job::State, int64_t>> CountByState() override;
+  absl::StatusOr<SweepRecord> CreateSweep(const SweepRecord& sweep) override;
+  absl::StatusOr<JobRecord> CreateTrial(const SweepRecord& sweep, const JobRecord& trial,
+                                        absl::Time now) override;
+  absl::Status UpdateSweep(const SweepRecord& sweep) override;
+  absl::StatusOr<SweepRecord> GetSweep(const std::string& sweep_id) override;
+  absl::StatusOr<std::optional<SweepRecord>> FindSweepByRequestId(
+      const std::string& owner, const std::string& request_id) override;
+  absl::StatusOr<SweepPage> ListSweeps(const std::vector<tl::v1::Sweep::State>& states,
+                                       int page_size, const std::string& page_token,
+                                       const std::string& owner = "") override;
+  absl::StatusOr<std::vector<SweepRecord>> SweepsInStates(
+      const std::vector<tl::v1::Sweep::State>& states) override;
+  absl::StatusOr<std::vector<JobRecord>> TrialsOf(const std::string& sweep_id) override;
 
   // Prepared statements by SQL text, made on first use.
   using StatementCache = std::map<std::string, std::unique_ptr<SQLite::Statement>>;

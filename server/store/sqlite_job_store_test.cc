@@ -263,14 +263,14 @@ TEST_F(JobStoreTest, RecordsSchemaVersionAndRefusesNewerOnes) {
   char version[4] = {};
   file.seekg(kUserVersionOffset);
   ASSERT_TRUE(file.read(version, sizeof(version)));
-  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 4));
+  EXPECT_THAT(std::vector<int>(version, version + 4), ElementsAre(0, 0, 0, 5));
 
-  const char future_version[4] = {0, 0, 0, 5};
+  const char future_version[4] = {0, 0, 0, 6};
   file.seekp(kUserVersionOffset);
   ASSERT_TRUE(file.write(future_version, sizeof(future_version)));
   file.close();
   EXPECT_THAT(SqliteJobStore::Open(path_),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 5")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 6")));
 }
 
 TEST_F(JobStoreTest, ListPagesNewestFirstWithoutGapsOrDuplicates) {
@@ -625,6 +625,148 @@ TEST_F(JobStoreV2Test, VersionThreeFilesAreMigrated) {
   EXPECT_THAT(reopened.replica_worker_ids(), IsEmpty());
   ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, ""));
   EXPECT_THAT(page.jobs, SizeIs(4));
+}
+
+// A file written by the store of schema version 4 (testdata/schema_v4.db: the version 3 file's
+// jobs, migrated by a version 4 server) opens as version 5: every job a job of its own, and
+// sweeps stored beside them.
+TEST_F(JobStoreV2Test, VersionFourFilesAreMigrated) {
+  store_.reset();
+  const std::string old_path = (dir_ / "v4.db").string();
+  std::filesystem::copy_file(TL_SCHEMA_V4_DB, old_path);
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(old_path));
+  ASSERT_OK_AND_ASSIGN(JobRecord gang, store_->GetJob("69d36f08541a8ebd"));
+  EXPECT_EQ(gang.state(), Job::SUCCEEDED);
+  EXPECT_THAT(gang.replica_worker_ids(), ElementsAre("w1", "w2"));
+  EXPECT_EQ(gang.sweep_id(), "");
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::EpochMetrics> epochs, store_->GetEpochs(gang.id()));
+  EXPECT_THAT(epochs, SizeIs(3));
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, ""));
+  EXPECT_THAT(page.jobs, SizeIs(4));
+
+  SweepRecord sweep;
+  sweep.set_owner("alice");
+  sweep.set_state(tl::v1::Sweep::RUNNING);
+  ASSERT_OK_AND_ASSIGN(sweep, store_->CreateSweep(sweep));
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(old_path));
+  EXPECT_THAT(store_->GetSweep(sweep.id()), IsOk());
+}
+
+class SweepStoreTest : public JobStoreTest {
+ protected:
+  SweepRecord NewSweep(const std::string& owner = "alice", const std::string& request_id = "") {
+    SweepRecord sweep;
+    sweep.set_owner(owner);
+    sweep.set_request_id(request_id);
+    sweep.set_state(tl::v1::Sweep::RUNNING);
+    sweep.mutable_spec()->set_name("lr");
+    sweep.mutable_spec()->set_max_trials(4);
+    *sweep.mutable_create_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(100);
+    absl::StatusOr<SweepRecord> created = store_->CreateSweep(sweep);
+    EXPECT_THAT(created, IsOk());
+    return created.ok() ? *created : sweep;
+  }
+
+  // Trial `index` of `sweep`, with the sweep's counter moved past it.
+  absl::StatusOr<JobRecord> AddTrial(SweepRecord& sweep, int index) {
+    JobRecord trial;
+    *trial.mutable_spec() = FullSpec("lr-trial-" + std::to_string(index));
+    trial.set_owner(sweep.owner());
+    trial.set_sweep_trial(index);
+    SweepRecord next = sweep;
+    next.set_trials_created(index + 1);
+    absl::StatusOr<JobRecord> job = store_->CreateTrial(next, trial, kCreateTime);
+    if (job.ok()) sweep = next;
+    return job;
+  }
+};
+
+TEST_F(SweepStoreTest, ASweepReadsBackAndUpdates) {
+  SweepRecord sweep = NewSweep();
+  EXPECT_EQ(sweep.id().size(), 16u);
+  ASSERT_OK_AND_ASSIGN(SweepRecord stored, store_->GetSweep(sweep.id()));
+  EXPECT_THAT(stored, EqualsProto(sweep));
+  sweep.set_state(tl::v1::Sweep::PAUSED);
+  sweep.set_best_objective(0.5);
+  ASSERT_THAT(store_->UpdateSweep(sweep), IsOk());
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(stored, store_->GetSweep(sweep.id()));
+  EXPECT_THAT(stored, EqualsProto(sweep));
+  EXPECT_THAT(store_->GetSweep("nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("sweep \"nope\" not found")));
+  SweepRecord missing = sweep;
+  missing.set_id("nope");
+  EXPECT_THAT(store_->UpdateSweep(missing), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SweepStoreTest, TrialsAreCreatedWithTheCounterAndNeverTwice) {
+  SweepRecord sweep = NewSweep();
+  ASSERT_OK_AND_ASSIGN(JobRecord first, AddTrial(sweep, 0));
+  EXPECT_EQ(first.sweep_id(), sweep.id());
+  EXPECT_EQ(first.state(), Job::QUEUED);
+  ASSERT_OK_AND_ASSIGN(JobRecord second, AddTrial(sweep, 1));
+  // Trial 1 again (a scheduler that lost track of its counter): refused, nothing stored.
+  SweepRecord stale = sweep;
+  stale.set_trials_created(1);
+  EXPECT_THAT(AddTrial(stale, 1), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                          HasSubstr("trial 1 is not the next")));
+  ASSERT_OK_AND_ASSIGN(SweepRecord stored, store_->GetSweep(sweep.id()));
+  EXPECT_EQ(stored.trials_created(), 2);
+  ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> trials, store_->TrialsOf(sweep.id()));
+  ASSERT_THAT(trials, SizeIs(2));
+  EXPECT_EQ(trials[0].id(), first.id());
+  EXPECT_EQ(trials[1].sweep_trial(), 1);
+  ASSERT_OK_AND_ASSIGN(std::vector<tl::v1::JobEvent> events, store_->GetEvents(second.id(), 0));
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].job().sweep_id(), sweep.id());
+  // ListJobs can keep to one sweep's trials.
+  CreateJobs(2);
+  ASSERT_OK_AND_ASSIGN(JobStore::Page page, store_->ListJobs({}, 10, "", "", SIZE_MAX, sweep.id()));
+  EXPECT_THAT(IdsOf(page.jobs), ElementsAre(second.id(), first.id()));
+}
+
+TEST_F(SweepStoreTest, ACounterThatSkipsTrialsIsRefused) {
+  SweepRecord sweep = NewSweep();
+  ASSERT_THAT(AddTrial(sweep, 0), IsOk());
+  // Trial 1 with the counter moved to 3 would leave trials 1 and 2 uncreated for good.
+  SweepRecord skipping = sweep;
+  skipping.set_trials_created(3);
+  JobRecord trial;
+  trial.set_sweep_trial(1);
+  EXPECT_THAT(store_->CreateTrial(skipping, trial, kCreateTime),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_OK_AND_ASSIGN(SweepRecord stored, store_->GetSweep(sweep.id()));
+  EXPECT_EQ(stored.trials_created(), 1);
+}
+
+TEST_F(SweepStoreTest, SweepsListNewestFirstByOwnerAndStateAndRequestId) {
+  const SweepRecord a = NewSweep("alice", "r1");
+  SweepRecord b = NewSweep("bob");
+  const SweepRecord c = NewSweep("alice");
+  b.set_state(tl::v1::Sweep::SUCCEEDED);
+  ASSERT_THAT(store_->UpdateSweep(b), IsOk());
+  ASSERT_OK_AND_ASSIGN(JobStore::SweepPage first, store_->ListSweeps({}, 2, ""));
+  ASSERT_THAT(first.sweeps, SizeIs(2));
+  EXPECT_EQ(first.sweeps[0].id(), c.id());
+  ASSERT_OK_AND_ASSIGN(JobStore::SweepPage rest, store_->ListSweeps({}, 2, first.next_page_token));
+  ASSERT_THAT(rest.sweeps, SizeIs(1));
+  EXPECT_EQ(rest.sweeps[0].id(), a.id());
+  EXPECT_TRUE(rest.next_page_token.empty());
+  ASSERT_OK_AND_ASSIGN(JobStore::SweepPage alices, store_->ListSweeps({}, 10, "", "alice"));
+  EXPECT_THAT(alices.sweeps, SizeIs(2));
+  ASSERT_OK_AND_ASSIGN(std::vector<SweepRecord> running,
+                       store_->SweepsInStates({tl::v1::Sweep::RUNNING}));
+  ASSERT_THAT(running, SizeIs(2));
+  EXPECT_EQ(running[0].id(), a.id());  // oldest first
+  ASSERT_OK_AND_ASSIGN(std::optional<SweepRecord> found, store_->FindSweepByRequestId("alice", "r1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id(), a.id());
+  ASSERT_OK_AND_ASSIGN(found, store_->FindSweepByRequestId("bob", "r1"));
+  EXPECT_FALSE(found.has_value());
+  EXPECT_THAT(store_->ListSweeps({static_cast<tl::v1::Sweep::State>(99)}, 10, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -56,6 +56,23 @@ void BindJobColumns(const JobRecord& job, SQLite::Statement& statement) {
   statement.bind(":failures", job.failures());
   statement.bind(":last_event_sequence", static_cast<int64_t>(job.last_event_sequence()));
   statement.bind(":replica_worker_ids", JoinedWorkerIds(job.replica_worker_ids()));
+  statement.bind(":sweep_id", job.sweep_id());
+  statement.bind(":sweep_trial", job.sweep_trial());
+}
+
+void BindSweepColumns(const SweepRecord& sweep, SQLite::Statement& statement) {
+  statement.bind(":id", sweep.id());
+  statement.bind(":state", static_cast<int>(sweep.state()));
+  BindBlob(statement, ":record", sweep.SerializeAsString());
+}
+
+absl::StatusOr<SweepRecord> RowToSweep(const SQLite::Statement& row) {
+  SweepRecord sweep;
+  if (!ParseBlob(row.getColumn(kSweepRecordColumn), &sweep)) {
+    return absl::InternalError(
+        absl::StrCat("sweep ", row.getColumn(kSweepRowIdColumn).getString(), " has a corrupt row"));
+  }
+  return sweep;
 }
 
 std::string JoinedWorkerIds(const google::protobuf::RepeatedPtrField<std::string>& ids) {
@@ -125,6 +142,8 @@ absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row) {
   for (std::string& id : SplitWorkerIds(row.getColumn(kReplicaWorkerIdsColumn).getString())) {
     job.add_replica_worker_ids(std::move(id));
   }
+  job.set_sweep_id(row.getColumn(kSweepIdColumn).getString());
+  job.set_sweep_trial(row.getColumn(kSweepTrialColumn).getInt());
   return job;
 }
 

@@ -14,6 +14,7 @@
 #include "google/protobuf/message_lite.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "server/record/job_record.pb.h"
+#include "server/record/sweep_record.pb.h"
 #include "tl/v1/service.pb.h"
 
 namespace tl::server::sqlite_rows {
@@ -22,7 +23,7 @@ namespace tl::server::sqlite_rows {
 inline constexpr char kJobColumns[] =
     "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
     "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
-    "failures, last_event_sequence, replica_worker_ids";
+    "failures, last_event_sequence, replica_worker_ids, sweep_id, sweep_trial";
 enum JobColumn : int {
   kSeqColumn,
   kIdColumn,
@@ -44,16 +45,20 @@ enum JobColumn : int {
   kFailuresColumn,
   kLastEventSequenceColumn,
   kReplicaWorkerIdsColumn,
+  kSweepIdColumn,
+  kSweepTrialColumn,
 };
 
 // INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
 inline constexpr char kInsertJobSql[] = R"sql(
 INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
                   create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
-                  request_id, pause_requested, failures, last_event_sequence, replica_worker_ids)
+                  request_id, pause_requested, failures, last_event_sequence, replica_worker_ids,
+                  sweep_id, sweep_trial)
 VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
         :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
-        :request_id, :pause_requested, :failures, :last_event_sequence, :replica_worker_ids)
+        :request_id, :pause_requested, :failures, :last_event_sequence, :replica_worker_ids,
+        :sweep_id, :sweep_trial)
 ON CONFLICT (id) DO NOTHING
 )sql";
 inline constexpr char kUpdateJobSql[] = R"sql(
@@ -63,7 +68,8 @@ UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = 
                 end_time_us = :end_time_us, update_time_us = :update_time_us, spec = :spec,
                 result = :result, request_id = :request_id, pause_requested = :pause_requested,
                 failures = :failures, last_event_sequence = :last_event_sequence,
-                replica_worker_ids = :replica_worker_ids
+                replica_worker_ids = :replica_worker_ids, sweep_id = :sweep_id,
+                sweep_trial = :sweep_trial
 WHERE id = :id
 )sql";
 inline constexpr char kPutEpochSql[] = R"sql(
@@ -83,6 +89,29 @@ absl::StatusOr<tl::v1::Job::State> StoredState(int value);
 bool ParseBlob(const SQLite::Column& column, google::protobuf::MessageLite* message);
 // Reads the current row of a statement that selected kJobColumns.
 absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row);
+// Every sweep query selects these columns; the row's record holds the rest.
+inline constexpr char kSweepColumns[] = "seq, id, state, owner, request_id, create_time_us, record";
+enum SweepColumn : int {
+  kSweepSeqColumn,
+  kSweepRowIdColumn,
+  kSweepStateColumn,
+  kSweepOwnerColumn,
+  kSweepRequestIdColumn,
+  kSweepCreateTimeColumn,
+  kSweepRecordColumn,
+};
+inline constexpr char kInsertSweepSql[] = R"sql(
+INSERT INTO sweeps (id, state, owner, request_id, create_time_us, record)
+VALUES (:id, :state, :owner, :request_id, :create_time_us, :record)
+ON CONFLICT (id) DO NOTHING
+)sql";
+inline constexpr char kUpdateSweepSql[] = R"sql(
+UPDATE sweeps SET state = :state, record = :record WHERE id = :id
+)sql";
+void BindSweepColumns(const SweepRecord& sweep, SQLite::Statement& statement);
+// Reads the current row of a statement that selected kSweepColumns.
+absl::StatusOr<SweepRecord> RowToSweep(const SQLite::Statement& row);
+
 // Reads every row a job query returns.
 absl::StatusOr<std::vector<JobRecord>> AllRowsToRecords(SQLite::Statement& query);
 

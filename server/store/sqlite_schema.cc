@@ -23,7 +23,7 @@ using ::tl::v1::JobEvent;
 
 // Bump together with a migration in CreateOrCheckSchema; files written by a newer binary are
 // refused rather than misread.
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 // Time columns hold microseconds since the Unix epoch, 0 for "unset". seq orders jobs by
 // insertion (listing, page tokens, FIFO among equal priorities); AUTOINCREMENT keeps a seq from
@@ -100,6 +100,26 @@ ALTER TABLE jobs ADD COLUMN replica_worker_ids TEXT NOT NULL DEFAULT '';
 )sql";
 constexpr char kSchemaV4DropSql[] = R"sql(
 ALTER TABLE jobs DROP COLUMN replicas;
+)sql";
+
+// Version 5: sweeps. A trial is a job with its sweep's id and its index there; a sweep's row
+// holds its record (server/record/sweep_record.proto) beside the columns queries filter on.
+constexpr char kSchemaV5Sql[] = R"sql(
+ALTER TABLE jobs ADD COLUMN sweep_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN sweep_trial INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_by_sweep ON jobs (sweep_id, sweep_trial) WHERE sweep_id != '';
+CREATE TABLE sweeps (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  state INTEGER NOT NULL,
+  owner TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  record BLOB NOT NULL
+);
+CREATE INDEX sweeps_by_state ON sweeps (state, seq);
+CREATE INDEX sweeps_by_owner ON sweeps (owner, seq);
+CREATE UNIQUE INDEX sweeps_by_request ON sweeps (owner, request_id) WHERE request_id != '';
 )sql";
 
 // Copies every version 3 replica list (a tl.v1.Job holding only replica_worker_ids) into the
@@ -182,9 +202,12 @@ absl::Status CreateOrCheckSchema(SQLite::Database& db) {
   if (version == 0) db.exec(kCreateSchemaSql);
   if (version < 2) db.exec(kSchemaV2Sql);
   if (version < 3) db.exec(kSchemaV3Sql);
-  db.exec(kSchemaV4AddSql);
-  MoveReplicaLists(db);
-  db.exec(kSchemaV4DropSql);
+  if (version < 4) {
+    db.exec(kSchemaV4AddSql);
+    MoveReplicaLists(db);
+    db.exec(kSchemaV4DropSql);
+  }
+  db.exec(kSchemaV5Sql);
   // After every column exists: it reads whole job rows.
   if (version == 1) AddSnapshotEvents(db);
   db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));

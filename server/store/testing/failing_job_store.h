@@ -31,6 +31,14 @@ class FailingJobStore final : public JobStore {
     kGetEpoch,
     kGetEpochs,
     kCountByState,
+    kCreateSweep,
+    kCreateTrial,
+    kUpdateSweep,
+    kGetSweep,
+    kFindSweepByRequestId,
+    kListSweeps,
+    kSweepsInStates,
+    kTrialsOf,
   };
 
   explicit FailingJobStore(JobStore& real) : real_(real) {}
@@ -99,9 +107,10 @@ class FailingJobStore final : public JobStore {
   }
   absl::StatusOr<Page> ListJobs(const std::vector<tl::v1::Job::State>& states, int page_size,
                                 const std::string& page_token, const std::string& owner = "",
-                                size_t max_page_bytes = SIZE_MAX) override {
+                                size_t max_page_bytes = SIZE_MAX,
+                                const std::string& sweep_id = "") override {
     if (absl::Status status = Take(Call::kListJobs); !status.ok()) return status;
-    return real_.ListJobs(states, page_size, page_token, owner, max_page_bytes);
+    return real_.ListJobs(states, page_size, page_token, owner, max_page_bytes, sweep_id);
   }
   absl::StatusOr<std::vector<JobRecord>> JobsInStates(
       const std::vector<tl::v1::Job::State>& states) override {
@@ -124,6 +133,43 @@ class FailingJobStore final : public JobStore {
   absl::StatusOr<std::map<tl::v1::Job::State, int64_t>> CountByState() override {
     if (absl::Status status = Take(Call::kCountByState); !status.ok()) return status;
     return real_.CountByState();
+  }
+  absl::StatusOr<SweepRecord> CreateSweep(const SweepRecord& sweep) override {
+    if (absl::Status status = Take(Call::kCreateSweep); !status.ok()) return status;
+    return real_.CreateSweep(sweep);
+  }
+  absl::StatusOr<JobRecord> CreateTrial(const SweepRecord& sweep, const JobRecord& trial,
+                                        absl::Time now) override {
+    if (absl::Status status = Take(Call::kCreateTrial); !status.ok()) return status;
+    return real_.CreateTrial(sweep, trial, now);
+  }
+  absl::Status UpdateSweep(const SweepRecord& sweep) override {
+    if (absl::Status status = Take(Call::kUpdateSweep); !status.ok()) return status;
+    return real_.UpdateSweep(sweep);
+  }
+  absl::StatusOr<SweepRecord> GetSweep(const std::string& sweep_id) override {
+    if (absl::Status status = Take(Call::kGetSweep); !status.ok()) return status;
+    return real_.GetSweep(sweep_id);
+  }
+  absl::StatusOr<std::optional<SweepRecord>> FindSweepByRequestId(
+      const std::string& owner, const std::string& request_id) override {
+    if (absl::Status status = Take(Call::kFindSweepByRequestId); !status.ok()) return status;
+    return real_.FindSweepByRequestId(owner, request_id);
+  }
+  absl::StatusOr<SweepPage> ListSweeps(const std::vector<tl::v1::Sweep::State>& states,
+                                       int page_size, const std::string& page_token,
+                                       const std::string& owner = "") override {
+    if (absl::Status status = Take(Call::kListSweeps); !status.ok()) return status;
+    return real_.ListSweeps(states, page_size, page_token, owner);
+  }
+  absl::StatusOr<std::vector<SweepRecord>> SweepsInStates(
+      const std::vector<tl::v1::Sweep::State>& states) override {
+    if (absl::Status status = Take(Call::kSweepsInStates); !status.ok()) return status;
+    return real_.SweepsInStates(states);
+  }
+  absl::StatusOr<std::vector<JobRecord>> TrialsOf(const std::string& sweep_id) override {
+    if (absl::Status status = Take(Call::kTrialsOf); !status.ok()) return status;
+    return real_.TrialsOf(sweep_id);
   }
 
  private:
