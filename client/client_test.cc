@@ -173,6 +173,108 @@ TEST(ReadJobSpecFileTest, ReadsAFileAndNamesItInErrors) {
                                              AllOf(HasSubstr(bad), HasSubstr("learningrate"))));
 }
 
+// ---------------------------------------------------------------- sweep files
+
+TEST(ParseSweepSpecJsonTest, ReadsTheSpaceMethodObjectiveAndLimits) {
+  ASSERT_OK_AND_ASSIGN(tl::v1::SweepSpec spec, ParseSweepSpecJson(R"({
+    "name": "lr",
+    "base": {"backbone": {"path": "b.pt"}, "training": {"epochs": 9}},
+    "space": [
+      {"field": "training.learning_rate", "min": 0.0001, "max": 0.1, "scale": "LOG"},
+      {"field": "training.strategy", "values": ["FINE_TUNE", "FULL"]},
+      {"field": "preprocessing.horizontal_flip", "values": [true, false]}
+    ],
+    "method": "ASHA",
+    "seed": "7",
+    "objective": {"metric": "VAL_MACRO_F1"},
+    "maxTrials": 16,
+    "max_parallel_trials": 2,
+    "asha": {"minEpochs": 1, "reductionFactor": 3}
+  })", "sweep.json"));
+  EXPECT_EQ(spec.name(), "lr");
+  EXPECT_EQ(spec.base().training().epochs(), 9);
+  ASSERT_EQ(spec.space_size(), 3);
+  EXPECT_EQ(spec.space(0).field(), "training.learning_rate");
+  EXPECT_DOUBLE_EQ(spec.space(0).min(), 0.0001);
+  EXPECT_DOUBLE_EQ(spec.space(0).max(), 0.1);
+  EXPECT_EQ(spec.space(0).scale(), tl::v1::SearchParameter::LOG);
+  ASSERT_EQ(spec.space(1).values().values_size(), 2);
+  EXPECT_EQ(spec.space(1).values().values(1).string_value(), "FULL");
+  EXPECT_FALSE(spec.space(1).has_min());
+  EXPECT_TRUE(spec.space(2).values().values(0).bool_value());
+  EXPECT_EQ(spec.method(), tl::v1::SweepSpec::ASHA);
+  EXPECT_EQ(spec.seed(), 7u);
+  EXPECT_EQ(spec.objective().metric(), tl::v1::SweepSpec::Objective::VAL_MACRO_F1);
+  EXPECT_EQ(spec.max_trials(), 16);
+  EXPECT_EQ(spec.max_parallel_trials(), 2);
+  EXPECT_FALSE(spec.has_max_failed_trials());
+  EXPECT_EQ(spec.asha().reduction_factor(), 3);
+}
+
+TEST(ParseSweepSpecJsonTest, NamesTheFileAndTheFieldThatDoesNotParse) {
+  struct Case {
+    std::string json;
+    std::string field;
+  };
+  const Case cases[] = {
+      {R"({"nmae": "x"})", "nmae"},
+      {R"({"base": {"training": {"epoch": 3}}})", "epoch"},
+      {R"({"method": "HYPERBAND"})", "HYPERBAND"},
+      {R"({"objective": {"metric": "TEST_ACCURACY"}})", "TEST_ACCURACY"},
+      {R"({"maxTrials": "many"})", "max_trials"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(ParseSweepSpecJson(c.json, "bad-sweep.json"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("bad-sweep.json"), HasSubstr("SweepSpec"),
+                               HasSubstr(c.field))))
+        << "input: " << c.json;
+  }
+}
+
+// protobuf's message names a field of the space without its place; tlctl adds it.
+TEST(ParseSweepSpecJsonTest, NamesTheParameterOfTheSpaceByItsPlace) {
+  const std::string second_is_bad[] = {
+      R"({"field": "training.learning_rate", "mn": 0.1})",
+      R"({"field": "training.learning_rate", "scale": "LOGARITHMIC"})",
+      R"({"field": "training.learning_rate", "values": 0.1})",
+      R"({"field": "training.learning_rate", "min": "small"})",
+      R"({"field": ["training.learning_rate"]})",
+  };
+  for (const std::string& parameter : second_is_bad) {
+    const std::string json = R"({"space": [{"field": "training.epochs", "values": [1, 2]}, )" +
+                             parameter + "]}";
+    EXPECT_THAT(ParseSweepSpecJson(json, "space.json"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("space.json"), HasSubstr("space[1]"))))
+        << "input: " << json;
+  }
+  EXPECT_THAT(ParseSweepSpecJson(R"({"space": [{"field": "x", "scale": "LOGARITHMIC"}]})",
+                                 "space.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("space[0]"), HasSubstr("LOGARITHMIC"))));
+}
+
+TEST(ParseSweepSpecJsonTest, RejectsMalformedJson) {
+  for (const char* text : {R"({"space": [)", "", "[1, 2]", "nonsense"}) {
+    EXPECT_THAT(ParseSweepSpecJson(text, "broken.json"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("broken.json")))
+        << "input: " << text;
+  }
+}
+
+TEST(ReadSweepSpecFileTest, ReadsAFileOrNamesTheOneItCannotRead) {
+  TempDir dir;
+  const std::string good = dir.Sub("sweep.json");
+  std::ofstream(good) << R"({"name": "from disk", "maxTrials": 4})";
+  ASSERT_OK_AND_ASSIGN(tl::v1::SweepSpec spec, ReadSweepSpecFile(good));
+  EXPECT_EQ(spec.name(), "from disk");
+  EXPECT_EQ(spec.max_trials(), 4);
+  const std::string missing = dir.Sub("absent/sweep.json");
+  EXPECT_THAT(ReadSweepSpecFile(missing),
+              StatusIs(absl::StatusCode::kNotFound, AllOf(HasSubstr("sweep file"), HasSubstr(missing))));
+}
+
 // ---------------------------------------------------------------- progress
 
 tl::v1::Progress MakeProgress(int batch, int batches) {
@@ -445,6 +547,33 @@ TEST(JobListTest, LongNamesAreTruncatedAndColumnsStayAligned) {
                                                          << JobListHeader() << "\n"
                                                          << row;
   }
+}
+
+// STOPPED_EARLY, the longest state name, keeps the columns after it in place.
+TEST(JobListTest, TheLongestStateNameFitsItsColumn) {
+  Job job = FinishedJob();
+  job.set_state(Job::STOPPED_EARLY);
+  const std::vector<size_t> header_starts = TokenStarts(JobListHeader());
+  const std::vector<size_t> row_starts = TokenStarts(JobListRow(job));
+  ASSERT_GE(row_starts.size(), 4u);
+  EXPECT_EQ(row_starts[2], header_starts[2]) << JobListHeader() << "\n" << JobListRow(job);
+  EXPECT_EQ(row_starts[3], header_starts[3]);
+}
+
+TEST(JobStatesTest, ATrialStoppedEarlyHasEnded) {
+  for (Job::State state : {Job::SUCCEEDED, Job::FAILED, Job::CANCELLED, Job::STOPPED_EARLY}) {
+    EXPECT_TRUE(JobHasEnded(state)) << Job::State_Name(state);
+  }
+  for (Job::State state : {Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::PAUSED}) {
+    EXPECT_FALSE(JobHasEnded(state)) << Job::State_Name(state);
+  }
+}
+
+TEST(JobDetailsTest, NamesTheSweepOfATrial) {
+  Job job = FinishedJob();
+  EXPECT_THAT(JobDetails(job), Not(HasSubstr("sweep")));
+  job.set_sweep_id("sweep-7");
+  EXPECT_THAT(JobDetails(job), HasSubstr("\nsweep      sweep-7 "));
 }
 
 TEST(JobListTest, ShowsStateEpochAndAccuracyOrDash) {

@@ -19,13 +19,6 @@ namespace {
 // screen or passes for another line.
 std::string Shown(const std::string& text) { return EscapeControlCharacters(text); }
 
-std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp) {
-  if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return "-";
-  const absl::Time time = absl::FromUnixSeconds(timestamp.seconds()) +
-                          absl::Nanoseconds(timestamp.nanos());
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S", time, absl::LocalTimeZone());
-}
-
 double Seconds(const google::protobuf::Timestamp& timestamp) {
   return static_cast<double>(timestamp.seconds()) + timestamp.nanos() * 1e-9;
 }
@@ -68,6 +61,19 @@ std::string DatasetCheckLines(const tl::v1::DatasetSummary& dataset) {
 
 }  // namespace
 
+bool JobHasEnded(tl::v1::Job::State state) {
+  using tl::v1::Job;
+  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED ||
+         state == Job::STOPPED_EARLY;
+}
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp) {
+  if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return "-";
+  const absl::Time time = absl::FromUnixSeconds(timestamp.seconds()) +
+                          absl::Nanoseconds(timestamp.nanos());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", time, absl::LocalTimeZone());
+}
+
 std::string ProgressLine(const tl::v1::Progress& progress, int bar_width) {
   const double fraction =
       progress.batches() > 0
@@ -105,6 +111,9 @@ std::string JobDetails(const tl::v1::Job& job) {
     absl::StrAppend(&text, "waiting    ", Shown(job.pending_reason()), "\n");
   }
   absl::StrAppend(&text, "owner      ", Shown(job.owner()), "\n");
+  if (!job.sweep_id().empty()) {
+    absl::StrAppend(&text, "sweep      ", Shown(job.sweep_id()), " (this job is one of its trials)\n");
+  }
   absl::StrAppend(&text, "attempt    ", job.attempt(),
                   job.failures() > 0 ? absl::StrCat(" (", job.failures(), " failed)") : "", "\n");
   if (job.replica_worker_ids_size() > 1) {
@@ -182,8 +191,9 @@ std::string JobDetails(const tl::v1::Job& job) {
   return text;
 }
 
+// STATE is as wide as the longest state name, STOPPED_EARLY.
 std::string JobListHeader() {
-  return absl::StrFormat("%-16s  %-9s  %-24s  %-10s  %5s  %7s  %s", "ID", "STATE", "NAME", "OWNER",
+  return absl::StrFormat("%-16s  %-13s  %-24s  %-10s  %5s  %7s  %s", "ID", "STATE", "NAME", "OWNER",
                          "EPOCH", "VAL_ACC", "CREATED");
 }
 
@@ -192,7 +202,7 @@ std::string JobListRow(const tl::v1::Job& job) {
       job.result().has_final_metrics()
           ? absl::StrFormat("%.4f", job.result().final_metrics().val_accuracy())
           : "-";
-  return absl::StrFormat("%-16s  %-9s  %-24s  %-10s  %5d  %7s  %s", job.id(),
+  return absl::StrFormat("%-16s  %-13s  %-24s  %-10s  %5d  %7s  %s", job.id(),
                          tl::v1::Job::State_Name(job.state()), PrefixUtf8(Shown(job.spec().name()), 24),
                          PrefixUtf8(Shown(job.owner()), 10), job.epoch(), accuracy,
                          FormatTimestamp(job.create_time()));

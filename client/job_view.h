@@ -8,6 +8,13 @@
 
 namespace tl::client {
 
+// Whether a job in `state` has ended for good: SUCCEEDED, FAILED, CANCELLED,
+// or STOPPED_EARLY (a sweep's trial that the sweep stopped).
+bool JobHasEnded(tl::v1::Job::State state);
+
+// "2026-11-28 10:00:01" in the local time zone; "-" for an unset time.
+std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp);
+
 // "epoch 3/10 [########............] 40%  12/30 batches  loss 0.5321  812 img/s"
 std::string ProgressLine(const tl::v1::Progress& progress, int bar_width = 24);
 
