@@ -15,19 +15,23 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/job_file.h"
 #include "client/job_view.h"
 #include "client/report_view.h"
+#include "client/sweep_view.h"
 #include "common/credentials.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace tl::client {
 namespace {
 
 using ::tl::v1::Job;
+using ::tl::v1::Sweep;
 
 // 128 random bits in hex: unique enough that two submits never share a request id by chance.
 std::string NewRequestId() {
@@ -54,13 +58,96 @@ int ExitCodeFor(Job::State state) {
       return kExitOk;
     case Job::CANCELLED:
       return kExitJobCancelled;
+    case Job::STOPPED_EARLY:
+      return kExitJobStoppedEarly;
     default:
       return kExitJobFailed;
   }
 }
 
-bool IsTerminal(Job::State state) {
-  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED;
+int ExitCodeFor(Sweep::State state) {
+  switch (state) {
+    case Sweep::SUCCEEDED:
+      return kExitOk;
+    case Sweep::CANCELLED:
+      return kExitJobCancelled;
+    default:
+      return kExitJobFailed;
+  }
+}
+
+// Without a token the server takes the owner on trust; with one it is the token's principal.
+std::string OwnerToSend(const std::string& owner, const std::string& default_owner,
+                        const Connection& connection) {
+  return owner.empty() && !connection.authenticated() ? default_owner : owner;
+}
+
+bool MayNotHaveArrived(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+// A submit (`call` given a fresh context each time), sent again while it may not have
+// arrived; its request id makes a repeat of one that did arrive return what the first
+// created.
+template <typename Call>
+grpc::Status SubmitUntilAnswered(Connection& connection, Call call) {
+  grpc::Status status;
+  for (int attempt = 1; attempt <= kSubmitTries; ++attempt) {
+    std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+    status = call(context.get());
+    if (!MayNotHaveArrived(status)) break;
+    if (attempt < kSubmitTries) connection.Pause(std::chrono::milliseconds(250 * attempt));
+  }
+  return status;
+}
+
+void WriteIdFile(const std::string& path, const std::string& id, CommandOutput& output) {
+  if (path.empty()) return;
+  std::ofstream id_file(path);
+  id_file << id << "\n";
+  if (!id_file) output.err << "tlctl: cannot write " << path << "\n";
+}
+
+// A watch's stream ended without the end state: whether to give up at once (an answer that
+// will not change on a retry) rather than watch again.
+bool IsFinalAnswer(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::NOT_FOUND ||
+         status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+         status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+         status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
+}
+
+// The pause before the `failures`-th reconnect in a row: growing, up to two seconds.
+std::chrono::milliseconds ReconnectPause(int failures) {
+  return std::chrono::milliseconds(200 * std::min(failures, 10));
+}
+
+// State names given on the command line (any case) added to a list request; false, with
+// the name on stderr, for one that `parse` does not know.
+template <typename State, typename Add>
+bool AddStates(const std::vector<std::string>& names, bool (*parse)(const std::string&, State*),
+               const char* what, Add add, CommandOutput& output) {
+  for (const std::string& name : names) {
+    State state;
+    if (!parse(absl::AsciiStrToUpper(name), &state)) {
+      output.err << "tlctl: --state " << name << " is not a " << what << " state\n";
+      return false;
+    }
+    add(state);
+  }
+  return true;
+}
+
+// The command that brings the next page: the same filters and size, and the token.
+std::string NextPageCommand(const std::string& command, const std::vector<std::string>& states,
+                            const std::string& sweep_id, int page_size,
+                            const std::string& page_token) {
+  std::string line = "more: " + command;
+  for (const std::string& state : states) line += " --state " + absl::AsciiStrToUpper(state);
+  if (!sweep_id.empty()) line += " --sweep " + EscapeControlCharacters(sweep_id);
+  line += " --limit " + std::to_string(page_size);
+  return line + " --page-token " + EscapeControlCharacters(page_token);
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -86,10 +173,30 @@ class Console {
     bar_shown_ = false;
     output_.out << line << "\n" << std::flush;
   }
+  // On a terminal: `lines` in place of the lines the last Redraw wrote (the cursor goes
+  // up over them and clears to the end of the screen), each cut to the terminal's width so
+  // that none wraps into a line the next redraw would not count.
+  void Redraw(const std::string& lines) {
+    if (!output_.terminal) return;
+    Clear();
+    for (absl::string_view line : absl::StrSplit(lines, '\n', absl::SkipEmpty())) {
+      output_.out << (output_.columns > 1 ? PrefixUtf8(line, output_.columns - 1)
+                                          : std::string(line))
+                  << "\n";
+      ++redrawn_lines_;
+    }
+    output_.out << std::flush;
+  }
+  // Takes away what the last Redraw wrote.
+  void Clear() {
+    if (redrawn_lines_ > 0) output_.out << "\033[" << redrawn_lines_ << "A\033[J";
+    redrawn_lines_ = 0;
+  }
 
  private:
   CommandOutput& output_;
   bool bar_shown_ = false;
+  int redrawn_lines_ = 0;
 };
 
 // A call that changes one job (cancel, pause, resume) and prints its new state.
@@ -100,9 +207,22 @@ int ChangeJob(Connection& connection, const Request& request, Call call, Command
   grpc::Status status = (connection.stub().*call)(context.get(), request, &job);
   if (!status.ok()) return ReportCallError(status, output);
   std::string note;
-  if (job.cancel_requested() && !IsTerminal(job.state())) note = " (cancel requested)";
+  if (job.cancel_requested() && !JobHasEnded(job.state())) note = " (cancel requested)";
   if (job.pause_requested()) note = " (pause requested: it stops after its current epoch)";
   output.out << "job " << job.id() << " " << Job::State_Name(job.state()) << note << "\n";
+  return kExitOk;
+}
+
+// A call that changes one sweep (cancel, pause, resume) and prints its new state.
+template <typename Request, typename Call>
+int ChangeSweep(Connection& connection, const Request& request, Call call,
+                CommandOutput& output) {
+  Sweep sweep;
+  std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+  grpc::Status status = (connection.stub().*call)(context.get(), request, &sweep);
+  if (!status.ok()) return ReportCallError(status, output);
+  output.out << "sweep " << EscapeControlCharacters(sweep.id()) << " "
+             << Sweep::State_Name(sweep.state()) << "\n";
   return kExitOk;
 }
 
@@ -159,29 +279,15 @@ int SubmitCommand(Connection& connection, const SubmitOptions& options, CommandO
   }
   tl::v1::SubmitJobRequest request;
   *request.mutable_spec() = *std::move(spec);
-  // Without a token the server takes the owner on trust; with one it is the token's principal.
-  request.set_owner(options.owner.empty() && !connection.authenticated() ? options.default_owner
-                                                                         : options.owner);
+  request.set_owner(OwnerToSend(options.owner, options.default_owner, connection));
   request.set_request_id(options.request_id.empty() ? NewRequestId() : options.request_id);
   Job job;
-  grpc::Status status;
-  for (int attempt = 1; attempt <= kSubmitTries; ++attempt) {
-    std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
-    status = connection.stub().SubmitJob(context.get(), request, &job);
-    // Only a call that may not have arrived is repeated; the request id makes a repeat of
-    // one that did arrive return the same job.
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-      break;
-    }
-    if (attempt < kSubmitTries) connection.Pause(std::chrono::milliseconds(250 * attempt));
-  }
+  const grpc::Status status =
+      SubmitUntilAnswered(connection, [&](grpc::ClientContext* context) {
+        return connection.stub().SubmitJob(context, request, &job);
+      });
   if (!status.ok()) return ReportCallError(status, output);
-  if (!options.id_file.empty()) {
-    std::ofstream id_file(options.id_file);
-    id_file << job.id() << "\n";
-    if (!id_file) output.err << "tlctl: cannot write " << options.id_file << "\n";
-  }
+  WriteIdFile(options.id_file, job.id(), output);
   output.out << "submitted job " << job.id();
   if (!job.spec().name().empty()) {
     output.out << " (" << EscapeControlCharacters(job.spec().name()) << ")";
@@ -214,16 +320,14 @@ int ReportCommand(Connection& connection, const std::string& job_id, CommandOutp
 
 int ListCommand(Connection& connection, const ListOptions& options, CommandOutput& output) {
   tl::v1::ListJobsRequest request;
-  for (const std::string& name : options.states) {
-    Job::State state;
-    if (!Job::State_Parse(absl::AsciiStrToUpper(name), &state)) {
-      output.err << "tlctl: --state " << name << " is not a job state\n";
-      return kExitBadInput;
-    }
-    request.add_states(state);
+  if (!AddStates<Job::State>(
+          options.states, &Job::State_Parse, "job",
+          [&request](Job::State state) { request.add_states(state); }, output)) {
+    return kExitBadInput;
   }
   request.set_page_size(options.page_size);
   request.set_page_token(options.page_token);
+  request.set_sweep_id(options.sweep_id);
   tl::v1::ListJobsResponse response;
   std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
   grpc::Status status = connection.stub().ListJobs(context.get(), request, &response);
@@ -231,7 +335,9 @@ int ListCommand(Connection& connection, const ListOptions& options, CommandOutpu
   output.out << JobListHeader() << "\n";
   for (const Job& job : response.jobs()) output.out << JobListRow(job) << "\n";
   if (!response.next_page_token().empty()) {
-    output.out << "more: tlctl list --page-token " << response.next_page_token() << "\n";
+    output.out << NextPageCommand("tlctl list", options.states, options.sweep_id,
+                                  options.page_size, response.next_page_token())
+               << "\n";
   }
   return kExitOk;
 }
@@ -267,7 +373,7 @@ int WatchCommand(Connection& connection, const std::string& job_id, CommandOutpu
           last_attempt = event.job().attempt();
           std::string line = "job " + job_id + " " + Job::State_Name(last_state);
           if (last_attempt > 0) line += " (attempt " + std::to_string(last_attempt) + ")";
-          if (!event.job().worker_id().empty() && !IsTerminal(last_state)) {
+          if (!event.job().worker_id().empty() && !JobHasEnded(last_state)) {
             line += " on " + EscapeControlCharacters(event.job().worker_id());
           }
           if (!event.job().error().empty()) {
@@ -293,15 +399,10 @@ int WatchCommand(Connection& connection, const std::string& job_id, CommandOutpu
       }
     }
     const grpc::Status status = reader->Finish();
-    if (status.ok() && IsTerminal(last_state)) break;
-    if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
-        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
-        status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-        status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-      return ReportCallError(status, output);
-    }
+    if (status.ok() && JobHasEnded(last_state)) break;
+    if (IsFinalAnswer(status)) return ReportCallError(status, output);
     if (++failures > kWatchReconnects) return ReportCallError(status, output);
-    connection.Pause(std::chrono::milliseconds(200 * std::min(failures, 10)));
+    connection.Pause(ReconnectPause(failures));
   }
   output.out << "\n" << JobDetails(last_job);
   return ExitCodeFor(last_state);
@@ -331,7 +432,7 @@ int LogsCommand(Connection& connection, const std::string& job_id, bool follow,
         ++failures > kWatchReconnects) {
       return ReportCallError(status, output);
     }
-    connection.Pause(std::chrono::milliseconds(200 * std::min(failures, 10)));
+    connection.Pause(ReconnectPause(failures));
   }
 }
 
@@ -353,6 +454,130 @@ int ResumeCommand(Connection& connection, const std::string& job_id, CommandOutp
   tl::v1::ResumeJobRequest request;
   request.set_job_id(job_id);
   return ChangeJob(connection, request, &tl::v1::JobService::Stub::ResumeJob, output);
+}
+
+int SweepSubmitCommand(Connection& connection, const SweepSubmitOptions& options,
+                       CommandOutput& output) {
+  absl::StatusOr<tl::v1::SweepSpec> spec = ReadSweepSpecFile(options.sweep_file);
+  if (!spec.ok()) {
+    output.err << "tlctl: " << spec.status().message() << "\n";
+    return kExitBadInput;
+  }
+  tl::v1::SubmitSweepRequest request;
+  *request.mutable_spec() = *std::move(spec);
+  request.set_owner(OwnerToSend(options.owner, options.default_owner, connection));
+  request.set_request_id(options.request_id.empty() ? NewRequestId() : options.request_id);
+  Sweep sweep;
+  const grpc::Status status =
+      SubmitUntilAnswered(connection, [&](grpc::ClientContext* context) {
+        return connection.stub().SubmitSweep(context, request, &sweep);
+      });
+  if (!status.ok()) return ReportCallError(status, output);
+  WriteIdFile(options.id_file, sweep.id(), output);
+  output.out << "submitted sweep " << EscapeControlCharacters(sweep.id());
+  if (!sweep.spec().name().empty()) {
+    output.out << " (" << EscapeControlCharacters(sweep.spec().name()) << ")";
+  }
+  output.out << "\n" << std::flush;
+  if (!options.watch) return kExitOk;
+  return SweepWatchCommand(connection, sweep.id(), output);
+}
+
+int SweepGetCommand(Connection& connection, const std::string& sweep_id, bool as_json,
+                    CommandOutput& output) {
+  tl::v1::GetSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  Sweep sweep;
+  std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+  const grpc::Status status = connection.stub().GetSweep(context.get(), request, &sweep);
+  if (!status.ok()) return ReportCallError(status, output);
+  output.out << (as_json ? ToJson(sweep) + "\n" : SweepDetails(sweep));
+  return kExitOk;
+}
+
+int SweepListCommand(Connection& connection, const SweepListOptions& options,
+                     CommandOutput& output) {
+  tl::v1::ListSweepsRequest request;
+  if (!AddStates<Sweep::State>(
+          options.states, &Sweep::State_Parse, "sweep",
+          [&request](Sweep::State state) { request.add_states(state); }, output)) {
+    return kExitBadInput;
+  }
+  request.set_page_size(options.page_size);
+  request.set_page_token(options.page_token);
+  tl::v1::ListSweepsResponse response;
+  std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/true);
+  const grpc::Status status = connection.stub().ListSweeps(context.get(), request, &response);
+  if (!status.ok()) return ReportCallError(status, output);
+  output.out << SweepListHeader() << "\n";
+  for (const Sweep& sweep : response.sweeps()) output.out << SweepListRow(sweep) << "\n";
+  if (!response.next_page_token().empty()) {
+    output.out << NextPageCommand("tlctl sweep list", options.states, /*sweep_id=*/"",
+                                  options.page_size, response.next_page_token())
+               << "\n";
+  }
+  return kExitOk;
+}
+
+int SweepWatchCommand(Connection& connection, const std::string& sweep_id,
+                      CommandOutput& output) {
+  Console console(output);
+  TrialChangeLog change_log;
+  Sweep last_sweep;
+  int failures = 0;
+  while (true) {
+    std::unique_ptr<grpc::ClientContext> context = connection.Context(/*with_deadline=*/false);
+    tl::v1::WatchSweepRequest request;
+    request.set_sweep_id(sweep_id);
+    std::unique_ptr<grpc::ClientReader<tl::v1::SweepEvent>> reader =
+        connection.stub().WatchSweep(context.get(), request);
+    // Each event carries the whole sweep, the first one the sweep as it is: a watch that
+    // reconnects misses nothing, and the change log prints nothing twice. Only a change
+    // counts as progress: a stream that breaks after repeating the sweep is a failure.
+    tl::v1::SweepEvent event;
+    while (reader->Read(&event)) {
+      if (!google::protobuf::util::MessageDifferencer::Equals(event.sweep(), last_sweep)) {
+        failures = 0;
+      }
+      last_sweep = event.sweep();
+      if (output.terminal) {
+        console.Redraw(LiveTrialTable(last_sweep, kLiveTrialRows));
+      } else {
+        for (const std::string& line : change_log.Lines(last_sweep)) console.Line(line);
+      }
+    }
+    const grpc::Status status = reader->Finish();
+    if (status.ok() && SweepHasEnded(last_sweep.state())) break;
+    if (IsFinalAnswer(status)) return ReportCallError(status, output);
+    if (++failures > kWatchReconnects) return ReportCallError(status, output);
+    connection.Pause(ReconnectPause(failures));
+  }
+  // The whole table follows, so the redrawn part of it goes.
+  console.Clear();
+  output.out << (output.terminal ? "" : "\n") << SweepDetails(last_sweep);
+  return ExitCodeFor(last_sweep.state());
+}
+
+int SweepCancelCommand(Connection& connection, const std::string& sweep_id,
+                       const std::string& reason, CommandOutput& output) {
+  tl::v1::CancelSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  request.set_reason(reason);
+  return ChangeSweep(connection, request, &tl::v1::JobService::Stub::CancelSweep, output);
+}
+
+int SweepPauseCommand(Connection& connection, const std::string& sweep_id,
+                      CommandOutput& output) {
+  tl::v1::PauseSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  return ChangeSweep(connection, request, &tl::v1::JobService::Stub::PauseSweep, output);
+}
+
+int SweepResumeCommand(Connection& connection, const std::string& sweep_id,
+                       CommandOutput& output) {
+  tl::v1::ResumeSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  return ChangeSweep(connection, request, &tl::v1::JobService::Stub::ResumeSweep, output);
 }
 
 std::vector<std::string> PredictArguments(const PredictOptions& options) {

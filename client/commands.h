@@ -16,12 +16,14 @@
 
 namespace tl::client {
 
-// tlctl's exit statuses.
-inline constexpr int kExitOk = 0;            // done; for watch: the job SUCCEEDED
-inline constexpr int kExitCallFailed = 1;    // a call failed (status name on stderr)
-inline constexpr int kExitBadInput = 2;      // bad usage, input file or credentials
-inline constexpr int kExitJobFailed = 3;     // the watched job FAILED
-inline constexpr int kExitJobCancelled = 4;  // the watched job was CANCELLED
+// tlctl's exit statuses. A watched sweep exits as a job would: 0, 3 or 4.
+inline constexpr int kExitOk = 0;               // done; for watch: the job (sweep) SUCCEEDED
+inline constexpr int kExitCallFailed = 1;       // a call failed (status name on stderr)
+inline constexpr int kExitBadInput = 2;         // bad usage, input file or credentials
+inline constexpr int kExitJobFailed = 3;        // the watched job (sweep) FAILED
+inline constexpr int kExitJobCancelled = 4;     // the watched job (sweep) was CANCELLED
+inline constexpr int kExitJobStoppedEarly = 5;  // the watched job, a sweep's trial, was
+                                                // STOPPED_EARLY by the sweep
 
 // A watch survives this many broken streams (a restarting server) in a row.
 inline constexpr int kWatchReconnects = 30;
@@ -34,6 +36,9 @@ struct CommandOutput {
   std::ostream& out;
   std::ostream& err;
   bool terminal = false;
+  // The terminal's width, when known (0: not known); lines that a watch
+  // redraws are cut to it, so that none wraps and the redraw stays in place.
+  int columns = 0;
 };
 
 // The value of environment variable `name`, or `fallback` when it is unset or empty.
@@ -95,7 +100,31 @@ struct ListOptions {
   std::vector<std::string> states;
   int page_size = 50;
   std::string page_token;
+  // Only this sweep's trials; empty: every job.
+  std::string sweep_id;
 };
+
+struct SweepSubmitOptions {
+  std::string sweep_file;
+  bool watch = false;
+  // As SubmitOptions: the owner of the sweep and of its trials, the request id.
+  std::string owner;
+  std::string default_owner = "anonymous";
+  std::string request_id;
+  // Where to write the new sweep's id (for scripts); empty: nowhere.
+  std::string id_file;
+};
+
+struct SweepListOptions {
+  // Sweep state names, any case; an unknown one is bad input.
+  std::vector<std::string> states;
+  int page_size = 50;
+  std::string page_token;
+};
+
+// How many trials a watch on a terminal redraws at most: the unfinished ones
+// and the best first, then the latest; `tlctl sweep get` shows them all.
+inline constexpr int kLiveTrialRows = 20;
 
 struct PredictOptions {
   std::string model_path;
@@ -112,7 +141,8 @@ int GetCommand(Connection& connection, const std::string& job_id, bool as_json,
                CommandOutput& output);
 // report: the evaluation reports of a finished job; a job without one is a failed call.
 int ReportCommand(Connection& connection, const std::string& job_id, CommandOutput& output);
-// list: one page of jobs, newest first, and the command for the next page if there is one.
+// list: one page of jobs (of one sweep, with sweep_id), newest first, and the command for
+// the next page if there is one.
 int ListCommand(Connection& connection, const ListOptions& options, CommandOutput& output);
 // watch: state changes, a progress bar and the epoch table until the job ends,
 // reconnecting after the last event seen; exits with the job's outcome.
@@ -125,6 +155,29 @@ int CancelCommand(Connection& connection, const std::string& job_id, const std::
                   CommandOutput& output);
 int PauseCommand(Connection& connection, const std::string& job_id, CommandOutput& output);
 int ResumeCommand(Connection& connection, const std::string& job_id, CommandOutput& output);
+
+// sweep submit: creates the sweep in the sweep file (SweepSpec's JSON form), retrying
+// as submit does; with `watch`, then follows it as SweepWatchCommand does.
+int SweepSubmitCommand(Connection& connection, const SweepSubmitOptions& options,
+                       CommandOutput& output);
+// sweep get: the sweep in words with its table of trials, or as JSON.
+int SweepGetCommand(Connection& connection, const std::string& sweep_id, bool as_json,
+                    CommandOutput& output);
+// sweep list: one page of sweeps, newest first, and the command for the next page.
+int SweepListCommand(Connection& connection, const SweepListOptions& options,
+                     CommandOutput& output);
+// sweep watch: the trials as they change until the sweep ends (on a terminal a
+// table redrawn in place, else a row per change), reconnecting when the stream
+// breaks; then the sweep in words. Exits with the sweep's outcome.
+int SweepWatchCommand(Connection& connection, const std::string& sweep_id,
+                      CommandOutput& output);
+// sweep cancel, pause, resume: one call each, printing the sweep's new state.
+int SweepCancelCommand(Connection& connection, const std::string& sweep_id,
+                       const std::string& reason, CommandOutput& output);
+int SweepPauseCommand(Connection& connection, const std::string& sweep_id,
+                      CommandOutput& output);
+int SweepResumeCommand(Connection& connection, const std::string& sweep_id,
+                       CommandOutput& output);
 
 // predict runs locally: tlpredict with these arguments ...
 std::vector<std::string> PredictArguments(const PredictOptions& options);

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "client/job_view.h"
+#include "client/sweep_view.h"
+#include "absl/strings/str_split.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
 
@@ -40,6 +42,8 @@ using ::tl::testing::WriteFile;
 using ::tl::v1::Job;
 using ::tl::v1::JobEvent;
 using ::tl::v1::LogLine;
+using ::tl::v1::Sweep;
+using ::tl::v1::SweepEvent;
 
 // What a call looked like on the server's side.
 struct CallSeen {
@@ -67,6 +71,25 @@ class FakeJobService final : public tl::v1::JobService::Service {
   void OnResume(Unary<tl::v1::ResumeJobRequest, Job> handler) { Set(resume_, handler); }
   void OnWatch(Stream<tl::v1::WatchJobRequest, JobEvent> handler) { Set(watch_, handler); }
   void OnLogs(Stream<tl::v1::GetJobLogsRequest, LogLine> handler) { Set(logs_, handler); }
+  void OnSubmitSweep(Unary<tl::v1::SubmitSweepRequest, Sweep> handler) {
+    Set(submit_sweep_, handler);
+  }
+  void OnGetSweep(Unary<tl::v1::GetSweepRequest, Sweep> handler) { Set(get_sweep_, handler); }
+  void OnListSweeps(Unary<tl::v1::ListSweepsRequest, tl::v1::ListSweepsResponse> handler) {
+    Set(list_sweeps_, handler);
+  }
+  void OnCancelSweep(Unary<tl::v1::CancelSweepRequest, Sweep> handler) {
+    Set(cancel_sweep_, handler);
+  }
+  void OnPauseSweep(Unary<tl::v1::PauseSweepRequest, Sweep> handler) {
+    Set(pause_sweep_, handler);
+  }
+  void OnResumeSweep(Unary<tl::v1::ResumeSweepRequest, Sweep> handler) {
+    Set(resume_sweep_, handler);
+  }
+  void OnWatchSweep(Stream<tl::v1::WatchSweepRequest, SweepEvent> handler) {
+    Set(watch_sweep_, handler);
+  }
 
   std::vector<tl::v1::SubmitJobRequest> submits() { return Copy(submits_); }
   std::vector<tl::v1::GetJobRequest> gets() { return Copy(gets_); }
@@ -76,6 +99,13 @@ class FakeJobService final : public tl::v1::JobService::Service {
   std::vector<tl::v1::ResumeJobRequest> resumes() { return Copy(resumes_); }
   std::vector<tl::v1::WatchJobRequest> watches() { return Copy(watches_); }
   std::vector<tl::v1::GetJobLogsRequest> log_requests() { return Copy(log_requests_); }
+  std::vector<tl::v1::SubmitSweepRequest> sweep_submits() { return Copy(sweep_submits_); }
+  std::vector<tl::v1::GetSweepRequest> sweep_gets() { return Copy(sweep_gets_); }
+  std::vector<tl::v1::ListSweepsRequest> sweep_lists() { return Copy(sweep_lists_); }
+  std::vector<tl::v1::CancelSweepRequest> sweep_cancels() { return Copy(sweep_cancels_); }
+  std::vector<tl::v1::PauseSweepRequest> sweep_pauses() { return Copy(sweep_pauses_); }
+  std::vector<tl::v1::ResumeSweepRequest> sweep_resumes() { return Copy(sweep_resumes_); }
+  std::vector<tl::v1::WatchSweepRequest> sweep_watches() { return Copy(sweep_watches_); }
   std::vector<CallSeen> calls() { return Copy(calls_); }
 
   grpc::Status SubmitJob(grpc::ServerContext* context, const tl::v1::SubmitJobRequest* request,
@@ -109,6 +139,34 @@ class FakeJobService final : public tl::v1::JobService::Service {
   grpc::Status GetJobLogs(grpc::ServerContext* context, const tl::v1::GetJobLogsRequest* request,
                           grpc::ServerWriter<LogLine>* writer) override {
     return Answer(context, *request, writer, log_requests_, logs_);
+  }
+  grpc::Status SubmitSweep(grpc::ServerContext* context, const tl::v1::SubmitSweepRequest* request,
+                           Sweep* reply) override {
+    return Answer(context, *request, reply, sweep_submits_, submit_sweep_);
+  }
+  grpc::Status GetSweep(grpc::ServerContext* context, const tl::v1::GetSweepRequest* request,
+                        Sweep* reply) override {
+    return Answer(context, *request, reply, sweep_gets_, get_sweep_);
+  }
+  grpc::Status ListSweeps(grpc::ServerContext* context, const tl::v1::ListSweepsRequest* request,
+                          tl::v1::ListSweepsResponse* reply) override {
+    return Answer(context, *request, reply, sweep_lists_, list_sweeps_);
+  }
+  grpc::Status CancelSweep(grpc::ServerContext* context, const tl::v1::CancelSweepRequest* request,
+                           Sweep* reply) override {
+    return Answer(context, *request, reply, sweep_cancels_, cancel_sweep_);
+  }
+  grpc::Status PauseSweep(grpc::ServerContext* context, const tl::v1::PauseSweepRequest* request,
+                          Sweep* reply) override {
+    return Answer(context, *request, reply, sweep_pauses_, pause_sweep_);
+  }
+  grpc::Status ResumeSweep(grpc::ServerContext* context, const tl::v1::ResumeSweepRequest* request,
+                           Sweep* reply) override {
+    return Answer(context, *request, reply, sweep_resumes_, resume_sweep_);
+  }
+  grpc::Status WatchSweep(grpc::ServerContext* context, const tl::v1::WatchSweepRequest* request,
+                          grpc::ServerWriter<SweepEvent>* writer) override {
+    return Answer(context, *request, writer, sweep_watches_, watch_sweep_);
   }
 
  private:
@@ -160,6 +218,20 @@ class FakeJobService final : public tl::v1::JobService::Service {
   std::vector<tl::v1::ResumeJobRequest> resumes_;
   std::vector<tl::v1::WatchJobRequest> watches_;
   std::vector<tl::v1::GetJobLogsRequest> log_requests_;
+  Unary<tl::v1::SubmitSweepRequest, Sweep> submit_sweep_;
+  Unary<tl::v1::GetSweepRequest, Sweep> get_sweep_;
+  Unary<tl::v1::ListSweepsRequest, tl::v1::ListSweepsResponse> list_sweeps_;
+  Unary<tl::v1::CancelSweepRequest, Sweep> cancel_sweep_;
+  Unary<tl::v1::PauseSweepRequest, Sweep> pause_sweep_;
+  Unary<tl::v1::ResumeSweepRequest, Sweep> resume_sweep_;
+  Stream<tl::v1::WatchSweepRequest, SweepEvent> watch_sweep_;
+  std::vector<tl::v1::SubmitSweepRequest> sweep_submits_;
+  std::vector<tl::v1::GetSweepRequest> sweep_gets_;
+  std::vector<tl::v1::ListSweepsRequest> sweep_lists_;
+  std::vector<tl::v1::CancelSweepRequest> sweep_cancels_;
+  std::vector<tl::v1::PauseSweepRequest> sweep_pauses_;
+  std::vector<tl::v1::ResumeSweepRequest> sweep_resumes_;
+  std::vector<tl::v1::WatchSweepRequest> sweep_watches_;
   std::vector<CallSeen> calls_;
 };
 
@@ -453,7 +525,9 @@ TEST_F(CommandsTest, ListSendsStatesAndPageAndPrintsHowToGetTheNextPage) {
   const std::string first_page = out_.str();
   EXPECT_THAT(first_page, HasSubstr("j-9"));
   EXPECT_THAT(first_page, HasSubstr("j-8"));
-  EXPECT_THAT(first_page, EndsWith("more: tlctl list --page-token after-j-8\n"));
+  // The command for the next page repeats the filters: the token holds only a place.
+  EXPECT_THAT(first_page, EndsWith("more: tlctl list --state RUNNING --state QUEUED --limit 2 "
+                                   "--page-token after-j-8\n"));
   EXPECT_LT(first_page.find("j-9"), first_page.find("j-8"));
 
   // The page token printed, given back, brings the last page, which offers no other.
@@ -470,6 +544,26 @@ TEST_F(CommandsTest, ListSendsStatesAndPageAndPrintsHowToGetTheNextPage) {
   EXPECT_EQ(requests[0].page_token(), "");
   EXPECT_EQ(requests[0].owner(), "");
   EXPECT_EQ(requests[1].page_token(), "after-j-8");
+  EXPECT_EQ(requests[0].sweep_id(), "");
+}
+
+TEST_F(CommandsTest, ListOfASweepsTrialsSendsTheSweepAndKeepsItForTheNextPage) {
+  service_.OnList([](const tl::v1::ListJobsRequest& request, tl::v1::ListJobsResponse* response) {
+    Job trial = MakeJob("trial-1", Job::STOPPED_EARLY);
+    trial.set_sweep_id(request.sweep_id());
+    *response->add_jobs() = trial;
+    response->set_next_page_token("after-trial-1");
+    return grpc::Status::OK;
+  });
+  ListOptions options;
+  options.sweep_id = "sweep-1";
+  EXPECT_EQ(ListCommand(*Connect(), options, output_), kExitOk);
+  ASSERT_THAT(service_.lists(), SizeIs(1));
+  EXPECT_EQ(service_.lists()[0].sweep_id(), "sweep-1");
+  EXPECT_THAT(service_.lists()[0].states(), IsEmpty());
+  EXPECT_THAT(out_.str(), AllOf(HasSubstr("trial-1 "), HasSubstr(" STOPPED_EARLY ")));
+  EXPECT_THAT(out_.str(),
+              EndsWith("more: tlctl list --sweep sweep-1 --limit 50 --page-token after-trial-1\n"));
 }
 
 TEST_F(CommandsTest, ListOfAnUnknownStateIsBadInputAndSendsNothing) {
@@ -562,6 +656,16 @@ TEST_F(CommandsTest, WatchStopsAtOnceOnAnAnswerThatWillNotChange) {
   EXPECT_THAT(service_.watches(), SizeIs(1));
   EXPECT_THAT(pauses_, IsEmpty());
   EXPECT_EQ(err_.str(), "tlctl: PERMISSION_DENIED: not yours\n");
+}
+
+TEST_F(CommandsTest, WatchOfATrialStoppedEarlyEndsWithItsOwnStatus) {
+  service_.OnWatch(Sends<tl::v1::WatchJobRequest, JobEvent>(
+      {JobChanged(1, MakeJob("trial-2", Job::RUNNING, 1)),
+       JobChanged(2, MakeJob("trial-2", Job::STOPPED_EARLY, 1))}));
+  EXPECT_EQ(WatchCommand(*Connect(), "trial-2", output_), kExitJobStoppedEarly);
+  // An end state: no watch again.
+  EXPECT_THAT(service_.watches(), SizeIs(1));
+  EXPECT_THAT(out_.str(), HasSubstr("job trial-2 STOPPED_EARLY (attempt 1)\n"));
 }
 
 TEST_F(CommandsTest, WatchGivesUpAfterItsReconnects) {
@@ -720,6 +824,372 @@ TEST_F(CommandsTest, OpenNamesTheFlagWhoseFileCannotBeRead) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Connection> plain,
                        Connection::Open(ConnectionOptions{Address()}));
   EXPECT_FALSE(plain->authenticated());
+}
+
+// ---------------------------------------------------------------- sweeps
+
+tl::v1::SweepTrial MakeTrial(int index, Job::State state, int epoch = 0) {
+  tl::v1::SweepTrial trial;
+  trial.set_index(index);
+  trial.set_job_id("trial-" + std::to_string(index));
+  trial.set_state(state);
+  trial.set_epoch(epoch);
+  (*trial.mutable_parameters()->mutable_fields())["training.learning_rate"].set_number_value(
+      0.001 * (index + 1));
+  return trial;
+}
+
+Sweep MakeSweep(const std::string& id, Sweep::State state,
+                std::vector<tl::v1::SweepTrial> trials = {}) {
+  Sweep sweep;
+  sweep.set_id(id);
+  sweep.set_state(state);
+  sweep.mutable_spec()->set_name("lr");
+  sweep.mutable_spec()->set_method(tl::v1::SweepSpec::RANDOM);
+  sweep.mutable_spec()->set_max_trials(2);
+  sweep.mutable_spec()->add_space()->set_field("training.learning_rate");
+  for (const tl::v1::SweepTrial& trial : trials) *sweep.add_trials() = trial;
+  sweep.set_trials_created(sweep.trials_size());
+  return sweep;
+}
+
+SweepEvent SweepChanged(int64_t sequence, const Sweep& sweep) {
+  SweepEvent event;
+  event.set_sequence(sequence);
+  *event.mutable_sweep() = sweep;
+  return event;
+}
+
+constexpr char kSweepJson[] = R"({
+  "name": "lr",
+  "base": {"backbone": {"path": "b.pt"}, "dataset": {"trainDir": "images"},
+           "training": {"epochs": 3}},
+  "space": [{"field": "training.learning_rate", "min": 0.0001, "max": 0.1, "scale": "LOG"}],
+  "method": "ASHA",
+  "maxTrials": 2
+})";
+
+// A sweep of two trials from submission to its end: created, trial 0 running and
+// reporting, trial 1 queued, trial 0 the best, the sweep ended in `end`.
+std::vector<SweepEvent> SweepHistory(const std::string& id, Sweep::State end) {
+  std::vector<SweepEvent> events;
+  events.push_back(SweepChanged(1, MakeSweep(id, Sweep::RUNNING, {MakeTrial(0, Job::QUEUED)})));
+  tl::v1::SweepTrial running = MakeTrial(0, Job::RUNNING, 1);
+  running.set_objective(0.5);
+  events.push_back(
+      SweepChanged(2, MakeSweep(id, Sweep::RUNNING, {running, MakeTrial(1, Job::QUEUED)})));
+  tl::v1::SweepTrial succeeded = MakeTrial(0, Job::SUCCEEDED, 3);
+  succeeded.set_objective(0.75);
+  tl::v1::SweepTrial stopped = MakeTrial(1, Job::STOPPED_EARLY, 1);
+  stopped.set_objective(0.25);
+  Sweep ended = MakeSweep(id, end, {succeeded, stopped});
+  ended.set_best_job_id(succeeded.job_id());
+  ended.set_best_objective(0.75);
+  ended.set_trials_ended(2);
+  events.push_back(SweepChanged(3, ended));
+  return events;
+}
+
+TEST_F(CommandsTest, SweepSubmitSendsTheFileWithARequestIdAndTheDefaultOwner) {
+  service_.OnSubmitSweep([](const tl::v1::SubmitSweepRequest& request, Sweep* sweep) {
+    *sweep = MakeSweep("sweep-1", Sweep::RUNNING);
+    *sweep->mutable_spec() = request.spec();
+    return grpc::Status::OK;
+  });
+  SweepSubmitOptions options;
+  options.sweep_file = JobFile(kSweepJson);
+  options.default_owner = "alice";
+  options.id_file = temp_.Sub("sweep-id");
+  EXPECT_EQ(SweepSubmitCommand(*Connect(), options, output_), kExitOk);
+
+  ASSERT_THAT(service_.sweep_submits(), SizeIs(1));
+  const tl::v1::SubmitSweepRequest request = service_.sweep_submits()[0];
+  EXPECT_EQ(request.spec().name(), "lr");
+  EXPECT_EQ(request.spec().method(), tl::v1::SweepSpec::ASHA);
+  EXPECT_EQ(request.spec().base().training().epochs(), 3);
+  ASSERT_EQ(request.spec().space_size(), 1);
+  EXPECT_EQ(request.spec().space(0).scale(), tl::v1::SearchParameter::LOG);
+  EXPECT_EQ(request.owner(), "alice");
+  EXPECT_THAT(request.request_id(), MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_EQ(out_.str(), "submitted sweep sweep-1 (lr)\n");
+  EXPECT_EQ(err_.str(), "");
+  std::ifstream id_file(options.id_file);
+  std::string id;
+  id_file >> id;
+  EXPECT_EQ(id, "sweep-1");
+  EXPECT_TRUE(service_.calls()[0].has_deadline);
+}
+
+TEST_F(CommandsTest, SweepSubmitRepeatsACallThatMayNotHaveArrivedWithTheSameRequestId) {
+  int calls = 0;
+  service_.OnSubmitSweep([&calls](const tl::v1::SubmitSweepRequest&, Sweep* sweep) {
+    if (++calls == 1) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting");
+    *sweep = MakeSweep("sweep-2", Sweep::RUNNING);
+    return grpc::Status::OK;
+  });
+  SweepSubmitOptions options;
+  options.sweep_file = JobFile(kSweepJson);
+  options.owner = "bob";
+  EXPECT_EQ(SweepSubmitCommand(*Connect("secret"), options, output_), kExitOk);
+  const std::vector<tl::v1::SubmitSweepRequest> requests = service_.sweep_submits();
+  ASSERT_THAT(requests, SizeIs(2));
+  EXPECT_EQ(requests[1].request_id(), requests[0].request_id());
+  EXPECT_EQ(requests[0].owner(), "bob");
+  EXPECT_THAT(pauses_, ElementsAre(milliseconds(250)));
+  EXPECT_EQ(service_.calls()[0].authorization, "Bearer secret");
+}
+
+TEST_F(CommandsTest, SweepSubmitOfABadSweepFileNamesFileAndFieldAndSendsNothing) {
+  struct Case {
+    std::string json;
+    std::string named;  // the field, or the value, the message must name
+  };
+  const Case cases[] = {
+      {R"({"name": "x", "spaces": []})", "spaces"},
+      {R"({"base": {"training": {"learningrate": 0.1}}})", "learningrate"},
+      {R"({"method": "BAYES"})", "BAYES"},
+      {R"({"space": [{"field": "training.epochs", "values": [1, 2]},
+                     {"field": "training.learning_rate", "scale": "LOG10"}]})",
+       "space[1]"},
+      {R"({"space": [{"field": "training.learning_rate", "maximum": 0.1}]})", "maximum"},
+  };
+  for (const Case& c : cases) {
+    err_.str("");
+    SweepSubmitOptions options;
+    options.sweep_file = JobFile(c.json);
+    EXPECT_EQ(SweepSubmitCommand(*Connect(), options, output_), kExitBadInput) << c.json;
+    EXPECT_THAT(err_.str(), AllOf(StartsWith("tlctl: "), HasSubstr("job.json"),
+                                  HasSubstr("SweepSpec"), HasSubstr(c.named)))
+        << c.json;
+  }
+  err_.str("");
+  SweepSubmitOptions missing;
+  missing.sweep_file = temp_.Sub("missing-sweep.json");
+  EXPECT_EQ(SweepSubmitCommand(*Connect(), missing, output_), kExitBadInput);
+  EXPECT_THAT(err_.str(), HasSubstr("cannot read sweep file " + missing.sweep_file));
+  EXPECT_THAT(service_.sweep_submits(), IsEmpty());
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(CommandsTest, SweepSubmitDoesNotRepeatARefusalAndShowsIt) {
+  service_.OnSubmitSweep([](const tl::v1::SubmitSweepRequest&, Sweep*) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "space[0].min is 0; a LOG range needs min > 0");
+  });
+  SweepSubmitOptions options;
+  options.sweep_file = JobFile(kSweepJson);
+  EXPECT_EQ(SweepSubmitCommand(*Connect(), options, output_), kExitCallFailed);
+  EXPECT_THAT(service_.sweep_submits(), SizeIs(1));
+  EXPECT_EQ(err_.str(), "tlctl: INVALID_ARGUMENT: space[0].min is 0; a LOG range needs min > 0\n");
+}
+
+TEST_F(CommandsTest, SweepSubmitWithWatchFollowsTheTrialsToTheSweepsEnd) {
+  service_.OnSubmitSweep([](const tl::v1::SubmitSweepRequest&, Sweep* sweep) {
+    *sweep = MakeSweep("sweep-3", Sweep::RUNNING);
+    return grpc::Status::OK;
+  });
+  const std::vector<SweepEvent> history = SweepHistory("sweep-3", Sweep::SUCCEEDED);
+  service_.OnWatchSweep(Sends<tl::v1::WatchSweepRequest, SweepEvent>(history));
+  SweepSubmitOptions options;
+  options.sweep_file = JobFile(kSweepJson);
+  options.watch = true;
+  EXPECT_EQ(SweepSubmitCommand(*Connect(), options, output_), kExitOk);
+  ASSERT_THAT(service_.sweep_watches(), SizeIs(1));
+  EXPECT_EQ(service_.sweep_watches()[0].sweep_id(), "sweep-3");
+  EXPECT_FALSE(service_.calls()[1].has_deadline);
+  const Sweep& first = history[0].sweep();
+  const Sweep& second = history[1].sweep();
+  const Sweep& last = history[2].sweep();
+  // A row whenever a trial changes, the header once, the best marked; then the sweep in words.
+  EXPECT_EQ(out_.str(), "submitted sweep sweep-3 (lr)\n" + SweepSummaryLine(first) + "\n" +
+                            TrialTableHeader() + "\n" + TrialTableRow(first.trials(0), first) +
+                            "\n" + TrialTableRow(second.trials(0), second) + "\n" +
+                            TrialTableRow(second.trials(1), second) + "\n" +
+                            SweepSummaryLine(last) + "\n" + TrialTableRow(last.trials(0), last) +
+                            "\n" + TrialTableRow(last.trials(1), last) + "\n\n" +
+                            SweepDetails(last));
+  EXPECT_THAT(TrialTableRow(last.trials(0), last), StartsWith("*"));
+}
+
+TEST_F(CommandsTest, SweepWatchExitsWithTheSweepsOutcome) {
+  for (const auto& [end, code] : std::vector<std::pair<Sweep::State, int>>{
+           {Sweep::SUCCEEDED, kExitOk},
+           {Sweep::FAILED, kExitJobFailed},
+           {Sweep::CANCELLED, kExitJobCancelled}}) {
+    service_.OnWatchSweep(
+        Sends<tl::v1::WatchSweepRequest, SweepEvent>(SweepHistory("sweep-4", end)));
+    EXPECT_EQ(SweepWatchCommand(*Connect(), "sweep-4", output_), code) << Sweep::State_Name(end);
+  }
+  EXPECT_THAT(service_.sweep_watches(), SizeIs(3));
+  EXPECT_THAT(pauses_, IsEmpty());
+}
+
+TEST_F(CommandsTest, SweepWatchReconnectsAndPrintsNothingTwice) {
+  const std::vector<SweepEvent> history = SweepHistory("sweep-5", Sweep::SUCCEEDED);
+  int streams = 0;
+  service_.OnWatchSweep([&streams, history](const tl::v1::WatchSweepRequest&,
+                                            grpc::ServerWriter<SweepEvent>* writer) {
+    ++streams;
+    if (streams == 1) {
+      writer->Write(history[0]);
+      writer->Write(history[1]);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server restarting");
+    }
+    // Each watch starts with the sweep as it is.
+    writer->Write(SweepChanged(1, history[1].sweep()));
+    // A stream that ends cleanly before the sweep did is a broken one too.
+    if (streams == 2) return grpc::Status::OK;
+    writer->Write(SweepChanged(2, history[2].sweep()));
+    return grpc::Status::OK;
+  });
+  EXPECT_EQ(SweepWatchCommand(*Connect(), "sweep-5", output_), kExitOk);
+  EXPECT_THAT(service_.sweep_watches(), SizeIs(3));
+  EXPECT_THAT(pauses_, ElementsAre(milliseconds(200), milliseconds(400)));
+  const Sweep& second = history[1].sweep();
+  EXPECT_EQ(Count(out_.str(), TrialTableRow(second.trials(1), second)), 1u);
+  EXPECT_EQ(Count(out_.str(), TrialTableHeader()), 2u);  // the log's, and the details'
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(CommandsTest, SweepWatchStopsAtOnceOnAnAnswerThatWillNotChange) {
+  service_.OnWatchSweep(Sends<tl::v1::WatchSweepRequest, SweepEvent>(
+      {}, grpc::Status(grpc::StatusCode::NOT_FOUND, "sweep sweep-6 not found")));
+  EXPECT_EQ(SweepWatchCommand(*Connect(), "sweep-6", output_), kExitCallFailed);
+  EXPECT_THAT(service_.sweep_watches(), SizeIs(1));
+  EXPECT_THAT(pauses_, IsEmpty());
+  EXPECT_EQ(err_.str(), "tlctl: NOT_FOUND: sweep sweep-6 not found\n");
+}
+
+TEST_F(CommandsTest, SweepWatchGivesUpAfterItsReconnects) {
+  service_.OnWatchSweep(Sends<tl::v1::WatchSweepRequest, SweepEvent>(
+      {}, grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone")));
+  EXPECT_EQ(SweepWatchCommand(*Connect(), "sweep-7", output_), kExitCallFailed);
+  EXPECT_THAT(service_.sweep_watches(), SizeIs(kWatchReconnects + 1));
+  EXPECT_THAT(pauses_, SizeIs(kWatchReconnects));
+  EXPECT_EQ(err_.str(), "tlctl: UNAVAILABLE: gone\n");
+}
+
+TEST_F(CommandsTest, SweepWatchOnATerminalRedrawsTheTableInPlaceCutToItsWidth) {
+  const std::vector<SweepEvent> history = SweepHistory("sweep-8", Sweep::CANCELLED);
+  service_.OnWatchSweep(Sends<tl::v1::WatchSweepRequest, SweepEvent>(history));
+  output_.terminal = true;
+  output_.columns = 40;
+  EXPECT_EQ(SweepWatchCommand(*Connect(), "sweep-8", output_), kExitJobCancelled);
+  const std::string text = out_.str();
+  // Three tables (summary, header, 1 then 2 then 2 rows), each but the first drawn over the
+  // one before; the last one taken away before the sweep in words, which has the whole table.
+  const std::string details = SweepDetails(history[2].sweep());
+  ASSERT_THAT(text, EndsWith("\033[4A\033[J" + details));
+  const std::string redrawn = text.substr(0, text.size() - details.size());
+  EXPECT_EQ(Count(redrawn, "\033[3A\033[J"), 1u);
+  EXPECT_EQ(Count(redrawn, "\033[4A\033[J"), 2u);
+  EXPECT_EQ(Count(redrawn, "\n"), 3u + 4u + 4u);
+  for (const std::string& line : std::vector<std::string>(absl::StrSplit(redrawn, '\n'))) {
+    const size_t clear = line.rfind("\033[J");
+    const std::string shown = clear == std::string::npos ? line : line.substr(clear + 3);
+    EXPECT_LE(shown.size(), 39u) << shown;
+  }
+  EXPECT_THAT(redrawn, HasSubstr(SweepSummaryLine(history[0].sweep()).substr(0, 39) + "\n"));
+}
+
+TEST_F(CommandsTest, SweepGetPrintsTheSweepInWordsOrAsJson) {
+  service_.OnGetSweep([](const tl::v1::GetSweepRequest& request, Sweep* sweep) {
+    *sweep = MakeSweep(request.sweep_id(), Sweep::RUNNING, {MakeTrial(0, Job::RUNNING, 2)});
+    return grpc::Status::OK;
+  });
+  EXPECT_EQ(SweepGetCommand(*Connect(), "sweep-9", /*as_json=*/false, output_), kExitOk);
+  const Sweep expected = MakeSweep("sweep-9", Sweep::RUNNING, {MakeTrial(0, Job::RUNNING, 2)});
+  EXPECT_EQ(out_.str(), SweepDetails(expected));
+  out_.str("");
+  EXPECT_EQ(SweepGetCommand(*Connect(), "sweep-9", /*as_json=*/true, output_), kExitOk);
+  std::string json = out_.str();
+  while (!json.empty() && json.back() == '\n') json.pop_back();
+  EXPECT_THAT(json, AllOf(StartsWith("{"), HasSubstr("\"id\": \"sweep-9\""),
+                          HasSubstr("\"job_id\": \"trial-0\""),
+                          HasSubstr("\"training.learning_rate\": 0.001"), EndsWith("}")));
+  ASSERT_THAT(service_.sweep_gets(), SizeIs(2));
+  EXPECT_EQ(service_.sweep_gets()[0].sweep_id(), "sweep-9");
+  EXPECT_TRUE(service_.calls()[0].has_deadline);
+}
+
+TEST_F(CommandsTest, SweepGetOfAnUnknownSweepIsAFailedCall) {
+  service_.OnGetSweep([](const tl::v1::GetSweepRequest& request, Sweep*) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "sweep " + request.sweep_id() + " not found");
+  });
+  EXPECT_EQ(SweepGetCommand(*Connect(), "nope", /*as_json=*/false, output_), kExitCallFailed);
+  EXPECT_EQ(err_.str(), "tlctl: NOT_FOUND: sweep nope not found\n");
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(CommandsTest, SweepListSendsStatesAndPageAndPrintsHowToGetTheNextPage) {
+  service_.OnListSweeps(
+      [](const tl::v1::ListSweepsRequest& request, tl::v1::ListSweepsResponse* response) {
+        *response->add_sweeps() = MakeSweep("sweep-11", Sweep::PAUSED);
+        if (request.page_token().empty()) response->set_next_page_token("after-11");
+        return grpc::Status::OK;
+      });
+  SweepListOptions options;
+  options.states = {"paused", "Running"};
+  options.page_size = 1;
+  EXPECT_EQ(SweepListCommand(*Connect(), options, output_), kExitOk);
+  EXPECT_EQ(out_.str(), SweepListHeader() + "\n" +
+                            SweepListRow(MakeSweep("sweep-11", Sweep::PAUSED)) + "\n" +
+                            "more: tlctl sweep list --state PAUSED --state RUNNING --limit 1 "
+                            "--page-token after-11\n");
+  ASSERT_THAT(service_.sweep_lists(), SizeIs(1));
+  EXPECT_THAT(service_.sweep_lists()[0].states(), ElementsAre(Sweep::PAUSED, Sweep::RUNNING));
+  EXPECT_EQ(service_.sweep_lists()[0].page_size(), 1);
+  out_.str("");
+  options.page_token = "after-11";
+  EXPECT_EQ(SweepListCommand(*Connect(), options, output_), kExitOk);
+  EXPECT_THAT(out_.str(), Not(HasSubstr("more:")));
+  EXPECT_EQ(service_.sweep_lists()[1].page_token(), "after-11");
+}
+
+TEST_F(CommandsTest, SweepListOfAnUnknownStateIsBadInputAndSendsNothing) {
+  SweepListOptions options;
+  // A job state, not a sweep's.
+  options.states = {"queued"};
+  EXPECT_EQ(SweepListCommand(*Connect(), options, output_), kExitBadInput);
+  EXPECT_EQ(err_.str(), "tlctl: --state queued is not a sweep state\n");
+  EXPECT_THAT(service_.sweep_lists(), IsEmpty());
+}
+
+TEST_F(CommandsTest, SweepCancelPauseAndResumeSendTheIdAndShowTheNewState) {
+  service_.OnCancelSweep([](const tl::v1::CancelSweepRequest& request, Sweep* sweep) {
+    *sweep = MakeSweep(request.sweep_id(), Sweep::CANCELLED);
+    return grpc::Status::OK;
+  });
+  service_.OnPauseSweep([](const tl::v1::PauseSweepRequest& request, Sweep* sweep) {
+    *sweep = MakeSweep(request.sweep_id(), Sweep::PAUSED);
+    return grpc::Status::OK;
+  });
+  service_.OnResumeSweep([](const tl::v1::ResumeSweepRequest& request, Sweep* sweep) {
+    *sweep = MakeSweep(request.sweep_id(), Sweep::RUNNING);
+    return grpc::Status::OK;
+  });
+  EXPECT_EQ(SweepPauseCommand(*Connect(), "sweep-12", output_), kExitOk);
+  EXPECT_EQ(SweepResumeCommand(*Connect(), "sweep-12", output_), kExitOk);
+  EXPECT_EQ(SweepCancelCommand(*Connect(), "sweep-12", "enough", output_), kExitOk);
+  EXPECT_EQ(out_.str(),
+            "sweep sweep-12 PAUSED\nsweep sweep-12 RUNNING\nsweep sweep-12 CANCELLED\n");
+  ASSERT_THAT(service_.sweep_pauses(), SizeIs(1));
+  EXPECT_EQ(service_.sweep_pauses()[0].sweep_id(), "sweep-12");
+  ASSERT_THAT(service_.sweep_resumes(), SizeIs(1));
+  EXPECT_EQ(service_.sweep_resumes()[0].sweep_id(), "sweep-12");
+  ASSERT_THAT(service_.sweep_cancels(), SizeIs(1));
+  EXPECT_EQ(service_.sweep_cancels()[0].sweep_id(), "sweep-12");
+  EXPECT_EQ(service_.sweep_cancels()[0].reason(), "enough");
+  for (const CallSeen& call : service_.calls()) EXPECT_TRUE(call.has_deadline);
+}
+
+TEST_F(CommandsTest, ARefusedSweepChangeExitsOneWithTheStatusName) {
+  service_.OnResumeSweep([](const tl::v1::ResumeSweepRequest&, Sweep*) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "sweep sweep-13 is not PAUSED");
+  });
+  EXPECT_EQ(SweepResumeCommand(*Connect(), "sweep-13", output_), kExitCallFailed);
+  EXPECT_EQ(err_.str(), "tlctl: FAILED_PRECONDITION: sweep sweep-13 is not PAUSED\n");
+  EXPECT_EQ(out_.str(), "");
 }
 
 // ---------------------------------------------------------------- predict
