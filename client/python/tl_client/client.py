@@ -12,6 +12,13 @@ when asked to (with the given root certificates, or the system's).
 Submits carry a request id (a random one unless given), so a submit whose
 reply was lost can be sent again without queuing the job twice; watch() and
 logs() reconnect after the last event or line they saw.
+
+Sweeps (many jobs, the trials, searching a space of training settings):
+
+    sweep = tl.submit_sweep(load_sweep_file("examples/sweep.json"))
+    for state in tl.watch_sweep(sweep.id):
+        print(sweep_state_name(state.state), state.best_job_id)
+    trials = tl.list(sweep_id=sweep.id).jobs
 """
 import time
 import uuid
@@ -19,11 +26,14 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import grpc
 
-from tl_client._stubs import jobs_pb2, service_pb2, service_pb2_grpc
-from tl_client.job_spec import JobSpecLike, parse_job_spec
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from tl_client._stubs import jobs_pb2, service_pb2, service_pb2_grpc, sweeps_pb2
+from tl_client.job_spec import JobSpecLike, SweepSpecLike, parse_job_spec, parse_sweep_spec
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 JobState = Union[int, str]
+SweepState = Union[int, str]
 
 
 class CallError(Exception):
@@ -41,13 +51,14 @@ def _call_error(method: str, error: grpc.RpcError) -> CallError:
     return CallError(method, error.code(), error.details() or "")
 
 
-def _state_number(state: JobState) -> int:
+def _state_number(states: EnumTypeWrapper, what: str, state: Union[int, str]) -> int:
+    """A state given by name (any case) or number, as a number of `states`."""
     if isinstance(state, str):
         try:
-            return jobs_pb2.Job.State.Value(state.upper())
+            return states.Value(state.upper())
         except ValueError:
-            known = ", ".join(jobs_pb2.Job.State.keys()[1:])
-            raise ValueError(f"unknown job state {state!r}; one of {known}") from None
+            known = ", ".join(states.keys()[1:])
+            raise ValueError(f"unknown {what} state {state!r}; one of {known}") from None
     return int(state)
 
 
@@ -90,41 +101,49 @@ class Client:
         except grpc.RpcError as error:
             raise _call_error(name, error) from None
 
-    def submit(self, spec: JobSpecLike, owner: str = "", request_id: str = "",
-               retries: int = 3) -> "jobs_pb2.Job":
-        """Queues a job. `spec`: a JobSpec or its proto3 JSON form as a dict.
-        The reply holds the stored spec, defaults filled in. A call that may
-        not have arrived (UNAVAILABLE, DEADLINE_EXCEEDED) is sent again up to
-        `retries` times with the same request id: the server returns the job
-        the first one created."""
-        request = service_pb2.SubmitJobRequest(spec=parse_job_spec(spec), owner=owner,
-                                               request_id=request_id or uuid.uuid4().hex)
+    def _submit(self, name: str, request, retries: int):
+        """A call that may not have arrived (UNAVAILABLE, DEADLINE_EXCEEDED)
+        is sent again up to `retries` times with the same request id: the
+        server returns what the first one created."""
         for attempt in range(retries + 1):
             try:
-                return self._unary("SubmitJob", request)
+                return self._unary(name, request)
             except CallError as error:
                 if attempt == retries or error.code not in _MAYBE_NOT_ARRIVED:
                     raise
                 time.sleep(0.25 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def submit(self, spec: JobSpecLike, owner: str = "", request_id: str = "",
+               retries: int = 3) -> "jobs_pb2.Job":
+        """Queues a job. `spec`: a JobSpec or its proto3 JSON form as a dict.
+        The reply holds the stored spec, defaults filled in. Retried as
+        _submit says, with one request id (a random one unless given)."""
+        request = service_pb2.SubmitJobRequest(spec=parse_job_spec(spec), owner=owner,
+                                               request_id=request_id or uuid.uuid4().hex)
+        return self._submit("SubmitJob", request, retries)
+
     def get(self, job_id: str) -> "jobs_pb2.Job":
         return self._unary("GetJob", service_pb2.GetJobRequest(job_id=job_id))
 
     def list(self, states: Iterable[JobState] = (), page_size: int = 0,
-             page_token: str = "") -> "service_pb2.ListJobsResponse":
+             page_token: str = "", sweep_id: str = "") -> "service_pb2.ListJobsResponse":
         """One page of jobs, newest first; `states` by name ("RUNNING") or
-        number, none for every state. Continue with the reply's
-        next_page_token."""
-        request = service_pb2.ListJobsRequest(states=[_state_number(s) for s in states],
-                                              page_size=page_size, page_token=page_token)
+        number, none for every state; with `sweep_id`, only that sweep's
+        trials. Continue with the reply's next_page_token (and the same
+        filters: the token holds only a place)."""
+        request = service_pb2.ListJobsRequest(
+            states=[_state_number(jobs_pb2.Job.State, "job", s) for s in states],
+            page_size=page_size, page_token=page_token, sweep_id=sweep_id)
         return self._unary("ListJobs", request)
 
-    def list_all(self, states: Sequence[JobState] = ()) -> Iterator["jobs_pb2.Job"]:
-        """Every job in `states`, page after page."""
+    def list_all(self, states: Sequence[JobState] = (),
+                 sweep_id: str = "") -> Iterator["jobs_pb2.Job"]:
+        """Every job in `states` (of the sweep `sweep_id`, if given), page
+        after page."""
         token = ""
         while True:
-            page = self.list(states, page_token=token)
+            page = self.list(states, page_token=token, sweep_id=sweep_id)
             yield from page.jobs
             token = page.next_page_token
             if not token:
@@ -184,10 +203,94 @@ class Client:
             stream.cancel()
 
 
+    # ------------------------------------------------------------------ sweeps
+
+    def submit_sweep(self, spec: SweepSpecLike, owner: str = "", request_id: str = "",
+                     retries: int = 3) -> "sweeps_pb2.Sweep":
+        """Starts a sweep. `spec`: a SweepSpec or its proto3 JSON form as a
+        dict (sweep.json). The server checks every trial the space can give
+        before it accepts (INVALID_ARGUMENT naming the field, such as
+        `space[0].min`); the reply holds the stored spec, defaults filled in.
+        `owner` owns the sweep and its trials. Retried as submit() is."""
+        request = service_pb2.SubmitSweepRequest(spec=parse_sweep_spec(spec), owner=owner,
+                                                 request_id=request_id or uuid.uuid4().hex)
+        return self._submit("SubmitSweep", request, retries)
+
+    def get_sweep(self, sweep_id: str) -> "sweeps_pb2.Sweep":
+        """The sweep with every trial (index, job id, values, state, epoch,
+        objective) and its best trial so far."""
+        return self._unary("GetSweep", service_pb2.GetSweepRequest(sweep_id=sweep_id))
+
+    def list_sweeps(self, states: Iterable[SweepState] = (), page_size: int = 0,
+                    page_token: str = "") -> "service_pb2.ListSweepsResponse":
+        """One page of sweeps, newest first, without their trials (get_sweep
+        has them); `states` by name ("RUNNING") or number."""
+        request = service_pb2.ListSweepsRequest(
+            states=[_state_number(sweeps_pb2.Sweep.State, "sweep", s) for s in states],
+            page_size=page_size, page_token=page_token)
+        return self._unary("ListSweeps", request)
+
+    def cancel_sweep(self, sweep_id: str, reason: str = "") -> "sweeps_pb2.Sweep":
+        """Ends the sweep: trials that have not ended are cancelled."""
+        return self._unary("CancelSweep",
+                           service_pb2.CancelSweepRequest(sweep_id=sweep_id, reason=reason))
+
+    def pause_sweep(self, sweep_id: str) -> "sweeps_pb2.Sweep":
+        """No new trials; queued trials pause at once, running ones after
+        their epoch."""
+        return self._unary("PauseSweep", service_pb2.PauseSweepRequest(sweep_id=sweep_id))
+
+    def resume_sweep(self, sweep_id: str) -> "sweeps_pb2.Sweep":
+        return self._unary("ResumeSweep", service_pb2.ResumeSweepRequest(sweep_id=sweep_id))
+
+    def watch_sweep(self, sweep_id: str, timeout: Optional[float] = None,
+                    reconnects: int = 30) -> Iterator["sweeps_pb2.Sweep"]:
+        """The sweep as it is, then again whenever it changes (a trial
+        created, changing state or reporting an objective; its own state),
+        until it ends (SWEEP_ENDED_STATES; the iterator then stops). A broken
+        stream is opened again, up to `reconnects` times in a row; each new
+        stream starts with the sweep as it is, which is yielded only if it
+        differs from the last one yielded. `timeout` bounds each stream."""
+        last = None
+        failures = 0
+        while True:
+            request = service_pb2.WatchSweepRequest(sweep_id=sweep_id)
+            stream = self._stub.WatchSweep(request, timeout=timeout, metadata=self._metadata)
+            try:
+                for event in stream:
+                    if event.sweep != last:
+                        failures = 0
+                        last = event.sweep
+                        yield event.sweep
+                if last is not None and last.state in SWEEP_ENDED_STATES:
+                    return
+                failures += 1
+                if failures > reconnects:
+                    raise CallError("WatchSweep", grpc.StatusCode.UNAVAILABLE,
+                                    "the stream ended before the sweep did")
+            except grpc.RpcError as error:
+                failures += 1
+                if error.code() not in _MAYBE_NOT_ARRIVED or failures > reconnects:
+                    raise _call_error("WatchSweep", error) from None
+            finally:
+                stream.cancel()  # a caller that stops early ends the stream too
+            time.sleep(min(0.2 * failures, 2.0))
+
+
 _MAYBE_NOT_ARRIVED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
-TERMINAL_STATES = frozenset({jobs_pb2.Job.SUCCEEDED, jobs_pb2.Job.FAILED, jobs_pb2.Job.CANCELLED})
+# A job in one of these has ended for good (STOPPED_EARLY: a sweep's trial
+# that the sweep stopped).
+TERMINAL_STATES = frozenset({jobs_pb2.Job.SUCCEEDED, jobs_pb2.Job.FAILED, jobs_pb2.Job.CANCELLED,
+                             jobs_pb2.Job.STOPPED_EARLY})
+# A sweep in one of these has ended for good (a PAUSED one may resume).
+SWEEP_ENDED_STATES = frozenset({sweeps_pb2.Sweep.SUCCEEDED, sweeps_pb2.Sweep.FAILED,
+                                sweeps_pb2.Sweep.CANCELLED})
 
 
 def state_name(state: int) -> str:
     return jobs_pb2.Job.State.Name(state)
+
+
+def sweep_state_name(state: int) -> str:
+    return sweeps_pb2.Sweep.State.Name(state)
