@@ -68,8 +68,11 @@ engine::LrSchedule ScheduleOf(TrainingSpec::LrSchedule schedule) {
 // did not come through the server's validation: the worker names the field
 // rather than pick a value, which would repeat the server's rule
 // (step_epochs, mode) or quietly use the engine's own default. Not listed,
-// as they may be legitimately unset: backbone_lr_scale under AUTO (the
-// chosen strategy's, engine::DefaultBackboneLrScale); fields of a schedule,
+// as they may be legitimately unset: backbone_lr_scale and learning_rate
+// under AUTO (the chosen strategy's, engine::DefaultBackboneLrScale and
+// DefaultLearningRate); epochs, batch_size and
+// val_fraction, which the engine sizes from the data when unset, and a STEP
+// schedule's step_epochs with them (engine/job/data_sizing.h); fields of a schedule,
 // crop or early stopping the job does not use; and enums whose UNSPECIFIED
 // value jobs.proto names one fixed value for, which the mappings above and
 // below use (lr_schedule, unset in jobs stored before schedules existed, is
@@ -81,10 +84,8 @@ absl::Status CheckFilledAtSubmit(const tl::v1::JobSpec& spec) {
   const bool has_crop = spec.preprocessing().has_random_resized_crop();
   const TrainingSpec::EarlyStopping& stopping = training.early_stopping();
   const bool has_stopping = training.has_early_stopping();
-  const bool holds_out_slice = spec.dataset().val_dir().empty() && spec.dataset().val_csv().empty();
   // A field is missing when it applies to this spec and is not there.
   const std::pair<const char*, bool> missing[] = {
-      {"dataset.val_fraction", holds_out_slice && !spec.dataset().has_val_fraction()},
       {"preprocessing.horizontal_flip", !spec.preprocessing().has_horizontal_flip()},
       {"preprocessing.random_resized_crop.min_scale", has_crop && !crop.has_min_scale()},
       {"preprocessing.random_resized_crop.max_scale", has_crop && !crop.has_max_scale()},
@@ -95,16 +96,14 @@ absl::Status CheckFilledAtSubmit(const tl::v1::JobSpec& spec) {
       {"training.unfreeze_groups",
        strategy != TrainingSpec::FEATURE_EXTRACTION && strategy != TrainingSpec::FULL &&
            !training.has_unfreeze_groups()},
-      {"training.epochs", !training.has_epochs()},
-      {"training.batch_size", !training.has_batch_size()},
-      {"training.learning_rate", !training.has_learning_rate()},
+      {"training.learning_rate", strategy != TrainingSpec::AUTO && !training.has_learning_rate()},
       {"training.backbone_lr_scale",
        strategy != TrainingSpec::AUTO && !training.has_backbone_lr_scale()},
       {"training.momentum", !training.has_momentum()},
       {"training.weight_decay", !training.has_weight_decay()},
       {"training.seed", !training.has_seed()},
-      {"training.step_epochs",
-       training.lr_schedule() == TrainingSpec::STEP && !training.has_step_epochs()},
+      {"training.step_epochs", training.lr_schedule() == TrainingSpec::STEP &&
+                                   training.has_epochs() && !training.has_step_epochs()},
       {"training.step_gamma",
        training.lr_schedule() == TrainingSpec::STEP && !training.has_step_gamma()},
       {"training.min_learning_rate",
@@ -166,19 +165,20 @@ std::string RelativeTo(const std::string& root, const std::string& path) {
   return fs::path(path).lexically_relative(fs::weakly_canonical(root)).string();
 }
 
+TrainingSpec::Strategy StrategyProtoOf(engine::Strategy strategy) {
+  switch (strategy) {
+    case engine::Strategy::kFeatureExtraction:
+      return TrainingSpec::FEATURE_EXTRACTION;
+    case engine::Strategy::kFull:
+      return TrainingSpec::FULL;
+    default:
+      return TrainingSpec::FINE_TUNE;
+  }
+}
+
 tl::v1::AutoStrategyDecision ToProto(const engine::AutoDecision& decision) {
   tl::v1::AutoStrategyDecision out;
-  switch (decision.strategy) {
-    case engine::Strategy::kFeatureExtraction:
-      out.set_chosen(TrainingSpec::FEATURE_EXTRACTION);
-      break;
-    case engine::Strategy::kFineTune:
-      out.set_chosen(TrainingSpec::FINE_TUNE);
-      break;
-    case engine::Strategy::kFull:
-      out.set_chosen(TrainingSpec::FULL);
-      break;
-  }
+  out.set_chosen(StrategyProtoOf(decision.strategy));
   const engine::AutoProbeFigures& figures = decision.figures;
   out.set_feature_extraction_accuracy(figures.feature_extraction_accuracy);
   out.set_fine_tune_accuracy(figures.fine_tune_accuracy);
@@ -188,6 +188,19 @@ tl::v1::AutoStrategyDecision ToProto(const engine::AutoDecision& decision) {
   out.set_reason(decision.reason);
   out.set_probe_seconds(decision.seconds);
   out.set_probed(decision.probed);
+  out.set_full_accuracy(figures.full_accuracy);
+  out.set_folds(figures.folds);
+  for (const engine::AutoCandidate& candidate : decision.candidates) {
+    tl::v1::AutoCandidate& c = *out.add_candidates();
+    c.set_strategy(StrategyProtoOf(candidate.strategy));
+    c.set_unfreeze_groups(candidate.unfreeze_groups);
+    c.set_learning_rate(candidate.learning_rate);
+    c.set_epochs(candidate.epochs);
+    c.mutable_fold_accuracies()->Add(candidate.fold_accuracies.begin(),
+                                     candidate.fold_accuracies.end());
+    c.set_accuracy(candidate.accuracy);
+    c.set_seconds(candidate.seconds);
+  }
   return out;
 }
 
@@ -211,6 +224,20 @@ tl::v1::DatasetSummary ToProto(const engine::DatasetInfo& dataset) {
   return summary;
 }
 
+tl::v1::DataSizing ToProto(const engine::DataSizing& sizing) {
+  tl::v1::DataSizing out;
+  if (sizing.sized.epochs) out.add_sized_fields("training.epochs");
+  if (sizing.sized.batch_size) out.add_sized_fields("training.batch_size");
+  if (sizing.sized.val_fraction) out.add_sized_fields("dataset.val_fraction");
+  out.set_epochs(sizing.epochs);
+  out.set_batch_size(sizing.batch_size);
+  out.set_val_fraction(sizing.val_fraction);
+  out.set_train_images(sizing.train_images);
+  out.set_steps(sizing.steps);
+  out.set_reason(sizing.reason);
+  return out;
+}
+
 class ReportingObserver : public engine::ImageJobObserver {
  public:
   ReportingObserver(const tl::v1::Assignment& assignment, const JobRunner::Report& report,
@@ -231,6 +258,7 @@ class ReportingObserver : public engine::ImageJobObserver {
     started.set_job_id(assignment_.job_id());
     started.set_attempt(assignment_.attempt());
     *started.mutable_dataset() = ToProto(dataset);
+    if (sizing_) *started.mutable_data_sizing() = *sizing_;
     report_(message);
     log_(absl::StrCat("dataset: ", dataset.class_names.size(), " classes, ",
                       dataset.train_images, " training and ", dataset.val_images,
@@ -242,6 +270,13 @@ class ReportingObserver : public engine::ImageJobObserver {
   }
 
   void OnNotice(const std::string& line) override { log_(line); }
+
+  // Reported with the dataset (JobStarted), when the scheduler stores the
+  // sized fields in the spec.
+  void OnDataSizing(const engine::DataSizing& sizing) override {
+    sizing_ = ToProto(sizing);
+    if (sizing.sized.any()) log_("sized by the data: " + sizing.reason);
+  }
 
   void OnAutoStrategy(const engine::AutoDecision& decision) override {
     log_(engine::DescribeAutoDecision(decision));
@@ -291,6 +326,7 @@ class ReportingObserver : public engine::ImageJobObserver {
   const bool reports_job_ = assignment_.replica_rank() == 0;
   Clock::time_point last_progress_{};
   JobListener* const listener_;
+  std::optional<tl::v1::DataSizing> sizing_;
 };
 
 // The engine reads every file confined to the worker's roots at the moment
@@ -349,6 +385,13 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.feature_cache_dir = (fs::path(settings.artifact_root) / "feature_cache").string();
 
   config.val_fraction = spec.dataset().val_fraction();
+  // Unset: sized by the data on this worker (engine/job/data_sizing.h); the
+  // scheduler stores what was used in the spec when the worker reports it.
+  config.sizing.val_fraction = !spec.dataset().has_val_fraction();
+  config.sizing.batch_size = !spec.training().has_batch_size();
+  config.sizing.epochs = !spec.training().has_epochs();
+  config.sizing.step_epochs = spec.training().lr_schedule() == TrainingSpec::STEP &&
+                              !spec.training().has_step_epochs();
   config.image_size = spec.preprocessing().image_size();
   config.resize_size = spec.preprocessing().resize_size();
   config.horizontal_flip = spec.preprocessing().horizontal_flip();
@@ -371,6 +414,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   if (training.has_backbone_lr_scale()) {
     config.auto_strategy.backbone_lr_scale = training.backbone_lr_scale();
   }
+  if (training.has_learning_rate()) config.auto_strategy.learning_rate = training.learning_rate();
   config.train.momentum = training.momentum();
   config.train.nesterov = training.nesterov();
   config.train.weight_decay = training.weight_decay();
@@ -460,6 +504,7 @@ void JobRunner::SetResult(const engine::ImageJobResult& result, tl::v1::JobResul
   out.set_best_epoch(result.best_epoch);
   out.set_stopped_early(result.stopped_early);
   if (result.auto_decision) *out.mutable_auto_strategy() = ToProto(*result.auto_decision);
+  if (result.sizing.epochs > 0) *out.mutable_data_sizing() = ToProto(result.sizing);
 }
 
 void JobRunner::Run() {

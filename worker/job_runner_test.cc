@@ -28,6 +28,7 @@
 #include "common/epoch_metrics.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
+#include "job/data_sizing.h"
 #include "model/manifest.h"
 #include "testing/tiny_backbone.h"
 #include "worker/epoch_metrics_proto.h"
@@ -42,6 +43,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::tl::testing::IsOk;
 using ::testing::StartsWith;
+using ::testing::UnorderedElementsAre;
 using ::tl::testing::TempDir;
 using ::tl::testing::StatusIs;
 using ::tl::v1::Assignment;
@@ -466,7 +468,6 @@ TEST_F(JobRunnerTest, EngineConfigNamesAFieldTheServerFillsThatIsMissing) {
     return spec.mutable_training()->mutable_early_stopping();
   };
   const std::vector<Case> cases = {
-      {"dataset.val_fraction", [](auto& s) { s.mutable_dataset()->clear_val_fraction(); }},
       {"preprocessing.horizontal_flip",
        [](auto& s) { s.mutable_preprocessing()->clear_horizontal_flip(); }},
       {"preprocessing.random_resized_crop.min_scale", [=](auto& s) { crop(s)->clear_min_scale(); }},
@@ -481,8 +482,6 @@ TEST_F(JobRunnerTest, EngineConfigNamesAFieldTheServerFillsThatIsMissing) {
          training(s)->set_strategy(TrainingSpec::AUTO);
          training(s)->clear_unfreeze_groups();
        }},
-      {"training.epochs", [=](auto& s) { training(s)->clear_epochs(); }},
-      {"training.batch_size", [=](auto& s) { training(s)->clear_batch_size(); }},
       {"training.learning_rate", [=](auto& s) { training(s)->clear_learning_rate(); }},
       {"training.backbone_lr_scale", [=](auto& s) { training(s)->clear_backbone_lr_scale(); }},
       {"training.momentum", [=](auto& s) { training(s)->clear_momentum(); }},
@@ -1125,6 +1124,37 @@ TEST_F(JobRunnerTest, MostlyCorruptDatasetFails) {
   EXPECT_THAT(finished.error(), AllOf(HasSubstr("dataset.train_dir"),
                                       HasSubstr("12 of 18 images could not be read")));
   EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 0);
+}
+
+// A spec that leaves the batch and the validation slice unset gets them from
+// the data: JobStarted and the result say what was used and which fields the
+// data sized, so the scheduler can store them in the spec.
+TEST_F(JobRunnerTest, FieldsLeftUnsetAreSizedByTheDataAndReported) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  tl::v1::JobSpec& spec = *assignment.mutable_spec();
+  spec.mutable_dataset()->clear_val_dir();
+  spec.mutable_dataset()->clear_val_fraction();
+  spec.mutable_training()->clear_batch_size();
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
+  ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
+  const auto started = std::find_if(messages.begin(), messages.end(),
+                                    [](const WorkerMessage& m) { return m.has_started(); });
+  ASSERT_NE(started, messages.end());
+  for (const tl::v1::DataSizing& sizing :
+       {started->started().data_sizing(), finished.result().data_sizing()}) {
+    EXPECT_THAT(sizing.sized_fields(),
+                UnorderedElementsAre("training.batch_size", "dataset.val_fraction"));
+    // A few images per class: nothing is held out, and the batch is a share of them.
+    EXPECT_EQ(sizing.val_fraction(), 0);
+    EXPECT_EQ(sizing.train_images(), 3 * kTrainPerClass);
+    EXPECT_EQ(sizing.batch_size(), engine::SizedBatchSize(3 * kTrainPerClass));
+    EXPECT_EQ(sizing.epochs(), 2);  // set in the spec
+    const int64_t batches = (sizing.train_images() + sizing.batch_size() - 1) / sizing.batch_size();
+    EXPECT_EQ(sizing.steps(), 2 * batches);
+  }
+  EXPECT_EQ(finished.result().dataset().val_images(), 0);
+  EXPECT_EQ(CountOf(messages, WorkerMessage::kEpoch), 2);
 }
 
 TEST_F(JobRunnerTest, OneCorruptImageIsSkippedAndCounted) {

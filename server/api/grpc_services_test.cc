@@ -292,7 +292,7 @@ TEST_F(GrpcServicesTest, SubmitJobQueuesAndStoresTheJob) {
   EXPECT_EQ(job.state(), Job::QUEUED);
   EXPECT_EQ(job.owner(), "alice");
   EXPECT_EQ(job.spec().name(), "flowers");
-  EXPECT_EQ(job.spec().training().batch_size(), 32);  // defaults filled in
+  EXPECT_DOUBLE_EQ(job.spec().training().momentum(), 0.9);  // defaults filled in
   ASSERT_OK_AND_ASSIGN(JobRecord stored, store_->GetJob(job.id()));
   EXPECT_EQ(stored.state(), Job::QUEUED);
 }

@@ -377,7 +377,7 @@ TEST_F(SchedulerTest, SubmitStoresTheJobQueuedBeforeReturning) {
   EXPECT_EQ(job.state(), Job::QUEUED);
   EXPECT_EQ(job.attempt(), 0);
   EXPECT_EQ(job.owner(), "alice");
-  EXPECT_EQ(job.spec().training().epochs(), 10);  // stored with defaults filled in
+  EXPECT_DOUBLE_EQ(job.spec().training().momentum(), 0.9);  // stored with defaults filled in
 
   // A second connection to the file sees the row: it is committed, not only cached.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> other, SqliteJobStore::Open(db_path_));
@@ -474,6 +474,29 @@ TEST_F(SchedulerTest, StartedMakesTheJobRunning) {
   EXPECT_GT(stored.start_time().seconds(), 0);
   EXPECT_THAT(stored.result().dataset().class_names(), ElementsAre("daisy", "rose"));
   EXPECT_EQ(Get(id).state(), Job::RUNNING);
+}
+
+// What the worker sized from the data is stored in the job's spec (and its
+// result), so that clients and a retried attempt see the values used.
+TEST_F(SchedulerTest, StartedStoresTheFieldsTheDataSizedInTheSpec) {
+  const std::string id = Submit("flowers");
+  ASSERT_FALSE(Stored(id).spec().training().has_epochs());
+  FakeWorker worker = Connect("w1");
+  WorkerMessage message;
+  tl::v1::JobStarted& started = *message.mutable_started();
+  started.set_job_id(id);
+  started.set_attempt(1);
+  started.mutable_dataset()->set_train_images(200);
+  started.mutable_data_sizing()->add_sized_fields("training.epochs");
+  started.mutable_data_sizing()->set_epochs(24);
+  started.mutable_data_sizing()->set_batch_size(32);
+  scheduler_->HandleWorkerMessage(worker.session, message);
+
+  const JobRecord stored = Stored(id);
+  EXPECT_EQ(stored.spec().training().epochs(), 24);
+  EXPECT_FALSE(stored.spec().training().has_batch_size()) << "not among the sized fields";
+  EXPECT_EQ(stored.result().data_sizing().epochs(), 24);
+  EXPECT_EQ(Get(id).spec().training().epochs(), 24);
 }
 
 TEST_F(SchedulerTest, EpochIsStoredAndDeliveredToWatchers) {

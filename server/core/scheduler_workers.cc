@@ -16,6 +16,7 @@
 #include "server/core/scheduler_internal.h"
 #include "server/core/subscriptions.h"
 #include "server/spec/caller_text.h"
+#include "server/spec/spec_defaults.h"
 
 namespace tl::server {
 namespace {
@@ -315,7 +316,11 @@ void Scheduler::OnStarted(int64_t session, const tl::v1::JobStarted& started) {
   Update(*active, [&](ActiveJob& next) {
     next.job.set_state(Job::RUNNING);
     if (!next.job.has_start_time()) *next.job.mutable_start_time() = ToTimestamp(Now());
-    *next.job.mutable_result()->mutable_dataset() = started.dataset();
+    if (started.has_dataset()) *next.job.mutable_result()->mutable_dataset() = started.dataset();
+    if (started.has_data_sizing()) {
+      FillSizedFields(started.data_sizing(), *next.job.mutable_spec());
+      *next.job.mutable_result()->mutable_data_sizing() = started.data_sizing();
+    }
   }).IgnoreError();  // logged inside; its first epoch makes it RUNNING
 }
 

@@ -67,6 +67,8 @@ absl::Status CheckSpecBounds(const JobSpec& spec) {
       if (field.IsSet(spec)) return Invalid(field.path, OnlyUnderProblem(*field.only_under, spec));
       continue;
     }
+    // Unset with presence: no value to bound (a field the worker sizes).
+    if (field.HasPresence() && !field.IsSet(spec)) continue;
     TL_RETURN_IF_ERROR(CheckFieldBounds(field, spec));
   }
   return absl::OkStatus();

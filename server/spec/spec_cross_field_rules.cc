@@ -82,7 +82,8 @@ absl::Status CheckReplicas(const JobSpec& spec) {
                    "must be 0 or 1 with the AUTO strategy: choose FEATURE_EXTRACTION, "
                    "FINE_TUNE or FULL");
   }
-  if (spec.training().batch_size() < replicas) {
+  // A batch left to the data is sized at least `replicas` on the worker.
+  if (spec.training().has_batch_size() && spec.training().batch_size() < replicas) {
     return Invalid("training.batch_size",
                    absl::StrCat("is ", spec.training().batch_size(),
                                 ", fewer than resources.replicas (", replicas,
@@ -100,11 +101,12 @@ absl::Status CheckPrecisionWithDevice(const JobSpec& spec) {
 }
 
 // Early stopping watches validation metrics, so a training job that uses it
-// needs validation images.
+// needs validation images; a slice left to the data is then always held out.
 absl::Status CheckEarlyStoppingHasValidation(const JobSpec& spec) {
   const tl::v1::DatasetSpec& dataset = spec.dataset();
   if (spec.has_evaluate() || !spec.training().has_early_stopping() ||
-      !dataset.val_dir().empty() || !dataset.val_csv().empty() || dataset.val_fraction() > 0) {
+      !dataset.val_dir().empty() || !dataset.val_csv().empty() ||
+      !dataset.has_val_fraction() || dataset.val_fraction() > 0) {
     return absl::OkStatus();
   }
   return Invalid("training.early_stopping",

@@ -1,5 +1,6 @@
 #include "server/spec/spec_defaults.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "server/spec/spec_fields.h"
@@ -30,6 +31,26 @@ void FillSpecDefaults(JobSpec& spec) {
     // create the messages on its way.
     if (value && (field.HasPresence() || *value != 0)) field.Set(spec, *value);
   }
+}
+
+}  // namespace tl::server
+
+namespace tl::server {
+
+void FillSizedFields(const tl::v1::DataSizing& sizing, JobSpec& spec) {
+  const auto sized = [&sizing](const char* field) {
+    return std::count(sizing.sized_fields().begin(), sizing.sized_fields().end(), field) > 0;
+  };
+  tl::v1::TrainingSpec& training = *spec.mutable_training();
+  if (sized("training.epochs") && !training.has_epochs()) training.set_epochs(sizing.epochs());
+  if (sized("training.batch_size") && !training.has_batch_size()) {
+    training.set_batch_size(sizing.batch_size());
+  }
+  tl::v1::DatasetSpec& dataset = *spec.mutable_dataset();
+  if (sized("dataset.val_fraction") && !dataset.has_val_fraction()) {
+    dataset.set_val_fraction(sizing.val_fraction());
+  }
+  FillSpecDefaults(spec);
 }
 
 }  // namespace tl::server

@@ -10,4 +10,11 @@ namespace tl::server {
 
 void FillSpecDefaults(tl::v1::JobSpec& spec);
 
+// The fields a worker sized from the data (DataSizing.sized_fields: epochs,
+// batch_size, val_fraction) written into a stored spec that left them unset,
+// then the defaults that follow from them (a STEP schedule's step_epochs),
+// so that the stored spec says what the job ran with. A field the spec set
+// is never replaced.
+void FillSizedFields(const tl::v1::DataSizing& sizing, tl::v1::JobSpec& spec);
+
 }  // namespace tl::server

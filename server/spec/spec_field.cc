@@ -77,6 +77,11 @@ SpecField& SpecField::ZeroMeans(std::string written) {
   return *this;
 }
 
+SpecField& SpecField::UnsetMeans(std::string written) {
+  default_written = std::move(written);
+  return *this;
+}
+
 SpecField& SpecField::Within(SpecLimit low_end, SpecLimit high_end) {
   low = std::move(low_end);
   high = std::move(high_end);

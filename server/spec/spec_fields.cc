@@ -18,6 +18,12 @@ using EarlyStopping = ::tl::v1::TrainingSpec::EarlyStopping;
 // likely to want: bounds that catch a typo at submit.
 constexpr int kMaxGpuCount = 64;
 constexpr int kMaxReplicas = 64;
+constexpr int kMaxEpochs = 1000;
+constexpr double kMaxLearningRate = 10;
+
+// Fields the worker sizes from the number of training images when the spec
+// leaves them unset (worker/engine/job/data_sizing.h).
+constexpr char kSizedByTheData[] = "sized by the data (see Data-sized defaults)";
 
 // ---------------------------------------------------------------- conditions
 
@@ -81,9 +87,25 @@ bool HoldsOutValidationSlice(const JobSpec& spec) {
 
 // ---------------------------------------------------------------- defaults that depend on others
 
-// SGD's raw gradient steps want a larger rate than Adam's normalised ones.
+// Adam's rates by how much of the network trains: a new head alone takes
+// large steps, a pretrained backbone small ones (measured on two tasks and
+// five sizes, docs/RESULTS.md "How the defaults were chosen"). SGD's raw
+// gradient steps want a larger rate than Adam's normalised ones. Under AUTO
+// the strategy it chooses decides, so nothing is filled in. The engine
+// states the same table for AUTO's choice
+// (worker/engine/job/auto_strategy.h, DefaultLearningRate).
 std::optional<double> LearningRateFor(const JobSpec& spec) {
-  return spec.training().optimizer() == TrainingSpec::SGD ? 0.01 : 0.001;
+  if (spec.training().optimizer() == TrainingSpec::SGD) return 0.01;
+  switch (spec.training().strategy()) {
+    case TrainingSpec::AUTO:
+      return std::nullopt;
+    case TrainingSpec::FEATURE_EXTRACTION:
+      return 0.01;
+    case TrainingSpec::FULL:
+      return 0.001;
+    default:
+      return 0.003;
+  }
 }
 
 // FULL trains the backbone as the head; FINE_TUNE moves pretrained weights
@@ -104,8 +126,11 @@ std::optional<double> WeightDecayFor(const JobSpec& spec) {
   return spec.training().optimizer() == TrainingSpec::ADAMW ? 0.01 : 0.0;
 }
 
-// Three steps over the epochs after warmup.
+// Three steps over the epochs after warmup. Epochs left to the data are
+// known on the worker only, which applies the same rule there
+// (worker/engine/job/data_sizing.h, DefaultStepEpochs).
 std::optional<double> StepEpochsFor(const JobSpec& spec) {
+  if (!spec.training().has_epochs()) return std::nullopt;
   return std::max(1, (spec.training().epochs() - spec.training().warmup_epochs()) / 3);
 }
 
@@ -118,11 +143,31 @@ std::optional<double> EarlyStoppingModeFor(const JobSpec& spec) {
 
 std::vector<SpecField> BuildTable() {
   // Ends of intervals that depend on other fields, which the table checks first.
-  const SpecLimit epochs([](const JobSpec& spec) { return spec.training().epochs(); }, "`epochs`");
-  const SpecLimit epochs_less_one(
-      [](const JobSpec& spec) { return spec.training().epochs() - 1; }, "`epochs` - 1");
-  const SpecLimit learning_rate(
-      [](const JobSpec& spec) { return spec.training().learning_rate(); }, "`learningRate`");
+  // Epochs left to the data bound nothing at submit but the largest count;
+  // the worker's sized epochs leave room after the warmup and head-only ones.
+  SpecLimit epochs(
+      [](const JobSpec& spec) -> std::optional<double> {
+        if (!spec.training().has_epochs()) return std::nullopt;
+        return spec.training().epochs();
+      },
+      "`epochs`");
+  epochs.constant = kMaxEpochs;
+  SpecLimit epochs_less_one(
+      [](const JobSpec& spec) -> std::optional<double> {
+        if (!spec.training().has_epochs()) return std::nullopt;
+        return spec.training().epochs() - 1;
+      },
+      "`epochs` - 1");
+  epochs_less_one.constant = kMaxEpochs - 1;
+  // Under AUTO the rate may be left to the chosen strategy: then only the
+  // largest rate bounds what depends on it.
+  SpecLimit learning_rate(
+      [](const JobSpec& spec) -> std::optional<double> {
+        if (!spec.training().has_learning_rate()) return std::nullopt;
+        return spec.training().learning_rate();
+      },
+      "`learningRate`");
+  learning_rate.constant = kMaxLearningRate;
   // The crop is cut from the resized image, so that cannot be smaller.
   const SpecLimit resize_at_least(
       [](const JobSpec& spec) { return std::max(8, spec.preprocessing().image_size()); },
@@ -150,12 +195,20 @@ std::vector<SpecField> BuildTable() {
           .Defaults(TrainingSpec::ADAM)
           .UnknownValue("is not a known optimizer"),
       // AUTO may choose FINE_TUNE, so it keeps unfreeze_groups for that.
-      SpecField("training.unfreeze_groups").OnlyUnder(fine_tune_or_auto).Defaults(1).Within(1, 64),
-      SpecField("training.epochs").Defaults(10).Within(1, 1000).PositiveFirst(),
-      SpecField("training.batch_size").Defaults(32).Within(1, 4096).PositiveFirst(),
+      SpecField("training.unfreeze_groups").OnlyUnder(fine_tune_or_auto).Defaults(2).Within(1, 64),
+      SpecField("training.epochs")
+          .UnsetMeans(kSizedByTheData)
+          .Within(1, kMaxEpochs)
+          .PositiveFirst(),
+      SpecField("training.batch_size")
+          .UnsetMeans(kSizedByTheData)
+          .Within(1, 4096)
+          .PositiveFirst(),
       SpecField("training.learning_rate")
-          .Defaults(LearningRateFor, "0.01 for `SGD`, 0.001 for `ADAM` and `ADAMW`")
-          .Within(1e-12, 10)
+          .Defaults(LearningRateFor,
+                    "`ADAM`, `ADAMW`: 0.01 for `FEATURE_EXTRACTION`, 0.003 for `FINE_TUNE`, "
+                    "0.001 for `FULL`; `SGD`: 0.01; `AUTO`: unset, the chosen strategy's")
+          .Within(1e-12, kMaxLearningRate)
           .PositiveFirst(),
       SpecField("training.backbone_lr_scale")
           .Defaults(BackboneLrScaleFor,
@@ -209,7 +262,9 @@ std::vector<SpecField> BuildTable() {
 
       SpecField("preprocessing.image_size").Within(8, 1024).ZeroMeansUnset(),
       SpecField("preprocessing.resize_size").Within(resize_at_least, 2048).ZeroMeansUnset(),
-      SpecField("preprocessing.horizontal_flip").Defaults(true),
+      // Off unless asked for: mirrored digits and text are other images, and
+      // flips gained nothing on the tasks measured (docs/RESULTS.md).
+      SpecField("preprocessing.horizontal_flip").Defaults(false),
       SpecField(crop + "min_scale")
           .AppliesWhen(HasRandomResizedCrop)
           .Defaults(0.08)
@@ -237,7 +292,7 @@ std::vector<SpecField> BuildTable() {
 
       SpecField("dataset.val_fraction")
           .AppliesWhen(HoldsOutValidationSlice)
-          .Defaults(0.2)
+          .UnsetMeans(kSizedByTheData)
           .Within(0, 0.9),
   };
 }

@@ -60,6 +60,9 @@ struct SpecField {
   SpecField& Defaults(double constant);
   SpecField& Defaults(SpecRule rule, std::string written);
   SpecField& ZeroMeans(std::string written);
+  // No default at submit; `written` says what an unset field means (sized by
+  // the data on the worker), for docs/API.md.
+  SpecField& UnsetMeans(std::string written);
   // Bounds. Within(low, high) is closed unless an end is Open(); AtLeast has no upper end.
   SpecField& Within(SpecLimit low, SpecLimit high);
   SpecField& AtLeast(SpecLimit low);

@@ -125,14 +125,15 @@ TEST_F(RecipeValidationTest, CsvDatasetsAreAcceptedAndNormalized) {
   EXPECT_FALSE(spec->dataset().has_val_fraction());
 }
 
-TEST_F(RecipeValidationTest, CsvWithoutValidationSetGetsTheDefaultFraction) {
+TEST_F(RecipeValidationTest, CsvWithoutValidationSetLeavesTheFractionToTheData) {
   WriteFile(data_root_ / "train.csv", "pets/cat/1.png,cat\npets/dog/1.png,dog\n");
   JobSpec submitted = Spec();
   submitted.mutable_dataset()->clear_train_dir();
   submitted.mutable_dataset()->set_train_csv("train.csv");
   absl::StatusOr<JobSpec> spec = Validate(submitted);
   ASSERT_THAT(spec.status(), IsOk());
-  EXPECT_EQ(spec->dataset().val_fraction(), 0.2);
+  // The worker sizes the slice from the images the CSV lists.
+  EXPECT_FALSE(spec->dataset().has_val_fraction());
 }
 
 TEST_F(RecipeValidationTest, BadCsvDatasetsNameFieldFileAndLine) {

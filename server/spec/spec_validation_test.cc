@@ -1,4 +1,5 @@
 #include "server/spec/spec_validation.h"
+#include "server/spec/spec_defaults.h"
 
 #include "common/image_files.h"
 
@@ -128,11 +129,12 @@ TEST_F(SpecValidationTest, MinimalSpecGetsEveryDefault) {
   const TrainingSpec& training = spec.training();
   EXPECT_EQ(training.strategy(), TrainingSpec::FINE_TUNE);
   ASSERT_TRUE(training.has_unfreeze_groups());
-  EXPECT_EQ(training.unfreeze_groups(), 1);
-  EXPECT_EQ(training.epochs(), 10);
-  EXPECT_EQ(training.batch_size(), 32);
+  EXPECT_EQ(training.unfreeze_groups(), 2);
+  // Left to the data: the worker sizes them and the scheduler stores them then.
+  EXPECT_FALSE(training.has_epochs());
+  EXPECT_FALSE(training.has_batch_size());
   EXPECT_EQ(training.optimizer(), TrainingSpec::ADAM);
-  EXPECT_DOUBLE_EQ(training.learning_rate(), 0.001);
+  EXPECT_DOUBLE_EQ(training.learning_rate(), 0.003);  // FINE_TUNE's
   EXPECT_DOUBLE_EQ(training.backbone_lr_scale(), 0.1);
   EXPECT_DOUBLE_EQ(training.momentum(), 0.9);
   ASSERT_TRUE(training.has_weight_decay());
@@ -149,14 +151,36 @@ TEST_F(SpecValidationTest, MinimalSpecGetsEveryDefault) {
   EXPECT_DOUBLE_EQ(training.label_smoothing(), 0.0);
   EXPECT_TRUE(training.class_weights().empty());
   EXPECT_FALSE(training.balanced_class_weights());
-  ASSERT_TRUE(spec.dataset().has_val_fraction());
-  EXPECT_DOUBLE_EQ(spec.dataset().val_fraction(), 0.2);
+  EXPECT_FALSE(spec.dataset().has_val_fraction());
   ASSERT_TRUE(spec.preprocessing().has_horizontal_flip());
-  EXPECT_TRUE(spec.preprocessing().horizontal_flip());
+  EXPECT_FALSE(spec.preprocessing().horizontal_flip());
   // Zero means "take the manifest's" and stays zero.
   EXPECT_EQ(spec.preprocessing().image_size(), 0);
   EXPECT_EQ(spec.backbone().path(), "backbones/resnet.pt");
   EXPECT_EQ(spec.dataset().train_dir(), "flowers/train");
+}
+
+// What a worker sized goes into the fields the spec left unset, and the
+// defaults that follow from them with it; a field the spec set stays.
+TEST_F(SpecValidationTest, SizedFieldsFillOnlyWhatTheSpecLeftUnset) {
+  JobSpec submitted = MinimalSpec();
+  submitted.mutable_training()->set_lr_schedule(TrainingSpec::STEP);
+  submitted.mutable_training()->set_batch_size(48);
+  ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+  EXPECT_FALSE(spec.training().has_step_epochs());  // a third of epochs not known yet
+  tl::v1::DataSizing sizing;
+  sizing.add_sized_fields("training.epochs");
+  sizing.add_sized_fields("dataset.val_fraction");
+  sizing.add_sized_fields("training.batch_size");  // as if: the spec's value is kept
+  sizing.set_epochs(31);
+  sizing.set_batch_size(16);
+  sizing.set_val_fraction(0);
+  FillSizedFields(sizing, spec);
+  EXPECT_EQ(spec.training().epochs(), 31);
+  EXPECT_EQ(spec.training().batch_size(), 48);
+  ASSERT_TRUE(spec.dataset().has_val_fraction());
+  EXPECT_EQ(spec.dataset().val_fraction(), 0);
+  EXPECT_EQ(spec.training().step_epochs(), 10);
 }
 
 TEST_F(SpecValidationTest, ExplicitValuesAreKept) {
@@ -184,6 +208,20 @@ TEST_F(SpecValidationTest, SgdDefaultsToAHigherLearningRate) {
   EXPECT_DOUBLE_EQ(spec.training().learning_rate(), 0.01);
 }
 
+// Adam's rate by how much of the network trains.
+TEST_F(SpecValidationTest, AdamsRateFollowsTheStrategy) {
+  const std::pair<TrainingSpec::Strategy, double> cases[] = {
+      {TrainingSpec::FEATURE_EXTRACTION, 0.01},
+      {TrainingSpec::FINE_TUNE, 0.003},
+      {TrainingSpec::FULL, 0.001}};
+  for (const auto& [strategy, rate] : cases) {
+    JobSpec submitted = MinimalSpec();
+    submitted.mutable_training()->set_strategy(strategy);
+    ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
+    EXPECT_DOUBLE_EQ(spec.training().learning_rate(), rate) << TrainingSpec::Strategy_Name(strategy);
+  }
+}
+
 TEST_F(SpecValidationTest, FullTrainingScalesTheBackboneRateByOne) {
   JobSpec submitted = MinimalSpec();
   submitted.mutable_training()->set_strategy(TrainingSpec::FULL);
@@ -199,9 +237,11 @@ TEST_F(SpecValidationTest, AutoKeepsUnfreezeGroupsAndLeavesTheBackboneRateToItsC
   ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
   EXPECT_EQ(spec.training().strategy(), TrainingSpec::AUTO);
   // For FINE_TUNE, should the probe choose it.
-  EXPECT_EQ(spec.training().unfreeze_groups(), 1);
-  // 0.1 for FINE_TUNE, 1 for FULL: the worker fills it in once it has chosen.
+  EXPECT_EQ(spec.training().unfreeze_groups(), 2);
+  // 0.1 for FINE_TUNE, 1 for FULL: the worker fills it in once it has chosen,
+  // and the learning rate alike.
   EXPECT_FALSE(spec.training().has_backbone_lr_scale());
+  EXPECT_FALSE(spec.training().has_learning_rate());
 
   submitted.mutable_training()->set_backbone_lr_scale(0.5);
   submitted.mutable_training()->set_unfreeze_groups(2);
@@ -405,7 +445,7 @@ TEST_F(SpecValidationTest, AdamWDefaultsToDecoupledDecay) {
   JobSpec submitted = MinimalSpec();
   submitted.mutable_training()->set_optimizer(TrainingSpec::ADAMW);
   ASSERT_OK_AND_ASSIGN(JobSpec spec, Validate(submitted));
-  EXPECT_DOUBLE_EQ(spec.training().learning_rate(), 0.001);
+  EXPECT_DOUBLE_EQ(spec.training().learning_rate(), 0.003);  // as ADAM: FINE_TUNE's
   EXPECT_DOUBLE_EQ(spec.training().weight_decay(), 0.01);
   submitted.mutable_training()->set_weight_decay(0);
   ASSERT_OK_AND_ASSIGN(spec, Validate(submitted));
@@ -452,7 +492,13 @@ TEST_F(SpecValidationTest, ScheduleFieldsOutOfBoundsAreRefused) {
       {"training.lr_schedule", "not a known", [](TrainingSpec& t) {
          t.set_lr_schedule(static_cast<TrainingSpec::LrSchedule>(9));
        }},
-      {"training.warmup_epochs", "[0, 10]", [](TrainingSpec& t) { t.set_warmup_epochs(11); }},
+      {"training.warmup_epochs", "[0, 10]",
+       [](TrainingSpec& t) {
+         t.set_epochs(10);
+         t.set_warmup_epochs(11);
+       }},
+      // Epochs left to the data bound the warmup by the most epochs a job may have.
+      {"training.warmup_epochs", "[0, 1000]", [](TrainingSpec& t) { t.set_warmup_epochs(1001); }},
       {"training.warmup_epochs", "-1", [](TrainingSpec& t) { t.set_warmup_epochs(-1); }},
       {"training.step_epochs", "STEP", [](TrainingSpec& t) { t.set_step_epochs(2); }},
       {"training.step_gamma", "STEP", [](TrainingSpec& t) { t.set_step_gamma(0.5); }},

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -40,13 +42,15 @@ class ProbeObserver : public TrainObserver {
 
 // Constant learning rate, no warmup, no class weights or smoothing: the
 // probe compares strategies, not recipes.
-TrainOptions ProbeTrainOptions(const TrainOptions& job, Strategy strategy, int epochs) {
+TrainOptions ProbeTrainOptions(const TrainOptions& job, const AutoStrategyOptions& auto_options,
+                               Strategy strategy, int epochs) {
   TrainOptions options;
   options.strategy = strategy;
   options.unfreeze_groups = job.unfreeze_groups;
   options.epochs = epochs;
   options.optimizer = job.optimizer;
-  options.learning_rate = job.learning_rate;
+  options.learning_rate =
+      auto_options.learning_rate.value_or(DefaultLearningRate(strategy, job.optimizer));
   options.momentum = job.momentum;
   options.nesterov = job.nesterov;
   options.weight_decay = job.weight_decay;
@@ -74,35 +78,83 @@ Strategy StrategyFromName(const std::string& name, const std::string& origin) {
   throw InvalidArgument(origin + ": unknown strategy \"" + name + "\"");
 }
 
+std::string CandidateName(const AutoCandidate& candidate) {
+  std::string name = StrategyName(candidate.strategy);
+  if (candidate.strategy == Strategy::kFineTune) {
+    name += " (last " + std::to_string(candidate.unfreeze_groups) + " groups)";
+  }
+  return name;
+}
+
+using Fold = std::pair<std::vector<ImageSample>, std::vector<ImageSample>>;  // train, held out
+
+// k stratified folds: each class's images, shuffled by the seed, are dealt
+// to the folds in turn, so every image is held out exactly once.
+std::vector<Fold> StratifiedFolds(const std::vector<ImageSample>& samples, int folds,
+                                  uint64_t seed) {
+  std::map<int64_t, std::vector<const ImageSample*>> by_class;
+  for (const ImageSample& sample : samples) by_class[sample.label].push_back(&sample);
+  std::vector<Fold> out(folds);
+  std::mt19937_64 random(seed);
+  for (auto& [label, members] : by_class) {
+    std::shuffle(members.begin(), members.end(), random);
+    for (size_t i = 0; i < members.size(); ++i) {
+      for (int fold = 0; fold < folds; ++fold) {
+        (static_cast<int>(i % folds) == fold ? out[fold].second : out[fold].first)
+            .push_back(*members[i]);
+      }
+    }
+  }
+  return out;
+}
+
+int64_t StepsPerEpoch(size_t images, int batch_size) {
+  return (static_cast<int64_t>(std::max<size_t>(images, 1)) + batch_size - 1) /
+         std::max(batch_size, 1);
+}
+
 }  // namespace
 
-AutoDecision DecideStrategy(const AutoProbeFigures& figures, const AutoRule& rule) {
+AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
+                            const AutoProbeFigures& figures, const AutoRule& rule) {
   AutoDecision decision;
   decision.figures = figures;
-  const double gap = figures.fine_tune_accuracy - figures.feature_extraction_accuracy;
-  if (gap > rule.full_margin && figures.images_per_class >= rule.full_images_per_class) {
-    decision.strategy = Strategy::kFull;
-    decision.reason = "fine-tuning beat the frozen backbone by " + Points(gap) + " (over " +
-                      Points(rule.full_margin) + ") with " +
-                      std::to_string(static_cast<int64_t>(figures.images_per_class)) +
-                      " images per class (at least " +
-                      std::to_string(static_cast<int64_t>(rule.full_images_per_class)) +
-                      "): the data is far from the backbone's and enough to train every layer";
-  } else if (gap > rule.fine_tune_margin) {
-    decision.strategy = Strategy::kFineTune;
-    decision.reason = "fine-tuning beat the frozen backbone by " + Points(gap) + " (over " +
-                      Points(rule.fine_tune_margin) + "): the backbone's features need adapting";
-  } else {
-    decision.strategy = Strategy::kFeatureExtraction;
-    decision.reason = "fine-tuning gained " + Points(gap) + " over the frozen backbone (not over " +
-                      Points(rule.fine_tune_margin) + "): its features already fit the data";
+  decision.candidates = candidates;
+  const AutoCandidate* best = nullptr;
+  const AutoCandidate* fine_tune = nullptr;
+  for (const AutoCandidate& candidate : candidates) {
+    if (best == nullptr || candidate.accuracy > best->accuracy) best = &candidate;
+    if (candidate.strategy == Strategy::kFineTune) fine_tune = &candidate;
   }
+  if (best == nullptr) {
+    decision.strategy = Strategy::kFineTune;
+    decision.reason = "no candidate was scored; FINE_TUNE, the default strategy";
+    return decision;
+  }
+  if (fine_tune != nullptr && best != fine_tune &&
+      best->accuracy - fine_tune->accuracy <= rule.keep_default_margin) {
+    decision.strategy = Strategy::kFineTune;
+    decision.reason = CandidateName(*best) + " scored " + Points(best->accuracy - fine_tune->accuracy) +
+                      " above " + CandidateName(*fine_tune) + ", not over " +
+                      Points(rule.keep_default_margin) + ": the default strategy stays";
+    return decision;
+  }
+  decision.strategy = best->strategy;
+  std::string others;
+  for (const AutoCandidate& candidate : candidates) {
+    if (&candidate == best) continue;
+    others += (others.empty() ? "" : ", ") + CandidateName(candidate) + " by " +
+              Points(best->accuracy - candidate.accuracy);
+  }
+  decision.reason = CandidateName(*best) + " scored best on the held-out images" +
+                    (others.empty() ? "" : " (above " + others + ")");
   return decision;
 }
 
 OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
                                       const AutoStrategyOptions& options) {
   const auto start = std::chrono::steady_clock::now();
+  const AutoRule& rule = options.rule;
   AutoProbeFigures figures;
   figures.images_per_class =
       job.class_count > 0 ? static_cast<double>(job.train.size()) / job.class_count : 0;
@@ -116,12 +168,24 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
                            seed + 101)
                .first;
   }
-  auto [probe_train, holdout] = StratifiedSplit(pool, options.holdout_fraction, seed + 202);
-  figures.probe_train_images = static_cast<int64_t>(probe_train.size());
-  figures.probe_holdout_images = static_cast<int64_t>(holdout.size());
-  std::set<int64_t> trained_classes;
-  for (const ImageSample& sample : probe_train) trained_classes.insert(sample.label);
-  if (holdout.empty() || trained_classes.size() < 2) {
+  const double pool_per_class =
+      job.class_count > 0 ? static_cast<double>(pool.size()) / job.class_count : 0;
+  std::vector<Fold> folds;
+  if (pool_per_class < rule.kfold_below_images_per_class) {
+    folds = StratifiedFolds(pool, rule.folds, seed + 202);
+  } else {
+    folds.push_back(StratifiedSplit(pool, options.holdout_fraction, seed + 202));
+  }
+  figures.folds = static_cast<int>(folds.size());
+  figures.probe_train_images = static_cast<int64_t>(folds.front().first.size());
+  figures.probe_holdout_images = static_cast<int64_t>(folds.front().second.size());
+  bool probeable = true;
+  for (const Fold& fold : folds) {
+    std::set<int64_t> trained_classes;
+    for (const ImageSample& sample : fold.first) trained_classes.insert(sample.label);
+    probeable = probeable && !fold.second.empty() && trained_classes.size() >= 2;
+  }
+  if (!probeable) {
     AutoDecision decision;
     decision.figures = figures;
     decision.strategy = Strategy::kFineTune;
@@ -130,6 +194,28 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
                       "); FINE_TUNE, the default strategy";
     return decision;
   }
+
+  std::vector<AutoCandidate> candidates;
+  const auto rate = [&](Strategy strategy) {
+    return options.learning_rate.value_or(
+        DefaultLearningRate(strategy, job.train_options.optimizer));
+  };
+  candidates.push_back({Strategy::kFeatureExtraction, 0, rate(Strategy::kFeatureExtraction)});
+  // Unfreezing every group is FULL's candidate (at its own rates).
+  const int groups = static_cast<int>(job.manifest.layer_groups.size());
+  if (job.train_options.unfreeze_groups < groups) {
+    candidates.push_back(
+        {Strategy::kFineTune, job.train_options.unfreeze_groups, rate(Strategy::kFineTune)});
+  }
+  candidates.push_back({Strategy::kFull, 0, rate(Strategy::kFull)});
+
+  // Every run of a candidate that trains the backbone gets an equal share of
+  // the budget; the frozen head gets as many steps, which cost little.
+  const int64_t final_steps = static_cast<int64_t>(std::max(job.train_options.epochs, 1)) *
+                              StepsPerEpoch(job.train.size(), job.batch_size);
+  const int64_t runs = static_cast<int64_t>(candidates.size() - 1) * figures.folds;
+  const int64_t steps_per_run = std::max<int64_t>(
+      1, static_cast<int64_t>(options.probe_budget * final_steps / std::max<int64_t>(runs, 1)));
 
   ImageFolderSourceOptions train_options;
   train_options.batch_size = job.batch_size;
@@ -143,36 +229,67 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
   const std::string& backbone_bytes =
       job.backbone_open_as.empty() ? job.backbone_path : job.backbone_open_as;
 
-  {  // (a) a linear head on features computed once
-    TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
-                        seed, job.backbone_open_as);
-    Trainer trainer(model, ProbeTrainOptions(job.train_options, Strategy::kFeatureExtraction,
-                                             options.head_epochs));
-    FeatureTraining features(model, probe_train, holdout,
-                             FeatureTraining::Options{"", backbone_bytes, job.preprocessing,
-                                                      holdout_options, job.batch_size, seed,
-                                                      trainer.device()});
-    const OrStopped<double> accuracy =
-        ProbeAccuracy(trainer, features.train(), features.validation(), observer);
-    if (accuracy.stopped()) return accuracy.stop();
-    figures.feature_extraction_accuracy = *accuracy;
-  }
-  {  // (b) a short fine-tune of the last layer group(s) with the head
-    TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
-                        seed, job.backbone_open_as);
-    Trainer trainer(model, ProbeTrainOptions(job.train_options, Strategy::kFineTune,
-                                             options.fine_tune_epochs));
-    ImageFolderSource train_source(probe_train, job.preprocessing, train_options);
-    ImageFolderSource holdout_source(holdout, job.preprocessing, holdout_options);
-    train_source.Preload(job.decode_threads, job.stop_requested);
-    holdout_source.Preload(job.decode_threads, job.stop_requested);
-    const OrStopped<double> accuracy =
-        ProbeAccuracy(trainer, train_source, &holdout_source, observer);
-    if (accuracy.stopped()) return accuracy.stop();
-    figures.fine_tune_accuracy = *accuracy;
+  for (AutoCandidate& candidate : candidates) {
+    const auto candidate_start = std::chrono::steady_clock::now();
+    for (size_t f = 0; f < folds.size(); ++f) {
+      const auto& [fold_train, fold_holdout] = folds[f];
+      const int epochs = static_cast<int>(std::max<int64_t>(
+          1, (steps_per_run + StepsPerEpoch(fold_train.size(), job.batch_size) - 1) /
+                 StepsPerEpoch(fold_train.size(), job.batch_size)));
+      candidate.epochs = epochs;
+      TrainOptions probe = ProbeTrainOptions(job.train_options, options, candidate.strategy, epochs);
+      probe.learning_rate = candidate.learning_rate;
+      probe.backbone_lr_scale = options.backbone_lr_scale.value_or(
+          DefaultBackboneLrScale(candidate.strategy));
+      if (candidate.strategy == Strategy::kFineTune) probe.unfreeze_groups = candidate.unfreeze_groups;
+      TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
+                          seed, job.backbone_open_as);
+      Trainer trainer(model, probe);
+      OrStopped<double> accuracy = 0.0;
+      if (candidate.strategy == Strategy::kFeatureExtraction) {
+        // A linear head on features computed once.
+        FeatureTraining features(model, fold_train, fold_holdout,
+                                 FeatureTraining::Options{"", backbone_bytes, job.preprocessing,
+                                                          holdout_options, job.batch_size, seed,
+                                                          trainer.device()});
+        accuracy = ProbeAccuracy(trainer, features.train(), features.validation(), observer);
+      } else {
+        ImageFolderSource train_source(fold_train, job.preprocessing, train_options);
+        ImageFolderSource holdout_source(fold_holdout, job.preprocessing, holdout_options);
+        train_source.Preload(job.decode_threads, job.stop_requested);
+        holdout_source.Preload(job.decode_threads, job.stop_requested);
+        accuracy = ProbeAccuracy(trainer, train_source, &holdout_source, observer);
+      }
+      if (accuracy.stopped()) return accuracy.stop();
+      candidate.fold_accuracies.push_back(*accuracy);
+      if (job.notice) {
+        std::ostringstream line;
+        line.precision(4);
+        line << "auto probe: " << CandidateName(candidate) << ", fold " << f + 1 << " of "
+             << folds.size() << ": " << *accuracy << " on " << fold_holdout.size()
+             << " held-out images after " << epochs << " epochs";
+        job.notice(line.str());
+      }
+    }
+    double sum = 0;
+    for (double accuracy : candidate.fold_accuracies) sum += accuracy;
+    candidate.accuracy = sum / static_cast<double>(candidate.fold_accuracies.size());
+    candidate.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - candidate_start).count();
+    switch (candidate.strategy) {
+      case Strategy::kFeatureExtraction:
+        figures.feature_extraction_accuracy = candidate.accuracy;
+        break;
+      case Strategy::kFineTune:
+        figures.fine_tune_accuracy = candidate.accuracy;
+        break;
+      case Strategy::kFull:
+        figures.full_accuracy = candidate.accuracy;
+        break;
+    }
   }
 
-  AutoDecision decision = DecideStrategy(figures, options.rule);
+  AutoDecision decision = DecideStrategy(candidates, figures, rule);
   decision.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return decision;
@@ -205,9 +322,23 @@ double DefaultBackboneLrScale(Strategy strategy) {
   return strategy == Strategy::kFull ? 1.0 : 0.1;
 }
 
+double DefaultLearningRate(Strategy strategy, OptimizerKind optimizer) {
+  if (optimizer == OptimizerKind::kSgd) return 0.01;
+  switch (strategy) {
+    case Strategy::kFeatureExtraction:
+      return 0.01;
+    case Strategy::kFull:
+      return 0.001;
+    default:
+      return 0.003;
+  }
+}
+
 void ApplyAutoDecision(const AutoDecision& decision, const AutoStrategyOptions& options,
                        TrainOptions& train) {
   train.strategy = decision.strategy;
+  train.learning_rate =
+      options.learning_rate.value_or(DefaultLearningRate(decision.strategy, train.optimizer));
   train.backbone_lr_scale =
       options.backbone_lr_scale.value_or(DefaultBackboneLrScale(decision.strategy));
   if (decision.strategy != Strategy::kFineTune) {
@@ -218,15 +349,28 @@ void ApplyAutoDecision(const AutoDecision& decision, const AutoStrategyOptions& 
 
 std::string AutoDecisionToJson(const AutoDecision& decision) {
   const AutoProbeFigures& f = decision.figures;
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const AutoCandidate& c : decision.candidates) {
+    candidates.push_back({{"strategy", StrategyName(c.strategy)},
+                          {"unfreeze_groups", c.unfreeze_groups},
+                          {"learning_rate", c.learning_rate},
+                          {"epochs", c.epochs},
+                          {"fold_accuracies", c.fold_accuracies},
+                          {"accuracy", c.accuracy},
+                          {"seconds", c.seconds}});
+  }
   const nlohmann::json json = {{"strategy", StrategyName(decision.strategy)},
                                {"reason", decision.reason},
                                {"probed", decision.probed},
                                {"feature_extraction_accuracy", f.feature_extraction_accuracy},
                                {"fine_tune_accuracy", f.fine_tune_accuracy},
+                               {"full_accuracy", f.full_accuracy},
                                {"images_per_class", f.images_per_class},
+                               {"folds", f.folds},
                                {"probe_train_images", f.probe_train_images},
                                {"probe_holdout_images", f.probe_holdout_images},
-                               {"probe_seconds", decision.seconds}};
+                               {"probe_seconds", decision.seconds},
+                               {"candidates", candidates}};
   return json.dump(2);
 }
 
@@ -244,6 +388,20 @@ AutoDecision AutoDecisionFromJson(const std::string& text, const std::string& or
     f.probe_train_images = json.at("probe_train_images").get<int64_t>();
     f.probe_holdout_images = json.at("probe_holdout_images").get<int64_t>();
     decision.seconds = json.at("probe_seconds").get<double>();
+    // Decisions of earlier versions compared two candidates on one slice.
+    f.full_accuracy = json.value("full_accuracy", 0.0);
+    f.folds = json.value("folds", 1);
+    for (const nlohmann::json& c : json.value("candidates", nlohmann::json::array())) {
+      AutoCandidate candidate;
+      candidate.strategy = StrategyFromName(c.at("strategy").get<std::string>(), origin);
+      candidate.unfreeze_groups = c.at("unfreeze_groups").get<int>();
+      candidate.learning_rate = c.at("learning_rate").get<double>();
+      candidate.epochs = c.at("epochs").get<int>();
+      candidate.fold_accuracies = c.at("fold_accuracies").get<std::vector<double>>();
+      candidate.accuracy = c.at("accuracy").get<double>();
+      candidate.seconds = c.at("seconds").get<double>();
+      decision.candidates.push_back(std::move(candidate));
+    }
     return decision;
   } catch (const nlohmann::json::exception& error) {
     throw InvalidArgument(origin + " is not a strategy decision: " + error.what());
@@ -256,9 +414,13 @@ std::string DescribeAutoDecision(const AutoDecision& decision) {
   text.precision(4);
   text << "auto strategy: " << StrategyName(decision.strategy);
   if (decision.probed) {
-    text << " (frozen head " << f.feature_extraction_accuracy << ", fine-tune "
-         << f.fine_tune_accuracy << " on " << f.probe_holdout_images << " held-out of "
-         << f.probe_train_images + f.probe_holdout_images << " probe images; "
+    text << " (";
+    for (size_t i = 0; i < decision.candidates.size(); ++i) {
+      text << (i == 0 ? "" : ", ") << CandidateName(decision.candidates[i]) << " "
+           << decision.candidates[i].accuracy;
+    }
+    text << "; held-out accuracy over " << f.folds << (f.folds == 1 ? " fold" : " folds")
+         << " of " << f.probe_train_images + f.probe_holdout_images << " probe images; "
          << f.images_per_class << " images per class";
     if (decision.reused) text << "; decided by an earlier attempt";
     text << ")";

@@ -1,11 +1,13 @@
 // The AUTO strategy: whether a job should train only a head on the frozen
 // backbone, fine-tune its last layer groups, or train everything, decided
-// from the job's own data. A probe on a small held-out slice of the training
-// images compares a linear head on frozen features with a short fine-tune;
-// how far fine-tuning gets ahead says how far the data is from what the
-// backbone learned, and the images per class say whether there is enough
-// data to train the whole backbone. The decision is kept in the job's
-// output folder (auto.json), so a resumed job trains as it started.
+// from the job's own data. The probe trains each candidate recipe (a linear
+// head on frozen features computed once, a fine-tune of the last layer
+// groups, the whole network; each at its strategy's learning rate) on folds
+// of the training images and scores it on the images each fold held out:
+// three folds when there are few images per class, so that every image is
+// scored once, else one held-out slice. Its optimizer steps are bounded by a
+// share of the final run's. The decision is kept in the job's output folder
+// (auto.json), so a resumed job trains as it started.
 #pragma once
 
 #include <cstdint>
@@ -22,40 +24,57 @@
 
 namespace tl::engine {
 
-// What the probe measured, and the size of the job's data.
+// One recipe the probe tried, and how it scored.
+struct AutoCandidate {
+  Strategy strategy = Strategy::kFineTune;
+  int unfreeze_groups = 0;  // FINE_TUNE's
+  double learning_rate = 0;
+  int epochs = 0;  // of each fold's run
+  // Accuracy on each fold's held-out images after its last epoch, and their mean.
+  std::vector<double> fold_accuracies;
+  double accuracy = 0;
+  double seconds = 0;
+};
+
+// What the probe measured, and the size of the job's data. Accuracies are
+// the candidates' means over the folds (0 for one not tried).
 struct AutoProbeFigures {
-  // Accuracy on the probe's held-out slice after the last probe epoch.
   double feature_extraction_accuracy = 0;  // linear head, frozen backbone
   double fine_tune_accuracy = 0;           // head and last layer group(s)
+  double full_accuracy = 0;                // every layer
   double images_per_class = 0;             // the job's training images / classes
+  int folds = 0;
+  // Of the first fold: images trained on and held out.
   int64_t probe_train_images = 0;
   int64_t probe_holdout_images = 0;
 };
 
-// The rule's thresholds. Accuracies are fractions (0.03 is 3 points).
+// The rule's thresholds. Accuracies are fractions (0.01 is 1 point).
 struct AutoRule {
-  // Fine-tuning must beat the frozen head by more than this to be chosen.
-  double fine_tune_margin = 0.03;
-  // FULL needs a gap above this and at least full_images_per_class images
-  // per class: training every layer on little data overfits.
-  double full_margin = 0.10;
-  double full_images_per_class = 1000;
+  // FINE_TUNE, the default strategy, stays unless another candidate beats
+  // it by more than this: on a few dozen held-out images a smaller gap is
+  // noise.
+  double keep_default_margin = 0.01;
+  // Folds below this many probe images per class; at and above it one
+  // held-out slice scores enough images.
+  double kfold_below_images_per_class = 100;
+  int folds = 3;
 };
 
 struct AutoDecision {
-  Strategy strategy = Strategy::kFeatureExtraction;
+  Strategy strategy = Strategy::kFineTune;
   AutoProbeFigures figures;
+  std::vector<AutoCandidate> candidates;
   std::string reason;   // one sentence for people
   double seconds = 0;   // the probe's
   bool probed = true;   // false: too few images to probe, the default was taken
   bool reused = false;  // read back from auto.json rather than probed now
 };
 
-// The rule, a pure function of the figures: FINE_TUNE when fine-tuning beats
-// the frozen head by more than fine_tune_margin, FULL when in addition the
-// gap exceeds full_margin and there are full_images_per_class images per
-// class, else FEATURE_EXTRACTION.
-AutoDecision DecideStrategy(const AutoProbeFigures& figures, const AutoRule& rule = {});
+// The rule, a pure function of the candidates: the most accurate, unless
+// FINE_TUNE (when tried) is within keep_default_margin of it.
+AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
+                            const AutoProbeFigures& figures, const AutoRule& rule = {});
 
 // The backbone_lr_scale of an AUTO job whose spec leaves it unset, by the
 // strategy the probe chose: 1 for FULL, which trains the backbone as the
@@ -65,24 +84,33 @@ AutoDecision DecideStrategy(const AutoProbeFigures& figures, const AutoRule& rul
 // and docs/API.md's training.backboneLrScale row documents it.
 double DefaultBackboneLrScale(Strategy strategy);
 
+// The learning_rate of an AUTO job whose spec leaves it unset, by the
+// strategy chosen and the optimizer: the server's table for strategies named
+// at submit (server/spec/spec_fields.cc, LearningRateFor) states the same
+// rule, and docs/API.md's training.learningRate row documents it.
+double DefaultLearningRate(Strategy strategy, OptimizerKind optimizer);
+
 // How an AUTO job probes, and what it keeps of the spec for the strategy it
-// chooses. The worker sets enabled and backbone_lr_scale from the stored
-// spec; the probe's bounds below are the engine's own.
+// chooses. The worker sets enabled, backbone_lr_scale and learning_rate
+// from the stored spec; the probe's bounds below are the engine's own.
 struct AutoStrategyOptions {
   bool enabled = false;
   // The spec's training.backbone_lr_scale; absent: the chosen strategy's,
   // DefaultBackboneLrScale.
   std::optional<double> backbone_lr_scale;
-  // Share of the probe's images held out (stratified, seeded) to score it.
+  // The spec's training.learning_rate, for every candidate; absent: each
+  // candidate's strategy's, DefaultLearningRate.
+  std::optional<double> learning_rate;
+  // Share of the probe's images held out (stratified, seeded) to score it
+  // when there are enough images per class for one slice.
   double holdout_fraction = 0.2;
-  // The probe's cost bound: at most this many training images (a stratified
-  // subset), a head trained for head_epochs on features computed once, and
-  // fine_tune_epochs epochs of fine-tuning. The two get the same number of
-  // epochs: with 10 against 2 the frozen head won every probe of
-  // docs/RESULTS.md while fine-tuning won every real job.
+  // At most this many training images (a stratified subset) take part.
   int64_t max_probe_images = 1000;
-  int head_epochs = 5;
-  int fine_tune_epochs = 5;
+  // The candidates that train layers of the backbone, over all folds, take
+  // at most this many times the final run's optimizer steps; the head on
+  // cached features costs little beside them. With the final run that
+  // bounds an AUTO job at about three times a job that names its strategy.
+  double probe_budget = 2.0;
   AutoRule rule;
 };
 
@@ -93,8 +121,9 @@ struct AutoProbeJob {
   size_t class_count = 0;
   std::vector<ImageSample> train;  // the job's training split
   Preprocessing preprocessing;
-  // The job's training options: optimizer, learning rate, unfreeze_groups
-  // (the fine-tune probe's), seed, device. Schedules and weights are not used.
+  // The job's training options: optimizer, unfreeze_groups (the fine-tune
+  // candidate's), epochs (with batch_size: the final run's steps, which
+  // bound the probe's), seed, device. Schedules and weights are not used.
   TrainOptions train_options;
   int batch_size = 32;
   int decode_threads = 1;
@@ -104,6 +133,8 @@ struct AutoProbeJob {
   // backbone_path.
   std::string backbone_open_as;
   ImageReadRules read_rules;  // the job's (image_file.h)
+  // A line for the job's log as each candidate is scored.
+  std::function<void(const std::string&)> notice;
 };
 
 // Runs the probe and applies the rule; stops (cancelled) on a stop request.

@@ -21,12 +21,19 @@ namespace {
 namespace fs = std::filesystem;
 using ::tl::testing::TempDir;
 
-AutoProbeFigures Figures(double frozen, double fine_tune, double images_per_class) {
-  AutoProbeFigures figures;
-  figures.feature_extraction_accuracy = frozen;
-  figures.fine_tune_accuracy = fine_tune;
-  figures.images_per_class = images_per_class;
-  return figures;
+AutoCandidate Candidate(Strategy strategy, double accuracy) {
+  AutoCandidate candidate;
+  candidate.strategy = strategy;
+  candidate.unfreeze_groups = strategy == Strategy::kFineTune ? 2 : 0;
+  candidate.accuracy = accuracy;
+  candidate.fold_accuracies = {accuracy};
+  return candidate;
+}
+
+// Candidates scored frozen / fine-tune / full, as a probe tries them.
+std::vector<AutoCandidate> Scored(double frozen, double fine_tune, double full) {
+  return {Candidate(Strategy::kFeatureExtraction, frozen), Candidate(Strategy::kFineTune, fine_tune),
+          Candidate(Strategy::kFull, full)};
 }
 
 nlohmann::json ReadJson(const std::string& path) {
@@ -34,28 +41,28 @@ nlohmann::json ReadJson(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
-TEST(AutoRuleTest, FrozenFeaturesThatFitKeepTheBackboneFrozen) {
-  EXPECT_EQ(DecideStrategy(Figures(0.90, 0.92, 50)).strategy, Strategy::kFeatureExtraction);
-  // Fine-tuning doing worse (overfitting a small slice) is no reason to fine-tune.
-  EXPECT_EQ(DecideStrategy(Figures(0.90, 0.70, 5000)).strategy, Strategy::kFeatureExtraction);
-  EXPECT_NE(DecideStrategy(Figures(0.90, 0.92, 50)).reason.find("2.0 points"), std::string::npos);
+TEST(AutoRuleTest, TheMostAccurateCandidateIsChosen) {
+  const AutoDecision frozen = DecideStrategy(Scored(0.90, 0.85, 0.80), {});
+  EXPECT_EQ(frozen.strategy, Strategy::kFeatureExtraction);
+  EXPECT_NE(frozen.reason.find("5.0 points"), std::string::npos) << frozen.reason;
+  EXPECT_EQ(DecideStrategy(Scored(0.60, 0.70, 0.90), {}).strategy, Strategy::kFull);
+  EXPECT_EQ(DecideStrategy(Scored(0.60, 0.90, 0.70), {}).strategy, Strategy::kFineTune);
 }
 
-TEST(AutoRuleTest, AFineTuneThatGainsMoreThanTheMarginIsChosen) {
-  const AutoDecision decision = DecideStrategy(Figures(0.60, 0.70, 50));
-  EXPECT_EQ(decision.strategy, Strategy::kFineTune);
-  EXPECT_NE(decision.reason.find("10.0 points"), std::string::npos) << decision.reason;
-  // A big gap with little data is still FINE_TUNE, not FULL.
-  EXPECT_EQ(DecideStrategy(Figures(0.40, 0.80, 999)).strategy, Strategy::kFineTune);
-  // Much data but a modest gap: FINE_TUNE.
-  EXPECT_EQ(DecideStrategy(Figures(0.80, 0.85, 5000)).strategy, Strategy::kFineTune);
-}
-
-TEST(AutoRuleTest, ABigGapWithPlentyOfDataTrainsEverything) {
-  EXPECT_EQ(DecideStrategy(Figures(0.40, 0.80, 1000)).strategy, Strategy::kFull);
-  AutoRule strict;
-  strict.full_images_per_class = 2000;
-  EXPECT_EQ(DecideStrategy(Figures(0.40, 0.80, 1000), strict).strategy, Strategy::kFineTune);
+TEST(AutoRuleTest, FineTuningStaysWithinTheMarginOfTheBest) {
+  const AutoDecision close = DecideStrategy(Scored(0.50, 0.855, 0.86), {});
+  EXPECT_EQ(close.strategy, Strategy::kFineTune);
+  EXPECT_NE(close.reason.find("default strategy stays"), std::string::npos) << close.reason;
+  AutoRule eager;
+  eager.keep_default_margin = 0;
+  EXPECT_EQ(DecideStrategy(Scored(0.50, 0.855, 0.86), {}, eager).strategy, Strategy::kFull);
+  // Without a fine-tune candidate (the backbone has no more groups) the best wins.
+  EXPECT_EQ(DecideStrategy({Candidate(Strategy::kFeatureExtraction, 0.855),
+                            Candidate(Strategy::kFull, 0.86)},
+                           {})
+                .strategy,
+            Strategy::kFull);
+  EXPECT_EQ(DecideStrategy({}, {}).strategy, Strategy::kFineTune);
 }
 
 TEST(AutoRuleTest, TheChosenStrategysDefaultsApply) {
@@ -66,25 +73,53 @@ TEST(AutoRuleTest, TheChosenStrategysDefaultsApply) {
   ApplyAutoDecision(decision, options, train);
   EXPECT_EQ(train.strategy, Strategy::kFull);
   EXPECT_EQ(train.backbone_lr_scale, 1.0);
+  EXPECT_EQ(train.learning_rate, DefaultLearningRate(Strategy::kFull, train.optimizer));
   decision.strategy = Strategy::kFineTune;
   ApplyAutoDecision(decision, options, train);
   EXPECT_EQ(train.backbone_lr_scale, 0.1);
+  EXPECT_EQ(train.learning_rate, DefaultLearningRate(Strategy::kFineTune, train.optimizer));
   options.backbone_lr_scale = 0.5;
+  options.learning_rate = 0.02;
   ApplyAutoDecision(decision, options, train);
   EXPECT_EQ(train.backbone_lr_scale, 0.5);
+  EXPECT_EQ(train.learning_rate, 0.02);
+  // A head alone takes larger steps than a whole pretrained network.
+  EXPECT_GT(DefaultLearningRate(Strategy::kFeatureExtraction, OptimizerKind::kAdam),
+            DefaultLearningRate(Strategy::kFineTune, OptimizerKind::kAdam));
+  EXPECT_GT(DefaultLearningRate(Strategy::kFineTune, OptimizerKind::kAdam),
+            DefaultLearningRate(Strategy::kFull, OptimizerKind::kAdam));
 }
 
 TEST(AutoRuleTest, DecisionsSurviveTheirJson) {
-  AutoDecision decision = DecideStrategy(Figures(0.5, 0.75, 12.5));
-  decision.figures.probe_train_images = 40;
-  decision.figures.probe_holdout_images = 10;
+  AutoProbeFigures figures;
+  figures.fine_tune_accuracy = 0.75;
+  figures.folds = 3;
+  figures.probe_train_images = 40;
+  figures.probe_holdout_images = 10;
+  AutoDecision decision = DecideStrategy(Scored(0.5, 0.75, 0.7), figures);
+  decision.candidates[2].fold_accuracies = {0.6, 0.7, 0.8};
   decision.seconds = 1.5;
   const AutoDecision back = AutoDecisionFromJson(AutoDecisionToJson(decision), "auto.json");
   EXPECT_EQ(back.strategy, decision.strategy);
   EXPECT_EQ(back.reason, decision.reason);
   EXPECT_EQ(back.figures.fine_tune_accuracy, 0.75);
   EXPECT_EQ(back.figures.probe_holdout_images, 10);
+  EXPECT_EQ(back.figures.folds, 3);
   EXPECT_EQ(back.seconds, 1.5);
+  ASSERT_EQ(back.candidates.size(), 3u);
+  EXPECT_EQ(back.candidates[1].strategy, Strategy::kFineTune);
+  EXPECT_EQ(back.candidates[1].unfreeze_groups, 2);
+  EXPECT_EQ(back.candidates[2].fold_accuracies, (std::vector<double>{0.6, 0.7, 0.8}));
+  // A decision an earlier version wrote (two figures, no candidates) reads back.
+  const AutoDecision older = AutoDecisionFromJson(
+      R"({"strategy": "FINE_TUNE", "reason": "r", "probed": true,
+          "feature_extraction_accuracy": 0.4, "fine_tune_accuracy": 0.6,
+          "images_per_class": 10, "probe_train_images": 8, "probe_holdout_images": 2,
+          "probe_seconds": 1})",
+      "auto.json");
+  EXPECT_EQ(older.strategy, Strategy::kFineTune);
+  EXPECT_EQ(older.figures.folds, 1);
+  EXPECT_TRUE(older.candidates.empty());
   try {
     AutoDecisionFromJson(R"({"strategy": "SIDEWAYS"})", "job/auto.json");
     FAIL() << "a bad decision file was accepted";
@@ -104,7 +139,6 @@ class AutoJobTest : public ::testing::Test {
     ImageJobConfig config = testing::TinyJobConfig(temp_.path());
     config.train.epochs = 2;
     config.auto_strategy.enabled = true;
-    config.auto_strategy.head_epochs = 3;
     config.output_dir = temp_.Sub(output);
     return config;
   }
@@ -125,11 +159,19 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
   const AutoDecision& decision = *first.auto_decision;
   EXPECT_TRUE(decision.probed);
   EXPECT_FALSE(decision.reused);
-  // 30 training images: 6 held out (2 per class), 24 probed on.
-  EXPECT_EQ(decision.figures.probe_holdout_images, 6);
-  EXPECT_EQ(decision.figures.probe_train_images, 24);
+  // 10 training images per class: three folds, each image held out once.
+  EXPECT_EQ(decision.figures.folds, 3);
+  EXPECT_EQ(decision.figures.probe_holdout_images + decision.figures.probe_train_images, 30);
+  EXPECT_EQ(decision.figures.probe_holdout_images, 12);  // 4 of each class's 10
   EXPECT_DOUBLE_EQ(decision.figures.images_per_class, 10);
-  EXPECT_EQ(decision.strategy, DecideStrategy(decision.figures).strategy);
+  ASSERT_FALSE(decision.candidates.empty());
+  EXPECT_EQ(decision.candidates.front().strategy, Strategy::kFeatureExtraction);
+  EXPECT_EQ(decision.candidates.back().strategy, Strategy::kFull);
+  for (const AutoCandidate& candidate : decision.candidates) {
+    EXPECT_EQ(candidate.fold_accuracies.size(), 3u) << StrategyName(candidate.strategy);
+    EXPECT_GE(candidate.epochs, 1);
+  }
+  EXPECT_EQ(decision.strategy, DecideStrategy(decision.candidates, decision.figures).strategy);
   ASSERT_EQ(first_observer.decisions.size(), 1u);
   EXPECT_EQ(first.epochs.size(), 2u);
   EXPECT_TRUE(fs::exists(first.model_path));
@@ -153,7 +195,7 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
 
 TEST_F(AutoJobTest, AResumedJobKeepsItsDecision) {
   // An earlier attempt chose FULL on figures this probe would not give.
-  AutoDecision earlier = DecideStrategy(Figures(0.1, 0.9, 5000));
+  AutoDecision earlier = DecideStrategy(Scored(0.1, 0.5, 0.9), {});
   ASSERT_EQ(earlier.strategy, Strategy::kFull);
   fs::create_directories(temp_.Sub("resumed"));
   std::ofstream(temp_.Sub("resumed/auto.json")) << AutoDecisionToJson(earlier);
@@ -163,7 +205,8 @@ TEST_F(AutoJobTest, AResumedJobKeepsItsDecision) {
   ASSERT_TRUE(result.auto_decision.has_value());
   EXPECT_TRUE(result.auto_decision->reused);
   EXPECT_EQ(result.auto_decision->strategy, Strategy::kFull);
-  EXPECT_EQ(result.auto_decision->figures.fine_tune_accuracy, 0.9);
+  ASSERT_EQ(result.auto_decision->candidates.size(), 3u);
+  EXPECT_EQ(result.auto_decision->candidates.back().accuracy, 0.9);
   EXPECT_EQ(ReadJson(result.model_info_path)["strategy"], "FULL");
   ASSERT_EQ(observer.decisions.size(), 1u);
   EXPECT_NE(DescribeAutoDecision(observer.decisions[0]).find("earlier attempt"),

@@ -39,13 +39,14 @@ nlohmann::json EarlyStoppingJson(const EarlyStopping& early_stopping, bool stopp
           {"stopped_early", stopped_early}};
 }
 
-void WriteMetrics(const std::string& path, const ImageJobConfig& config,
+void WriteMetrics(const std::string& path, const ImageJobConfig& config, const PreparedJob& job,
                   const TrainedModel& trained, const std::optional<AutoDecision>& decision) {
   nlohmann::json metrics = nlohmann::json::parse(EpochStatsToJson(trained.epochs));
   if (config.early_stopping.enabled) {
     metrics["early_stopping"] = EarlyStoppingJson(trained.early_stopping, trained.stopped_early);
   }
   if (decision) metrics["auto_strategy"] = nlohmann::json::parse(AutoDecisionToJson(*decision));
+  metrics["data_sizing"] = nlohmann::json::parse(DataSizingToJson(job.sizing));
   WriteFileAtomically(path, metrics.dump(2) + "\n");
 }
 
@@ -91,7 +92,7 @@ ExportedModel ExportModel(const ImageJobConfig& config, const PreparedJob& job, 
                  config.train.strategy);
   model.model->ExportBackbone(exported.backbone_path,
                               config.provenance.empty() ? job.manifest.source : config.provenance);
-  WriteMetrics(exported.metrics_path, config, trained, decision);
+  WriteMetrics(exported.metrics_path, config, job, trained, decision);
   CheckExport(*model.model, exported.model_path,
               data.val->size() > 0 ? *data.val : *data.train, model.trainer->device());
   return exported;

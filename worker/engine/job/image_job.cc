@@ -30,10 +30,12 @@ ImageJobResult RunJob(const ImageJobConfig& spec, ImageJobObserver& observer) {
   if (!spec.evaluate_model_path.empty()) return RunEvaluationJob(spec, observer);
   const Clock::time_point start = Clock::now();
   const PreparedJob job = PrepareJob(spec);
+  observer.OnDataSizing(job.sizing);
+  const ImageJobConfig sized = WithDataSizing(spec, job);
   // LibTorch starts with one intra-op thread here; that halves throughput on
   // two cores, so the job sets the count itself.
-  at::set_num_threads(ComputeThreadsOf(spec));
-  OrStopped<ChosenStrategy> chosen = ChooseStrategy(spec, job, observer);
+  at::set_num_threads(ComputeThreadsOf(sized));
+  OrStopped<ChosenStrategy> chosen = ChooseStrategy(sized, job, observer);
   if (chosen.stopped()) return Stopped(chosen.stop());
   const ImageJobConfig& config = chosen->config;
   JobModel model = BuildModel(config, job);
@@ -62,6 +64,7 @@ ImageJobResult RunJob(const ImageJobConfig& spec, ImageJobObserver& observer) {
   result.report_path = evaluated->files.report_path;
   result.confusion_matrix_path = evaluated->files.confusion_matrix_path;
   result.auto_decision = chosen->decision;
+  result.sizing = job.sizing;
   result.seconds = SecondsSince(start);
   return result;
 }

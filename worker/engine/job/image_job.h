@@ -15,6 +15,7 @@
 #include "data/image_file.h"
 #include "eval/evaluation_report.h"
 #include "job/auto_strategy.h"
+#include "job/data_sizing.h"
 #include "train/distributed.h"
 #include "train/early_stopping.h"
 #include "train/trainer.h"
@@ -46,6 +47,9 @@ struct ImageJobConfig {
   // counted as unreadable (image_header.h).
   int64_t max_image_pixels = kDefaultMaxImagePixels;
   double val_fraction = 0.2;
+  // Fields the spec left to the data (data_sizing.h): their values above
+  // (val_fraction, batch_size, train.epochs) are then ignored.
+  DataSizingRequest sizing;
   // Labelled images never trained or validated on, classes named as in
   // train_dir; evaluated once at the end for the report. Empty: none.
   std::string test_dir;
@@ -120,6 +124,9 @@ struct ImageJobResult {
   bool features_from_disk = false;
   // AUTO jobs: the strategy chosen and the evidence.
   std::optional<AutoDecision> auto_decision;
+  // Epochs, batch and validation slice as trained, and which of them the
+  // data sized.
+  DataSizing sizing;
   double seconds = 0;
 };
 
@@ -129,6 +136,10 @@ class ImageJobObserver : public TrainObserver {
   virtual void OnNotice(const std::string& line) {}
   // Called once the data is scanned and split, before training starts.
   virtual void OnDataset(const DatasetInfo& dataset) {}
+  // Called once the data is scanned, before AUTO's probe: the epochs, batch
+  // and validation slice the job trains with (sizing.sized: which of them
+  // the data sized).
+  virtual void OnDataSizing(const DataSizing& sizing) {}
   // AUTO jobs: called once the strategy is chosen (or read back), before
   // the dataset is checked.
   virtual void OnAutoStrategy(const AutoDecision& decision) {}

@@ -50,8 +50,12 @@ void CheckConfig(const ImageJobConfig& config) {
     throw InvalidArgument("backbone: manifest " + ManifestPathFor(config.backbone_path) +
                           " does not exist (every backbone needs its .json manifest)");
   }
-  if (config.batch_size < 1) throw InvalidArgument("training.batch_size must be positive");
-  if (config.train.epochs < 1) throw InvalidArgument("training.epochs must be positive");
+  if (!config.sizing.batch_size && config.batch_size < 1) {
+    throw InvalidArgument("training.batch_size must be positive");
+  }
+  if (!config.sizing.epochs && config.train.epochs < 1) {
+    throw InvalidArgument("training.epochs must be positive");
+  }
   if (!(config.train.learning_rate > 0)) {
     throw InvalidArgument("training.learning_rate must be positive");
   }
@@ -61,7 +65,8 @@ void CheckConfig(const ImageJobConfig& config) {
   if (!config.val_dir.empty() && !config.val_csv.empty()) {
     throw InvalidArgument("dataset: set at most one of dataset.val_dir and dataset.val_csv");
   }
-  if (!HasValidationSet(config) && !(config.val_fraction >= 0 && config.val_fraction < 1)) {
+  if (!HasValidationSet(config) && !config.sizing.val_fraction &&
+      !(config.val_fraction >= 0 && config.val_fraction < 1)) {
     throw InvalidArgument("dataset.val_fraction must lie in [0, 1)");
   }
   if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
@@ -70,7 +75,8 @@ void CheckConfig(const ImageJobConfig& config) {
 }
 
 // Scans both splits into `job`: the training classes, and validation
-// images labelled by their class names.
+// images labelled by their class names. A slice left to the data is sized
+// by the whole training folder (job.sizing.val_fraction).
 void LoadSplit(const ImageJobConfig& config, PreparedJob& job) {
   const DataOrigin train_origin = TrainOrigin(config);
   ImageFolderIndex train_index = ReadIndex(config, train_origin);
@@ -81,7 +87,13 @@ void LoadSplit(const ImageJobConfig& config, PreparedJob& job) {
   }
   job.class_names = train_index.class_names;
   if (!HasValidationSet(config)) {
-    auto [train, val] = StratifiedSplit(train_index.samples, config.val_fraction, config.seed);
+    job.sizing.val_fraction =
+        config.sizing.val_fraction
+            ? SizedValFraction(static_cast<int64_t>(train_index.samples.size()),
+                               train_index.class_names.size(), config.early_stopping.enabled)
+            : config.val_fraction;
+    auto [train, val] =
+        StratifiedSplit(train_index.samples, job.sizing.val_fraction, config.seed);
     job.train = std::move(train);
     job.val = std::move(val);
     return;
@@ -103,6 +115,24 @@ void LoadSplit(const ImageJobConfig& config, PreparedJob& job) {
     sample.label = it->second;
     job.val.push_back(std::move(sample));
   }
+}
+
+// Batch and epochs for the training split (the slice is sized in
+// LoadSplit). Sized epochs leave room for what the spec set that counts
+// epochs: the warmup and the head-only epochs need one epoch after them.
+void SizeFromData(const ImageJobConfig& config, PreparedJob& job) {
+  if (HasValidationSet(config)) job.sizing.val_fraction = 0;
+  DataSizingRule rule;
+  rule.min_epochs = std::max({rule.min_epochs, config.train.warmup_epochs + 1,
+                              config.train.head_only_epochs + 1});
+  rule.max_epochs = std::max(rule.max_epochs, rule.min_epochs);
+  // Every replica of a data-parallel job takes a share of each batch.
+  rule.min_batch = std::max(rule.min_batch, config.distributed.world_size);
+  rule.max_batch = std::max(rule.max_batch, rule.min_batch);
+  const DataSizingRequest request{config.sizing.epochs, config.sizing.batch_size,
+                                  config.sizing.val_fraction && !HasValidationSet(config)};
+  job.sizing = SizeTraining(request, static_cast<int64_t>(job.train.size()), config.batch_size,
+                            config.train.epochs, job.sizing.val_fraction, rule);
 }
 
 Preprocessing PreprocessingOf(const ImageJobConfig& config, const BackboneManifest& manifest) {
@@ -146,7 +176,19 @@ PreparedJob PrepareJob(const ImageJobConfig& config) {
         "dataset.val_csv, or a dataset.val_fraction that holds some out");
   }
   job.preprocessing = PreprocessingOf(config, job.manifest);
+  SizeFromData(config, job);
   return job;
+}
+
+ImageJobConfig WithDataSizing(const ImageJobConfig& config, const PreparedJob& job) {
+  ImageJobConfig sized = config;
+  sized.val_fraction = job.sizing.val_fraction;
+  sized.batch_size = job.sizing.batch_size;
+  sized.train.epochs = job.sizing.epochs;
+  if (config.sizing.epochs && config.sizing.step_epochs) {
+    sized.train.step_epochs = DefaultStepEpochs(job.sizing.epochs, config.train.warmup_epochs);
+  }
+  return sized;
 }
 
 OrStopped<ChosenStrategy> ChooseStrategy(const ImageJobConfig& config, const PreparedJob& job,
@@ -158,7 +200,8 @@ OrStopped<ChosenStrategy> ChooseStrategy(const ImageJobConfig& config, const Pre
                      ComputeThreadsOf(config),
                      config.loader_threads > 0 ? config.loader_threads : 1,
                      [&observer] { return observer.StopRequested(); },
-                     job.backbone.OpenedPath(), ImageReadRulesOf(config)};
+                     job.backbone.OpenedPath(), ImageReadRulesOf(config),
+                     [&observer](const std::string& line) { observer.OnNotice(line); }};
   probe.train_options.seed = config.seed;
   OrStopped<AutoDecision> decision =
       DecideOrReuseStrategy(probe, config.auto_strategy, config.output_dir);

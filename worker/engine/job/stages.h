@@ -62,11 +62,17 @@ struct PreparedJob {
   // Validation labels follow the training classes by name.
   std::vector<ImageSample> val;
   Preprocessing preprocessing;
+  // The epochs, batch and validation slice the job trains with: the spec's,
+  // or sized by the data where the spec left them (config.sizing).
+  DataSizing sizing;
 };
 
 // Throws EngineError(kInvalidArgument) naming the field or file that cannot
 // work.
 PreparedJob PrepareJob(const ImageJobConfig& config);
+
+// The config with job.sizing's epochs, batch and validation slice in it.
+ImageJobConfig WithDataSizing(const ImageJobConfig& config, const PreparedJob& job);
 
 struct ChosenStrategy {
   ImageJobConfig config;                 // the job as it trains (never AUTO)

@@ -91,6 +91,42 @@ TEST_F(StagesTest, PrepareScansBothSplitsAndChoosesThePreprocessing) {
   EXPECT_EQ(job.preprocessing.mean, job.manifest.mean);
 }
 
+// A tiny set left to the data holds nothing out and trains small batches
+// for the rule's step budget; a set spec field is kept.
+TEST_F(StagesTest, FieldsLeftToTheDataAreSizedByIt) {
+  config_.val_dir.clear();
+  config_.sizing = {true, true, true, false};
+  config_.batch_size = 0;
+  config_.train.epochs = 0;
+  const PreparedJob tiny = PrepareJob(config_);
+  EXPECT_EQ(tiny.sizing.val_fraction, 0);
+  EXPECT_EQ(tiny.train.size(), 18u);
+  EXPECT_TRUE(tiny.val.empty());
+  EXPECT_EQ(tiny.sizing.batch_size, SizedBatchSize(18));
+  EXPECT_EQ(tiny.sizing.epochs, SizedEpochs(18, tiny.sizing.batch_size));
+  const ImageJobConfig sized = WithDataSizing(config_, tiny);
+  EXPECT_EQ(sized.batch_size, tiny.sizing.batch_size);
+  EXPECT_EQ(sized.train.epochs, tiny.sizing.epochs);
+
+  // Enough images per class for a slice; the spec's batch stays.
+  const DataSizingRule rule;
+  const int per_class = static_cast<int>(rule.min_images_per_class_for_val);
+  fs::remove_all(temp_.Sub("train"));
+  testing::WriteClassFolder(temp_.Sub("train"), kClasses, per_class);
+  config_.sizing.batch_size = false;
+  config_.batch_size = 5;
+  const PreparedJob larger = PrepareJob(config_);
+  EXPECT_EQ(larger.sizing.val_fraction, rule.val_fraction);
+  EXPECT_FALSE(larger.val.empty());
+  EXPECT_EQ(larger.train.size() + larger.val.size(), 3u * per_class);
+  EXPECT_EQ(larger.sizing.batch_size, 5);
+  EXPECT_EQ(larger.sizing.epochs, SizedEpochs(static_cast<int64_t>(larger.train.size()), 5));
+
+  // A warmup longer than the rule's epochs gets an epoch after it.
+  config_.train.warmup_epochs = 400;
+  EXPECT_EQ(PrepareJob(config_).sizing.epochs, 401);
+}
+
 TEST_F(StagesTest, PrepareHoldsOutAShareWithoutAValidationSet) {
   config_.val_dir.clear();
   config_.val_fraction = 0.5;

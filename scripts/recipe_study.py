@@ -1,0 +1,368 @@
+#!/usr/bin/python3
+"""Learning curves of transfer recipes on two tasks and several sizes: the
+measurements that docs/RESULTS.md's data-sized defaults come from.
+
+For every task, training-set size, seed and recipe it runs one long job
+through tlserver and tlworker with a held-out set of test images as the
+validation folder and a constant learning rate, so that the validation
+accuracy after epoch k is what a k-epoch job of that recipe would reach.
+The curves go to RUN/curves.jsonl (one line per job; a rerun skips the jobs
+already there) and `--table` prints, per task and size, each recipe's
+accuracy at a range of optimizer-step budgets.
+
+Tasks (data from Debian packages):
+  fashion: smallcnn pretrained on Fashion-MNIST classes 0-4, transferred to
+           classes 5-9 (dataset-fashion-mnist);
+  digits:  smallcnn pretrained on all ten Fashion-MNIST classes, transferred
+           to scikit-learn's 8x8 handwritten digits (python3-sklearn).
+
+Run with Debian's interpreter, from the repository root, after a build:
+  /usr/bin/python3 scripts/recipe_study.py --build build --run study-run
+  /usr/bin/python3 scripts/recipe_study.py --run study-run --table
+  /usr/bin/python3 scripts/recipe_study.py --run study-run --write-results docs/RESULTS.md
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import pathlib
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+FASHION = pathlib.Path("/usr/share/datasets/fashion-mnist")
+DIGITS = pathlib.Path("/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz")
+DIGITS_TEST_PER_CLASS = 80
+
+# Images per class studied, per task, and the seeds (disjoint image blocks).
+SIZES = {"fashion": [10, 50, 500], "digits": [10, 30]}
+SEEDS = [1, 2, 3]
+# Curves are long; the seeds each size runs (the largest size: one).
+CURVE_SEEDS = {10: [1, 2], 30: [1, 2], 50: [1, 2], 500: [1]}
+
+# The recipes compared. Every one names its strategy, optimizer and rate;
+# epochs and batch come from the size (CurveLength).
+RECIPES = {
+    "ft2-adam-0.003": {"strategy": "FINE_TUNE", "unfreezeGroups": 2, "learningRate": 0.003},
+    "ft2-adam-0.001": {"strategy": "FINE_TUNE", "unfreezeGroups": 2, "learningRate": 0.001},
+    "ft1-adam-0.003": {"strategy": "FINE_TUNE", "unfreezeGroups": 1, "learningRate": 0.003},
+    "ft2-adam-0.003-noflip": {"strategy": "FINE_TUNE", "unfreezeGroups": 2,
+                              "learningRate": 0.003, "flip": False},
+    "fe-adam-0.01": {"strategy": "FEATURE_EXTRACTION", "learningRate": 0.01, "flip": False},
+    "full-adam-0.001": {"strategy": "FULL", "learningRate": 0.001},
+}
+
+
+def curve_length(images: int):
+    """(epochs, batch) of a curve job: batch 16 below 250 images, else 32,
+    and enough epochs for about 400 optimizer steps (at least 15 epochs)."""
+    batch = 16 if images < 250 else 32
+    steps_per_epoch = math.ceil(images / batch)
+    return max(15, math.ceil(400 / steps_per_epoch)), batch
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def prepare_data(run_dir: pathlib.Path, bin_dir: pathlib.Path):
+    data = run_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    idx = bin_dir / "tools" / "idx_to_folder"
+
+    def fashion(split, out, classes, *extra):
+        if (data / out).exists():
+            return
+        run([str(idx), "--images", str(FASHION / f"{split}-images-idx3-ubyte.gz"),
+             "--labels", str(FASHION / f"{split}-labels-idx1-ubyte.gz"), "--fashion-names",
+             "--out", str(data / out), "--classes", classes, *extra],
+            stdout=subprocess.DEVNULL)
+
+    fashion("train", "fashion-pretrain-0-4", "0,1,2,3,4", "--per-class", "3000")
+    fashion("train", "fashion-pretrain-all", "0,1,2,3,4,5,6,7,8,9", "--per-class", "3000")
+    fashion("t10k", "fashion-test-5-9", "5,6,7,8,9", "--per-class", "100")
+    for size in SIZES["fashion"]:
+        for seed in SEEDS:
+            fashion("train", f"fashion-{size}-seed-{seed}", "5,6,7,8,9",
+                    "--per-class", str(size), "--skip-per-class", str(size * (seed - 1)))
+    write_digits(data)
+    backbones = data / "backbones"
+    if not (backbones / "smallcnn.pt").exists():
+        backbones.mkdir(exist_ok=True)
+        run(["/usr/bin/python3", str(REPO / "tools" / "export_backbone.py"), "--arch",
+             "smallcnn", "--out", str(backbones / "smallcnn.pt"), "--seed", "1"],
+            stdout=subprocess.DEVNULL)
+
+
+def write_digits(data: pathlib.Path):
+    """scikit-learn's digits as PNG folders: the last DIGITS_TEST_PER_CLASS
+    images of each class are the test set; seed s of size n trains on the
+    s-th block of n of the others."""
+    from PIL import Image
+    if (data / "digits-test").exists():
+        return
+    by_class = {}
+    with gzip.open(DIGITS, "rt") as rows:
+        for row in rows:
+            values = [int(v) for v in row.split(",")]
+            by_class.setdefault(values[64], []).append(values[:64])
+
+    def save(folder, label, index, pixels):
+        out = data / folder / f"digit-{label}"
+        out.mkdir(parents=True, exist_ok=True)
+        image = Image.new("L", (8, 8))
+        image.putdata([round(v * 255 / 16) for v in pixels])
+        image.save(out / f"{index:04d}.png")
+
+    for label, images in sorted(by_class.items()):
+        train, test = images[:-DIGITS_TEST_PER_CLASS], images[-DIGITS_TEST_PER_CLASS:]
+        for i, pixels in enumerate(test):
+            save("digits-test", label, i, pixels)
+        for size in SIZES["digits"]:
+            for seed in SEEDS:
+                block = train[size * (seed - 1): size * seed]
+                if len(block) < size:
+                    raise SystemExit(f"digits: class {label} has too few images for "
+                                     f"size {size} seed {seed}")
+                for i, pixels in enumerate(block):
+                    save(f"digits-{size}-seed-{seed}", label, i, pixels)
+
+
+class Cluster:
+    """tlserver and one tlworker on 127.0.0.1 over RUN's data and artifacts."""
+
+    def __init__(self, run_dir: pathlib.Path, bin_dir: pathlib.Path):
+        self.run_dir = run_dir
+        ready = run_dir / "ready"
+        if ready.exists():
+            ready.unlink()
+        self.server = subprocess.Popen(
+            [str(bin_dir / "server" / "tlserver"), "--db", "tl.db", "--listen", "127.0.0.1:0",
+             "--metrics_listen", "127.0.0.1:0", "--data_root", "data", "--artifact_root",
+             "artifacts", "--ready_file", "ready"],
+            cwd=run_dir, stdout=open(run_dir / "server.log", "a"), stderr=subprocess.STDOUT)
+        for _ in range(300):
+            if ready.exists() and ready.read_text().strip():
+                break
+            if self.server.poll() is not None:
+                raise SystemExit("tlserver did not start; see server.log")
+            time.sleep(0.1)
+        port = ready.read_text().split("grpc=")[1].split()[0]
+        self.address = f"127.0.0.1:{port}"
+        self.worker = subprocess.Popen(
+            [str(bin_dir / "worker" / "tlworker"), "--data_root", "data", "--artifact_root",
+             "artifacts", "--server", self.address, "--worker_id", "study-worker"],
+            cwd=run_dir, stdout=open(run_dir / "worker.log", "a"), stderr=subprocess.STDOUT)
+
+    def stop(self):
+        for process in (self.worker, self.server):
+            process.send_signal(signal.SIGTERM)
+        for process in (self.worker, self.server):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_for(client, job_id: str, limit_s: float = 3600):
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        job = client.get(job_id)
+        if job.state in (4, 5, 6):  # SUCCEEDED, FAILED, CANCELLED
+            return job
+        time.sleep(0.5)
+    raise SystemExit(f"job {job_id} did not end within {limit_s} s")
+
+
+def pretrain(client, run_dir, name, train_dir):
+    id_file = run_dir / f"{name}.id"
+    if id_file.exists():
+        return id_file.read_text().strip()
+    job = client.submit({
+        "name": name, "backbone": {"path": "backbones/smallcnn.pt"},
+        "dataset": {"trainDir": train_dir, "valFraction": 0.05},
+        "training": {"strategy": "FULL", "epochs": 3, "batchSize": 64, "optimizer": "ADAM",
+                     "learningRate": 0.002}})
+    done = wait_for(client, job.id)
+    if done.state != 4:
+        raise SystemExit(f"pretraining {name} failed: {done.error}")
+    id_file.write_text(job.id + "\n")
+    return job.id
+
+
+def curve_jobs(backbones):
+    """Every (key, spec) the study runs, smallest sizes first."""
+    jobs = []
+    for task, sizes in SIZES.items():
+        for size in sizes:
+            classes = 5 if task == "fashion" else 10
+            epochs, batch = curve_length(size * classes)
+            for seed in CURVE_SEEDS[size]:
+                for recipe, r in RECIPES.items():
+                    key = f"{task}/{size}/{seed}/{recipe}"
+                    training = {"strategy": r["strategy"], "epochs": epochs, "batchSize": batch,
+                                "seed": seed, "optimizer": "ADAM",
+                                "learningRate": r["learningRate"]}
+                    if r["strategy"] == "FINE_TUNE":
+                        training["unfreezeGroups"] = r["unfreezeGroups"]
+                    test = "fashion-test-5-9" if task == "fashion" else "digits-test"
+                    jobs.append((size * classes, key, {
+                        "name": "study-" + key.replace("/", "-"),
+                        "backbone": {"fromJob": backbones[task]},
+                        "dataset": {"trainDir": f"{task}-{size}-seed-{seed}", "valDir": test},
+                        "preprocessing": {"horizontalFlip": r.get("flip", True)},
+                        "training": training}))
+    jobs.sort(key=lambda item: item[0])
+    return [(key, spec) for _, key, spec in jobs]
+
+
+def measure(args):
+    run_dir = pathlib.Path(args.run).resolve()
+    bin_dir = pathlib.Path(args.build).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data(run_dir, bin_dir)
+    sys.path[:0] = [str(REPO / "client" / "python"), str(bin_dir / "client" / "python" / "gen")]
+    from tl_client import Client
+    cluster = Cluster(run_dir, bin_dir)
+    curves = run_dir / "curves.jsonl"
+    done = set()
+    if curves.exists():
+        done = {json.loads(line)["key"] for line in curves.read_text().splitlines() if line}
+    try:
+        with Client(cluster.address) as client:
+            backbones = {"fashion": pretrain(client, run_dir, "pretrain-fashion-0-4",
+                                             "fashion-pretrain-0-4"),
+                         "digits": pretrain(client, run_dir, "pretrain-fashion-all",
+                                            "fashion-pretrain-all")}
+            todo = [(k, s) for k, s in curve_jobs(backbones) if k not in done]
+            if args.only:
+                todo = [(k, s) for k, s in todo if any(part in k for part in args.only)]
+            print(f"{len(todo)} curve jobs to run", flush=True)
+            for key, spec in todo:
+                started = time.time()
+                job = wait_for(client, client.submit(spec).id)
+                if job.state != 4:
+                    print(f"{key}: {job.error}", flush=True)
+                    continue
+                metrics = json.loads(
+                    (run_dir / "artifacts" / job.id / "metrics.json").read_text())
+                line = {"key": key, "job": job.id, "images": job.result.dataset.train_images
+                        if job.result.HasField("dataset") else None,
+                        "batch": spec["training"]["batchSize"],
+                        "wall_s": round(time.time() - started, 1),
+                        "val_accuracy": [e["val_accuracy"] for e in metrics["epochs"]],
+                        "train_loss": [e["train_loss"] for e in metrics["epochs"]],
+                        "seconds": [e["seconds"] for e in metrics["epochs"]]}
+                with open(curves, "a") as out:
+                    out.write(json.dumps(line) + "\n")
+                print(f"{key}: best {max(line['val_accuracy']):.4f} last "
+                      f"{line['val_accuracy'][-1]:.4f} ({line['wall_s']} s)", flush=True)
+    finally:
+        cluster.stop()
+
+
+BUDGETS = [25, 50, 100, 200, 400, 800]
+START, END = "<!-- recipe-study: start -->", "<!-- recipe-study: end -->"
+
+
+def sized_steps(images: int) -> int:
+    """The data-sized default's step budget (worker/engine/job/data_sizing.h)."""
+    return max(400, math.ceil(0.3 * images))
+
+
+def curve_rows(run_dir):
+    rows = [json.loads(l) for l in (pathlib.Path(run_dir) / "curves.jsonl").read_text()
+            .splitlines() if l]
+    groups = {}
+    for row in rows:
+        task, size, seed, recipe = row["key"].split("/")
+        groups.setdefault((task, int(size)), {}).setdefault(recipe, []).append(row)
+    return groups
+
+
+def accuracy_at(runs, steps):
+    """Mean validation accuracy over the seeds after `steps` optimizer
+    steps (the epoch that reaches them); None when a curve is too short."""
+    values = []
+    for r in runs:
+        per_epoch = math.ceil(r["images"] / r["batch"])
+        epoch = math.ceil(steps / per_epoch)
+        if epoch > len(r["val_accuracy"]):
+            return None
+        values.append(r["val_accuracy"][epoch - 1])
+    return statistics.mean(values)
+
+
+def markdown(run_dir):
+    lines = [START, "## How the defaults were chosen", "",
+             "Written by `scripts/recipe_study.py --write-results`. Learning curves of",
+             "transfer recipes (Adam, constant rate, no validation slice, scored after",
+             "every epoch on held-out test images: 100 per class for Fashion-MNIST",
+             "classes 5-9, 80 per class for the digits), on two tasks: smallcnn",
+             "pretrained on Fashion-MNIST classes 0-4 and transferred to classes 5-9,",
+             "and smallcnn pretrained on all ten Fashion-MNIST classes and transferred",
+             "to scikit-learn's 8x8 handwritten digits. Each cell is the mean accuracy",
+             "over the seeds after that many optimizer steps (batch 16 below 250",
+             "images, else 32); `ft2` fine-tunes the last 2 layer groups (backbone",
+             "rate 0.1x), `fe` trains a head on the frozen backbone, `full` trains",
+             "everything. The last column is the accuracy at the data-sized step",
+             "budget, max(400, 0.3 x images).", ""]
+    groups = curve_rows(run_dir)
+    for (task, size), recipes in sorted(groups.items()):
+        any_run = next(iter(recipes.values()))[0]
+        images = any_run["images"]
+        budget = sized_steps(images)
+        lines += [f"**{task}, {size} images per class ({images} images), seeds: "
+                  f"{len(next(iter(recipes.values())))}**", "",
+                  "| recipe | " + " | ".join(f"{b} steps" for b in BUDGETS) +
+                  f" | sized: {budget} steps |",
+                  "| --- |" + " ---: |" * (len(BUDGETS) + 1)]
+        for recipe, runs in sorted(recipes.items()):
+            cells = [accuracy_at(runs, b) for b in BUDGETS + [budget]]
+            lines.append(f"| {recipe} | " + " | ".join(
+                "-" if c is None else f"{c:.3f}" for c in cells) + " |")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def table(args):
+    print(markdown(args.run))
+
+
+def write_results(args):
+    path = pathlib.Path(args.write_results)
+    text = path.read_text() if path.exists() else ""
+    block = markdown(args.run)
+    if START in text and END in text:
+        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default="build")
+    parser.add_argument("--run", default="study-run")
+    parser.add_argument("--table", action="store_true", help="print the table and stop")
+    parser.add_argument("--only", nargs="*", help="run only keys containing one of these")
+    parser.add_argument("--write-results", metavar="MARKDOWN",
+                        help="put the table into this file (docs/RESULTS.md) and stop")
+    args = parser.parse_args()
+    if args.write_results:
+        write_results(args)
+    elif args.table:
+        table(args)
+    else:
+        measure(args)
+
+
+if __name__ == "__main__":
+    main()
