@@ -60,7 +60,8 @@ class RootsFor {
  public:
   explicit RootsFor(const JobSpec& spec) {
     if (spec.backbone().has_path()) WriteBackbone(data_root() / spec.backbone().path());
-    for (const std::string& dir : {spec.dataset().train_dir(), spec.dataset().val_dir()}) {
+    for (const std::string& dir :
+         {spec.dataset().train_dir(), spec.dataset().val_dir(), spec.dataset().test_dir()}) {
       if (dir.empty()) continue;
       for (const char* name : {"cats", "dogs"}) WriteFile(data_root() / dir / name / "0.png", "");
     }

@@ -198,8 +198,17 @@ def main():
         "  scoring the 5,000 test images, export).",
         "",
     ]
+    # The section scripts/recipe_study.py writes (how the defaults were
+    # chosen) comes from other runs: it is kept as it stands.
+    kept = ""
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            old = f.read()
+        start, end = "<!-- recipe-study: start -->", "<!-- recipe-study: end -->"
+        if start in old and end in old:
+            kept = "\n" + old[old.index(start):old.index(end) + len(end)] + "\n"
     with open(args.out, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + kept)
 
 
 if __name__ == "__main__":

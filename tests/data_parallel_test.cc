@@ -81,6 +81,9 @@ TEST(DataParallelTest, TwoReplicasReachWhatOneReachesWithTheSameGlobalBatch) {
   StartReplicaWorker(cluster, "w2");
   JobSpec spec = TinySpec(4);
   spec.mutable_training()->set_strategy(tl::v1::TrainingSpec::FEATURE_EXTRACTION);
+  // Random flips keep one replica on the images too: without augmentation it
+  // would train on cached features, in another batch order.
+  spec.mutable_preprocessing()->set_horizontal_flip(true);
 
   const Job single = RunToEnd(cluster, Replicated(spec, 1));
   const Job pair = RunToEnd(cluster, Replicated(spec, 2));
