@@ -416,6 +416,42 @@ TEST(JobDetailsTest, ShowsWhatAnAutoJobChoseAndWhy) {
   EXPECT_THAT(text, HasSubstr("auto       FEATURE_EXTRACTION: frozen head 0.8750, fine-tune "
                               "0.9000 on 24 held-out images\n"));
   EXPECT_THAT(text, HasSubstr("fine-tuning gained 2.5 points\n"));
+
+  // Today's probes list every candidate they scored.
+  decision.set_chosen(tl::v1::TrainingSpec::FULL);
+  decision.set_folds(3);
+  const std::pair<tl::v1::TrainingSpec::Strategy, double> scored[] = {
+      {tl::v1::TrainingSpec::FEATURE_EXTRACTION, 0.65},
+      {tl::v1::TrainingSpec::FINE_TUNE, 0.8125},
+      {tl::v1::TrainingSpec::FULL, 0.85}};
+  for (const auto& [strategy, accuracy] : scored) {
+    tl::v1::AutoCandidate& candidate = *decision.add_candidates();
+    candidate.set_strategy(strategy);
+    candidate.set_unfreeze_groups(strategy == tl::v1::TrainingSpec::FINE_TUNE ? 2 : 0);
+    candidate.set_accuracy(accuracy);
+  }
+  EXPECT_THAT(JobDetails(job),
+              HasSubstr("auto       FULL: FEATURE_EXTRACTION 0.6500, FINE_TUNE (2 groups) 0.8125, "
+                        "FULL 0.8500 over 3 folds\n"));
+}
+
+TEST(JobDetailsTest, ShowsWhatTheDataSized) {
+  Job job = FinishedJob();
+  job.mutable_spec()->mutable_training()->clear_epochs();
+  EXPECT_THAT(JobDetails(job), HasSubstr("epochs sized by the data"));
+  EXPECT_THAT(JobDetails(job), Not(HasSubstr("sized      ")));
+  tl::v1::DataSizing& sizing = *job.mutable_result()->mutable_data_sizing();
+  sizing.add_sized_fields("training.epochs");
+  sizing.add_sized_fields("training.batch_size");
+  sizing.set_epochs(80);
+  sizing.set_batch_size(12);
+  sizing.set_steps(400);
+  sizing.set_train_images(50);
+  job.mutable_spec()->mutable_training()->set_epochs(80);
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("FINE_TUNE, 80 epochs"));
+  EXPECT_THAT(text, HasSubstr("sized      80 epochs of batch 12, validation slice 0: 400 steps over "
+                              "50 images (training.epochs, training.batch_size sized by the data)\n"));
 }
 
 TEST(JobDetailsTest, ShowsEveryWorkerOfADataParallelJob) {

@@ -125,9 +125,13 @@ std::string JobDetails(const tl::v1::Job& job) {
   if (job.spec().has_evaluate()) {
     absl::StrAppend(&text, "evaluates  ", Shown(job.spec().evaluate().model_path()), "\n");
   } else {
-    absl::StrAppend(&text, "strategy   ",
-                    tl::v1::TrainingSpec::Strategy_Name(job.spec().training().strategy()), ", ",
-                    job.spec().training().epochs(), " epochs\n");
+    // Epochs left to the data join the spec once the worker has scanned it.
+    const tl::v1::TrainingSpec& training = job.spec().training();
+    absl::StrAppend(&text, "strategy   ", tl::v1::TrainingSpec::Strategy_Name(training.strategy()),
+                    ", ",
+                    training.has_epochs() ? absl::StrCat(training.epochs(), " epochs")
+                                          : std::string("epochs sized by the data"),
+                    "\n");
   }
   absl::StrAppend(&text, "created    ", FormatTimestamp(job.create_time()), "\n");
   absl::StrAppend(&text, "started    ", FormatTimestamp(job.start_time()), "\n");
@@ -150,16 +154,39 @@ std::string JobDetails(const tl::v1::Job& job) {
                     "\n");
     absl::StrAppend(&text, DatasetCheckLines(result.dataset()));
   }
+  if (result.data_sizing().sized_fields_size() > 0) {
+    const tl::v1::DataSizing& sizing = result.data_sizing();
+    absl::StrAppend(&text, "sized      ",
+                    absl::StrFormat("%d epochs of batch %d, validation slice %g: %d steps over %d "
+                                    "images (%s sized by the data)",
+                                    sizing.epochs(), sizing.batch_size(), sizing.val_fraction(),
+                                    sizing.steps(), sizing.train_images(),
+                                    absl::StrJoin(sizing.sized_fields(), ", ")),
+                    "\n");
+  }
   if (result.has_auto_strategy()) {
     const tl::v1::AutoStrategyDecision& decision = result.auto_strategy();
+    std::string evidence;
+    if (decision.probed() && decision.candidates_size() > 0) {
+      // Probes of earlier versions have two figures and no candidates.
+      std::vector<std::string> scored;
+      for (const tl::v1::AutoCandidate& candidate : decision.candidates()) {
+        scored.push_back(absl::StrFormat(
+            "%s%s %.4f", tl::v1::TrainingSpec::Strategy_Name(candidate.strategy()),
+            candidate.strategy() == tl::v1::TrainingSpec::FINE_TUNE
+                ? absl::StrCat(" (", candidate.unfreeze_groups(), " groups)")
+                : "",
+            candidate.accuracy()));
+      }
+      evidence = absl::StrCat(": ", absl::StrJoin(scored, ", "), " over ", decision.folds(),
+                              decision.folds() == 1 ? " held-out slice" : " folds");
+    } else if (decision.probed()) {
+      evidence = absl::StrFormat(": frozen head %.4f, fine-tune %.4f on %d held-out images",
+                                 decision.feature_extraction_accuracy(),
+                                 decision.fine_tune_accuracy(), decision.probe_holdout_images());
+    }
     absl::StrAppend(&text, "auto       ", tl::v1::TrainingSpec::Strategy_Name(decision.chosen()),
-                    decision.probed()
-                        ? absl::StrFormat(": frozen head %.4f, fine-tune %.4f on %d held-out images",
-                                          decision.feature_extraction_accuracy(),
-                                          decision.fine_tune_accuracy(),
-                                          decision.probe_holdout_images())
-                        : "",
-                    "\n           ", Shown(decision.reason()), "\n");
+                    evidence, "\n           ", Shown(decision.reason()), "\n");
   }
   if (result.has_final_metrics()) {
     const tl::v1::EpochMetrics& m = result.final_metrics();
