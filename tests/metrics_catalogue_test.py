@@ -35,8 +35,8 @@ _worker_arguments = argparse.ArgumentParser(add_help=False)
 _worker_arguments.add_argument("--tlworker", required=True, help="the tlworker binary to start")
 _parsed, sys.argv[1:] = _worker_arguments.parse_known_args()
 TLWORKER = _parsed.tlworker
-# Series that exist per running job, per connected worker, per CUDA device.
-PER_SERIES_LABELS = ("job_id", "worker_id", "device")
+# Series that exist per running job, per running sweep, per connected worker, per CUDA device.
+PER_SERIES_LABELS = ("job_id", "sweep_id", "worker_id", "device")
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
@@ -88,7 +88,8 @@ class MetricsCatalogueTest(unittest.TestCase):
         scheduler = {name: row for name, row in documented.items() if row[2].startswith("Scheduler")}
         self.per_job = {name for name, row in scheduler.items() if "job_id" in row[1]}
         self.per_worker = {name for name, row in scheduler.items() if "worker_id" in row[1]}
-        self.always = set(scheduler) - self.per_job - self.per_worker
+        self.per_sweep = {name for name, row in scheduler.items() if "sweep_id" in row[1]}
+        self.always = set(scheduler) - self.per_job - self.per_worker - self.per_sweep
         self.assertTrue(self.per_job and self.per_worker and self.always,
                         "the catalogue lost its scheduler tables")
 
@@ -116,6 +117,7 @@ class MetricsCatalogueTest(unittest.TestCase):
         self.assertFalse(missing, f"listed but not served: {sorted(missing)}")
         self.assertFalse(self.per_job & self.served_names(series), "per-job series with no job")
         self.assertFalse(self.per_worker & self.served_names(series), "per-worker series with no worker")
+        self.assertFalse(self.per_sweep & self.served_names(series), "per-sweep series with no sweep")
 
     def test_worker_serves_its_section(self):
         worker = self.start_tlworker("catalogue-worker")

@@ -187,6 +187,49 @@ class WatchReactor final : public grpc::ServerWriteReactor<JobEvent> {
   std::shared_ptr<Watcher> watcher_;
 };
 
+class WatchSweepReactor final : public grpc::ServerWriteReactor<tl::v1::SweepEvent> {
+ public:
+  WatchSweepReactor(Scheduler& scheduler, const absl::StatusOr<Principal>& caller,
+                    const tl::v1::WatchSweepRequest& request) {
+    outbox_ = std::make_shared<Outbox<tl::v1::SweepEvent>>(
+        [this](const tl::v1::SweepEvent* event) { StartWrite(event); },
+        [this](const grpc::Status& status) { Finish(status); }, /*droppable_limit=*/64);
+    watcher_ = std::make_shared<Watcher>(outbox_);
+    absl::Status status = caller.status();
+    if (status.ok()) status = scheduler.WatchSweep(request.sweep_id(), watcher_, *caller);
+    if (!status.ok()) outbox_->FinishNow(ToGrpcStatus(status));
+  }
+
+  void OnWriteDone(bool ok) override { outbox_->WriteDone(ok); }
+  void OnCancel() override {
+    outbox_->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  }
+  void OnDone() override {
+    outbox_->Detach();
+    delete this;
+  }
+
+ private:
+  class Watcher final : public SweepWatcher {
+   public:
+    explicit Watcher(std::shared_ptr<Outbox<tl::v1::SweepEvent>> outbox)
+        : outbox_(std::move(outbox)) {}
+    // Each event is the whole sweep: a slow reader may skip some, never the last.
+    bool Deliver(const tl::v1::SweepEvent& event) override {
+      return outbox_->Push(event, /*droppable=*/false);
+    }
+    bool Gone() const override { return outbox_->detached(); }
+    void Finish() override { outbox_->FinishAfterDrain(grpc::Status::OK); }
+    void Interrupt() override { outbox_->FinishAfterDrain(kShuttingDown); }
+
+   private:
+    std::shared_ptr<Outbox<tl::v1::SweepEvent>> outbox_;
+  };
+
+  std::shared_ptr<Outbox<tl::v1::SweepEvent>> outbox_;
+  std::shared_ptr<Watcher> watcher_;
+};
+
 class LogsReactor final : public grpc::ServerWriteReactor<tl::v1::LogLine> {
  public:
   LogsReactor(Scheduler& scheduler, const absl::StatusOr<Principal>& caller,
@@ -328,17 +371,24 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
   const InFlight in_flight(unary_calls_in_flight_);
   absl::StatusOr<Principal> caller = Caller(context);
   if (!caller.ok()) return Reply(context, caller.status());
-  std::string owner = request->owner();
+  absl::StatusOr<std::string> owner = SubmitOwner(*caller, request->owner());
+  if (!owner.ok()) return Reply(context, owner.status());
+  return Reply(context,
+               scheduler_.SubmitJob(request->spec(), *owner, request->request_id(), *caller),
+               response);
+}
+
+absl::StatusOr<std::string> JobServiceImpl::SubmitOwner(const Principal& caller,
+                                                        const std::string& requested) const {
+  std::string owner = requested;
   if (authenticator_ != nullptr) {
-    if (owner.empty()) owner = caller->name;
-    if (owner != caller->name && !caller->SeesEveryJob()) {
-      return Reply(context, absl::PermissionDeniedError(absl::StrCat(
-                                "owner: ", caller->name, " may not submit jobs as ", owner)));
+    if (owner.empty()) owner = caller.name;
+    if (owner != caller.name && !caller.SeesEveryJob()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("owner: ", caller.name, " may not submit jobs as ", owner));
     }
   }
-  return Reply(context,
-               scheduler_.SubmitJob(request->spec(), owner, request->request_id(), *caller),
-               response);
+  return owner;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* context,
@@ -358,8 +408,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
   if (!caller.ok()) return Reply(context, caller.status());
   std::vector<tl::v1::Job::State> states;
   for (int state : request->states()) states.push_back(static_cast<tl::v1::Job::State>(state));
-  absl::StatusOr<Scheduler::JobPage> page = scheduler_.ListJobs(
-      states, request->page_size(), request->page_token(), request->owner(), *caller);
+  absl::StatusOr<Scheduler::JobPage> page =
+      scheduler_.ListJobs(states, request->page_size(), request->page_token(), request->owner(),
+                          *caller, request->sweep_id());
   if (page.ok()) {
     for (tl::v1::Job& job : page->jobs) *response->add_jobs() = std::move(job);
     response->set_next_page_token(page->next_page_token);
@@ -403,6 +454,78 @@ grpc::ServerWriteReactor<JobEvent>* JobServiceImpl::WatchJob(
 grpc::ServerWriteReactor<tl::v1::LogLine>* JobServiceImpl::GetJobLogs(
     grpc::CallbackServerContext* context, const tl::v1::GetJobLogsRequest* request) {
   return new LogsReactor(scheduler_, Caller(context), *request);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitSweep(grpc::CallbackServerContext* context,
+                                                      const tl::v1::SubmitSweepRequest* request,
+                                                      tl::v1::Sweep* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  absl::StatusOr<std::string> owner = SubmitOwner(*caller, request->owner());
+  if (!owner.ok()) return Reply(context, owner.status());
+  return Reply(context,
+               scheduler_.SubmitSweep(request->spec(), *owner, request->request_id(), *caller),
+               response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetSweep(grpc::CallbackServerContext* context,
+                                                   const tl::v1::GetSweepRequest* request,
+                                                   tl::v1::Sweep* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.GetSweep(request->sweep_id(), *caller), response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListSweeps(grpc::CallbackServerContext* context,
+                                                     const tl::v1::ListSweepsRequest* request,
+                                                     tl::v1::ListSweepsResponse* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  std::vector<tl::v1::Sweep::State> states;
+  for (int state : request->states()) states.push_back(static_cast<tl::v1::Sweep::State>(state));
+  absl::StatusOr<Scheduler::SweepPage> page = scheduler_.ListSweeps(
+      states, request->page_size(), request->page_token(), request->owner(), *caller);
+  if (page.ok()) {
+    for (tl::v1::Sweep& sweep : page->sweeps) *response->add_sweeps() = std::move(sweep);
+    response->set_next_page_token(page->next_page_token);
+  }
+  return Reply(context, page.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelSweep(grpc::CallbackServerContext* context,
+                                                      const tl::v1::CancelSweepRequest* request,
+                                                      tl::v1::Sweep* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.CancelSweep(request->sweep_id(), request->reason(), *caller),
+               response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::PauseSweep(grpc::CallbackServerContext* context,
+                                                     const tl::v1::PauseSweepRequest* request,
+                                                     tl::v1::Sweep* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.PauseSweep(request->sweep_id(), *caller), response);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ResumeSweep(grpc::CallbackServerContext* context,
+                                                      const tl::v1::ResumeSweepRequest* request,
+                                                      tl::v1::Sweep* response) {
+  const InFlight in_flight(unary_calls_in_flight_);
+  absl::StatusOr<Principal> caller = Caller(context);
+  if (!caller.ok()) return Reply(context, caller.status());
+  return Reply(context, scheduler_.ResumeSweep(request->sweep_id(), *caller), response);
+}
+
+grpc::ServerWriteReactor<tl::v1::SweepEvent>* JobServiceImpl::WatchSweep(
+    grpc::CallbackServerContext* context, const tl::v1::WatchSweepRequest* request) {
+  return new WatchSweepReactor(scheduler_, Caller(context), *request);
 }
 
 grpc::ServerBidiReactor<WorkerMessage, SchedulerMessage>* WorkerServiceImpl::Connect(

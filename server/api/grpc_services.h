@@ -41,12 +41,36 @@ class JobServiceImpl final : public tl::v1::JobService::CallbackService {
   grpc::ServerWriteReactor<tl::v1::LogLine>* GetJobLogs(
       grpc::CallbackServerContext* context, const tl::v1::GetJobLogsRequest* request) override;
 
+  grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* context,
+                                        const tl::v1::SubmitSweepRequest* request,
+                                        tl::v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* context,
+                                     const tl::v1::GetSweepRequest* request,
+                                     tl::v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* ListSweeps(grpc::CallbackServerContext* context,
+                                       const tl::v1::ListSweepsRequest* request,
+                                       tl::v1::ListSweepsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelSweep(grpc::CallbackServerContext* context,
+                                        const tl::v1::CancelSweepRequest* request,
+                                        tl::v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* PauseSweep(grpc::CallbackServerContext* context,
+                                       const tl::v1::PauseSweepRequest* request,
+                                       tl::v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* ResumeSweep(grpc::CallbackServerContext* context,
+                                        const tl::v1::ResumeSweepRequest* request,
+                                        tl::v1::Sweep* response) override;
+  grpc::ServerWriteReactor<tl::v1::SweepEvent>* WatchSweep(
+      grpc::CallbackServerContext* context, const tl::v1::WatchSweepRequest* request) override;
+
   // Unary calls being handled right now; a draining server waits for 0.
   int unary_calls_in_flight() const { return unary_calls_in_flight_.load(); }
 
  private:
   // The caller, if it may use JobService (users and admins).
   absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* context) const;
+  // The owner a submit names, as the caller may name it (SubmitJob and SubmitSweep alike).
+  absl::StatusOr<std::string> SubmitOwner(const Principal& caller,
+                                          const std::string& requested) const;
 
   Scheduler& scheduler_;
   const TokenAuthenticator* authenticator_;

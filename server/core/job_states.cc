@@ -16,19 +16,23 @@ const std::map<Job::State, std::set<Job::State>>& Successors() {
        {Job::ASSIGNED,    // dispatched to a worker
         Job::RUNNING,     // requeued, then claimed back by its worker before anyone else took it
         Job::PAUSED,      // PauseJob while it waits
-        Job::CANCELLED}},  // CancelJob while it waits
+        Job::CANCELLED,   // CancelJob while it waits
+        Job::STOPPED_EARLY}},  // a sweep's trial ASHA stopped while it waited for a worker again
       {Job::ASSIGNED,
        {Job::RUNNING,     // the worker started it
         Job::QUEUED,      // refused, lost, or a retryable failure
         Job::PAUSED,      // stopped after a pause, or lost while a pause was pending
         Job::SUCCEEDED,   // finished before its start report arrived
         Job::FAILED,      // a user error, or out of attempts
-        Job::CANCELLED}},
+        Job::CANCELLED,
+        Job::STOPPED_EARLY}},  // a sweep's trial ASHA stopped (the cancel path)
       {Job::RUNNING,
-       {Job::QUEUED, Job::PAUSED, Job::SUCCEEDED, Job::FAILED, Job::CANCELLED}},
+       {Job::QUEUED, Job::PAUSED, Job::SUCCEEDED, Job::FAILED, Job::CANCELLED,
+        Job::STOPPED_EARLY}},
       {Job::PAUSED,
        {Job::QUEUED,      // ResumeJob
-        Job::CANCELLED}},  // CancelJob while paused
+        Job::CANCELLED,   // CancelJob while paused
+        Job::STOPPED_EARLY}},  // paused at the rung ASHA stops it at
   };
   return *table;
 }
@@ -36,7 +40,8 @@ const std::map<Job::State, std::set<Job::State>>& Successors() {
 }  // namespace
 
 bool IsTerminal(Job::State state) {
-  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED;
+  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED ||
+         state == Job::STOPPED_EARLY;
 }
 
 bool IsAllowedTransition(Job::State from, Job::State to) {

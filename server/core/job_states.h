@@ -5,13 +5,14 @@
 //   (new) -> QUEUED -> ASSIGNED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED
 //   QUEUED | ASSIGNED | RUNNING -> PAUSED -> QUEUED (ResumeJob)
 //   ASSIGNED | RUNNING -> QUEUED (worker lost, retryable failure, refusal)
+//   QUEUED | ASSIGNED | RUNNING | PAUSED -> STOPPED_EARLY (a sweep's trial that ASHA stops)
 #pragma once
 
 #include "tl/v1/jobs.pb.h"
 
 namespace tl::server {
 
-// SUCCEEDED, FAILED and CANCELLED: nothing follows.
+// SUCCEEDED, FAILED, CANCELLED and STOPPED_EARLY: nothing follows.
 bool IsTerminal(tl::v1::Job::State state);
 
 // Whether a job in `from` may move to `to`. Staying in a state is always allowed (a job's row

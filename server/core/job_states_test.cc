@@ -24,10 +24,12 @@ TEST(JobStatesTest, EveryPairOfStatesIsAllowedOrRefusedAsIntended) {
       {Job::RUNNING, Job::SUCCEEDED},   {Job::RUNNING, Job::FAILED},
       {Job::RUNNING, Job::CANCELLED},
       {Job::PAUSED, Job::QUEUED},       {Job::PAUSED, Job::CANCELLED},
+      {Job::QUEUED, Job::STOPPED_EARLY},  {Job::ASSIGNED, Job::STOPPED_EARLY},
+      {Job::RUNNING, Job::STOPPED_EARLY}, {Job::PAUSED, Job::STOPPED_EARLY},
   };
   const Job::State states[] = {Job::STATE_UNSPECIFIED, Job::QUEUED,    Job::ASSIGNED,
                                Job::RUNNING,           Job::SUCCEEDED, Job::FAILED,
-                               Job::CANCELLED,         Job::PAUSED};
+                               Job::CANCELLED,         Job::PAUSED,    Job::STOPPED_EARLY};
   for (Job::State from : states) {
     for (Job::State to : states) {
       const bool expected =
@@ -39,7 +41,7 @@ TEST(JobStatesTest, EveryPairOfStatesIsAllowedOrRefusedAsIntended) {
 }
 
 TEST(JobStatesTest, NothingLeavesAnEndedJob) {
-  for (Job::State ended : {Job::SUCCEEDED, Job::FAILED, Job::CANCELLED}) {
+  for (Job::State ended : {Job::SUCCEEDED, Job::FAILED, Job::CANCELLED, Job::STOPPED_EARLY}) {
     EXPECT_TRUE(IsTerminal(ended));
     for (Job::State to : {Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::PAUSED}) {
       EXPECT_FALSE(IsAllowedTransition(ended, to));

@@ -62,6 +62,9 @@ absl::Status Scheduler::Start() {
     active_.emplace(active.job.id(), std::move(active));
   }
   LogInfo("recovered ", queued, " queued and ", jobs.size() - queued, " leased jobs");
+  // After the jobs: a sweep reads its unended trials from them.
+  TL_RETURN_IF_ERROR(LoadSweeps());
+  ServeAllSweeps();
 
   std::lock_guard<std::mutex> lease_lock(lease_mutex_);
   stopping_ = false;
@@ -77,6 +80,7 @@ void Scheduler::BeginDrain() {
     LogInfo("draining: no new assignments");
     InterruptAll(watchers_);
     InterruptAll(log_followers_);
+    InterruptAll(sweep_watchers_);
     for (const auto& [session, worker] : workers_) connections.push_back(worker.connection);
   }
   // Outside the lock: a stream's teardown takes it.
@@ -139,6 +143,7 @@ absl::Status Scheduler::Persist(ActiveJob& active, Job::State previous_state,
     metrics_.SetJobsInState(job.state(), state_counts_[job.state()]);
   }
   for (const JobEvent& event : events) Notify(job.id(), event);
+  NoteTrialChange(job, epoch);
   return absl::OkStatus();
 }
 
@@ -175,6 +180,9 @@ void Scheduler::Notify(const std::string& job_id, const JobEvent& event) {
 
 void Scheduler::EndJob(ActiveJob& active, Job::State state, std::string error,
                        int failures) {
+  // A cancel that ASHA asked for (StopEarly) ends the trial as stopped early, whichever path
+  // sees the end: the worker's report, a lost worker, a cancel of a job nobody runs.
+  if (state == Job::CANCELLED && active.job.stop_early_requested()) state = Job::STOPPED_EARLY;
   const absl::Status status = Update(active, [&](ActiveJob& next) {
     next.job.set_state(state);
     next.job.set_error(ClipUtf8(error, kMaxWorkerErrorBytes));

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -36,7 +37,9 @@
 #include "server/store/job_store.h"
 #include "server/metrics/server_metrics.h"
 #include "server/record/job_view.h"
+#include "server/record/sweep_record.pb.h"
 #include "server/spec/spec_validation.h"
+#include "server/sweep/search_space.h"
 #include "tl/v1/service.pb.h"
 
 namespace tl::server {
@@ -76,6 +79,19 @@ class LogFollower {
   // No more lines follow.
   virtual void Finish() = 0;
   // The server is going away; the client may follow again later.
+  virtual void Interrupt() = 0;
+};
+
+// The scheduler's handle on one WatchSweep stream.
+class SweepWatcher {
+ public:
+  virtual ~SweepWatcher() = default;
+  // Queues an event; never blocks. False when the watcher has gone away.
+  virtual bool Deliver(const tl::v1::SweepEvent& event) = 0;
+  virtual bool Gone() const { return false; }
+  // The sweep has ended: no more events follow.
+  virtual void Finish() = 0;
+  // The server is going away: the client should watch again once it is back.
   virtual void Interrupt() = 0;
 };
 
@@ -138,10 +154,12 @@ class Scheduler {
     std::vector<tl::v1::Job> jobs;
     std::string next_page_token;  // empty on the last page
   };
+  // `sweep_id` non-empty: only that sweep's trials.
   absl::StatusOr<JobPage> ListJobs(const std::vector<tl::v1::Job::State>& states,
                                           int page_size, const std::string& page_token,
                                           const std::string& owner = "",
-                                          const Principal& caller = Principal::Unauthenticated());
+                                          const Principal& caller = Principal::Unauthenticated(),
+                                          const std::string& sweep_id = "");
   absl::StatusOr<tl::v1::Job> CancelJob(const std::string& job_id, const std::string& reason,
                                         const Principal& caller = Principal::Unauthenticated());
   absl::StatusOr<tl::v1::Job> PauseJob(const std::string& job_id,
@@ -157,6 +175,37 @@ class Scheduler {
   // then every new line until the job ends. Finishes the follower after.
   absl::Status GetJobLogs(const std::string& job_id, int64_t after_sequence, bool follow,
                           std::shared_ptr<LogFollower> follower,
+                          const Principal& caller = Principal::Unauthenticated());
+
+  // --- Sweeps (scheduler_sweeps.cc) ---
+  // A sweep's trials are jobs of its owner, created while fewer than max_parallel_trials are
+  // unended; a user acts on its own sweeps only (another owner's reads as a missing one).
+  // request_id makes the submit idempotent per owner, as for jobs.
+  absl::StatusOr<tl::v1::Sweep> SubmitSweep(const tl::v1::SweepSpec& spec,
+                                            const std::string& owner,
+                                            const std::string& request_id = "",
+                                            const Principal& caller = Principal::Unauthenticated());
+  absl::StatusOr<tl::v1::Sweep> GetSweep(const std::string& sweep_id,
+                                         const Principal& caller = Principal::Unauthenticated());
+  struct SweepPage {
+    std::vector<tl::v1::Sweep> sweeps;  // without their trials
+    std::string next_page_token;        // empty on the last page
+  };
+  absl::StatusOr<SweepPage> ListSweeps(const std::vector<tl::v1::Sweep::State>& states,
+                                       int page_size, const std::string& page_token,
+                                       const std::string& owner = "",
+                                       const Principal& caller = Principal::Unauthenticated());
+  // Ends the sweep CANCELLED; its unended trials are cancelled (queued ones at once).
+  absl::StatusOr<tl::v1::Sweep> CancelSweep(const std::string& sweep_id, const std::string& reason,
+                                            const Principal& caller = Principal::Unauthenticated());
+  // No new trials; its trials pause (queued ones at once, running ones after their epoch).
+  absl::StatusOr<tl::v1::Sweep> PauseSweep(const std::string& sweep_id,
+                                           const Principal& caller = Principal::Unauthenticated());
+  absl::StatusOr<tl::v1::Sweep> ResumeSweep(const std::string& sweep_id,
+                                            const Principal& caller = Principal::Unauthenticated());
+  // Delivers the sweep as it is, then the sweep whenever it changes; finishes the watcher
+  // once the sweep has ended.
+  absl::Status WatchSweep(const std::string& sweep_id, std::shared_ptr<SweepWatcher> watcher,
                           const Principal& caller = Principal::Unauthenticated());
 
   // --- WorkerService ---
@@ -291,6 +340,65 @@ class Scheduler {
   absl::Time Now() const { return absl::Now(); }
   void LeaseLoop();
 
+  // --- Sweeps (scheduler_sweeps.cc) ---
+  struct ActiveTrial {
+    std::string job_id;
+    tl::v1::Job::State state = tl::v1::Job::QUEUED;
+    int epoch = 0;
+    int epochs = 0;  // the trial's training.epochs: where its ASHA rungs lie
+    std::optional<double> objective;
+    bool changed = false;  // since watchers last heard
+  };
+  // A sweep that has not ended, and what it knows of its trials.
+  struct ActiveSweep {
+    SweepRecord sweep;
+    std::vector<SpaceParameter> space;
+    std::map<int, ActiveTrial> trials;  // by index
+    // ASHA: rung epoch -> trial index -> objective there.
+    std::map<int, std::map<int, double>> rungs;
+  };
+  // A trial's job as Persist stored it, for the sweep to follow.
+  struct TrialChange {
+    JobRecord job;
+    std::optional<tl::v1::EpochMetrics> epoch;
+  };
+  // Serves the sweeps whose trials changed when it goes out of scope; declared after the lock
+  // in calls that change jobs, so that it runs while the lock is still held.
+  class ServeSweepsAtExit {
+   public:
+    explicit ServeSweepsAtExit(Scheduler& scheduler) : scheduler_(scheduler) {}
+    ~ServeSweepsAtExit();
+    ServeSweepsAtExit(const ServeSweepsAtExit&) = delete;
+    ServeSweepsAtExit& operator=(const ServeSweepsAtExit&) = delete;
+
+   private:
+    Scheduler& scheduler_;
+  };
+  // The calls below require mutex_.
+  absl::Status LoadSweeps();
+  void NoteTrialChange(const JobRecord& job, const tl::v1::EpochMetrics* epoch);
+  void ServeSweeps();
+  void ServeAllSweeps();
+  void ApplyTrialChange(ActiveSweep& active, const TrialChange& change);
+  // ASHA's decision for trial `index`, which reported `value` at rung epoch `rung`.
+  void DecideAtRung(ActiveSweep& active, int index, int rung, double value);
+  // The cancel path for a trial ASHA stops: it ends STOPPED_EARLY.
+  void StopEarly(ActiveJob& active, const std::string& why);
+  // Assesses the sweep (sweep_states.h) and acts on it: creates trials, stores a new state,
+  // stops unended trials of an ended sweep, tells watchers.
+  void ServeSweep(ActiveSweep& active);
+  absl::Status CreateTrial(ActiveSweep& active);
+  absl::Status StoreSweep(ActiveSweep& active, const SweepRecord& next);
+  std::map<tl::v1::Job::State, int> TrialStates(const ActiveSweep& active) const;
+  void NotifySweep(ActiveSweep& active);
+  absl::StatusOr<SweepRecord> VisibleSweep(const std::string& sweep_id, const Principal& caller);
+  absl::StatusOr<ActiveSweep*> UnendedSweep(const std::string& sweep_id, const Principal& caller);
+  absl::StatusOr<tl::v1::Sweep> SweepView(const SweepRecord& record, bool with_trials);
+  // CancelJob, PauseJob and ResumeJob on a job already found (trials of a sweep).
+  absl::StatusOr<tl::v1::Job> CancelActive(ActiveJob& active, const std::string& why);
+  absl::StatusOr<tl::v1::Job> PauseActive(ActiveJob& active);
+  absl::StatusOr<tl::v1::Job> ResumeActive(ActiveJob& active);
+
   JobStore& store_;
   ServerMetrics& metrics_;
   const SchedulerOptions options_;
@@ -307,6 +415,10 @@ class Scheduler {
   std::map<tl::v1::Job::State, int64_t> state_counts_;
   std::map<std::string, OwnerLoad> owner_loads_;  // owners with active jobs
   bool draining_ = false;
+  std::map<std::string, ActiveSweep> sweeps_;  // RUNNING and PAUSED sweeps
+  std::map<tl::v1::Sweep::State, int64_t> sweep_state_counts_;
+  std::map<std::string, std::vector<std::shared_ptr<SweepWatcher>>> sweep_watchers_;
+  std::vector<TrialChange> trial_changes_;
 
   // The group commit of submissions (SubmitJob): a queue and whether a caller is committing.
   std::mutex submit_mutex_;

@@ -171,6 +171,21 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
 absl::StatusOr<JobRecord> Scheduler::UsableSourceJob(const std::string& job_id,
                                                      const Principal& caller) {
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
+  if (absl::IsNotFound(job.status())) {
+    // A sweep stands for its best trial, under that trial's owner and sharing.
+    absl::StatusOr<SweepRecord> sweep = store_.GetSweep(job_id);
+    if (sweep.ok()) {
+      if (sweep->best_job_id().empty()) {
+        if (caller.SeesEveryJob() || sweep->owner() == caller.name) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "sweep ", job_id, " has no succeeded trial yet (it is ",
+              tl::v1::Sweep::State_Name(sweep->state()), ")"));
+        }
+      } else {
+        job = store_.GetJob(sweep->best_job_id());
+      }
+    }
+  }
   if (caller.SeesEveryJob()) return job;
   // A store failure is not an answer about the job; only "no such job" reads as "not yours".
   if (!job.ok() && job.status().code() != absl::StatusCode::kNotFound) return job.status();
@@ -218,7 +233,8 @@ absl::StatusOr<Job> Scheduler::GetJob(const std::string& job_id, const Principal
 absl::StatusOr<Scheduler::JobPage> Scheduler::ListJobs(const std::vector<Job::State>& states,
                                                    int page_size, const std::string& page_token,
                                                    const std::string& owner,
-                                                   const Principal& caller) {
+                                                   const Principal& caller,
+                                                   const std::string& sweep_id) {
   if (!caller.SeesEveryJob() && !owner.empty() && owner != caller.name) {
     return absl::PermissionDeniedError(
         absl::StrCat("owner ", owner, ": a user lists only its own jobs"));
@@ -237,7 +253,7 @@ absl::StatusOr<Scheduler::JobPage> Scheduler::ListJobs(const std::vector<Job::St
   }
   TL_ASSIGN_OR_RETURN(JobStore::Page page,
                       store_.ListJobs(states, page_size, page_token, owner_filter,
-                                      options_.max_list_reply_bytes));
+                                      options_.max_list_reply_bytes, sweep_id));
   JobPage shown;
   shown.next_page_token = std::move(page.next_page_token);
   shown.jobs.reserve(page.jobs.size());
@@ -251,9 +267,13 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
                                           const Principal& caller) {
   TL_RETURN_IF_ERROR(CheckCallerText("reason", reason, kMaxReasonCharacters));
   std::lock_guard<std::mutex> lock(mutex_);
+  const ServeSweepsAtExit serve(*this);
   TL_ASSIGN_OR_RETURN(ActiveJob* found, UnendedJob(job_id, caller));
-  ActiveJob& active = *found;
-  const std::string why = reason.empty() ? "cancelled on request" : reason;
+  return CancelActive(*found, reason.empty() ? "cancelled on request" : reason);
+}
+
+absl::StatusOr<Job> Scheduler::CancelActive(ActiveJob& active, const std::string& why) {
+  const std::string job_id = active.job.id();
   if (!HoldsWorker(active.job.state()) || active.session == 0) {
     // Nobody runs it: it ends now.
     const bool was_queued = queue_.erase(KeyOf(active)) > 0;
@@ -283,8 +303,13 @@ absl::StatusOr<Job> Scheduler::CancelJob(const std::string& job_id, const std::s
 
 absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const ServeSweepsAtExit serve(*this);
   TL_ASSIGN_OR_RETURN(ActiveJob* found, UnendedJob(job_id, caller));
-  ActiveJob& active = *found;
+  return PauseActive(*found);
+}
+
+absl::StatusOr<Job> Scheduler::PauseActive(ActiveJob& active) {
+  const std::string job_id = active.job.id();
   if (active.job.state() == Job::PAUSED || active.job.pause_requested()) return ToApiJob(active.job);
   if (active.job.cancel_requested()) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is being cancelled"));
@@ -310,6 +335,7 @@ absl::StatusOr<Job> Scheduler::PauseJob(const std::string& job_id, const Princip
 
 absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Principal& caller) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const ServeSweepsAtExit serve(*this);
   TL_ASSIGN_OR_RETURN(Job visible, VisibleJob(job_id, caller));
   auto it = active_.find(job_id);
   if (it == active_.end() || it->second.job.state() != Job::PAUSED) {
@@ -317,7 +343,16 @@ absl::StatusOr<Job> Scheduler::ResumeJob(const std::string& job_id, const Princi
                                                       Job::State_Name(visible.state()),
                                                       "; only a PAUSED job can be resumed"));
   }
-  ActiveJob& active = it->second;
+  return ResumeActive(it->second);
+}
+
+absl::StatusOr<Job> Scheduler::ResumeActive(ActiveJob& active) {
+  const std::string job_id = active.job.id();
+  if (active.job.state() != Job::PAUSED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " is ", Job::State_Name(active.job.state()),
+                     "; only a PAUSED job can be resumed"));
+  }
   TL_RETURN_IF_ERROR(Update(active, [](ActiveJob& next) { next.job.set_state(Job::QUEUED); }));
   // Its submission order is kept: a resumed job does not lose its place to later ones.
   queue_.insert(KeyOf(active));

@@ -195,6 +195,7 @@ void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
 
 void Scheduler::DisconnectWorker(int64_t session) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const ServeSweepsAtExit serve(*this);
   auto it = workers_.find(session);
   if (it == workers_.end()) return;
   const std::string job_id = it->second.job_id;
@@ -241,6 +242,8 @@ void Scheduler::CheckLeases(absl::Time now) {
               /*counts_as_failure=*/true);
     }
     if (!silent.empty()) UpdateWorkerMetrics();
+    // Sweeps too: a trial that a store error or an owner's full queue kept back is created now.
+    ServeAllSweeps();
     // Also retries assignments that an earlier failure (a store error) left.
     Dispatch();
   }
@@ -277,6 +280,7 @@ void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage
   tl::v1::WorkerMessage message = reported;
   const std::string cut = BoundWorkerReport(message);
   std::lock_guard<std::mutex> lock(mutex_);
+  const ServeSweepsAtExit serve(*this);
   auto worker = workers_.find(session);
   if (worker == workers_.end()) return;  // dropped for silence; its stream is closing
   if (!cut.empty()) LogWarning("worker ", worker->second.hello.worker_id(), ": ", cut);

@@ -1,4 +1,5 @@
-// Who follows a job: WatchJob streams and GetJobLogs followers, by job id,
+// Who follows a job or a sweep: WatchJob streams and GetJobLogs followers, by job id, and
+// WatchSweep streams, by sweep id,
 // and the rules for handing them something, finishing and interrupting them.
 // Used by the scheduler under its lock.
 #pragma once
@@ -71,6 +72,26 @@ class EventsAfter final : public JobWatcher {
  private:
   const std::shared_ptr<JobWatcher> watcher_;
   const int64_t after_sequence_;
+};
+
+// A WatchSweep stream's events numbered 2, 3 ... after the first (the sweep as it was when the
+// watch began, numbered 1 by WatchSweep).
+class NumberedSweepWatcher final : public SweepWatcher {
+ public:
+  explicit NumberedSweepWatcher(std::shared_ptr<SweepWatcher> watcher)
+      : watcher_(std::move(watcher)) {}
+  bool Deliver(const tl::v1::SweepEvent& event) override {
+    tl::v1::SweepEvent numbered = event;
+    numbered.set_sequence(++sequence_);
+    return watcher_->Deliver(numbered);
+  }
+  bool Gone() const override { return watcher_->Gone(); }
+  void Finish() override { watcher_->Finish(); }
+  void Interrupt() override { watcher_->Interrupt(); }
+
+ private:
+  const std::shared_ptr<SweepWatcher> watcher_;
+  int64_t sequence_ = 1;
 };
 
 }  // namespace tl::server

@@ -22,6 +22,21 @@ std::string LowerStateName(Job::State state) {
   return name;
 }
 
+std::string LowerSweepStateName(tl::v1::Sweep::State state) {
+  std::string name = tl::v1::Sweep::State_Name(state);
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return name;
+}
+
+constexpr tl::v1::Sweep::State kSweepStates[] = {tl::v1::Sweep::RUNNING, tl::v1::Sweep::PAUSED,
+                                                 tl::v1::Sweep::SUCCEEDED, tl::v1::Sweep::FAILED,
+                                                 tl::v1::Sweep::CANCELLED};
+// The states a trial's series cover, each present (zero or not) while the sweep runs.
+constexpr Job::State kTrialStates[] = {Job::QUEUED,    Job::ASSIGNED, Job::RUNNING,
+                                       Job::PAUSED,    Job::SUCCEEDED, Job::FAILED,
+                                       Job::CANCELLED, Job::STOPPED_EARLY};
+
 prometheus::Family<prometheus::Gauge>& JobGauge(prometheus::Registry& registry,
                                                 const std::string& name,
                                                 const std::string& help) {
@@ -99,18 +114,24 @@ ServerMetrics::ServerMetrics()
                                      "Time from submission to the end state, by outcome.")),
       epoch_duration_(SecondsHistogram(*registry_, "tl_epoch_duration_seconds",
                                        "Duration of finished epochs, validation included.")),
+      sweeps_(JobGauge(*registry_, "tl_sweeps", "Stored sweeps by state.")),
+      sweep_trials_(JobGauge(*registry_, "tl_sweep_trials",
+                             "Trials of each sweep that has not ended, by job state.")),
+      sweep_best_objective_(JobGauge(*registry_, "tl_sweep_best_objective",
+                                     "Best objective of a sweep's succeeded trials so far.")),
       collectable_(std::make_shared<RefreshedRegistry>(registry_,
                                                        [this] { RefreshLeaseAges(); })) {
   // Every state and outcome exists from the start, so that rate() and
   // dashboards see zeros instead of missing series.
   for (Job::State state : {Job::QUEUED, Job::ASSIGNED, Job::RUNNING, Job::SUCCEEDED, Job::FAILED,
-                           Job::CANCELLED}) {
+                           Job::CANCELLED, Job::STOPPED_EARLY}) {
     jobs_.Add({{"state", LowerStateName(state)}}).Set(0);
   }
-  for (Job::State outcome : {Job::SUCCEEDED, Job::FAILED, Job::CANCELLED}) {
+  for (Job::State outcome : {Job::SUCCEEDED, Job::FAILED, Job::CANCELLED, Job::STOPPED_EARLY}) {
     finished_.Add({{"outcome", LowerStateName(outcome)}});
     job_duration_.Add({{"outcome", LowerStateName(outcome)}}, kJobDurationBuckets);
   }
+  for (tl::v1::Sweep::State state : kSweepStates) sweeps_.Add({{"state", LowerSweepStateName(state)}}).Set(0);
   queue_wait_.Add({}, kQueueWaitBuckets);
   epoch_duration_.Add({}, kEpochDurationBuckets);
   submitted_.Add({});
@@ -222,6 +243,36 @@ void ServerMetrics::RemoveJob(const std::string& job_id) {
   job_epoch_progress_.Remove(it->second.epoch_progress);
   if (it->second.eta != nullptr) job_eta_.Remove(it->second.eta);
   series_.erase(it);
+}
+
+void ServerMetrics::SetSweepsInState(tl::v1::Sweep::State state, int64_t count) {
+  sweeps_.Add({{"state", LowerSweepStateName(state)}}).Set(static_cast<double>(count));
+}
+
+void ServerMetrics::SweepServed(const std::string& sweep_id,
+                                const std::map<Job::State, int>& trials,
+                                std::optional<double> best_objective) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (Job::State state : kTrialStates) {
+    auto count = trials.find(state);
+    sweep_trials_.Add({{"sweep_id", sweep_id}, {"state", LowerStateName(state)}})
+        .Set(count == trials.end() ? 0 : count->second);
+  }
+  if (best_objective) {
+    sweep_best_objective_.Add({{"sweep_id", sweep_id}}).Set(*best_objective);
+    sweeps_with_best_.insert(sweep_id);
+  }
+}
+
+void ServerMetrics::RemoveSweep(const std::string& sweep_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (Job::State state : kTrialStates) {
+    sweep_trials_.Remove(
+        &sweep_trials_.Add({{"sweep_id", sweep_id}, {"state", LowerStateName(state)}}));
+  }
+  if (sweeps_with_best_.erase(sweep_id) > 0) {
+    sweep_best_objective_.Remove(&sweep_best_objective_.Add({{"sweep_id", sweep_id}}));
+  }
 }
 
 }  // namespace tl::server

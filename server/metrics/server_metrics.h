@@ -12,6 +12,8 @@
 
 #include <array>
 #include <map>
+#include <optional>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +21,7 @@
 #include "common/epoch_metrics.h"
 #include "server/metrics/job_eta.h"
 #include "tl/v1/jobs.pb.h"
+#include "tl/v1/sweeps.pb.h"
 
 namespace tl::server {
 
@@ -51,6 +54,13 @@ class ServerMetrics {
   void Progressed(const std::string& job_id, const tl::v1::Progress& progress);
   void RemoveJob(const std::string& job_id);
 
+  // Sweeps: how many are stored in each state, and for each sweep that has not ended its
+  // trials by job state and its best objective so far (absent until a trial succeeds).
+  void SetSweepsInState(tl::v1::Sweep::State state, int64_t count);
+  void SweepServed(const std::string& sweep_id, const std::map<tl::v1::Job::State, int>& trials,
+                   std::optional<double> best_objective);
+  void RemoveSweep(const std::string& sweep_id);
+
  private:
   // By position in common/epoch_metrics.h; null where a figure has no gauge.
   template <typename T>
@@ -79,11 +89,15 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& queue_wait_;
   prometheus::Family<prometheus::Histogram>& job_duration_;
   prometheus::Family<prometheus::Histogram>& epoch_duration_;
+  prometheus::Family<prometheus::Gauge>& sweeps_;
+  prometheus::Family<prometheus::Gauge>& sweep_trials_;
+  prometheus::Family<prometheus::Gauge>& sweep_best_objective_;
   std::shared_ptr<prometheus::Collectable> collectable_;
 
   std::mutex mutex_;  // guards series_ and workers_seen_
   std::map<std::string, JobSeries> series_;
   std::map<std::string, std::chrono::steady_clock::time_point> workers_seen_;
+  std::set<std::string> sweeps_with_best_;  // sweep ids with a best-objective series
 };
 
 }  // namespace tl::server

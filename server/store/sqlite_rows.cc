@@ -58,6 +58,7 @@ void BindJobColumns(const JobRecord& job, SQLite::Statement& statement) {
   statement.bind(":replica_worker_ids", JoinedWorkerIds(job.replica_worker_ids()));
   statement.bind(":sweep_id", job.sweep_id());
   statement.bind(":sweep_trial", job.sweep_trial());
+  statement.bind(":stop_early_requested", job.stop_early_requested() ? 1 : 0);
 }
 
 void BindSweepColumns(const SweepRecord& sweep, SQLite::Statement& statement) {
@@ -144,6 +145,7 @@ absl::StatusOr<JobRecord> RowToRecord(const SQLite::Statement& row) {
   }
   job.set_sweep_id(row.getColumn(kSweepIdColumn).getString());
   job.set_sweep_trial(row.getColumn(kSweepTrialColumn).getInt());
+  job.set_stop_early_requested(row.getColumn(kStopEarlyRequestedColumn).getInt() != 0);
   return job;
 }
 

@@ -23,7 +23,7 @@ namespace tl::server::sqlite_rows {
 inline constexpr char kJobColumns[] =
     "seq, id, state, owner, attempt, worker_id, epoch, cancel_requested, error, create_time_us, "
     "start_time_us, end_time_us, update_time_us, spec, result, request_id, pause_requested, "
-    "failures, last_event_sequence, replica_worker_ids, sweep_id, sweep_trial";
+    "failures, last_event_sequence, replica_worker_ids, sweep_id, sweep_trial, stop_early_requested";
 enum JobColumn : int {
   kSeqColumn,
   kIdColumn,
@@ -47,6 +47,7 @@ enum JobColumn : int {
   kReplicaWorkerIdsColumn,
   kSweepIdColumn,
   kSweepTrialColumn,
+  kStopEarlyRequestedColumn,
 };
 
 // INSERT and UPDATE share the named parameters, so BindJobColumns serves both.
@@ -54,11 +55,11 @@ inline constexpr char kInsertJobSql[] = R"sql(
 INSERT INTO jobs (id, state, priority, owner, attempt, worker_id, epoch, cancel_requested, error,
                   create_time_us, start_time_us, end_time_us, update_time_us, spec, result,
                   request_id, pause_requested, failures, last_event_sequence, replica_worker_ids,
-                  sweep_id, sweep_trial)
+                  sweep_id, sweep_trial, stop_early_requested)
 VALUES (:id, :state, :priority, :owner, :attempt, :worker_id, :epoch, :cancel_requested, :error,
         :create_time_us, :start_time_us, :end_time_us, :update_time_us, :spec, :result,
         :request_id, :pause_requested, :failures, :last_event_sequence, :replica_worker_ids,
-        :sweep_id, :sweep_trial)
+        :sweep_id, :sweep_trial, :stop_early_requested)
 ON CONFLICT (id) DO NOTHING
 )sql";
 inline constexpr char kUpdateJobSql[] = R"sql(
@@ -69,7 +70,7 @@ UPDATE jobs SET state = :state, priority = :priority, owner = :owner, attempt = 
                 result = :result, request_id = :request_id, pause_requested = :pause_requested,
                 failures = :failures, last_event_sequence = :last_event_sequence,
                 replica_worker_ids = :replica_worker_ids, sweep_id = :sweep_id,
-                sweep_trial = :sweep_trial
+                sweep_trial = :sweep_trial, stop_early_requested = :stop_early_requested
 WHERE id = :id
 )sql";
 inline constexpr char kPutEpochSql[] = R"sql(

@@ -102,11 +102,13 @@ constexpr char kSchemaV4DropSql[] = R"sql(
 ALTER TABLE jobs DROP COLUMN replicas;
 )sql";
 
-// Version 5: sweeps. A trial is a job with its sweep's id and its index there; a sweep's row
+// Version 5: sweeps. A trial is a job with its sweep's id and its index there (and whether ASHA
+// is stopping it); a sweep's row
 // holds its record (server/record/sweep_record.proto) beside the columns queries filter on.
 constexpr char kSchemaV5Sql[] = R"sql(
 ALTER TABLE jobs ADD COLUMN sweep_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN sweep_trial INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN stop_early_requested INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_by_sweep ON jobs (sweep_id, sweep_trial) WHERE sweep_id != '';
 CREATE TABLE sweeps (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,

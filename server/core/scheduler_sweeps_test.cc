@@ -1,0 +1,289 @@
+// Sweeps through the scheduler with stand-in workers: trials created as jobs, ASHA stopping a
+// trial on scripted metrics (it ends STOPPED_EARLY), cancel reaching trials in every state,
+// ownership, and a restart that resumes a sweep without creating a trial twice.
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "server/core/scheduler.h"
+#include "server/store/sqlite_job_store.h"
+
+namespace tl::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::tl::testing::IsOk;
+using ::tl::testing::StatusIs;
+using ::tl::testing::WriteFile;
+using ::tl::v1::Job;
+using ::tl::v1::JobFinished;
+using ::tl::v1::SchedulerMessage;
+using ::tl::v1::Sweep;
+using ::tl::v1::SweepSpec;
+using ::tl::v1::WorkerMessage;
+
+// Long enough that the lease thread expires nothing while a test runs.
+constexpr absl::Duration kLease = absl::Hours(1);
+
+class RecordingConnection final : public WorkerConnection {
+ public:
+  void Send(const SchedulerMessage& message) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    messages_.push_back(message);
+  }
+  void Close(const std::string&) override {}
+  std::vector<std::string> Assigned() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::string> ids;
+    for (const SchedulerMessage& m : messages_) {
+      if (m.has_assignment()) ids.push_back(m.assignment().job_id());
+    }
+    return ids;
+  }
+  std::vector<std::string> Cancelled() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::string> ids;
+    for (const SchedulerMessage& m : messages_) {
+      if (m.has_cancel()) ids.push_back(m.cancel().job_id());
+    }
+    return ids;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<SchedulerMessage> messages_;
+};
+
+class SchedulerSweepsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const fs::path root(temp_dir_.path());
+    WriteFile(root / "data/backbones/net.pt", "torchscript");
+    WriteFile(root / "data/backbones/net.json",
+              R"({"format": "tl.backbone.v1", "architecture": "resnet18", "feature_dim": 8})");
+    WriteFile(root / "data/train/a/1.png", "");
+    WriteFile(root / "data/train/b/1.png", "");
+    fs::create_directories(root / "artifacts");
+    options_.data_root = (root / "data").string();
+    options_.artifact_root = (root / "artifacts").string();
+    options_.lease_timeout = kLease;
+    db_path_ = (root / "jobs.db").string();
+    StartScheduler();
+  }
+
+  void StartScheduler() {
+    scheduler_.reset();
+    store_.reset();
+    ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(db_path_));
+    metrics_ = std::make_unique<ServerMetrics>();
+    scheduler_ = std::make_unique<Scheduler>(*store_, *metrics_, options_);
+    ASSERT_THAT(scheduler_->Start(), IsOk());
+  }
+
+  SweepSpec Spec(const std::string& json) {
+    SweepSpec spec;
+    const auto status = google::protobuf::util::JsonStringToMessage(json, &spec);
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return spec;
+  }
+
+  // A sweep over the learning rate of a 4-epoch base job.
+  SweepSpec RateSweep(const std::string& rest) {
+    return Spec(R"({"name": "lr", "base": {"backbone": {"path": "backbones/net.pt"},
+        "dataset": {"trainDir": "train"}, "training": {"epochs": 4}},
+        "space": [{"field": "training.learning_rate", "values": [0.1, 0.01, 0.001]}])" +
+                rest + "}");
+  }
+
+  int64_t Connect(const std::string& worker_id, std::shared_ptr<RecordingConnection> connection) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(worker_id);
+    hello.add_devices()->set_kind("cpu");
+    absl::StatusOr<int64_t> session = scheduler_->ConnectWorker(hello, connection);
+    EXPECT_THAT(session, IsOk());
+    return session.ok() ? *session : 0;
+  }
+
+  void Started(int64_t session, const std::string& job_id) {
+    WorkerMessage message;
+    message.mutable_started()->set_job_id(job_id);
+    message.mutable_started()->set_attempt(1);
+    scheduler_->HandleWorkerMessage(session, message);
+  }
+
+  void Epoch(int64_t session, const std::string& job_id, int epoch, double accuracy) {
+    WorkerMessage message;
+    message.mutable_epoch()->set_job_id(job_id);
+    tl::v1::EpochMetrics& metrics = *message.mutable_epoch()->mutable_metrics();
+    metrics.set_epoch(epoch);
+    metrics.set_attempt(1);
+    metrics.set_val_accuracy(accuracy);
+    scheduler_->HandleWorkerMessage(session, message);
+  }
+
+  void Finished(int64_t session, const std::string& job_id, JobFinished::Outcome outcome) {
+    WorkerMessage message;
+    message.mutable_finished()->set_job_id(job_id);
+    message.mutable_finished()->set_attempt(1);
+    message.mutable_finished()->set_outcome(outcome);
+    if (outcome == JobFinished::SUCCEEDED) {
+      message.mutable_finished()->mutable_result()->set_model_path(job_id + "/model.pt");
+    }
+    scheduler_->HandleWorkerMessage(session, message);
+  }
+
+  Job::State StateOf(const std::string& job_id) {
+    absl::StatusOr<Job> job = scheduler_->GetJob(job_id);
+    return job.ok() ? job->state() : Job::STATE_UNSPECIFIED;
+  }
+
+  tl::testing::TempDir temp_dir_;
+  SchedulerOptions options_;
+  std::string db_path_;
+  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerSweepsTest, AshaStopsTheWorseTrialAtARungAndTheBestSucceededIsTheResult) {
+  ASSERT_OK_AND_ASSIGN(
+      const Sweep submitted,
+      scheduler_->SubmitSweep(
+          RateSweep(R"(, "method": "ASHA", "asha": {"reductionFactor": 2}, "maxTrials": 3,
+                       "maxParallelTrials": 3)"),
+          "alice"));
+  ASSERT_EQ(submitted.trials_size(), 3);
+  EXPECT_EQ(submitted.state(), Sweep::RUNNING);
+  std::vector<std::shared_ptr<RecordingConnection>> connections;
+  std::vector<int64_t> sessions;
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 3; ++i) {
+    connections.push_back(std::make_shared<RecordingConnection>());
+    sessions.push_back(Connect("w" + std::to_string(i), connections.back()));
+    ASSERT_EQ(connections.back()->Assigned().size(), 1u);
+    jobs.push_back(connections.back()->Assigned()[0]);
+    Started(sessions[i], jobs[i]);
+  }
+  // Rung 1 (reduction factor 2): the first goes on, the second is worse than it and stops,
+  // the third is the best of three and goes on.
+  Epoch(sessions[0], jobs[0], 1, 0.5);
+  Epoch(sessions[1], jobs[1], 1, 0.3);
+  Epoch(sessions[2], jobs[2], 1, 0.7);
+  EXPECT_TRUE(connections[0]->Cancelled().empty());
+  EXPECT_EQ(connections[1]->Cancelled(), std::vector<std::string>{jobs[1]});
+  EXPECT_TRUE(connections[2]->Cancelled().empty());
+  Finished(sessions[1], jobs[1], JobFinished::CANCELLED);
+  ASSERT_OK_AND_ASSIGN(const Job stopped, scheduler_->GetJob(jobs[1]));
+  EXPECT_EQ(stopped.state(), Job::STOPPED_EARLY);
+  EXPECT_THAT(stopped.error(), HasSubstr("stopped early by ASHA at epoch 1"));
+  EXPECT_EQ(stopped.sweep_id(), submitted.id());
+
+  for (int i : {0, 2}) {
+    for (int epoch = 2; epoch <= 4; ++epoch) Epoch(sessions[i], jobs[i], epoch, i == 0 ? 0.6 : 0.9);
+    Finished(sessions[i], jobs[i], JobFinished::SUCCEEDED);
+  }
+  ASSERT_OK_AND_ASSIGN(const Sweep done, scheduler_->GetSweep(submitted.id()));
+  EXPECT_EQ(done.state(), Sweep::SUCCEEDED);
+  EXPECT_EQ(done.best_job_id(), jobs[2]);
+  EXPECT_DOUBLE_EQ(done.best_objective(), 0.9);
+  EXPECT_EQ(done.trials_ended(), 3);
+  EXPECT_EQ(done.trials(1).state(), Job::STOPPED_EARLY);
+  EXPECT_DOUBLE_EQ(done.trials(1).objective(), 0.3);
+}
+
+TEST_F(SchedulerSweepsTest, CancelReachesQueuedAndRunningTrialsAndLeavesFinishedOnes) {
+  ASSERT_OK_AND_ASSIGN(const Sweep submitted,
+                       scheduler_->SubmitSweep(RateSweep(""), "alice"));
+  ASSERT_EQ(submitted.trials_size(), 3);  // GRID, every point at once (max_parallel 4)
+  auto connection = std::make_shared<RecordingConnection>();
+  const int64_t session = Connect("w", connection);
+  ASSERT_EQ(connection->Assigned().size(), 1u);
+  const std::string finished = connection->Assigned()[0];
+  Started(session, finished);
+  Finished(session, finished, JobFinished::SUCCEEDED);
+  ASSERT_EQ(connection->Assigned().size(), 2u);
+  const std::string running = connection->Assigned()[1];
+  Started(session, running);
+  std::string queued;
+  for (const auto& trial : submitted.trials()) {
+    if (trial.job_id() != finished && trial.job_id() != running) queued = trial.job_id();
+  }
+  EXPECT_EQ(StateOf(queued), Job::QUEUED);
+
+  ASSERT_OK_AND_ASSIGN(const Sweep cancelled,
+                       scheduler_->CancelSweep(submitted.id(), "enough"));
+  EXPECT_EQ(cancelled.state(), Sweep::CANCELLED);
+  EXPECT_EQ(cancelled.error(), "enough");
+  EXPECT_EQ(StateOf(queued), Job::CANCELLED);  // at once
+  EXPECT_EQ(StateOf(finished), Job::SUCCEEDED);
+  EXPECT_EQ(connection->Cancelled(), std::vector<std::string>{running});
+  Finished(session, running, JobFinished::CANCELLED);
+  EXPECT_EQ(StateOf(running), Job::CANCELLED);
+  EXPECT_THAT(scheduler_->CancelSweep(submitted.id(), ""),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already ended")));
+}
+
+TEST_F(SchedulerSweepsTest, AnotherOwnersSweepReadsAsMissing) {
+  ASSERT_OK_AND_ASSIGN(const Sweep sweep, scheduler_->SubmitSweep(RateSweep(""), "alice"));
+  const Principal bob{"bob", Role::kUser, {}, false};
+  const Principal alice{"alice", Role::kUser, {}, false};
+  EXPECT_THAT(scheduler_->GetSweep(sweep.id(), bob), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(scheduler_->CancelSweep(sweep.id(), "", bob), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(scheduler_->GetSweep(sweep.id(), alice), IsOk());
+  ASSERT_OK_AND_ASSIGN(Scheduler::SweepPage page, scheduler_->ListSweeps({}, 0, "", "", bob));
+  EXPECT_TRUE(page.sweeps.empty());
+  ASSERT_OK_AND_ASSIGN(Scheduler::JobPage trials,
+                       scheduler_->ListJobs({}, 0, "", "", alice, sweep.id()));
+  EXPECT_EQ(trials.jobs.size(), 3u);
+  // A job may start from a sweep (its best trial) only once one has succeeded.
+  tl::v1::JobSpec from_sweep;
+  from_sweep.mutable_backbone()->set_from_job(sweep.id());
+  from_sweep.mutable_dataset()->set_train_dir("train");
+  EXPECT_THAT(scheduler_->SubmitJob(from_sweep, "alice", "", alice),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no succeeded trial")));
+  EXPECT_THAT(scheduler_->SubmitJob(from_sweep, "bob", "", bob),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+TEST_F(SchedulerSweepsTest, PausedSweepsCreateNothingAndResumeWhereTheyStopped) {
+  ASSERT_OK_AND_ASSIGN(const Sweep sweep,
+                       scheduler_->SubmitSweep(RateSweep(R"(, "maxParallelTrials": 1)"), "alice"));
+  ASSERT_EQ(sweep.trials_size(), 1);
+  ASSERT_OK_AND_ASSIGN(const Sweep paused, scheduler_->PauseSweep(sweep.id()));
+  EXPECT_EQ(paused.state(), Sweep::PAUSED);
+  EXPECT_EQ(paused.trials(0).state(), Job::PAUSED);
+  ASSERT_OK_AND_ASSIGN(const Sweep resumed, scheduler_->ResumeSweep(sweep.id()));
+  EXPECT_EQ(resumed.state(), Sweep::RUNNING);
+  EXPECT_EQ(resumed.trials(0).state(), Job::QUEUED);
+}
+
+TEST_F(SchedulerSweepsTest, ARestartedSchedulerGoesOnWithoutCreatingATrialTwice) {
+  ASSERT_OK_AND_ASSIGN(const Sweep sweep,
+                       scheduler_->SubmitSweep(RateSweep(R"(, "maxParallelTrials": 2)"), "alice"));
+  ASSERT_EQ(sweep.trials_size(), 2);
+  StartScheduler();  // the old one gone, as after a crash: only the store remains
+  ASSERT_OK_AND_ASSIGN(const Sweep reloaded, scheduler_->GetSweep(sweep.id()));
+  ASSERT_EQ(reloaded.trials_size(), 2);
+  EXPECT_EQ(reloaded.trials(0).job_id(), sweep.trials(0).job_id());
+  EXPECT_EQ(reloaded.state(), Sweep::RUNNING);
+  auto connection = std::make_shared<RecordingConnection>();
+  const int64_t session = Connect("w", connection);
+  const std::string first = connection->Assigned()[0];
+  Started(session, first);
+  Finished(session, first, JobFinished::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(const Sweep after, scheduler_->GetSweep(sweep.id()));
+  ASSERT_EQ(after.trials_size(), 3);
+  EXPECT_EQ(after.trials(2).index(), 2);
+  EXPECT_EQ(after.trials_created(), 3);
+}
+
+}  // namespace
+}  // namespace tl::server
