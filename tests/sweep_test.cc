@@ -1,0 +1,205 @@
+// Sweeps with real processes on 127.0.0.1: a tlserver, tlworkers and the tiny data of
+// cluster.h. A four-trial sweep end to end; a tlserver killed with SIGKILL mid-sweep (no trial
+// lost, none created or started twice); a cancel that meets trials queued, running and
+// finished. Every wait is on a condition, within a deadline.
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/cluster.h"
+
+namespace tl::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using ::tl::v1::Job;
+using ::tl::v1::Sweep;
+using ::tl::v1::SweepSpec;
+
+// A GRID sweep of the tiny job over `space` (SearchParameters added by the caller).
+SweepSpec TinySweep(int epochs) {
+  SweepSpec spec;
+  spec.set_name("tiny-sweep");
+  *spec.mutable_base() = TinySpec(epochs);
+  spec.mutable_base()->clear_name();
+  return spec;
+}
+
+void Search(SweepSpec& spec, const std::string& field, const std::vector<double>& values) {
+  tl::v1::SearchParameter& parameter = *spec.add_space();
+  parameter.set_field(field);
+  for (double value : values) parameter.mutable_values()->add_values()->set_number_value(value);
+}
+
+Sweep SubmitSweep(Cluster& cluster, const SweepSpec& spec) {
+  tl::v1::SubmitSweepRequest request;
+  *request.mutable_spec() = spec;
+  request.set_owner("e2e");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  Sweep sweep;
+  const grpc::Status status = cluster.stub().SubmitSweep(&context, request, &sweep);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return sweep;
+}
+
+// The sweep, or an empty one while the server does not answer (it is restarting).
+Sweep GetSweep(Cluster& cluster, const std::string& id) {
+  tl::v1::GetSweepRequest request;
+  request.set_sweep_id(id);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  Sweep sweep;
+  if (!cluster.stub().GetSweep(&context, request, &sweep).ok()) return Sweep();
+  return sweep;
+}
+
+Sweep WaitForSweep(Cluster& cluster, const std::string& id,
+                   const std::function<bool(const Sweep&)>& done,
+                   std::chrono::milliseconds timeout = 90s) {
+  Sweep sweep;
+  WaitFor(
+      [&] {
+        sweep = GetSweep(cluster, id);
+        return !sweep.id().empty() && done(sweep);
+      },
+      timeout);
+  return sweep;
+}
+
+bool SweepEnded(const Sweep& sweep) {
+  return sweep.state() == Sweep::SUCCEEDED || sweep.state() == Sweep::FAILED ||
+         sweep.state() == Sweep::CANCELLED;
+}
+
+std::vector<Job> TrialJobs(Cluster& cluster, const std::string& sweep_id) {
+  tl::v1::ListJobsRequest request;
+  request.set_sweep_id(sweep_id);
+  request.set_page_size(100);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  tl::v1::ListJobsResponse response;
+  const grpc::Status status = cluster.stub().ListJobs(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return {response.jobs().begin(), response.jobs().end()};
+}
+
+TEST(SweepTest, FourTrialsEndToEndWithTheBestRecordedAndWatched) {
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  cluster.StartWorker("w2");
+  SweepSpec spec = TinySweep(2);
+  Search(spec, "training.learning_rate", {0.01, 0.03});
+  Search(spec, "training.batch_size", {2, 4});
+  spec.set_max_parallel_trials(2);
+  const Sweep submitted = SubmitSweep(cluster, spec);
+  ASSERT_FALSE(submitted.id().empty());
+  EXPECT_EQ(submitted.spec().method(), SweepSpec::GRID);
+  EXPECT_EQ(submitted.spec().max_trials(), 4);
+  EXPECT_EQ(submitted.trials_size(), 2);  // max_parallel_trials
+
+  // The watch sees the sweep change until it ends, and ends with it.
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 120s);
+  tl::v1::WatchSweepRequest request;
+  request.set_sweep_id(submitted.id());
+  auto reader = cluster.stub().WatchSweep(&context, request);
+  tl::v1::SweepEvent event;
+  Sweep last;
+  int events = 0;
+  while (reader->Read(&event)) {
+    EXPECT_EQ(event.sequence(), ++events);
+    last = event.sweep();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_GT(events, 4);
+  EXPECT_EQ(last.state(), Sweep::SUCCEEDED) << last.error();
+  ASSERT_EQ(last.trials_size(), 4);
+  std::set<std::string> jobs;
+  for (const tl::v1::SweepTrial& trial : last.trials()) {
+    EXPECT_EQ(trial.state(), Job::SUCCEEDED) << trial.job_id();
+    EXPECT_TRUE(trial.has_objective());
+    EXPECT_EQ(trial.parameters().fields().size(), 2u);
+    jobs.insert(trial.job_id());
+    EXPECT_EQ(Get(cluster, trial.job_id()).sweep_id(), submitted.id());
+  }
+  EXPECT_EQ(jobs.size(), 4u);
+  EXPECT_EQ(jobs.count(last.best_job_id()), 1u);
+  EXPECT_TRUE(last.has_best_objective());
+  EXPECT_EQ(TrialJobs(cluster, submitted.id()).size(), 4u);
+}
+
+TEST(SweepTest, AKilledServerLosesNoTrialAndStartsNoneTwice) {
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  SweepSpec spec = TinySweep(3);
+  Search(spec, "training.learning_rate", {0.01, 0.02, 0.03, 0.04});
+  spec.set_max_parallel_trials(2);
+  const Sweep submitted = SubmitSweep(cluster, spec);
+  ASSERT_FALSE(submitted.id().empty());
+  // Killed while a trial trains and another waits.
+  const Sweep before = WaitForSweep(cluster, submitted.id(), [](const Sweep& sweep) {
+    for (const auto& trial : sweep.trials()) {
+      if (trial.state() == Job::RUNNING && trial.epoch() >= 1) return true;
+    }
+    return false;
+  });
+  ASSERT_FALSE(SweepEnded(before));
+  const int port = cluster.grpc_port();
+  cluster.StopServer(SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(cluster.StartServer({}, port));
+
+  const Sweep done = WaitForSweep(cluster, submitted.id(), SweepEnded, 120s);
+  EXPECT_EQ(done.state(), Sweep::SUCCEEDED) << done.error();
+  EXPECT_EQ(done.trials_created(), 4);
+  const std::vector<Job> jobs = TrialJobs(cluster, submitted.id());
+  ASSERT_EQ(jobs.size(), 4u);  // none lost, none created twice
+  std::set<std::string> names;
+  for (const Job& job : jobs) {
+    names.insert(job.spec().name());
+    EXPECT_EQ(job.state(), Job::SUCCEEDED) << job.id() << " " << job.error();
+    // The trial that ran across the kill was claimed back by its worker: one attempt each.
+    EXPECT_EQ(job.attempt(), 1) << job.id();
+  }
+  EXPECT_EQ(names.size(), 4u);
+}
+
+TEST(SweepTest, CancelReachesTrialsQueuedRunningAndFinished) {
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  SweepSpec spec = TinySweep(1);
+  // In grid order: one epoch (it finishes), a long run (running at the cancel), one epoch
+  // (queued behind it on the one worker).
+  Search(spec, "training.epochs", {1, 1000, 1});
+  const Sweep submitted = SubmitSweep(cluster, spec);
+  ASSERT_EQ(submitted.trials_size(), 3);
+  const Sweep mixed = WaitForSweep(cluster, submitted.id(), [](const Sweep& sweep) {
+    return sweep.trials(0).state() == Job::SUCCEEDED && sweep.trials(1).state() == Job::RUNNING &&
+           sweep.trials(1).epoch() >= 1;
+  });
+  ASSERT_EQ(mixed.trials(2).state(), Job::QUEUED);
+
+  tl::v1::CancelSweepRequest request;
+  request.set_sweep_id(submitted.id());
+  request.set_reason("enough");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  Sweep cancelled;
+  ASSERT_TRUE(cluster.stub().CancelSweep(&context, request, &cancelled).ok());
+  EXPECT_EQ(cancelled.state(), Sweep::CANCELLED);
+  EXPECT_EQ(cancelled.trials(2).state(), Job::CANCELLED);  // queued: at once
+  EXPECT_EQ(cancelled.trials(0).state(), Job::SUCCEEDED);
+  const Job running = WaitForJob(cluster, mixed.trials(1).job_id(),
+                                 [](const Job& job) { return Ended(job.state()); });
+  EXPECT_EQ(running.state(), Job::CANCELLED);
+  EXPECT_LT(running.epoch(), 1000);
+  const Sweep after = GetSweep(cluster, submitted.id());
+  EXPECT_EQ(after.trials_ended(), 3);
+  EXPECT_EQ(after.error(), "enough");
+}
+
+}  // namespace
+}  // namespace tl::testing
