@@ -193,6 +193,23 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
   EXPECT_EQ(second.auto_decision->figures.fine_tune_accuracy, decision.figures.fine_tune_accuracy);
 }
 
+// The worker leaves the rate unset when the spec does: each candidate, and
+// then the training, takes its strategy's.
+TEST_F(AutoJobTest, WithoutARateTheChosenStrategysIsUsed) {
+  ImageJobConfig config = Config("no-rate");
+  config.train.learning_rate = 0;
+  ImageJobObserver observer;
+  const ImageJobResult result = RunImageJob(config, observer);
+  ASSERT_TRUE(result.auto_decision.has_value());
+  for (const AutoCandidate& candidate : result.auto_decision->candidates) {
+    EXPECT_EQ(candidate.learning_rate,
+              DefaultLearningRate(candidate.strategy, config.train.optimizer));
+  }
+  ASSERT_FALSE(result.epochs.empty());
+  EXPECT_EQ(result.epochs.front().learning_rate,
+            DefaultLearningRate(result.auto_decision->strategy, config.train.optimizer));
+}
+
 TEST_F(AutoJobTest, AResumedJobKeepsItsDecision) {
   // An earlier attempt chose FULL on figures this probe would not give.
   AutoDecision earlier = DecideStrategy(Scored(0.1, 0.5, 0.9), {});

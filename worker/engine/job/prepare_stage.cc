@@ -56,7 +56,10 @@ void CheckConfig(const ImageJobConfig& config) {
   if (!config.sizing.epochs && config.train.epochs < 1) {
     throw InvalidArgument("training.epochs must be positive");
   }
-  if (!(config.train.learning_rate > 0)) {
+  // AUTO without a rate takes the chosen strategy's (ApplyAutoDecision).
+  const bool rate_from_auto =
+      config.auto_strategy.enabled && !config.auto_strategy.learning_rate.has_value();
+  if (!rate_from_auto && !(config.train.learning_rate > 0)) {
     throw InvalidArgument("training.learning_rate must be positive");
   }
   if (config.train_dir.empty() == config.train_csv.empty()) {
