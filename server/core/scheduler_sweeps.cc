@@ -95,10 +95,11 @@ absl::StatusOr<Sweep> Scheduler::SubmitSweep(const SweepSpec& spec, const std::s
   active.space = std::move(space);
   ++sweep_state_counts_[Sweep::RUNNING];
   metrics_.SetSweepsInState(Sweep::RUNNING, sweep_state_counts_[Sweep::RUNNING]);
-  ServeSweep(active);
+  const std::string id = record.id();
+  ServeSweep(active);  // may end it at once (a trial's spec refused): read it back after
   Dispatch();
-  return SweepView(sweeps_.count(record.id()) > 0 ? sweeps_.at(record.id()).sweep : record,
-                   /*with_trials=*/true);
+  TL_ASSIGN_OR_RETURN(SweepRecord now, VisibleSweep(id, caller));
+  return SweepView(now, /*with_trials=*/true);
 }
 
 absl::StatusOr<SweepRecord> Scheduler::VisibleSweep(const std::string& sweep_id,
