@@ -95,8 +95,8 @@ TEST(ExamplesTest, ThereAreExamplesOfEachStrategy) {
     if (spec.ok()) strategies.insert(spec->training().strategy());
   }
   EXPECT_EQ(strategies, (std::set<int>{tl::v1::TrainingSpec::FEATURE_EXTRACTION,
-                                       tl::v1::TrainingSpec::FINE_TUNE,
-                                       tl::v1::TrainingSpec::FULL}));
+                                       tl::v1::TrainingSpec::FINE_TUNE, tl::v1::TrainingSpec::FULL,
+                                       tl::v1::TrainingSpec::AUTO}));
 }
 
 TEST(ExamplesTest, EachExampleParsesAndValidates) {

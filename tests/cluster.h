@@ -189,7 +189,8 @@ inline grpc::Status Cancel(Cluster& cluster, const std::string& id, const std::s
 }
 
 inline bool Ended(Job::State state) {
-  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED;
+  return state == Job::SUCCEEDED || state == Job::FAILED || state == Job::CANCELLED ||
+         state == Job::STOPPED_EARLY;
 }
 
 // Reads a job's watch stream to its end. `on_event` may act on the way.

@@ -59,16 +59,15 @@ TrainOptions ProbeTrainOptions(const TrainOptions& job, const AutoStrategyOption
   return options;
 }
 
-double LastAccuracy(const std::vector<EpochStats>& epochs) {
-  return epochs.empty() ? 0 : epochs.back().val_accuracy;
-}
-
-// Runs one probe; the accuracy it reached on the held-out slice.
-OrStopped<double> ProbeAccuracy(Trainer& trainer, BatchSource& train, BatchSource* holdout,
+// Runs one probe; the accuracy it reached on the held-out slice, scored
+// once after the last epoch (scoring every epoch would cost as much again
+// on small folds).
+OrStopped<double> ProbeAccuracy(Trainer& trainer, BatchSource& train, BatchSource& holdout,
                                 TrainObserver& observer) {
-  const Trainer::RunResult run = trainer.Run(train, holdout, observer);
+  const Trainer::RunResult run = trainer.Run(train, nullptr, observer);
   if (!run.outcome.finished()) return run.outcome;
-  return LastAccuracy(run.epochs);
+  const int last_epoch = run.epochs.empty() ? 1 : run.epochs.back().epoch;
+  return trainer.Evaluate(holdout, last_epoch).accuracy;
 }
 
 Strategy StrategyFromName(const std::string& name, const std::string& origin) {
@@ -252,13 +251,13 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
                                  FeatureTraining::Options{"", backbone_bytes, job.preprocessing,
                                                           holdout_options, job.batch_size, seed,
                                                           trainer.device()});
-        accuracy = ProbeAccuracy(trainer, features.train(), features.validation(), observer);
+        accuracy = ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
       } else {
         ImageFolderSource train_source(fold_train, job.preprocessing, train_options);
         ImageFolderSource holdout_source(fold_holdout, job.preprocessing, holdout_options);
         train_source.Preload(job.decode_threads, job.stop_requested);
         holdout_source.Preload(job.decode_threads, job.stop_requested);
-        accuracy = ProbeAccuracy(trainer, train_source, &holdout_source, observer);
+        accuracy = ProbeAccuracy(trainer, train_source, holdout_source, observer);
       }
       if (accuracy.stopped()) return accuracy.stop();
       candidate.fold_accuracies.push_back(*accuracy);
