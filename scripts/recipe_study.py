@@ -394,8 +394,12 @@ def markdown(run_dir):
             by.setdefault((task, int(size), method), []).append(row)
         lines += ["**What the defaults give.** Jobs that name only the backbone, the",
                   "training images and the test images (`defaults`), and the same with",
-                  "`strategy: AUTO`, scored at their end on all the task's test images",
-                  "(5,000 for Fashion-MNIST classes 5-9, 800 digits); mean over the seeds.", "",
+                  "`strategy: AUTO`, scored at their end on the same held-out test images",
+                  "as the curves (500 Fashion-MNIST images, 800 digits); mean over the",
+                  "seeds. Wall times were taken while builds ran on the same 2 cores: they",
+                  "compare only roughly. The AUTO rows of 2026-12-06 ran the probe before it",
+                  "was cut to 1.5 times the final run's steps and one scoring per candidate",
+                  "(it took 2 times and scored every epoch).", "",
                   "| task | images per class | method | seeds | test accuracy | epochs x batch "
                   "| strategy | wall time (s) |",
                   "| --- | ---: | --- | ---: | ---: | --- | --- | ---: |"]
