@@ -14,6 +14,7 @@
 #include "server/core/subscriptions.h"
 #include "server/record/job_view.h"
 #include "server/spec/caller_text.h"
+#include "server/spec/spec_defaults.h"
 
 namespace tl::server {
 namespace {
@@ -110,7 +111,11 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
       }
       if (earlier->has_value()) {
         const JobRecord& job = **earlier;
-        if (job.spec().SerializeAsString() != pending->spec.SerializeAsString()) {
+        // A job that has started holds what its worker sized from the data in
+        // its spec: the repeat, sized alike, must match it.
+        tl::v1::JobSpec repeated = pending->spec;
+        if (job.result().has_data_sizing()) FillSizedFields(job.result().data_sizing(), repeated);
+        if (job.spec().SerializeAsString() != repeated.SerializeAsString()) {
           pending->result = absl::AlreadyExistsError(
               absl::StrCat("request_id \"", pending->request_id, "\" already created job ",
                            job.id(), " with a different spec"));

@@ -1312,6 +1312,29 @@ TEST_F(SchedulerControlTest, RepeatedRequestIdReturnsTheFirstJob) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
 }
 
+// A repeat of a submit whose job has started (and holds in its spec what the
+// worker sized from the data) is still the same submit.
+TEST_F(SchedulerControlTest, ARepeatAfterTheDataSizedTheSpecReturnsTheFirstJob) {
+  ASSERT_OK_AND_ASSIGN(Job first, scheduler_->SubmitJob(Spec("flowers"), "alice", "req-9"));
+  FakeWorker worker = Connect("w1");
+  WorkerMessage message;
+  tl::v1::JobStarted& started = *message.mutable_started();
+  started.set_job_id(first.id());
+  started.set_attempt(1);
+  started.mutable_data_sizing()->add_sized_fields("training.epochs");
+  started.mutable_data_sizing()->set_epochs(40);
+  scheduler_->HandleWorkerMessage(worker.session, message);
+  ASSERT_EQ(Get(first.id()).spec().training().epochs(), 40);
+
+  ASSERT_OK_AND_ASSIGN(Job again, scheduler_->SubmitJob(Spec("flowers"), "alice", "req-9"));
+  EXPECT_EQ(again.id(), first.id());
+  // Setting the sized field to another value is another spec.
+  tl::v1::JobSpec other = Spec("flowers");
+  other.mutable_training()->set_epochs(41);
+  EXPECT_THAT(scheduler_->SubmitJob(other, "alice", "req-9"),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr(first.id())));
+}
+
 TEST_F(SchedulerControlTest, WatchFromASequenceGetsOnlyWhatFollowsIt) {
   const std::string id = Submit("flowers");
   FakeWorker worker = Connect("w1");
