@@ -22,22 +22,18 @@ Run with Debian's interpreter, from the repository root, after a build:
   /usr/bin/python3 scripts/recipe_study.py --run study-run --write-results docs/RESULTS.md
 """
 import argparse
-import gzip
 import json
 import math
-import os
 import pathlib
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-FASHION = pathlib.Path("/usr/share/datasets/fashion-mnist")
-DIGITS = pathlib.Path("/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz")
-DIGITS_TEST_PER_CLASS = 80
+import transfer_tasks as tasks
+
+REPO = tasks.REPO
 
 # Images per class studied, per task, and the seeds (disjoint image blocks).
 SIZES = {"fashion": [10, 50, 500], "digits": [10, 30]}
@@ -74,63 +70,16 @@ def prepare_data(run_dir: pathlib.Path, bin_dir: pathlib.Path):
     data = run_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
     idx = bin_dir / "tools" / "idx_to_folder"
-
-    def fashion(split, out, classes, *extra):
-        if (data / out).exists():
-            return
-        run([str(idx), "--images", str(FASHION / f"{split}-images-idx3-ubyte.gz"),
-             "--labels", str(FASHION / f"{split}-labels-idx1-ubyte.gz"), "--fashion-names",
-             "--out", str(data / out), "--classes", classes, *extra],
-            stdout=subprocess.DEVNULL)
-
-    fashion("train", "fashion-pretrain-0-4", "0,1,2,3,4", "--per-class", "3000")
-    fashion("train", "fashion-pretrain-all", "0,1,2,3,4,5,6,7,8,9", "--per-class", "3000")
-    fashion("t10k", "fashion-test-5-9", "5,6,7,8,9", "--per-class", "100")
+    tasks.fashion_folder(idx, data, "train", "fashion-pretrain-0-4", "0,1,2,3,4",
+                         "--per-class", "3000")
+    tasks.fashion_folder(idx, data, "train", "fashion-pretrain-all", "0,1,2,3,4,5,6,7,8,9",
+                         "--per-class", "3000")
+    tasks.fashion_folder(idx, data, "t10k", "fashion-test-5-9", "5,6,7,8,9", "--per-class", "100")
     for size in SIZES["fashion"]:
         for seed in SEEDS:
-            fashion("train", f"fashion-{size}-seed-{seed}", "5,6,7,8,9",
-                    "--per-class", str(size), "--skip-per-class", str(size * (seed - 1)))
-    write_digits(data)
-    backbones = data / "backbones"
-    if not (backbones / "smallcnn.pt").exists():
-        backbones.mkdir(exist_ok=True)
-        run(["/usr/bin/python3", str(REPO / "tools" / "export_backbone.py"), "--arch",
-             "smallcnn", "--out", str(backbones / "smallcnn.pt"), "--seed", "1"],
-            stdout=subprocess.DEVNULL)
-
-
-def write_digits(data: pathlib.Path):
-    """scikit-learn's digits as PNG folders: the last DIGITS_TEST_PER_CLASS
-    images of each class are the test set; seed s of size n trains on the
-    s-th block of n of the others."""
-    from PIL import Image
-    if (data / "digits-test").exists():
-        return
-    by_class = {}
-    with gzip.open(DIGITS, "rt") as rows:
-        for row in rows:
-            values = [int(v) for v in row.split(",")]
-            by_class.setdefault(values[64], []).append(values[:64])
-
-    def save(folder, label, index, pixels):
-        out = data / folder / f"digit-{label}"
-        out.mkdir(parents=True, exist_ok=True)
-        image = Image.new("L", (8, 8))
-        image.putdata([round(v * 255 / 16) for v in pixels])
-        image.save(out / f"{index:04d}.png")
-
-    for label, images in sorted(by_class.items()):
-        train, test = images[:-DIGITS_TEST_PER_CLASS], images[-DIGITS_TEST_PER_CLASS:]
-        for i, pixels in enumerate(test):
-            save("digits-test", label, i, pixels)
-        for size in SIZES["digits"]:
-            for seed in SEEDS:
-                block = train[size * (seed - 1): size * seed]
-                if len(block) < size:
-                    raise SystemExit(f"digits: class {label} has too few images for "
-                                     f"size {size} seed {seed}")
-                for i, pixels in enumerate(block):
-                    save(f"digits-{size}-seed-{seed}", label, i, pixels)
+            tasks.fashion_shots(idx, data, f"fashion-{size}-seed-{seed}", size, seed)
+    tasks.write_digits(data, SIZES["digits"], SEEDS)
+    tasks.export_smallcnn(data / "backbones" / "smallcnn.pt", 1)
 
 
 class Cluster:
