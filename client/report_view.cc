@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/text.h"
 
 namespace tl::client {
@@ -63,6 +64,35 @@ std::string EvaluationReportText(const std::string& title, const tl::v1::Evaluat
   return text;
 }
 
+std::string AutoProbeText(const tl::v1::AutoStrategyDecision& decision) {
+  std::string text = absl::StrFormat(
+      "AUTO chose %s\n  %s\n", tl::v1::TrainingSpec::Strategy_Name(decision.chosen()),
+      EscapeControlCharacters(decision.reason()));
+  if (decision.candidates_size() == 0) return text;
+  absl::StrAppendFormat(&text, "  probe: %d %s, %d training and %d held-out images%s\n",
+                        decision.folds(), decision.folds() == 1 ? "held-out slice" : "folds",
+                        decision.probe_train_images(), decision.probe_holdout_images(),
+                        decision.folds() > 1 ? " in the first" : "");
+  absl::StrAppendFormat(&text, "\n  %-24s  %9s  %6s  %-23s  %8s  %7s\n", "candidate",
+                        "rate", "epochs", "held-out accuracy", "mean", "seconds");
+  for (const tl::v1::AutoCandidate& candidate : decision.candidates()) {
+    std::string name = tl::v1::TrainingSpec::Strategy_Name(candidate.strategy());
+    if (candidate.strategy() == tl::v1::TrainingSpec::FINE_TUNE) {
+      absl::StrAppend(&name, " (", candidate.unfreeze_groups(), " groups)");
+    }
+    std::vector<std::string> folds;
+    for (double accuracy : candidate.fold_accuracies()) {
+      folds.push_back(absl::StrFormat("%.4f", accuracy));
+    }
+    const char* mark = candidate.strategy() == decision.chosen() ? "  <- chosen" : "";
+    absl::StrAppendFormat(&text, "  %-24s  %9.3g  %6d  %-23s  %8.4f  %7.1f%s\n", name,
+                          candidate.learning_rate(), candidate.epochs(),
+                          absl::StrJoin(folds, " "), candidate.accuracy(), candidate.seconds(),
+                          mark);
+  }
+  return text;
+}
+
 std::string JobReportText(const tl::v1::Job& job) {
   const tl::v1::JobResult& result = job.result();
   std::string text;
@@ -74,6 +104,9 @@ std::string JobReportText(const tl::v1::Job& job) {
   if (!text.empty() && !result.report_path().empty()) {
     absl::StrAppend(&text, "\nfiles: ", EscapeControlCharacters(result.report_path()), ", ",
                     EscapeControlCharacters(result.confusion_matrix_path()), "\n");
+  }
+  if (!text.empty() && result.has_auto_strategy()) {
+    absl::StrAppend(&text, "\n", AutoProbeText(result.auto_strategy()));
   }
   return text;
 }

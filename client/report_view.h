@@ -13,7 +13,12 @@ namespace tl::client {
 // class numbers, listed with their names beside the rows.
 std::string EvaluationReportText(const std::string& title, const tl::v1::EvaluationReport& report);
 
-// The job's validation and test reports; empty when it has neither.
+// What AUTO's probe measured: each candidate's recipe, its held-out accuracy
+// on every fold and their mean, and what was chosen and why.
+std::string AutoProbeText(const tl::v1::AutoStrategyDecision& decision);
+
+// The job's validation and test reports, then AUTO's probe when it had one;
+// empty when it has no report.
 std::string JobReportText(const tl::v1::Job& job);
 
 }  // namespace tl::client

@@ -100,6 +100,43 @@ TEST(JobReportTextTest, BothReportsInOrderAndTheFiles) {
   EXPECT_THAT(text, HasSubstr("j1/report.json, j1/confusion_matrix.png"));
 }
 
+TEST(JobReportTextTest, AnAutoJobShowsEveryCandidateOfItsProbe) {
+  tl::v1::Job job;
+  *job.mutable_result()->mutable_test_report() = TwoClassReport();
+  tl::v1::AutoStrategyDecision& decision = *job.mutable_result()->mutable_auto_strategy();
+  decision.set_chosen(tl::v1::TrainingSpec::FULL);
+  decision.set_reason("FULL scored 0.9100, 2.0 points above FINE_TUNE");
+  decision.set_folds(3);
+  decision.set_probe_train_images(20);
+  decision.set_probe_holdout_images(10);
+  const auto add = [&](tl::v1::TrainingSpec::Strategy strategy, int groups, double rate,
+                       std::vector<double> folds) {
+    tl::v1::AutoCandidate& candidate = *decision.add_candidates();
+    candidate.set_strategy(strategy);
+    candidate.set_unfreeze_groups(groups);
+    candidate.set_learning_rate(rate);
+    candidate.set_epochs(7);
+    double sum = 0;
+    for (double f : folds) {
+      candidate.add_fold_accuracies(f);
+      sum += f;
+    }
+    candidate.set_accuracy(sum / static_cast<double>(folds.size()));
+  };
+  add(tl::v1::TrainingSpec::FEATURE_EXTRACTION, 0, 0.01, {0.5, 0.6, 0.7});
+  add(tl::v1::TrainingSpec::FINE_TUNE, 2, 0.003, {0.9, 0.85, 0.92});
+  add(tl::v1::TrainingSpec::FULL, 0, 0.001, {0.95, 0.88, 0.9});
+  const std::string text = JobReportText(job);
+  EXPECT_LT(text.find("test: 6 images"), text.find("AUTO chose FULL"));
+  EXPECT_THAT(text, HasSubstr("FULL scored 0.9100"));
+  EXPECT_THAT(text, HasSubstr("probe: 3 folds, 20 training and 10 held-out images"));
+  EXPECT_THAT(text, HasSubstr("FINE_TUNE (2 groups)"));
+  EXPECT_THAT(text, HasSubstr("0.9000 0.8500 0.9200"));
+  EXPECT_THAT(text, ::testing::ContainsRegex(
+                        "FULL +0.001 +7 +0.9500 0.8800 0.9000 +0.9100 +0.0  <- chosen\n"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("FEATURE_EXTRACTION +0.01 +7 [0-9. ]+\n"));
+}
+
 TEST(JobDetailsTest, NamesTheTestFiguresAndTheReportFile) {
   tl::v1::Job job;
   EXPECT_THAT(JobDetails(job), Not(HasSubstr("report ")));
