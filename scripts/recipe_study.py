@@ -25,13 +25,12 @@ import argparse
 import json
 import math
 import pathlib
-import signal
 import statistics
 import subprocess
-import sys
 import time
 
 import transfer_tasks as tasks
+from local_cluster import LocalCluster, import_client, wait_for_job as wait_for
 
 REPO = tasks.REPO
 
@@ -80,52 +79,6 @@ def prepare_data(run_dir: pathlib.Path, bin_dir: pathlib.Path):
             tasks.fashion_shots(idx, data, f"fashion-{size}-seed-{seed}", size, seed)
     tasks.write_digits(data, SIZES["digits"], SEEDS)
     tasks.export_smallcnn(data / "backbones" / "smallcnn.pt", 1)
-
-
-class Cluster:
-    """tlserver and one tlworker on 127.0.0.1 over RUN's data and artifacts."""
-
-    def __init__(self, run_dir: pathlib.Path, bin_dir: pathlib.Path):
-        self.run_dir = run_dir
-        ready = run_dir / "ready"
-        if ready.exists():
-            ready.unlink()
-        self.server = subprocess.Popen(
-            [str(bin_dir / "server" / "tlserver"), "--db", "tl.db", "--listen", "127.0.0.1:0",
-             "--metrics_listen", "127.0.0.1:0", "--data_root", "data", "--artifact_root",
-             "artifacts", "--ready_file", "ready"],
-            cwd=run_dir, stdout=open(run_dir / "server.log", "a"), stderr=subprocess.STDOUT)
-        for _ in range(300):
-            if ready.exists() and ready.read_text().strip():
-                break
-            if self.server.poll() is not None:
-                raise SystemExit("tlserver did not start; see server.log")
-            time.sleep(0.1)
-        port = ready.read_text().split("grpc=")[1].split()[0]
-        self.address = f"127.0.0.1:{port}"
-        self.worker = subprocess.Popen(
-            [str(bin_dir / "worker" / "tlworker"), "--data_root", "data", "--artifact_root",
-             "artifacts", "--server", self.address, "--worker_id", "study-worker"],
-            cwd=run_dir, stdout=open(run_dir / "worker.log", "a"), stderr=subprocess.STDOUT)
-
-    def stop(self):
-        for process in (self.worker, self.server):
-            process.send_signal(signal.SIGTERM)
-        for process in (self.worker, self.server):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def wait_for(client, job_id: str, limit_s: float = 3600):
-    deadline = time.time() + limit_s
-    while time.time() < deadline:
-        job = client.get(job_id)
-        if job.state in (4, 5, 6):  # SUCCEEDED, FAILED, CANCELLED
-            return job
-        time.sleep(0.5)
-    raise SystemExit(f"job {job_id} did not end within {limit_s} s")
 
 
 def pretrain(client, run_dir, name, train_dir):
@@ -217,15 +170,15 @@ def measure(args):
     bin_dir = pathlib.Path(args.build).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     prepare_data(run_dir, bin_dir)
-    sys.path[:0] = [str(REPO / "client" / "python"), str(bin_dir / "client" / "python" / "gen")]
+    import_client(bin_dir)
     from tl_client import Client
-    cluster = Cluster(run_dir, bin_dir)
+    cluster = LocalCluster(run_dir, bin_dir)
     curves = run_dir / "curves.jsonl"
     done = set()
     if curves.exists():
         done = {json.loads(line)["key"] for line in curves.read_text().splitlines() if line}
     try:
-        with Client(cluster.address) as client:
+        with Client(cluster.address, token=cluster.token) as client:
             backbones = {"fashion": pretrain(client, run_dir, "pretrain-fashion-0-4",
                                              "fashion-pretrain-0-4"),
                          "digits": pretrain(client, run_dir, "pretrain-fashion-all",

@@ -40,18 +40,14 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import time
 
 import transfer_tasks as tasks
+from local_cluster import LocalCluster, import_client, seconds, wait_for_job, wait_for_sweep
 
 REPO = tasks.REPO
-SUCCEEDED, FAILED, CANCELLED = 4, 5, 6
-SWEEP_SUCCEEDED, SWEEP_ENDED = 2, (2, 3, 4)
-JOB_LIMIT_S = 3600
+SUCCEEDED, SWEEP_SUCCEEDED = 4, 2
 
 
 class Task:
@@ -198,57 +194,6 @@ def sweep_spec(task, size, seed, pretrain_job, sized_epochs, k):
     }
 
 
-class Cluster:
-    """tlserver (bearer tokens) and one tlworker on 127.0.0.1 over RUN's data."""
-
-    def __init__(self, run_dir: pathlib.Path, bin_dir: pathlib.Path):
-        self.processes = []
-        user_token, worker_token = os.urandom(16).hex(), os.urandom(16).hex()
-        old = os.umask(0o077)
-        try:
-            (run_dir / "tokens").write_text(f"{user_token} {os.environ.get('USER', 'results')} "
-                                            f"user\n{worker_token} results-worker worker\n")
-            (run_dir / "worker.token").write_text(worker_token + "\n")
-        finally:
-            os.umask(old)
-        self.token = user_token
-        ready = run_dir / "ready"
-        if ready.exists():
-            ready.unlink()
-        self.processes.append(subprocess.Popen(
-            [str(bin_dir / "server" / "tlserver"), "--db", "tl.db", "--listen", "127.0.0.1:0",
-             "--metrics_listen", "127.0.0.1:0", "--data_root", "data", "--artifact_root",
-             "artifacts", "--ready_file", "ready", "--tokens_file", "tokens"],
-            cwd=run_dir, stdout=open(run_dir / "server.log", "a"), stderr=subprocess.STDOUT))
-        for _ in range(300):
-            if ready.exists() and ready.read_text().strip():
-                break
-            if self.processes[0].poll() is not None:
-                raise SystemExit(f"tlserver did not start; see {run_dir / 'server.log'}")
-            time.sleep(0.1)
-        else:
-            raise SystemExit(f"tlserver wrote no ready file; see {run_dir / 'server.log'}")
-        self.address = "127.0.0.1:" + ready.read_text().split("grpc=")[1].split()[0]
-        self.processes.append(subprocess.Popen(
-            [str(bin_dir / "worker" / "tlworker"), "--data_root", "data", "--artifact_root",
-             "artifacts", "--server", self.address, "--worker_id", "results-worker",
-             "--token_file", "worker.token"],
-            cwd=run_dir, stdout=open(run_dir / "worker.log", "a"), stderr=subprocess.STDOUT))
-
-    def stop(self):
-        for process in reversed(self.processes):
-            process.send_signal(signal.SIGTERM)
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def seconds(stamp):
-    return stamp.seconds + stamp.nanos / 1e9
-
-
 class Runner:
     def __init__(self, client, run_dir, started):
         from google.protobuf import json_format
@@ -268,21 +213,12 @@ class Runner:
               flush=True)
         return record
 
-    def wait_job(self, job_id):
-        deadline = time.time() + JOB_LIMIT_S
-        while time.time() < deadline:
-            job = self.client.get(job_id)
-            if job.state in (SUCCEEDED, FAILED, CANCELLED):
-                return job
-            time.sleep(0.5)
-        raise SystemExit(f"job {job_id} did not end within {JOB_LIMIT_S} s")
-
     def job(self, name, spec):
         record = self.done(name)
         if record:
             return record
         (self.jobs_dir / f"{name}.spec.json").write_text(json.dumps(spec, indent=1))
-        job = self.wait_job(self.client.submit(spec).id)
+        job = wait_for_job(self.client, self.client.submit(spec).id)
         if job.state != SUCCEEDED:
             raise SystemExit(f"job {name} ({job.id}) did not succeed: {job.error}; see "
                              "results-run/worker.log")
@@ -300,14 +236,7 @@ class Runner:
             return record
         (self.jobs_dir / f"{name}.spec.json").write_text(json.dumps(spec, indent=1))
         sweep_id = self.client.submit_sweep(spec).id
-        deadline = time.time() + JOB_LIMIT_S * 4
-        while time.time() < deadline:
-            sweep = self.client.get_sweep(sweep_id)
-            if sweep.state in SWEEP_ENDED:
-                break
-            time.sleep(1)
-        else:
-            raise SystemExit(f"sweep {name} ({sweep_id}) did not end in {JOB_LIMIT_S * 4} s")
+        sweep = wait_for_sweep(self.client, sweep_id)
         if sweep.state != SWEEP_SUCCEEDED:
             raise SystemExit(f"sweep {name} ({sweep_id}) did not succeed: {sweep.error}")
         best = self.client.get(sweep.best_job_id)
@@ -358,11 +287,10 @@ def measure(run_dir, bin_dir, k):
     run_dir.mkdir(parents=True, exist_ok=True)
     print("== preparing data", flush=True)
     prepare_data(run_dir, bin_dir, k)
-    sys.path[:0] = [str(REPO / "client" / "python"), str(bin_dir / "client" / "python" / "gen")]
+    import_client(bin_dir)
     from tl_client import Client
     print("== starting tlserver and tlworker (with generated bearer tokens)", flush=True)
-    cluster = Cluster(run_dir, bin_dir)
-    try:
+    with LocalCluster(run_dir, bin_dir) as cluster:
         with Client(cluster.address, token=cluster.token) as client:
             runner = Runner(client, run_dir, started)
             pretrained = {
@@ -385,8 +313,6 @@ def measure(run_dir, bin_dir, k):
                         sized = records["defaults"]["job"]["result"]["data_sizing"]["epochs"]
                         runner.sweep(f"{task.key}-sweep-{size}-{seed}",
                                      sweep_spec(task, size, seed, pretrain_job, sized, k))
-    finally:
-        cluster.stop()
     return round(time.time() - started)
 
 

@@ -1,0 +1,102 @@
+"""tlserver (with generated bearer tokens) and one tlworker on 127.0.0.1, for
+the scripts and benchmarks that run real jobs: scripts/results.py,
+scripts/recipe_study.py, bench/sweep_features.py.
+
+The run folder holds data/ (the data root), artifacts/, tl.db and the logs.
+"""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+
+def import_client(bin_dir: pathlib.Path):
+    """Makes tl_client importable: the package from the repository, its
+    stubs from the build folder."""
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    sys.path[:0] = [str(repo / "client" / "python"), str(bin_dir / "client" / "python" / "gen")]
+
+
+class LocalCluster:
+    def __init__(self, run_dir: pathlib.Path, bin_dir: pathlib.Path, worker_flags=()):
+        self.processes = []
+        user_token, worker_token = os.urandom(16).hex(), os.urandom(16).hex()
+        old = os.umask(0o077)
+        try:
+            (run_dir / "tokens").write_text(f"{user_token} {os.environ.get('USER', 'tl')} user\n"
+                                            f"{worker_token} local-worker worker\n")
+            (run_dir / "worker.token").write_text(worker_token + "\n")
+        finally:
+            os.umask(old)
+        self.token = user_token
+        ready = run_dir / "ready"
+        if ready.exists():
+            ready.unlink()
+        self.processes.append(subprocess.Popen(
+            [str(bin_dir / "server" / "tlserver"), "--db", "tl.db", "--listen", "127.0.0.1:0",
+             "--metrics_listen", "127.0.0.1:0", "--data_root", "data", "--artifact_root",
+             "artifacts", "--ready_file", "ready", "--tokens_file", "tokens"],
+            cwd=run_dir, stdout=open(run_dir / "server.log", "a"), stderr=subprocess.STDOUT))
+        try:
+            for _ in range(300):
+                if ready.exists() and ready.read_text().strip():
+                    break
+                if self.processes[0].poll() is not None:
+                    raise SystemExit(f"tlserver did not start; see {run_dir / 'server.log'}")
+                time.sleep(0.1)
+            else:
+                raise SystemExit(f"tlserver wrote no ready file; see {run_dir / 'server.log'}")
+            self.address = "127.0.0.1:" + ready.read_text().split("grpc=")[1].split()[0]
+            self.processes.append(subprocess.Popen(
+                [str(bin_dir / "worker" / "tlworker"), "--data_root", "data", "--artifact_root",
+                 "artifacts", "--server", self.address, "--worker_id", "local-worker",
+                 "--token_file", "worker.token", *worker_flags],
+                cwd=run_dir, stdout=open(run_dir / "worker.log", "a"), stderr=subprocess.STDOUT))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+def wait_for_job(client, job_id: str, limit_s: float = 3600):
+    """The job once it has ended (SUCCEEDED, FAILED or CANCELLED)."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        job = client.get(job_id)
+        if job.state in (4, 5, 6):
+            return job
+        time.sleep(0.5)
+    raise SystemExit(f"job {job_id} did not end within {limit_s} s")
+
+
+def wait_for_sweep(client, sweep_id: str, limit_s: float = 4 * 3600):
+    """The sweep once it has ended (SUCCEEDED, FAILED or CANCELLED)."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        sweep = client.get_sweep(sweep_id)
+        if sweep.state in (2, 3, 4):
+            return sweep
+        time.sleep(1)
+    raise SystemExit(f"sweep {sweep_id} did not end within {limit_s} s")
+
+
+def seconds(stamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
