@@ -311,6 +311,13 @@ TEST(ProgressLineTest, BarFollowsTheFractionAtTheDefaultWidth) {
   EXPECT_THAT(line, HasSubstr("[" + std::string(10, '#') + std::string(14, '.') + "]  40%"));
 }
 
+TEST(ProgressLineTest, AutoProbeCountsItsRunsInsteadOfEpochs) {
+  tl::v1::Progress probe = MakeProgress(15, 30);
+  probe.set_phase(tl::v1::Progress::AUTO_PROBE);
+  EXPECT_THAT(ProgressLine(probe, 20), HasSubstr("auto probe run 3/10 ["));
+  EXPECT_THAT(ProgressLine(MakeProgress(15, 30), 20), HasSubstr("epoch 3/10 ["));
+}
+
 TEST(ProgressLineTest, NoBatchesYetDrawsAnEmptyBar) {
   // An epoch whose batch count is not known yet must not divide by zero.
   const std::string line = ProgressLine(MakeProgress(0, 0), 10);

@@ -80,8 +80,9 @@ std::string ProgressLine(const tl::v1::Progress& progress, int bar_width) {
           ? std::clamp(static_cast<double>(progress.batch()) / progress.batches(), 0.0, 1.0)
           : 0.0;
   const int filled = static_cast<int>(std::lround(fraction * bar_width));
-  return absl::StrFormat("epoch %d/%d [%s%s] %3d%%  %d/%d batches  loss %.4f  %.0f img/s",
-                         progress.epoch(), progress.epochs(), std::string(filled, '#'),
+  const char* what = progress.phase() == tl::v1::Progress::AUTO_PROBE ? "auto probe run" : "epoch";
+  return absl::StrFormat("%s %d/%d [%s%s] %3d%%  %d/%d batches  loss %.4f  %.0f img/s",
+                         what, progress.epoch(), progress.epochs(), std::string(filled, '#'),
                          std::string(bar_width - filled, '.'),
                          static_cast<int>(std::lround(fraction * 100)), progress.batch(),
                          progress.batches(), progress.loss(), progress.images_per_second());

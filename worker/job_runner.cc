@@ -278,12 +278,26 @@ class ReportingObserver : public engine::ImageJobObserver {
     if (sizing.sized.any()) log_("sized by the data: " + sizing.reason);
   }
 
+  // The probe takes a while: the job is RUNNING, and its data sizing
+  // stored, from its start. The dataset follows in a second JobStarted.
+  void OnAutoProbeStarting() override {
+    if (!reports_job_) return;
+    WorkerMessage message;
+    tl::v1::JobStarted& started = *message.mutable_started();
+    started.set_job_id(assignment_.job_id());
+    started.set_attempt(assignment_.attempt());
+    if (sizing_) *started.mutable_data_sizing() = *sizing_;
+    report_(message);
+  }
+
   void OnAutoStrategy(const engine::AutoDecision& decision) override {
     log_(engine::DescribeAutoDecision(decision));
   }
 
   void OnBatch(const engine::BatchProgress& progress) override {
-    if (listener_ != nullptr) listener_->OnBatch(assignment_.job_id(), progress);
+    if (listener_ != nullptr && !progress.auto_probe) {
+      listener_->OnBatch(assignment_.job_id(), progress);
+    }
     if (!reports_job_) return;
     const Clock::time_point now = Clock::now();
     if (progress.batch != progress.batches && now - last_progress_ < kProgressInterval) return;
@@ -298,6 +312,7 @@ class ReportingObserver : public engine::ImageJobObserver {
     report.mutable_progress()->set_batches(static_cast<int32_t>(progress.batches));
     report.mutable_progress()->set_loss(progress.mean_loss);
     report.mutable_progress()->set_images_per_second(progress.images_per_second);
+    if (progress.auto_probe) report.mutable_progress()->set_phase(tl::v1::Progress::AUTO_PROBE);
     report_(message);
   }
 
@@ -382,7 +397,9 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   TL_ASSIGN_OR_RETURN(const ConfinedPath output,
                       ConfinePath(settings.artifact_root, assignment.output_dir(), "output_dir"));
   config.output_dir = output.absolute;
-  config.feature_cache_dir = (fs::path(settings.artifact_root) / "feature_cache").string();
+  if (settings.feature_cache) {
+    config.feature_cache_dir = (fs::path(settings.artifact_root) / "feature_cache").string();
+  }
 
   config.val_fraction = spec.dataset().val_fraction();
   // Unset: sized by the data on this worker (engine/job/data_sizing.h); the
@@ -495,6 +512,8 @@ void JobRunner::SetResult(const engine::ImageJobResult& result, tl::v1::JobResul
     *out.mutable_final_metrics() = EpochMetricsProto(result.epochs.back(), assignment_.attempt());
   }
   out.set_train_seconds(result.seconds);
+  out.set_features_cached(result.features_cached);
+  out.set_features_from_disk(result.features_from_disk);
   if (!result.report_path.empty()) {
     out.set_report_path(RelativeTo(settings_.artifact_root, result.report_path));
     out.set_confusion_matrix_path(

@@ -25,6 +25,9 @@ struct WorkerSettings {
   // Images whose header states more pixels are skipped undecoded
   // (--max_image_pixels).
   int64_t max_image_pixels = engine::kDefaultMaxImagePixels;
+  // Frozen-backbone features kept under artifact_root/feature_cache for
+  // later jobs (--feature_cache); false: in memory, per job.
+  bool feature_cache = true;
   // Data-parallel jobs: the address other workers reach this one on (its
   // process-group traffic binds there) and the port of the rendezvous store
   // it serves as rank 0. Empty address: it takes no part in them.

@@ -570,6 +570,40 @@ TEST_F(JobRunnerTest, EngineConfigWithoutValDirHoldsOutAFraction) {
   EXPECT_DOUBLE_EQ(config.val_fraction, 0.2);
 }
 
+TEST_F(JobRunnerTest, FeatureCacheLivesUnderTheArtifactRootUnlessTurnedOff) {
+  const Assignment assignment = MakeAssignment(TrainingSpec::FEATURE_EXTRACTION);
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
+  EXPECT_EQ(fs::path(config.feature_cache_dir).lexically_normal(),
+            fs::path(artifact_root_ + "/feature_cache").lexically_normal());
+  WorkerSettings off = Settings();
+  off.feature_cache = false;
+  ASSERT_OK_AND_ASSIGN(config, EngineConfigFor(assignment, off));
+  EXPECT_THAT(config.feature_cache_dir, IsEmpty());
+}
+
+TEST_F(JobRunnerTest, TheResultSaysWhetherTheHeadTrainedOnCachedFeatures) {
+  Assignment assignment = MakeAssignment(TrainingSpec::FEATURE_EXTRACTION);
+  assignment.mutable_spec()->mutable_preprocessing()->set_horizontal_flip(false);
+  const JobFinished first = FinishedOf(Run(assignment));
+  ASSERT_EQ(first.outcome(), JobFinished::SUCCEEDED) << first.error();
+  EXPECT_TRUE(first.result().features_cached());
+  EXPECT_FALSE(first.result().features_from_disk());
+  // Another job on the same images (a sweep's next trial) reads them back.
+  assignment.set_job_id("job-next");
+  assignment.set_output_dir("jobs/job-next");
+  assignment.mutable_spec()->mutable_training()->set_learning_rate(0.02);
+  const JobFinished second = FinishedOf(Run(assignment));
+  ASSERT_EQ(second.outcome(), JobFinished::SUCCEEDED) << second.error();
+  EXPECT_TRUE(second.result().features_from_disk());
+  // Random flips feed new images every epoch: no cache.
+  assignment.set_job_id("job-flipped");
+  assignment.set_output_dir("jobs/job-flipped");
+  assignment.mutable_spec()->mutable_preprocessing()->set_horizontal_flip(true);
+  const JobFinished flipped = FinishedOf(Run(assignment));
+  ASSERT_EQ(flipped.outcome(), JobFinished::SUCCEEDED) << flipped.error();
+  EXPECT_FALSE(flipped.result().features_cached());
+}
+
 TEST_F(JobRunnerTest, BackboneFromArtifactsResolvesUnderTheArtifactRoot) {
   Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
   assignment.set_backbone_from_artifacts(true);
@@ -1019,9 +1053,31 @@ TEST_F(JobRunnerTest, AutoStrategyReportsItsChoiceInResultAndLog) {
   EXPECT_TRUE(config.auto_strategy.enabled);
   EXPECT_FALSE(config.auto_strategy.backbone_lr_scale.has_value());
 
-  const JobFinished finished = FinishedOf(Run(assignment));
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  const JobFinished finished = FinishedOf(messages);
   ASSERT_EQ(finished.outcome(), JobFinished::SUCCEEDED) << finished.error();
   ASSERT_TRUE(finished.result().has_auto_strategy());
+
+  // RUNNING from before the probe: a JobStarted without the dataset first,
+  // then the probe's progress (its runs counted), then the JobStarted with
+  // the dataset and the training's progress.
+  ASSERT_TRUE(messages.front().has_started());
+  EXPECT_FALSE(messages.front().started().has_dataset());
+  std::vector<std::string> order;
+  int probe_runs = 0;
+  for (const WorkerMessage& m : messages) {
+    if (m.has_started()) order.push_back(m.started().has_dataset() ? "dataset" : "started");
+    if (!m.has_progress()) continue;
+    const bool probe = m.progress().progress().phase() == tl::v1::Progress::AUTO_PROBE;
+    if (order.empty() || order.back() != (probe ? "probe" : "training")) {
+      order.push_back(probe ? "probe" : "training");
+    }
+    if (probe) probe_runs = m.progress().progress().epochs();
+  }
+  EXPECT_THAT(order, ElementsAre("started", "probe", "dataset", "training"));
+  // Three candidates (FE, FT, FULL), on three folds at this size.
+  EXPECT_EQ(probe_runs, finished.result().auto_strategy().candidates_size() *
+                            finished.result().auto_strategy().folds());
   const tl::v1::AutoStrategyDecision& decision = finished.result().auto_strategy();
   EXPECT_TRUE(decision.probed());
   EXPECT_NE(decision.chosen(), TrainingSpec::AUTO);

@@ -58,6 +58,10 @@ ABSL_FLAG(int, rendezvous_port, 0,
 ABSL_FLAG(int64_t, max_image_pixels, tl::engine::kDefaultMaxImagePixels,
           "images whose header states more pixels (width x height) are skipped undecoded and "
           "counted as unreadable; one decode then takes at most about 3 bytes per pixel of it");
+ABSL_FLAG(bool, feature_cache, true,
+          "keep frozen-backbone features on disk (artifact_root/feature_cache), so that later "
+          "jobs, sweep trials and AUTO probes on the same images skip the backbone; false: "
+          "each job computes its own, in memory");
 ABSL_FLAG(std::string, ready_file, "",
           "when set, written once /metrics serves, with its bound port: 'metrics=PORT'");
 
@@ -191,6 +195,7 @@ int main(int argc, char** argv) {
   options.settings.threads = absl::GetFlag(FLAGS_threads);
   options.settings.loader_threads = absl::GetFlag(FLAGS_loader_threads);
   options.settings.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  options.settings.feature_cache = absl::GetFlag(FLAGS_feature_cache);
   if (options.settings.max_image_pixels < 1) {
     tl::LogError("--max_image_pixels must be at least 1");
     return 2;

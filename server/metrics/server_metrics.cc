@@ -222,6 +222,9 @@ void ServerMetrics::EpochFinished(const std::string& job_id, const tl::v1::Epoch
 }
 
 void ServerMetrics::Progressed(const std::string& job_id, const tl::v1::Progress& progress) {
+  // AUTO's probe runs are not the job's epochs: they would move its epoch
+  // progress and estimate backwards once training starts.
+  if (progress.phase() == tl::v1::Progress::AUTO_PROBE) return;
   std::lock_guard<std::mutex> lock(mutex_);
   JobSeries& series = SeriesFor(job_id);
   if (progress.batches() > 0) {

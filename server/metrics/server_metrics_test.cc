@@ -120,6 +120,19 @@ TEST(ServerMetricsTest, EpochsFeedTheJobGaugesTheEpochHistogramAndTheEta) {
   EXPECT_EQ(Gauge(metrics, "tl_job_eta_seconds", job), 50);
 }
 
+TEST(ServerMetricsTest, AutoProbeProgressLeavesTheJobsEpochGaugesAlone) {
+  ServerMetrics metrics;
+  const Labels job = {{"job_id", "j1"}};
+  tl::v1::Progress probe = ProgressOf(2, 6, 4, 8);  // run 2 of 6, half done
+  probe.set_phase(tl::v1::Progress::AUTO_PROBE);
+  metrics.Progressed("j1", probe);
+  EXPECT_EQ(Gauge(metrics, "tl_job_epoch_progress_ratio", job), std::nullopt);
+  metrics.Progressed("j1", ProgressOf(1, 4, 2, 8));
+  EXPECT_EQ(Gauge(metrics, "tl_job_epoch_progress_ratio", job), 0.25);
+  metrics.Progressed("j1", probe);  // a late probe report moves nothing back
+  EXPECT_EQ(Gauge(metrics, "tl_job_epoch_progress_ratio", job), 0.25);
+}
+
 // Every field of an epoch report set to a value of its own, by reflection.
 tl::v1::EpochMetrics DistinctEpochMetrics() {
   tl::v1::EpochMetrics metrics;

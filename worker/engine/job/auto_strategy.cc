@@ -28,16 +28,27 @@ std::string Points(double fraction) {
   return text.str();
 }
 
-// The probe's runs report nothing to the job's observer (they are not the
-// job's epochs); only a stop request reaches them.
+// The probe's runs are not the job's epochs: their batches reach the job
+// as the probe's progress (run `run` of `runs`), their epochs not at all; a
+// stop request reaches them.
 class ProbeObserver : public TrainObserver {
  public:
-  explicit ProbeObserver(const std::function<bool()>& stop_requested)
-      : stop_requested_(stop_requested) {}
-  bool StopRequested() override { return stop_requested_ && stop_requested_(); }
+  ProbeObserver(const AutoProbeJob& job, int runs) : job_(job), runs_(runs) {}
+  bool StopRequested() override { return job_.stop_requested && job_.stop_requested(); }
+  void OnBatch(const BatchProgress& progress) override {
+    if (!job_.progress) return;
+    BatchProgress probe = progress;
+    probe.epoch = run_;
+    probe.epochs = runs_;
+    probe.auto_probe = true;
+    job_.progress(probe);
+  }
+  void NextRun() { ++run_; }
 
  private:
-  const std::function<bool()>& stop_requested_;
+  const AutoProbeJob& job_;
+  const int runs_;
+  int run_ = 0;
 };
 
 // Constant learning rate, no warmup, no class weights or smoothing: the
@@ -224,13 +235,15 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
   train_options.threads = job.loader_threads;
   train_options.read_rules = job.read_rules;
   const ImageFolderSourceOptions holdout_options = EvaluationOptions(train_options);
-  ProbeObserver observer(job.stop_requested);
+  ProbeObserver observer(job, static_cast<int>(candidates.size() * folds.size()));
   const std::string& backbone_bytes =
       job.backbone_open_as.empty() ? job.backbone_path : job.backbone_open_as;
 
+  std::optional<FeatureTable> pool_features;
   for (AutoCandidate& candidate : candidates) {
     const auto candidate_start = std::chrono::steady_clock::now();
     for (size_t f = 0; f < folds.size(); ++f) {
+      observer.NextRun();
       const auto& [fold_train, fold_holdout] = folds[f];
       const int epochs = static_cast<int>(std::max<int64_t>(
           1, (steps_per_run + StepsPerEpoch(fold_train.size(), job.batch_size) - 1) /
@@ -246,11 +259,16 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
       Trainer trainer(model, probe);
       OrStopped<double> accuracy = 0.0;
       if (candidate.strategy == Strategy::kFeatureExtraction) {
-        // A linear head on features computed once.
-        FeatureTraining features(model, fold_train, fold_holdout,
-                                 FeatureTraining::Options{"", backbone_bytes, job.preprocessing,
-                                                          holdout_options, job.batch_size, seed,
-                                                          trainer.device()});
+        // A linear head on features computed once for every fold (or found
+        // in the worker's cache).
+        if (!pool_features) {
+          pool_features.emplace(model, pool,
+                                FeatureTable::Options{job.feature_cache_dir, backbone_bytes,
+                                                      job.preprocessing, holdout_options,
+                                                      trainer.device()});
+        }
+        FeatureTraining features(model, *pool_features, fold_train, fold_holdout, job.batch_size,
+                                 seed);
         accuracy = ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
       } else {
         ImageFolderSource train_source(fold_train, job.preprocessing, train_options);

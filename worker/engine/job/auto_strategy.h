@@ -136,6 +136,12 @@ struct AutoProbeJob {
   ImageReadRules read_rules;  // the job's (image_file.h)
   // A line for the job's log as each candidate is scored.
   std::function<void(const std::string&)> notice;
+  // Each batch of the probe's runs, with auto_probe set and epoch / epochs
+  // counting the runs (every candidate on every fold).
+  std::function<void(const BatchProgress&)> progress;
+  // Where the frozen head's candidate finds or leaves the pool's features
+  // (feature_cache.h); empty: computed in memory.
+  std::string feature_cache_dir;
 };
 
 // Runs the probe and applies the rule; stops (cancelled) on a stop request.

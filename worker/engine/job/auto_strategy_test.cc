@@ -230,6 +230,39 @@ TEST_F(AutoJobTest, AResumedJobKeepsItsDecision) {
             std::string::npos);
 }
 
+// The frozen head's candidate computes the pool's features once for all its
+// folds (one table of the 30 training images in the worker's cache), and a
+// later probe of the same images reads them back instead of writing again.
+TEST_F(AutoJobTest, TheFrozenHeadsFoldsShareOneFeatureTable) {
+  const auto pool_tables = [this] {
+    std::vector<fs::path> found;
+    if (!fs::exists(temp_.Sub("feature_cache"))) return found;
+    for (const auto& entry : fs::directory_iterator(temp_.Sub("feature_cache"))) {
+      std::vector<torch::Tensor> saved;
+      torch::load(saved, entry.path().string());
+      if (saved.size() == 3 && saved[2].size(0) == 30) found.push_back(entry.path());
+    }
+    return found;
+  };
+  ImageJobConfig config = Config("cached");
+  config.feature_cache_dir = temp_.Sub("feature_cache");
+  ImageJobObserver observer;
+  const ImageJobResult first = RunImageJob(config, observer);
+  ASSERT_TRUE(first.auto_decision.has_value());
+  ASSERT_EQ(first.auto_decision->figures.folds, 3);
+  const std::vector<fs::path> tables = pool_tables();
+  ASSERT_EQ(tables.size(), 1u);
+  const auto written = fs::last_write_time(tables[0]);
+
+  config.output_dir = temp_.Sub("cached-again");
+  const ImageJobResult second = RunImageJob(config, observer);
+  ASSERT_TRUE(second.auto_decision.has_value());
+  EXPECT_EQ(pool_tables(), tables);
+  EXPECT_EQ(fs::last_write_time(tables[0]), written);
+  EXPECT_EQ(second.auto_decision->candidates.front().fold_accuracies,
+            first.auto_decision->candidates.front().fold_accuracies);
+}
+
 TEST_F(AutoJobTest, AStopRequestEndsTheProbe) {
   class Stopping : public ImageJobObserver {
     bool StopRequested() override { return true; }

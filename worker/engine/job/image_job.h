@@ -140,6 +140,10 @@ class ImageJobObserver : public TrainObserver {
   // and validation slice the job trains with (sizing.sized: which of them
   // the data sized).
   virtual void OnDataSizing(const DataSizing& sizing) {}
+  // AUTO jobs: called before the probe (or the reading back of its decision),
+  // after OnDataSizing; the probe's batches then reach OnBatch with
+  // BatchProgress::auto_probe set.
+  virtual void OnAutoProbeStarting() {}
   // AUTO jobs: called once the strategy is chosen (or read back), before
   // the dataset is checked.
   virtual void OnAutoStrategy(const AutoDecision& decision) {}

@@ -204,8 +204,11 @@ OrStopped<ChosenStrategy> ChooseStrategy(const ImageJobConfig& config, const Pre
                      config.loader_threads > 0 ? config.loader_threads : 1,
                      [&observer] { return observer.StopRequested(); },
                      job.backbone.OpenedPath(), ImageReadRulesOf(config),
-                     [&observer](const std::string& line) { observer.OnNotice(line); }};
+                     [&observer](const std::string& line) { observer.OnNotice(line); },
+                     [&observer](const BatchProgress& progress) { observer.OnBatch(progress); }};
   probe.train_options.seed = config.seed;
+  probe.feature_cache_dir = config.feature_cache_dir;
+  observer.OnAutoProbeStarting();
   OrStopped<AutoDecision> decision =
       DecideOrReuseStrategy(probe, config.auto_strategy, config.output_dir);
   if (decision.stopped()) return decision.stop();

@@ -90,12 +90,17 @@ OrStopped<TrainedModel> TrainModel(const ImageJobConfig& config, const PreparedJ
   if (!keeper.TrainingDone()) {
     std::optional<FeatureTraining> features;
     if (data.cache_features && trained.first_epoch_run <= config.train.epochs) {
-      features.emplace(*model.model, job.train, job.val,
-                       FeatureTraining::Options{config.feature_cache_dir, job.backbone.OpenedPath(),
-                                                job.preprocessing, data.val_options,
-                                                config.batch_size, config.seed, trainer.device()});
+      // One table of the training and validation images together: a job
+      // that splits the same folder with another seed or slice reuses it.
+      std::vector<ImageSample> images = job.train;
+      images.insert(images.end(), job.val.begin(), job.val.end());
+      const FeatureTable table(*model.model, images,
+                               FeatureTable::Options{config.feature_cache_dir,
+                                                     job.backbone.OpenedPath(), job.preprocessing,
+                                                     data.val_options, trainer.device()});
+      features.emplace(*model.model, table, job.train, job.val, config.batch_size, config.seed);
       trained.features_cached = true;
-      trained.features_from_disk = features->from_disk();
+      trained.features_from_disk = table.from_disk();
     }
     BatchSource* validation = data.val->size() > 0 ? data.val.get() : nullptr;
     const Trainer::RunResult run = trainer.Run(features ? features->train() : *data.train,

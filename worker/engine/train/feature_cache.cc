@@ -1,11 +1,13 @@
 #include "train/feature_cache.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <unordered_set>
 
 #include "base/atomic_file.h"
 #include "base/confined_file.h"
@@ -44,7 +46,7 @@ std::string FileDigest(const std::string& path, const std::string& root) {
 std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocessing& preprocessing,
                             const std::vector<ImageSample>& samples, const std::string& root) {
   std::ostringstream parts;
-  parts << "tl.features.v1 " << backbone_digest << " " << preprocessing.resize_size << " "
+  parts << "tl.features.v2 " << backbone_digest << " " << preprocessing.resize_size << " "
         << preprocessing.crop_size;
   for (int c = 0; c < 3; ++c) parts << " " << preprocessing.mean[c] << " " << preprocessing.std[c];
   for (const ImageSample& sample : samples) {
@@ -61,10 +63,13 @@ std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocess
   return Hex(Fnv1a(text));
 }
 
-CachedFeatures LoadOrComputeFeatures(TransferModel& model, BatchSource& images,
+CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<ImageSample>& samples,
+                                     const Preprocessing& preprocessing,
+                                     const ImageFolderSourceOptions& decode,
                                      const torch::Device& device, const std::string& cache_dir,
                                      const std::string& key) {
   const auto start = std::chrono::steady_clock::now();
+  const int64_t count = static_cast<int64_t>(samples.size());
   CachedFeatures cached;
   const fs::path file = cache_dir.empty() ? fs::path() : fs::path(cache_dir) / (key + ".pt");
   if (!file.empty() && fs::is_regular_file(file)) {
@@ -74,13 +79,15 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, BatchSource& images,
     } catch (const c10::Error&) {
       saved.clear();  // a damaged file is computed again and replaced
     }
-    if (saved.size() == 2) {
+    if (saved.size() == 3 && saved[2].size(0) == count) {
       cached.features = saved[0];
       cached.labels = saved[1];
+      cached.rows = saved[2];
       cached.from_disk = true;
     }
   }
   if (!cached.from_disk) {
+    ImageFolderSource images(samples, preprocessing, decode);
     model.SetTraining(false);
     images.StartEpoch(0);
     std::vector<torch::Tensor> features;
@@ -96,12 +103,25 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, BatchSource& images,
       cached.features = torch::cat(features);
       cached.labels = torch::cat(labels);
     }
+    // Batches come in sample order with the unreadable images left out.
+    const std::vector<std::string> skipped = images.SkippedPaths(samples.size());
+    const std::unordered_set<std::string> unreadable(skipped.begin(), skipped.end());
+    cached.rows = torch::empty({count}, torch::kInt64);
+    int64_t row = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      cached.rows[i] = unreadable.count(samples[i].path) > 0 ? -1 : row++;
+    }
+    if (row != cached.features.size(0)) {
+      throw EngineError(ErrorKind::kInternal,
+                        "feature cache: " + std::to_string(cached.features.size(0)) +
+                            " features for " + std::to_string(row) + " readable images");
+    }
     if (!file.empty()) {
       fs::create_directories(cache_dir);
       // Two jobs may compute the same features at once; each writes its own
       // temporary file and the last rename wins (both hold the same figures).
       WriteFileAtomically(file.string(), [&cached](std::ostream& out) {
-        torch::save(std::vector<torch::Tensor>{cached.features, cached.labels}, out);
+        torch::save(std::vector<torch::Tensor>{cached.features, cached.labels, cached.rows}, out);
       });
     }
   }
@@ -110,26 +130,52 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, BatchSource& images,
   return cached;
 }
 
-FeatureTraining::FeatureTraining(TransferModel& model, const std::vector<ImageSample>& train,
-                                 const std::vector<ImageSample>& val, const Options& options)
+FeatureTable::FeatureTable(TransferModel& model, const std::vector<ImageSample>& samples,
+                           const Options& options) {
+  std::vector<ImageSample> set;
+  set.reserve(samples.size());
+  std::unordered_set<std::string> seen;
+  for (const ImageSample& sample : samples) {
+    if (seen.insert(sample.path).second) set.push_back(sample);
+  }
+  std::sort(set.begin(), set.end(),
+            [](const ImageSample& a, const ImageSample& b) { return a.path < b.path; });
+  cached_ = LoadOrComputeFeatures(
+      model, set, options.preprocessing, options.decode, options.device, options.cache_dir,
+      FeatureCacheKey(FileDigest(options.backbone_path), options.preprocessing, set,
+                      options.decode.read_rules.root));
+  const auto rows = cached_.rows.accessor<int64_t, 1>();
+  for (size_t i = 0; i < set.size(); ++i) row_of_[set[i].path] = rows[static_cast<int64_t>(i)];
+  from_disk_ = cached_.from_disk;
+  seconds_ = cached_.seconds;
+}
+
+FeatureTable::Rows FeatureTable::RowsOf(const std::vector<ImageSample>& subset) const {
+  std::vector<int64_t> picked;
+  picked.reserve(subset.size());
+  for (const ImageSample& sample : subset) {
+    const auto found = row_of_.find(sample.path);
+    if (found == row_of_.end()) {
+      throw EngineError(ErrorKind::kInternal,
+                        "feature cache: " + sample.path + " is not among the table's images");
+    }
+    if (found->second >= 0) picked.push_back(found->second);
+  }
+  const torch::Tensor index = torch::tensor(picked, torch::kInt64);
+  return Rows{cached_.features.index_select(0, index), cached_.labels.index_select(0, index)};
+}
+
+FeatureTraining::FeatureTraining(TransferModel& model, const FeatureTable& table,
+                                 const std::vector<ImageSample>& train,
+                                 const std::vector<ImageSample>& val, int64_t batch_size,
+                                 uint64_t seed)
     : model_(model) {
-  const std::string backbone_digest = FileDigest(options.backbone_path);
-  const auto cached = [&](const std::vector<ImageSample>& samples) {
-    ImageFolderSource images(samples, options.preprocessing, options.decode);
-    CachedFeatures features =
-        LoadOrComputeFeatures(model, images, options.device, options.cache_dir,
-                              FeatureCacheKey(backbone_digest, options.preprocessing, samples,
-                                              options.decode.read_rules.root));
-    from_disk_ = from_disk_ && features.from_disk;
-    seconds_ += features.seconds;
-    return features;
-  };
-  const CachedFeatures train_features = cached(train);
-  const CachedFeatures val_features = cached(val);
-  train_ = std::make_unique<TensorSource>(train_features.features, train_features.labels,
-                                          options.batch_size, /*shuffle=*/true, options.seed);
-  val_ = std::make_unique<TensorSource>(val_features.features, val_features.labels,
-                                        options.batch_size, /*shuffle=*/false, options.seed);
+  FeatureTable::Rows train_rows = table.RowsOf(train);
+  FeatureTable::Rows val_rows = table.RowsOf(val);
+  train_ = std::make_unique<TensorSource>(train_rows.features, train_rows.labels, batch_size,
+                                          /*shuffle=*/true, seed);
+  val_ = std::make_unique<TensorSource>(val_rows.features, val_rows.labels, batch_size,
+                                        /*shuffle=*/false, seed);
   model_.SetFeatureInput(true);
 }
 

@@ -2,12 +2,16 @@
 // epoch. Under FEATURE_EXTRACTION with no random augmentation, every epoch
 // feeds the same images through the same eval-mode backbone, so the head
 // can train on their features directly; an epoch then costs a linear layer.
-// The features are spilled to disk under a key of everything they depend
-// on (the backbone's bytes, the preprocessing, each image's path, label and
-// bytes), so a retry or a later job on the same data skips the backbone.
+// The features of a whole image set (a job's training and validation images
+// together) are spilled to disk under a key of everything they depend on
+// (the backbone's bytes, the preprocessing, each image's path, label and
+// bytes), and any split of the set takes its rows from them: a retry, a
+// later job on the same data, the trials of a sweep whatever their seeds
+// and validation slices, and AUTO's folds all skip the backbone.
 #pragma once
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <torch/torch.h>
@@ -36,51 +40,75 @@ std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocess
                             const std::vector<ImageSample>& samples, const std::string& root = "");
 
 struct CachedFeatures {
-  torch::Tensor features;  // float [N, feature_dim], on the CPU
-  torch::Tensor labels;    // int64 [N]
+  torch::Tensor features;  // float [M, feature_dim], on the CPU: the readable images'
+  torch::Tensor labels;    // int64 [M]
+  torch::Tensor rows;      // int64 [N]: each sample's row in features; -1: unreadable
   bool from_disk = false;
   double seconds = 0;      // to load or compute them
 };
 
-// Loads cache_dir/<key>.pt, or runs every batch of `images` (unshuffled,
-// unaugmented) through the model's backbone on `device` and saves the result
-// there (written beside and renamed, so a crash leaves no half file). An
-// empty cache_dir keeps the features in memory only.
-CachedFeatures LoadOrComputeFeatures(TransferModel& model, BatchSource& images,
+// Loads cache_dir/<key>.pt, or runs every image of `samples` (in order,
+// unaugmented, decoded with `decode`) through the model's backbone on
+// `device` and saves the result there (written beside and renamed, so a
+// crash leaves no half file). An empty cache_dir keeps the features in
+// memory only.
+CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<ImageSample>& samples,
+                                     const Preprocessing& preprocessing,
+                                     const ImageFolderSourceOptions& decode,
                                      const torch::Device& device, const std::string& cache_dir,
                                      const std::string& key);
 
-// The training and validation splits as cached features, and the model
-// switched to take them (SetFeatureInput) for as long as this lives.
-class FeatureTraining {
+// The features of a set of images, from which any subset takes its rows.
+// The set is keyed in path order, so the same images given in another order
+// or split another way find the same file.
+class FeatureTable {
  public:
   struct Options {
     std::string cache_dir;       // empty: memory only
     std::string backbone_path;   // its bytes are part of the key
     Preprocessing preprocessing;
     ImageFolderSourceOptions decode;  // unshuffled, unaugmented
-    int64_t batch_size = 32;
-    uint64_t seed = 1;           // shuffles the training features per epoch
     torch::Device device = torch::kCPU;
   };
-  FeatureTraining(TransferModel& model, const std::vector<ImageSample>& train,
-                  const std::vector<ImageSample>& val, const Options& options);
+  // `samples` may repeat an image (by path); it is computed once.
+  FeatureTable(TransferModel& model, const std::vector<ImageSample>& samples,
+               const Options& options);
+
+  struct Rows {
+    torch::Tensor features;  // float [K, feature_dim]
+    torch::Tensor labels;    // int64 [K]
+  };
+  // The rows of `subset`, in its order, leaving out unreadable images.
+  // Throws EngineError(kInternal) for an image the table was not made of.
+  Rows RowsOf(const std::vector<ImageSample>& subset) const;
+  bool from_disk() const { return from_disk_; }
+  double seconds() const { return seconds_; }
+
+ private:
+  CachedFeatures cached_;
+  std::unordered_map<std::string, int64_t> row_of_;  // by path; -1: unreadable
+  bool from_disk_ = false;
+  double seconds_ = 0;
+};
+
+// The training and validation splits as cached features, and the model
+// switched to take them (SetFeatureInput) for as long as this lives.
+class FeatureTraining {
+ public:
+  FeatureTraining(TransferModel& model, const FeatureTable& table,
+                  const std::vector<ImageSample>& train, const std::vector<ImageSample>& val,
+                  int64_t batch_size, uint64_t seed);
   ~FeatureTraining();
   FeatureTraining(const FeatureTraining&) = delete;
   FeatureTraining& operator=(const FeatureTraining&) = delete;
 
   BatchSource& train() { return *train_; }
   BatchSource* validation() { return val_->size() > 0 ? val_.get() : nullptr; }
-  // Both splits came from disk.
-  bool from_disk() const { return from_disk_; }
-  double seconds() const { return seconds_; }
 
  private:
   TransferModel& model_;
   std::unique_ptr<TensorSource> train_;
   std::unique_ptr<TensorSource> val_;
-  bool from_disk_ = true;
-  double seconds_ = 0;
 };
 
 }  // namespace tl::engine

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -92,12 +93,12 @@ TEST_F(FeatureCacheJobTest, ALaterJobReusesTheFeaturesAndTrainsAlike) {
   EXPECT_TRUE(first.features_cached);
   EXPECT_FALSE(first.features_from_disk);
   const std::vector<std::string> files = FilesIn(config_.feature_cache_dir);
-  ASSERT_EQ(files.size(), 2u) << "one file per split";
+  ASSERT_EQ(files.size(), 1u) << "one file for the training and validation images together";
 
   const ImageJobResult second = Run("second");
   EXPECT_TRUE(second.features_cached);
   EXPECT_TRUE(second.features_from_disk);
-  EXPECT_EQ(FilesIn(config_.feature_cache_dir).size(), 2u);
+  EXPECT_EQ(FilesIn(config_.feature_cache_dir).size(), 1u);
   ASSERT_EQ(first.epochs.size(), second.epochs.size());
   for (size_t i = 0; i < first.epochs.size(); ++i) {
     EXPECT_EQ(first.epochs[i].train_loss, second.epochs[i].train_loss) << "epoch " << i + 1;
@@ -111,28 +112,83 @@ TEST_F(FeatureCacheJobTest, ALaterJobReusesTheFeaturesAndTrainsAlike) {
 
 TEST_F(FeatureCacheJobTest, CachedFeaturesAreTheBackbonesFeaturesOfTheImages) {
   Run("job");
-  // The training split's file holds 30 rows, in the folder's sorted order.
+  // One file: features and labels of the 39 images (30 training, 9
+  // validation), and each image's row, the images in path order.
+  const std::vector<std::string> files = FilesIn(config_.feature_cache_dir);
+  ASSERT_EQ(files.size(), 1u);
   std::vector<torch::Tensor> saved;
-  for (const std::string& file : FilesIn(config_.feature_cache_dir)) {
-    std::vector<torch::Tensor> tensors;
-    torch::load(tensors, file);
-    if (tensors.at(0).size(0) == 30) saved = tensors;
-  }
-  ASSERT_EQ(saved.size(), 2u);
+  torch::load(saved, files[0]);
+  ASSERT_EQ(saved.size(), 3u);
+  ASSERT_EQ(saved[0].size(0), 39);
   ASSERT_EQ(saved[0].size(1), testing::kTinyFeatureDim);
-  const ImageFolderIndex index = ScanImageFolder(config_.train_dir);
+  ASSERT_EQ(saved[2].size(0), 39);
+  std::vector<ImageSample> images = ScanImageFolder(config_.train_dir).samples;
+  for (const ImageSample& sample : ScanImageFolder(config_.val_dir).samples) {
+    images.push_back(sample);
+  }
+  std::sort(images.begin(), images.end(),
+            [](const ImageSample& a, const ImageSample& b) { return a.path < b.path; });
   const Preprocessing preprocessing{DefaultResizeSize(testing::kTinyInputSize),
                                     testing::kTinyInputSize, testing::TinyManifest().mean,
                                     testing::TinyManifest().std};
   torch::jit::Module backbone = torch::jit::load(config_.backbone_path);
   backbone.eval();
-  for (size_t i : {size_t{0}, size_t{17}, size_t{29}}) {
+  for (size_t i : {size_t{0}, size_t{17}, size_t{29}, size_t{38}}) {
+    const int64_t row = saved[2][static_cast<int64_t>(i)].item<int64_t>();
+    ASSERT_GE(row, 0) << images[i].path;
     torch::Tensor image = torch::empty({1, 3, testing::kTinyInputSize, testing::kTinyInputSize});
-    ASSERT_TRUE(LoadImage(index.samples[i].path, preprocessing, false, image.data_ptr<float>()));
+    ASSERT_TRUE(LoadImage(images[i].path, preprocessing, false, image.data_ptr<float>()));
     const torch::Tensor expected = backbone.forward({image}).toTensor().flatten(1)[0];
-    EXPECT_TRUE(torch::allclose(saved[0][i], expected, 1e-5, 1e-6)) << "row " << i;
-    EXPECT_EQ(saved[1][i].item<int64_t>(), index.samples[i].label) << "row " << i;
+    EXPECT_TRUE(torch::allclose(saved[0][row], expected, 1e-5, 1e-6)) << images[i].path;
+    EXPECT_EQ(saved[1][row].item<int64_t>(), images[i].label) << images[i].path;
   }
+}
+
+// A job that slices its validation images from the same folder with another
+// seed, or another fraction (a sweep's trials), finds the features computed
+// by the first: the table covers the folder, whatever the split.
+TEST_F(FeatureCacheJobTest, AnotherSplitOfTheSameImagesFindsTheSameFeatures) {
+  config_.val_dir.clear();
+  config_.val_fraction = 0.2;
+  config_.seed = 1;
+  const ImageJobResult first = Run("seed-1");
+  ASSERT_TRUE(first.features_cached);
+  EXPECT_FALSE(first.features_from_disk);
+  config_.seed = 2;
+  config_.val_fraction = 0.3;
+  const ImageJobResult second = Run("seed-2");
+  EXPECT_TRUE(second.features_from_disk);
+  EXPECT_EQ(FilesIn(config_.feature_cache_dir).size(), 1u);
+  EXPECT_NE(first.dataset.val_images, second.dataset.val_images);
+}
+
+// An image that cannot be decoded has no row; the rest keep theirs, and a
+// subset takes only its readable images, in its own order.
+TEST(FeatureTableTest, SubsetsTakeTheirRowsAndLeaveUnreadableImagesOut) {
+  TempDir temp;
+  testing::WriteClassFolder(temp.Sub("images"), kClasses, 2);
+  std::vector<ImageSample> samples = ScanImageFolder(temp.Sub("images")).samples;
+  ASSERT_EQ(samples.size(), 6u);
+  WriteFile(samples[3].path, "not an image");
+  const std::string backbone = testing::WriteTinyBackbone(temp.path());
+  TransferModel model(backbone, testing::TinyManifest(), 3, 1);
+  FeatureTable::Options options;
+  options.backbone_path = backbone;
+  options.preprocessing = Preprocessing{DefaultResizeSize(testing::kTinyInputSize),
+                                        testing::kTinyInputSize, testing::TinyManifest().mean,
+                                        testing::TinyManifest().std};
+  // Given twice and out of order: each image is computed once.
+  std::vector<ImageSample> given = {samples[5], samples[0], samples[3], samples[1],
+                                    samples[2], samples[4], samples[0]};
+  const FeatureTable table(model, given, options);
+  const FeatureTable::Rows all = table.RowsOf(samples);
+  EXPECT_EQ(all.features.size(0), 5);
+  const FeatureTable::Rows pair = table.RowsOf({samples[4], samples[3], samples[1]});
+  ASSERT_EQ(pair.features.size(0), 2);
+  EXPECT_TRUE(torch::equal(pair.features[0], all.features[3]));  // samples[4]: 4th readable
+  EXPECT_TRUE(torch::equal(pair.features[1], all.features[1]));
+  EXPECT_EQ(pair.labels[0].item<int64_t>(), samples[4].label);
+  EXPECT_THROW(table.RowsOf({ImageSample{temp.Sub("elsewhere.png"), 0}}), EngineError);
 }
 
 TEST_F(FeatureCacheJobTest, RandomFlipsOrATrainableBackboneTrainOnImages) {

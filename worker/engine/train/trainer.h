@@ -91,6 +91,9 @@ struct BatchProgress {
   // Time this epoch has spent waiting for the training source's next batch
   // (decoding that did not keep up), out of its time so far.
   double data_wait_seconds = 0;
+  // Set by AUTO's probe (auto_strategy.h), whose runs are not the job's
+  // epochs: epoch and epochs then count its runs.
+  bool auto_probe = false;
 };
 
 class TrainObserver {
