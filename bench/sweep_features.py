@@ -10,7 +10,7 @@ folder, the others read them), once with --feature_cache=false (each trial
 computes its own). Prints each trial's wall time and the sweeps' ratio, and
 writes OUT/sweep_features.json.
 
-  bench/sweep_features.py                 # 8 trials, 300 photos at 160 px
+  bench/sweep_features.py                 # 8 trials, 600 photos at 160 px
   TL_BENCH_QUICK=1 bench/sweep_features.py
 
 Knobs (environment): TL_BENCH_BUILD (build folder, default build/; needs
@@ -35,7 +35,7 @@ QUICK = os.environ.get("TL_BENCH_QUICK") == "1"
 BUILD = pathlib.Path(os.environ.get("TL_BENCH_BUILD", ROOT / "build")).resolve()
 OUT = pathlib.Path(os.environ.get("TL_BENCH_OUT", ROOT / "bench-results")).resolve()
 CLASSES = 3
-PER_CLASS = 20 if QUICK else 100
+PER_CLASS = 20 if QUICK else 200
 IMAGE_SIZE = 96 if QUICK else 160
 EPOCHS = 10 if QUICK else 30
 
