@@ -22,6 +22,7 @@ def import_client(bin_dir: pathlib.Path):
 class LocalCluster:
     def __init__(self, run_dir: pathlib.Path, bin_dir: pathlib.Path, worker_flags=()):
         self.processes = []
+        self.logs = []
         user_token, worker_token = os.urandom(16).hex(), os.urandom(16).hex()
         old = os.umask(0o077)
         try:
@@ -38,7 +39,7 @@ class LocalCluster:
             [str(bin_dir / "server" / "tlserver"), "--db", "tl.db", "--listen", "127.0.0.1:0",
              "--metrics_listen", "127.0.0.1:0", "--data_root", "data", "--artifact_root",
              "artifacts", "--ready_file", "ready", "--tokens_file", "tokens"],
-            cwd=run_dir, stdout=open(run_dir / "server.log", "a"), stderr=subprocess.STDOUT))
+            cwd=run_dir, stdout=self._log(run_dir / "server.log"), stderr=subprocess.STDOUT))
         try:
             for _ in range(300):
                 if ready.exists() and ready.read_text().strip():
@@ -53,10 +54,14 @@ class LocalCluster:
                 [str(bin_dir / "worker" / "tlworker"), "--data_root", "data", "--artifact_root",
                  "artifacts", "--server", self.address, "--worker_id", "local-worker",
                  "--token_file", "worker.token", *worker_flags],
-                cwd=run_dir, stdout=open(run_dir / "worker.log", "a"), stderr=subprocess.STDOUT))
+                cwd=run_dir, stdout=self._log(run_dir / "worker.log"), stderr=subprocess.STDOUT))
         except BaseException:
             self.stop()
             raise
+
+    def _log(self, path):
+        self.logs.append(open(path, "a"))
+        return self.logs[-1]
 
     def stop(self):
         for process in reversed(self.processes):
@@ -68,6 +73,8 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for log in self.logs:
+            log.close()
 
     def __enter__(self):
         return self
@@ -77,11 +84,12 @@ class LocalCluster:
 
 
 def wait_for_job(client, job_id: str, limit_s: float = 3600):
-    """The job once it has ended (SUCCEEDED, FAILED or CANCELLED)."""
+    """The job once it has ended (SUCCEEDED, FAILED, CANCELLED or, a sweep's
+    trial, STOPPED_EARLY)."""
     deadline = time.time() + limit_s
     while time.time() < deadline:
         job = client.get(job_id)
-        if job.state in (4, 5, 6):
+        if job.state in (4, 5, 6, 8):
             return job
         time.sleep(0.5)
     raise SystemExit(f"job {job_id} did not end within {limit_s} s")

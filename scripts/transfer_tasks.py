@@ -13,6 +13,7 @@ so seeds differ in their images as well as in their initialisation.
 """
 import gzip
 import pathlib
+import shutil
 import subprocess
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -28,11 +29,16 @@ def fashion_folder(idx_to_folder: pathlib.Path, data: pathlib.Path, split: str, 
     data/out/<class name>/*.png; skipped when the folder exists."""
     if (data / out).exists():
         return
+    # Written beside and renamed: an interrupted run leaves no folder that
+    # looks finished.
+    partial = data / (out + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([str(idx_to_folder),
                     "--images", str(FASHION / f"{split}-images-idx3-ubyte.gz"),
                     "--labels", str(FASHION / f"{split}-labels-idx1-ubyte.gz"), "--fashion-names",
-                    "--out", str(data / out), "--classes", classes, *extra],
+                    "--out", str(partial), "--classes", classes, *extra],
                    check=True, stdout=subprocess.DEVNULL)
+    partial.rename(data / out)
 
 
 def fashion_shots(idx_to_folder, data, out: str, size: int, seed: int):
@@ -69,6 +75,8 @@ def write_digits(data: pathlib.Path, sizes, seeds, test_folder="digits-test",
     for folder, shape in folders.items():
         if (data / folder).exists():
             continue
+        partial = folder + ".partial"  # renamed once whole, as fashion_folder's
+        shutil.rmtree(data / partial, ignore_errors=True)
         for label, images in sorted(by_class.items()):
             train, test = images[:-DIGITS_TEST_PER_CLASS], images[-DIGITS_TEST_PER_CLASS:]
             if shape is None:
@@ -80,7 +88,19 @@ def write_digits(data: pathlib.Path, sizes, seeds, test_folder="digits-test",
                     raise SystemExit(f"digits: class {label} has {len(train)} training images, "
                                      f"too few for {size} per class at seed {seed}")
             for i, pixels in enumerate(block):
-                save(folder, label, i, pixels)
+                save(partial, label, i, pixels)
+        (data / partial).rename(data / folder)
+
+
+def digits_train_per_class() -> int:
+    """Training images of the digit class that has the fewest (the rest of
+    each class is its test set)."""
+    counts = {}
+    with gzip.open(DIGITS, "rt") as rows:
+        for row in rows:
+            label = row.rsplit(",", 1)[1].strip()
+            counts[label] = counts.get(label, 0) + 1
+    return min(counts.values()) - DIGITS_TEST_PER_CLASS
 
 
 def export_smallcnn(out: pathlib.Path, seed: int):
