@@ -2,9 +2,11 @@
 """Submits the job in a job.json file, follows it to its end, and optionally
 cancels it after a while.
 
-    PYTHONPATH=client/python:build/client/python/gen \\
-      client/python/examples/submit_watch_cancel.py examples/fine_tune.json \\
+    client/python/examples/submit_watch_cancel.py examples/fine_tune.json \\
       --server 127.0.0.1:50051 --cancel-after 60
+
+with the package installed (pip install client/python), or from the build
+tree with PYTHONPATH=client/python:build/client/python/gen.
 
 Exit status (as tlctl's): 0 the job succeeded, 1 a call failed, 2 bad input,
 3 the job failed, 4 it was cancelled.
@@ -32,7 +34,8 @@ def describe(event) -> str:
         return (f"epoch {e.epoch}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}, "
                 f"val accuracy {e.val_accuracy:.4f}, {e.images_per_second:.0f} images/s")
     p = event.progress
-    return f"  epoch {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} loss {p.loss:.4f}"
+    what = "auto probe run" if p.phase == jobs_pb2.Progress.AUTO_PROBE else "epoch"
+    return f"  {what} {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} loss {p.loss:.4f}"
 
 
 def cancel_quietly(client: Client, job_id: str) -> None:
