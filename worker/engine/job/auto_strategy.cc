@@ -269,7 +269,10 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
         }
         FeatureTraining features(model, *pool_features, fold_train, fold_holdout, job.batch_size,
                                  seed);
-        accuracy = ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
+        // A fold whose held-out images are all unreadable scores nothing.
+        accuracy = features.validation() == nullptr
+                       ? OrStopped<double>(0.0)
+                       : ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
       } else {
         ImageFolderSource train_source(fold_train, job.preprocessing, train_options);
         ImageFolderSource holdout_source(fold_holdout, job.preprocessing, holdout_options);

@@ -5,6 +5,7 @@
 
 #include <torch/script.h>
 
+#include <ostream>
 #include <string>
 
 namespace tl::engine {
@@ -19,5 +20,20 @@ void SaveClassifierWeights(torch::jit::Module& classifier, const std::string& pa
 // anything is copied.
 void LoadClassifierWeights(const std::string& path, torch::jit::Module& classifier,
                            const torch::Device& device);
+
+// What an epoch's checkpoint keeps of the model: every parameter that trains
+// now and every buffer (BatchNorm statistics), by name. The frozen
+// parameters are still what the backbone file holds, and a resumed attempt
+// builds its model from that file again, so a head on a frozen ResNet costs
+// its own few kilobytes an epoch rather than the whole network. (Staged
+// unfreezing only ever unfreezes: what trained once still trains.)
+void SaveTrainedTensors(torch::jit::Module& classifier, std::ostream& out);
+
+// Copies what SaveTrainedTensors wrote to `path` into `classifier`, on
+// `device`; a whole module (SaveClassifierWeights, checkpoints of earlier
+// versions) is read as LoadClassifierWeights reads it. Same errors, before
+// anything is copied.
+void LoadTrainedTensors(const std::string& path, torch::jit::Module& classifier,
+                        const torch::Device& device);
 
 }  // namespace tl::engine

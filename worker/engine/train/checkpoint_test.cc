@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -104,6 +105,61 @@ TEST_F(CheckpointTest, AWholeCheckpointLoadsWithoutANote) {
   EXPECT_TRUE(torch::equal(head, model_.HeadParameters()[0]));
   EXPECT_TRUE(notes.empty());
   for (const char* name : kCheckpointFiles) EXPECT_TRUE(fs::exists(Checkpoint() / name)) << name;
+}
+
+// Every parameter and buffer of two classifiers, compared by name.
+void ExpectSameTensors(torch::jit::Module a, torch::jit::Module b) {
+  std::map<std::string, torch::Tensor> theirs;
+  for (const auto& named : b.named_parameters(/*recurse=*/true)) theirs[named.name] = named.value;
+  for (const auto& named : b.named_buffers(/*recurse=*/true)) theirs[named.name] = named.value;
+  size_t compared = 0;
+  for (const auto& named : a.named_parameters(/*recurse=*/true)) {
+    EXPECT_TRUE(torch::equal(named.value, theirs.at(named.name))) << named.name;
+    ++compared;
+  }
+  for (const auto& named : a.named_buffers(/*recurse=*/true)) {
+    EXPECT_TRUE(torch::equal(named.value, theirs.at(named.name))) << named.name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, theirs.size());
+}
+
+// Under a frozen backbone the checkpoint keeps the head (and the buffers):
+// a fraction of the whole model's bytes, and a fresh model built from the
+// same backbone file resumes with every tensor equal.
+TEST_F(CheckpointTest, AFrozenBackbonesCheckpointKeepsWhatTrains) {
+  trainer_.SaveCheckpoint(dir_.path(), Train(1));
+  const uintmax_t whole = fs::file_size(Checkpoint() / "model.pt");
+
+  TransferModel frozen(backbone_, TinyManifest(), 2, 1);
+  TrainOptions options = Options(2);
+  options.strategy = Strategy::kFeatureExtraction;
+  Trainer trainer(frozen, options);
+  torch::manual_seed(3);
+  TensorSource train(torch::randn({16, 3, kTinyInputSize, kTinyInputSize}),
+                     torch::arange(16, torch::kInt64).remainder(2), 8, /*shuffle=*/false, 1);
+  NoObserver observer;
+  const std::vector<EpochStats> done = trainer.Run(train, nullptr, observer).epochs;
+  trainer.SaveCheckpoint(dir_.path(), done);
+  EXPECT_LT(fs::file_size(Checkpoint() / "model.pt"), whole / 2);
+
+  TransferModel fresh(backbone_, TinyManifest(), 2, 99);
+  Trainer resumed(fresh, options);
+  EXPECT_EQ(resumed.LoadCheckpoint(dir_.path()).size(), 2u);
+  ExpectSameTensors(fresh.classifier(), frozen.classifier());
+}
+
+// A checkpoint that holds the whole classifier (as earlier versions wrote
+// it) still resumes.
+TEST_F(CheckpointTest, AWholeModelCheckpointOfAnEarlierVersionStillLoads) {
+  trainer_.SaveCheckpoint(dir_.path(), Train(2));
+  model_.classifier().save((Checkpoint() / "model.pt").string());
+  fs::remove(Checkpoint() / "checksums.json");  // judged by whether it loads
+  std::vector<std::string> notes;
+  torch::Tensor head;
+  EXPECT_EQ(LoadFresh(notes, &head).size(), 2u);
+  EXPECT_TRUE(torch::equal(head, model_.HeadParameters()[0]));
+  EXPECT_TRUE(notes.empty()) << notes.front();
 }
 
 // Issue 12: a truncated epochs.json threw, was classed as retryable and

@@ -25,6 +25,23 @@ std::string Hex(uint64_t value) {
   return text;
 }
 
+// Whether a table read from disk is one this code wrote for `count` images
+// of `dim` features; anything else (another version's, a damaged file that
+// still loads) is computed again.
+bool SavedTableFits(const std::vector<torch::Tensor>& saved, int64_t count, int64_t dim) {
+  const torch::Tensor& features = saved[0];
+  const torch::Tensor& labels = saved[1];
+  const torch::Tensor& rows = saved[2];
+  if (features.dim() != 2 || features.size(1) != dim || features.scalar_type() != torch::kFloat32 ||
+      labels.dim() != 1 || labels.size(0) != features.size(0) ||
+      labels.scalar_type() != torch::kInt64 || rows.dim() != 1 || rows.size(0) != count ||
+      rows.scalar_type() != torch::kInt64) {
+    return false;
+  }
+  return count == 0 || (rows.min().item<int64_t>() >= -1 &&
+                        rows.max().item<int64_t>() < features.size(0));
+}
+
 }  // namespace
 
 bool FeatureCacheApplies(Strategy strategy, bool random_augmentation, bool channels_last) {
@@ -79,7 +96,7 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
     } catch (const c10::Error&) {
       saved.clear();  // a damaged file is computed again and replaced
     }
-    if (saved.size() == 3 && saved[2].size(0) == count) {
+    if (saved.size() == 3 && SavedTableFits(saved, count, model.manifest().feature_dim)) {
       cached.features = saved[0];
       cached.labels = saved[1];
       cached.rows = saved[2];
@@ -87,7 +104,9 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
     }
   }
   if (!cached.from_disk) {
-    ImageFolderSource images(samples, preprocessing, decode);
+    // Rows follow the samples' order only when nothing is shuffled, dropped
+    // or changed: the evaluation form of the caller's decoding options.
+    ImageFolderSource images(samples, preprocessing, EvaluationOptions(decode));
     model.SetTraining(false);
     images.StartEpoch(0);
     std::vector<torch::Tensor> features;
@@ -152,17 +171,23 @@ FeatureTable::FeatureTable(TransferModel& model, const std::vector<ImageSample>&
 
 FeatureTable::Rows FeatureTable::RowsOf(const std::vector<ImageSample>& subset) const {
   std::vector<int64_t> picked;
+  std::vector<int64_t> labels;
   picked.reserve(subset.size());
+  labels.reserve(subset.size());
   for (const ImageSample& sample : subset) {
     const auto found = row_of_.find(sample.path);
     if (found == row_of_.end()) {
       throw EngineError(ErrorKind::kInternal,
                         "feature cache: " + sample.path + " is not among the table's images");
     }
-    if (found->second >= 0) picked.push_back(found->second);
+    if (found->second >= 0) {
+      picked.push_back(found->second);
+      // The subset's own label: a path listed twice (CSV datasets) may carry two.
+      labels.push_back(sample.label);
+    }
   }
   const torch::Tensor index = torch::tensor(picked, torch::kInt64);
-  return Rows{cached_.features.index_select(0, index), cached_.labels.index_select(0, index)};
+  return Rows{cached_.features.index_select(0, index), torch::tensor(labels, torch::kInt64)};
 }
 
 FeatureTraining::FeatureTraining(TransferModel& model, const FeatureTable& table,

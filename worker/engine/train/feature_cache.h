@@ -78,8 +78,9 @@ class FeatureTable {
     torch::Tensor features;  // float [K, feature_dim]
     torch::Tensor labels;    // int64 [K]
   };
-  // The rows of `subset`, in its order, leaving out unreadable images.
-  // Throws EngineError(kInternal) for an image the table was not made of.
+  // The rows of `subset`, in its order, leaving out unreadable images; the
+  // labels are the subset's own. Throws EngineError(kInternal) for an image
+  // the table was not made of.
   Rows RowsOf(const std::vector<ImageSample>& subset) const;
   bool from_disk() const { return from_disk_; }
   double seconds() const { return seconds_; }

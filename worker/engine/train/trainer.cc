@@ -450,7 +450,9 @@ void Trainer::SaveCheckpoint(const std::string& dir, const std::vector<EpochStat
   };
   record(kCheckpointFiles[0],
          WriteFileAtomically((temp_dir / kCheckpointFiles[0]).string(),
-                             [this](std::ostream& out) { model_.classifier().save(out); }));
+                             [this](std::ostream& out) {
+                               SaveTrainedTensors(model_.classifier(), out);
+                             }));
   record(kCheckpointFiles[1],
          WriteFileAtomically((temp_dir / kCheckpointFiles[1]).string(),
                              [this](std::ostream& out) { torch::save(*optimizer_, out); }));
@@ -546,7 +548,7 @@ std::vector<EpochStats> Trainer::LoadCheckpoint(
         torch::serialize::InputArchive optimizer_state;
         optimizer_state.load_from((checkpoint / reading).string(), device_);
         reading = kCheckpointFiles[0];
-        LoadClassifierWeights((checkpoint / reading).string(), model_.classifier(), device_);
+        LoadTrainedTensors((checkpoint / reading).string(), model_.classifier(), device_);
         reading = kCheckpointFiles[1];
         optimizer_->load(optimizer_state);
       } catch (const std::exception& failure) {
