@@ -113,7 +113,8 @@ std::string JobDetails(const tl::v1::Job& job) {
   }
   absl::StrAppend(&text, "owner      ", Shown(job.owner()), "\n");
   if (!job.sweep_id().empty()) {
-    absl::StrAppend(&text, "sweep      ", Shown(job.sweep_id()), " (this job is one of its trials)\n");
+    absl::StrAppend(&text, "sweep      ", Shown(job.sweep_id()), " (this job is its trial ",
+                    job.sweep_trial(), ")\n");
   }
   absl::StrAppend(&text, "attempt    ", job.attempt(),
                   job.failures() > 0 ? absl::StrCat(" (", job.failures(), " failed)") : "", "\n");

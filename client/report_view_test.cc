@@ -147,6 +147,14 @@ TEST(JobDetailsTest, NamesTheTestFiguresAndTheReportFile) {
   EXPECT_THAT(text, HasSubstr("report     j1/report.json\n"));
 }
 
+TEST(JobDetailsTest, ATrialNamesItsSweepAndIndex) {
+  tl::v1::Job job;
+  EXPECT_THAT(JobDetails(job), Not(HasSubstr("sweep ")));
+  job.set_sweep_id("s-7");
+  job.set_sweep_trial(3);
+  EXPECT_THAT(JobDetails(job), HasSubstr("sweep      s-7 (this job is its trial 3)\n"));
+}
+
 TEST(JobDetailsTest, AnEvaluationJobNamesItsModelInsteadOfAStrategy) {
   tl::v1::Job job;
   job.mutable_spec()->mutable_evaluate()->set_model_path("j1/model.pt");

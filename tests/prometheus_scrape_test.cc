@@ -169,13 +169,44 @@ TEST_F(PrometheusScrapeTest, EveryDashboardQueryHasDataWhileAJobRuns) {
   const int prometheus_port = StartPrometheus(worker_port);
   ASSERT_FALSE(prometheus_->Exited());
 
-  // A job that ends gives the outcome and duration histograms something to show.
-  const Job quick = Submit(cluster_, TinySpec(1));
-  EXPECT_EQ(WaitForJob(cluster_, quick.id(), [](const Job& j) { return Ended(j.state()); }).state(),
-            Job::SUCCEEDED);
-  // One that runs until cancelled keeps the per-job series alive while the queries run.
-  const Job running = Submit(cluster_, TinySpec(1000));  // the most a job may ask for
-  ASSERT_FALSE(running.id().empty());
+  // A sweep of two trials, one after the other. The first (one epoch) ends:
+  // the outcome and duration histograms and the sweep's best objective have
+  // something to show. The second runs until cancelled, keeping the per-job
+  // and per-sweep series alive while the queries run.
+  tl::v1::SubmitSweepRequest sweep_request;
+  tl::v1::SweepSpec& sweep_spec = *sweep_request.mutable_spec();
+  sweep_spec.set_name("scraped-sweep");
+  *sweep_spec.mutable_base() = TinySpec(1);
+  sweep_spec.mutable_base()->clear_name();
+  tl::v1::SearchParameter& epochs = *sweep_spec.add_space();
+  epochs.set_field("training.epochs");
+  epochs.mutable_values()->add_values()->set_number_value(1);
+  epochs.mutable_values()->add_values()->set_number_value(1000);  // the most a job may ask for
+  sweep_spec.set_method(tl::v1::SweepSpec::GRID);
+  sweep_spec.set_max_trials(2);
+  sweep_spec.set_max_parallel_trials(1);
+  sweep_request.set_owner("e2e");
+  tl::v1::Sweep sweep;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    const grpc::Status status = cluster_.stub().SubmitSweep(&context, sweep_request, &sweep);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        tl::v1::GetSweepRequest get;
+        get.set_sweep_id(sweep.id());
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + 10s);
+        return cluster_.stub().GetSweep(&context, get, &sweep).ok() && sweep.trials_size() == 2 &&
+               !sweep.trials(1).job_id().empty();
+      },
+      90s))
+      << sweep.ShortDebugString();
+  EXPECT_EQ(Get(cluster_, sweep.trials(0).job_id()).state(), Job::SUCCEEDED);
+  Job running;
+  running.set_id(sweep.trials(1).job_id());
   const Job started = WaitForJob(cluster_, running.id(), [](const Job& j) { return j.epoch() >= 2; });
   ASSERT_GE(started.epoch(), 2) << Job::State_Name(started.state()) << " " << started.error();
 

@@ -24,6 +24,7 @@ tl::v1::Job ToApiJob(const JobRecord& record, const std::string& pending_reason)
   job.set_request_id(record.request_id());
   *job.mutable_replica_worker_ids() = record.replica_worker_ids();
   job.set_sweep_id(record.sweep_id());
+  job.set_sweep_trial(record.sweep_trial());
   return job;
 }
 

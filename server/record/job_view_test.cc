@@ -16,8 +16,7 @@ using ::google::protobuf::Message;
 using ::google::protobuf::Reflection;
 
 // Record fields that clients never see.
-const std::set<std::string> kRecordOnly = {"last_event_sequence", "sweep_trial",
-                                           "stop_early_requested"};
+const std::set<std::string> kRecordOnly = {"last_event_sequence", "stop_early_requested"};
 // Job fields that are not stored: worked out when asked.
 const std::set<std::string> kApiOnly = {"pending_reason"};
 
