@@ -253,13 +253,7 @@ class ReportingObserver : public engine::ImageJobObserver {
 
   void OnDataset(const engine::DatasetInfo& dataset) override {
     if (!reports_job_) return;
-    WorkerMessage message;
-    tl::v1::JobStarted& started = *message.mutable_started();
-    started.set_job_id(assignment_.job_id());
-    started.set_attempt(assignment_.attempt());
-    *started.mutable_dataset() = ToProto(dataset);
-    if (sizing_) *started.mutable_data_sizing() = *sizing_;
-    report_(message);
+    ReportStarted(&dataset);
     log_(absl::StrCat("dataset: ", dataset.class_names.size(), " classes, ",
                       dataset.train_images, " training and ", dataset.val_images,
                       " validation images, ", dataset.skipped_images,
@@ -281,13 +275,7 @@ class ReportingObserver : public engine::ImageJobObserver {
   // The probe takes a while: the job is RUNNING, and its data sizing
   // stored, from its start. The dataset follows in a second JobStarted.
   void OnAutoProbeStarting() override {
-    if (!reports_job_) return;
-    WorkerMessage message;
-    tl::v1::JobStarted& started = *message.mutable_started();
-    started.set_job_id(assignment_.job_id());
-    started.set_attempt(assignment_.attempt());
-    if (sizing_) *started.mutable_data_sizing() = *sizing_;
-    report_(message);
+    if (reports_job_) ReportStarted(nullptr);
   }
 
   void OnAutoStrategy(const engine::AutoDecision& decision) override {
@@ -332,6 +320,17 @@ class ReportingObserver : public engine::ImageJobObserver {
   bool PauseRequested() override { return pause_requested_.load(); }
 
  private:
+  // JobStarted with the data sizing, and the dataset once it is checked.
+  void ReportStarted(const engine::DatasetInfo* dataset) {
+    WorkerMessage message;
+    tl::v1::JobStarted& started = *message.mutable_started();
+    started.set_job_id(assignment_.job_id());
+    started.set_attempt(assignment_.attempt());
+    if (dataset != nullptr) *started.mutable_dataset() = ToProto(*dataset);
+    if (sizing_) *started.mutable_data_sizing() = *sizing_;
+    report_(message);
+  }
+
   const tl::v1::Assignment& assignment_;
   const JobRunner::Report& report_;
   const std::atomic<bool>& cancel_requested_;
