@@ -12,6 +12,7 @@
 
 #include "base/atomic_file.h"
 #include "base/errors.h"
+#include "job/data_sizing.h"
 #include "train/feature_cache.h"
 
 namespace tl::engine {
@@ -118,11 +119,6 @@ std::vector<Fold> StratifiedFolds(const std::vector<ImageSample>& samples, int f
   return out;
 }
 
-int64_t StepsPerEpoch(size_t images, int batch_size) {
-  return (static_cast<int64_t>(std::max<size_t>(images, 1)) + batch_size - 1) /
-         std::max(batch_size, 1);
-}
-
 }  // namespace
 
 AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
@@ -221,8 +217,9 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
 
   // Every run of a candidate that trains the backbone gets an equal share of
   // the budget; the frozen head gets as many steps, which cost little.
-  const int64_t final_steps = static_cast<int64_t>(std::max(job.train_options.epochs, 1)) *
-                              StepsPerEpoch(job.train.size(), job.batch_size);
+  const int64_t final_steps =
+      static_cast<int64_t>(std::max(job.train_options.epochs, 1)) *
+      StepsPerEpoch(static_cast<int64_t>(job.train.size()), job.batch_size);
   const int64_t runs = static_cast<int64_t>(candidates.size() - 1) * figures.folds;
   const int64_t steps_per_run = std::max<int64_t>(
       1, static_cast<int64_t>(options.probe_budget * final_steps / std::max<int64_t>(runs, 1)));
@@ -245,9 +242,10 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
     for (size_t f = 0; f < folds.size(); ++f) {
       observer.NextRun();
       const auto& [fold_train, fold_holdout] = folds[f];
-      const int epochs = static_cast<int>(std::max<int64_t>(
-          1, (steps_per_run + StepsPerEpoch(fold_train.size(), job.batch_size) - 1) /
-                 StepsPerEpoch(fold_train.size(), job.batch_size)));
+      const int64_t fold_steps =
+          StepsPerEpoch(static_cast<int64_t>(fold_train.size()), job.batch_size);
+      const int epochs =
+          static_cast<int>(std::max<int64_t>(1, (steps_per_run + fold_steps - 1) / fold_steps));
       candidate.epochs = epochs;
       TrainOptions probe = ProbeTrainOptions(job.train_options, options, candidate.strategy, epochs);
       probe.learning_rate = candidate.learning_rate;

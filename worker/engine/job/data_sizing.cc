@@ -25,9 +25,14 @@ int64_t SizedSteps(int64_t train_images, const DataSizingRule& rule) {
                            static_cast<int64_t>(std::ceil(train_images * rule.steps_per_image)));
 }
 
+int64_t StepsPerEpoch(int64_t images, int batch_size) {
+  const int64_t batch = std::max(batch_size, 1);
+  return (std::max<int64_t>(images, 1) + batch - 1) / batch;
+}
+
 int SizedEpochs(int64_t train_images, int batch_size, const DataSizingRule& rule) {
   const int64_t images = std::max<int64_t>(train_images, 1);
-  const int64_t steps_per_epoch = (images + batch_size - 1) / std::max(batch_size, 1);
+  const int64_t steps_per_epoch = StepsPerEpoch(images, batch_size);
   const int64_t epochs = (SizedSteps(images, rule) + steps_per_epoch - 1) / steps_per_epoch;
   return static_cast<int>(std::clamp<int64_t>(epochs, rule.min_epochs, rule.max_epochs));
 }
@@ -42,9 +47,7 @@ DataSizing SizeTraining(const DataSizingRequest& request, int64_t train_images,
   sizing.batch_size = request.batch_size ? SizedBatchSize(train_images, rule) : spec_batch_size;
   sizing.epochs =
       request.epochs ? SizedEpochs(train_images, sizing.batch_size, rule) : spec_epochs;
-  const int64_t steps_per_epoch =
-      (std::max<int64_t>(train_images, 1) + sizing.batch_size - 1) / sizing.batch_size;
-  sizing.steps = steps_per_epoch * sizing.epochs;
+  sizing.steps = StepsPerEpoch(train_images, sizing.batch_size) * sizing.epochs;
   std::ostringstream reason;
   reason << train_images << " training images";
   if (request.val_fraction) reason << " after a validation slice of " << val_fraction;

@@ -65,6 +65,10 @@ double SizedValFraction(int64_t images, size_t classes, bool needs_validation = 
 int SizedBatchSize(int64_t train_images, const DataSizingRule& rule = {});
 // The optimizer steps a run of `train_images` images wants.
 int64_t SizedSteps(int64_t train_images, const DataSizingRule& rule = {});
+
+// Optimizer steps of one epoch over `images` in batches of `batch_size` (a
+// last, shorter batch counts), taking at least one image and a batch of one.
+int64_t StepsPerEpoch(int64_t images, int batch_size);
 // Epochs of `batch_size` that make SizedSteps (ceil(images / batch) steps
 // an epoch), within the rule's bounds.
 int SizedEpochs(int64_t train_images, int batch_size, const DataSizingRule& rule = {});
