@@ -115,8 +115,10 @@ std::string TrialTableHeader() {
 }
 
 std::string TrialTableRow(const SweepTrial& trial, const Sweep& sweep) {
-  return absl::StrFormat("%s %5d  %-16s  %-13s  %5d  %9s  %s", IsBest(trial, sweep) ? "*" : " ",
-                         trial.index(), Shown(trial.job_id()),
+  // The refit trains the best trial's parameters again on every training image.
+  return absl::StrFormat("%s %5s  %-16s  %-13s  %5d  %9s  %s", IsBest(trial, sweep) ? "*" : " ",
+                         trial.refit() ? "refit" : std::to_string(trial.index()),
+                         Shown(trial.job_id()),
                          tl::v1::Job::State_Name(trial.state()), trial.epoch(),
                          ObjectiveText(trial), TrialParameters(trial, sweep.spec()));
 }
@@ -132,6 +134,9 @@ std::string SweepSummaryLine(const Sweep& sweep) {
                     sweep.has_best_objective() ? absl::StrFormat("%.4f", sweep.best_objective())
                                                : "-",
                     " (job ", Shown(sweep.best_job_id()), ")");
+  }
+  if (!sweep.refit_job_id().empty()) {
+    absl::StrAppend(&line, ", refit job ", Shown(sweep.refit_job_id()));
   }
   return line;
 }
@@ -156,6 +161,14 @@ std::string SweepDetails(const Sweep& sweep) {
                     sweep.has_best_objective()
                         ? absl::StrFormat(", objective %.4f", sweep.best_objective())
                         : "",
+                    "\n");
+  }
+  if (spec.refit()) {
+    absl::StrAppend(&text, "refit      ",
+                    sweep.refit_job_id().empty()
+                        ? "after the search, the best trial's recipe on every training image"
+                        : absl::StrCat("job ", Shown(sweep.refit_job_id()),
+                                       ": the best trial's recipe on every training image"),
                     "\n");
   }
   absl::StrAppend(&text, "created    ", FormatTimestamp(sweep.create_time()), "\n");

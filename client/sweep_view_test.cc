@@ -177,6 +177,27 @@ TEST(SweepDetailsTest, TheBestTrialAndNoTableWithoutTrials) {
   EXPECT_THAT(text, Not(HasSubstr("TRIAL")));
 }
 
+TEST(SweepDetailsTest, TheRefitIsNamedAndItsRowSaysSo) {
+  Sweep sweep = MakeSweep(2);
+  sweep.mutable_spec()->set_refit(true);
+  EXPECT_THAT(SweepDetails(sweep),
+              HasSubstr("refit      after the search, the best trial's recipe on every training "
+                        "image\n"));
+  SweepTrial& refit = *sweep.add_trials();
+  refit = sweep.trials(0);
+  refit.set_index(2);
+  refit.set_refit(true);
+  refit.set_job_id("job-r");
+  refit.clear_objective();
+  sweep.set_refit_job_id("job-r");
+  const std::string text = SweepDetails(sweep);
+  EXPECT_THAT(text, HasSubstr("refit      job job-r: the best trial's recipe"));
+  const std::string row = TrialTableRow(refit, sweep);
+  EXPECT_THAT(row, HasSubstr("refit  job-r"));
+  EXPECT_EQ(row.find("job-r"), TrialTableHeader().find("JOB"));  // still lined up
+  EXPECT_THAT(SweepSummaryLine(sweep), HasSubstr(", refit job job-r"));
+}
+
 TEST(SweepDetailsTest, ShowsControlCharactersEscaped) {
   Sweep sweep = MakeSweep(1);
   sweep.mutable_spec()->set_name("evil\x1b[2J");

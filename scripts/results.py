@@ -247,14 +247,20 @@ class Runner:
         sweep = wait_for_sweep(self.client, sweep_id)
         if sweep.state != SWEEP_SUCCEEDED:
             raise SystemExit(f"sweep {name} ({sweep_id}) did not succeed: {sweep.error}")
+        # The sweep's model: its refit (the best trial's recipe on every training
+        # image), else its best trial's.
+        result_id = sweep.refit_job_id or sweep.best_job_id
+        result = self.client.get(result_id)
+        if not result.result.HasField("test_report"):
+            raise SystemExit(f"sweep {name}: its result, job {result.id}, has no test report")
         best = self.client.get(sweep.best_job_id)
-        if not best.result.HasField("test_report"):
-            raise SystemExit(f"sweep {name}: its best trial {best.id} has no test report")
         wall = seconds(sweep.end_time) - seconds(sweep.create_time)
-        accuracy = best.result.test_report.accuracy
-        return self.save(name, {"sweep": self.to_dict(sweep), "job": self.to_dict(best),
-                                "wall_s": round(wall, 2),
-                                "summary": f"best trial's accuracy {accuracy:.4f}, "
+        accuracy = result.result.test_report.accuracy
+        what = "refit" if sweep.refit_job_id else "best trial"
+        return self.save(name, {"sweep": self.to_dict(sweep), "job": self.to_dict(result),
+                                "best_trial": self.to_dict(best), "wall_s": round(wall, 2),
+                                "summary": f"{what}'s accuracy {accuracy:.4f} (best trial's "
+                                           f"{best.result.test_report.accuracy:.4f}), "
                                            f"{len(sweep.trials)} trials, {wall:.1f} s"})
 
 
@@ -355,11 +361,14 @@ def recipe_of(method, records):
             if what == "FINE_TUNE":
                 what += f" {t.get('unfreeze_groups', 2)}"
             picks.append(f"{what} at {t.get('learning_rate', 0):.2g}")
-        trials = [len(r["sweep"].get("trials", [])) for r in records]
-        stopped = [sum(1 for t in r["sweep"].get("trials", []) if t.get("state") ==
-                       "STOPPED_EARLY") for r in records]
+        searched = [[t for t in r["sweep"].get("trials", []) if not t.get("refit")]
+                    for r in records]
+        trials = [len(t) for t in searched]
+        stopped = [sum(1 for t in ts if t.get("state") == "STOPPED_EARLY") for ts in searched]
+        refits = sum(1 for r in records if r["sweep"].get("refit_job_id"))
+        refit = f"; refit on every image ({refits} of {len(records)})" if refits else ""
         return (f"{statistics.mean(trials):.0f} trials, {statistics.mean(stopped):.1f} stopped "
-                f"early; best: {', '.join(picks)}")
+                f"early; best: {', '.join(picks)}{refit}")
     shapes = sorted({f"{j['spec']['training']['epochs']} × {j['spec']['training']['batch_size']}"
                      for j in jobs})
     if method == "auto":
@@ -514,8 +523,10 @@ def write_table(out, run_dir, k, run_seconds):
         "  strategy {FINE_TUNE, FULL}, learning rate 0.0003-0.01 (log) and 1-3 layer groups,",
         f"  {k['sweep_trials']} trials, 2 at a time on the one worker; the trials hold out",
         "  a fifth of the training images as the validation set ASHA scores, and train as",
-        "  many epochs as the defaults-only job. Its row is the best trial's model; its wall",
-        "  time is the whole sweep's, from submission to its end.",
+        "  many epochs as the defaults-only job. Then the sweep refits: the best trial's",
+        "  recipe trains once more on every training image, and that job's model is the",
+        "  sweep's result and its row. Its wall time is the whole sweep's, refit included,",
+        "  from submission to its end.",
         "- Images: Fashion-MNIST 28 px, the digits 8 px, resized to 36 and center-cropped",
         "  to 32 (the smallcnn manifest).",
         "- Wall time of a job is from its submission to its end, the one worker idle before",
@@ -549,11 +560,14 @@ def main():
     if not out.is_absolute():
         out = REPO / out
     seconds_file = run_dir / "run-seconds"
-    if args.table_only:
-        run_seconds = int(seconds_file.read_text()) if seconds_file.exists() else 0
-    else:
-        run_seconds = measure(run_dir, pathlib.Path(args.build).resolve(), k)
-        seconds_file.write_text(f"{run_seconds}\n")
+    # One line per run into RUN: the first measured everything, a resumed one
+    # what the first left (or what was removed from RUN/jobs).
+    runs = [int(line) for line in seconds_file.read_text().split()] \
+        if seconds_file.exists() and (args.table_only or k["resume"]) else []
+    if not args.table_only:
+        runs.append(measure(run_dir, pathlib.Path(args.build).resolve(), k))
+        seconds_file.write_text("".join(f"{r}\n" for r in runs))
+    run_seconds = " s, then resumed for ".join(str(r) for r in runs) if runs else "0"
     write_table(out, run_dir, k, run_seconds)
     print(out.read_text())
     print(f"jobs, logs and artifacts under {run_dir}")

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "google/protobuf/util/message_differencer.h"
 #include "tests/cluster.h"
 
 namespace tl::testing {
@@ -115,9 +116,12 @@ TEST(SweepTest, FourTrialsEndToEndWithTheBestRecordedAndWatched) {
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_GT(events, 4);
   EXPECT_EQ(last.state(), Sweep::SUCCEEDED) << last.error();
-  ASSERT_EQ(last.trials_size(), 4);
+  EXPECT_TRUE(last.spec().refit());  // the default: the trials hold out training images
+  ASSERT_EQ(last.trials_size(), 5);  // four trials, then the refit
   std::set<std::string> jobs;
-  for (const tl::v1::SweepTrial& trial : last.trials()) {
+  for (int i = 0; i < 4; ++i) {
+    const tl::v1::SweepTrial& trial = last.trials(i);
+    EXPECT_FALSE(trial.refit());
     EXPECT_EQ(trial.state(), Job::SUCCEEDED) << trial.job_id();
     EXPECT_TRUE(trial.has_objective());
     EXPECT_EQ(trial.parameters().fields().size(), 2u);
@@ -125,9 +129,33 @@ TEST(SweepTest, FourTrialsEndToEndWithTheBestRecordedAndWatched) {
     EXPECT_EQ(Get(cluster, trial.job_id()).sweep_id(), submitted.id());
   }
   EXPECT_EQ(jobs.size(), 4u);
-  EXPECT_EQ(jobs.count(last.best_job_id()), 1u);
+  ASSERT_EQ(jobs.count(last.best_job_id()), 1u);
   EXPECT_TRUE(last.has_best_objective());
-  EXPECT_EQ(TrialJobs(cluster, submitted.id()).size(), 4u);
+
+  // The refit trains the best trial's values on every training image, and is the result.
+  const tl::v1::SweepTrial& refit = last.trials(4);
+  EXPECT_TRUE(refit.refit());
+  EXPECT_EQ(refit.index(), 4);
+  EXPECT_EQ(refit.state(), Job::SUCCEEDED);
+  EXPECT_FALSE(refit.has_objective());
+  EXPECT_EQ(last.refit_job_id(), refit.job_id());
+  const Job best = Get(cluster, last.best_job_id());
+  const Job refit_job = Get(cluster, refit.job_id());
+  for (const tl::v1::SweepTrial& trial : last.trials()) {
+    if (trial.job_id() == last.best_job_id()) {
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(refit.parameters(),
+                                                                     trial.parameters()));
+    }
+  }
+  EXPECT_EQ(refit_job.spec().name(), "tiny-sweep-refit");
+  EXPECT_EQ(refit_job.spec().dataset().val_fraction(), 0);
+  EXPECT_DOUBLE_EQ(refit_job.spec().training().learning_rate(),
+                   best.spec().training().learning_rate());
+  EXPECT_EQ(refit_job.spec().training().batch_size(), best.spec().training().batch_size());
+  EXPECT_GT(refit_job.result().dataset().train_images(),
+            best.result().dataset().train_images());
+  EXPECT_EQ(refit_job.result().dataset().val_images(), 0);
+  EXPECT_EQ(TrialJobs(cluster, submitted.id()).size(), 5u);
 }
 
 TEST(SweepTest, AKilledServerLosesNoTrialAndStartsNoneTwice) {
@@ -153,9 +181,10 @@ TEST(SweepTest, AKilledServerLosesNoTrialAndStartsNoneTwice) {
 
   const Sweep done = WaitForSweep(cluster, submitted.id(), SweepEnded, 120s);
   EXPECT_EQ(done.state(), Sweep::SUCCEEDED) << done.error();
-  EXPECT_EQ(done.trials_created(), 4);
+  EXPECT_EQ(done.trials_created(), 4);  // the search's; the refit is apart
+  EXPECT_FALSE(done.refit_job_id().empty());
   const std::vector<Job> jobs = TrialJobs(cluster, submitted.id());
-  ASSERT_EQ(jobs.size(), 4u);  // none lost, none created twice
+  ASSERT_EQ(jobs.size(), 5u);  // none lost, none created twice
   std::set<std::string> names;
   for (const Job& job : jobs) {
     names.insert(job.spec().name());
@@ -163,7 +192,8 @@ TEST(SweepTest, AKilledServerLosesNoTrialAndStartsNoneTwice) {
     // The trial that ran across the kill was claimed back by its worker: one attempt each.
     EXPECT_EQ(job.attempt(), 1) << job.id();
   }
-  EXPECT_EQ(names.size(), 4u);
+  EXPECT_EQ(names.size(), 5u);
+  EXPECT_EQ(names.count("tiny-sweep-refit"), 1u);
 }
 
 TEST(SweepTest, CancelReachesTrialsQueuedRunningAndFinished) {

@@ -385,9 +385,16 @@ class Scheduler {
   // The cancel path for a trial ASHA stops: it ends STOPPED_EARLY.
   void StopEarly(ActiveJob& active, const std::string& why);
   // Assesses the sweep (sweep_states.h) and acts on it: creates trials, stores a new state,
-  // stops unended trials of an ended sweep, tells watchers.
-  void ServeSweep(ActiveSweep& active);
+  // stops unended trials of an ended sweep, tells watchers. True when it created a job (to
+  // be placed).
+  bool ServeSweep(ActiveSweep& active);
+  // The next trial of the search.
   absl::Status CreateTrial(ActiveSweep& active);
+  // The refit: the best trial's recipe on every training image (SweepSpec.refit).
+  absl::Status CreateRefit(ActiveSweep& active, const std::string& best_job_id);
+  // A trial with this spec, index trials_created, stored with the sweep's new counter.
+  absl::Status InsertTrial(ActiveSweep& active, const tl::v1::JobSpec& spec,
+                           const std::string& description);
   absl::Status StoreSweep(ActiveSweep& active, const SweepRecord& next);
   std::map<tl::v1::Job::State, int> TrialStates(const ActiveSweep& active) const;
   void NotifySweep(ActiveSweep& active);

@@ -177,10 +177,13 @@ absl::StatusOr<JobRecord> Scheduler::UsableSourceJob(const std::string& job_id,
                                                      const Principal& caller) {
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
   if (absl::IsNotFound(job.status())) {
-    // A sweep stands for its best trial, under that trial's owner and sharing.
+    // A sweep stands for its result, under that job's owner and sharing: its refit once the
+    // sweep has SUCCEEDED with one, else its best trial.
     absl::StatusOr<SweepRecord> sweep = store_.GetSweep(job_id);
     if (sweep.ok()) {
-      if (sweep->best_job_id().empty()) {
+      if (sweep->state() == tl::v1::Sweep::SUCCEEDED && !sweep->refit_job_id().empty()) {
+        job = store_.GetJob(sweep->refit_job_id());
+      } else if (sweep->best_job_id().empty()) {
         if (caller.SeesEveryJob() || sweep->owner() == caller.name) {
           return absl::FailedPreconditionError(absl::StrCat(
               "sweep ", job_id, " has no succeeded trial yet (it is ",

@@ -269,20 +269,25 @@ void Scheduler::ServeSweeps() {
       ApplyTrialChange(it->second, change);
       touched.insert(change.job.sweep_id());
     }
+    bool created = false;
     for (const std::string& id : touched) {
       auto it = sweeps_.find(id);
-      if (it != sweeps_.end()) ServeSweep(it->second);
+      if (it != sweeps_.end()) created = ServeSweep(it->second) || created;
     }
+    // A trial created after a job ended waits for no other event to be placed.
+    if (created) Dispatch();
   }
 }
 
 void Scheduler::ServeAllSweeps() {
   std::vector<std::string> ids;
   for (const auto& [id, active] : sweeps_) ids.push_back(id);
+  bool created = false;
   for (const std::string& id : ids) {
     auto it = sweeps_.find(id);
-    if (it != sweeps_.end()) ServeSweep(it->second);
+    if (it != sweeps_.end()) created = ServeSweep(it->second) || created;
   }
+  if (created) Dispatch();
   ServeSweeps();
 }
 
@@ -294,10 +299,16 @@ void Scheduler::ApplyTrialChange(ActiveSweep& active, const TrialChange& change)
   trial.epoch = job.epoch();
   trial.epochs = job.spec().training().epochs();
   const SweepSpec& spec = active.sweep.spec();
+  // The refit holds nothing out: it has no objective and no rungs.
+  if (IsRefitTrial(spec, job.sweep_trial())) {
+    trial.changed = true;
+    return;
+  }
   if (change.epoch.has_value()) {
     const double value = ObjectiveOf(spec.objective(), *change.epoch);
     trial.objective = value;
     if (spec.method() == SweepSpec::ASHA && !IsTerminal(job.state()) &&
+        !IsRefitTrial(spec, job.sweep_trial()) &&
         IsAshaRung(change.epoch->epoch(), spec.asha().min_epochs(),
                    spec.asha().reduction_factor(), trial.epochs)) {
       DecideAtRung(active, job.sweep_trial(), change.epoch->epoch(), value);
@@ -373,7 +384,7 @@ absl::Status Scheduler::StoreSweep(ActiveSweep& active, const SweepRecord& next)
   return absl::OkStatus();
 }
 
-void Scheduler::ServeSweep(ActiveSweep& active) {
+bool Scheduler::ServeSweep(ActiveSweep& active) {
   const std::string id = active.sweep.id();
   std::vector<TrialStatus> trials;
   for (const auto& [index, trial] : active.trials) {
@@ -419,10 +430,24 @@ void Scheduler::ServeSweep(ActiveSweep& active) {
     ++created;
   }
   if (created > 0) changed = true;
+  if (outlook.create_refit) {
+    const absl::Status status = CreateRefit(active, outlook.best_job_id);
+    if (status.ok()) {
+      outlook.refit_job_id = active.trials.rbegin()->second.job_id;
+      ++created;
+      changed = true;
+    } else if (absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status) ||
+               absl::IsPermissionDenied(status) || absl::IsNotFound(status)) {
+      outlook.state = Sweep::FAILED;
+      outlook.error = absl::StrCat("the refit of job ", outlook.best_job_id, ": ",
+                                   status.message(), "; the best trial keeps its model");
+    }  // else the store or an owner limit: tried again later
+  }
 
   SweepRecord next = active.sweep;
   next.set_state(outlook.state);
   next.set_best_job_id(outlook.best_job_id);
+  next.set_refit_job_id(outlook.refit_job_id);
   if (outlook.best_objective) {
     next.set_best_objective(*outlook.best_objective);
   } else {
@@ -432,16 +457,17 @@ void Scheduler::ServeSweep(ActiveSweep& active) {
   const bool ending = IsSweepTerminal(outlook.state);
   if (ending) *next.mutable_end_time() = ToTimestamp(Now());
   if (next.state() != active.sweep.state() || next.best_job_id() != active.sweep.best_job_id() ||
-      next.best_objective() != active.sweep.best_objective() || ending) {
+      next.best_objective() != active.sweep.best_objective() ||
+      next.refit_job_id() != active.sweep.refit_job_id() || ending) {
     if (!IsAllowedSweepTransition(active.sweep.state(), next.state())) {
       LogError("sweep ", id, ": refused to move from ", Sweep::State_Name(active.sweep.state()),
                " to ", Sweep::State_Name(next.state()));
-      return;
+      return created > 0;
     }
     const absl::Status stored = StoreSweep(active, next);
     if (!stored.ok()) {
       LogError("cannot store sweep ", id, ": ", stored.ToString());
-      return;  // served again at the next lease check
+      return created > 0;  // served again at the next lease check
     }
     changed = true;
   }
@@ -468,6 +494,7 @@ void Scheduler::ServeSweep(ActiveSweep& active) {
     FinishAll(sweep_watchers_, id);
     sweeps_.erase(id);
   }
+  return created > 0;
 }
 
 std::map<Job::State, int> Scheduler::TrialStates(const ActiveSweep& active) const {
@@ -479,6 +506,27 @@ std::map<Job::State, int> Scheduler::TrialStates(const ActiveSweep& active) cons
 absl::Status Scheduler::CreateTrial(ActiveSweep& active) {
   const SweepRecord& sweep = active.sweep;
   const int index = sweep.trials_created();
+  return InsertTrial(active, TrialSpec(sweep.spec(), active.space, index, nullptr),
+                     DescribeValues(active.space, TrialValues(active.space, sweep.spec().method(),
+                                                              sweep.spec().seed(), index)));
+}
+
+absl::Status Scheduler::CreateRefit(ActiveSweep& active, const std::string& best_job_id) {
+  int best_index = -1;
+  for (const auto& [index, trial] : active.trials) {
+    if (trial.job_id == best_job_id) best_index = index;
+  }
+  if (best_index < 0) return absl::InternalError(absl::StrCat("best trial ", best_job_id, " is unknown"));
+  TL_ASSIGN_OR_RETURN(JobRecord best, store_.GetJob(best_job_id));
+  return InsertTrial(active, RefitSpec(active.sweep.spec(), active.space, best_index, best.result()),
+                     absl::StrCat("the refit of trial ", best_index, ", job ", best_job_id,
+                                  ", on every training image"));
+}
+
+absl::Status Scheduler::InsertTrial(ActiveSweep& active, const tl::v1::JobSpec& spec,
+                                    const std::string& description) {
+  const SweepRecord& sweep = active.sweep;
+  const int index = sweep.trials_created();
   if (options_.max_queued_per_owner > 0) {
     auto load = owner_loads_.find(sweep.owner());
     if (load != owner_loads_.end() && load->second.waiting >= options_.max_queued_per_owner) {
@@ -488,16 +536,13 @@ absl::Status Scheduler::CreateTrial(ActiveSweep& active) {
   JobRecord trial;
   trial.set_owner(sweep.owner());
   trial.set_sweep_trial(index);
-  google::protobuf::Struct applied;
   SpecContext context = spec_context_;
   const Principal owner = OwnerPrincipal(sweep.owner());
   context.find_job = [this, owner](const std::string& job_id) -> absl::StatusOr<Job> {
     TL_ASSIGN_OR_RETURN(JobRecord source, UsableSourceJob(job_id, owner));
     return ToApiJob(source);
   };
-  TL_ASSIGN_OR_RETURN(*trial.mutable_spec(),
-                      ValidateJobSpec(TrialSpec(sweep.spec(), active.space, index, &applied),
-                                      context));
+  TL_ASSIGN_OR_RETURN(*trial.mutable_spec(), ValidateJobSpec(spec, context));
   SweepRecord next = sweep;
   next.set_trials_created(index + 1);
   *next.mutable_update_time() = ToTimestamp(Now());
@@ -525,10 +570,7 @@ absl::Status Scheduler::CreateTrial(ActiveSweep& active) {
   ActiveJob queued{job, next_queue_order_++};
   queue_.insert(KeyOf(queued));
   active_.emplace(job.id(), std::move(queued));
-  LogInfo("sweep ", sweep.id(), ": trial ", index, " is job ", job.id(), " (",
-          DescribeValues(active.space, TrialValues(active.space, sweep.spec().method(),
-                                                   sweep.spec().seed(), index)),
-          ")");
+  LogInfo("sweep ", sweep.id(), ": trial ", index, " is job ", job.id(), " (", description, ")");
   return absl::OkStatus();
 }
 
@@ -560,12 +602,13 @@ absl::Status Scheduler::LoadSweeps() {
       TL_ASSIGN_OR_RETURN(std::vector<tl::v1::EpochMetrics> epochs, store_.GetEpochs(job.id()));
       const SweepSpec& spec = record.spec();
       for (const tl::v1::EpochMetrics& epoch : epochs) {
-        if (spec.method() == SweepSpec::ASHA &&
+        if (spec.method() == SweepSpec::ASHA && !IsRefitTrial(spec, job.sweep_trial()) &&
             IsAshaRung(epoch.epoch(), spec.asha().min_epochs(), spec.asha().reduction_factor(),
                        entry.epochs)) {
           active.rungs[epoch.epoch()][job.sweep_trial()] = ObjectiveOf(spec.objective(), epoch);
         }
       }
+      if (IsRefitTrial(spec, job.sweep_trial())) continue;
       entry.objective = TrialObjective(spec.objective(), epochs,
                                        job.state() == Job::SUCCEEDED ? &job.result() : nullptr);
     }
@@ -591,24 +634,36 @@ absl::StatusOr<Sweep> Scheduler::SweepView(const SweepRecord& record, bool with_
   sweep.set_best_job_id(record.best_job_id());
   if (record.has_best_objective()) sweep.set_best_objective(record.best_objective());
   sweep.set_request_id(record.request_id());
-  sweep.set_trials_created(record.trials_created());
+  // The counts are the search's: the refit is shown apart (refit_job_id).
+  sweep.set_trials_created(std::min(record.trials_created(), record.spec().max_trials()));
+  sweep.set_refit_job_id(record.refit_job_id());
   TL_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.TrialsOf(record.id()));
   absl::StatusOr<std::vector<SpaceParameter>> space = ResolveSpace(record.spec());
   auto active = sweeps_.find(record.id());
+  int best_index = -1;
+  for (const JobRecord& stored : jobs) {
+    if (stored.id() == record.best_job_id()) best_index = stored.sweep_trial();
+  }
   for (const JobRecord& stored : jobs) {
     auto running = active_.find(stored.id());
     const JobRecord& job = running != active_.end() ? running->second.job : stored;
-    if (IsTerminal(job.state())) sweep.set_trials_ended(sweep.trials_ended() + 1);
-    if (job.state() == Job::FAILED) sweep.set_failed_trials(sweep.failed_trials() + 1);
+    const bool refit = IsRefitTrial(record.spec(), job.sweep_trial());
+    if (IsTerminal(job.state()) && !refit) sweep.set_trials_ended(sweep.trials_ended() + 1);
+    if (job.state() == Job::FAILED && !refit) sweep.set_failed_trials(sweep.failed_trials() + 1);
     if (!with_trials) continue;
     tl::v1::SweepTrial& trial = *sweep.add_trials();
     trial.set_index(job.sweep_trial());
     trial.set_job_id(job.id());
     trial.set_state(job.state());
     trial.set_epoch(job.epoch());
-    if (space.ok()) TrialSpec(record.spec(), *space, job.sweep_trial(), trial.mutable_parameters());
+    // The refit's parameters are those of the best trial it trains again.
+    trial.set_refit(refit);
+    const int drawn = refit ? best_index : job.sweep_trial();
+    if (space.ok() && drawn >= 0) TrialSpec(record.spec(), *space, drawn, trial.mutable_parameters());
     std::optional<double> objective;
-    if (active != sweeps_.end() && active->second.trials.count(job.sweep_trial()) > 0) {
+    if (refit) {
+      // No objective: it holds nothing out.
+    } else if (active != sweeps_.end() && active->second.trials.count(job.sweep_trial()) > 0) {
       objective = active->second.trials.at(job.sweep_trial()).objective;
     } else {
       absl::StatusOr<std::vector<tl::v1::EpochMetrics>> epochs = store_.GetEpochs(job.id());

@@ -190,11 +190,38 @@ TEST_F(SchedulerSweepsTest, AshaStopsTheWorseTrialAtARungAndTheBestSucceededIsTh
     for (int epoch = 2; epoch <= 4; ++epoch) Epoch(sessions[i], jobs[i], epoch, i == 0 ? 0.6 : 0.9);
     Finished(sessions[i], jobs[i], JobFinished::SUCCEEDED);
   }
+  // The search is over: the best trial's recipe is refit on every training image, a
+  // fourth job that no rung stops.
+  ASSERT_OK_AND_ASSIGN(const Sweep refitting, scheduler_->GetSweep(submitted.id()));
+  EXPECT_EQ(refitting.state(), Sweep::RUNNING);
+  ASSERT_EQ(refitting.trials_size(), 4);
+  EXPECT_TRUE(refitting.trials(3).refit());
+  const std::string refit = refitting.trials(3).job_id();
+  EXPECT_EQ(refitting.refit_job_id(), refit);
+  ASSERT_OK_AND_ASSIGN(const Job refit_job, scheduler_->GetJob(refit));
+  EXPECT_EQ(refit_job.spec().dataset().val_fraction(), 0);
+  ASSERT_OK_AND_ASSIGN(const Job best_trial, scheduler_->GetJob(jobs[2]));
+  EXPECT_DOUBLE_EQ(refit_job.spec().training().learning_rate(),
+                   best_trial.spec().training().learning_rate());
+  int refit_worker = -1;
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<std::string> assigned = connections[i]->Assigned();
+    if (assigned.size() == 2 && assigned[1] == refit) refit_worker = i;
+  }
+  ASSERT_GE(refit_worker, 0);
+  Started(sessions[refit_worker], refit);
+  Epoch(sessions[refit_worker], refit, 1, 0.1);  // a rung's epoch, and worse than any
+  EXPECT_THAT(connections[refit_worker]->Cancelled(), ::testing::Not(::testing::Contains(refit)));
+  for (int epoch = 2; epoch <= 4; ++epoch) Epoch(sessions[refit_worker], refit, epoch, 0.1);
+  Finished(sessions[refit_worker], refit, JobFinished::SUCCEEDED);
+
   ASSERT_OK_AND_ASSIGN(const Sweep done, scheduler_->GetSweep(submitted.id()));
   EXPECT_EQ(done.state(), Sweep::SUCCEEDED);
+  EXPECT_EQ(done.refit_job_id(), refit);
+  EXPECT_FALSE(done.trials(3).has_objective());
   EXPECT_EQ(done.best_job_id(), jobs[2]);
   EXPECT_DOUBLE_EQ(done.best_objective(), 0.9);
-  EXPECT_EQ(done.trials_ended(), 3);
+  EXPECT_EQ(done.trials_ended(), 3);  // the search's trials
   EXPECT_EQ(done.trials(1).state(), Job::STOPPED_EARLY);
   EXPECT_DOUBLE_EQ(done.trials(1).objective(), 0.3);
 }

@@ -41,6 +41,24 @@ absl::Status EnsureValidation(JobSpec& base) {
                  "training images, or give dataset.val_dir or dataset.val_csv");
 }
 
+// The refit trains on the share of training images the trials held out; a
+// separate validation set leaves it nothing to add.
+absl::Status FillRefit(SweepSpec& spec) {
+  const auto& dataset = spec.base().dataset();
+  const bool holds_out_training = dataset.val_dir().empty() && dataset.val_csv().empty();
+  if (!spec.has_refit()) {
+    spec.set_refit(holds_out_training);
+    return absl::OkStatus();
+  }
+  if (spec.refit() && !holds_out_training) {
+    return Invalid("refit",
+                   absl::StrCat("is true, but base names dataset.",
+                                dataset.val_dir().empty() ? "val_csv" : "val_dir",
+                                ": the trials already train on every training image"));
+  }
+  return absl::OkStatus();
+}
+
 bool AllListed(const std::vector<SpaceParameter>& space) {
   return std::none_of(space.begin(), space.end(),
                       [](const SpaceParameter& parameter) { return parameter.IsRange(); });
@@ -175,6 +193,19 @@ JobSpec TrialSpec(const SweepSpec& spec, const std::vector<SpaceParameter>& spac
   return trial;
 }
 
+JobSpec RefitSpec(const SweepSpec& spec, const std::vector<SpaceParameter>& space, int best_index,
+                  const tl::v1::JobResult& best_result) {
+  JobSpec refit = TrialSpec(spec, space, best_index, nullptr);
+  refit.set_name(absl::StrCat(spec.name().empty() ? "sweep" : spec.name(), "-refit"));
+  refit.mutable_dataset()->set_val_fraction(0);
+  if (refit.training().has_early_stopping()) {
+    // Nothing is held out to stop on: train as long as the trial's exported weights did.
+    refit.mutable_training()->clear_early_stopping();
+    if (best_result.best_epoch() > 0) refit.mutable_training()->set_epochs(best_result.best_epoch());
+  }
+  return refit;
+}
+
 absl::StatusOr<SweepSpec> ValidateSweepSpec(const SweepSpec& submitted,
                                             const SpecContext& context) {
   SweepSpec spec = submitted;
@@ -195,6 +226,7 @@ absl::StatusOr<SweepSpec> ValidateSweepSpec(const SweepSpec& submitted,
                    "to compare)");
   }
   TL_RETURN_IF_ERROR(EnsureValidation(*spec.mutable_base()));
+  TL_RETURN_IF_ERROR(FillRefit(spec));
   if (!SweepSpec::Method_IsValid(spec.method())) {
     return Invalid("method", "is not a known method");
   }
@@ -220,6 +252,15 @@ absl::StatusOr<SweepSpec> ValidateSweepSpec(const SweepSpec& submitted,
     }
     for (size_t p = 0; p < space.size(); ++p) {
       if (applied.fields().count(space[p].field->path) > 0) ever_applied[p] = true;
+    }
+    if (spec.refit()) {
+      const absl::StatusOr<JobSpec> refit =
+          ValidateJobSpecNumbers(RefitSpec(spec, space, index, tl::v1::JobResult()));
+      if (!refit.ok()) {
+        return TrialError(space, index, TrialValues(space, spec.method(), spec.seed(), index),
+                          absl::Status(refit.status().code(),
+                                       absl::StrCat(refit.status().message(), " (its refit)")));
+      }
     }
   }
   // A field no trial sets (unfreeze_groups where every trial is FULL) would search nothing.

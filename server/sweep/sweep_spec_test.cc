@@ -77,6 +77,7 @@ TEST_F(SweepSpecTest, DefaultsAreFilledIn) {
   EXPECT_EQ(grid.objective().direction(), SweepObjective::MAXIMIZE);
   EXPECT_DOUBLE_EQ(grid.base().dataset().val_fraction(), 0.2);  // trials need validation images
   EXPECT_FALSE(grid.base().training().has_learning_rate());     // the base stays as given
+  EXPECT_TRUE(grid.refit());  // the trials hold out training images: the refit trains on them
 
   ASSERT_OK_AND_ASSIGN(const SweepSpec random,
                        Validate(Sweep(kRateRange, R"(, "objective": {"metric": "VAL_LOSS"})")));
@@ -90,6 +91,47 @@ TEST_F(SweepSpecTest, DefaultsAreFilledIn) {
                        Validate(Sweep(kRateRange, R"(, "method": "ASHA")", R"({"epochs": 9})")));
   EXPECT_EQ(asha.asha().min_epochs(), 1);
   EXPECT_EQ(asha.asha().reduction_factor(), 3);
+}
+
+TEST_F(SweepSpecTest, ARefitIsTheDefaultOnlyWhereTheTrialsHoldOutTrainingImages) {
+  WriteFile(data_root_ / "val/a/1.png", "");
+  WriteFile(data_root_ / "val/b/1.png", "");
+  SweepSpec with_val_dir = Sweep(kListedRates);
+  with_val_dir.mutable_base()->mutable_dataset()->set_val_dir("val");
+  ASSERT_OK_AND_ASSIGN(const SweepSpec filled, Validate(with_val_dir));
+  EXPECT_FALSE(filled.refit());
+  with_val_dir.set_refit(true);
+  EXPECT_THAT(Validate(with_val_dir),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("refit is true, but base names dataset.val_dir")));
+  SweepSpec declined = Sweep(kListedRates);
+  declined.set_refit(false);
+  ASSERT_OK_AND_ASSIGN(const SweepSpec kept, Validate(declined));
+  EXPECT_FALSE(kept.refit());
+}
+
+TEST_F(SweepSpecTest, TheRefitTrainsTheBestTrialsRecipeOnEveryTrainingImage) {
+  ASSERT_OK_AND_ASSIGN(
+      const SweepSpec spec,
+      Validate(Sweep(kListedRates, "",
+                     R"({"epochs": 12, "earlyStopping": {"patience": 2}})")));
+  ASSERT_OK_AND_ASSIGN(const std::vector<SpaceParameter> space, ResolveSpace(spec));
+  google::protobuf::Struct applied;
+  const JobSpec trial = TrialSpec(spec, space, 3, &applied);
+  tl::v1::JobResult result;
+  result.set_best_epoch(7);
+  const JobSpec refit = RefitSpec(spec, space, 3, result);
+  EXPECT_EQ(refit.name(), "lr-refit");
+  EXPECT_TRUE(refit.dataset().has_val_fraction());
+  EXPECT_EQ(refit.dataset().val_fraction(), 0);
+  EXPECT_FALSE(refit.training().has_early_stopping());
+  EXPECT_EQ(refit.training().epochs(), 7);  // the trial's exported weights trained 7 epochs
+  EXPECT_DOUBLE_EQ(refit.training().learning_rate(), trial.training().learning_rate());
+  EXPECT_EQ(refit.preprocessing().horizontal_flip(), trial.preprocessing().horizontal_flip());
+  // Without early stopping the trial's own epochs stay.
+  ASSERT_OK_AND_ASSIGN(const SweepSpec plain,
+                       Validate(Sweep(kListedRates, "", R"({"epochs": 12})")));
+  EXPECT_EQ(RefitSpec(plain, space, 1, result).training().epochs(), 12);
 }
 
 TEST_F(SweepSpecTest, BadSweepsAreRefusedNamingTheField) {

@@ -41,12 +41,20 @@ bool IsAllowedSweepTransition(Sweep::State from, Sweep::State to) {
   return it != Successors().end() && it->second.count(to) > 0;
 }
 
+bool IsRefitTrial(const tl::v1::SweepSpec& spec, int index) { return index >= spec.max_trials(); }
+
 SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
                          const std::vector<TrialStatus>& trials) {
   SweepOutlook outlook;
   int stopped_early = 0;
   int cancelled = 0;
+  const TrialStatus* refit = nullptr;
   for (const TrialStatus& trial : trials) {
+    if (IsRefitTrial(spec, trial.index)) {
+      refit = &trial;
+      outlook.refit_job_id = trial.job_id;
+      continue;
+    }
     ++outlook.created;
     if (!trial.ended) continue;
     ++outlook.ended;
@@ -63,26 +71,43 @@ SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
     }
   }
   const int unended = outlook.created - outlook.ended;
+  const bool refit_unended = refit != nullptr && !refit->ended;
   if (request == SweepRequest::kCancel) {
     outlook.state = Sweep::CANCELLED;
-    outlook.stop_unended = unended > 0;
+    outlook.stop_unended = unended > 0 || refit_unended;
     return outlook;
   }
   if (outlook.failed > spec.max_failed_trials()) {
     outlook.state = Sweep::FAILED;
     outlook.error = absl::StrCat(outlook.failed, " trials failed; max_failed_trials is ",
                                  spec.max_failed_trials());
-    outlook.stop_unended = unended > 0;
+    outlook.stop_unended = unended > 0 || refit_unended;
     return outlook;
   }
   if (outlook.created >= spec.max_trials() && unended == 0) {
-    if (outlook.succeeded > 0) {
-      outlook.state = Sweep::SUCCEEDED;
-    } else {
+    if (outlook.succeeded == 0) {
       outlook.state = Sweep::FAILED;
       outlook.error = absl::StrCat("no trial succeeded (", outlook.failed, " failed, ",
                                    stopped_early, " stopped early, ", cancelled, " cancelled)");
+      return outlook;
     }
+    if (!spec.refit() || outlook.best_job_id.empty()) {
+      outlook.state = Sweep::SUCCEEDED;
+      return outlook;
+    }
+    if (refit != nullptr && refit->ended) {
+      if (refit->state == Job::SUCCEEDED) {
+        outlook.state = Sweep::SUCCEEDED;
+      } else {
+        outlook.state = Sweep::FAILED;
+        outlook.error = absl::StrCat("the refit, job ", refit->job_id, ", ended ",
+                                     Job::State_Name(refit->state), "; the best trial, job ",
+                                     outlook.best_job_id, ", keeps its model");
+      }
+      return outlook;
+    }
+    outlook.state = request == SweepRequest::kPause ? Sweep::PAUSED : Sweep::RUNNING;
+    outlook.create_refit = refit == nullptr && outlook.state == Sweep::RUNNING;
     return outlook;
   }
   if (request == SweepRequest::kPause) {

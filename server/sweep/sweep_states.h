@@ -10,7 +10,12 @@
 //   SUCCEEDED. A trial stopped early (STOPPED_EARLY) or cancelled on its own is
 //   no failure.
 // - SUCCEEDED when max_trials trials have been created, all have ended and at
-//   least one SUCCEEDED.
+//   least one SUCCEEDED; with spec.refit, once the refit has SUCCEEDED too.
+// - The refit (trial max_trials, the best trial's recipe trained again on
+//   every training image) is created when the search's trials have ended,
+//   one SUCCEEDED and the sweep is RUNNING (not while PAUSED). A refit that
+//   ends in any other state than SUCCEEDED fails the sweep; its best trial
+//   stays recorded. The refit counts against no failure budget.
 // - Otherwise PAUSED when asked, creating nothing, else RUNNING, creating
 //   trials while fewer than max_parallel_trials are unended.
 //
@@ -27,6 +32,10 @@
 #include "tl/v1/sweeps.pb.h"
 
 namespace tl::server {
+
+// Whether trial `index` of a sweep is its refit: the search's trials are
+// 0 .. max_trials - 1, the refit comes after them.
+bool IsRefitTrial(const tl::v1::SweepSpec& spec, int index);
 
 // One trial as the state machine sees it.
 struct TrialStatus {
@@ -46,8 +55,12 @@ struct SweepOutlook {
   std::string error;  // why FAILED
   // Trials to create now (RUNNING only).
   int trials_to_create = 0;
+  // Create the refit of best_job_id's trial now (RUNNING only).
+  bool create_refit = false;
+  std::string refit_job_id;  // once created
   // The sweep has ended with trials still going: cancel them.
   bool stop_unended = false;
+  // Of the search's trials (the refit apart).
   int created = 0;
   int ended = 0;
   int failed = 0;

@@ -140,5 +140,67 @@ TEST(SweepStatesTest, PausedCreatesNothingAndCancelledStopsEveryUnendedTrial) {
             Sweep::SUCCEEDED);
 }
 
+
+SweepSpec Refitting(SweepSpec spec) {
+  spec.set_refit(true);
+  return spec;
+}
+
+TEST(SweepStatesTest, ARefitFollowsTheSearchAndItsOutcomeIsTheSweeps) {
+  const SweepSpec spec = Refitting(Spec(2, 2, 1));
+  // The search is not over: no refit yet.
+  SweepOutlook outlook =
+      AssessSweep(spec, SweepRequest::kRun, {Trial(0, Job::SUCCEEDED, 0.7), Trial(1, Job::RUNNING)});
+  EXPECT_FALSE(outlook.create_refit);
+  // Over: the best trial is refit, and the sweep runs on.
+  const std::vector<TrialStatus> searched = {Trial(0, Job::SUCCEEDED, 0.7),
+                                             Trial(1, Job::SUCCEEDED, 0.9)};
+  outlook = AssessSweep(spec, SweepRequest::kRun, searched);
+  EXPECT_EQ(outlook.state, Sweep::RUNNING);
+  EXPECT_TRUE(outlook.create_refit);
+  EXPECT_EQ(outlook.best_job_id, "job1");
+  EXPECT_EQ(outlook.trials_to_create, 0);
+  // Paused: nothing is created.
+  outlook = AssessSweep(spec, SweepRequest::kPause, searched);
+  EXPECT_EQ(outlook.state, Sweep::PAUSED);
+  EXPECT_FALSE(outlook.create_refit);
+  // The refit (index max_trials) runs: once, and it is not the best trial.
+  std::vector<TrialStatus> with_refit = searched;
+  with_refit.push_back(Trial(2, Job::RUNNING));
+  outlook = AssessSweep(spec, SweepRequest::kRun, with_refit);
+  EXPECT_EQ(outlook.state, Sweep::RUNNING);
+  EXPECT_FALSE(outlook.create_refit);
+  EXPECT_EQ(outlook.refit_job_id, "job2");
+  EXPECT_EQ(outlook.created, 2);
+  // It succeeds: so does the sweep, its best trial unchanged.
+  with_refit.back() = Trial(2, Job::SUCCEEDED);
+  outlook = AssessSweep(spec, SweepRequest::kRun, with_refit);
+  EXPECT_EQ(outlook.state, Sweep::SUCCEEDED);
+  EXPECT_EQ(outlook.best_job_id, "job1");
+  EXPECT_EQ(outlook.refit_job_id, "job2");
+  // It fails: the sweep fails, naming both, and no failure budget is spent on it.
+  with_refit.back() = Trial(2, Job::FAILED);
+  outlook = AssessSweep(spec, SweepRequest::kRun, with_refit);
+  EXPECT_EQ(outlook.state, Sweep::FAILED);
+  EXPECT_EQ(outlook.failed, 0);
+  EXPECT_NE(outlook.error.find("the refit, job job2, ended FAILED"), std::string::npos)
+      << outlook.error;
+  EXPECT_NE(outlook.error.find("job1"), std::string::npos);
+  // Cancelled while the refit runs: the refit is stopped.
+  with_refit.back() = Trial(2, Job::RUNNING);
+  outlook = AssessSweep(spec, SweepRequest::kCancel, with_refit);
+  EXPECT_EQ(outlook.state, Sweep::CANCELLED);
+  EXPECT_TRUE(outlook.stop_unended);
+  // Without refit the search's end is the sweep's.
+  outlook = AssessSweep(Spec(2, 2, 1), SweepRequest::kRun, searched);
+  EXPECT_EQ(outlook.state, Sweep::SUCCEEDED);
+  EXPECT_FALSE(outlook.create_refit);
+  // A search that no trial won has nothing to refit.
+  outlook = AssessSweep(spec, SweepRequest::kRun,
+                        {Trial(0, Job::FAILED), Trial(1, Job::STOPPED_EARLY)});
+  EXPECT_EQ(outlook.state, Sweep::FAILED);
+  EXPECT_FALSE(outlook.create_refit);
+}
+
 }  // namespace
 }  // namespace tl::server
