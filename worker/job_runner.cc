@@ -398,6 +398,7 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.output_dir = output.absolute;
   if (settings.feature_cache) {
     config.feature_cache_dir = (fs::path(settings.artifact_root) / "feature_cache").string();
+    config.feature_cache_max_bytes = settings.feature_cache_max_bytes;
   }
 
   config.val_fraction = spec.dataset().val_fraction();

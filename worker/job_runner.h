@@ -28,6 +28,9 @@ struct WorkerSettings {
   // Frozen-backbone features kept under artifact_root/feature_cache for
   // later jobs (--feature_cache); false: in memory, per job.
   bool feature_cache = true;
+  // Its bound (--feature_cache_max_gib): least recently used tables are
+  // removed beyond it; 0: none.
+  int64_t feature_cache_max_bytes = 0;
   // Data-parallel jobs: the address other workers reach this one on (its
   // process-group traffic binds there) and the port of the rendezvous store
   // it serves as rank 0. Empty address: it takes no part in them.

@@ -62,6 +62,9 @@ ABSL_FLAG(bool, feature_cache, true,
           "keep frozen-backbone features on disk (artifact_root/feature_cache), so that later "
           "jobs, sweep trials and AUTO probes on the same images skip the backbone; false: "
           "each job computes its own, in memory");
+ABSL_FLAG(double, feature_cache_max_gib, 20,
+          "the feature cache's bound in GiB: after a table is written, the least recently used "
+          "ones are removed until the folder holds at most this much; 0: no bound");
 ABSL_FLAG(std::string, ready_file, "",
           "when set, written once /metrics serves, with its bound port: 'metrics=PORT'");
 
@@ -196,8 +199,14 @@ int main(int argc, char** argv) {
   options.settings.loader_threads = absl::GetFlag(FLAGS_loader_threads);
   options.settings.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.settings.feature_cache = absl::GetFlag(FLAGS_feature_cache);
+  options.settings.feature_cache_max_bytes =
+      static_cast<int64_t>(absl::GetFlag(FLAGS_feature_cache_max_gib) * (int64_t{1} << 30));
   if (options.settings.max_image_pixels < 1) {
     tl::LogError("--max_image_pixels must be at least 1");
+    return 2;
+  }
+  if (!(absl::GetFlag(FLAGS_feature_cache_max_gib) >= 0)) {
+    tl::LogError("--feature_cache_max_gib must be 0 (no bound) or more");
     return 2;
   }
   options.settings.replica_address = absl::GetFlag(FLAGS_replica_address);

@@ -263,7 +263,11 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
           pool_features.emplace(model, pool,
                                 FeatureTable::Options{job.feature_cache_dir, backbone_bytes,
                                                       job.preprocessing, holdout_options,
-                                                      trainer.device()});
+                                                      trainer.device(), job.stop_requested,
+                                                      job.feature_cache_max_bytes});
+          if (pool_features->stopped()) {
+            return RunOutcome::Cancelled("stopped on request while computing the features");
+          }
         }
         FeatureTraining features(model, *pool_features, fold_train, fold_holdout, job.batch_size,
                                  seed);

@@ -142,6 +142,7 @@ struct AutoProbeJob {
   // Where the frozen head's candidate finds or leaves the pool's features
   // (feature_cache.h); empty: computed in memory.
   std::string feature_cache_dir;
+  int64_t feature_cache_max_bytes = 0;  // its bound; 0: none
 };
 
 // Runs the probe and applies the rule; stops (cancelled) on a stop request.

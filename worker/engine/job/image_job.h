@@ -80,6 +80,8 @@ struct ImageJobConfig {
   // frozen backbone's features for later epochs, retries and jobs; empty:
   // in memory for this job only.
   std::string feature_cache_dir;
+  // The folder's bound: least recently used tables go beyond it; 0: none.
+  int64_t feature_cache_max_bytes = 0;
   std::string output_dir;     // created if missing
   std::string provenance;     // recorded in the exported backbone's manifest
   // world_size > 1: this process is one rank of a data-parallel job

@@ -208,6 +208,7 @@ OrStopped<ChosenStrategy> ChooseStrategy(const ImageJobConfig& config, const Pre
                      [&observer](const BatchProgress& progress) { observer.OnBatch(progress); }};
   probe.train_options.seed = config.seed;
   probe.feature_cache_dir = config.feature_cache_dir;
+  probe.feature_cache_max_bytes = config.feature_cache_max_bytes;
   observer.OnAutoProbeStarting();
   OrStopped<AutoDecision> decision =
       DecideOrReuseStrategy(probe, config.auto_strategy, config.output_dir);

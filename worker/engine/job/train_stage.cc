@@ -94,10 +94,15 @@ OrStopped<TrainedModel> TrainModel(const ImageJobConfig& config, const PreparedJ
       // that splits the same folder with another seed or slice reuses it.
       std::vector<ImageSample> images = job.train;
       images.insert(images.end(), job.val.begin(), job.val.end());
-      const FeatureTable table(*model.model, images,
-                               FeatureTable::Options{config.feature_cache_dir,
-                                                     job.backbone.OpenedPath(), job.preprocessing,
-                                                     data.val_options, trainer.device()});
+      const FeatureTable table(
+          *model.model, images,
+          FeatureTable::Options{config.feature_cache_dir, job.backbone.OpenedPath(),
+                                job.preprocessing, data.val_options, trainer.device(),
+                                [&observer] { return observer.StopRequested(); },
+                                config.feature_cache_max_bytes});
+      if (table.stopped()) {
+        return RunOutcome::Cancelled("stopped on request while computing the features");
+      }
       features.emplace(*model.model, table, job.train, job.val, config.batch_size, config.seed);
       trained.features_cached = true;
       trained.features_from_disk = table.from_disk();

@@ -61,16 +61,16 @@ std::string FileDigest(const std::string& path, const std::string& root) {
 }
 
 std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocessing& preprocessing,
-                            const std::vector<ImageSample>& samples, const std::string& root) {
+                            const std::vector<ImageSample>& samples, const ImageReadRules& rules) {
   std::ostringstream parts;
   parts << "tl.features.v2 " << backbone_digest << " " << preprocessing.resize_size << " "
-        << preprocessing.crop_size;
+        << preprocessing.crop_size << " " << rules.max_pixels;
   for (int c = 0; c < 3; ++c) parts << " " << preprocessing.mean[c] << " " << preprocessing.std[c];
   for (const ImageSample& sample : samples) {
     // An unreadable or refused file has no digest; it is skipped either way.
     std::string digest;
     try {
-      digest = FileDigest(sample.path, root);
+      digest = FileDigest(sample.path, rules.root);
     } catch (const EngineError&) {
       digest = "unreadable";
     }
@@ -84,7 +84,9 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
                                      const Preprocessing& preprocessing,
                                      const ImageFolderSourceOptions& decode,
                                      const torch::Device& device, const std::string& cache_dir,
-                                     const std::string& key) {
+                                     const std::string& key,
+                                     const std::function<bool()>& stop_requested,
+                                     int64_t cache_max_bytes) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t count = static_cast<int64_t>(samples.size());
   CachedFeatures cached;
@@ -101,6 +103,9 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
       cached.labels = saved[1];
       cached.rows = saved[2];
       cached.from_disk = true;
+      // Used now: the last a bounded folder gives up.
+      std::error_code ignored;
+      fs::last_write_time(file, fs::file_time_type::clock::now(), ignored);
     }
   }
   if (!cached.from_disk) {
@@ -111,9 +116,15 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
     images.StartEpoch(0);
     std::vector<torch::Tensor> features;
     std::vector<torch::Tensor> labels;
-    while (std::optional<Batch> batch = images.Next()) {
+    while (!(stop_requested && stop_requested())) {
+      std::optional<Batch> batch = images.Next();
+      if (!batch) break;
       features.push_back(model.Features(batch->images.to(device)).to(torch::kCPU, torch::kFloat32));
       labels.push_back(batch->labels);
+    }
+    if (stop_requested && stop_requested()) {
+      cached.stopped = true;
+      return cached;
     }
     if (features.empty()) {
       cached.features = torch::empty({0, model.manifest().feature_dim}, torch::kFloat32);
@@ -142,11 +153,42 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
       WriteFileAtomically(file.string(), [&cached](std::ostream& out) {
         torch::save(std::vector<torch::Tensor>{cached.features, cached.labels, cached.rows}, out);
       });
+      if (cache_max_bytes > 0) PruneFeatureCache(cache_dir, cache_max_bytes, file.filename().string());
     }
   }
   cached.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return cached;
+}
+
+int PruneFeatureCache(const std::string& cache_dir, int64_t max_bytes, const std::string& keep) {
+  struct Table {
+    fs::path path;
+    fs::file_time_type used;
+    int64_t bytes = 0;
+  };
+  std::vector<Table> tables;
+  int64_t total = 0;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(cache_dir, error)) {
+    std::error_code entry_error;
+    if (!entry.is_regular_file(entry_error) || entry.path().extension() != ".pt") continue;
+    Table table{entry.path(), entry.last_write_time(entry_error),
+                static_cast<int64_t>(entry.file_size(entry_error))};
+    if (entry_error) continue;  // removed by another worker meanwhile
+    total += table.bytes;
+    if (entry.path().filename() != keep) tables.push_back(std::move(table));
+  }
+  std::sort(tables.begin(), tables.end(),
+            [](const Table& a, const Table& b) { return a.used < b.used; });
+  int removed = 0;
+  for (const Table& table : tables) {
+    if (total <= max_bytes) break;
+    std::error_code remove_error;
+    if (fs::remove(table.path, remove_error)) ++removed;
+    total -= table.bytes;  // gone either way: removed here or by another worker
+  }
+  return removed;
 }
 
 FeatureTable::FeatureTable(TransferModel& model, const std::vector<ImageSample>& samples,
@@ -162,7 +204,9 @@ FeatureTable::FeatureTable(TransferModel& model, const std::vector<ImageSample>&
   cached_ = LoadOrComputeFeatures(
       model, set, options.preprocessing, options.decode, options.device, options.cache_dir,
       FeatureCacheKey(FileDigest(options.backbone_path), options.preprocessing, set,
-                      options.decode.read_rules.root));
+                      options.decode.read_rules),
+      options.stop_requested, options.cache_max_bytes);
+  if (cached_.stopped) return;
   const auto rows = cached_.rows.accessor<int64_t, 1>();
   for (size_t i = 0; i < set.size(); ++i) row_of_[set[i].path] = rows[static_cast<int64_t>(i)];
   from_disk_ = cached_.from_disk;

@@ -10,6 +10,7 @@
 // and validation slices, and AUTO's folds all skip the backbone.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,10 +35,12 @@ bool FeatureCacheApplies(Strategy strategy, bool random_augmentation, bool chann
 // empty: anywhere).
 std::string FileDigest(const std::string& path, const std::string& root = "");
 
-// The cache key of `samples` (in order) under a backbone and preprocessing;
-// images outside `root` count as unreadable.
+// The cache key of `samples` (in order) under a backbone, preprocessing and
+// the rules images are read by: images outside rules.root count as
+// unreadable, and max_pixels decides which large ones are refused.
 std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocessing& preprocessing,
-                            const std::vector<ImageSample>& samples, const std::string& root = "");
+                            const std::vector<ImageSample>& samples,
+                            const ImageReadRules& rules = {});
 
 struct CachedFeatures {
   torch::Tensor features;  // float [M, feature_dim], on the CPU: the readable images'
@@ -45,18 +48,31 @@ struct CachedFeatures {
   torch::Tensor rows;      // int64 [N]: each sample's row in features; -1: unreadable
   bool from_disk = false;
   double seconds = 0;      // to load or compute them
+  bool stopped = false;    // a stop request came first: the tensors are empty
 };
 
 // Loads cache_dir/<key>.pt, or runs every image of `samples` (in order,
 // unaugmented, decoded with `decode`) through the model's backbone on
 // `device` and saves the result there (written beside and renamed, so a
 // crash leaves no half file). An empty cache_dir keeps the features in
-// memory only.
+// memory only. `stop_requested` (may be empty) is polled before every batch:
+// true leaves the result stopped, and nothing is saved. A table read is
+// marked used (its modification time), and after one is saved the folder is
+// pruned to cache_max_bytes (PruneFeatureCache; 0: no bound).
 CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<ImageSample>& samples,
                                      const Preprocessing& preprocessing,
                                      const ImageFolderSourceOptions& decode,
                                      const torch::Device& device, const std::string& cache_dir,
-                                     const std::string& key);
+                                     const std::string& key,
+                                     const std::function<bool()>& stop_requested = {},
+                                     int64_t cache_max_bytes = 0);
+
+// Removes the least recently used tables (*.pt, oldest modification time
+// first) of `cache_dir` until the tables there take at most max_bytes, never
+// `keep` (a file name there, the table just written). Workers sharing the
+// folder may prune at once: a table removed under a reader fails its load,
+// and the reader computes it again. Returns the number removed.
+int PruneFeatureCache(const std::string& cache_dir, int64_t max_bytes, const std::string& keep);
 
 // The features of a set of images, from which any subset takes its rows.
 // The set is keyed in path order, so the same images given in another order
@@ -69,6 +85,10 @@ class FeatureTable {
     Preprocessing preprocessing;
     ImageFolderSourceOptions decode;  // unshuffled, unaugmented
     torch::Device device = torch::kCPU;
+    // Polled before every batch of a table being computed: a cancel does not
+    // wait for the whole image set to pass the backbone.
+    std::function<bool()> stop_requested;
+    int64_t cache_max_bytes = 0;  // the folder's bound (PruneFeatureCache); 0: none
   };
   // `samples` may repeat an image (by path); it is computed once.
   FeatureTable(TransferModel& model, const std::vector<ImageSample>& samples,
@@ -83,6 +103,9 @@ class FeatureTable {
   // the table was not made of.
   Rows RowsOf(const std::vector<ImageSample>& subset) const;
   bool from_disk() const { return from_disk_; }
+  // A stop request ended the computation: the table holds no rows, and the
+  // caller hands the stop up.
+  bool stopped() const { return cached_.stopped; }
   double seconds() const { return seconds_; }
 
  private:

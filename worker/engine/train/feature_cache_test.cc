@@ -59,6 +59,10 @@ TEST(FeatureCacheTest, KeyFollowsEveryInputItDependsOn) {
   std::vector<ImageSample> relabelled = samples;
   relabelled[1].label = 0;
   EXPECT_NE(key, FeatureCacheKey("backbone1", preprocessing, relabelled));
+  // A lower pixel bound may refuse images the table holds rows for.
+  ImageReadRules stricter;
+  stricter.max_pixels = 64;
+  EXPECT_NE(key, FeatureCacheKey("backbone1", preprocessing, samples, stricter));
   // Same path, new bytes: a new key.
   WriteFile(temp.Sub("b.png"), "changed");
   EXPECT_NE(key, FeatureCacheKey("backbone1", preprocessing, samples));
@@ -189,6 +193,63 @@ TEST(FeatureTableTest, SubsetsTakeTheirRowsAndLeaveUnreadableImagesOut) {
   EXPECT_TRUE(torch::equal(pair.features[1], all.features[1]));
   EXPECT_EQ(pair.labels[0].item<int64_t>(), samples[4].label);
   EXPECT_THROW(table.RowsOf({ImageSample{temp.Sub("elsewhere.png"), 0}}), EngineError);
+}
+
+// A stop request ends the computation between batches, and leaves no file
+// that a later job would take for the whole table.
+TEST(FeatureTableTest, AStopRequestEndsTheComputationAndSavesNothing) {
+  TempDir temp;
+  testing::WriteClassFolder(temp.Sub("images"), kClasses, 4);
+  const std::vector<ImageSample> samples = ScanImageFolder(temp.Sub("images")).samples;
+  const std::string backbone = testing::WriteTinyBackbone(temp.path());
+  TransferModel model(backbone, testing::TinyManifest(), 3, 1);
+  FeatureTable::Options options;
+  options.cache_dir = temp.Sub("cache");
+  options.backbone_path = backbone;
+  options.preprocessing = Preprocessing{DefaultResizeSize(testing::kTinyInputSize),
+                                        testing::kTinyInputSize, testing::TinyManifest().mean,
+                                        testing::TinyManifest().std};
+  options.decode.batch_size = 2;
+  int polls = 0;
+  options.stop_requested = [&polls] { return ++polls > 2; };  // after two batches
+  const FeatureTable stopped(model, samples, options);
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_FALSE(std::filesystem::exists(options.cache_dir) &&
+               !std::filesystem::is_empty(options.cache_dir));
+  options.stop_requested = [] { return false; };
+  const FeatureTable whole(model, samples, options);
+  EXPECT_FALSE(whole.stopped());
+  EXPECT_EQ(whole.RowsOf(samples).features.size(0), static_cast<int64_t>(samples.size()));
+  EXPECT_FALSE(std::filesystem::is_empty(options.cache_dir));
+}
+
+// A bounded folder gives up its least recently used tables first, never the
+// one just written, and leaves other files alone.
+TEST(FeatureCachePruneTest, TheLeastRecentlyUsedTablesGoFirst) {
+  TempDir temp;
+  const std::string dir = temp.Sub("cache");
+  const auto now = std::filesystem::file_time_type::clock::now();
+  const std::vector<std::string> names = {"old.pt", "used.pt", "middle.pt", "new.pt"};
+  const std::vector<int> minutes_ago = {40, 1, 20, 0};
+  for (size_t i = 0; i < names.size(); ++i) {
+    WriteFile(dir + "/" + names[i], std::string(100, 'x'));
+    std::filesystem::last_write_time(dir + "/" + names[i],
+                                     now - std::chrono::minutes(minutes_ago[i]));
+  }
+  WriteFile(dir + "/notes.txt", std::string(1000, 'x'));
+  const auto names_in = [&dir] {
+    std::vector<std::string> found;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      found.push_back(entry.path().filename().string());
+    }
+    std::sort(found.begin(), found.end());
+    return found;
+  };
+  EXPECT_EQ(PruneFeatureCache(dir, 400, "new.pt"), 0);  // within the bound
+  EXPECT_EQ(PruneFeatureCache(dir, 250, "new.pt"), 2);
+  EXPECT_EQ(names_in(), (std::vector<std::string>{"new.pt", "notes.txt", "used.pt"}));
+  EXPECT_EQ(PruneFeatureCache(dir, 1, "new.pt"), 1);  // never the one just written
+  EXPECT_EQ(names_in(), (std::vector<std::string>{"new.pt", "notes.txt"}));
 }
 
 TEST_F(FeatureCacheJobTest, RandomFlipsOrATrainableBackboneTrainOnImages) {
