@@ -461,6 +461,15 @@ TEST(JobDetailsTest, ShowsWhatTheDataSized) {
                               "50 images (training.epochs, training.batch_size sized by the data)\n"));
 }
 
+TEST(JobDetailsTest, ShowsThePrecisionTheJobRanInAndWhy) {
+  Job job = FinishedJob();
+  EXPECT_THAT(JobDetails(job), Not(HasSubstr("precision  ")));  // a job of an earlier version
+  job.mutable_result()->set_precision(tl::v1::BF16);
+  job.mutable_result()->set_precision_reason("AUTO: BF16 autocast, the CPU has AVX512-BF16");
+  EXPECT_THAT(JobDetails(job),
+              HasSubstr("precision  AUTO: BF16 autocast, the CPU has AVX512-BF16\n"));
+}
+
 TEST(JobDetailsTest, ShowsEveryWorkerOfADataParallelJob) {
   Job job = FinishedJob();
   job.add_replica_worker_ids("worker-a");

@@ -166,6 +166,9 @@ std::string JobDetails(const tl::v1::Job& job) {
                                     absl::StrJoin(sizing.sized_fields(), ", ")),
                     "\n");
   }
+  if (!result.precision_reason().empty()) {
+    absl::StrAppend(&text, "precision  ", Shown(result.precision_reason()), "\n");
+  }
   if (result.has_auto_strategy()) {
     const tl::v1::AutoStrategyDecision& decision = result.auto_strategy();
     std::string evidence;

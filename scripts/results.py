@@ -130,6 +130,9 @@ METHODS = [
     ("fine-tune", "fine-tuning, last 2 groups", True),
     ("fine-tune-all", "fine-tuning, every layer (FULL)", True),
     ("defaults", "**defaults only**", False),
+    # The same with float32 forward passes, beside the default precision (AUTO:
+    # bf16 autocast on a CPU with bf16 instructions).
+    ("defaults-fp32", "defaults only, `precision: FP32`", False),
     ("auto", "**AUTO**, defaults otherwise", False),
     ("sweep", "**sweep** (ASHA)", False),
 ]
@@ -168,6 +171,10 @@ def job_specs(task, size, seed, pretrain_job, k):
         "defaults": {
             "name": name.format("defaults"), "backbone": pretrained,
             "dataset": {"trainDir": train, "testDir": task.test}, "training": {"seed": seed}},
+        "defaults-fp32": {
+            "name": name.format("defaults-fp32"), "backbone": pretrained,
+            "dataset": {"trainDir": train, "testDir": task.test},
+            "training": {"seed": seed, "precision": "FP32"}},
         "auto": {
             "name": name.format("auto"), "backbone": pretrained,
             "dataset": {"trainDir": train, "testDir": task.test},
@@ -322,8 +329,8 @@ def measure(run_dir, bin_dir, k):
                         print(f"== {task.key}, {size} images per class, seed {seed}", flush=True)
                         specs = job_specs(task, size, seed, pretrain_job, k)
                         records = {}
-                        for method in ("defaults", "auto", "fine-tune", "fine-tune-all",
-                                       "feature-extraction", "scratch"):
+                        for method in ("defaults", "defaults-fp32", "auto", "fine-tune",
+                                       "fine-tune-all", "feature-extraction", "scratch"):
                             records[method] = runner.job(f"{task.key}-{method}-{size}-{seed}",
                                                          specs[method])
                         sized = records["defaults"]["job"]["result"]["data_sizing"]["epochs"]
@@ -350,6 +357,24 @@ def test_report(record):
     return record["job"]["result"]["test_report"]
 
 
+def bf16_flags():
+    """This CPU's bf16 instructions, as /proc/cpuinfo names them."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in
+                      open("/proc/cpuinfo").read().splitlines() if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    found = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return "bf16 flags: " + (", ".join(found) if found else "none")
+
+
+def precision_of(jobs):
+    """The precision the jobs' forward passes ran in (FP32 for jobs of
+    versions that did not record it)."""
+    used = sorted({j["result"].get("precision", "FP32") for j in jobs})
+    return "/".join(used)
+
+
 def recipe_of(method, records):
     """What the method's jobs trained with, in a few words."""
     jobs = [r["job"] for r in records]
@@ -374,11 +399,11 @@ def recipe_of(method, records):
     if method == "auto":
         chosen = [j["result"].get("auto_strategy", {}).get("chosen", "?") for j in jobs]
         counts = ", ".join(f"{c} {chosen.count(c)}" for c in sorted(set(chosen)))
-        return f"sized {', '.join(shapes)}; chose {counts}"
-    if method == "defaults":
-        return f"sized {', '.join(shapes)}"
+        return f"sized {', '.join(shapes)}; chose {counts}; {precision_of(jobs)}"
+    if method in ("defaults", "defaults-fp32"):
+        return f"sized {', '.join(shapes)}; {precision_of(jobs)}"
     training = jobs[0]["spec"]["training"]
-    return f"{', '.join(shapes)}, Adam {training.get('learning_rate', 0):g}"
+    return f"{', '.join(shapes)}, Adam {training.get('learning_rate', 0):g}; {precision_of(jobs)}"
 
 
 def task_section(task, k, jobs_dir):
@@ -505,7 +530,10 @@ def write_table(out, run_dir, k, run_seconds):
         *([] if not k["reduced"] else [
             "  **A reduced run**: the environment in the command changed what the full",
             "  table measures."]),
-        f"- Machine: {os.cpu_count()} cores, CPU \"{cpu}\", one `tlworker`; date {today}.",
+        f"- Machine: {os.cpu_count()} cores, CPU \"{cpu}\" ({bf16_flags()}), one `tlworker`; "
+        f"date {today}. Jobs run at the default precision, AUTO (bf16 autocast on a CPU",
+        "  with bf16 instructions), unless their row names another; the recipe column says",
+        "  which each ran.",
     ]
     for key, what in (("fashion", "classes 0-4"), ("digits", "all ten classes")):
         p = pretrain[key]

@@ -76,7 +76,7 @@ engine::LrSchedule ScheduleOf(TrainingSpec::LrSchedule schedule) {
 // crop or early stopping the job does not use; and enums whose UNSPECIFIED
 // value jobs.proto names one fixed value for, which the mappings above and
 // below use (lr_schedule, unset in jobs stored before schedules existed, is
-// CONSTANT; precision is FP32).
+// CONSTANT; precision is FP32, as it was before AUTO).
 absl::Status CheckFilledAtSubmit(const tl::v1::JobSpec& spec) {
   const TrainingSpec& training = spec.training();
   const TrainingSpec::Strategy strategy = training.strategy();
@@ -448,9 +448,9 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.early_stopping = EarlyStoppingOf(training);
   // A job that asks for the CPU runs there even on a GPU worker.
   config.train.device = spec.resources().device() == "cpu" ? "cpu" : settings.device;
-  config.train.precision = training.precision() == TrainingSpec::BF16
-                               ? engine::Precision::kBFloat16
-                               : engine::Precision::kFloat32;
+  config.precision = training.precision() == tl::v1::BF16   ? engine::PrecisionRequest::kBFloat16
+                     : training.precision() == tl::v1::AUTO ? engine::PrecisionRequest::kAuto
+                                                                  : engine::PrecisionRequest::kFloat32;
   config.train.channels_last = training.channels_last();
   if (assignment.replica_count() > 1) {
     // One rank of a gang: peers meet at rank 0's rendezvous store, under a key of this
@@ -524,6 +524,12 @@ void JobRunner::SetResult(const engine::ImageJobResult& result, tl::v1::JobResul
   out.set_stopped_early(result.stopped_early);
   if (result.auto_decision) *out.mutable_auto_strategy() = ToProto(*result.auto_decision);
   if (result.sizing.epochs > 0) *out.mutable_data_sizing() = ToProto(result.sizing);
+  if (!result.precision.reason.empty()) {
+    out.set_precision(result.precision.precision == engine::Precision::kBFloat16
+                          ? tl::v1::BF16
+                          : tl::v1::FP32);
+    out.set_precision_reason(result.precision.reason);
+  }
 }
 
 void JobRunner::Run() {

@@ -347,7 +347,7 @@ Assignment EveryFieldAssignment(Assignment assignment) {
   training.set_clip_grad_norm(2.5);
   training.set_label_smoothing(0.15);
   (*training.mutable_class_weights())["banana"] = 4;
-  training.set_precision(TrainingSpec::BF16);
+  training.set_precision(tl::v1::BF16);
   training.set_channels_last(true);
   TrainingSpec::EarlyStopping& stopping = *training.mutable_early_stopping();
   stopping.set_metric(TrainingSpec::EarlyStopping::VAL_MACRO_F1);
@@ -405,7 +405,7 @@ TEST_F(JobRunnerTest, EngineConfigTakesEveryOptionFromTheStoredSpec) {
   EXPECT_FROM_SPEC(train.clip_grad_norm, 2.5);
   EXPECT_FROM_SPEC(train.label_smoothing, 0.15);
   EXPECT_FROM_SPEC(class_weights, (std::map<std::string, double>{{"banana", 4}}));
-  EXPECT_FROM_SPEC(train.precision, engine::Precision::kBFloat16);
+  EXPECT_FROM_SPEC(precision, engine::PrecisionRequest::kBFloat16);
   EXPECT_FROM_SPEC(train.channels_last, true);
   EXPECT_FROM_SPEC(early_stopping.enabled, true);
   EXPECT_FROM_SPEC(early_stopping.metric, engine::EarlyStoppingMetric::kValMacroF1);
@@ -413,6 +413,12 @@ TEST_F(JobRunnerTest, EngineConfigTakesEveryOptionFromTheStoredSpec) {
   EXPECT_FROM_SPEC(early_stopping.patience, 9);
   EXPECT_FROM_SPEC(early_stopping.min_delta, 0.04);
   EXPECT_FALSE(config.auto_strategy.enabled);  // AUTO: below
+  // Precision AUTO reaches the engine as a request it resolves on its device.
+  Assignment automatic = EveryFieldAssignment(MakeAssignment(TrainingSpec::FINE_TUNE));
+  automatic.mutable_spec()->mutable_training()->set_precision(tl::v1::AUTO);
+  ASSERT_OK_AND_ASSIGN(const engine::ImageJobConfig auto_config,
+                       EngineConfigFor(automatic, Settings()));
+  EXPECT_EQ(auto_config.precision, engine::PrecisionRequest::kAuto);
 
   // The other schedule, strategy and class weighting; a mode that is not the
   // metric's usual one, so a conversion that derived it would fail.
@@ -1038,12 +1044,13 @@ TEST_F(JobRunnerTest, PauseStopsAfterTheEpochAndALaterAttemptResumes) {
 TEST_F(JobRunnerTest, LogLinesTellTheJobsStory) {
   const std::vector<WorkerMessage> messages = Run(MakeAssignment(TrainingSpec::FINE_TUNE));
   ASSERT_EQ(FinishedOf(messages).outcome(), JobFinished::SUCCEEDED);
-  ASSERT_EQ(log_lines_.size(), 5u) << ::testing::PrintToString(log_lines_);
+  ASSERT_EQ(log_lines_.size(), 6u) << ::testing::PrintToString(log_lines_);
   EXPECT_THAT(log_lines_[0], HasSubstr("attempt 3 starting on cpu"));
-  EXPECT_THAT(log_lines_[1], HasSubstr("dataset: 3 classes"));
-  EXPECT_THAT(log_lines_[2], HasSubstr("epoch 1: train loss"));
-  EXPECT_THAT(log_lines_[3], HasSubstr("epoch 2: train loss"));
-  EXPECT_EQ(log_lines_[4], "SUCCEEDED");
+  EXPECT_THAT(log_lines_[1], HasSubstr("precision: "));
+  EXPECT_THAT(log_lines_[2], HasSubstr("dataset: 3 classes"));
+  EXPECT_THAT(log_lines_[3], HasSubstr("epoch 1: train loss"));
+  EXPECT_THAT(log_lines_[4], HasSubstr("epoch 2: train loss"));
+  EXPECT_EQ(log_lines_[5], "SUCCEEDED");
 }
 
 TEST_F(JobRunnerTest, AutoStrategyReportsItsChoiceInResultAndLog) {

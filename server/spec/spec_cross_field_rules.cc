@@ -92,14 +92,6 @@ absl::Status CheckReplicas(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
-absl::Status CheckPrecisionWithDevice(const JobSpec& spec) {
-  if (spec.training().precision() == TrainingSpec::BF16 && spec.resources().device() != "cuda") {
-    return Invalid("training.precision",
-                   "BF16 runs on CUDA only: set resources.device to \"cuda\"");
-  }
-  return absl::OkStatus();
-}
-
 // Early stopping watches validation metrics, so a training job that uses it
 // needs validation images; a slice left to the data is then always held out.
 absl::Status CheckEarlyStoppingHasValidation(const JobSpec& spec) {
@@ -119,7 +111,7 @@ absl::Status CheckEarlyStoppingHasValidation(const JobSpec& spec) {
 absl::Status CheckCrossFieldRules(const JobSpec& spec) {
   for (absl::Status (*rule)(const JobSpec&) :
        {CheckNesterovHasMomentum, CheckClassWeights, CheckDevice, CheckGpuRequestsWithDevice,
-        CheckReplicas, CheckPrecisionWithDevice, CheckEarlyStoppingHasValidation}) {
+        CheckReplicas, CheckEarlyStoppingHasValidation}) {
     TL_RETURN_IF_ERROR(rule(spec));
   }
   return absl::OkStatus();

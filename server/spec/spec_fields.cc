@@ -254,9 +254,9 @@ std::vector<SpecField> BuildTable() {
           .UnknownValue("is not MIN or MAX"),
       SpecField(stopping + "patience").AppliesWhen(HasEarlyStopping).Defaults(5).Within(1, 1000),
       SpecField(stopping + "min_delta").AppliesWhen(HasEarlyStopping).Within(0, 1000),
-      // Needs resources.device "cuda" for BF16 (spec_cross_field_rules.cc).
+      // AUTO: the worker chooses by its device (engine/train/precision.h).
       SpecField("training.precision")
-          .ZeroMeans("`FP32` (`PRECISION_UNSPECIFIED`)")
+          .Defaults(tl::v1::AUTO)
           .UnknownValue("is not a known precision"),
       SpecField("training.channels_last"),
 

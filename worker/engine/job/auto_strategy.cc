@@ -68,6 +68,7 @@ TrainOptions ProbeTrainOptions(const TrainOptions& job, const AutoStrategyOption
   options.weight_decay = job.weight_decay;
   options.seed = job.seed;
   options.device = job.device;
+  options.precision = job.precision;
   return options;
 }
 
@@ -264,7 +265,8 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
                                 FeatureTable::Options{job.feature_cache_dir, backbone_bytes,
                                                       job.preprocessing, holdout_options,
                                                       trainer.device(), job.stop_requested,
-                                                      job.feature_cache_max_bytes});
+                                                      job.feature_cache_max_bytes,
+                                                      job.train_options.precision});
           if (pool_features->stopped()) {
             return RunOutcome::Cancelled("stopped on request while computing the features");
           }

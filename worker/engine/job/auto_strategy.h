@@ -124,7 +124,8 @@ struct AutoProbeJob {
   Preprocessing preprocessing;
   // The job's training options: optimizer, unfreeze_groups (the fine-tune
   // candidate's), epochs (with batch_size: the final run's steps, which
-  // bound the probe's), seed, device. Schedules and weights are not used.
+  // bound the probe's), seed, device, precision. Schedules and weights are
+  // not used.
   TrainOptions train_options;
   int batch_size = 32;
   int decode_threads = 1;

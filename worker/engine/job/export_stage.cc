@@ -40,13 +40,16 @@ nlohmann::json EarlyStoppingJson(const EarlyStopping& early_stopping, bool stopp
 }
 
 void WriteMetrics(const std::string& path, const ImageJobConfig& config, const PreparedJob& job,
-                  const TrainedModel& trained, const std::optional<AutoDecision>& decision) {
+                  const TrainedModel& trained, const std::optional<AutoDecision>& decision,
+                  const PrecisionChoice& precision) {
   nlohmann::json metrics = nlohmann::json::parse(EpochStatsToJson(trained.epochs));
   if (config.early_stopping.enabled) {
     metrics["early_stopping"] = EarlyStoppingJson(trained.early_stopping, trained.stopped_early);
   }
   if (decision) metrics["auto_strategy"] = nlohmann::json::parse(AutoDecisionToJson(*decision));
   metrics["data_sizing"] = nlohmann::json::parse(DataSizingToJson(job.sizing));
+  metrics["precision"] = {{"used", PrecisionName(precision.precision)},
+                          {"reason", precision.reason}};
   WriteFileAtomically(path, metrics.dump(2) + "\n");
 }
 
@@ -80,7 +83,8 @@ void CheckExport(TransferModel& model, const std::string& model_path, BatchSourc
 
 ExportedModel ExportModel(const ImageJobConfig& config, const PreparedJob& job, JobModel& model,
                           JobData& data, const TrainedModel& trained,
-                          const std::optional<AutoDecision>& decision) {
+                          const std::optional<AutoDecision>& decision,
+                          const PrecisionChoice& precision) {
   const fs::path out(config.output_dir);
   ExportedModel exported;
   exported.model_path = (out / "model.pt").string();
@@ -92,7 +96,7 @@ ExportedModel ExportModel(const ImageJobConfig& config, const PreparedJob& job, 
                  config.train.strategy);
   model.model->ExportBackbone(exported.backbone_path,
                               config.provenance.empty() ? job.manifest.source : config.provenance);
-  WriteMetrics(exported.metrics_path, config, job, trained, decision);
+  WriteMetrics(exported.metrics_path, config, job, trained, decision, precision);
   CheckExport(*model.model, exported.model_path,
               data.val->size() > 0 ? *data.val : *data.train, model.trainer->device());
   return exported;

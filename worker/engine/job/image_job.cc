@@ -31,7 +31,11 @@ ImageJobResult RunJob(const ImageJobConfig& spec, ImageJobObserver& observer) {
   const Clock::time_point start = Clock::now();
   const PreparedJob job = PrepareJob(spec);
   observer.OnDataSizing(job.sizing);
-  const ImageJobConfig sized = WithDataSizing(spec, job);
+  ImageJobConfig sized = WithDataSizing(spec, job);
+  const PrecisionChoice precision =
+      ChoosePrecision(sized.precision, ParseDevice(sized.train.device), DetectCpuBf16());
+  sized.train.precision = precision.precision;
+  observer.OnNotice("precision: " + precision.reason);
   // LibTorch starts with one intra-op thread here; that halves throughput on
   // two cores, so the job sets the count itself.
   at::set_num_threads(ComputeThreadsOf(sized));
@@ -43,7 +47,8 @@ ImageJobResult RunJob(const ImageJobConfig& spec, ImageJobObserver& observer) {
   if (data.stopped()) return Stopped(data.stop());
   OrStopped<TrainedModel> trained = TrainModel(config, job, model, *data, observer);
   if (trained.stopped()) return Stopped(trained.stop());
-  const ExportedModel exported = ExportModel(config, job, model, *data, *trained, chosen->decision);
+  const ExportedModel exported =
+      ExportModel(config, job, model, *data, *trained, chosen->decision, precision);
   OrStopped<EvaluatedModel> evaluated = EvaluateModel(config, job, model, *data, observer);
   if (evaluated.stopped()) return Stopped(evaluated.stop());
   RemoveTrainingState(config.output_dir);
@@ -65,6 +70,7 @@ ImageJobResult RunJob(const ImageJobConfig& spec, ImageJobObserver& observer) {
   result.confusion_matrix_path = evaluated->files.confusion_matrix_path;
   result.auto_decision = chosen->decision;
   result.sizing = job.sizing;
+  result.precision = precision;
   result.seconds = SecondsSince(start);
   return result;
 }

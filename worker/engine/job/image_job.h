@@ -62,8 +62,12 @@ struct ImageJobConfig {
   int threads = 0;            // intra-op threads; 0: every core
   int loader_threads = 0;     // 0: chosen from the core count
   // train.class_weights and train.seed are filled in from the two below and
-  // `seed`.
+  // `seed`; train.precision from `precision`.
   TrainOptions train;
+  // What the spec asks (training.precision): the job chooses by the rule of
+  // train/precision.h on its device, for training, AUTO's probe and the
+  // features it caches.
+  PrecisionRequest precision = PrecisionRequest::kFloat32;
   std::map<std::string, double> class_weights;  // by class name; others weigh 1
   bool balanced_class_weights = false;          // weights from training-set frequencies
   // Stops training when a validation metric stalls and exports the best
@@ -129,6 +133,8 @@ struct ImageJobResult {
   // Epochs, batch and validation slice as trained, and which of them the
   // data sized.
   DataSizing sizing;
+  // The precision the forward passes ran in, and why (train/precision.h).
+  PrecisionChoice precision;
   double seconds = 0;
 };
 

@@ -158,7 +158,8 @@ struct ExportedModel {
 // when it does not).
 ExportedModel ExportModel(const ImageJobConfig& config, const PreparedJob& job, JobModel& model,
                           JobData& data, const TrainedModel& trained,
-                          const std::optional<AutoDecision>& decision);
+                          const std::optional<AutoDecision>& decision,
+                          const PrecisionChoice& precision = {});
 
 struct EvaluatedModel {
   std::vector<EvaluationReport> reports;  // validation, then test, when they have images

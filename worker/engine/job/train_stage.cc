@@ -99,7 +99,7 @@ OrStopped<TrainedModel> TrainModel(const ImageJobConfig& config, const PreparedJ
           FeatureTable::Options{config.feature_cache_dir, job.backbone.OpenedPath(),
                                 job.preprocessing, data.val_options, trainer.device(),
                                 [&observer] { return observer.StopRequested(); },
-                                config.feature_cache_max_bytes});
+                                config.feature_cache_max_bytes, config.train.precision});
       if (table.stopped()) {
         return RunOutcome::Cancelled("stopped on request while computing the features");
       }

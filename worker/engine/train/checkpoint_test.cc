@@ -270,8 +270,10 @@ TEST(DamagedCheckpointJobTest, AJobWithATruncatedCheckpointStartsOverAndSucceeds
   const ImageJobResult result = RunImageJob(config, observer);
   EXPECT_EQ(result.first_epoch_run, 1);
   EXPECT_EQ(observer.epochs, (std::vector<int>{1, 2}));
-  ASSERT_EQ(observer.notices.size(), 2u);
-  EXPECT_NE(observer.notices[0].find("epochs.json"), std::string::npos) << observer.notices[0];
+  // The precision chosen, then the damaged checkpoint, then the fresh start.
+  ASSERT_EQ(observer.notices.size(), 3u);
+  EXPECT_NE(observer.notices[0].find("precision: FP32"), std::string::npos) << observer.notices[0];
+  EXPECT_NE(observer.notices[1].find("epochs.json"), std::string::npos) << observer.notices[1];
   EXPECT_TRUE(fs::exists(result.model_path));
 }
 

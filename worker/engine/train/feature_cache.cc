@@ -61,10 +61,11 @@ std::string FileDigest(const std::string& path, const std::string& root) {
 }
 
 std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocessing& preprocessing,
-                            const std::vector<ImageSample>& samples, const ImageReadRules& rules) {
+                            const std::vector<ImageSample>& samples, const ImageReadRules& rules,
+                            Precision precision) {
   std::ostringstream parts;
   parts << "tl.features.v2 " << backbone_digest << " " << preprocessing.resize_size << " "
-        << preprocessing.crop_size << " " << rules.max_pixels;
+        << preprocessing.crop_size << " " << rules.max_pixels << " " << PrecisionName(precision);
   for (int c = 0; c < 3; ++c) parts << " " << preprocessing.mean[c] << " " << preprocessing.std[c];
   for (const ImageSample& sample : samples) {
     // An unreadable or refused file has no digest; it is skipped either way.
@@ -86,7 +87,7 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
                                      const torch::Device& device, const std::string& cache_dir,
                                      const std::string& key,
                                      const std::function<bool()>& stop_requested,
-                                     int64_t cache_max_bytes) {
+                                     int64_t cache_max_bytes, Precision precision) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t count = static_cast<int64_t>(samples.size());
   CachedFeatures cached;
@@ -119,6 +120,7 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
     while (!(stop_requested && stop_requested())) {
       std::optional<Batch> batch = images.Next();
       if (!batch) break;
+      const AutocastScope autocast(precision, device);
       features.push_back(model.Features(batch->images.to(device)).to(torch::kCPU, torch::kFloat32));
       labels.push_back(batch->labels);
     }
@@ -204,8 +206,8 @@ FeatureTable::FeatureTable(TransferModel& model, const std::vector<ImageSample>&
   cached_ = LoadOrComputeFeatures(
       model, set, options.preprocessing, options.decode, options.device, options.cache_dir,
       FeatureCacheKey(FileDigest(options.backbone_path), options.preprocessing, set,
-                      options.decode.read_rules),
-      options.stop_requested, options.cache_max_bytes);
+                      options.decode.read_rules, options.precision),
+      options.stop_requested, options.cache_max_bytes, options.precision);
   if (cached_.stopped) return;
   const auto rows = cached_.rows.accessor<int64_t, 1>();
   for (size_t i = 0; i < set.size(); ++i) row_of_[set[i].path] = rows[static_cast<int64_t>(i)];

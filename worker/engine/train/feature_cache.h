@@ -21,6 +21,7 @@
 #include "data/image_folder.h"
 #include "data/tensor_source.h"
 #include "model/transfer_model.h"
+#include "train/precision.h"
 
 namespace tl::engine {
 
@@ -40,7 +41,8 @@ std::string FileDigest(const std::string& path, const std::string& root = "");
 // unreadable, and max_pixels decides which large ones are refused.
 std::string FeatureCacheKey(const std::string& backbone_digest, const Preprocessing& preprocessing,
                             const std::vector<ImageSample>& samples,
-                            const ImageReadRules& rules = {});
+                            const ImageReadRules& rules = {},
+                            Precision precision = Precision::kFloat32);
 
 struct CachedFeatures {
   torch::Tensor features;  // float [M, feature_dim], on the CPU: the readable images'
@@ -65,7 +67,8 @@ CachedFeatures LoadOrComputeFeatures(TransferModel& model, const std::vector<Ima
                                      const torch::Device& device, const std::string& cache_dir,
                                      const std::string& key,
                                      const std::function<bool()>& stop_requested = {},
-                                     int64_t cache_max_bytes = 0);
+                                     int64_t cache_max_bytes = 0,
+                                     Precision precision = Precision::kFloat32);
 
 // Removes the least recently used tables (*.pt, oldest modification time
 // first) of `cache_dir` until the tables there take at most max_bytes, never
@@ -89,6 +92,9 @@ class FeatureTable {
     // wait for the whole image set to pass the backbone.
     std::function<bool()> stop_requested;
     int64_t cache_max_bytes = 0;  // the folder's bound (PruneFeatureCache); 0: none
+    // The backbone's forward passes run in it (bf16 features differ from
+    // float32 ones, so it is part of the key); the table holds float32.
+    Precision precision = Precision::kFloat32;
   };
   // `samples` may repeat an image (by path); it is computed once.
   FeatureTable(TransferModel& model, const std::vector<ImageSample>& samples,

@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -30,49 +29,6 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Turns bf16 autocast on for CUDA ops for its lifetime. The autocast API
-// changed names in LibTorch 2.4; both spellings are kept so that the engine
-// builds against Debian's 1.13 and a CUDA machine's 2.x.
-class CudaAutocastScope {
- public:
-  explicit CudaAutocastScope(bool enable) : enabled_(enable) {
-    if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-#else
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-#endif
-  }
-  ~CudaAutocastScope() {
-    if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-    at::autocast::set_enabled(false);
-#endif
-    // Casted weight copies are cached per scope; drop them with it.
-    at::autocast::clear_cache();
-  }
-  CudaAutocastScope(const CudaAutocastScope&) = delete;
-  CudaAutocastScope& operator=(const CudaAutocastScope&) = delete;
-
- private:
-  bool enabled_;
-};
-
-torch::Device ParseDevice(const std::string& name) {
-  try {
-    torch::Device device(name);
-    if (device.is_cuda() && !torch::cuda::is_available()) {
-      throw InvalidArgument("device " + name + " was asked for but CUDA is not available here");
-    }
-    return device;
-  } catch (const c10::Error&) {
-    throw InvalidArgument("device \"" + name + "\" is not a device name (cpu, cuda, cuda:N)");
-  }
-}
 
 // The head at learning_rate, trainable backbone parameters (if any) at
 // learning_rate * backbone_lr_scale; `with_lr` makes an optimizer's options.
@@ -173,6 +129,18 @@ void ToChannelsLast(torch::jit::Module& module) {
 
 }  // namespace
 
+torch::Device ParseDevice(const std::string& name) {
+  try {
+    torch::Device device(name);
+    if (device.is_cuda() && !torch::cuda::is_available()) {
+      throw InvalidArgument("device " + name + " was asked for but CUDA is not available here");
+    }
+    return device;
+  } catch (const c10::Error&) {
+    throw InvalidArgument("device \"" + name + "\" is not a device name (cpu, cuda, cuda:N)");
+  }
+}
+
 double LearningRateFactor(const TrainOptions& options, int64_t step, int64_t steps_per_epoch) {
   steps_per_epoch = std::max<int64_t>(steps_per_epoch, 1);
   const int64_t warmup_steps = static_cast<int64_t>(options.warmup_epochs) * steps_per_epoch;
@@ -202,9 +170,6 @@ double LearningRateFactor(const TrainOptions& options, int64_t step, int64_t ste
 
 Trainer::Trainer(TransferModel& model, TrainOptions options)
     : model_(model), options_(std::move(options)), device_(ParseDevice(options_.device)) {
-  if (options_.precision == Precision::kBFloat16 && !device_.is_cuda()) {
-    throw InvalidArgument("training.precision BF16 needs a CUDA device");
-  }
   CheckOptions(options_, model_.num_classes());
   CheckStagedUnfreezing(options_);
   // The optimizer holds every parameter that will ever train, at its group's
@@ -260,7 +225,7 @@ torch::Tensor Trainer::Loss(const Batch& batch, bool summed, torch::Tensor* logi
   torch::Tensor images = ToDevice(batch.images, /*images=*/true);
   *labels = ToDevice(batch.labels, /*images=*/false);
   {
-    CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
+    const AutocastScope autocast(options_.precision, device_);
     *logits = model_.Forward(images);
   }
   const torch::Tensor float_logits = AtLeastFloat32(*logits);
@@ -320,7 +285,7 @@ EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch) {
   model_.SetTraining(false);
   EvaluationStats stats =
       EvaluateLogits(source, epoch, model_.num_classes(), [this](const torch::Tensor& images) {
-        CudaAutocastScope autocast(options_.precision == Precision::kBFloat16);
+        const AutocastScope autocast(options_.precision, device_);
         return model_.Forward(ToDevice(images, /*images=*/true));
       });
   // Data-parallel: each replica evaluated its shard of the source.

@@ -15,6 +15,7 @@
 #include "data/batch_source.h"
 #include "eval/evaluation_report.h"
 #include "model/transfer_model.h"
+#include "train/precision.h"
 #include "train/epoch_stats.h"
 #include "train/replica_sync.h"
 
@@ -24,10 +25,6 @@ enum class OptimizerKind {
   kSgd,
   kAdam,
   kAdamW,  // Adam with decoupled weight decay
-};
-enum class Precision {
-  kFloat32,
-  kBFloat16,  // autocast to bfloat16 on CUDA; weights and optimizer stay fp32
 };
 // How the learning rates move over a run, after the linear warmup.
 enum class LrSchedule {
@@ -71,9 +68,13 @@ struct TrainOptions {
   // depth), anew each epoch so that a resumed run draws what it would have.
   uint64_t seed = 1;
   std::string device = "cpu";       // "cpu", "cuda", "cuda:1"
-  Precision precision = Precision::kFloat32;
+  Precision precision = Precision::kFloat32;  // precision.h: bf16 autocast on CUDA or CPU
   bool channels_last = false;       // NHWC activations and weights (CUDA)
 };
+
+// "cpu", "cuda", "cuda:1" as a device; throws EngineError(kInvalidArgument)
+// for another name, or CUDA where it is not available.
+torch::Device ParseDevice(const std::string& name);
 
 // The factor that multiplies every base learning rate at a batch. `step`
 // counts batches from the start of the run (0-based), `steps_per_epoch` is

@@ -1,0 +1,59 @@
+// Which precision a job's forward passes run in, and the autocast that
+// applies it. bf16 autocast (weights and optimizer stay float32) is fast
+// where the hardware has bf16 arithmetic: CUDA tensor cores, and CPUs with
+// AVX512-BF16 or AMX, where oneDNN's bf16 convolutions run several times
+// faster than float32 (docs/BENCHMARKS.md). Elsewhere autocast would emulate
+// bf16 and lose time, so AUTO keeps float32 there.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+namespace tl::engine {
+
+enum class Precision {
+  kFloat32,
+  kBFloat16,  // autocast to bfloat16; weights and optimizer stay float32
+};
+
+// What a job asks for: its spec's training.precision.
+enum class PrecisionRequest { kAuto, kFloat32, kBFloat16 };
+
+// The CPU's bf16 instructions (CPUID leaf 7).
+struct CpuBf16Support {
+  bool avx512_bf16 = false;
+  bool amx_bf16 = false;
+  bool any() const { return avx512_bf16 || amx_bf16; }
+};
+
+// This CPU's, read once.
+CpuBf16Support DetectCpuBf16();
+
+struct PrecisionChoice {
+  Precision precision = Precision::kFloat32;
+  std::string reason;  // one line for people: what was asked and why this
+};
+
+// The rule, a pure function: FP32 and BF16 as asked; AUTO bf16 on CUDA and
+// on a CPU with bf16 instructions, float32 on other CPUs.
+PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& device,
+                                const CpuBf16Support& cpu);
+
+const char* PrecisionName(Precision precision);  // "FP32", "BF16"
+
+// bf16 autocast of the ops of `device`'s kind for its lifetime (nothing for
+// float32). Cast weight copies are cached per scope and dropped with it.
+class AutocastScope {
+ public:
+  AutocastScope(Precision precision, const torch::Device& device);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool cuda_ = false;
+  bool cpu_ = false;
+};
+
+}  // namespace tl::engine

@@ -1,0 +1,117 @@
+// The precision rule with the CPU's bf16 support faked both ways, the
+// autocast scope on the CPU, and bf16 training against float32 training on
+// a small generated task.
+#include "train/precision.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/testing/temp_dir.h"
+#include "data/tensor_source.h"
+#include "testing/tiny_backbone.h"
+#include "train/trainer.h"
+
+namespace tl::engine {
+namespace {
+
+using ::tl::testing::TempDir;
+
+TEST(ChoosePrecisionTest, AutoTakesBf16WhereTheHardwareHasIt) {
+  const torch::Device cpu(torch::kCPU);
+  const torch::Device cuda(torch::kCUDA, 0);
+  CpuBf16Support none;
+  CpuBf16Support avx512;
+  avx512.avx512_bf16 = true;
+  CpuBf16Support amx;
+  amx.amx_bf16 = true;
+
+  PrecisionChoice choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, none);
+  EXPECT_EQ(choice.precision, Precision::kFloat32);
+  EXPECT_NE(choice.reason.find("no bf16 instructions"), std::string::npos) << choice.reason;
+  choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, avx512);
+  EXPECT_EQ(choice.precision, Precision::kBFloat16);
+  EXPECT_NE(choice.reason.find("AVX512-BF16"), std::string::npos) << choice.reason;
+  choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, amx);
+  EXPECT_EQ(choice.precision, Precision::kBFloat16);
+  EXPECT_NE(choice.reason.find("AMX-BF16"), std::string::npos) << choice.reason;
+  EXPECT_EQ(ChoosePrecision(PrecisionRequest::kAuto, cuda, none).precision, Precision::kBFloat16);
+
+  // Explicit requests win, whatever the hardware.
+  EXPECT_EQ(ChoosePrecision(PrecisionRequest::kFloat32, cpu, amx).precision, Precision::kFloat32);
+  EXPECT_EQ(ChoosePrecision(PrecisionRequest::kFloat32, cuda, none).precision,
+            Precision::kFloat32);
+  EXPECT_EQ(ChoosePrecision(PrecisionRequest::kBFloat16, cpu, none).precision,
+            Precision::kBFloat16);
+  EXPECT_STREQ(PrecisionName(Precision::kBFloat16), "BF16");
+  EXPECT_STREQ(PrecisionName(Precision::kFloat32), "FP32");
+}
+
+TEST(AutocastScopeTest, CpuMatrixProductsRunInBf16OnlyInsideTheScope) {
+  const torch::Device cpu(torch::kCPU);
+  torch::nn::Linear linear(4, 3);
+  const torch::Tensor input = torch::randn({2, 4});
+  {
+    const AutocastScope scope(Precision::kBFloat16, cpu);
+    EXPECT_EQ(linear->forward(input).scalar_type(), torch::kBFloat16);
+  }
+  EXPECT_EQ(linear->forward(input).scalar_type(), torch::kFloat32);
+  {
+    const AutocastScope scope(Precision::kFloat32, cpu);
+    EXPECT_EQ(linear->forward(input).scalar_type(), torch::kFloat32);
+  }
+}
+
+// Four classes told apart by which quarter of the image is bright.
+std::pair<torch::Tensor, torch::Tensor> Quarters(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  const int64_t side = testing::kTinyInputSize;
+  torch::Tensor labels = torch::arange(n, torch::kInt64).remainder(4);
+  torch::Tensor images = torch::randn({n, 3, side, side}) * 0.5;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t q = labels[i].item<int64_t>();
+    images[i]
+        .narrow(1, (q / 2) * (side / 2), side / 2)
+        .narrow(2, (q % 2) * (side / 2), side / 2)
+        .add_(1.5);
+  }
+  return {images, labels};
+}
+
+double TrainedAccuracy(Precision precision) {
+  TempDir dir;
+  TransferModel model(testing::WriteTinyBackbone(dir.path()), testing::TinyManifest(), 4, 1);
+  TrainOptions options;
+  options.strategy = Strategy::kFull;
+  options.epochs = 6;
+  options.optimizer = OptimizerKind::kAdam;
+  options.learning_rate = 0.01;
+  options.backbone_lr_scale = 1.0;
+  options.precision = precision;
+  Trainer trainer(model, options);
+  auto [train_images, train_labels] = Quarters(128, 1);
+  auto [val_images, val_labels] = Quarters(128, 2);
+  TensorSource train(train_images, train_labels, 16, /*shuffle=*/true, 1);
+  TensorSource val(val_images, val_labels, 32, /*shuffle=*/false, 1);
+  class Quiet : public TrainObserver {
+  } observer;
+  const std::vector<EpochStats> epochs = trainer.Run(train, &val, observer).epochs;
+  EXPECT_EQ(epochs.size(), 6u);
+  return epochs.empty() ? 0 : epochs.back().val_accuracy;
+}
+
+// bf16 rounds activations to 8 bits of mantissa; on a task float32 learns
+// well, it must learn as well within 5 points.
+TEST(Bf16ParityTest, Bf16TrainingReachesFloat32sAccuracy) {
+  const double fp32 = TrainedAccuracy(Precision::kFloat32);
+  const double bf16 = TrainedAccuracy(Precision::kBFloat16);
+  EXPECT_GT(fp32, 0.9);
+  // The TorchScript classifier runs under the scope too.
+  TempDir dir;
+  TransferModel model(testing::WriteTinyBackbone(dir.path()), testing::TinyManifest(), 4, 1);
+  const AutocastScope scope(Precision::kBFloat16, torch::Device(torch::kCPU));
+  EXPECT_EQ(model.Forward(Quarters(4, 3).first).scalar_type(), torch::kBFloat16);
+  EXPECT_GT(bf16, fp32 - 0.05) << "fp32 " << fp32 << ", bf16 " << bf16;
+}
+
+}  // namespace
+}  // namespace tl::engine
