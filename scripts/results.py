@@ -268,7 +268,8 @@ class Runner:
                                 "best_trial": self.to_dict(best), "wall_s": round(wall, 2),
                                 "summary": f"{what}'s accuracy {accuracy:.4f} (best trial's "
                                            f"{best.result.test_report.accuracy:.4f}), "
-                                           f"{len(sweep.trials)} trials, {wall:.1f} s"})
+                                           f"{sum(1 for t in sweep.trials if not t.refit)} "
+                                           f"trials, {wall:.1f} s"})
 
 
 def prepare_data(run_dir, bin_dir, k):

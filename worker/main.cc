@@ -9,6 +9,7 @@
 #include <torch/cuda.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -199,16 +200,20 @@ int main(int argc, char** argv) {
   options.settings.loader_threads = absl::GetFlag(FLAGS_loader_threads);
   options.settings.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.settings.feature_cache = absl::GetFlag(FLAGS_feature_cache);
-  options.settings.feature_cache_max_bytes =
-      static_cast<int64_t>(absl::GetFlag(FLAGS_feature_cache_max_gib) * (int64_t{1} << 30));
   if (options.settings.max_image_pixels < 1) {
     tl::LogError("--max_image_pixels must be at least 1");
     return 2;
   }
-  if (!(absl::GetFlag(FLAGS_feature_cache_max_gib) >= 0)) {
-    tl::LogError("--feature_cache_max_gib must be 0 (no bound) or more");
+  const double cache_gib = absl::GetFlag(FLAGS_feature_cache_max_gib);
+  // 2^20 GiB (an exbibyte) keeps the byte count far inside int64.
+  if (!(cache_gib >= 0 && cache_gib <= (1 << 20))) {
+    tl::LogError("--feature_cache_max_gib must lie in [0, 1048576] (0: no bound)");
     return 2;
   }
+  // A positive bound below one byte is still a bound.
+  options.settings.feature_cache_max_bytes =
+      cache_gib == 0 ? 0
+                     : std::max<int64_t>(1, static_cast<int64_t>(cache_gib * (int64_t{1} << 30)));
   options.settings.replica_address = absl::GetFlag(FLAGS_replica_address);
   if (options.settings.replica_address == "auto") {
     options.settings.replica_address = OwnAddress();

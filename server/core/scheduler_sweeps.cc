@@ -308,7 +308,6 @@ void Scheduler::ApplyTrialChange(ActiveSweep& active, const TrialChange& change)
     const double value = ObjectiveOf(spec.objective(), *change.epoch);
     trial.objective = value;
     if (spec.method() == SweepSpec::ASHA && !IsTerminal(job.state()) &&
-        !IsRefitTrial(spec, job.sweep_trial()) &&
         IsAshaRung(change.epoch->epoch(), spec.asha().min_epochs(),
                    spec.asha().reduction_factor(), trial.epochs)) {
       DecideAtRung(active, job.sweep_trial(), change.epoch->epoch(), value);
@@ -437,7 +436,8 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
       ++created;
       changed = true;
     } else if (absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status) ||
-               absl::IsPermissionDenied(status) || absl::IsNotFound(status)) {
+               absl::IsPermissionDenied(status) || absl::IsNotFound(status) ||
+               absl::IsInternal(status)) {
       outlook.state = Sweep::FAILED;
       outlook.error = absl::StrCat("the refit of job ", outlook.best_job_id, ": ",
                                    status.message(), "; the best trial keeps its model");
@@ -613,7 +613,9 @@ absl::Status Scheduler::LoadSweeps() {
                                        job.state() == Job::SUCCEEDED ? &job.result() : nullptr);
     }
     LogInfo("recovered sweep ", record.id(), " (", Sweep::State_Name(record.state()), ", ",
-            trials.size(), " of ", record.spec().max_trials(), " trials created)");
+            std::min<size_t>(trials.size(), record.spec().max_trials()), " of ",
+            record.spec().max_trials(), " trials created",
+            record.refit_job_id().empty() ? "" : ", and the refit", ")");
   }
   for (const auto& [state, count] : sweep_state_counts_) metrics_.SetSweepsInState(state, count);
   return absl::OkStatus();

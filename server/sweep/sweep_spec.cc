@@ -198,10 +198,26 @@ JobSpec RefitSpec(const SweepSpec& spec, const std::vector<SpaceParameter>& spac
   JobSpec refit = TrialSpec(spec, space, best_index, nullptr);
   refit.set_name(absl::StrCat(spec.name().empty() ? "sweep" : spec.name(), "-refit"));
   refit.mutable_dataset()->set_val_fraction(0);
-  if (refit.training().has_early_stopping()) {
-    // Nothing is held out to stop on: train as long as the trial's exported weights did.
-    refit.mutable_training()->clear_early_stopping();
-    if (best_result.best_epoch() > 0) refit.mutable_training()->set_epochs(best_result.best_epoch());
+  tl::v1::TrainingSpec& training = *refit.mutable_training();
+  // AUTO trains what its probe chose; probing again on other images could choose otherwise.
+  if (training.strategy() == tl::v1::TrainingSpec::AUTO && best_result.has_auto_strategy() &&
+      best_result.auto_strategy().chosen() != tl::v1::TrainingSpec::STRATEGY_UNSPECIFIED) {
+    training.set_strategy(best_result.auto_strategy().chosen());
+    if (training.strategy() != tl::v1::TrainingSpec::FINE_TUNE) {
+      // Fields only a fine-tune takes.
+      training.clear_unfreeze_groups();
+      training.clear_head_only_epochs();
+      training.clear_unfreeze_every_epochs();
+    }
+  }
+  if (training.has_early_stopping()) {
+    // Nothing is held out to stop on: train as long as the trial's exported weights did, and
+    // at least as long as its warmup and head-only epochs need.
+    training.clear_early_stopping();
+    if (best_result.best_epoch() > 0) {
+      training.set_epochs(std::max({best_result.best_epoch(), training.warmup_epochs(),
+                                    training.head_only_epochs() + 1}));
+    }
   }
   return refit;
 }

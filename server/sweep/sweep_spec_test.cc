@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "server/spec/spec_validation.h"
 
 namespace tl::server {
 namespace {
@@ -132,6 +133,26 @@ TEST_F(SweepSpecTest, TheRefitTrainsTheBestTrialsRecipeOnEveryTrainingImage) {
   ASSERT_OK_AND_ASSIGN(const SweepSpec plain,
                        Validate(Sweep(kListedRates, "", R"({"epochs": 12})")));
   EXPECT_EQ(RefitSpec(plain, space, 1, result).training().epochs(), 12);
+  // A best epoch before the warmup's end still trains the warmup, or the spec would fail.
+  ASSERT_OK_AND_ASSIGN(
+      const SweepSpec warm,
+      Validate(Sweep(kListedRates, "",
+                     R"({"epochs": 12, "warmupEpochs": 9, "earlyStopping": {"patience": 2}})")));
+  const JobSpec warm_refit = RefitSpec(warm, space, 0, result);
+  EXPECT_EQ(warm_refit.training().epochs(), 9);
+  EXPECT_THAT(ValidateJobSpecNumbers(warm_refit), tl::testing::IsOk());
+  // AUTO trains what its probe chose, without the fine-tune's fields when it chose another.
+  ASSERT_OK_AND_ASSIGN(
+      const SweepSpec automatic,
+      Validate(Sweep(kListedRates, "", R"({"epochs": 12, "strategy": "AUTO", "unfreezeGroups": 1})")));
+  tl::v1::JobResult probed;
+  probed.mutable_auto_strategy()->set_chosen(tl::v1::TrainingSpec::FULL);
+  const JobSpec chosen = RefitSpec(automatic, space, 0, probed);
+  EXPECT_EQ(chosen.training().strategy(), tl::v1::TrainingSpec::FULL);
+  EXPECT_FALSE(chosen.training().has_unfreeze_groups());
+  EXPECT_THAT(ValidateJobSpecNumbers(chosen), tl::testing::IsOk());
+  probed.mutable_auto_strategy()->set_chosen(tl::v1::TrainingSpec::FINE_TUNE);
+  EXPECT_EQ(RefitSpec(automatic, space, 0, probed).training().unfreeze_groups(), 1);
 }
 
 TEST_F(SweepSpecTest, BadSweepsAreRefusedNamingTheField) {

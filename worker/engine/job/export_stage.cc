@@ -106,8 +106,10 @@ OrStopped<EvaluatedModel> EvaluateModel(const ImageJobConfig& config, const Prep
                                         JobModel& model, JobData& data,
                                         ImageJobObserver& observer) {
   Trainer& trainer = *model.trainer;
+  // The reports describe the exported model, which its users run in float32
+  // (TorchScript without autocast), whatever precision it trained in.
   const auto evaluate = [&trainer](BatchSource& source) {
-    return trainer.Evaluate(source, /*epoch=*/0);
+    return trainer.Evaluate(source, /*epoch=*/0, Precision::kFloat32);
   };
   EvaluatedModel evaluated;
   if (data.val->size() > 0) {

@@ -169,17 +169,28 @@ int PruneFeatureCache(const std::string& cache_dir, int64_t max_bytes, const std
     fs::file_time_type used;
     int64_t bytes = 0;
   };
+  // A half-written table (a worker killed while writing) is left for an hour,
+  // long past any write still going on, then counted and removed as the oldest.
+  const auto abandoned_before = fs::file_time_type::clock::now() - std::chrono::hours(1);
   std::vector<Table> tables;
   int64_t total = 0;
   std::error_code error;
-  for (const fs::directory_entry& entry : fs::directory_iterator(cache_dir, error)) {
+  fs::directory_iterator entry(cache_dir, error);
+  // Best effort: a folder that cannot be read (or changes under the
+  // listing) leaves the job that just wrote its table alone.
+  for (; !error && entry != fs::directory_iterator(); entry.increment(error)) {
     std::error_code entry_error;
-    if (!entry.is_regular_file(entry_error) || entry.path().extension() != ".pt") continue;
-    Table table{entry.path(), entry.last_write_time(entry_error),
-                static_cast<int64_t>(entry.file_size(entry_error))};
+    const std::string name = entry->path().filename().string();
+    const bool table = entry->path().extension() == ".pt";
+    const bool partial = name.find(".pt.tmp") != std::string::npos;
+    if (!(table || partial) || !entry->is_regular_file(entry_error)) continue;
+    Table found{entry->path(), entry->last_write_time(entry_error),
+                static_cast<int64_t>(entry->file_size(entry_error))};
     if (entry_error) continue;  // removed by another worker meanwhile
-    total += table.bytes;
-    if (entry.path().filename() != keep) tables.push_back(std::move(table));
+    if (partial && found.used > abandoned_before) continue;
+    if (partial) found.used = fs::file_time_type::min();
+    total += found.bytes;
+    if (name != keep) tables.push_back(std::move(found));
   }
   std::sort(tables.begin(), tables.end(),
             [](const Table& a, const Table& b) { return a.used < b.used; });

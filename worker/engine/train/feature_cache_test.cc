@@ -237,6 +237,10 @@ TEST(FeatureCachePruneTest, TheLeastRecentlyUsedTablesGoFirst) {
                                      now - std::chrono::minutes(minutes_ago[i]));
   }
   WriteFile(dir + "/notes.txt", std::string(1000, 'x'));
+  // Half-written tables: one a killed worker left two hours ago, one being written now.
+  WriteFile(dir + "/gone.pt.tmp-1-0", std::string(100, 'x'));
+  std::filesystem::last_write_time(dir + "/gone.pt.tmp-1-0", now - std::chrono::hours(2));
+  WriteFile(dir + "/writing.pt.tmp-2-0", std::string(100, 'x'));
   const auto names_in = [&dir] {
     std::vector<std::string> found;
     for (const auto& entry : fs::directory_iterator(dir)) {
@@ -245,11 +249,14 @@ TEST(FeatureCachePruneTest, TheLeastRecentlyUsedTablesGoFirst) {
     std::sort(found.begin(), found.end());
     return found;
   };
-  EXPECT_EQ(PruneFeatureCache(dir, 400, "new.pt"), 0);  // within the bound
-  EXPECT_EQ(PruneFeatureCache(dir, 250, "new.pt"), 2);
-  EXPECT_EQ(names_in(), (std::vector<std::string>{"new.pt", "notes.txt", "used.pt"}));
-  EXPECT_EQ(PruneFeatureCache(dir, 1, "new.pt"), 1);  // never the one just written
-  EXPECT_EQ(names_in(), (std::vector<std::string>{"new.pt", "notes.txt"}));
+  EXPECT_EQ(PruneFeatureCache(dir, 500, "new.pt"), 0);  // within the bound
+  // The abandoned one goes first, then the least recently used table.
+  EXPECT_EQ(PruneFeatureCache(dir, 350, "new.pt"), 2);
+  EXPECT_EQ(names_in(), (std::vector<std::string>{"middle.pt", "new.pt", "notes.txt", "used.pt",
+                                                  "writing.pt.tmp-2-0"}));
+  EXPECT_EQ(PruneFeatureCache(dir, 1, "new.pt"), 2);  // never the one just written
+  EXPECT_EQ(names_in(),
+            (std::vector<std::string>{"new.pt", "notes.txt", "writing.pt.tmp-2-0"}));
 }
 
 TEST_F(FeatureCacheJobTest, RandomFlipsOrATrainableBackboneTrainOnImages) {

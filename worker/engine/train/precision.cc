@@ -11,18 +11,34 @@ namespace {
 
 // The autocast API changed names in LibTorch 2.4; both spellings are kept
 // so that the engine builds against Debian's 1.13 and a CUDA machine's 2.x.
-void SetAutocast(bool cuda, bool enabled) {
+bool AutocastEnabled(bool cuda) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  const at::DeviceType type = cuda ? at::kCUDA : at::kCPU;
-  at::autocast::set_autocast_enabled(type, enabled);
-  if (enabled) at::autocast::set_autocast_dtype(type, at::kBFloat16);
+  return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+at::ScalarType AutocastType(bool cuda) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::autocast::get_autocast_dtype(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+void SetAutocast(bool cuda, bool enabled, at::ScalarType type) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  const at::DeviceType device = cuda ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_enabled(device, enabled);
+  at::autocast::set_autocast_dtype(device, type);
 #else
   if (cuda) {
     at::autocast::set_enabled(enabled);
-    if (enabled) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_autocast_gpu_dtype(type);
   } else {
     at::autocast::set_cpu_enabled(enabled);
-    if (enabled) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_autocast_cpu_dtype(type);
   }
 #endif
 }
@@ -32,13 +48,22 @@ CpuBf16Support ReadCpuid() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (__get_cpuid_max(0, nullptr) < 7) return support;
+  // The instructions count only where the OS saves their registers: CPUID.1
+  // ECX bit 27 (OSXSAVE), then XCR0's opmask and ZMM bits (5-7) for AVX-512
+  // and its tile bits (17-18) for AMX.
+  __cpuid(1, eax, ebx, ecx, edx);
+  if (((ecx >> 27) & 1u) == 0) return support;
+  unsigned int xcr0_low = 0, xcr0_high = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  const bool avx512_state = (xcr0_low & 0xE6u) == 0xE6u;
+  const bool amx_state = (xcr0_low & 0x60000u) == 0x60000u;
   // Leaf 7 sub-leaf 0: EDX bit 22 is AMX-BF16. Sub-leaf 1: EAX bit 5 is AVX512-BF16.
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
-  support.amx_bf16 = (edx >> 22) & 1u;
+  support.amx_bf16 = amx_state && ((edx >> 22) & 1u);
   const unsigned int max_subleaf = eax;
   if (max_subleaf >= 1) {
     __cpuid_count(7, 1, eax, ebx, ecx, edx);
-    support.avx512_bf16 = (eax >> 5) & 1u;
+    support.avx512_bf16 = avx512_state && ((eax >> 5) & 1u);
   }
 #endif
   return support;
@@ -78,15 +103,18 @@ const char* PrecisionName(Precision precision) {
 
 AutocastScope::AutocastScope(Precision precision, const torch::Device& device) {
   if (precision != Precision::kBFloat16) return;
+  active_ = true;
   cuda_ = device.is_cuda();
-  cpu_ = !cuda_;
-  SetAutocast(cuda_, true);
+  // A scope inside another leaves the outer one as it found it.
+  was_enabled_ = AutocastEnabled(cuda_);
+  was_type_ = AutocastType(cuda_);
+  SetAutocast(cuda_, true, at::kBFloat16);
 }
 
 AutocastScope::~AutocastScope() {
-  if (!cuda_ && !cpu_) return;
-  SetAutocast(cuda_, false);
-  at::autocast::clear_cache();
+  if (!active_) return;
+  SetAutocast(cuda_, was_enabled_, was_type_);
+  if (!was_enabled_) at::autocast::clear_cache();
 }
 
 }  // namespace tl::engine

@@ -1,9 +1,10 @@
 // Which precision a job's forward passes run in, and the autocast that
 // applies it. bf16 autocast (weights and optimizer stay float32) is fast
 // where the hardware has bf16 arithmetic: CUDA tensor cores, and CPUs with
-// AVX512-BF16 or AMX, where oneDNN's bf16 convolutions run several times
-// faster than float32 (docs/BENCHMARKS.md). Elsewhere autocast would emulate
-// bf16 and lose time, so AUTO keeps float32 there.
+// AVX512-BF16 or AMX, where oneDNN's bf16 convolutions run faster than
+// float32 (2.0x for a ResNet-18 at 224 px on a 2-core AVX512-BF16 machine,
+// docs/BENCHMARKS.md). Elsewhere autocast would emulate bf16 and lose time,
+// so AUTO keeps float32 there.
 #pragma once
 
 #include <string>
@@ -43,7 +44,8 @@ PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& d
 const char* PrecisionName(Precision precision);  // "FP32", "BF16"
 
 // bf16 autocast of the ops of `device`'s kind for its lifetime (nothing for
-// float32). Cast weight copies are cached per scope and dropped with it.
+// float32), restoring what was there before. Cast weight copies are cached
+// while autocast is on and dropped when the outermost scope ends.
 class AutocastScope {
  public:
   AutocastScope(Precision precision, const torch::Device& device);
@@ -52,8 +54,10 @@ class AutocastScope {
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
+  bool active_ = false;
   bool cuda_ = false;
-  bool cpu_ = false;
+  bool was_enabled_ = false;
+  at::ScalarType was_type_ = at::kBFloat16;
 };
 
 }  // namespace tl::engine

@@ -59,6 +59,13 @@ TEST(AutocastScopeTest, CpuMatrixProductsRunInBf16OnlyInsideTheScope) {
     const AutocastScope scope(Precision::kFloat32, cpu);
     EXPECT_EQ(linear->forward(input).scalar_type(), torch::kFloat32);
   }
+  // A scope inside another leaves the outer one on.
+  {
+    const AutocastScope outer(Precision::kBFloat16, cpu);
+    { const AutocastScope inner(Precision::kBFloat16, cpu); }
+    EXPECT_EQ(linear->forward(input).scalar_type(), torch::kBFloat16);
+  }
+  EXPECT_EQ(linear->forward(input).scalar_type(), torch::kFloat32);
 }
 
 // Four classes told apart by which quarter of the image is bright.

@@ -281,11 +281,13 @@ torch::Tensor Trainer::Step(const Batch& batch, int64_t* correct) {
   return loss.detach();
 }
 
-EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch) {
+EvaluationStats Trainer::Evaluate(BatchSource& source, int epoch,
+                                  std::optional<Precision> precision) {
   model_.SetTraining(false);
+  const Precision used = precision.value_or(options_.precision);
   EvaluationStats stats =
-      EvaluateLogits(source, epoch, model_.num_classes(), [this](const torch::Tensor& images) {
-        const AutocastScope autocast(options_.precision, device_);
+      EvaluateLogits(source, epoch, model_.num_classes(), [this, used](const torch::Tensor& images) {
+        const AutocastScope autocast(used, device_);
         return model_.Forward(ToDevice(images, /*images=*/true));
       });
   // Data-parallel: each replica evaluated its shard of the source.

@@ -8,6 +8,7 @@
 #include <array>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -138,8 +139,10 @@ class Trainer {
   // predictions when not null.
   torch::Tensor Step(const Batch& batch, int64_t* correct);
   // Plain cross-entropy (no class weights, no smoothing), so that
-  // validation losses compare across jobs.
-  EvaluationStats Evaluate(BatchSource& source, int epoch);
+  // validation losses compare across jobs. Forward passes in the training's
+  // precision unless `precision` says otherwise.
+  EvaluationStats Evaluate(BatchSource& source, int epoch,
+                           std::optional<Precision> precision = std::nullopt);
 
   // Model weights, optimizer state and the epochs done so far, in
   // dir/checkpoint (kCheckpointFiles), each file written atomically and the
