@@ -454,6 +454,18 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
     next.clear_best_objective();
   }
   if (!outlook.error.empty()) next.set_error(outlook.error);
+  // A refit that ended without succeeding: its own error says why.
+  if (outlook.state == Sweep::FAILED && !outlook.refit_job_id.empty() &&
+      !IsSweepTerminal(active.sweep.state())) {
+    auto refit = active.trials.find(active.sweep.spec().max_trials());
+    if (refit != active.trials.end() && IsTerminal(refit->second.state) &&
+        refit->second.state != Job::SUCCEEDED) {
+      absl::StatusOr<JobRecord> job = store_.GetJob(outlook.refit_job_id);
+      if (job.ok() && !job->error().empty()) {
+        next.set_error(absl::StrCat(next.error(), ": ", job->error()));
+      }
+    }
+  }
   const bool ending = IsSweepTerminal(outlook.state);
   if (ending) *next.mutable_end_time() = ToTimestamp(Now());
   if (next.state() != active.sweep.state() || next.best_job_id() != active.sweep.best_job_id() ||

@@ -226,6 +226,39 @@ TEST_F(SchedulerSweepsTest, AshaStopsTheWorseTrialAtARungAndTheBestSucceededIsTh
   EXPECT_DOUBLE_EQ(done.trials(1).objective(), 0.3);
 }
 
+TEST_F(SchedulerSweepsTest, AFailedRefitFailsTheSweepWithItsOwnError) {
+  ASSERT_OK_AND_ASSIGN(
+      const Sweep submitted,
+      scheduler_->SubmitSweep(
+          Spec(R"({"name": "one", "base": {"backbone": {"path": "backbones/net.pt"},
+              "dataset": {"trainDir": "train"}, "training": {"epochs": 2}},
+              "space": [{"field": "training.learning_rate", "values": [0.01]}]})"),
+          "alice"));
+  auto connection = std::make_shared<RecordingConnection>();
+  const int64_t session = Connect("w", connection);
+  ASSERT_EQ(connection->Assigned().size(), 1u);
+  const std::string trial = connection->Assigned()[0];
+  Started(session, trial);
+  Epoch(session, trial, 1, 0.5);
+  Epoch(session, trial, 2, 0.6);
+  Finished(session, trial, JobFinished::SUCCEEDED);
+  ASSERT_EQ(connection->Assigned().size(), 2u);  // the refit, placed at once
+  const std::string refit = connection->Assigned()[1];
+  Started(session, refit);
+  WorkerMessage failed;
+  failed.mutable_finished()->set_job_id(refit);
+  failed.mutable_finished()->set_attempt(1);
+  failed.mutable_finished()->set_outcome(JobFinished::FAILED);
+  failed.mutable_finished()->set_error("training.learning_rate: loss became NaN");
+  scheduler_->HandleWorkerMessage(session, failed);
+  ASSERT_OK_AND_ASSIGN(const Sweep ended, scheduler_->GetSweep(submitted.id()));
+  EXPECT_EQ(ended.state(), Sweep::FAILED);
+  EXPECT_THAT(ended.error(), HasSubstr("the refit, job " + refit + ", ended FAILED"));
+  EXPECT_THAT(ended.error(), HasSubstr("loss became NaN"));
+  EXPECT_EQ(ended.best_job_id(), trial);  // its model is still there
+  EXPECT_EQ(ended.failed_trials(), 0);
+}
+
 TEST_F(SchedulerSweepsTest, CancelReachesQueuedAndRunningTrialsAndLeavesFinishedOnes) {
   ASSERT_OK_AND_ASSIGN(const Sweep submitted,
                        scheduler_->SubmitSweep(RateSweep(""), "alice"));
