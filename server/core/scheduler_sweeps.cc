@@ -42,6 +42,14 @@ constexpr int kMaxServeRounds = 8;
 // The principal a sweep's trials act as when they are validated: the sweep's owner.
 Principal OwnerPrincipal(const std::string& owner) { return {owner, Role::kUser, {}, false}; }
 
+// A job the sweep would create no longer passes (a file gone, a source job's sharing
+// withdrawn): the sweep cannot go on as submitted. Other failures (the store, an owner's
+// limit) are tried again later.
+bool RefusesTheSweep(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status) ||
+         absl::IsPermissionDenied(status) || absl::IsNotFound(status);
+}
+
 }  // namespace
 
 Scheduler::ServeSweepsAtExit::~ServeSweepsAtExit() { scheduler_.ServeSweeps(); }
@@ -415,8 +423,7 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
   int created = 0;
   for (int i = 0; i < outlook.trials_to_create; ++i) {
     const absl::Status status = CreateTrial(active);
-    if (absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status) ||
-        absl::IsPermissionDenied(status) || absl::IsNotFound(status)) {
+    if (RefusesTheSweep(status)) {
       // The trial's spec no longer passes (a file gone, a source job's sharing withdrawn):
       // the sweep cannot go on as submitted.
       outlook.state = Sweep::FAILED;
@@ -435,9 +442,7 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
       outlook.refit_job_id = active.trials.rbegin()->second.job_id;
       ++created;
       changed = true;
-    } else if (absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status) ||
-               absl::IsPermissionDenied(status) || absl::IsNotFound(status) ||
-               absl::IsInternal(status)) {
+    } else if (RefusesTheSweep(status) || absl::IsInternal(status)) {
       outlook.state = Sweep::FAILED;
       outlook.error = absl::StrCat("the refit of job ", outlook.best_job_id, ": ",
                                    status.message(), "; the best trial keeps its model");
