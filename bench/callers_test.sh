@@ -57,6 +57,7 @@ EOF
 
 # bench/run
 expect_json peak_gflops "$peak_flops" --threads 2 --repeats 1
+expect_json peak_gflops "$peak_flops" --threads 2 --repeats 1 --dtype bf16
 expect_json images_per_second "$train_bench" pipeline --threads 2 --loader_threads 2 \
   --data "$work/photos" --image_size 32 --batch 4
 expect_json epochs "$train_bench" train --threads 2 --loader_threads 2 --strategy full \
@@ -64,6 +65,11 @@ expect_json epochs "$train_bench" train --threads 2 --loader_threads 2 --strateg
 expect_json epochs "$train_bench" train --threads 2 --loader_threads 2 --no_flip \
   --backbone "$backbone" --data "$work/photos" --image_size 32 --batch 4 --epochs 1 \
   --strategy feature_extraction --learning_rate 0.05
+for precision in bf16 auto; do
+  expect_json precision "$train_bench" train --threads 2 --loader_threads 2 --strategy full \
+    --backbone "$backbone" --data "$work/photos" --image_size 32 --batch 4 --epochs 1 \
+    --precision "$precision"
+done
 expect_json distributed_bench "$distributed_bench" --backbone "$backbone" --batch 4 --size 32 \
   --steps 2 --threads 1
 
@@ -78,6 +84,9 @@ expect_json allreduce_seconds "$distributed_bench" --allreduce --backbone "$back
 # Flags they do not take, and values out of range.
 expect_refusal 2 "--bogus" "$engine_bench" --backbone "$backbone" --bogus
 expect_refusal 2 "--precision" "$engine_bench" --backbone "$backbone" --precision fp16
+expect_refusal 2 "--precision" "$train_bench" train --backbone "$backbone" --data "$work/photos" \
+  --precision fp16
+expect_refusal 2 "--dtype" "$peak_flops" --dtype fp16
 expect_refusal 2 "--backbone" "$engine_bench" --steps 1
 expect_refusal 2 "--repeats" "$peak_flops" --repeats 0
 expect_refusal 2 "--backbone" "$train_bench" train --data "$work/photos"

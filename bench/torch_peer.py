@@ -9,6 +9,7 @@ Prints one JSON object on stdout.
 
   torch_peer.py train --backbone resnet18.pt --data DIR --image-size 64 --epochs 3
   torch_peer.py train --strategy feature_extraction --no-flip --epochs 10 ...
+  torch_peer.py train --precision bf16 ...  # forward and loss under CPU bf16 autocast
   torch_peer.py pipeline --data DIR --image-size 224
   torch_peer.py flops --image-size 224      # ResNet-18's forward FLOPs per image
 
@@ -121,6 +122,7 @@ def run_train(args):
     backbone = torch.jit.load(args.backbone, map_location="cpu")
     head = nn.Linear(_feature_dim(args.backbone), len(dataset.classes))
     frozen = args.strategy == "feature_extraction"
+    bf16 = args.precision == "bf16"
     if frozen:
         backbone.eval()
         for p in backbone.parameters():
@@ -139,12 +141,15 @@ def run_train(args):
         images = 0
         total_loss = 0.0
         for x, y in loader:
-            if frozen:
-                with torch.no_grad():
+            # The documented mixed-precision idiom: the forward pass and
+            # the loss under autocast, backward and step outside it.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                if frozen:
+                    with torch.no_grad():
+                        features = backbone(x)
+                else:
                     features = backbone(x)
-            else:
-                features = backbone(x)
-            loss = loss_fn(head(features), y)
+                loss = loss_fn(head(features), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -153,7 +158,7 @@ def run_train(args):
         seconds = time.perf_counter() - epoch_start
         epochs.append({"epoch": epoch, "images_per_second": images / seconds,
                        "seconds": seconds, "train_loss": total_loss / images})
-    return {"strategy": args.strategy, "train_images": len(dataset), "epochs": epochs,
+    return {"strategy": args.strategy, "precision": args.precision, "train_images": len(dataset), "epochs": epochs,
             "job_seconds": time.perf_counter() - start}
 
 
@@ -200,6 +205,7 @@ def main(argv):
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--no-flip", dest="flip", action="store_false")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = parser.parse_args(argv)
     if args.mode == "flops":
         print(json.dumps({"image_size": args.image_size,

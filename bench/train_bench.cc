@@ -6,6 +6,7 @@
 //       --epochs 4 --batch 32 --strategy full --threads 2 --loader_threads 2
 //     A whole job through RunImageJob: per-epoch training images/s, the
 //     job's wall time and the process's peak resident memory.
+//     --precision fp32|bf16|auto: the job's training.precision (default fp32).
 //   train_bench pipeline --data DIR --image_size 224 --batch 32 --loader_threads 2
 //     The data pipeline alone (ImageFolderSource): one shuffled, flipped
 //     epoch of the folder, decoded from the files, no model.
@@ -28,6 +29,7 @@
 #include "base/errors.h"
 #include "data/image_folder.h"
 #include "job/image_job.h"
+#include "train/precision.h"
 
 namespace {
 
@@ -42,6 +44,7 @@ struct Args {
   std::string output;
   std::string strategy = "full";
   std::string optimizer = "sgd";
+  std::string precision = "fp32";
   int image_size = 64;
   int batch = 32;
   int epochs = 3;
@@ -63,6 +66,9 @@ void AddFlags(CLI::App& app, Args& args, bool& no_flip) {
       ->check(CLI::IsMember({"full", "feature_extraction"}));
   app.add_option("--optimizer", args.optimizer, "sgd or adam")
       ->check(CLI::IsMember({"sgd", "adam"}));
+  app.add_option("--precision", args.precision,
+                 "fp32, bf16 (autocast) or auto (the job's rule; default fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   // At least 1 (CLI::PositiveNumber would describe a range of doubles).
   const CLI::Range positive(1, std::numeric_limits<int>::max());
   for (const auto& [flag, value, help] :
@@ -115,6 +121,9 @@ nlohmann::json RunTraining(const Args& args) {
   config.train.backbone_lr_scale = 1.0;  // the peer's one optimizer group
   // AddFlags admits only these names.
   config.train.optimizer = args.optimizer == "adam" ? OptimizerKind::kAdam : OptimizerKind::kSgd;
+  config.precision = args.precision == "bf16"   ? PrecisionRequest::kBFloat16
+                     : args.precision == "auto" ? PrecisionRequest::kAuto
+                                                : PrecisionRequest::kFloat32;
   config.train.strategy =
       args.strategy == "feature_extraction" ? Strategy::kFeatureExtraction : Strategy::kFull;
   const bool temporary_output = args.output.empty();
@@ -142,6 +151,7 @@ nlohmann::json RunTraining(const Args& args) {
           {"mode", "train"},
           {"strategy", args.strategy},
           {"image_size", args.image_size},
+          {"precision", PrecisionName(result.precision.precision)},
           {"train_images", result.dataset.train_images},
           {"epochs", epochs},
           {"features_cached", result.features_cached},

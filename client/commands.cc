@@ -585,6 +585,7 @@ std::vector<std::string> PredictArguments(const PredictOptions& options) {
   arguments.insert(arguments.end(), options.image_paths.begin(), options.image_paths.end());
   arguments.push_back("--top=" + std::to_string(options.top));
   if (options.json) arguments.push_back("--json");
+  if (!options.precision.empty()) arguments.push_back("--precision=" + options.precision);
   return arguments;
 }
 

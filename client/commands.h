@@ -131,6 +131,7 @@ struct PredictOptions {
   std::vector<std::string> image_paths;
   int top = 5;
   bool json = false;
+  std::string precision;  // tlpredict's --precision; empty: its default (auto)
 };
 
 // submit: queues the job file's spec, retrying a call that may not have arrived;

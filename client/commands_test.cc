@@ -1203,6 +1203,9 @@ TEST(PredictTest, ArgumentsForTlpredict) {
   options.json = true;
   EXPECT_THAT(PredictArguments(options),
               ElementsAre("out/model.pt", "a.png", "b.jpg", "--top=3", "--json"));
+  options.precision = "bf16";
+  EXPECT_THAT(PredictArguments(options), ElementsAre("out/model.pt", "a.png", "b.jpg", "--top=3",
+                                                     "--json", "--precision=bf16"));
 }
 
 TEST(PredictTest, AProgramThatCannotStartIsBadInputNamingIt) {

@@ -76,6 +76,31 @@ TEST_F(PredictCliTest, JsonHasEveryImageAndTheTopK) {
   EXPECT_EQ(parsed[0]["predictions"][0]["label"], 1);
 }
 
+TEST_F(PredictCliTest, Bf16AndFloat32RankTheClassesAlike) {
+  nlohmann::json by_precision[2];
+  const char* precisions[2] = {"fp32", "bf16"};
+  for (int i = 0; i < 2; ++i) {
+    const CommandResult result =
+        RunCommand(std::string(TL_TLCTL) + " predict --json --top 3 --precision " +
+                   precisions[i] + " " + model_path_ + " " + Image(0) + " " + Image(2));
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    by_precision[i] = nlohmann::json::parse(result.output);
+    ASSERT_EQ(by_precision[i].size(), 2u) << result.output;
+  }
+  for (int image = 0; image < 2; ++image) {
+    const nlohmann::json& fp32 = by_precision[0][image]["predictions"][0];
+    const nlohmann::json& bf16 = by_precision[1][image]["predictions"][0];
+    EXPECT_EQ(bf16["class_name"], fp32["class_name"]);
+    // bf16 logits carry about 3 significant digits.
+    EXPECT_NEAR(bf16["probability"].get<double>(), fp32["probability"].get<double>(), 0.05);
+  }
+  const CommandResult bad =
+      RunCommand(std::string(TL_TLCTL) + " predict --precision fp16 " + model_path_ + " " +
+                 Image(0));
+  EXPECT_NE(bad.exit_code, 0) << bad.output;
+  EXPECT_NE(bad.output.find("--precision"), std::string::npos) << bad.output;
+}
+
 TEST_F(PredictCliTest, BadInputIsNamedAndFailsWithStatus2) {
   const std::string missing_model = temp_->Sub("gone/model.pt");
   CommandResult result =

@@ -7,7 +7,7 @@
 //   tlctl sweep list [--state S]      tlctl sweep watch SWEEP
 //   tlctl sweep cancel SWEEP          tlctl sweep pause SWEEP   tlctl sweep resume SWEEP
 //   tlctl report JOB                  (evaluation reports: figures, classes, confusion matrix)
-//   tlctl predict MODEL IMAGE... [--top K] [--json]   (local: runs tlpredict, see there)
+//   tlctl predict MODEL IMAGE... [--top K] [--json] [--precision P]   (local: runs tlpredict, see there)
 // Credentials: --token / $TL_TOKEN (or --token-file / $TL_TOKEN_FILE) send
 // "authorization: Bearer TOKEN"; --tls-ca / $TL_TLS_CA switches to TLS.
 // Exit status: 0 success (for --watch and watch: the job or sweep SUCCEEDED),
@@ -72,6 +72,9 @@ int main(int argc, char** argv) {
   predict->add_option("--top", predict_options.top, "classes shown per image")
       ->check(CLI::PositiveNumber);
   predict->add_flag("--json", predict_options.json, "print JSON");
+  predict->add_option("--precision", predict_options.precision,
+                      "auto (default: bf16 autocast on a CPU with bf16 instructions), fp32 or bf16")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
 
   CLI::App* list = app.add_subcommand("list", "list jobs, newest first");
   tl::client::ListOptions list_options;

@@ -1,6 +1,8 @@
 // tlpredict: classifies image files with a model a tl job exported
 // (model.pt and model.json beside it), on this machine's CPU.
-//   tlpredict MODEL IMAGE... [--top K] [--json]
+//   tlpredict MODEL IMAGE... [--top K] [--json] [--precision auto|fp32|bf16]
+// --precision follows a job's training.precision rule (train/precision.h):
+// auto, the default, takes bf16 autocast on a CPU with bf16 instructions.
 // `tlctl predict` runs this program: it links LibTorch and OpenCV, which
 // tlctl (a small gRPC client meant for any machine) does not.
 // Exit status: 0 every image classified, 2 bad usage, a model that cannot
@@ -13,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "base/errors.h"
 #include "model/predictor.h"
+#include "train/precision.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tlpredict: classify images with an exported tl model"};
@@ -26,6 +29,10 @@ int main(int argc, char** argv) {
   app.add_option("--top", top, "classes shown per image, most probable first")
       ->check(CLI::PositiveNumber);
   app.add_flag("--json", as_json, "print a JSON array, one object per image");
+  std::string precision_name = "auto";
+  app.add_option("--precision", precision_name,
+                 "auto (bf16 autocast on a CPU with bf16 instructions, else fp32), fp32 or bf16")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -39,11 +46,19 @@ int main(int argc, char** argv) {
     std::cerr << "tlpredict: " << error.what() << "\n";
     return 2;
   }
+  const tl::engine::PrecisionRequest request =
+      precision_name == "fp32"   ? tl::engine::PrecisionRequest::kFloat32
+      : precision_name == "bf16" ? tl::engine::PrecisionRequest::kBFloat16
+                                 : tl::engine::PrecisionRequest::kAuto;
+  const torch::Device cpu(torch::kCPU);
+  const tl::engine::Precision precision =
+      tl::engine::ChoosePrecision(request, cpu, tl::engine::DetectCpuBf16()).precision;
   int status = 0;
   nlohmann::json all = nlohmann::json::array();
   for (const std::string& image : images) {
     std::vector<tl::engine::Prediction> predictions;
     try {
+      const tl::engine::AutocastScope autocast(precision, cpu);
       predictions = predictor->Classify(image, top);
     } catch (const tl::engine::EngineError& error) {
       std::cerr << "tlpredict: " << error.what() << "\n";

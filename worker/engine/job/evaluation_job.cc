@@ -10,6 +10,8 @@
 #include "base/errors.h"
 #include "eval/image_evaluation.h"
 #include "model/predictor.h"
+#include "train/precision.h"
+#include "train/trainer.h"
 
 namespace tl::engine {
 
@@ -20,6 +22,11 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(config.threads > 0 ? config.threads : cores);
   Predictor predictor(config.evaluate_model_path, config.train.device, config.artifact_root);
+  // The forward passes follow the job's training.precision by the rule a
+  // training job uses (bf16 where the device runs it fast, under AUTO).
+  const torch::Device device = ParseDevice(config.train.device);
+  const PrecisionChoice precision = ChoosePrecision(config.precision, device, DetectCpuBf16());
+  observer.OnNotice("precision: " + precision.reason);
   const std::vector<std::string>& class_names = predictor.info().class_names;
   const bool on_test = !config.test_dir.empty();
   const std::string& dir = on_test ? config.test_dir : config.train_dir;
@@ -27,6 +34,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   std::vector<ImageSample> samples = SamplesLabelledByName(dir, field, class_names);
 
   ImageJobResult result;
+  result.precision = precision;
   result.dataset.class_names = class_names;
   observer.OnDataset(result.dataset);
   ImageFolderSourceOptions options;
@@ -36,7 +44,10 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   const auto num_classes = static_cast<int64_t>(class_names.size());
   const auto evaluate = [&](BatchSource& source) {
     return EvaluateLogits(source, /*epoch=*/0, num_classes,
-                          [&](const torch::Tensor& images) { return predictor.Logits(images); });
+                          [&](const torch::Tensor& images) {
+                            const AutocastScope autocast(precision.precision, device);
+                            return predictor.Logits(images).to(torch::kFloat32);
+                          });
   };
   OrStopped<EvaluationReport> report =
       EvaluateImages(std::move(samples), predictor.info().preprocessing, options, class_names,
@@ -44,6 +55,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   if (report.stopped()) {
     ImageJobResult stopped;
     stopped.outcome = report.stop();
+    stopped.precision = precision;
     return stopped;
   }
   result.reports.push_back(std::move(*report));

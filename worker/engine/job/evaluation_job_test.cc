@@ -14,6 +14,7 @@
 #include "eval/confusion_matrix_image.h"
 #include "job/image_job.h"
 #include "testing/class_images.h"
+#include "train/precision.h"
 #include "testing/tiny_backbone.h"
 #include "testing/tiny_model.h"
 
@@ -168,6 +169,29 @@ TEST_F(EvaluationJobTest, ExportedModelOnTheValidationFolderMatchesTheTrainingJo
   EXPECT_TRUE(fs::is_regular_file(result.report_path));
   EXPECT_TRUE(fs::is_regular_file(result.confusion_matrix_path));
   EXPECT_TRUE(ReadJson(result.report_path).contains("test"));
+}
+
+TEST_F(EvaluationJobTest, ForwardPassesFollowThePrecisionRuleAndBf16AgreesWithFloat32) {
+  config_.precision = PrecisionRequest::kBFloat16;
+  const ImageJobResult bf16 = RunImageJob(config_, observer_);
+  EXPECT_EQ(bf16.precision.precision, Precision::kBFloat16) << bf16.precision.reason;
+  ASSERT_EQ(bf16.reports.size(), 1u);
+  ASSERT_FALSE(trained_.reports.empty());
+  const EvaluationReport& trained = trained_.reports[0];
+  // bf16 keeps 8 bits of mantissa: the loss moves a little, and at most one
+  // image near a decision boundary may change its class.
+  EXPECT_EQ(bf16.reports[0].images, trained.images);
+  EXPECT_NEAR(bf16.reports[0].accuracy, trained.accuracy, 1.0 / trained.images + 1e-9);
+  EXPECT_NEAR(bf16.reports[0].loss, trained.loss, 0.05);
+
+  config_.precision = PrecisionRequest::kAuto;
+  const ImageJobResult automatic = RunImageJob(config_, observer_);
+  EXPECT_EQ(automatic.precision.precision,
+            ChoosePrecision(PrecisionRequest::kAuto, torch::Device(torch::kCPU), DetectCpuBf16())
+                .precision)
+      << automatic.precision.reason;
+  EXPECT_NE(automatic.precision.reason.find("AUTO"), std::string::npos)
+      << automatic.precision.reason;
 }
 
 TEST_F(EvaluationJobTest, WithoutTestDirTheTrainingFolderIsEvaluated) {
