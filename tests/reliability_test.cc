@@ -1,13 +1,14 @@
 // What the scheduler must never lose, shown with real processes on
 // 127.0.0.1: killed workers and a killed scheduler, a submission storm, many
-// workers on one queue, pause and resume, cancel, draining on SIGTERM, and
-// job logs. Each test prints the figures it measured.
+// workers on one queue, a worker running two jobs at once in two slots,
+// pause and resume, cancel, draining on SIGTERM, and job logs. Each test prints the figures it measured.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -322,6 +323,54 @@ TEST(ReliabilityTest, CancelWorksQueuedRunningAndWhenTheWorkerDiesMeanwhile) {
   EXPECT_LT(stopped.epoch(), 500);
   const Job next = Submit(cluster, TinySpec(1));
   EXPECT_EQ(WaitForJob(cluster, next.id(), Ended).state(), Job::SUCCEEDED);
+}
+
+TEST(ReliabilityTest, ATwoSlotWorkerRunsTwoJobsAtOnceAndItsDeathRequeuesBoth) {
+  Cluster cluster;
+  cluster.StartServer({"--lease_seconds=1", "--heartbeat_seconds=0.2"});
+  const Job first = Submit(cluster, TinySpec(400));
+  const Job second = Submit(cluster, TinySpec(400));
+  const Job third = Submit(cluster, TinySpec(400));
+  Process& worker = cluster.StartWorker("pair", {"--slots=2"});
+  // Both slots train at once: one job each, both past their first epoch together.
+  const auto training = [&](const std::string& id) {
+    const Job job = Get(cluster, id);
+    return job.state() == Job::RUNNING && job.epoch() >= 1;
+  };
+  ASSERT_TRUE(WaitFor([&] { return training(first.id()) && training(second.id()); }, 60s))
+      << worker.Log();
+  EXPECT_EQ(Get(cluster, third.id()).state(), Job::QUEUED);
+  const std::set<std::string> slots = {Get(cluster, first.id()).worker_id(),
+                                       Get(cluster, second.id()).worker_id()};
+  EXPECT_EQ(slots, (std::set<std::string>{"pair/slot1", "pair/slot2"}));
+
+  // A cancel stops one slot's job; the other trains on, and the freed slot takes the third.
+  Job reply;
+  ASSERT_TRUE(Cancel(cluster, second.id(), "test cancel", &reply).ok());
+  EXPECT_EQ(WaitForJob(cluster, second.id(), Ended).state(), Job::CANCELLED);
+  ASSERT_TRUE(WaitFor([&] { return training(third.id()); }, 60s)) << worker.Log();
+  const Job still = Get(cluster, first.id());
+  EXPECT_EQ(still.state(), Job::RUNNING);
+  EXPECT_EQ(still.attempt(), 1);
+
+  // kill -9 takes both slots' jobs down; after the lease both run again on a new worker,
+  // resumed from their checkpoints.
+  worker.Signal(SIGKILL);
+  worker.Wait();
+  const Job at_kill = Get(cluster, first.id());
+  ASSERT_EQ(at_kill.state(), Job::RUNNING) << "400 epochs outlast the cancel";
+  std::cout << "first job at the kill: epoch " << at_kill.epoch() << " of 400\n";
+  cluster.StartWorker("after", {"--slots=2"});
+  for (const std::string& id : {first.id(), third.id()}) {
+    const Job done = WaitForJob(cluster, id, Ended, 180s);
+    EXPECT_EQ(done.state(), Job::SUCCEEDED) << done.error();
+    EXPECT_EQ(done.attempt(), 2) << id;
+    EXPECT_EQ(done.worker_id().rfind("after/slot", 0), 0u) << done.worker_id();
+    const std::vector<JobEvent> replay = WatchToEnd(cluster, id);
+    std::vector<int> expected(400);
+    std::iota(expected.begin(), expected.end(), 1);
+    EXPECT_EQ(EpochsOf(replay), expected) << "every epoch once: the second attempt resumed";
+  }
 }
 
 TEST(ReliabilityTest, AUserErrorFailsAtOnceWithoutRetry) {

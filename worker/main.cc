@@ -29,7 +29,9 @@
 #include "common/log.h"
 #include "common/metrics_http_flags.h"
 #include "common/metrics_http_server.h"
+#include "common/worker_slots.h"
 #include "data/image_header.h"
+#include "worker/slot_options.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
 
@@ -41,6 +43,10 @@ ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are 
 ABSL_FLAG(std::string, device, "cpu", "device to train on: cpu, cuda or cuda:N");
 ABSL_FLAG(int, threads, 0, "intra-op threads for training; 0: every core");
 ABSL_FLAG(int, loader_threads, 0, "image decoding threads; 0: chosen from the core count");
+ABSL_FLAG(int, slots, 1,
+          "jobs this worker runs at once on its device, at most 16: each slot connects as "
+          "WORKER_ID/slotK with an equal share of --threads, --loader_threads and the device's "
+          "memory (a job asking for more GPU memory than a share waits for a worker it fits)");
 ABSL_FLAG(std::string, token_file, "", "file holding this worker's bearer token (role worker)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM certificate(s) to trust; connects with TLS");
 ABSL_FLAG(double, gpu_memory_gb, 0,
@@ -223,14 +229,17 @@ int main(int argc, char** argv) {
     }
     tl::LogInfo("replica address ", options.settings.replica_address);
   }
-  options.settings.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
-  if (!options.settings.replica_address.empty() && options.settings.rendezvous_port == 0) {
-    // Another process could take it before a job needs it; that attempt's rendezvous then
-    // fails and the job is retried. A fixed --rendezvous_port avoids that.
-    options.settings.rendezvous_port = tl::FreePort(options.settings.replica_address);
+  const int slots = absl::GetFlag(FLAGS_slots);
+  if (slots < 1 || slots > tl::kMaxWorkerSlots) {
+    tl::LogError("--slots must lie in [1, ", tl::kMaxWorkerSlots, "]");
+    return 2;
   }
-  if (options.settings.rendezvous_port < 0 || options.settings.rendezvous_port > 65535) {
-    tl::LogError("--rendezvous_port must lie in [0, 65535]");
+  options.settings.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
+  // Slot k serves its rendezvous on the port + k - 1.
+  if (options.settings.rendezvous_port < 0 ||
+      options.settings.rendezvous_port + slots - 1 > 65535) {
+    tl::LogError("--rendezvous_port must lie in [0, ", 65536 - slots, "] (with --slots ", slots,
+                 ", slot K serves on it + K - 1)");
     return 2;
   }
   if (options.settings.device.rfind("cuda", 0) == 0 && !torch::cuda::is_available()) {
@@ -264,19 +273,39 @@ int main(int argc, char** argv) {
   }
   options.credentials = *credentials;
 
-  auto metrics = std::make_shared<tl::worker::WorkerMetrics>(options.settings.device);
+  auto metrics = std::make_shared<tl::worker::WorkerMetrics>(options.settings.device, slots);
   options.settings.listener = metrics;
   std::unique_ptr<tl::MetricsHttpServer> metrics_server = ServeMetrics(metrics);
 
-  tl::worker::WorkerAgent agent(options);
-  std::thread signal_watcher([&agent, signals] {
+  std::vector<std::unique_ptr<tl::worker::WorkerAgent>> agents;
+  for (tl::worker::AgentOptions& slot : tl::worker::SlotAgentOptions(
+           options, slots, static_cast<int>(std::thread::hardware_concurrency()))) {
+    if (!slot.settings.replica_address.empty() && slot.settings.rendezvous_port == 0) {
+      // Another process could take it before a job needs it; that attempt's rendezvous then
+      // fails and the job is retried. A fixed --rendezvous_port avoids that.
+      slot.settings.rendezvous_port = tl::FreePort(slot.settings.replica_address);
+    }
+    agents.push_back(std::make_unique<tl::worker::WorkerAgent>(slot));
+  }
+  if (slots > 1) {
+    tl::LogInfo("running ", slots, " slots, ", agents.front()->options().settings.threads,
+                " intra-op thread(s) each");
+  }
+  std::thread signal_watcher([&agents, signals] {
     int received = 0;
     sigwait(&signals, &received);
     tl::LogInfo("signal ", received, " received; stopping");
-    agent.Stop();
+    for (const auto& agent : agents) agent->Stop();
   });
   signal_watcher.detach();
-  agent.Run();
+  // Slot 1 serves on this thread, the others on threads of their own; a
+  // signal stops them all.
+  std::vector<std::thread> slot_threads;
+  for (size_t i = 1; i < agents.size(); ++i) {
+    slot_threads.emplace_back([agent = agents[i].get()] { agent->Run(); });
+  }
+  agents.front()->Run();
+  for (std::thread& thread : slot_threads) thread.join();
   tl::LogInfo("stopped");
   return 0;
 }

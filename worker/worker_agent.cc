@@ -124,6 +124,9 @@ WorkerMessage WorkerAgent::Hello() {
   for (const tl::v1::Device& device : options_.devices) *hello.add_devices() = device;
   hello.set_replica_address(options_.settings.replica_address);
   hello.set_rendezvous_port(options_.settings.rendezvous_port);
+  hello.set_slot_of(options_.slot_of);
+  hello.set_slot(options_.slot);
+  hello.set_slots(options_.slots);
   // The job this worker holds: one still running, else one whose result the
   // scheduler may not have yet.
   std::lock_guard<std::mutex> runner_lock(runner_mutex_);

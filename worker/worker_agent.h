@@ -27,6 +27,13 @@ struct AgentOptions {
   // Sent as "authorization: Bearer TOKEN" when not empty.
   std::string token;
   std::string worker_id;
+  // One slot of a worker process that runs several jobs at once
+  // (common/worker_slots.h): the process's worker id, this slot's number
+  // (1 to slots) and how many it runs; worker_id is then the slot's own.
+  // Unset for a worker of one slot.
+  std::string slot_of;
+  int slot = 0;
+  int slots = 0;
   WorkerSettings settings;
   std::vector<tl::v1::Device> devices;
 };
@@ -40,6 +47,8 @@ class WorkerAgent {
   void Run();
   // Safe from any thread (a signal-watching one included).
   void Stop();
+
+  const AgentOptions& options() const { return options_; }
 
  private:
   using Stream = grpc::ClientReaderWriter<tl::v1::WorkerMessage, tl::v1::SchedulerMessage>;

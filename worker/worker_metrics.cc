@@ -75,7 +75,7 @@ std::optional<DeviceMemory> CudaMemory(int device_index) {
 #endif
 }
 
-WorkerMetrics::WorkerMetrics(const std::string& device)
+WorkerMetrics::WorkerMetrics(const std::string& device, int slots)
     : registry_(std::make_shared<prometheus::Registry>()),
       resident_memory_(Gauge(*registry_, "process_resident_memory_bytes",
                              "Resident memory of the tlworker process.")),
@@ -91,10 +91,14 @@ WorkerMetrics::WorkerMetrics(const std::string& device)
                             "CUDA memory in tensors LibTorch has allocated.")),
       cuda_reserved_(Gauge(*registry_, "tl_worker_cuda_memory_reserved_bytes",
                            "CUDA memory LibTorch's caching allocator holds.")),
+      slots_(Gauge(*registry_, "tl_worker_slots",
+                   "Jobs this worker runs at once on its device (tlworker --slots).")),
       cuda_index_(CudaIndexOf(device)),
-      collectable_(std::make_shared<RefreshedRegistry>(registry_, [this] { Refresh(); })) {
+      collectable_(std::make_shared<RefreshedRegistry>(registry_, [this] { Refresh(); })),
+      slots_count_(std::max(1, slots)) {
   batches_.Add({});
   data_wait_.Add({});
+  slots_.Add({}).Set(slots);
   Refresh();
 }
 
@@ -114,28 +118,35 @@ void WorkerMetrics::Refresh() {
 
 void WorkerMetrics::OnBatch(const std::string& job_id, const engine::BatchProgress& progress) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (job_id != job_id_) {
-    if (job_images_per_second_series_ != nullptr) {
-      job_images_per_second_.Remove(job_images_per_second_series_);
-    }
-    job_id_ = job_id;
-    job_images_per_second_series_ = &job_images_per_second_.Add({{"job_id", job_id}});
-    epoch_data_wait_seen_ = 0;
+  if (!running_.count(job_id) && static_cast<int>(running_.size()) >= slots_count_) {
+    // More jobs than slots: one ended without its end reaching here. The
+    // one that reported last longest ago goes, so series cannot pile up.
+    auto stale = std::min_element(running_.begin(), running_.end(), [](const auto& a, const auto& b) {
+      return a.second.last_batch < b.second.last_batch;
+    });
+    job_images_per_second_.Remove(stale->second.images_per_second);
+    running_.erase(stale);
   }
+  RunningJob& job = running_[job_id];
+  if (job.images_per_second == nullptr) {
+    job.images_per_second = &job_images_per_second_.Add({{"job_id", job_id}});
+  }
+  job.last_batch = ++batches_seen_;
   batches_.Add({}).Increment();
   // The progress holds the epoch's wait so far; the counter takes what is new.
-  if (progress.batch <= 1) epoch_data_wait_seen_ = 0;
-  data_wait_.Add({}).Increment(std::max(0.0, progress.data_wait_seconds - epoch_data_wait_seen_));
-  epoch_data_wait_seen_ = progress.data_wait_seconds;
-  job_images_per_second_series_->Set(progress.images_per_second);
+  if (progress.batch <= 1) job.epoch_data_wait_seen = 0;
+  data_wait_.Add({}).Increment(
+      std::max(0.0, progress.data_wait_seconds - job.epoch_data_wait_seen));
+  job.epoch_data_wait_seen = progress.data_wait_seconds;
+  job.images_per_second->Set(progress.images_per_second);
 }
 
 void WorkerMetrics::OnJobEnded(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (job_id != job_id_ || job_images_per_second_series_ == nullptr) return;
-  job_images_per_second_.Remove(job_images_per_second_series_);
-  job_images_per_second_series_ = nullptr;
-  job_id_.clear();
+  auto job = running_.find(job_id);
+  if (job == running_.end()) return;
+  job_images_per_second_.Remove(job->second.images_per_second);
+  running_.erase(job);
 }
 
 }  // namespace tl::worker

@@ -11,6 +11,7 @@
 #include <prometheus/registry.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -35,8 +36,9 @@ std::optional<DeviceMemory> CudaMemory(int device_index);
 
 class WorkerMetrics : public JobListener {
  public:
-  // `device` as the worker trains on it: "cpu", "cuda" or "cuda:N".
-  explicit WorkerMetrics(const std::string& device);
+  // `device` as the worker trains on it: "cpu", "cuda" or "cuda:N"; `slots`:
+  // the jobs it runs at once (tlworker --slots), each job's series its own.
+  explicit WorkerMetrics(const std::string& device, int slots = 1);
 
   // What /metrics serves: the registry with the process and device figures
   // read at each scrape.
@@ -56,13 +58,21 @@ class WorkerMetrics : public JobListener {
   prometheus::Family<prometheus::Gauge>& job_images_per_second_;
   prometheus::Family<prometheus::Gauge>& cuda_allocated_;
   prometheus::Family<prometheus::Gauge>& cuda_reserved_;
+  prometheus::Family<prometheus::Gauge>& slots_;
   const std::optional<int> cuda_index_;  // the CUDA device trained on, if any
   std::shared_ptr<prometheus::Collectable> collectable_;
 
+  // A running job's series, and the data wait of its epoch in progress
+  // already counted.
+  struct RunningJob {
+    prometheus::Gauge* images_per_second = nullptr;
+    double epoch_data_wait_seen = 0;
+    int64_t last_batch = 0;  // the batch count when it last reported one
+  };
+  const int slots_count_;
   std::mutex mutex_;  // guards the members below and the counters' catching up
-  std::string job_id_;  // the job whose series exist; empty when none
-  prometheus::Gauge* job_images_per_second_series_ = nullptr;
-  double epoch_data_wait_seen_ = 0;  // of the epoch in progress, already counted
+  std::map<std::string, RunningJob> running_;  // by job id; at most slots_count_
+  int64_t batches_seen_ = 0;
 };
 
 }  // namespace tl::worker

@@ -127,6 +127,30 @@ TEST(WorkerMetricsTest, TheJobSeriesGoesWhenTheJobEnds) {
   EXPECT_TRUE(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "j3"}}));
 }
 
+TEST(WorkerMetricsTest, EachSlotsJobHasItsOwnSeriesAndWaitAccount) {
+  WorkerMetrics metrics("cpu", /*slots=*/2);
+  EXPECT_EQ(Value(metrics, "tl_worker_slots"), 2);
+  // Two jobs' batches interleave; each epoch's wait is counted from its own job's figures.
+  metrics.OnBatch("a", Batch(1, 1, 0.5));
+  metrics.OnBatch("b", Batch(1, 1, 0.25));
+  metrics.OnBatch("a", Batch(1, 2, 0.75));
+  metrics.OnBatch("b", Batch(1, 3, 1.25));
+  EXPECT_EQ(Value(metrics, "tl_worker_batches_total"), 4);
+  EXPECT_EQ(Value(metrics, "tl_worker_data_wait_seconds_total"), 0.75 + 1.25);
+  EXPECT_EQ(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "a"}}), 200);
+  EXPECT_EQ(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "b"}}), 300);
+  metrics.OnJobEnded("a");
+  EXPECT_FALSE(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "a"}}));
+  EXPECT_TRUE(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "b"}}));
+  // A third job while two have series: the one heard from longest ago goes.
+  metrics.OnBatch("c", Batch(1, 1, 0));
+  metrics.OnBatch("b", Batch(1, 1, 0));
+  metrics.OnBatch("d", Batch(1, 1, 0));
+  EXPECT_FALSE(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "c"}}));
+  EXPECT_TRUE(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "b"}}));
+  EXPECT_TRUE(Value(metrics, "tl_worker_job_images_per_second", {{"job_id", "d"}}));
+}
+
 #ifndef TL_WITH_C10_CUDA
 TEST(WorkerMetricsTest, CpuBuildsExportNoDeviceMemory) {
   EXPECT_FALSE(CudaMemory(0).has_value());

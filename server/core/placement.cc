@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/worker_slots.h"
 
 namespace tl::server {
 
@@ -31,6 +32,35 @@ bool CanJoinGang(const tl::v1::WorkerHello& worker) {
   return !worker.replica_address().empty() && worker.rendezvous_port() > 0;
 }
 
+const std::string& WorkerProcessOf(const tl::v1::WorkerHello& worker) {
+  return worker.slot_of().empty() ? worker.worker_id() : worker.slot_of();
+}
+
+absl::Status CheckWorkerSlots(const tl::v1::WorkerHello& worker) {
+  if (worker.slot_of().empty() && worker.slot() == 0 && worker.slots() == 0) {
+    return absl::OkStatus();
+  }
+  if (worker.slots() < 1 || worker.slots() > kMaxWorkerSlots) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.slots is ", worker.slots(),
+                                                   "; it must lie in [1, ", kMaxWorkerSlots, "]"));
+  }
+  if (worker.slot() < 1 || worker.slot() > worker.slots()) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.slot is ", worker.slot(),
+                                                   "; it must lie in [1, hello.slots = ",
+                                                   worker.slots(), "]"));
+  }
+  if (worker.slot_of().empty()) {
+    return absl::InvalidArgumentError("hello.slot_of is empty: a slot names its worker's id");
+  }
+  if (worker.worker_id() != SlotWorkerId(worker.slot_of(), worker.slot())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hello.worker_id is \"", worker.worker_id(), "\"; slot ", worker.slot(), " of worker \"",
+        worker.slot_of(), "\" connects as \"", SlotWorkerId(worker.slot_of(), worker.slot()),
+        "\""));
+  }
+  return absl::OkStatus();
+}
+
 std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
   if (resources.device() != "cuda" && resources.gpu_count() == 0) {
     return resources.device().empty() ? "any device" : resources.device();
@@ -44,13 +74,13 @@ std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
 }
 
 int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const JobRecord& job) {
-  int suitable = 0;
+  std::set<std::string> processes;
   for (const PlacementWorker& worker : workers) {
     if (WorkerFits(*worker.hello, job.spec().resources()) && CanJoinGang(*worker.hello)) {
-      ++suitable;
+      processes.insert(WorkerProcessOf(*worker.hello));
     }
   }
-  return suitable;
+  return static_cast<int>(processes.size());
 }
 
 std::vector<Placement> PlaceJobs(const std::vector<const JobRecord*>& queue,
@@ -65,12 +95,16 @@ std::vector<Placement> PlaceJobs(const std::vector<const JobRecord*>& queue,
     if (at_limit(job->owner())) continue;
     const size_t replicas = static_cast<size_t>(Replicas(*job));
     std::vector<PlacementWorker*> chosen;
+    // A gang's ranks each get a process of their own: two slots of one
+    // device would only split its work between them.
+    std::set<std::string> chosen_processes;
     bool any_free = false;
     for (PlacementWorker& worker : workers) {
       if (!worker.free || held_back.count(worker.session)) continue;
       any_free = true;
       if (!WorkerFits(*worker.hello, job->spec().resources()) ||
-          (replicas > 1 && !CanJoinGang(*worker.hello))) {
+          (replicas > 1 && (!CanJoinGang(*worker.hello) ||
+                            !chosen_processes.insert(WorkerProcessOf(*worker.hello)).second))) {
         continue;
       }
       chosen.push_back(&worker);

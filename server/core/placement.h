@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "server/record/job_record.pb.h"
 #include "tl/v1/service.pb.h"
 
@@ -21,6 +22,14 @@ int Replicas(const JobRecord& job);
 bool WorkerFits(const tl::v1::WorkerHello& worker, const tl::v1::ResourceRequest& resources);
 // Whether the worker may train in a gang: it said where peers reach it.
 bool CanJoinGang(const tl::v1::WorkerHello& worker);
+// The worker process a session belongs to: for a slot of a worker that runs
+// several jobs at once (common/worker_slots.h) its process's worker id,
+// else its own. The ranks of a gang go to different processes.
+const std::string& WorkerProcessOf(const tl::v1::WorkerHello& worker);
+// A hello's slot fields: all unset, or slots in [1, kMaxWorkerSlots], slot
+// in [1, slots] and worker_id the slot's id under slot_of. INVALID_ARGUMENT
+// names the field.
+absl::Status CheckWorkerSlots(const tl::v1::WorkerHello& worker);
 // "any device", "cpu", "2 CUDA device(s) with at least 16384 MiB each".
 std::string DescribeResources(const tl::v1::ResourceRequest& resources);
 
@@ -42,12 +51,14 @@ struct PlacementLimits {
   std::map<std::string, int64_t> running_per_owner;
 };
 
-// Connected workers, free or not, that could take part in `job` (for a gang: that can join).
+// Worker processes with a connected session, free or not, that could take part in `job`
+// (for a gang: that can join); the slots of one process count once.
 int CountSuitableWorkers(const std::vector<PlacementWorker>& workers, const JobRecord& job);
 
 // The assignments to make now, in queue order. `queue` is the queued jobs in dispatch order
 // (highest priority, then oldest). A job goes to the first free workers that fit it (as many
-// as it has replicas), unless its owner is at the running limit. A gang job that cannot start
+// as it has replicas, each in a worker process of its own), unless its owner is at the running
+// limit. A gang job that cannot start
 // yet holds back the free workers it could use, so that jobs behind it do not take them and
 // overtake it forever, but only while enough suitable workers are connected for it to start
 // once the busy ones finish.

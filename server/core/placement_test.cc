@@ -43,6 +43,20 @@ class PlacementTest : public ::testing::Test {
     }
     return {session, &hello, free};
   }
+  // Slot `slot` of worker process `process` (common/worker_slots.h), with `memory_gib` of GPU
+  // memory as its share.
+  PlacementWorker AddSlot(int64_t session, const std::string& process, int slot, int slots,
+                          int64_t memory_gib = 0, bool free = true) {
+    PlacementWorker worker = AddWorker(session, {memory_gib > 0 ? "cuda" : "cpu"}, free, true);
+    WorkerHello& hello = hellos_.back();
+    hello.set_worker_id(process + "/slot" + std::to_string(slot));
+    hello.set_slot_of(process);
+    hello.set_slot(slot);
+    hello.set_slots(slots);
+    hello.set_replica_address("10.0.1." + process);
+    if (memory_gib > 0) hello.mutable_devices(0)->set_memory_bytes(memory_gib << 30);
+    return worker;
+  }
   static std::vector<std::string> Describe(const std::vector<Placement>& placements) {
     std::vector<std::string> text;
     for (const Placement& placement : placements) {
@@ -105,6 +119,70 @@ TEST_F(PlacementTest, AWaitingGangHoldsBackOnlyWhileItCanStartSoon) {
   const std::vector<PlacementWorker> never = {AddWorker(3, {"cpu"}, true, true),
                                               AddWorker(4, {"cpu"})};
   EXPECT_THAT(Describe(PlaceJobs(queue, never, {})), ElementsAre("small: 3"));
+}
+
+TEST_F(PlacementTest, EachSlotOfAWorkerTakesAJobOfItsOwn) {
+  const std::vector<const JobRecord*> queue = {AddJob("a"), AddJob("b"), AddJob("c")};
+  const std::vector<PlacementWorker> slots = {AddSlot(1, "1", 1, 2), AddSlot(2, "1", 2, 2)};
+  EXPECT_THAT(Describe(PlaceJobs(queue, slots, {})), ElementsAre("a: 1", "b: 2"));
+}
+
+TEST_F(PlacementTest, AGangsRanksGoToDifferentWorkerProcesses) {
+  const std::vector<const JobRecord*> queue = {AddJob("gang", "alice", "", 2)};
+  // Two slots of one process are one worker to a gang: it waits, and holds nothing back.
+  const std::vector<PlacementWorker> one_process = {AddSlot(1, "1", 1, 2), AddSlot(2, "1", 2, 2)};
+  EXPECT_THAT(PlaceJobs(queue, one_process, {}), IsEmpty());
+  EXPECT_EQ(CountSuitableWorkers(one_process, *queue[0]), 1);
+  const std::vector<const JobRecord*> with_small = {queue[0], AddJob("small")};
+  EXPECT_THAT(Describe(PlaceJobs(with_small, one_process, {})), ElementsAre("small: 1"));
+  const std::vector<PlacementWorker> two_processes = {AddSlot(3, "1", 1, 2), AddSlot(4, "1", 2, 2),
+                                                      AddSlot(5, "2", 1, 2)};
+  EXPECT_EQ(CountSuitableWorkers(two_processes, *queue[0]), 2);
+  EXPECT_THAT(Describe(PlaceJobs(queue, two_processes, {})), ElementsAre("gang: 3 5"));
+}
+
+TEST_F(PlacementTest, AJobGoesOnlyToASlotWhoseShareOfGpuMemoryFitsIt) {
+  JobRecord& big = *const_cast<JobRecord*>(AddJob("big", "alice", "cuda"));
+  big.mutable_spec()->mutable_resources()->set_min_gpu_memory_bytes(int64_t{30} << 30);
+  const std::vector<const JobRecord*> queue = {&big, AddJob("small", "alice", "cuda")};
+  // An 80 GiB device in 4 slots of 20 GiB, and one in 2 slots of 40 GiB.
+  const std::vector<PlacementWorker> quarters = {AddSlot(1, "1", 1, 4, 20), AddSlot(2, "1", 2, 4, 20)};
+  EXPECT_THAT(Describe(PlaceJobs(queue, quarters, {})), ElementsAre("small: 1"));
+  const std::vector<PlacementWorker> halves = {AddSlot(3, "2", 1, 2, 40), AddSlot(4, "2", 2, 2, 40)};
+  EXPECT_THAT(Describe(PlaceJobs(queue, halves, {})), ElementsAre("big: 3", "small: 4"));
+}
+
+TEST_F(PlacementTest, SlotFieldsOfAHelloAreCheckedAndNamed) {
+  WorkerHello hello;
+  hello.set_worker_id("w1");
+  EXPECT_TRUE(CheckWorkerSlots(hello).ok());
+  EXPECT_EQ(WorkerProcessOf(hello), "w1");
+  hello.set_worker_id("w1/slot2");
+  hello.set_slot_of("w1");
+  hello.set_slot(2);
+  hello.set_slots(2);
+  EXPECT_TRUE(CheckWorkerSlots(hello).ok()) << CheckWorkerSlots(hello);
+  EXPECT_EQ(WorkerProcessOf(hello), "w1");
+  const auto refused = [](WorkerHello bad, const std::string& field) {
+    const absl::Status status = CheckWorkerSlots(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(status.message().find(field), absl::string_view::npos) << status;
+  };
+  WorkerHello bad = hello;
+  bad.set_slots(17);
+  refused(bad, "hello.slots");
+  bad = hello;
+  bad.set_slot(3);
+  refused(bad, "hello.slot ");
+  bad = hello;
+  bad.set_slot(0);
+  refused(bad, "hello.slot ");
+  bad = hello;
+  bad.set_worker_id("w2/slot2");  // a slot under another process's name
+  refused(bad, "hello.worker_id");
+  bad = hello;
+  bad.set_slot_of("");
+  refused(bad, "hello.slot_of");
 }
 
 TEST_F(PlacementTest, ResourcesAreDescribedForPeople) {

@@ -1690,6 +1690,65 @@ TEST_F(SchedulerControlTest, AWorkerConnectsOnlyAsItsOwnIdAndIsNotReplacedByAnot
   EXPECT_EQ(Stored(id).state(), Job::SUCCEEDED);
 }
 
+TEST_F(SchedulerControlTest, TheSlotsOfAWorkerConnectUnderItsTokenAndEachRunsAJob) {
+  const Principal gpu1{"gpu-1", Role::kWorker, {}};
+  const auto slot_hello = [](const std::string& process, int slot) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(process + "/slot" + std::to_string(slot));
+    hello.set_slot_of(process);
+    hello.set_slot(slot);
+    hello.set_slots(2);
+    hello.add_devices()->set_kind("cpu");
+    return hello;
+  };
+  // A token names the process; its slots connect under it, and only its own.
+  auto impostor = std::make_shared<FakeConnection>();
+  EXPECT_THAT(scheduler_->ConnectWorker(slot_hello("gpu-2", 1), impostor, gpu1),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("hello.slot_of")));
+  tl::v1::WorkerHello renamed = slot_hello("gpu-1", 1);
+  renamed.set_worker_id("gpu-2/slot1");
+  EXPECT_THAT(scheduler_->ConnectWorker(renamed, impostor, gpu1),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.worker_id")));
+  tl::v1::WorkerHello too_many = slot_hello("gpu-1", 3);
+  EXPECT_THAT(scheduler_->ConnectWorker(too_many, impostor, gpu1),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.slot ")));
+
+  const std::string first = Submit("flowers");
+  const std::string second = Submit("flowers");
+  const std::string third = Submit("flowers");
+  auto one = std::make_shared<FakeConnection>();
+  auto two = std::make_shared<FakeConnection>();
+  ASSERT_OK_AND_ASSIGN(int64_t session_one, scheduler_->ConnectWorker(slot_hello("gpu-1", 1), one, gpu1));
+  ASSERT_OK_AND_ASSIGN(int64_t session_two, scheduler_->ConnectWorker(slot_hello("gpu-1", 2), two, gpu1));
+  ASSERT_THAT(one->assignments(), SizeIs(1));
+  ASSERT_THAT(two->assignments(), SizeIs(1));
+  EXPECT_EQ(one->assignments()[0].job_id(), first);
+  EXPECT_EQ(two->assignments()[0].job_id(), second);
+  FakeWorker slot_one{"gpu-1/slot1", session_one, one};
+  FakeWorker slot_two{"gpu-1/slot2", session_two, two};
+  Started(slot_one, first, 1);
+  Started(slot_two, second, 1);
+  EXPECT_EQ(Stored(first).worker_id(), "gpu-1/slot1");
+  EXPECT_EQ(Get(third).state(), Job::QUEUED);
+
+  // A cancel reaches the one slot; the other's job runs on, and the freed slot takes the next.
+  ASSERT_THAT(scheduler_->CancelJob(second, "not needed"), IsOk());
+  ASSERT_THAT(two->cancels(), SizeIs(1));
+  EXPECT_THAT(one->cancels(), IsEmpty());
+  Finished(slot_two, second, 1, JobFinished::CANCELLED);
+  ASSERT_THAT(two->assignments(), SizeIs(2));
+  EXPECT_EQ(two->assignments()[1].job_id(), third);
+  EXPECT_EQ(Get(first).state(), Job::RUNNING);
+
+  // The process dies: both slots' sessions end, and after the lease both jobs are queued again.
+  Started(slot_two, third, 1);
+  scheduler_->DisconnectWorker(session_one);
+  scheduler_->DisconnectWorker(session_two);
+  scheduler_->CheckLeases(absl::Now() + kLease);
+  EXPECT_EQ(Get(first).state(), Job::QUEUED);
+  EXPECT_EQ(Get(third).state(), Job::QUEUED);
+}
+
 TEST_F(SchedulerControlTest, AResultPointingOutsideTheJobsFolderIsRefused) {
   for (const std::string& bad : {std::string("../../../etc/passwd"), std::string("/etc/passwd"),
                                  std::string("OTHER/model.pt"), std::string("ID/../x/model.pt"),

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "common/worker_slots.h"
 #include "server/core/job_states.h"
 #include "server/core/placement.h"
 #include "server/core/scheduler.h"
@@ -64,11 +65,15 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& anno
     return absl::InvalidArgumentError("hello.worker_id is empty");
   }
   TL_RETURN_IF_ERROR(CheckCallerText("hello.worker_id", hello.worker_id(), kMaxOwnerCharacters));
-  if (!credential.MayConnectAsWorker(hello.worker_id())) {
-    LogWarning("refused worker id ", hello.worker_id(), " to principal ", credential.name);
-    return absl::PermissionDeniedError(
-        absl::StrCat("hello.worker_id: principal ", credential.name, " may not connect as worker ",
-                     hello.worker_id(), "; its token names the worker ids it may use"));
+  TL_RETURN_IF_ERROR(CheckWorkerSlots(hello));
+  // A slot connects under its process's worker id, the one its token names.
+  const std::string& identity = WorkerProcessOf(hello);
+  if (!credential.MayConnectAsWorker(identity)) {
+    LogWarning("refused worker id ", identity, " to principal ", credential.name);
+    return absl::PermissionDeniedError(absl::StrCat(
+        hello.slot_of().empty() ? "hello.worker_id" : "hello.slot_of", ": principal ",
+        credential.name, " may not connect as worker ", identity,
+        "; its token names the worker ids it may use"));
   }
   std::vector<std::shared_ptr<WorkerConnection>> replaced;
   absl::StatusOr<int64_t> result =
