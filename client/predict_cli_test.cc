@@ -87,18 +87,24 @@ TEST_F(PredictCliTest, Bf16AndFloat32RankTheClassesAlike) {
     by_precision[i] = nlohmann::json::parse(result.output);
     ASSERT_EQ(by_precision[i].size(), 2u) << result.output;
   }
+  bool any_differs = false;
   for (int image = 0; image < 2; ++image) {
     const nlohmann::json& fp32 = by_precision[0][image]["predictions"][0];
     const nlohmann::json& bf16 = by_precision[1][image]["predictions"][0];
     EXPECT_EQ(bf16["class_name"], fp32["class_name"]);
     // bf16 logits carry about 3 significant digits.
     EXPECT_NEAR(bf16["probability"].get<double>(), fp32["probability"].get<double>(), 0.05);
+    any_differs = any_differs || bf16["probability"] != fp32["probability"];
   }
-  const CommandResult bad =
-      RunCommand(std::string(TL_TLCTL) + " predict --precision fp16 " + model_path_ + " " +
-                 Image(0));
-  EXPECT_NE(bad.exit_code, 0) << bad.output;
-  EXPECT_NE(bad.output.find("--precision"), std::string::npos) << bad.output;
+  EXPECT_TRUE(any_differs) << "bf16 autocast computed nothing in bf16";
+  EXPECT_EQ(by_precision[0][0]["precision"], "FP32");
+  EXPECT_EQ(by_precision[1][0]["precision"], "BF16");
+  for (const std::string& program : {std::string(TL_TLCTL) + " predict", std::string(TL_TLPREDICT)}) {
+    const CommandResult bad =
+        RunCommand(program + " --precision fp16 " + model_path_ + " " + Image(0));
+    EXPECT_NE(bad.exit_code, 0) << program << ": " << bad.output;
+    EXPECT_NE(bad.output.find("--precision"), std::string::npos) << program << ": " << bad.output;
+  }
 }
 
 TEST_F(PredictCliTest, BadInputIsNamedAndFailsWithStatus2) {

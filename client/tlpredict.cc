@@ -51,8 +51,13 @@ int main(int argc, char** argv) {
       : precision_name == "bf16" ? tl::engine::PrecisionRequest::kBFloat16
                                  : tl::engine::PrecisionRequest::kAuto;
   const torch::Device cpu(torch::kCPU);
-  const tl::engine::Precision precision =
-      tl::engine::ChoosePrecision(request, cpu, tl::engine::DetectCpuBf16()).precision;
+  const tl::engine::PrecisionChoice choice =
+      tl::engine::ChoosePrecision(request, cpu, tl::engine::DetectCpuBf16());
+  const tl::engine::Precision precision = choice.precision;
+  // Said in the output (a first line of text; a field of each JSON object): probabilities
+  // under bf16 differ from a float32 run in their third digit.
+  if (!as_json) std::cout << "precision: " << choice.reason << "\n";
+  const char* used = tl::engine::PrecisionName(precision);
   int status = 0;
   nlohmann::json all = nlohmann::json::array();
   for (const std::string& image : images) {
@@ -72,7 +77,7 @@ int main(int argc, char** argv) {
         rows.push_back(
             {{"class_name", p.class_name}, {"label", p.label}, {"probability", p.probability}});
       }
-      all.push_back({{"image", image}, {"predictions", rows}});
+      all.push_back({{"image", image}, {"precision", used}, {"predictions", rows}});
       continue;
     }
     std::cout << image << "\n";

@@ -417,6 +417,10 @@ absl::StatusOr<engine::ImageJobConfig> EngineConfigFor(const tl::v1::Assignment&
   config.batch_size = training.batch_size();
   config.seed = training.seed();
   config.threads = training.threads() > 0 ? training.threads() : settings.threads;
+  if (settings.max_threads > 0) {
+    config.threads = config.threads > 0 ? std::min(config.threads, settings.max_threads)
+                                        : settings.max_threads;
+  }
   config.loader_threads = settings.loader_threads;
   config.train.strategy = StrategyOf(training.strategy());
   config.train.unfreeze_groups = training.unfreeze_groups();

@@ -21,6 +21,10 @@ struct WorkerSettings {
   std::string artifact_root;
   std::string device = "cpu";  // what this worker trains on: "cpu", "cuda:0", ...
   int threads = 0;             // intra-op threads; 0: every core
+  // A slot's share of the cores (worker/slot_options.h): a job's own
+  // training.threads is capped at it, so that one slot's job cannot slow
+  // the others'; 0: no cap.
+  int max_threads = 0;
   int loader_threads = 0;      // 0: chosen from the core count
   // Images whose header states more pixels are skipped undecoded
   // (--max_image_pixels).

@@ -282,6 +282,10 @@ TEST_F(JobRunnerTest, EngineConfigMapsEverySpecField) {
   EXPECT_EQ(config.batch_size, 24);
   EXPECT_EQ(config.seed, 987654321987ULL);
   EXPECT_EQ(config.threads, 5) << "the spec's thread count wins over the worker's";
+  // On a slot, a job takes at most the slot's share of the cores.
+  settings.max_threads = 3;
+  ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig slotted, EngineConfigFor(assignment, settings));
+  EXPECT_EQ(slotted.threads, 3);
   EXPECT_EQ(config.loader_threads, 3);
   EXPECT_EQ(config.train.strategy, engine::Strategy::kFineTune);
   EXPECT_EQ(config.train.unfreeze_groups, 3);

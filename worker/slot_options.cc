@@ -17,6 +17,7 @@ std::vector<AgentOptions> SlotAgentOptions(const AgentOptions& worker, int slots
     agent.slot = slot;
     agent.slots = slots;
     agent.settings.threads = std::max(1, threads / slots);
+    agent.settings.max_threads = agent.settings.threads;
     if (worker.settings.loader_threads > 0) {
       agent.settings.loader_threads = std::max(1, worker.settings.loader_threads / slots);
     }

@@ -12,7 +12,8 @@ namespace tl::worker {
 // The options of each slot's agent, slot 1 first. With one slot, `worker`
 // unchanged. With more, slot k connects as SlotWorkerId(worker_id, k), and
 // each slot gets an equal share (at least 1) of the intra-op threads (of
-// settings.threads, or of `cores` when that is 0: every core) and of the
+// settings.threads, or of `cores` when that is 0: every core; a job's own
+// training.threads is capped at it: settings.max_threads) and of the
 // decoding threads when settings.loader_threads is set (else the engine
 // chooses per job from the core count, as for one slot), and reports an
 // equal share of each device's memory as its own, so that the scheduler

@@ -28,6 +28,7 @@ TEST(SlotOptionsTest, OneSlotIsTheWorkerUnchanged) {
   EXPECT_TRUE(agents[0].slot_of.empty());
   EXPECT_EQ(agents[0].slot, 0);
   EXPECT_EQ(agents[0].settings.threads, 0);
+  EXPECT_EQ(agents[0].settings.max_threads, 0);
   EXPECT_EQ(agents[0].devices[1].memory_bytes(), 80LL << 30);
 }
 

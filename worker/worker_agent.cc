@@ -256,19 +256,22 @@ grpc::StatusCode WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
   if (welcomed) {
     disconnected_since_ = Clock::now();
     unreachable_reported_ = false;
-    LogWarning("stream to ", options_.server_address, " ended: ", status.error_message(),
+    LogWarning(options_.worker_id, ": stream to ", options_.server_address,
+               " ended: ", status.error_message(),
                " (code ", static_cast<int>(status.error_code()), "); reconnecting");
   } else if (IsRefusal(status.error_code())) {
     if (status.error_message() != last_refusal_) {
       last_refusal_ = status.error_message();
-      LogError("the scheduler at ", options_.server_address, " refused this worker: ",
+      LogError("the scheduler at ", options_.server_address, " refused worker ",
+               options_.worker_id, ": ",
                status.error_message(), " (code ", static_cast<int>(status.error_code()),
                "); trying again every ", kRefusedBackoff.count(), " s");
     }
   } else if (!unreachable_reported_) {
     // Said once per outage: the agent retries about every half second until it is back.
     unreachable_reported_ = true;
-    LogWarning("cannot reach the scheduler at ", options_.server_address, ": ",
+    LogWarning(options_.worker_id, ": cannot reach the scheduler at ", options_.server_address,
+               ": ",
                status.error_message(), " (code ", static_cast<int>(status.error_code()),
                "); retrying");
   }

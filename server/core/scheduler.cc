@@ -274,13 +274,18 @@ std::string Scheduler::PendingReason(const ActiveJob& active) const {
                         options_.max_running_per_owner, " jobs, the limit");
   }
   bool any_fits = false;
+  bool any_slots = false;
   for (const auto& [session, worker] : workers_) {
     any_fits = any_fits || WorkerFits(worker.hello, active.job.spec().resources());
+    any_slots = any_slots || worker.hello.slots() > 1;
   }
   if (workers_.empty()) return "no worker is connected";
   if (!any_fits) {
     return absl::StrCat("no connected worker offers ",
-                        DescribeResources(active.job.spec().resources()));
+                        DescribeResources(active.job.spec().resources()),
+                        any_slots ? " (a worker with slots offers each slot its share of the "
+                                    "device's memory)"
+                                  : "");
   }
   int64_t ahead = 0;
   for (const QueueKey& key : queue_) {

@@ -1749,6 +1749,51 @@ TEST_F(SchedulerControlTest, TheSlotsOfAWorkerConnectUnderItsTokenAndEachRunsAJo
   EXPECT_EQ(Get(third).state(), Job::QUEUED);
 }
 
+TEST_F(SchedulerControlTest, ARestartWithAnotherNumberOfSlotsReplacesTheOldSessions) {
+  const Principal gpu1{"gpu-1", Role::kWorker, {}};
+  const auto hello_of = [](int slot, int slots) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(slots == 0 ? "gpu-1" : "gpu-1/slot" + std::to_string(slot));
+    if (slots > 0) {
+      hello.set_slot_of("gpu-1");
+      hello.set_slot(slot);
+      hello.set_slots(slots);
+    }
+    hello.add_devices()->set_kind("cpu");
+    return hello;
+  };
+  const std::string id = Submit("flowers");
+  auto plain = std::make_shared<FakeConnection>();
+  ASSERT_OK_AND_ASSIGN(int64_t session, scheduler_->ConnectWorker(hello_of(0, 0), plain, gpu1));
+  Started(FakeWorker{"gpu-1", session, plain}, id, 1);
+  // The process comes back with 2 slots before its old stream is seen to end: that session
+  // is of a process that has gone, and must not look idle and take work.
+  auto one = std::make_shared<FakeConnection>();
+  ASSERT_OK_AND_ASSIGN(int64_t slot_one,
+                       scheduler_->ConnectWorker(hello_of(1, 2), one, gpu1));
+  const absl::Time orphaned_by = absl::Now();
+  EXPECT_TRUE(plain->closed());
+  auto two = std::make_shared<FakeConnection>();
+  ASSERT_OK_AND_ASSIGN(int64_t slot_two,
+                       scheduler_->ConnectWorker(hello_of(2, 2), two, gpu1));
+  EXPECT_FALSE(one->closed()) << "slots of one layout live side by side";
+  // Its job was orphaned with the old session and is queued again after the lease, for the
+  // slots, which have been heard from meanwhile.
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  tl::v1::WorkerMessage heartbeat;
+  heartbeat.mutable_heartbeat();
+  scheduler_->HandleWorkerMessage(slot_one, heartbeat);
+  scheduler_->HandleWorkerMessage(slot_two, heartbeat);
+  scheduler_->CheckLeases(orphaned_by + kLease);
+  EXPECT_EQ(one->assignments().size() + two->assignments().size(), 1u);
+  EXPECT_EQ(Get(id).attempt(), 2);
+  // A third slot claimed under a layout of 4 replaces both, as a new process would.
+  auto four = std::make_shared<FakeConnection>();
+  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(3, 4), four, gpu1), IsOk());
+  EXPECT_TRUE(one->closed());
+  EXPECT_TRUE(two->closed());
+}
+
 TEST_F(SchedulerControlTest, AResultPointingOutsideTheJobsFolderIsRefused) {
   for (const std::string& bad : {std::string("../../../etc/passwd"), std::string("/etc/passwd"),
                                  std::string("OTHER/model.pt"), std::string("ID/../x/model.pt"),

@@ -1,6 +1,7 @@
 // The WorkerService side of the scheduler: worker sessions (who may connect
 // as which worker, a session replaced by a newer one), jobs a reconnecting
 // worker holds, leases, and every report a worker sends.
+#include <algorithm>
 #include <filesystem>
 #include <iterator>
 #include <utility>
@@ -103,9 +104,19 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   }
   // Two sessions of one worker cannot both be live: the older one is a
   // stream that broke without the scheduler noticing yet. Left registered it
-  // would look idle and take assignments into a dead stream.
+  // would look idle and take assignments into a dead stream. The same holds
+  // for the sessions of the same worker process (and credential) started
+  // with another number of slots: they are of a process that has ended, and
+  // a second holder of the token cannot add slots beside a live worker's
+  // unnoticed.
+  const auto slots_of = [](const tl::v1::WorkerHello& of) { return std::max(1, of.slots()); };
   for (auto it = workers_.begin(); it != workers_.end();) {
-    if (it->second.hello.worker_id() != hello.worker_id()) {
+    const tl::v1::WorkerHello& old = it->second.hello;
+    const bool same_worker = old.worker_id() == hello.worker_id();
+    const bool older_layout = WorkerProcessOf(old) == WorkerProcessOf(hello) &&
+                              it->second.credential == credential.name &&
+                              slots_of(old) != slots_of(hello);
+    if (!same_worker && !older_layout) {
       ++it;
       continue;
     }

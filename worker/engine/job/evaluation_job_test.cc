@@ -183,6 +183,7 @@ TEST_F(EvaluationJobTest, ForwardPassesFollowThePrecisionRuleAndBf16AgreesWithFl
   EXPECT_EQ(bf16.reports[0].images, trained.images);
   EXPECT_NEAR(bf16.reports[0].accuracy, trained.accuracy, 1.0 / trained.images + 1e-9);
   EXPECT_NEAR(bf16.reports[0].loss, trained.loss, 0.05);
+  EXPECT_NE(bf16.reports[0].loss, trained.loss) << "autocast computed nothing in bf16";
 
   config_.precision = PrecisionRequest::kAuto;
   const ImageJobResult automatic = RunImageJob(config_, observer_);
