@@ -1,6 +1,7 @@
 // The worker's side of tl.v1.WorkerService.Connect: keeps one stream to the
 // scheduler open (reconnecting with backoff), heartbeats, runs the jobs it
-// is assigned one at a time, and makes sure that a job's epochs and result
+// is assigned one at a time (a worker with slots runs one agent per slot,
+// worker/slot_options.h), and makes sure that a job's epochs and result
 // reach the scheduler even across a reconnect.
 #pragma once
 
