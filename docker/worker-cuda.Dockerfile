@@ -15,7 +15,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config ca-certificates python3 python3-venv \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
-      prometheus-cpp-dev \
+      prometheus-cpp-dev libssl-dev \
       libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev nlohmann-json3-dev \
  && rm -rf /var/lib/apt/lists/*
 # PyTorch lives in a virtual environment at the same path in both stages, so

@@ -6,7 +6,9 @@ Kubernetes:
   it names exists;
 - every COPY/ADD source of the Dockerfiles under docker/ exists in the build
   context and is not excluded by .dockerignore, `--from` names a stage, and
-  the last stage runs as a non-root user;
+  the last stage runs as a non-root user; docker/Dockerfile's build stage
+  installs every library package scripts/install-deps installs to build tl
+  (an image that lacked Gloo's and OpenSSL's headers did not build);
 - every PromQL expression of the Grafana dashboards uses only metrics listed
   in docs/METRICS.md (and parses, when promtool is installed), and names a
   provisioned datasource;
@@ -429,6 +431,47 @@ def check_dockerfile(dockerfile: str, context: str, root: str, errors: List[str]
         errors.append(f"{name}: the last stage ({stages[-1] or 'unnamed'}) runs as root: add USER")
 
 
+INSTALL_DEPS = "scripts/install-deps"
+DEBIAN_DOCKERFILE = "docker/Dockerfile"
+# Packages install-deps installs for the tests alone, which the images do not build.
+TEST_ONLY_PACKAGES = {"libgtest-dev", "libgmock-dev"}
+
+
+def build_library_packages(root: str) -> Set[str]:
+    """The -dev and compiler packages scripts/install-deps installs."""
+    with open(os.path.join(root, INSTALL_DEPS)) as file:
+        text = file.read()
+    match = re.search(r'PACKAGES="(.*?)"', text, re.S)
+    words = match.group(1).split() if match else []
+    return {w for w in words if re.fullmatch(r"lib[\w.+-]*-dev|protobuf-compiler[\w-]*|"
+                                               r"prometheus-cpp-dev|nlohmann-json3-dev", w)
+            } - TEST_ONLY_PACKAGES
+
+
+def first_stage_packages(dockerfile: str) -> Set[str]:
+    """The words of the apt-get install commands of a Dockerfile's first stage."""
+    packages: Set[str] = set()
+    stages = 0
+    for keyword, arguments in dockerfile_instructions(dockerfile):
+        if keyword == "FROM":
+            stages += 1
+        elif keyword == "RUN" and stages == 1:
+            for command in re.findall(r"apt-get install([^&;]*)", arguments):
+                packages |= {w for w in command.split() if not w.startswith("-")}
+    return packages
+
+
+def check_build_packages(root: str, errors: List[str]) -> None:
+    wanted = build_library_packages(root)
+    if not wanted:
+        errors.append(f"{INSTALL_DEPS}: no PACKAGES list with -dev packages found")
+        return
+    installed = first_stage_packages(os.path.join(root, DEBIAN_DOCKERFILE))
+    for package in sorted(wanted - installed):
+        errors.append(f"{DEBIAN_DOCKERFILE}: its build stage does not install {package}, which "
+                      f"{INSTALL_DEPS} installs to build tl")
+
+
 def check_dockerfiles(root: str, from_compose: List[Tuple[str, str]], errors: List[str]) -> None:
     contexts = {os.path.realpath(dockerfile): context for dockerfile, context in from_compose}
     dockerfiles = glob.glob(os.path.join(root, "docker/*Dockerfile"))
@@ -716,6 +759,7 @@ def check_all(root: str) -> List[str]:
     errors: List[str] = []
     check_grafana(root, errors)
     check_dockerfiles(root, check_compose(root, errors), errors)
+    check_build_packages(root, errors)
     check_k8s(root, errors)
     return errors
 

@@ -14,7 +14,7 @@ import deploy_check  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the checks read, copied so that a test may break it; everything else
 # at the top of the repository is linked.
-COPIED = ("deploy", "docker", "docs", ".dockerignore")
+COPIED = ("deploy", "docker", "docs", ".dockerignore", "scripts")
 
 
 class BrokenCopy:
@@ -120,6 +120,13 @@ class DeployCheckTest(unittest.TestCase):
             file.write("server\n")
         self.assertProblem(lambda root, errors: deploy_check.check_dockerfiles(root, [], errors),
                            r"COPY source server is excluded by .dockerignore")
+
+    def test_build_stage_without_a_library_install_deps_has(self):
+        self.copy.edit("docker/Dockerfile", " libgloo-dev", "")
+        self.assertProblem(deploy_check.check_build_packages,
+                           r"docker/Dockerfile: its build stage does not install libgloo-dev")
+        self.copy.edit("scripts/install-deps", "libssl-dev", "libssl-dev libzstd-dev")
+        self.assertProblem(deploy_check.check_build_packages, r"does not install libzstd-dev")
 
     def test_image_running_as_root(self):
         self.copy.edit("docker/worker-cuda.Dockerfile", "USER tl\n", "")
