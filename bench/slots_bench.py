@@ -20,15 +20,14 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from local_cluster import LocalCluster, import_client, seconds, wait_for_job  # noqa: E402
+from local_cluster import (LocalCluster, exported_resnet18, generated_photos,  # noqa: E402
+                           import_client, seconds, wait_for_job)
 
-PYTHON = "/usr/bin/python3"
 QUICK = os.environ.get("TL_BENCH_QUICK") == "1"
 BUILD = pathlib.Path(os.environ.get("TL_BENCH_BUILD", ROOT / "build")).resolve()
 OUT = pathlib.Path(os.environ.get("TL_BENCH_OUT", ROOT / "bench-results")).resolve()
@@ -43,10 +42,7 @@ EPOCHS = 5 if QUICK else 20
 def prepare(data: pathlib.Path):
     """A folder of photos per job (generated once, split), and the backbone."""
     every = data / "photos-all"
-    if not every.exists():
-        subprocess.run([PYTHON, str(ROOT / "bench" / "make_photos.py"), "--out", str(every),
-                        "--classes", str(CLASSES), "--per-class", str(JOBS * PER_CLASS)],
-                       check=True)
+    generated_photos(every, CLASSES, JOBS * PER_CLASS)
     for job in range(JOBS):
         folder = data / f"photos-{job}"
         if folder.exists():
@@ -56,10 +52,7 @@ def prepare(data: pathlib.Path):
             images = sorted((every / name).iterdir())[job * PER_CLASS:(job + 1) * PER_CLASS]
             for image in images:
                 os.link(image, folder / name / image.name)
-    backbone = data / "resnet18.pt"
-    if not backbone.exists():
-        subprocess.run([PYTHON, str(ROOT / "tools" / "export_backbone.py"), "--arch", "resnet18",
-                        "--out", str(backbone)], check=True, stdout=subprocess.DEVNULL)
+    exported_resnet18(data / "resnet18.pt")
 
 
 def job_spec(job: int):
@@ -83,11 +76,7 @@ def run(run_dir: pathlib.Path, data: pathlib.Path, slots: int):
     with LocalCluster(run_dir, BUILD, flags) as cluster:
         with Client(cluster.address, token=cluster.token) as client:
             # Every slot connected before the first submission, so the runs start alike.
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                if (run_dir / "server.log").read_text().count(" connected (session") >= slots:
-                    break
-                time.sleep(0.2)
+            cluster.wait_for_worker_sessions(slots)
             started = time.time()
             ids = [client.submit(job_spec(job)).id for job in range(JOBS)]
             jobs = [wait_for_job(client, job_id, limit_s=3600) for job_id in ids]

@@ -22,15 +22,14 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from local_cluster import LocalCluster, import_client, seconds, wait_for_sweep  # noqa: E402
+from local_cluster import (LocalCluster, exported_resnet18, generated_photos,  # noqa: E402
+                           import_client, seconds, wait_for_sweep)
 
-PYTHON = "/usr/bin/python3"
 QUICK = os.environ.get("TL_BENCH_QUICK") == "1"
 BUILD = pathlib.Path(os.environ.get("TL_BENCH_BUILD", ROOT / "build")).resolve()
 OUT = pathlib.Path(os.environ.get("TL_BENCH_OUT", ROOT / "bench-results")).resolve()
@@ -41,14 +40,8 @@ EPOCHS = 10 if QUICK else 30
 
 
 def prepare(data: pathlib.Path):
-    photos = data / "photos"
-    if not photos.exists():
-        subprocess.run([PYTHON, str(ROOT / "bench" / "make_photos.py"), "--out", str(photos),
-                        "--classes", str(CLASSES), "--per-class", str(PER_CLASS)], check=True)
-    backbone = data / "resnet18.pt"
-    if not backbone.exists():
-        subprocess.run([PYTHON, str(ROOT / "tools" / "export_backbone.py"), "--arch", "resnet18",
-                        "--out", str(backbone)], check=True, stdout=subprocess.DEVNULL)
+    generated_photos(data / "photos", CLASSES, PER_CLASS)
+    exported_resnet18(data / "resnet18.pt")
 
 
 def sweep_spec(name):

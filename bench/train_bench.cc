@@ -121,9 +121,7 @@ nlohmann::json RunTraining(const Args& args) {
   config.train.backbone_lr_scale = 1.0;  // the peer's one optimizer group
   // AddFlags admits only these names.
   config.train.optimizer = args.optimizer == "adam" ? OptimizerKind::kAdam : OptimizerKind::kSgd;
-  config.precision = args.precision == "bf16"   ? PrecisionRequest::kBFloat16
-                     : args.precision == "auto" ? PrecisionRequest::kAuto
-                                                : PrecisionRequest::kFloat32;
+  config.precision = PrecisionRequestNamed(args.precision);
   config.train.strategy =
       args.strategy == "feature_extraction" ? Strategy::kFeatureExtraction : Strategy::kFull;
   const bool temporary_output = args.output.empty();

@@ -46,10 +46,7 @@ int main(int argc, char** argv) {
     std::cerr << "tlpredict: " << error.what() << "\n";
     return 2;
   }
-  const tl::engine::PrecisionRequest request =
-      precision_name == "fp32"   ? tl::engine::PrecisionRequest::kFloat32
-      : precision_name == "bf16" ? tl::engine::PrecisionRequest::kBFloat16
-                                 : tl::engine::PrecisionRequest::kAuto;
+  const tl::engine::PrecisionRequest request = tl::engine::PrecisionRequestNamed(precision_name);
   const torch::Device cpu(torch::kCPU);
   const tl::engine::PrecisionChoice choice =
       tl::engine::ChoosePrecision(request, cpu, tl::engine::DetectCpuBf16());

@@ -19,6 +19,23 @@ def import_client(bin_dir: pathlib.Path):
     sys.path[:0] = [str(repo / "client" / "python"), str(bin_dir / "client" / "python" / "gen")]
 
 
+def generated_photos(folder: pathlib.Path, classes: int, per_class: int):
+    """bench/make_photos.py's JPEGs in `folder`, made once."""
+    if not folder.exists():
+        repo = pathlib.Path(__file__).resolve().parent.parent
+        subprocess.run(["/usr/bin/python3", str(repo / "bench" / "make_photos.py"), "--out",
+                        str(folder), "--classes", str(classes), "--per-class", str(per_class)],
+                       check=True)
+
+
+def exported_resnet18(path: pathlib.Path):
+    """An ImageNet-shaped ResNet-18 backbone at `path` (its manifest beside it), made once."""
+    if not path.exists():
+        repo = pathlib.Path(__file__).resolve().parent.parent
+        subprocess.run(["/usr/bin/python3", str(repo / "tools" / "export_backbone.py"), "--arch",
+                        "resnet18", "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
+
+
 class LocalCluster:
     def __init__(self, run_dir: pathlib.Path, bin_dir: pathlib.Path, worker_flags=()):
         self.processes = []
@@ -58,6 +75,17 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    def wait_for_worker_sessions(self, count: int, limit_s: float = 60):
+        """Until tlserver has logged `count` worker sessions (a worker with slots opens one
+        per slot)."""
+        log = pathlib.Path(self.logs[0].name)
+        deadline = time.time() + limit_s
+        while time.time() < deadline:
+            if log.read_text().count(" connected (session") >= count:
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"fewer than {count} worker sessions within {limit_s} s; see {log}")
 
     def _log(self, path):
         self.logs.append(open(path, "a"))

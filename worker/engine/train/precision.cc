@@ -2,6 +2,8 @@
 
 #include <ATen/autocast_mode.h>
 
+#include "base/errors.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -99,6 +101,13 @@ PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& d
 
 const char* PrecisionName(Precision precision) {
   return precision == Precision::kBFloat16 ? "BF16" : "FP32";
+}
+
+PrecisionRequest PrecisionRequestNamed(const std::string& name) {
+  if (name == "auto") return PrecisionRequest::kAuto;
+  if (name == "fp32") return PrecisionRequest::kFloat32;
+  if (name == "bf16") return PrecisionRequest::kBFloat16;
+  throw InvalidArgument("precision \"" + name + "\" is not auto, fp32 or bf16");
 }
 
 AutocastScope::AutocastScope(Precision precision, const torch::Device& device) {

@@ -43,6 +43,10 @@ PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& d
 
 const char* PrecisionName(Precision precision);  // "FP32", "BF16"
 
+// A request by the name command lines take: "auto", "fp32" or "bf16";
+// throws EngineError(kInvalidArgument) for any other.
+PrecisionRequest PrecisionRequestNamed(const std::string& name);
+
 // bf16 autocast of the ops of `device`'s kind for its lifetime (nothing for
 // float32), restoring what was there before. Cast weight copies are cached
 // while autocast is on and dropped when the outermost scope ends.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "base/errors.h"
 #include "common/testing/temp_dir.h"
 #include "data/tensor_source.h"
 #include "testing/tiny_backbone.h"
@@ -44,6 +45,13 @@ TEST(ChoosePrecisionTest, AutoTakesBf16WhereTheHardwareHasIt) {
             Precision::kBFloat16);
   EXPECT_STREQ(PrecisionName(Precision::kBFloat16), "BF16");
   EXPECT_STREQ(PrecisionName(Precision::kFloat32), "FP32");
+}
+
+TEST(ChoosePrecisionTest, CommandLineNamesMapToRequests) {
+  EXPECT_EQ(PrecisionRequestNamed("auto"), PrecisionRequest::kAuto);
+  EXPECT_EQ(PrecisionRequestNamed("fp32"), PrecisionRequest::kFloat32);
+  EXPECT_EQ(PrecisionRequestNamed("bf16"), PrecisionRequest::kBFloat16);
+  EXPECT_THROW(PrecisionRequestNamed("fp16"), EngineError);
 }
 
 TEST(AutocastScopeTest, CpuMatrixProductsRunInBf16OnlyInsideTheScope) {
