@@ -17,10 +17,14 @@ Kubernetes:
   annotations naming the port their tlworker serves /metrics on;
 - every /metrics reachable beyond loopback is secured: tlserver and tlworker
   get --metrics_tls_cert, --metrics_tls_key and --metrics_token_file from
-  compose secrets made by deploy/metrics-secrets (Kubernetes: from mounted
+  compose secrets made by deploy/make-secrets (Kubernetes: from mounted
   Secrets, scrape annotations with scheme https), and every Prometheus job
   scrapes over https with the same token file, trusting the same
   certificate for a name the certificate carries;
+- tlserver in compose takes gRPC tokens from the tokens file
+  deploy/make-secrets makes (its health check carries one), and every worker
+  service connects with that script's worker token as a --worker_id the
+  token allows;
 - the Kubernetes manifests under deploy/k8s have the kinds and fields a
   deployment of tl needs (scheduler StatefulSet with a volume claim
   template, Service with scrape annotations, a GPU worker Deployment with an
@@ -297,6 +301,7 @@ def check_compose(root: str, errors: List[str]) -> List[Tuple[str, str]]:
     check_metrics_port(root, services.get("tlserver") or {}, errors)
     check_worker_metrics_ports(root, services, errors)
     check_compose_metrics_security(root, with_gpu or plain, errors)
+    check_compose_grpc_tokens(root, with_gpu or plain, errors)
     return dockerfiles
 
 
@@ -486,7 +491,7 @@ def check_dockerfiles(root: str, from_compose: List[Tuple[str, str]], errors: Li
 # --- Secured /metrics -------------------------------------------------------
 
 METRICS_SECURITY_FLAGS = ("--metrics_tls_cert", "--metrics_tls_key", "--metrics_token_file")
-SECRETS_SCRIPT = "deploy/metrics-secrets"
+SECRETS_SCRIPT = "deploy/make-secrets"
 COMPOSE_SECRETS = "/run/secrets/"
 
 
@@ -522,7 +527,7 @@ def compose_secret_file(path: str, service_name: str, service: dict, secrets: di
 
 def check_compose_metrics_security(root: str, config: dict, errors: List[str]) -> None:
     """tlserver and every worker service serve /metrics over HTTPS with a
-    bearer token from compose secrets that deploy/metrics-secrets makes, and
+    bearer token from compose secrets that deploy/make-secrets makes, and
     Prometheus scrapes each job with that token and that certificate."""
     services = config.get("services") or {}
     secrets = config.get("secrets") or {}
@@ -586,6 +591,65 @@ def check_compose_metrics_security(root: str, config: dict, errors: List[str]) -
         if server_name and f"DNS:{server_name}" not in script:
             errors.append(f"{where}: tls_config.server_name {server_name} is not a name of the "
                           f"certificate {SECRETS_SCRIPT} makes")
+
+
+def worker_token_patterns(script: str) -> List[str]:
+    """The worker ids the worker token of deploy/make-secrets allows: the
+    fourth field of its tokens line (`... workers worker cpu-*,gpu-*`)."""
+    match = re.search(r'worker-token"\)\s+\S+\s+worker\s+([^\s"]+)', script)
+    return match.group(1).split(",") if match else []
+
+
+def check_compose_grpc_tokens(root: str, config: dict, errors: List[str]) -> None:
+    """tlserver asks every gRPC caller for a token of the tokens file
+    deploy/make-secrets makes (its health check too), and every worker
+    service connects with the worker token as an id that token allows."""
+    services = config.get("services") or {}
+    secrets = config.get("secrets") or {}
+    script = ""
+    if os.path.isfile(os.path.join(root, SECRETS_SCRIPT)):
+        with open(os.path.join(root, SECRETS_SCRIPT)) as file:
+            script = file.read()
+    secrets_folder = os.path.realpath(os.path.join(root, "deploy/secrets"))
+
+    def made_by_script(path: str, what: str) -> None:
+        if path and (os.path.dirname(path) != secrets_folder or os.path.basename(path) not in script):
+            errors.append(f"{COMPOSE_FILE}: {what} {path} is not one that {SECRETS_SCRIPT} makes "
+                          "in deploy/secrets")
+
+    tlserver = services.get("tlserver") or {}
+    tokens_file = flag_values(tlserver.get("command")).get("--tokens_file")
+    if not tokens_file:
+        errors.append(f"{COMPOSE_FILE}: service tlserver: gRPC is served without --tokens_file "
+                      "(docs/API.md, Authentication)")
+    else:
+        made_by_script(compose_secret_file(tokens_file, "tlserver", tlserver, secrets,
+                                           "--tokens_file", errors), "tokens file")
+    health = (tlserver.get("healthcheck") or {}).get("test") or []
+    if "--token-file" not in health:
+        errors.append(f"{COMPOSE_FILE}: service tlserver: the health check's tlctl carries no "
+                      "--token-file, and tlserver refuses calls without a token")
+    else:
+        token = health[health.index("--token-file") + 1] if health[-1] != "--token-file" else ""
+        made_by_script(compose_secret_file(token, "tlserver", tlserver, secrets,
+                                           "health check --token-file", errors), "health token")
+
+    patterns = worker_token_patterns(script)
+    for name, service in services.items():
+        if not name.startswith("worker-"):
+            continue
+        values = flag_values(service.get("command"))
+        if not values.get("--token_file"):
+            errors.append(f"{COMPOSE_FILE}: service {name}: tlworker has no --token_file")
+        else:
+            made_by_script(compose_secret_file(values["--token_file"], name, service, secrets,
+                                               "--token_file", errors), "worker token")
+        # Placeholders stand for any text: replicas differ only there.
+        worker_id = re.sub(r"\{(hostname|pid)\}", "x", values.get("--worker_id", "{hostname}-{pid}"))
+        if not any(fnmatch.fnmatchcase(worker_id, p) for p in patterns):
+            errors.append(f"{COMPOSE_FILE}: service {name}: --worker_id "
+                          f"{values.get('--worker_id', '(default {hostname}-{pid})')} is not one the "
+                          f"worker token of {SECRETS_SCRIPT} allows ({','.join(patterns) or 'none'})")
 
 
 def check_k8s_metrics_security(name: str, document: dict, errors: List[str]) -> None:

@@ -188,7 +188,26 @@ class DeployCheckTest(unittest.TestCase):
 
     def test_compose_secret_the_script_does_not_make(self):
         self.copy.edit("deploy/docker-compose.yml", "file: ./secrets/metrics-token", "file: ./secrets/token.txt")
-        self.assertProblem(deploy_check.check_compose, r"token.txt is not one that deploy/metrics-secrets makes")
+        self.assertProblem(deploy_check.check_compose, r"token.txt is not one that deploy/make-secrets makes")
+
+    # --- gRPC tokens ---------------------------------------------------------
+
+    def test_compose_server_without_a_tokens_file(self):
+        self.copy.edit("deploy/docker-compose.yml", "      - --tokens_file=/run/secrets/tl_tokens\n", "")
+        self.assertProblem(deploy_check.check_compose, r"service tlserver: gRPC is served without --tokens_file")
+
+    def test_compose_health_check_without_a_token(self):
+        self.copy.edit("deploy/docker-compose.yml", '"--token-file", "/run/secrets/health_token",', "")
+        self.assertProblem(deploy_check.check_compose, r"the health check's tlctl carries no --token-file")
+
+    def test_compose_worker_id_the_token_does_not_allow(self):
+        self.copy.edit("deploy/docker-compose.yml", "--worker_id=cpu-{hostname}", "--worker_id=box-{hostname}")
+        self.assertProblem(deploy_check.check_compose,
+                           r"service worker-cpu: --worker_id box-\{hostname\} is not one the worker token")
+
+    def test_compose_worker_without_a_token(self):
+        self.copy.edit("deploy/docker-compose.yml", "      - --token_file=/run/secrets/worker_token\n", "")
+        self.assertProblem(deploy_check.check_compose, r"service worker-cpu: tlworker has no --token_file")
 
     def test_prometheus_scraping_over_http(self):
         self.copy.edit("deploy/prometheus.yml", "    scheme: https\n", "")

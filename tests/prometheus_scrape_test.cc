@@ -283,11 +283,11 @@ TEST_F(PrometheusScrapeTest, EveryDashboardQueryHasDataWhileAJobRuns) {
 TEST_F(PrometheusScrapeTest, ScrapesOverTlsWithABearerTokenFile) {
   ASSERT_TRUE(fs::exists(PROMETHEUS_PATH))
       << "prometheus is needed (Debian package prometheus; scripts/install-deps)";
-  // The token and certificate that deploy/metrics-secrets makes for compose and Kubernetes,
+  // The token and certificate that deploy/make-secrets makes for compose and Kubernetes,
   // made by a copy of it here.
   fs::create_directories(cluster_.path("deploy"));
-  fs::copy_file(METRICS_SECRETS_SCRIPT, cluster_.path("deploy/metrics-secrets"));
-  const auto [status, output] = RunToEnd({"/bin/sh", cluster_.path("deploy/metrics-secrets")},
+  fs::copy_file(SECRETS_SCRIPT_PATH, cluster_.path("deploy/make-secrets"));
+  const auto [status, output] = RunToEnd({"/bin/sh", cluster_.path("deploy/make-secrets")},
                                          cluster_.path("metrics-secrets.log"));
   ASSERT_EQ(status, 0) << output;
   SecureMetricsFiles files;

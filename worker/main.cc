@@ -33,10 +33,13 @@
 #include "data/image_header.h"
 #include "worker/slot_options.h"
 #include "worker/worker_agent.h"
+#include "worker/worker_id.h"
 #include "worker/worker_metrics.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlserver's gRPC address");
-ABSL_FLAG(std::string, worker_id, "", "name of this worker; default: hostname-pid");
+ABSL_FLAG(std::string, worker_id, "",
+          "name of this worker; {hostname} and {pid} are filled in, so that replicas started "
+          "alike get ids a token can name by prefix (cpu-{hostname}); default: {hostname}-{pid}");
 ABSL_FLAG(std::string, data_root, "data",
           "folder that job datasets and backbones lie under (not inside --artifact_root, nor holding it)");
 ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are written under");
@@ -193,11 +196,16 @@ int main(int argc, char** argv) {
 
   tl::worker::AgentOptions options;
   options.server_address = absl::GetFlag(FLAGS_server);
-  options.worker_id = absl::GetFlag(FLAGS_worker_id);
-  if (options.worker_id.empty()) {
+  {
     char hostname[256] = {};
     gethostname(hostname, sizeof(hostname) - 1);
-    options.worker_id = absl::StrCat(hostname, "-", getpid());
+    auto worker_id =
+        tl::worker::ResolveWorkerId(absl::GetFlag(FLAGS_worker_id), hostname, getpid());
+    if (!worker_id.ok()) {
+      tl::LogError(worker_id.status().message());
+      return 2;
+    }
+    options.worker_id = *std::move(worker_id);
   }
   options.settings.data_root = absl::GetFlag(FLAGS_data_root);
   options.settings.artifact_root = absl::GetFlag(FLAGS_artifact_root);
