@@ -22,6 +22,7 @@
 #include "common/confined_path.h"
 #include "common/credentials.h"
 #include "common/log.h"
+#include "common/termination_signal.h"
 #include "common/metrics_http_flags.h"
 #include "common/metrics_http_server.h"
 #include "server/api/grpc_services.h"
@@ -60,16 +61,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int WaitForTerminationSignal() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  int received = 0;
-  sigwait(&signals, &received);
-  return received;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -77,12 +68,8 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   tl::SetLogProgramName("tlserver");
 
-  // Block the termination signals in every thread; main waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // main waits for SIGINT and SIGTERM; the threads started from here on block them.
+  tl::CatchTerminationSignals();
 
   std::error_code error;
   fs::create_directories(absl::GetFlag(FLAGS_artifact_root), error);
@@ -183,7 +170,7 @@ int main(int argc, char** argv) {
     fs::rename(ready + ".tmp", ready, error);
   }
 
-  const int signal_number = WaitForTerminationSignal();
+  const int signal_number = tl::WaitForTerminationSignal();
   tl::LogInfo("signal ", signal_number, " received; draining");
   // No job is assigned from here on, so none is handed to a worker whose stream is about to be
   // cut. New calls are refused; unary calls in flight finish; streams (workers, watchers) are

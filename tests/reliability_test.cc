@@ -3,6 +3,7 @@
 // workers on one queue, a worker running two jobs at once in two slots,
 // pause and resume, cancel, draining on SIGTERM, and job logs. Each test prints the figures it measured.
 #include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -37,6 +38,7 @@ using ::tl::testing::TinySpec;
 using ::tl::testing::WaitFor;
 using ::tl::testing::WaitForJob;
 using ::tl::testing::WatchToEnd;
+using ::testing::HasSubstr;
 using ::tl::v1::Job;
 using ::tl::v1::JobEvent;
 using ::tl::v1::JobSpec;
@@ -429,6 +431,24 @@ TEST(ReliabilityTest, SigtermDrainsAndARestartCarriesOn) {
   EXPECT_EQ(first.attempt(), 1);
   EXPECT_EQ(EpochsOf(WatchToEnd(cluster, running.id())), OneTo(100));
   EXPECT_EQ(WaitForJob(cluster, waiting.id(), Ended).state(), Job::SUCCEEDED);
+}
+
+// `docker stop` and Kubernetes stop a worker with SIGTERM: it stops its agents, says so and exits
+// 0. (LibTorch starts threads before main() blocks the signals; one of them used to take
+// SIGTERM and end the process without a word, and as a container's PID 1 the worker ignored
+// it until docker killed it 10 s later.) Its job stays with it for one lease, as after a
+// network break, in case it comes back.
+TEST(ReliabilityTest, AWorkerStoppedWithSigtermSaysSoAndExits) {
+  Cluster cluster;
+  cluster.StartServer({"--heartbeat_seconds=0.2"});
+  Process& worker = cluster.StartWorker("w1");
+  const Job job = Submit(cluster, TinySpec(100));
+  ASSERT_EQ(WaitForJob(cluster, job.id(), [](const Job& j) { return j.epoch() >= 1; }).state(),
+            Job::RUNNING);
+  worker.Signal(SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return worker.Exited(); }, 20s)) << worker.Log();
+  EXPECT_EQ(worker.Wait(), 0) << worker.Log();
+  EXPECT_THAT(worker.Log(), HasSubstr("signal 15 received; stopping"));
 }
 
 // A scheduler restart, planned (SIGTERM) or not (SIGKILL), with the new one up within the lease,

@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/metrics_http_flags.h"
 #include "common/metrics_http_server.h"
+#include "common/termination_signal.h"
 #include "common/worker_slots.h"
 #include "data/image_header.h"
 #include "worker/slot_options.h"
@@ -188,11 +189,8 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   tl::SetLogProgramName("tlworker");
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A thread of its own waits for SIGINT and SIGTERM; the others block them.
+  tl::CatchTerminationSignals();
 
   tl::worker::AgentOptions options;
   options.server_address = absl::GetFlag(FLAGS_server);
@@ -299,9 +297,8 @@ int main(int argc, char** argv) {
     tl::LogInfo("running ", slots, " slots, ", agents.front()->options().settings.threads,
                 " intra-op thread(s) each");
   }
-  std::thread signal_watcher([&agents, signals] {
-    int received = 0;
-    sigwait(&signals, &received);
+  std::thread signal_watcher([&agents] {
+    const int received = tl::WaitForTerminationSignal();
     tl::LogInfo("signal ", received, " received; stopping");
     for (const auto& agent : agents) agent->Stop();
   });
