@@ -26,21 +26,31 @@ extern "C" void PassTerminationSignal(int signal_number) {
   const int saved_errno = errno;
   const unsigned char byte = static_cast<unsigned char>(signal_number);
   [[maybe_unused]] const ssize_t written = write(signal_pipe[1], &byte, 1);
+  // A second one, while a drain or stop hangs, ends the process as it would
+  // have without the handler.
+  struct sigaction fallback = {};
+  fallback.sa_handler = SIG_DFL;
+  sigaction(SIGINT, &fallback, nullptr);
+  sigaction(SIGTERM, &fallback, nullptr);
   errno = saved_errno;
 }
 
 }  // namespace
 
 void CatchTerminationSignals() {
-  if (signal_pipe[0] >= 0) return;
-  if (pipe2(signal_pipe, O_CLOEXEC) != 0) std::abort();
-  // A second signal while nobody reads only fills the pipe: never block the handler.
-  fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
+  if (signal_pipe[0] < 0) {
+    if (pipe2(signal_pipe, O_CLOEXEC) != 0) std::abort();
+    // The handler must never block, whoever reads or not.
+    fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
+  }
   struct sigaction action = {};
   action.sa_handler = PassTerminationSignal;
   action.sa_flags = SA_RESTART;
   sigfillset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
+  // A shell starts background commands with SIGINT ignored; that stays so.
+  struct sigaction inherited = {};
+  sigaction(SIGINT, nullptr, &inherited);
+  if (inherited.sa_handler != SIG_IGN) sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
   const sigset_t signals = TerminationSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);

@@ -6,13 +6,14 @@
 // the process on the spot (no draining), or, in a container where the
 // program is PID 1, drops the signal (and `docker stop` waits its 10 s and
 // kills). A handler on every thread passes the signal through a pipe to
-// WaitForTerminationSignal instead.
+// WaitForTerminationSignal instead. After the first, both signals take
+// their default action again: a second one ends a process whose stop hangs.
 #pragma once
 
 namespace tl {
 
 // Installs the handler and blocks both signals in the calling thread, and
-// so in the threads it starts afterwards. Call once, early in main().
+// so in the threads it starts afterwards. Call early in main().
 void CatchTerminationSignals();
 
 // Waits until SIGINT or SIGTERM arrives and returns its number. Unblocks

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -22,10 +23,23 @@ TEST(TerminationSignalTest, ASignalLandingOnAThreadStartedBeforeItIsCaughtStillA
   CatchTerminationSignals();
   ASSERT_EQ(kill(getpid(), SIGTERM), 0);
   EXPECT_EQ(WaitForTerminationSignal(), SIGTERM);
-  ASSERT_EQ(kill(getpid(), SIGINT), 0);
-  EXPECT_EQ(WaitForTerminationSignal(), SIGINT);
   done = true;
   early.join();
+}
+
+TEST(TerminationSignalTest, ASecondSignalEndsTheProcess) {
+  // A fresh process, not a fork of this one with its threads and handlers.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        CatchTerminationSignals();
+        kill(getpid(), SIGINT);
+        if (WaitForTerminationSignal() != SIGINT) std::_Exit(3);
+        kill(getpid(), SIGTERM);
+        // Not reached: SIGTERM has its default action again.
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGTERM), "");
 }
 
 }  // namespace

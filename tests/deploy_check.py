@@ -612,10 +612,12 @@ def check_compose_grpc_tokens(root: str, config: dict, errors: List[str]) -> Non
             script = file.read()
     secrets_folder = os.path.realpath(os.path.join(root, "deploy/secrets"))
 
-    def made_by_script(path: str, what: str) -> None:
-        if path and (os.path.dirname(path) != secrets_folder or os.path.basename(path) not in script):
-            errors.append(f"{COMPOSE_FILE}: {what} {path} is not one that {SECRETS_SCRIPT} makes "
-                          "in deploy/secrets")
+    def made_by_script(path: str, what: str, expected: str) -> None:
+        """`path` must be the file `expected` that the script makes."""
+        if path and (os.path.dirname(path) != secrets_folder or expected not in script
+                     or os.path.basename(path) != expected):
+            errors.append(f"{COMPOSE_FILE}: {what} {path} is not deploy/secrets/{expected}, which "
+                          f"{SECRETS_SCRIPT} makes")
 
     tlserver = services.get("tlserver") or {}
     tokens_file = flag_values(tlserver.get("command")).get("--tokens_file")
@@ -624,7 +626,7 @@ def check_compose_grpc_tokens(root: str, config: dict, errors: List[str]) -> Non
                       "(docs/API.md, Authentication)")
     else:
         made_by_script(compose_secret_file(tokens_file, "tlserver", tlserver, secrets,
-                                           "--tokens_file", errors), "tokens file")
+                                           "--tokens_file", errors), "tokens file", "tokens")
     health = (tlserver.get("healthcheck") or {}).get("test") or []
     if "--token-file" not in health:
         errors.append(f"{COMPOSE_FILE}: service tlserver: the health check's tlctl carries no "
@@ -632,7 +634,8 @@ def check_compose_grpc_tokens(root: str, config: dict, errors: List[str]) -> Non
     else:
         token = health[health.index("--token-file") + 1] if health[-1] != "--token-file" else ""
         made_by_script(compose_secret_file(token, "tlserver", tlserver, secrets,
-                                           "health check --token-file", errors), "health token")
+                                           "health check --token-file", errors), "health token",
+                       "health-token")
 
     patterns = worker_token_patterns(script)
     for name, service in services.items():
@@ -643,7 +646,8 @@ def check_compose_grpc_tokens(root: str, config: dict, errors: List[str]) -> Non
             errors.append(f"{COMPOSE_FILE}: service {name}: tlworker has no --token_file")
         else:
             made_by_script(compose_secret_file(values["--token_file"], name, service, secrets,
-                                               "--token_file", errors), "worker token")
+                                               "--token_file", errors), "worker token",
+                           "worker-token")
         # Placeholders stand for any text: replicas differ only there.
         worker_id = re.sub(r"\{(hostname|pid)\}", "x", values.get("--worker_id", "{hostname}-{pid}"))
         if not any(fnmatch.fnmatchcase(worker_id, p) for p in patterns):

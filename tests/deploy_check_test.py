@@ -205,6 +205,11 @@ class DeployCheckTest(unittest.TestCase):
         self.assertProblem(deploy_check.check_compose,
                            r"service worker-cpu: --worker_id box-\{hostname\} is not one the worker token")
 
+    def test_compose_worker_with_another_token(self):
+        self.copy.edit("deploy/docker-compose.yml", "file: ./secrets/worker-token", "file: ./secrets/admin-token")
+        self.assertProblem(deploy_check.check_compose,
+                           r"worker token .*admin-token is not deploy/secrets/worker-token")
+
     def test_compose_worker_without_a_token(self):
         self.copy.edit("deploy/docker-compose.yml", "      - --token_file=/run/secrets/worker_token\n", "")
         self.assertProblem(deploy_check.check_compose, r"service worker-cpu: tlworker has no --token_file")

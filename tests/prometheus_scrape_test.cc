@@ -288,7 +288,7 @@ TEST_F(PrometheusScrapeTest, ScrapesOverTlsWithABearerTokenFile) {
   fs::create_directories(cluster_.path("deploy"));
   fs::copy_file(SECRETS_SCRIPT_PATH, cluster_.path("deploy/make-secrets"));
   const auto [status, output] = RunToEnd({"/bin/sh", cluster_.path("deploy/make-secrets")},
-                                         cluster_.path("metrics-secrets.log"));
+                                         cluster_.path("make-secrets.log"));
   ASSERT_EQ(status, 0) << output;
   SecureMetricsFiles files;
   files.cert = cluster_.path("deploy/secrets/metrics.crt");

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -297,9 +298,19 @@ int main(int argc, char** argv) {
     tl::LogInfo("running ", slots, " slots, ", agents.front()->options().settings.threads,
                 " intra-op thread(s) each");
   }
+  // The watcher stays blocked for good when no signal comes, so it is not
+  // joined; `stop_guard` keeps it from touching the agents once main is
+  // done with them (they are destroyed when main returns).
+  struct StopGuard {
+    std::mutex mutex;
+    bool agents_gone = false;
+  };
+  static StopGuard stop_guard;
   std::thread signal_watcher([&agents] {
     const int received = tl::WaitForTerminationSignal();
     tl::LogInfo("signal ", received, " received; stopping");
+    std::lock_guard<std::mutex> lock(stop_guard.mutex);
+    if (stop_guard.agents_gone) return;
     for (const auto& agent : agents) agent->Stop();
   });
   signal_watcher.detach();
@@ -311,6 +322,10 @@ int main(int argc, char** argv) {
   }
   agents.front()->Run();
   for (std::thread& thread : slot_threads) thread.join();
+  {
+    std::lock_guard<std::mutex> lock(stop_guard.mutex);
+    stop_guard.agents_gone = true;
+  }
   tl::LogInfo("stopped");
   return 0;
 }
