@@ -6,12 +6,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 
 namespace tl {
 namespace {
 
 int signal_pipe[2] = {-1, -1};
+std::atomic<int> signals_caught{0};
 
 sigset_t TerminationSignals() {
   sigset_t signals;
@@ -22,16 +24,17 @@ sigset_t TerminationSignals() {
 }
 
 extern "C" void PassTerminationSignal(int signal_number) {
-  // Only async-signal-safe calls here; errno is the interrupted code's.
+  // Only async-signal-safe calls here (a lock-free atomic, write, _exit);
+  // errno is the interrupted code's.
+  static_assert(std::atomic<int>::is_always_lock_free);
+  if (signals_caught.fetch_add(1) > 0) {
+    // A second one, while a drain or stop hangs, ends the process. Not by
+    // the default action: a container's PID 1 would not die of it.
+    _exit(128 + signal_number);
+  }
   const int saved_errno = errno;
   const unsigned char byte = static_cast<unsigned char>(signal_number);
   [[maybe_unused]] const ssize_t written = write(signal_pipe[1], &byte, 1);
-  // A second one, while a drain or stop hangs, ends the process as it would
-  // have without the handler.
-  struct sigaction fallback = {};
-  fallback.sa_handler = SIG_DFL;
-  sigaction(SIGINT, &fallback, nullptr);
-  sigaction(SIGTERM, &fallback, nullptr);
   errno = saved_errno;
 }
 

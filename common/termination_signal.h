@@ -6,8 +6,8 @@
 // the process on the spot (no draining), or, in a container where the
 // program is PID 1, drops the signal (and `docker stop` waits its 10 s and
 // kills). A handler on every thread passes the signal through a pipe to
-// WaitForTerminationSignal instead. After the first, both signals take
-// their default action again: a second one ends a process whose stop hangs.
+// WaitForTerminationSignal instead. A second one ends the process at once
+// (exit status 128 + its number), for a drain or stop that hangs.
 #pragma once
 
 namespace tl {
@@ -17,7 +17,8 @@ namespace tl {
 void CatchTerminationSignals();
 
 // Waits until SIGINT or SIGTERM arrives and returns its number. Unblocks
-// both in the calling thread, so that at least one thread takes them.
+// both in the calling thread, so that at least one thread takes them: that
+// thread must live on (or another call them) for a second signal to land.
 int WaitForTerminationSignal();
 
 }  // namespace tl

@@ -33,13 +33,26 @@ TEST(TerminationSignalTest, ASecondSignalEndsTheProcess) {
   EXPECT_EXIT(
       {
         CatchTerminationSignals();
-        kill(getpid(), SIGINT);
-        if (WaitForTerminationSignal() != SIGINT) std::_Exit(3);
         kill(getpid(), SIGTERM);
-        // Not reached: SIGTERM has its default action again.
+        if (WaitForTerminationSignal() != SIGTERM) std::_Exit(3);
+        kill(getpid(), SIGTERM);
+        // Not reached: the second signal ends the process.
         std::_Exit(0);
       },
-      ::testing::KilledBySignal(SIGTERM), "");
+      ::testing::ExitedWithCode(128 + SIGTERM), "");
+}
+
+TEST(TerminationSignalTest, AnInheritedIgnoredSigintStaysIgnored) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        signal(SIGINT, SIG_IGN);
+        CatchTerminationSignals();
+        kill(getpid(), SIGINT);
+        kill(getpid(), SIGTERM);
+        std::_Exit(WaitForTerminationSignal() == SIGTERM ? 0 : 3);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

@@ -299,8 +299,10 @@ int main(int argc, char** argv) {
                 " intra-op thread(s) each");
   }
   // The watcher stays blocked for good when no signal comes, so it is not
-  // joined; `stop_guard` keeps it from touching the agents once main is
-  // done with them (they are destroyed when main returns).
+  // joined; `stop_guard` keeps it from touching the agents (or the log)
+  // once main is done with them. After a signal it lives on with the
+  // signals unblocked, so that a second one reaches the process (and ends
+  // it, should stopping hang).
   struct StopGuard {
     std::mutex mutex;
     bool agents_gone = false;
@@ -308,10 +310,14 @@ int main(int argc, char** argv) {
   static StopGuard stop_guard;
   std::thread signal_watcher([&agents] {
     const int received = tl::WaitForTerminationSignal();
-    tl::LogInfo("signal ", received, " received; stopping");
-    std::lock_guard<std::mutex> lock(stop_guard.mutex);
-    if (stop_guard.agents_gone) return;
-    for (const auto& agent : agents) agent->Stop();
+    {
+      std::lock_guard<std::mutex> lock(stop_guard.mutex);
+      if (!stop_guard.agents_gone) {
+        tl::LogInfo("signal ", received, " received; stopping");
+        for (const auto& agent : agents) agent->Stop();
+      }
+    }
+    for (;;) pause();
   });
   signal_watcher.detach();
   // Slot 1 serves on this thread, the others on threads of their own; a
