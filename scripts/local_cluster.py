@@ -28,12 +28,15 @@ def generated_photos(folder: pathlib.Path, classes: int, per_class: int):
                        check=True)
 
 
-def exported_resnet18(path: pathlib.Path):
-    """An ImageNet-shaped ResNet-18 backbone at `path` (its manifest beside it), made once."""
+def exported_resnet18(path: pathlib.Path, input_size: int = 0):
+    """An ImageNet-shaped ResNet-18 backbone at `path` (its manifest beside it), made once;
+    `input_size` (0: the architecture's own) is the side its manifest asks for."""
     if not path.exists():
         repo = pathlib.Path(__file__).resolve().parent.parent
+        size = ["--input-size", str(input_size)] if input_size else []
         subprocess.run(["/usr/bin/python3", str(repo / "tools" / "export_backbone.py"), "--arch",
-                        "resnet18", "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
+                        "resnet18", *size, "--out", str(path)], check=True,
+                       stdout=subprocess.DEVNULL)
 
 
 class LocalCluster:

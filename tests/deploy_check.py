@@ -525,6 +525,20 @@ def compose_secret_file(path: str, service_name: str, service: dict, secrets: di
     return os.path.realpath(secrets[name]["file"])
 
 
+def secrets_script(root: str) -> str:
+    """The text of deploy/make-secrets; "" when it is missing."""
+    path = os.path.join(root, SECRETS_SCRIPT)
+    if not os.path.isfile(path):
+        return ""
+    with open(path) as file:
+        return file.read()
+
+
+def secrets_folder(root: str) -> str:
+    """Where deploy/make-secrets writes by default, and compose reads."""
+    return os.path.realpath(os.path.join(root, "deploy/secrets"))
+
+
 def check_compose_metrics_security(root: str, config: dict, errors: List[str]) -> None:
     """tlserver and every worker service serve /metrics over HTTPS with a
     bearer token from compose secrets that deploy/make-secrets makes, and
@@ -544,15 +558,12 @@ def check_compose_metrics_security(root: str, config: dict, errors: List[str]) -
             path = compose_secret_file(values[flag], name, service, secrets, flag, errors)
             if path:
                 used[flag].add(path)
-    script = ""
-    if os.path.isfile(os.path.join(root, SECRETS_SCRIPT)):
-        with open(os.path.join(root, SECRETS_SCRIPT)) as file:
-            script = file.read()
-    else:
+    script = secrets_script(root)
+    if not script:
         errors.append(f"{SECRETS_SCRIPT} is missing: nothing makes the /metrics token and certificate")
-    secrets_folder = os.path.realpath(os.path.join(root, "deploy/secrets"))
+    folder = secrets_folder(root)
     for path in sorted(set().union(*used.values())):
-        if os.path.dirname(path) != secrets_folder or os.path.basename(path) not in script:
+        if os.path.dirname(path) != folder or os.path.basename(path) not in script:
             errors.append(f"{COMPOSE_FILE}: secret file {path} is not one that {SECRETS_SCRIPT} makes "
                           "in deploy/secrets")
     for flag, paths in used.items():
@@ -606,15 +617,12 @@ def check_compose_grpc_tokens(root: str, config: dict, errors: List[str]) -> Non
     service connects with the worker token as an id that token allows."""
     services = config.get("services") or {}
     secrets = config.get("secrets") or {}
-    script = ""
-    if os.path.isfile(os.path.join(root, SECRETS_SCRIPT)):
-        with open(os.path.join(root, SECRETS_SCRIPT)) as file:
-            script = file.read()
-    secrets_folder = os.path.realpath(os.path.join(root, "deploy/secrets"))
+    script = secrets_script(root)
+    folder = secrets_folder(root)
 
     def made_by_script(path: str, what: str, expected: str) -> None:
         """`path` must be the file `expected` that the script makes."""
-        if path and (os.path.dirname(path) != secrets_folder or expected not in script
+        if path and (os.path.dirname(path) != folder or expected not in script
                      or os.path.basename(path) != expected):
             errors.append(f"{COMPOSE_FILE}: {what} {path} is not deploy/secrets/{expected}, which "
                           f"{SECRETS_SCRIPT} makes")
