@@ -180,7 +180,7 @@ void Scheduler::Notify(const std::string& job_id, const JobEvent& event) {
 
 void Scheduler::EndJob(ActiveJob& active, Job::State state, std::string error,
                        int failures) {
-  // A cancel that ASHA asked for (StopEarly) ends the trial as stopped early, whichever path
+  // A cancel that ASHA asked for (MarkStopEarly) ends the trial as stopped early, whichever path
   // sees the end: the worker's report, a lost worker, a cancel of a job nobody runs.
   if (state == Job::CANCELLED && active.job.stop_early_requested()) state = Job::STOPPED_EARLY;
   const absl::Status status = Update(active, [&](ActiveJob& next) {

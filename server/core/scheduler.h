@@ -380,10 +380,15 @@ class Scheduler {
   void ServeSweeps();
   void ServeAllSweeps();
   void ApplyTrialChange(ActiveSweep& active, const TrialChange& change);
-  // ASHA's decision for trial `index`, which reported `value` at rung epoch `rung`.
-  void DecideAtRung(ActiveSweep& active, int index, int rung, double value);
-  // The cancel path for a trial ASHA stops: it ends STOPPED_EARLY.
-  void StopEarly(ActiveJob& active, const std::string& why);
+  // Why ASHA stops `job`, a trial of an ASHA sweep, at the rung `epoch` reaches (nullopt: it
+  // goes on, or the epoch is no rung). OnEpoch asks before it stores the epoch, and stores the
+  // stop (MarkStopEarly) in the same transaction.
+  std::optional<std::string> AshaStopAtEpoch(const JobRecord& job,
+                                             const tl::v1::EpochMetrics& epoch) const;
+  // The stored side of an ASHA stop: the cancel path, which ends the trial STOPPED_EARLY.
+  static void MarkStopEarly(ActiveJob& next, const std::string& why);
+  // Its message to the worker holding the trial (and the gang's other ranks).
+  void SendStopEarly(const ActiveJob& active, const std::string& why);
   // Assesses the sweep (sweep_states.h) and acts on it: creates trials, stores a new state,
   // stops unended trials of an ended sweep, tells watchers. True when it created a job (to
   // be placed).

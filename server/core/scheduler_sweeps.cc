@@ -315,10 +315,12 @@ void Scheduler::ApplyTrialChange(ActiveSweep& active, const TrialChange& change)
   if (change.epoch.has_value()) {
     const double value = ObjectiveOf(spec.objective(), *change.epoch);
     trial.objective = value;
-    if (spec.method() == SweepSpec::ASHA && !IsTerminal(job.state()) &&
+    // What the trial reached at a rung, for the trials that reach it later (OnEpoch decided
+    // this one's stop when it stored the epoch: AshaStopAtEpoch).
+    if (spec.method() == SweepSpec::ASHA &&
         IsAshaRung(change.epoch->epoch(), spec.asha().min_epochs(),
                    spec.asha().reduction_factor(), trial.epochs)) {
-      DecideAtRung(active, job.sweep_trial(), change.epoch->epoch(), value);
+      active.rungs[change.epoch->epoch()][job.sweep_trial()] = value;
     }
   }
   if (job.state() == Job::SUCCEEDED) {
@@ -331,44 +333,45 @@ void Scheduler::ApplyTrialChange(ActiveSweep& active, const TrialChange& change)
   trial.changed = true;
 }
 
-void Scheduler::DecideAtRung(ActiveSweep& active, int index, int rung, double value) {
-  std::map<int, double>& reached = active.rungs[rung];
+std::optional<std::string> Scheduler::AshaStopAtEpoch(const JobRecord& job,
+                                                      const tl::v1::EpochMetrics& epoch) const {
+  if (job.sweep_id().empty() || job.cancel_requested() || IsTerminal(job.state())) {
+    return std::nullopt;
+  }
+  auto sweep = sweeps_.find(job.sweep_id());
+  if (sweep == sweeps_.end()) return std::nullopt;
+  const SweepSpec& spec = sweep->second.sweep.spec();
+  const int index = job.sweep_trial();
+  if (spec.method() != SweepSpec::ASHA || IsRefitTrial(spec, index) ||
+      !IsAshaRung(epoch.epoch(), spec.asha().min_epochs(), spec.asha().reduction_factor(),
+                  job.spec().training().epochs())) {
+    return std::nullopt;
+  }
   std::vector<double> earlier;
-  for (const auto& [other, other_value] : reached) {
-    if (other != index) earlier.push_back(other_value);
+  auto rung = sweep->second.rungs.find(epoch.epoch());
+  if (rung != sweep->second.rungs.end()) {
+    // Decided when it first reached the rung (this is the epoch sent again after a reconnect).
+    if (rung->second.count(index) > 0) return std::nullopt;
+    for (const auto& [other, value] : rung->second) earlier.push_back(value);
   }
-  reached[index] = value;
-  const SweepSpec& spec = active.sweep.spec();
-  if (tl::server::DecideAtRung(spec.objective(), spec.asha().reduction_factor(), value, earlier) ==
+  const double value = ObjectiveOf(spec.objective(), epoch);
+  if (DecideAtRung(spec.objective(), spec.asha().reduction_factor(), value, earlier) ==
       AshaDecision::kContinue) {
-    return;
+    return std::nullopt;
   }
-  auto job = active_.find(active.trials[index].job_id);
-  if (job == active_.end()) return;
-  StopEarly(job->second,
-            absl::StrCat("stopped early by ASHA at epoch ", rung, ": its ",
-                         SweepSpec::Objective::Metric_Name(spec.objective().metric()), " ", value,
-                         " is not among the best 1/", spec.asha().reduction_factor(), " of the ",
-                         earlier.size() + 1, " trials at that epoch"));
+  return absl::StrCat("stopped early by ASHA at epoch ", epoch.epoch(), ": its ",
+                      SweepSpec::Objective::Metric_Name(spec.objective().metric()), " ", value,
+                      " is not among the best 1/", spec.asha().reduction_factor(), " of the ",
+                      earlier.size() + 1, " trials at that epoch");
 }
 
-void Scheduler::StopEarly(ActiveJob& active, const std::string& why) {
-  if (active.job.cancel_requested()) return;
-  if (!HoldsWorker(active.job.state()) || active.session == 0) {
-    const absl::Status marked = Update(active, [](ActiveJob& next) {
-      next.job.set_stop_early_requested(true);
-    });
-    if (!marked.ok()) return;
-    queue_.erase(KeyOf(active));
-    EndJob(active, Job::STOPPED_EARLY, why);
-    return;
-  }
-  const absl::Status marked = Update(active, [&](ActiveJob& next) {
-    next.job.set_cancel_requested(true);
-    next.job.set_stop_early_requested(true);
-    next.job.set_error(why);
-  });
-  if (!marked.ok()) return;
+void Scheduler::MarkStopEarly(ActiveJob& next, const std::string& why) {
+  next.job.set_cancel_requested(true);
+  next.job.set_stop_early_requested(true);
+  next.job.set_error(why);
+}
+
+void Scheduler::SendStopEarly(const ActiveJob& active, const std::string& why) {
   tl::v1::SchedulerMessage message;
   message.mutable_cancel()->set_job_id(active.job.id());
   message.mutable_cancel()->set_reason(why);

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/core/scheduler.h"
 #include "server/store/sqlite_job_store.h"
+#include "server/store/testing/failing_job_store.h"
 
 namespace tl::server {
 namespace {
@@ -23,6 +24,7 @@ using ::testing::HasSubstr;
 using ::tl::testing::IsOk;
 using ::tl::testing::StatusIs;
 using ::tl::testing::WriteFile;
+using ::tl::server::testing::FailingJobStore;
 using ::tl::v1::Job;
 using ::tl::v1::JobFinished;
 using ::tl::v1::SchedulerMessage;
@@ -224,6 +226,55 @@ TEST_F(SchedulerSweepsTest, AshaStopsTheWorseTrialAtARungAndTheBestSucceededIsTh
   EXPECT_EQ(done.trials_ended(), 3);  // the search's trials
   EXPECT_EQ(done.trials(1).state(), Job::STOPPED_EARLY);
   EXPECT_DOUBLE_EQ(done.trials(1).objective(), 0.3);
+}
+
+TEST_F(SchedulerSweepsTest, AnAshaStopIsStoredWithTheRungsEpochSoThatAKilledServerKeepsIt) {
+  scheduler_.reset();
+  FailingJobStore failing(*store_);
+  scheduler_ = std::make_unique<Scheduler>(failing, *metrics_, options_);
+  ASSERT_THAT(scheduler_->Start(), IsOk());
+  ASSERT_OK_AND_ASSIGN(
+      const Sweep submitted,
+      scheduler_->SubmitSweep(
+          RateSweep(R"(, "method": "ASHA", "asha": {"reductionFactor": 2}, "maxTrials": 2,
+                       "maxParallelTrials": 2)"),
+          "alice"));
+  std::vector<std::shared_ptr<RecordingConnection>> connections;
+  std::vector<int64_t> sessions;
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 2; ++i) {
+    connections.push_back(std::make_shared<RecordingConnection>());
+    sessions.push_back(Connect("w" + std::to_string(i), connections.back()));
+    ASSERT_EQ(connections.back()->Assigned().size(), 1u);
+    jobs.push_back(connections.back()->Assigned()[0]);
+    Started(sessions[i], jobs[i]);
+  }
+  Epoch(sessions[0], jobs[0], 1, 0.5);
+  // The second trial's rung epoch is stored, and every write after it is lost: tlserver
+  // killed right after storing the epoch.
+  failing.Fail(FailingJobStore::Call::kCommitJob, absl::UnavailableError("killed"), -1,
+               /*passes_first=*/1);
+  Epoch(sessions[1], jobs[1], 1, 0.3);
+  ASSERT_OK_AND_ASSIGN(const JobRecord stored, store_->GetJob(jobs[1]));
+  EXPECT_EQ(stored.epoch(), 1);
+  EXPECT_TRUE(stored.stop_early_requested());
+
+  StartScheduler();  // over the same file, as after the kill
+  // The trial's worker comes back holding it: the stop reaches it, and it ends STOPPED_EARLY.
+  auto back = std::make_shared<RecordingConnection>();
+  tl::v1::WorkerHello hello;
+  hello.set_worker_id("w1");
+  hello.add_devices()->set_kind("cpu");
+  hello.set_held_job_id(jobs[1]);
+  hello.set_held_attempt(1);
+  ASSERT_OK_AND_ASSIGN(const int64_t session, scheduler_->ConnectWorker(hello, back));
+  EXPECT_EQ(back->Cancelled(), std::vector<std::string>{jobs[1]});
+  Finished(session, jobs[1], JobFinished::CANCELLED);
+  ASSERT_OK_AND_ASSIGN(const Job stopped, scheduler_->GetJob(jobs[1]));
+  EXPECT_EQ(stopped.state(), Job::STOPPED_EARLY);
+  EXPECT_THAT(stopped.error(), HasSubstr("stopped early by ASHA at epoch 1"));
+  ASSERT_OK_AND_ASSIGN(const Sweep after, scheduler_->GetSweep(submitted.id()));
+  EXPECT_EQ(after.trials(1).state(), Job::STOPPED_EARLY);
 }
 
 TEST_F(SchedulerSweepsTest, AFailedRefitFailsTheSweepWithItsOwnError) {

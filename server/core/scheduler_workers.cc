@@ -352,6 +352,10 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
     // earlier attempt measured: they are stored already, and stored once.
     return;
   }
+  // ASHA's stop of a trial at this rung, decided before the epoch is stored so that both go
+  // into one transaction: a tlserver that dies after storing the epoch cannot forget the stop
+  // (the rungs are rebuilt from stored epochs, and no decision is made for them again).
+  const std::optional<std::string> stop_early = AshaStopAtEpoch(active->job, report.metrics());
   // The epoch row, its event and the job's new row in one transaction.
   const absl::Status status = Update(
       *active,
@@ -365,11 +369,14 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
           // Gauges before the event goes out: whoever hears of the epoch can scrape it at once.
           metrics_.EpochFinished(report.job_id(), report.metrics());
         }
+        if (stop_early.has_value()) MarkStopEarly(next, *stop_early);
       },
       &report.metrics());
   if (!status.ok()) {
     LogError("cannot store epoch ", report.metrics().epoch(), " of job ", report.job_id());
+    return;
   }
+  if (stop_early.has_value()) SendStopEarly(*active, *stop_early);
 }
 
 bool Scheduler::IsStoredEpoch(const tl::v1::EpochReport& report) {

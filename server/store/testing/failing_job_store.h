@@ -44,10 +44,11 @@ class FailingJobStore final : public JobStore {
   explicit FailingJobStore(JobStore& real) : real_(real) {}
 
   // The next `times` calls of `call` fail with `status` (a negative `times`: every call until
-  // Heal) without reaching the real store.
-  void Fail(Call call, absl::Status status, int times = 1) {
+  // Heal) without reaching the real store; with `passes_first`, that many calls reach it first
+  // (a write that is stored, and the one after it lost, as a process killed between them).
+  void Fail(Call call, absl::Status status, int times = 1, int passes_first = 0) {
     std::lock_guard<std::mutex> lock(mutex_);
-    failures_[call] = {std::move(status), times};
+    failures_[call] = {std::move(status), times, passes_first};
   }
   void Heal() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -178,15 +179,26 @@ class FailingJobStore final : public JobStore {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = failures_.find(call);
     if (it == failures_.end()) return absl::OkStatus();
-    absl::Status status = it->second.first;
-    if (it->second.second > 0 && --it->second.second == 0) failures_.erase(it);
+    Failure& failure = it->second;
+    if (failure.passes_first > 0) {
+      --failure.passes_first;
+      return absl::OkStatus();
+    }
+    absl::Status status = failure.status;
+    if (failure.times > 0 && --failure.times == 0) failures_.erase(it);
     ++failed_[call];
     return status;
   }
 
+  struct Failure {
+    absl::Status status;
+    int times = 0;
+    int passes_first = 0;
+  };
+
   JobStore& real_;
   mutable std::mutex mutex_;
-  std::map<Call, std::pair<absl::Status, int>> failures_;
+  std::map<Call, Failure> failures_;
   std::map<Call, int> failed_;
 };
 
