@@ -490,6 +490,11 @@ void JobRunner::Cancel() { cancel_requested_ = true; }
 
 void JobRunner::Pause() { pause_requested_ = true; }
 
+void JobRunner::Release() {
+  release_requested_ = true;
+  cancel_requested_ = true;
+}
+
 void JobRunner::Log(const std::string& text) {
   LogInfo("job ", assignment_.job_id(), " ", text);
   WorkerMessage message;
@@ -563,8 +568,13 @@ void JobRunner::Run() {
           if (assignment_.replica_rank() == 0) SetResult(result, *finished.mutable_result());
           break;
         case engine::RunOutcome::Kind::kCancelled:
-          finished.set_outcome(JobFinished::CANCELLED);
-          finished.set_error(result.outcome.reason);
+          if (release_requested_) {
+            finished.set_outcome(JobFinished::RELEASED);
+            finished.set_error("the worker is shutting down");
+          } else {
+            finished.set_outcome(JobFinished::CANCELLED);
+            finished.set_error(result.outcome.reason);
+          }
           break;
         case engine::RunOutcome::Kind::kPaused:
           finished.set_outcome(JobFinished::PAUSED);

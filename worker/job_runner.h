@@ -65,6 +65,10 @@ class JobRunner {
   // Stops the job after its current epoch (checkpoint written); it then
   // reports PAUSED.
   void Pause();
+  // Stops the job before its next batch because the worker is shutting
+  // down; it then reports RELEASED (its last checkpoint stays for the next
+  // attempt).
+  void Release();
   bool finished() const { return finished_.load(); }
   bool cancel_requested() const { return cancel_requested_.load(); }
   void Join();
@@ -84,6 +88,7 @@ class JobRunner {
   const Report report_;
   std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> pause_requested_{false};
+  std::atomic<bool> release_requested_{false};
   std::atomic<bool> finished_{false};
   std::thread thread_;
 };

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -77,6 +78,10 @@ ABSL_FLAG(bool, feature_cache, true,
 ABSL_FLAG(double, feature_cache_max_gib, 20,
           "the feature cache's bound in GiB: after a table is written, the least recently used "
           "ones are removed until the folder holds at most this much; 0: no bound");
+ABSL_FLAG(double, stop_grace_seconds, 8,
+          "on SIGTERM or SIGINT, how long running jobs have to stop before their next batch and "
+          "be handed back to the scheduler, which queues them again at once; a job not handed "
+          "back by then waits out its lease. Below Docker's 10 s stop timeout by default");
 ABSL_FLAG(std::string, ready_file, "",
           "when set, written once /metrics serves, with its bound port: 'metrics=PORT'");
 
@@ -308,13 +313,20 @@ int main(int argc, char** argv) {
     bool agents_gone = false;
   };
   static StopGuard stop_guard;
-  std::thread signal_watcher([&agents] {
+  const auto grace = std::chrono::milliseconds(
+      static_cast<int64_t>(std::max(0.0, absl::GetFlag(FLAGS_stop_grace_seconds)) * 1000));
+  std::thread signal_watcher([&agents, grace] {
     const int received = tl::WaitForTerminationSignal();
     {
       std::lock_guard<std::mutex> lock(stop_guard.mutex);
       if (!stop_guard.agents_gone) {
-        tl::LogInfo("signal ", received, " received; stopping");
-        for (const auto& agent : agents) agent->Stop();
+        tl::LogInfo("signal ", received, " received; handing running jobs back and stopping");
+        // Every slot at once, so that the grace is the whole process's.
+        std::vector<std::thread> releases;
+        for (const auto& agent : agents) {
+          releases.emplace_back([&agent, grace] { agent->Release(grace); });
+        }
+        for (std::thread& release : releases) release.join();
       }
     }
     for (;;) pause();

@@ -70,6 +70,55 @@ void WorkerAgent::Stop() {
   stop_wakeup_.notify_all();
 }
 
+bool WorkerAgent::Release(std::chrono::milliseconds grace) {
+  const auto deadline = Clock::now() + grace;
+  releasing_ = true;
+  std::string job_id;
+  int attempt = 0;
+  {
+    std::lock_guard<std::mutex> lock(runner_mutex_);
+    if (runner_ != nullptr && !runner_->finished()) {
+      job_id = runner_->job_id();
+      attempt = runner_->attempt();
+      LogInfo("job ", job_id, " stops to be handed back to the scheduler");
+      runner_->Release();
+    }
+  }
+  bool released = true;
+  {
+    std::unique_lock<std::mutex> lock(write_mutex_);
+    if (!job_id.empty()) {
+      // Its final report (RELEASED, or whatever it ended with first) written to a stream. With
+      // no stream up it cannot be, and the scheduler finds the job gone after a lease.
+      const auto reported = [&] {
+        return last_result_ && last_result_->finished().job_id() == job_id &&
+               last_result_->finished().attempt() == attempt;
+      };
+      released = result_written_.wait_until(lock, deadline, [&] {
+        return reported() || stream_ == nullptr;
+      }) && reported();
+    }
+    // No reconnect after this stream; a half-close lets the scheduler read everything written
+    // before it ends the stream (a cancel could discard it).
+    stopping_ = true;
+    if (stream_ != nullptr) {
+      stream_->WritesDone();
+      stream_ = nullptr;
+    }
+  }
+  {
+    std::unique_lock<std::mutex> lock(stop_mutex_);
+    stop_wakeup_.wait_until(lock, deadline, [this] { return stream_closed_; });
+  }
+  if (!released) {
+    LogWarning("job ", job_id, " could not be handed back within ",
+               std::chrono::duration_cast<std::chrono::seconds>(grace).count(),
+               " s; the scheduler requeues it after its lease");
+  }
+  Stop();
+  return released;
+}
+
 void WorkerAgent::Run() {
   // gRPC's own reconnect backoff grows to two minutes, and a call made while the channel
   // waits fails at once: after a scheduler restart the worker would stay away for many
@@ -158,6 +207,10 @@ grpc::StatusCode WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
     std::lock_guard<std::mutex> lock(context_mutex_);
     if (stopping_) return grpc::StatusCode::CANCELLED;
     context_ = &context;
+  }
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stream_closed_ = false;
   }
   std::unique_ptr<Stream> stream = stub.Connect(&context);
   const WorkerMessage hello = Hello();
@@ -252,6 +305,11 @@ grpc::StatusCode WorkerAgent::Serve(tl::v1::WorkerService::Stub& stub) {
     context_ = nullptr;
   }
   const grpc::Status status = stream->Finish();
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stream_closed_ = true;
+  }
+  stop_wakeup_.notify_all();
   if (stopping_) return status.error_code();
   if (welcomed) {
     disconnected_since_ = Clock::now();
@@ -308,7 +366,25 @@ void WorkerAgent::ReapFinishedRunner() {
   }
 }
 
+void WorkerAgent::Refuse(const tl::v1::Assignment& assignment, const std::string& why) {
+  LogWarning("assignment of job ", assignment.job_id(), " refused: ", why);
+  WorkerMessage refusal;
+  tl::v1::JobFinished& finished = *refusal.mutable_finished();
+  finished.set_job_id(assignment.job_id());
+  finished.set_attempt(assignment.attempt());
+  finished.set_outcome(tl::v1::JobFinished::REFUSED);
+  finished.set_error(why);
+  std::lock_guard<std::mutex> write_lock(write_mutex_);
+  if (stream_ != nullptr) stream_->Write(refusal);
+}
+
 void WorkerAgent::HandleAssignment(const tl::v1::Assignment& assignment) {
+  if (releasing_) {
+    // Before anything else: the last result must stay until the stream ends, and the runner
+    // being released must not be joined for this.
+    Refuse(assignment, "worker " + options_.worker_id + " is shutting down");
+    return;
+  }
   {
     // Being given new work means the scheduler has this worker's last result.
     std::lock_guard<std::mutex> lock(write_mutex_);
@@ -324,17 +400,8 @@ void WorkerAgent::HandleAssignment(const tl::v1::Assignment& assignment) {
     runner_.reset();
   }
   if (runner_ != nullptr) {
-    LogWarning("assignment of job ", assignment.job_id(), " while job ", runner_->job_id(),
-               " runs; refusing it");
-    WorkerMessage refusal;
-    tl::v1::JobFinished& finished = *refusal.mutable_finished();
-    finished.set_job_id(assignment.job_id());
-    finished.set_attempt(assignment.attempt());
-    finished.set_outcome(tl::v1::JobFinished::REFUSED);
-    finished.set_error("worker " + options_.worker_id + " was still busy with job " +
-                       runner_->job_id());
-    std::lock_guard<std::mutex> write_lock(write_mutex_);
-    if (stream_ != nullptr) stream_->Write(refusal);
+    Refuse(assignment,
+           "worker " + options_.worker_id + " was still busy with job " + runner_->job_id());
     return;
   }
   {
@@ -390,7 +457,10 @@ void WorkerAgent::Report(const WorkerMessage& report) {
 void WorkerAgent::FlushLocked() {
   while (stream_ != nullptr && !unsent_.empty()) {
     if (!stream_->Write(unsent_.front())) return;  // the reader will see the break
-    if (unsent_.front().has_finished()) last_result_ = unsent_.front();
+    if (unsent_.front().has_finished()) {
+      last_result_ = unsent_.front();
+      result_written_.notify_all();
+    }
     if (unsent_.front().has_epoch()) written_epochs_.push_back(unsent_.front());
     unsent_.pop_front();
   }

@@ -48,6 +48,13 @@ class WorkerAgent {
   void Run();
   // Safe from any thread (a signal-watching one included).
   void Stop();
+  // The worker is shutting down: stops the running job before its next
+  // batch, reports it RELEASED (the scheduler queues it again at once, to
+  // resume from its checkpoint elsewhere), refuses new assignments, closes
+  // the stream and stops, all within `grace`. Past it, it stops anyway, and
+  // a job it could not report waits out its lease, as after a crash. True
+  // when the scheduler has the job back (or there was none).
+  bool Release(std::chrono::milliseconds grace);
 
   const AgentOptions& options() const { return options_; }
 
@@ -63,6 +70,8 @@ class WorkerAgent {
   void StartReporting(Stream* stream, const tl::v1::WorkerHello& hello,
                       const tl::v1::Welcome& welcome);
   void HandleAssignment(const tl::v1::Assignment& assignment);
+  // Answers an assignment with REFUSED: the job goes back to the queue without an attempt used.
+  void Refuse(const tl::v1::Assignment& assignment, const std::string& why);
   void HandleCancel(const tl::v1::CancelAssignment& cancel);
   void HandlePause(const tl::v1::PauseAssignment& pause);
   // Called by the runner's thread for every report.
@@ -80,6 +89,7 @@ class WorkerAgent {
 
   const AgentOptions options_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> releasing_{false};  // Release() has begun: assignments are refused
 
   std::mutex context_mutex_;  // guards context_ alone, so Stop() never waits on a write
   grpc::ClientContext* context_ = nullptr;
@@ -93,6 +103,7 @@ class WorkerAgent {
   // new assignment, or a cancel of that job): a write can succeed locally
   // and still be lost with the connection.
   std::optional<tl::v1::WorkerMessage> last_result_;
+  std::condition_variable result_written_;  // a result went to the stream (last_result_)
   // The current job's epoch reports written so far, for the same reason:
   // sent again after a reconnect.
   std::vector<tl::v1::WorkerMessage> written_epochs_;
@@ -108,6 +119,7 @@ class WorkerAgent {
 
   std::mutex stop_mutex_;
   std::condition_variable stop_wakeup_;
+  bool stream_closed_ = false;  // guarded by stop_mutex_: Serve's stream has ended
 
   // Touched only by Run()'s thread: since when no stream has been up (for
   // the reconnect time in the log), and whether this outage was logged.

@@ -309,7 +309,8 @@ std::string Scheduler::PendingReason(const ActiveJob& active) const {
 std::vector<PlacementWorker> Scheduler::PlacementWorkers() const {
   std::vector<PlacementWorker> workers;
   for (const auto& [session, worker] : workers_) {
-    workers.push_back({session, &worker.hello, worker.job_id.empty() && !worker.busy_elsewhere});
+    workers.push_back({session, &worker.hello, worker.job_id.empty() && !worker.busy_elsewhere &&
+                                             !worker.leaving});
   }
   return workers;
 }

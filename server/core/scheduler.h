@@ -246,6 +246,8 @@ class Scheduler {
     // because it was still busy, or a gang attempt that was stopped. No new
     // assignment until it reports the end of whatever it runs.
     bool busy_elsewhere = false;
+    // Shutting down: it handed its job back (RELEASED) and takes no new one on this session.
+    bool leaving = false;
   };
   // One SubmitJob waiting for its group commit.
   struct PendingSubmit {

@@ -1434,6 +1434,30 @@ TEST_F(SchedulerControlTest, RunningJobPausesAtItsEpochFreesItsWorkerAndResumes)
   EXPECT_EQ(other.connection->assignments()[0].attempt(), 2);
 }
 
+// A worker stopped with SIGTERM hands its job back (RELEASED): queued again at once rather than
+// after a lease, no failure counted, and nothing more for that session.
+TEST_F(SchedulerControlTest, AReleasedJobIsQueuedAtOnceAndItsLeavingWorkerGetsNoOther) {
+  const std::string id = Submit("flowers");
+  const std::string next = Submit("next");
+  FakeWorker leaving = Connect("w1");
+  Started(leaving, id, 1);
+  EpochDone(leaving, id, 1, 1, 0.9);
+
+  Finished(leaving, id, 1, JobFinished::RELEASED);
+  const JobRecord released = Stored(id);
+  EXPECT_EQ(released.state(), Job::QUEUED);
+  EXPECT_EQ(released.failures(), 0);
+  EXPECT_EQ(released.epoch(), 1);
+  EXPECT_THAT(released.error(), HasSubstr("worker w1 shut down"));
+  EXPECT_THAT(leaving.connection->assignments(), SizeIs(1));  // neither job again
+
+  FakeWorker other = Connect("w2");
+  ASSERT_THAT(other.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(other.connection->assignments()[0].job_id(), id);  // first in the queue still
+  EXPECT_EQ(other.connection->assignments()[0].attempt(), 2);
+  EXPECT_EQ(Stored(next).state(), Job::QUEUED);
+}
+
 TEST_F(SchedulerControlTest, PausedJobCanBeCancelled) {
   const std::string id = Submit("flowers");
   ASSERT_THAT(scheduler_->PauseJob(id), IsOk());

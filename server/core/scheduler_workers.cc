@@ -423,6 +423,17 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
     PauseStopped(*active);
     return;
   }
+  if (finished.outcome() == tl::v1::JobFinished::RELEASED) {
+    // The worker is shutting down: the job goes back to the queue now, not after a lease, and
+    // resumes from its checkpoint elsewhere. Not the job's fault.
+    worker.leaving = true;
+    worker.job_id.clear();
+    Requeue(*active, absl::StrCat("worker ", worker.hello.worker_id(), " shut down"),
+            /*counts_as_failure=*/false);
+    UpdateWorkerMetrics();
+    Dispatch();
+    return;
+  }
   if (finished.outcome() == tl::v1::JobFinished::FAILED && finished.retryable()) {
     Requeue(*active,
             finished.error().empty() ? "the trainer failed"
