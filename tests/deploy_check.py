@@ -24,7 +24,8 @@ Kubernetes:
 - tlserver in compose takes gRPC tokens from the tokens file
   deploy/make-secrets makes (its health check carries one), and every worker
   service connects with that script's worker token as a --worker_id the
-  token allows;
+  token allows; in Kubernetes likewise, from mounted Secrets that the
+  script's printed kubectl commands make from those files;
 - the Kubernetes manifests under deploy/k8s have the kinds and fields a
   deployment of tl needs (scheduler StatefulSet with a volume claim
   template, Service with scrape annotations, a GPU worker Deployment with an
@@ -668,24 +669,68 @@ def check_k8s_metrics_security(name: str, document: dict, errors: List[str]) -> 
     """A container that serves /metrics beyond loopback gets the three flags,
     each naming a file in a mounted Secret."""
     kind, title = document["kind"], document["metadata"]["name"]
-    volumes = {v.get("name"): v for v in pod_spec(document).get("volumes") or ()}
     for container in pod_spec(document).get("containers") or ():
         if not metrics_listen_port(container.get("args")):
             continue
         values = flag_values(container.get("args"))
-        mounts = container.get("volumeMounts") or ()
         for flag in METRICS_SECURITY_FLAGS:
             path = values.get(flag)
             if not path:
                 errors.append(f"{name}: {kind} {title}: container {container.get('name')} serves /metrics "
                               f"without {flag} (docs/METRICS.md, Securing the scrape)")
                 continue
-            holder = [m for m in mounts
-                      if path.startswith(m.get("mountPath", "").rstrip("/") + "/")
-                      and "secret" in (volumes.get(m.get("name")) or {})]
-            if not holder:
-                errors.append(f"{name}: {kind} {title}: container {container.get('name')}: {flag} {path} "
-                              "does not lie in a mounted Secret")
+            k8s_secret_file(name, document, container, flag, path, errors)
+
+
+def k8s_secret_file(name: str, document: dict, container: dict, flag: str, path: str,
+                    errors: List[str]) -> str:
+    """The Secret (by its secretName) holding `path`, a file a container's flag
+    names; "" after saying so when no mounted Secret holds it."""
+    kind, title = document["kind"], document["metadata"]["name"]
+    volumes = {v.get("name"): v for v in pod_spec(document).get("volumes") or ()}
+    for mount in container.get("volumeMounts") or ():
+        secret = (volumes.get(mount.get("name")) or {}).get("secret")
+        if secret and path.startswith(mount.get("mountPath", "").rstrip("/") + "/"):
+            return secret.get("secretName", "")
+    errors.append(f"{name}: {kind} {title}: container {container.get('name')}: {flag} {path} "
+                  "does not lie in a mounted Secret")
+    return ""
+
+
+def k8s_secret_commands(script: str) -> Dict[str, str]:
+    """Secret name -> the file of deploy/make-secrets' folder it is made from,
+    read from the `kubectl create secret generic NAME --from-file=KEY=$dir/FILE`
+    lines the script prints."""
+    return dict(re.findall(r"create secret generic (\S+) --from-file=\S+=\$dir/(\S+)", script))
+
+
+def check_k8s_grpc_tokens(root: str, name: str, document: dict, errors: List[str]) -> None:
+    """The scheduler asks for the tokens file deploy/make-secrets makes, and each
+    worker connects with its worker token as an id that token allows."""
+    kind, title = document["kind"], document["metadata"]["name"]
+    script = secrets_script(root)
+    made_from = k8s_secret_commands(script)
+    for container in pod_spec(document).get("containers") or ():
+        values = flag_values(container.get("args"))
+        where = f"{name}: {kind} {title}: container {container.get('name')}"
+        wanted = ("--tokens_file", "tokens") if kind == "StatefulSet" else ("--token_file", "worker-token")
+        flag, expected = wanted
+        path = values.get(flag)
+        if not path:
+            errors.append(f"{where}: no {flag} (docs/API.md, Authentication)")
+            continue
+        secret = k8s_secret_file(name, document, container, flag, path, errors)
+        if secret and made_from.get(secret) != expected:
+            errors.append(f"{where}: {flag} {path} lies in the Secret {secret}, which {SECRETS_SCRIPT} "
+                          f"does not print a command to make from its {expected}")
+        if kind == "Deployment":
+            patterns = worker_token_patterns(script)
+            # $(POD_NAME) and the placeholders stand for any text.
+            worker_id = re.sub(r"\$\([A-Z_]+\)|\{(hostname|pid)\}", "x",
+                               values.get("--worker_id", "{hostname}-{pid}"))
+            if not any(fnmatch.fnmatchcase(worker_id, p) for p in patterns):
+                errors.append(f"{where}: --worker_id {values.get('--worker_id', '(default)')} is not one the "
+                              f"worker token of {SECRETS_SCRIPT} allows ({','.join(patterns) or 'none'})")
 
 
 def scrape_scheme_https(annotations: dict) -> bool:
@@ -790,6 +835,7 @@ def check_k8s(root: str, errors: List[str]) -> None:
             errors.append(f"{name}: StatefulSet {document['metadata']['name']} has no serviceName")
         check_workload(name, document, errors)
         check_k8s_metrics_security(name, document, errors)
+        check_k8s_grpc_tokens(root, name, document, errors)
 
     services = by_kind.get("Service", [])
     scraped = [(n, d) for n, d in services
@@ -813,6 +859,7 @@ def check_k8s(root: str, errors: List[str]) -> None:
         check_workload(name, document, errors)
         check_worker_scrape_annotations(name, document, errors)
         check_k8s_metrics_security(name, document, errors)
+        check_k8s_grpc_tokens(root, name, document, errors)
     if not any(gpu_limit(d) for _, d in deployments):
         errors.append("deploy/k8s: no worker Deployment with a resources.limits nvidia.com/gpu")
     if not any(gpu_limit(d) is None for _, d in deployments):

@@ -246,6 +246,23 @@ class DeployCheckTest(unittest.TestCase):
         self.assertProblem(deploy_check.check_k8s,
                            r"StatefulSet tlserver: container tlserver serves /metrics without --metrics_token_file")
 
+    def test_scheduler_pod_without_grpc_tokens(self):
+        self.copy.edit("deploy/k8s/tlserver.yaml", "            - --tokens_file=/etc/tl/grpc-tokens/tokens\n", "")
+        self.assertProblem(deploy_check.check_k8s, r"StatefulSet tlserver: container tlserver: no --tokens_file")
+
+    def test_worker_pod_token_from_a_secret_the_script_does_not_make(self):
+        self.copy.edit("deploy/k8s/worker-gpu.yaml", "secretName: tl-worker-token", "secretName: tl-admin-token")
+        self.assertProblem(deploy_check.check_k8s,
+                           r"Deployment worker-gpu: container tlworker: --token_file .* lies in the Secret "
+                           r"tl-admin-token, which deploy/make-secrets does not print a command to make from its "
+                           r"worker-token")
+
+    def test_worker_pod_id_the_token_does_not_allow(self):
+        self.copy.edit("deploy/k8s/worker-cpu.yaml", "--worker_id=cpu-$(POD_NAME)", "--worker_id=$(POD_NAME)")
+        self.assertProblem(deploy_check.check_k8s,
+                           r"Deployment worker-cpu: container tlworker: --worker_id \$\(POD_NAME\) is not one the "
+                           r"worker token")
+
     def test_pods_scraped_over_http(self):
         self.copy.edit("deploy/k8s/worker-gpu.yaml", "        prometheus.io/scheme: https\n", "")
         self.assertProblem(deploy_check.check_k8s, r"Deployment worker-gpu: pod annotation prometheus.io/scheme")
