@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   const tl::engine::PrecisionRequest request = tl::engine::PrecisionRequestNamed(precision_name);
   const torch::Device cpu(torch::kCPU);
   const tl::engine::PrecisionChoice choice =
-      tl::engine::ChoosePrecision(request, cpu, tl::engine::DetectCpuBf16());
+      tl::engine::ChoosePrecision(request, cpu, tl::engine::DetectBf16Hardware(cpu));
   const tl::engine::Precision precision = choice.precision;
   // Said in the output (a first line of text; a field of each JSON object): probabilities
   // under bf16 differ from a float32 run in their third digit.

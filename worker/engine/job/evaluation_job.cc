@@ -25,7 +25,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   // The forward passes follow the job's training.precision by the rule a
   // training job uses (bf16 where the device runs it fast, under AUTO).
   const torch::Device device = ParseDevice(config.train.device);
-  const PrecisionChoice precision = ChoosePrecision(config.precision, device, DetectCpuBf16());
+  const PrecisionChoice precision = ChoosePrecision(config.precision, device, DetectBf16Hardware(device));
   observer.OnNotice("precision: " + precision.reason);
   const std::vector<std::string>& class_names = predictor.info().class_names;
   const bool on_test = !config.test_dir.empty();

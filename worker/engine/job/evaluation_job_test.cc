@@ -188,7 +188,8 @@ TEST_F(EvaluationJobTest, ForwardPassesFollowThePrecisionRuleAndBf16AgreesWithFl
   config_.precision = PrecisionRequest::kAuto;
   const ImageJobResult automatic = RunImageJob(config_, observer_);
   EXPECT_EQ(automatic.precision.precision,
-            ChoosePrecision(PrecisionRequest::kAuto, torch::Device(torch::kCPU), DetectCpuBf16())
+            ChoosePrecision(PrecisionRequest::kAuto, torch::Device(torch::kCPU),
+                            DetectBf16Hardware(torch::Device(torch::kCPU)))
                 .precision)
       << automatic.precision.reason;
   EXPECT_NE(automatic.precision.reason.find("AUTO"), std::string::npos)

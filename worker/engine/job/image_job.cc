@@ -32,8 +32,9 @@ ImageJobResult RunJob(const ImageJobConfig& spec, ImageJobObserver& observer) {
   const PreparedJob job = PrepareJob(spec);
   observer.OnDataSizing(job.sizing);
   ImageJobConfig sized = WithDataSizing(spec, job);
+  const torch::Device device = ParseDevice(sized.train.device);
   const PrecisionChoice precision =
-      ChoosePrecision(sized.precision, ParseDevice(sized.train.device), DetectCpuBf16());
+      ChoosePrecision(sized.precision, device, DetectBf16Hardware(device));
   sized.train.precision = precision.precision;
   observer.OnNotice("precision: " + precision.reason);
   // LibTorch starts with one intra-op thread here; that halves throughput on

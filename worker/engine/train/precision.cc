@@ -4,6 +4,8 @@
 
 #include "base/errors.h"
 
+#include <dlfcn.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -71,7 +73,44 @@ CpuBf16Support ReadCpuid() {
   return support;
 }
 
+// The CUDA driver API's, declared here rather than taken from cuda.h.
+constexpr int kCudaSuccess = 0;
+constexpr int kComputeCapabilityMajor = 75;  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+constexpr int kComputeCapabilityMinor = 76;  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+
+std::optional<CudaCapability> ReadCudaCapability(int ordinal) {
+  // Kept loaded: a CUDA LibTorch has loaded it already, and it is needed for as long.
+  void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (driver == nullptr) return std::nullopt;
+  using Init = int (*)(unsigned int);
+  using DeviceGet = int (*)(int*, int);
+  using DeviceGetAttribute = int (*)(int*, int, int);
+  const auto init = reinterpret_cast<Init>(dlsym(driver, "cuInit"));
+  const auto device_get = reinterpret_cast<DeviceGet>(dlsym(driver, "cuDeviceGet"));
+  const auto attribute = reinterpret_cast<DeviceGetAttribute>(dlsym(driver, "cuDeviceGetAttribute"));
+  int device = 0;
+  CudaCapability capability;
+  if (init == nullptr || device_get == nullptr || attribute == nullptr || init(0) != kCudaSuccess ||
+      device_get(&device, ordinal) != kCudaSuccess ||
+      attribute(&capability.major, kComputeCapabilityMajor, device) != kCudaSuccess ||
+      attribute(&capability.minor, kComputeCapabilityMinor, device) != kCudaSuccess) {
+    return std::nullopt;
+  }
+  return capability;
+}
+
+std::string CapabilityText(const CudaCapability& capability) {
+  return std::to_string(capability.major) + "." + std::to_string(capability.minor);
+}
+
 }  // namespace
+
+Bf16Hardware DetectBf16Hardware(const torch::Device& device) {
+  Bf16Hardware hardware;
+  hardware.cpu = DetectCpuBf16();
+  if (device.is_cuda()) hardware.cuda = ReadCudaCapability(device.has_index() ? device.index() : 0);
+  return hardware;
+}
 
 CpuBf16Support DetectCpuBf16() {
   static const CpuBf16Support support = ReadCpuid();
@@ -79,7 +118,7 @@ CpuBf16Support DetectCpuBf16() {
 }
 
 PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& device,
-                                const CpuBf16Support& cpu) {
+                                const Bf16Hardware& hardware) {
   switch (request) {
     case PrecisionRequest::kFloat32:
       return {Precision::kFloat32, "FP32, as the spec asks"};
@@ -89,11 +128,21 @@ PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& d
       break;
   }
   if (device.is_cuda()) {
-    return {Precision::kBFloat16, "AUTO: BF16 autocast on CUDA"};
+    if (!hardware.cuda) {
+      return {Precision::kBFloat16,
+              "AUTO: BF16 autocast on CUDA (the driver did not say the compute capability)"};
+    }
+    if (hardware.cuda->major < 8) {
+      return {Precision::kFloat32, "AUTO: FP32, this GPU (compute capability " +
+                                       CapabilityText(*hardware.cuda) +
+                                       ") has no bf16 tensor cores (autocast would emulate them)"};
+    }
+    return {Precision::kBFloat16,
+            "AUTO: BF16 autocast on CUDA (compute capability " + CapabilityText(*hardware.cuda) + ")"};
   }
-  if (cpu.any()) {
+  if (hardware.cpu.any()) {
     return {Precision::kBFloat16, std::string("AUTO: BF16 autocast, the CPU has ") +
-                                      (cpu.amx_bf16 ? "AMX-BF16" : "AVX512-BF16")};
+                                      (hardware.cpu.amx_bf16 ? "AMX-BF16" : "AVX512-BF16")};
   }
   return {Precision::kFloat32,
           "AUTO: FP32, the CPU has no bf16 instructions (autocast would emulate them, slower)"};

@@ -7,6 +7,7 @@
 // so AUTO keeps float32 there.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <torch/torch.h>
@@ -28,18 +29,37 @@ struct CpuBf16Support {
   bool any() const { return avx512_bf16 || amx_bf16; }
 };
 
+// A GPU's compute capability: bf16 tensor cores from 8.0 (Ampere) on.
+struct CudaCapability {
+  int major = 0;
+  int minor = 0;
+};
+
+// What AUTO looks at: the CPU's instructions and, for a CUDA device, its
+// compute capability (absent when the driver could not say).
+struct Bf16Hardware {
+  CpuBf16Support cpu;
+  std::optional<CudaCapability> cuda;
+};
+
 // This CPU's, read once.
 CpuBf16Support DetectCpuBf16();
+// This CPU's, and `device`'s compute capability when it is a CUDA device
+// (asked of the CUDA driver, loaded at run time: the engine also builds
+// against CPU-only LibTorch, without CUDA's headers).
+Bf16Hardware DetectBf16Hardware(const torch::Device& device);
 
 struct PrecisionChoice {
   Precision precision = Precision::kFloat32;
   std::string reason;  // one line for people: what was asked and why this
 };
 
-// The rule, a pure function: FP32 and BF16 as asked; AUTO bf16 on CUDA and
-// on a CPU with bf16 instructions, float32 on other CPUs.
+// The rule, a pure function: FP32 and BF16 as asked; AUTO bf16 on a CUDA
+// GPU of compute capability 8.0 or more (or one whose capability is
+// unknown) and on a CPU with bf16 instructions; float32 on older GPUs and
+// other CPUs, where autocast would emulate bf16.
 PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& device,
-                                const CpuBf16Support& cpu);
+                                const Bf16Hardware& hardware);
 
 const char* PrecisionName(Precision precision);  // "FP32", "BF16"
 

@@ -20,11 +20,11 @@ using ::tl::testing::TempDir;
 TEST(ChoosePrecisionTest, AutoTakesBf16WhereTheHardwareHasIt) {
   const torch::Device cpu(torch::kCPU);
   const torch::Device cuda(torch::kCUDA, 0);
-  CpuBf16Support none;
-  CpuBf16Support avx512;
-  avx512.avx512_bf16 = true;
-  CpuBf16Support amx;
-  amx.amx_bf16 = true;
+  Bf16Hardware none;
+  Bf16Hardware avx512;
+  avx512.cpu.avx512_bf16 = true;
+  Bf16Hardware amx;
+  amx.cpu.amx_bf16 = true;
 
   PrecisionChoice choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, none);
   EXPECT_EQ(choice.precision, Precision::kFloat32);
@@ -35,7 +35,23 @@ TEST(ChoosePrecisionTest, AutoTakesBf16WhereTheHardwareHasIt) {
   choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, amx);
   EXPECT_EQ(choice.precision, Precision::kBFloat16);
   EXPECT_NE(choice.reason.find("AMX-BF16"), std::string::npos) << choice.reason;
+  // CUDA: bf16 tensor cores from compute capability 8.0; a GPU the driver said nothing of is
+  // taken to have them.
   EXPECT_EQ(ChoosePrecision(PrecisionRequest::kAuto, cuda, none).precision, Precision::kBFloat16);
+  Bf16Hardware turing = amx;  // the CPU's instructions do not decide for a GPU job
+  turing.cuda = CudaCapability{7, 5};
+  choice = ChoosePrecision(PrecisionRequest::kAuto, cuda, turing);
+  EXPECT_EQ(choice.precision, Precision::kFloat32);
+  EXPECT_NE(choice.reason.find("compute capability 7.5"), std::string::npos) << choice.reason;
+  Bf16Hardware hopper;
+  hopper.cuda = CudaCapability{9, 0};
+  choice = ChoosePrecision(PrecisionRequest::kAuto, cuda, hopper);
+  EXPECT_EQ(choice.precision, Precision::kBFloat16);
+  EXPECT_NE(choice.reason.find("compute capability 9.0"), std::string::npos) << choice.reason;
+  EXPECT_EQ(ChoosePrecision(PrecisionRequest::kBFloat16, cuda, turing).precision,
+            Precision::kBFloat16);
+  // A CPU job never asks the GPU driver.
+  EXPECT_FALSE(DetectBf16Hardware(cpu).cuda.has_value());
 
   // Explicit requests win, whatever the hardware.
   EXPECT_EQ(ChoosePrecision(PrecisionRequest::kFloat32, cpu, amx).precision, Precision::kFloat32);
