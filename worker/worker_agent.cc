@@ -72,36 +72,43 @@ void WorkerAgent::Stop() {
 
 bool WorkerAgent::Release(std::chrono::milliseconds grace) {
   const auto deadline = Clock::now() + grace;
-  releasing_ = true;
   std::string job_id;
   int attempt = 0;
   {
+    // Under the runner's lock, so that no assignment starts a job after this looked.
     std::lock_guard<std::mutex> lock(runner_mutex_);
-    if (runner_ != nullptr && !runner_->finished()) {
+    releasing_ = true;
+    if (runner_ != nullptr) {
+      // Also a runner that has just finished: its report may not be written yet.
       job_id = runner_->job_id();
       attempt = runner_->attempt();
-      LogInfo("job ", job_id, " stops to be handed back to the scheduler");
-      runner_->Release();
+      if (!runner_->finished()) {
+        LogInfo("job ", job_id, " stops to be handed back to the scheduler");
+        runner_->Release();
+      }
     }
   }
   bool released = true;
   {
     std::unique_lock<std::mutex> lock(write_mutex_);
-    if (!job_id.empty()) {
-      // Its final report (RELEASED, or whatever it ended with first) written to a stream. With
-      // no stream up it cannot be, and the scheduler finds the job gone after a lease.
-      const auto reported = [&] {
-        return last_result_ && last_result_->finished().job_id() == job_id &&
-               last_result_->finished().attempt() == attempt;
-      };
-      released = result_written_.wait_until(lock, deadline, [&] {
-        return reported() || stream_ == nullptr;
-      }) && reported();
-    }
-    // No reconnect after this stream; a half-close lets the scheduler read everything written
-    // before it ends the stream (a cancel could discard it).
+    // The job's final report (RELEASED, or whatever it ended with first), and any other
+    // result, written to a stream: one up now, or one a reconnect within the grace brings.
+    const auto reported = [&] {
+      const bool result_waits = std::any_of(unsent_.begin(), unsent_.end(),
+                                            [](const WorkerMessage& m) { return m.has_finished(); });
+      return !result_waits &&
+             (job_id.empty() || (last_result_ && last_result_->finished().job_id() == job_id &&
+                                 last_result_->finished().attempt() == attempt));
+    };
+    released = result_written_.wait_until(lock, deadline, reported);
+    // No reconnect after this stream. Leaving tells the scheduler to send nothing more (and to
+    // requeue an assignment already on its way); the half-close then lets it read all that was
+    // written before it ends the stream, which a cancel could discard.
     stopping_ = true;
     if (stream_ != nullptr) {
+      WorkerMessage leaving;
+      leaving.mutable_leaving();
+      stream_->Write(leaving);
       stream_->WritesDone();
       stream_ = nullptr;
     }
@@ -379,6 +386,7 @@ void WorkerAgent::Refuse(const tl::v1::Assignment& assignment, const std::string
 }
 
 void WorkerAgent::HandleAssignment(const tl::v1::Assignment& assignment) {
+  std::lock_guard<std::mutex> lock(runner_mutex_);
   if (releasing_) {
     // Before anything else: the last result must stay until the stream ends, and the runner
     // being released must not be joined for this.
@@ -387,11 +395,10 @@ void WorkerAgent::HandleAssignment(const tl::v1::Assignment& assignment) {
   }
   {
     // Being given new work means the scheduler has this worker's last result.
-    std::lock_guard<std::mutex> lock(write_mutex_);
+    std::lock_guard<std::mutex> write_lock(write_mutex_);
     last_result_.reset();
     written_epochs_.clear();
   }
-  std::lock_guard<std::mutex> lock(runner_mutex_);
   ReapFinishedRunner();
   if (runner_ != nullptr && runner_->cancel_requested()) {
     // A cancelled job stops before its next batch; wait for it rather than

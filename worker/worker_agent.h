@@ -89,7 +89,8 @@ class WorkerAgent {
 
   const AgentOptions options_;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> releasing_{false};  // Release() has begun: assignments are refused
+  // Release() has begun: assignments are refused. Set under runner_mutex_.
+  std::atomic<bool> releasing_{false};
 
   std::mutex context_mutex_;  // guards context_ alone, so Stop() never waits on a write
   grpc::ClientContext* context_ = nullptr;
@@ -119,7 +120,7 @@ class WorkerAgent {
 
   std::mutex stop_mutex_;
   std::condition_variable stop_wakeup_;
-  bool stream_closed_ = false;  // guarded by stop_mutex_: Serve's stream has ended
+  bool stream_closed_ = true;  // guarded by stop_mutex_: no stream of Serve's is open
 
   // Touched only by Run()'s thread: since when no stream has been up (for
   // the reconnect time in the log), and whether this outage was logged.

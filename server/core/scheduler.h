@@ -334,6 +334,8 @@ class Scheduler {
   void OnProgress(int64_t session, const tl::v1::ProgressReport& report);
   void OnFinished(int64_t session, const tl::v1::JobFinished& finished);
   void OnLog(int64_t session, const tl::v1::JobLog& log);
+  // The worker is shutting down: no more assignments to this session.
+  void OnLeaving(int64_t session);
   void AdoptHeldJob(int64_t session, WorkerState& worker);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,

@@ -65,7 +65,6 @@ void Scheduler::OnReplicaFinished(int64_t session, ActiveJob& active,
   worker.job_id.clear();
   const JobFinished::Outcome outcome = finished.outcome();
   if (outcome == JobFinished::REFUSED) worker.busy_elsewhere = true;
-  if (outcome == JobFinished::RELEASED) worker.leaving = true;
   const bool ended_with_the_gang =
       outcome == JobFinished::SUCCEEDED || outcome == JobFinished::PAUSED ||
       (outcome == JobFinished::CANCELLED && active.job.cancel_requested());
@@ -83,11 +82,11 @@ void Scheduler::OnReplicaFinished(int64_t session, ActiveJob& active,
   StopRankZero(active, why);
   const bool retry = outcome != JobFinished::FAILED || finished.retryable();
   if (retry) {
-    // A refusal or a worker shutting down is not the job's fault; a crash or a lost peer
-    // counts against max_attempts.
+    // A refusal, a worker shutting down or a rank stopped with it (cancelled though no one
+    // asked) is not the job's fault; a crash or a lost peer counts against max_attempts.
     Requeue(active, why,
             /*counts_as_failure=*/outcome != JobFinished::REFUSED &&
-                outcome != JobFinished::RELEASED);
+                outcome != JobFinished::RELEASED && outcome != JobFinished::CANCELLED);
   } else {
     EndJob(active, Job::FAILED, why);
   }

@@ -33,7 +33,6 @@ using ::tl::v1::Job;
 using ::tl::v1::Sweep;
 using ::tl::v1::SweepEvent;
 using ::tl::v1::SweepSpec;
-using scheduler_internal::HoldsWorker;
 using scheduler_internal::ToTimestamp;
 
 // Rounds of serving sweeps whose own changes (a trial cancelled, created) touch sweeps again.

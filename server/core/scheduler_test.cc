@@ -1458,6 +1458,46 @@ TEST_F(SchedulerControlTest, AReleasedJobIsQueuedAtOnceAndItsLeavingWorkerGetsNo
   EXPECT_EQ(Stored(next).state(), Job::QUEUED);
 }
 
+// A worker that says it is leaving gets nothing more, and an assignment already on its way to it
+// goes back to the queue at once, its attempt unused.
+TEST_F(SchedulerControlTest, ALeavingWorkersAssignmentInFlightIsQueuedAgainUnused) {
+  const std::string id = Submit("flowers");
+  FakeWorker leaving = Connect("w1");
+  ASSERT_THAT(leaving.connection->assignments(), SizeIs(1));  // not yet started
+  WorkerMessage message;
+  message.mutable_leaving();
+  scheduler_->HandleWorkerMessage(leaving.session, message);
+  const JobRecord requeued = Stored(id);
+  EXPECT_EQ(requeued.state(), Job::QUEUED);
+  EXPECT_EQ(requeued.attempt(), 0);
+  EXPECT_EQ(requeued.failures(), 0);
+  EXPECT_THAT(leaving.connection->assignments(), SizeIs(1));
+
+  FakeWorker other = Connect("w2");
+  ASSERT_THAT(other.connection->assignments(), SizeIs(1));
+  EXPECT_EQ(other.connection->assignments()[0].job_id(), id);
+  EXPECT_EQ(other.connection->assignments()[0].attempt(), 1);
+}
+
+// A job its worker reports CANCELLED though nobody asked (a gang's rank stopped with a peer that
+// was shutting down) goes back to the queue, no failure counted; a cancel that was asked for ends it.
+TEST_F(SchedulerControlTest, ACancelNobodyAskedForRequeuesTheJob) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  Finished(worker, id, 1, JobFinished::CANCELLED, "stopped on request");
+  // Queued again and placed at once, on the same free worker.
+  ASSERT_THAT(worker.connection->assignments(), SizeIs(2));
+  EXPECT_EQ(worker.connection->assignments()[1].attempt(), 2);
+  const JobRecord again = Stored(id);
+  EXPECT_EQ(again.state(), Job::ASSIGNED);
+  EXPECT_EQ(again.failures(), 0);
+  Started(worker, id, 2);
+  ASSERT_THAT(scheduler_->CancelJob(id, "not needed"), IsOk());
+  Finished(worker, id, 2, JobFinished::CANCELLED, "stopped on request");
+  EXPECT_EQ(Stored(id).state(), Job::CANCELLED);
+}
+
 TEST_F(SchedulerControlTest, PausedJobCanBeCancelled) {
   const std::string id = Submit("flowers");
   ASSERT_THAT(scheduler_->PauseJob(id), IsOk());

@@ -318,6 +318,9 @@ void Scheduler::HandleWorkerMessage(int64_t session, const tl::v1::WorkerMessage
     case tl::v1::WorkerMessage::kLog:
       OnLog(session, message.log());
       break;
+    case tl::v1::WorkerMessage::kLeaving:
+      OnLeaving(session);
+      break;
     case tl::v1::WorkerMessage::kHeartbeat: {
       SchedulerMessage answer;
       answer.mutable_heartbeat();
@@ -397,8 +400,29 @@ void Scheduler::OnProgress(int64_t session, const tl::v1::ProgressReport& report
   Notify(report.job_id(), event);
 }
 
+void Scheduler::OnLeaving(int64_t session) {
+  WorkerState& worker = workers_.at(session);
+  worker.leaving = true;
+  LogInfo("worker ", worker.hello.worker_id(), " is shutting down (session ", session, ")");
+  auto it = worker.job_id.empty() ? active_.end() : active_.find(worker.job_id);
+  // An assignment still on its way when the worker said so: it refuses it, or reads it only
+  // after its side of the stream is closed. It never ran.
+  if (it == active_.end() || it->second.session != session ||
+      it->second.job.state() != Job::ASSIGNED) {
+    return;
+  }
+  worker.job_id.clear();
+  it->second.job.set_attempt(it->second.job.attempt() - 1);
+  Requeue(it->second, absl::StrCat("worker ", worker.hello.worker_id(), " shut down"),
+          /*counts_as_failure=*/false);
+  UpdateWorkerMetrics();
+  Dispatch();
+}
+
 void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished) {
   WorkerState& worker = workers_.at(session);
+  // Before anything below places a job: a gang's rank that was let go reports too.
+  if (finished.outcome() == tl::v1::JobFinished::RELEASED) worker.leaving = true;
   if (finished.outcome() != tl::v1::JobFinished::REFUSED && worker.busy_elsewhere) {
     // Whatever kept it busy has ended.
     worker.busy_elsewhere = false;
@@ -423,12 +447,17 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
     PauseStopped(*active);
     return;
   }
-  if (finished.outcome() == tl::v1::JobFinished::RELEASED) {
-    // The worker is shutting down: the job goes back to the queue now, not after a lease, and
-    // resumes from its checkpoint elsewhere. Not the job's fault.
-    worker.leaving = true;
+  if (finished.outcome() == tl::v1::JobFinished::RELEASED ||
+      (finished.outcome() == tl::v1::JobFinished::CANCELLED && !active->job.cancel_requested())) {
+    // The worker is shutting down, or stopped the job with a peer of its gang that did: the job
+    // goes back to the queue now, not after a lease, and resumes from its checkpoint elsewhere.
+    // Not the job's fault.
     worker.job_id.clear();
-    Requeue(*active, absl::StrCat("worker ", worker.hello.worker_id(), " shut down"),
+    Requeue(*active,
+            finished.outcome() == tl::v1::JobFinished::RELEASED
+                ? absl::StrCat("worker ", worker.hello.worker_id(), " shut down")
+                : absl::StrCat("worker ", worker.hello.worker_id(),
+                               " stopped it without a cancel request (a replica stopped)"),
             /*counts_as_failure=*/false);
     UpdateWorkerMetrics();
     Dispatch();
