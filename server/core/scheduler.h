@@ -351,6 +351,7 @@ class Scheduler {
     int epoch = 0;
     int epochs = 0;  // the trial's training.epochs: where its ASHA rungs lie
     std::optional<double> objective;
+    std::string error;  // the job's
     bool changed = false;  // since watchers last heard
   };
   // A sweep that has not ended, and what it knows of its trials.

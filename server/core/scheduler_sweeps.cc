@@ -305,6 +305,7 @@ void Scheduler::ApplyTrialChange(ActiveSweep& active, const TrialChange& change)
   trial.state = job.state();
   trial.epoch = job.epoch();
   trial.epochs = job.spec().training().epochs();
+  trial.error = job.error();
   const SweepSpec& spec = active.sweep.spec();
   // The refit holds nothing out: it has no objective and no rungs.
   if (IsRefitTrial(spec, job.sweep_trial())) {
@@ -403,6 +404,7 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
     status.state = trial.state;
     status.ended = IsTerminal(trial.state);
     status.objective = trial.objective;
+    status.error = trial.error;
   }
   const SweepRequest request = active.sweep.cancel_requested() ? SweepRequest::kCancel
                                : active.sweep.pause_requested() ? SweepRequest::kPause
@@ -461,18 +463,6 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
     next.clear_best_objective();
   }
   if (!outlook.error.empty()) next.set_error(outlook.error);
-  // A refit that ended without succeeding: its own error says why.
-  if (outlook.state == Sweep::FAILED && !outlook.refit_job_id.empty() &&
-      !IsSweepTerminal(active.sweep.state())) {
-    auto refit = active.trials.find(active.sweep.spec().max_trials());
-    if (refit != active.trials.end() && IsTerminal(refit->second.state) &&
-        refit->second.state != Job::SUCCEEDED) {
-      absl::StatusOr<JobRecord> job = store_.GetJob(outlook.refit_job_id);
-      if (job.ok() && !job->error().empty()) {
-        next.set_error(absl::StrCat(next.error(), ": ", job->error()));
-      }
-    }
-  }
   const bool ending = IsSweepTerminal(outlook.state);
   if (ending) *next.mutable_end_time() = ToTimestamp(Now());
   if (next.state() != active.sweep.state() || next.best_job_id() != active.sweep.best_job_id() ||
@@ -618,6 +608,7 @@ absl::Status Scheduler::LoadSweeps() {
       entry.state = job.state();
       entry.epoch = job.epoch();
       entry.epochs = job.spec().training().epochs();
+      entry.error = job.error();
       TL_ASSIGN_OR_RETURN(std::vector<tl::v1::EpochMetrics> epochs, store_.GetEpochs(job.id()));
       const SweepSpec& spec = record.spec();
       for (const tl::v1::EpochMetrics& epoch : epochs) {

@@ -100,9 +100,11 @@ SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
         outlook.state = Sweep::SUCCEEDED;
       } else {
         outlook.state = Sweep::FAILED;
+        // The refit's own error says why.
         outlook.error = absl::StrCat("the refit, job ", refit->job_id, ", ended ",
                                      Job::State_Name(refit->state), "; the best trial, job ",
-                                     outlook.best_job_id, ", keeps its model");
+                                     outlook.best_job_id, ", keeps its model",
+                                     refit->error.empty() ? "" : ": ", refit->error);
       }
       return outlook;
     }

@@ -45,6 +45,7 @@ struct TrialStatus {
   // Whether the job has ended (the scheduler's job_states.h decides).
   bool ended = false;
   std::optional<double> objective;
+  std::string error;  // the job's own, for one that ended without succeeding
 };
 
 // What the owner last asked of the sweep.

@@ -180,12 +180,14 @@ TEST(SweepStatesTest, ARefitFollowsTheSearchAndItsOutcomeIsTheSweeps) {
   EXPECT_EQ(outlook.refit_job_id, "job2");
   // It fails: the sweep fails, naming both, and no failure budget is spent on it.
   with_refit.back() = Trial(2, Job::FAILED);
+  with_refit.back().error = "loss became NaN";
   outlook = AssessSweep(spec, SweepRequest::kRun, with_refit);
   EXPECT_EQ(outlook.state, Sweep::FAILED);
   EXPECT_EQ(outlook.failed, 0);
   EXPECT_NE(outlook.error.find("the refit, job job2, ended FAILED"), std::string::npos)
       << outlook.error;
   EXPECT_NE(outlook.error.find("job1"), std::string::npos);
+  EXPECT_NE(outlook.error.find(": loss became NaN"), std::string::npos) << outlook.error;
   // Cancelled while the refit runs: the refit is stopped.
   with_refit.back() = Trial(2, Job::RUNNING);
   outlook = AssessSweep(spec, SweepRequest::kCancel, with_refit);
