@@ -446,8 +446,11 @@ TEST(ReliabilityTest, AWorkerStoppedWithSigtermHandsItsJobBackAndExits) {
   const Job job = Submit(cluster, TinySpec(60));
   ASSERT_EQ(WaitForJob(cluster, job.id(), [](const Job& j) { return j.epoch() >= 1; }).state(),
             Job::RUNNING);
+  const absl::Time signalled = absl::Now();
   worker.Signal(SIGTERM);
   ASSERT_TRUE(WaitFor([&] { return worker.Exited(); }, 20s)) << worker.Log();
+  std::cout << "[ figures ] SIGTERM to the worker's exit, its job handed back: "
+            << absl::ToDoubleSeconds(absl::Now() - signalled) << " s\n";
   EXPECT_EQ(worker.Wait(), 0) << worker.Log();
   EXPECT_THAT(worker.Log(), HasSubstr("signal 15 received; handing running jobs back"));
   const Job handed_back = Get(cluster, job.id());
