@@ -433,38 +433,45 @@ TEST(ReliabilityTest, SigtermDrainsAndARestartCarriesOn) {
   EXPECT_EQ(WaitForJob(cluster, waiting.id(), Ended).state(), Job::SUCCEEDED);
 }
 
-// `docker stop` and Kubernetes stop a worker with SIGTERM: it stops its job before the next batch,
-// hands it back to the scheduler, which queues it again at once (not after a lease, here a
-// minute), and exits 0; another worker resumes the job from its checkpoint, no failure counted
-// and every epoch stored once. (LibTorch starts threads before main() blocks the signals; one
+// `docker stop` and Kubernetes stop a worker with SIGTERM: each slot stops its job before the next
+// batch and hands it back to the scheduler, which queues it again at once (not after a lease,
+// here a minute), and the worker exits 0; another worker resumes the jobs from their
+// checkpoints, no failure counted and every epoch stored once. (LibTorch starts threads before main() blocks the signals; one
 // of them used to take SIGTERM and end the process without a word, and as a container's PID 1
 // the worker ignored it until docker killed it 10 s later.)
-TEST(ReliabilityTest, AWorkerStoppedWithSigtermHandsItsJobBackAndExits) {
+TEST(ReliabilityTest, AWorkerStoppedWithSigtermHandsItsJobsBackAndExits) {
   Cluster cluster;
   cluster.StartServer({"--heartbeat_seconds=0.2", "--lease_seconds=60"});
-  Process& worker = cluster.StartWorker("w1");
-  const Job job = Submit(cluster, TinySpec(60));
-  ASSERT_EQ(WaitForJob(cluster, job.id(), [](const Job& j) { return j.epoch() >= 1; }).state(),
-            Job::RUNNING);
+  // Two slots, a job on each: both slots hand theirs back at once.
+  Process& worker = cluster.StartWorker("w1", {"--slots=2"});
+  const std::vector<Job> jobs = {Submit(cluster, TinySpec(60)), Submit(cluster, TinySpec(60))};
+  for (const Job& job : jobs) {
+    ASSERT_EQ(WaitForJob(cluster, job.id(), [](const Job& j) { return j.epoch() >= 1; }).state(),
+              Job::RUNNING);
+  }
   const absl::Time signalled = absl::Now();
   worker.Signal(SIGTERM);
   ASSERT_TRUE(WaitFor([&] { return worker.Exited(); }, 20s)) << worker.Log();
-  std::cout << "[ figures ] SIGTERM to the worker's exit, its job handed back: "
+  std::cout << "[ figures ] SIGTERM to the exit of a 2-slot worker, its jobs handed back: "
             << absl::ToDoubleSeconds(absl::Now() - signalled) << " s\n";
   EXPECT_EQ(worker.Wait(), 0) << worker.Log();
   EXPECT_THAT(worker.Log(), HasSubstr("signal 15 received; handing running jobs back"));
-  const Job handed_back = Get(cluster, job.id());
-  EXPECT_EQ(handed_back.state(), Job::QUEUED) << handed_back.error() << "\n" << worker.Log();
-  EXPECT_EQ(handed_back.failures(), 0);
-  EXPECT_THAT(handed_back.error(), HasSubstr("worker w1 shut down"));
+  for (const Job& job : jobs) {
+    const Job handed_back = Get(cluster, job.id());
+    EXPECT_EQ(handed_back.state(), Job::QUEUED) << handed_back.error() << "\n" << worker.Log();
+    EXPECT_EQ(handed_back.failures(), 0);
+    EXPECT_THAT(handed_back.error(), HasSubstr("shut down"));
+  }
 
   cluster.StartWorker("w2");
-  const Job finished = WaitForJob(cluster, job.id(), Ended, 120s);
-  EXPECT_EQ(finished.state(), Job::SUCCEEDED) << finished.error();
-  EXPECT_EQ(finished.attempt(), 2);
-  EXPECT_EQ(finished.failures(), 0);
-  EXPECT_EQ(finished.worker_id(), "w2");
-  EXPECT_EQ(EpochsOf(WatchToEnd(cluster, job.id())), OneTo(60));
+  for (const Job& job : jobs) {
+    const Job finished = WaitForJob(cluster, job.id(), Ended, 120s);
+    EXPECT_EQ(finished.state(), Job::SUCCEEDED) << finished.error();
+    EXPECT_EQ(finished.attempt(), 2);
+    EXPECT_EQ(finished.failures(), 0);
+    EXPECT_EQ(finished.worker_id(), "w2");
+    EXPECT_EQ(EpochsOf(WatchToEnd(cluster, job.id())), OneTo(60));
+  }
 }
 
 // A scheduler restart, planned (SIGTERM) or not (SIGKILL), with the new one up within the lease,

@@ -79,38 +79,48 @@ bool WorkerAgent::Release(std::chrono::milliseconds grace) {
     std::lock_guard<std::mutex> lock(runner_mutex_);
     releasing_ = true;
     if (runner_ != nullptr) {
-      // Also a runner that has just finished: its report may not be written yet.
-      job_id = runner_->job_id();
-      attempt = runner_->attempt();
-      if (!runner_->finished()) {
-        LogInfo("job ", job_id, " stops to be handed back to the scheduler");
-        runner_->Release();
+      std::lock_guard<std::mutex> write_lock(write_mutex_);
+      // A fenced job is no longer this worker's to report. Otherwise also a runner that has
+      // just finished: its report may not have passed yet.
+      if (runner_->job_id() != fenced_job_id_) {
+        job_id = runner_->job_id();
+        attempt = runner_->attempt();
       }
+    }
+    if (!job_id.empty() && !runner_->finished()) {
+      LogInfo("job ", job_id, " stops to be handed back to the scheduler");
+      runner_->Release();
     }
   }
   bool released = true;
   {
     std::unique_lock<std::mutex> lock(write_mutex_);
-    // The job's final report (RELEASED, or whatever it ended with first), and any other
-    // result, written to a stream: one up now, or one a reconnect within the grace brings.
+    // The job's final report (RELEASED, or whatever it ended with first) has passed, and no
+    // result waits unwritten: written to a stream up now, or to one a reconnect within the
+    // grace brings.
     const auto reported = [&] {
       const bool result_waits = std::any_of(unsent_.begin(), unsent_.end(),
                                             [](const WorkerMessage& m) { return m.has_finished(); });
       return !result_waits &&
-             (job_id.empty() || (last_result_ && last_result_->finished().job_id() == job_id &&
-                                 last_result_->finished().attempt() == attempt));
+             (job_id.empty() || (last_finished_.first == job_id && last_finished_.second == attempt));
     };
     released = result_written_.wait_until(lock, deadline, reported);
-    // No reconnect after this stream. Leaving tells the scheduler to send nothing more (and to
-    // requeue an assignment already on its way); the half-close then lets it read all that was
-    // written before it ends the stream, which a cancel could discard.
+    // No reconnect after this stream.
     stopping_ = true;
     if (stream_ != nullptr) {
-      WorkerMessage leaving;
-      leaving.mutable_leaving();
-      stream_->Write(leaving);
+      // Leaving only once the job is reported: the scheduler takes an ASSIGNED job of a leaving
+      // worker for an assignment that never ran. The half-close then lets it read all that was
+      // written before it ends the stream, which a cancel could discard.
+      if (released) {
+        WorkerMessage leaving;
+        leaving.mutable_leaving();
+        stream_->Write(leaving);
+      }
       stream_->WritesDone();
       stream_ = nullptr;
+    } else {
+      lock.unlock();
+      Stop();  // a stream still being set up, if any, has nothing to drain
     }
   }
   {
@@ -451,6 +461,11 @@ void WorkerAgent::Report(const WorkerMessage& report) {
   WorkerMessage message = report;
   EscapeMalformedUtf8In(message);
   std::lock_guard<std::mutex> lock(write_mutex_);
+  if (message.has_finished()) {
+    // Passed, whether it is written, waits for a stream or is dropped below.
+    last_finished_ = {message.finished().job_id(), message.finished().attempt()};
+    result_written_.notify_all();
+  }
   if (!fenced_job_id_.empty() && JobIdOf(message) == fenced_job_id_) return;
   if (message.has_progress()) {
     // Progress is only for people watching: dropped when not connected.

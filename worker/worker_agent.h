@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "tl/v1/service.grpc.pb.h"
 #include "worker/job_runner.h"
@@ -104,7 +105,10 @@ class WorkerAgent {
   // new assignment, or a cancel of that job): a write can succeed locally
   // and still be lost with the connection.
   std::optional<tl::v1::WorkerMessage> last_result_;
-  std::condition_variable result_written_;  // a result went to the stream (last_result_)
+  // A result passed Report(), or went to the stream.
+  std::condition_variable result_written_;
+  // The job and attempt of the last result that passed Report().
+  std::pair<std::string, int> last_finished_;
   // The current job's epoch reports written so far, for the same reason:
   // sent again after a reconnect.
   std::vector<tl::v1::WorkerMessage> written_epochs_;

@@ -82,11 +82,11 @@ void Scheduler::OnReplicaFinished(int64_t session, ActiveJob& active,
   StopRankZero(active, why);
   const bool retry = outcome != JobFinished::FAILED || finished.retryable();
   if (retry) {
-    // A refusal, a worker shutting down or a rank stopped with it (cancelled though no one
-    // asked) is not the job's fault; a crash or a lost peer counts against max_attempts.
+    // A refusal or a worker shutting down is not the job's fault; a crash or a lost peer
+    // (a rank cancelled though no one asked stopped with one) counts against max_attempts.
     Requeue(active, why,
             /*counts_as_failure=*/outcome != JobFinished::REFUSED &&
-                outcome != JobFinished::RELEASED && outcome != JobFinished::CANCELLED);
+                outcome != JobFinished::RELEASED);
   } else {
     EndJob(active, Job::FAILED, why);
   }

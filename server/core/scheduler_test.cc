@@ -1479,8 +1479,8 @@ TEST_F(SchedulerControlTest, ALeavingWorkersAssignmentInFlightIsQueuedAgainUnuse
   EXPECT_EQ(other.connection->assignments()[0].attempt(), 1);
 }
 
-// A job its worker reports CANCELLED though nobody asked (a gang's rank stopped with a peer that
-// was shutting down) goes back to the queue, no failure counted; a cancel that was asked for ends it.
+// A job its worker reports CANCELLED though nobody asked (a gang's rank stopped with a lost peer)
+// goes back to the queue, a failure counted; a cancel that was asked for ends it.
 TEST_F(SchedulerControlTest, ACancelNobodyAskedForRequeuesTheJob) {
   const std::string id = Submit("flowers");
   FakeWorker worker = Connect("w1");
@@ -1491,7 +1491,7 @@ TEST_F(SchedulerControlTest, ACancelNobodyAskedForRequeuesTheJob) {
   EXPECT_EQ(worker.connection->assignments()[1].attempt(), 2);
   const JobRecord again = Stored(id);
   EXPECT_EQ(again.state(), Job::ASSIGNED);
-  EXPECT_EQ(again.failures(), 0);
+  EXPECT_EQ(again.failures(), 1);
   Started(worker, id, 2);
   ASSERT_THAT(scheduler_->CancelJob(id, "not needed"), IsOk());
   Finished(worker, id, 2, JobFinished::CANCELLED, "stopped on request");

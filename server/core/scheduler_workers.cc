@@ -405,12 +405,21 @@ void Scheduler::OnLeaving(int64_t session) {
   worker.leaving = true;
   LogInfo("worker ", worker.hello.worker_id(), " is shutting down (session ", session, ")");
   auto it = worker.job_id.empty() ? active_.end() : active_.find(worker.job_id);
-  // An assignment still on its way when the worker said so: it refuses it, or reads it only
-  // after its side of the stream is closed. It never ran.
-  if (it == active_.end() || it->second.session != session ||
-      it->second.job.state() != Job::ASSIGNED) {
+  // An assignment still on its way when the worker said so (it says so only once its own job
+  // is reported): it refuses it, or reads it only after its side of the stream is closed. It
+  // never ran.
+  if (it == active_.end() || it->second.job.state() != Job::ASSIGNED) return;
+  if (it->second.replica_sessions.count(session) > 0) {
+    // A gang's rank: as if it had refused.
+    tl::v1::JobFinished refused;
+    refused.set_job_id(it->second.job.id());
+    refused.set_attempt(it->second.job.attempt());
+    refused.set_outcome(tl::v1::JobFinished::REFUSED);
+    refused.set_error(absl::StrCat("worker ", worker.hello.worker_id(), " shut down"));
+    OnReplicaFinished(session, it->second, refused);
     return;
   }
+  if (it->second.session != session) return;
   worker.job_id.clear();
   it->second.job.set_attempt(it->second.job.attempt() - 1);
   Requeue(it->second, absl::StrCat("worker ", worker.hello.worker_id(), " shut down"),
@@ -447,18 +456,25 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
     PauseStopped(*active);
     return;
   }
-  if (finished.outcome() == tl::v1::JobFinished::RELEASED ||
-      (finished.outcome() == tl::v1::JobFinished::CANCELLED && !active->job.cancel_requested())) {
-    // The worker is shutting down, or stopped the job with a peer of its gang that did: the job
-    // goes back to the queue now, not after a lease, and resumes from its checkpoint elsewhere.
-    // Not the job's fault.
+  if (finished.outcome() == tl::v1::JobFinished::RELEASED) {
+    // The worker is shutting down: the job goes back to the queue now, not after a lease, and
+    // resumes from its checkpoint elsewhere. Not the job's fault.
+    worker.job_id.clear();
+    Requeue(*active, absl::StrCat("worker ", worker.hello.worker_id(), " shut down"),
+            /*counts_as_failure=*/false);
+    UpdateWorkerMetrics();
+    Dispatch();
+    return;
+  }
+  if (finished.outcome() == tl::v1::JobFinished::CANCELLED && !active->job.cancel_requested()) {
+    // Stopped though nobody asked: a gang's rank stopped with a peer that was lost, fenced or
+    // shutting down (whose own report may come later). Retried, and counted, so that a gang
+    // that keeps losing a rank ends at max_attempts.
     worker.job_id.clear();
     Requeue(*active,
-            finished.outcome() == tl::v1::JobFinished::RELEASED
-                ? absl::StrCat("worker ", worker.hello.worker_id(), " shut down")
-                : absl::StrCat("worker ", worker.hello.worker_id(),
-                               " stopped it without a cancel request (a replica stopped)"),
-            /*counts_as_failure=*/false);
+            absl::StrCat("worker ", worker.hello.worker_id(),
+                         " stopped it without a cancel request (a replica of its gang stopped)"),
+            /*counts_as_failure=*/true);
     UpdateWorkerMetrics();
     Dispatch();
     return;
