@@ -336,6 +336,8 @@ class Scheduler {
   void OnLog(int64_t session, const tl::v1::JobLog& log);
   // The worker is shutting down: no more assignments to this session.
   void OnLeaving(int64_t session);
+  // Requeue, then the worker gauges and the next placement: the job's worker is free.
+  void RequeueAndPlace(ActiveJob& active, std::string why, bool counts_as_failure);
   void AdoptHeldJob(int64_t session, WorkerState& worker);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,

@@ -53,6 +53,11 @@ std::string PathOutsideJobFolder(const tl::v1::JobResult& result, const std::str
   return "";
 }
 
+// Why a job goes back to the queue when its worker shuts down.
+std::string ShutDown(const tl::v1::WorkerHello& hello) {
+  return absl::StrCat("worker ", hello.worker_id(), " shut down");
+}
+
 }  // namespace
 
 absl::StatusOr<int64_t> Scheduler::ConnectWorker(const tl::v1::WorkerHello& announced,
@@ -400,6 +405,12 @@ void Scheduler::OnProgress(int64_t session, const tl::v1::ProgressReport& report
   Notify(report.job_id(), event);
 }
 
+void Scheduler::RequeueAndPlace(ActiveJob& active, std::string why, bool counts_as_failure) {
+  Requeue(active, std::move(why), counts_as_failure);
+  UpdateWorkerMetrics();
+  Dispatch();
+}
+
 void Scheduler::OnLeaving(int64_t session) {
   WorkerState& worker = workers_.at(session);
   worker.leaving = true;
@@ -415,17 +426,13 @@ void Scheduler::OnLeaving(int64_t session) {
     refused.set_job_id(it->second.job.id());
     refused.set_attempt(it->second.job.attempt());
     refused.set_outcome(tl::v1::JobFinished::REFUSED);
-    refused.set_error(absl::StrCat("worker ", worker.hello.worker_id(), " shut down"));
+    refused.set_error(ShutDown(worker.hello));
     OnReplicaFinished(session, it->second, refused);
     return;
   }
   if (it->second.session != session) return;
-  worker.job_id.clear();
   it->second.job.set_attempt(it->second.job.attempt() - 1);
-  Requeue(it->second, absl::StrCat("worker ", worker.hello.worker_id(), " shut down"),
-          /*counts_as_failure=*/false);
-  UpdateWorkerMetrics();
-  Dispatch();
+  RequeueAndPlace(it->second, ShutDown(worker.hello), /*counts_as_failure=*/false);
 }
 
 void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished) {
@@ -447,9 +454,7 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
     worker.busy_elsewhere = true;
     worker.job_id.clear();
     active->job.set_attempt(active->job.attempt() - 1);  // this attempt never ran
-    Requeue(*active, finished.error(), /*counts_as_failure=*/false);
-    UpdateWorkerMetrics();
-    Dispatch();
+    RequeueAndPlace(*active, finished.error(), /*counts_as_failure=*/false);
     return;
   }
   if (finished.outcome() == tl::v1::JobFinished::PAUSED) {
@@ -459,33 +464,25 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
   if (finished.outcome() == tl::v1::JobFinished::RELEASED) {
     // The worker is shutting down: the job goes back to the queue now, not after a lease, and
     // resumes from its checkpoint elsewhere. Not the job's fault.
-    worker.job_id.clear();
-    Requeue(*active, absl::StrCat("worker ", worker.hello.worker_id(), " shut down"),
-            /*counts_as_failure=*/false);
-    UpdateWorkerMetrics();
-    Dispatch();
+    RequeueAndPlace(*active, ShutDown(worker.hello), /*counts_as_failure=*/false);
     return;
   }
   if (finished.outcome() == tl::v1::JobFinished::CANCELLED && !active->job.cancel_requested()) {
     // Stopped though nobody asked: a gang's rank stopped with a peer that was lost, fenced or
     // shutting down (whose own report may come later). Retried, and counted, so that a gang
     // that keeps losing a rank ends at max_attempts.
-    worker.job_id.clear();
-    Requeue(*active,
-            absl::StrCat("worker ", worker.hello.worker_id(),
-                         " stopped it without a cancel request (a replica of its gang stopped)"),
-            /*counts_as_failure=*/true);
-    UpdateWorkerMetrics();
-    Dispatch();
+    RequeueAndPlace(*active,
+                    absl::StrCat("worker ", worker.hello.worker_id(),
+                                 " stopped it without a cancel request (a replica of its gang "
+                                 "stopped)"),
+                    /*counts_as_failure=*/true);
     return;
   }
   if (finished.outcome() == tl::v1::JobFinished::FAILED && finished.retryable()) {
-    Requeue(*active,
-            finished.error().empty() ? "the trainer failed"
-                                     : ClipUtf8(finished.error(), kMaxWorkerErrorBytes),
-            /*counts_as_failure=*/true);
-    UpdateWorkerMetrics();
-    Dispatch();
+    RequeueAndPlace(*active,
+                    finished.error().empty() ? "the trainer failed"
+                                             : ClipUtf8(finished.error(), kMaxWorkerErrorBytes),
+                    /*counts_as_failure=*/true);
     return;
   }
   if (const std::string outside = PathOutsideJobFolder(finished.result(), finished.job_id());
@@ -493,12 +490,10 @@ void Scheduler::OnFinished(int64_t session, const tl::v1::JobFinished& finished)
     // Not the spec's fault and maybe not every worker's: another attempt may go elsewhere.
     LogWarning("worker ", worker.hello.worker_id(), " reported ", outside, " for job ",
                finished.job_id(), ", outside the job's folder; its result is refused");
-    Requeue(*active,
-            absl::StrCat("worker ", worker.hello.worker_id(), " reported ", outside,
-                         ", outside the job's folder ", finished.job_id(), "/"),
-            /*counts_as_failure=*/true);
-    UpdateWorkerMetrics();
-    Dispatch();
+    RequeueAndPlace(*active,
+                    absl::StrCat("worker ", worker.hello.worker_id(), " reported ", outside,
+                                 ", outside the job's folder ", finished.job_id(), "/"),
+                    /*counts_as_failure=*/true);
     return;
   }
   tl::v1::JobResult result = finished.result();
