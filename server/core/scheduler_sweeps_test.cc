@@ -142,6 +142,28 @@ class SchedulerSweepsTest : public ::testing::Test {
     scheduler_->HandleWorkerMessage(session, message);
   }
 
+  // One stand-in worker per trial, w0, w1, ..., each assigned a trial and started on it.
+  struct TrialWorkers {
+    std::vector<std::shared_ptr<RecordingConnection>> connections;
+    std::vector<int64_t> sessions;
+    std::vector<std::string> jobs;  // short of `count` when a worker was not assigned one
+  };
+  TrialWorkers StartTrials(int count) {
+    TrialWorkers workers;
+    for (int i = 0; i < count; ++i) {
+      auto connection = std::make_shared<RecordingConnection>();
+      const int64_t session = Connect("w" + std::to_string(i), connection);
+      const std::vector<std::string> assigned = connection->Assigned();
+      EXPECT_EQ(assigned.size(), 1u) << "worker w" << i;
+      if (assigned.size() != 1) return workers;
+      workers.connections.push_back(connection);
+      workers.sessions.push_back(session);
+      workers.jobs.push_back(assigned[0]);
+      Started(session, assigned[0]);
+    }
+    return workers;
+  }
+
   Job::State StateOf(const std::string& job_id) {
     absl::StatusOr<Job> job = scheduler_->GetJob(job_id);
     return job.ok() ? job->state() : Job::STATE_UNSPECIFIED;
@@ -164,16 +186,9 @@ TEST_F(SchedulerSweepsTest, AshaStopsTheWorseTrialAtARungAndTheBestSucceededIsTh
           "alice"));
   ASSERT_EQ(submitted.trials_size(), 3);
   EXPECT_EQ(submitted.state(), Sweep::RUNNING);
-  std::vector<std::shared_ptr<RecordingConnection>> connections;
-  std::vector<int64_t> sessions;
-  std::vector<std::string> jobs;
-  for (int i = 0; i < 3; ++i) {
-    connections.push_back(std::make_shared<RecordingConnection>());
-    sessions.push_back(Connect("w" + std::to_string(i), connections.back()));
-    ASSERT_EQ(connections.back()->Assigned().size(), 1u);
-    jobs.push_back(connections.back()->Assigned()[0]);
-    Started(sessions[i], jobs[i]);
-  }
+  const TrialWorkers started = StartTrials(3);
+  ASSERT_EQ(started.jobs.size(), 3u);
+  const auto& [connections, sessions, jobs] = started;
   // Rung 1 (reduction factor 2): the first goes on, the second is worse than it and stops,
   // the third is the best of three and goes on.
   Epoch(sessions[0], jobs[0], 1, 0.5);
@@ -239,16 +254,9 @@ TEST_F(SchedulerSweepsTest, AnAshaStopIsStoredWithTheRungsEpochSoThatAKilledServ
           RateSweep(R"(, "method": "ASHA", "asha": {"reductionFactor": 2}, "maxTrials": 2,
                        "maxParallelTrials": 2)"),
           "alice"));
-  std::vector<std::shared_ptr<RecordingConnection>> connections;
-  std::vector<int64_t> sessions;
-  std::vector<std::string> jobs;
-  for (int i = 0; i < 2; ++i) {
-    connections.push_back(std::make_shared<RecordingConnection>());
-    sessions.push_back(Connect("w" + std::to_string(i), connections.back()));
-    ASSERT_EQ(connections.back()->Assigned().size(), 1u);
-    jobs.push_back(connections.back()->Assigned()[0]);
-    Started(sessions[i], jobs[i]);
-  }
+  const TrialWorkers started = StartTrials(2);
+  ASSERT_EQ(started.jobs.size(), 2u);
+  const auto& [connections, sessions, jobs] = started;
   Epoch(sessions[0], jobs[0], 1, 0.5);
   // The second trial's rung epoch is stored, and every write after it is lost: tlserver
   // killed right after storing the epoch.
