@@ -189,6 +189,33 @@ std::unique_ptr<tl::MetricsHttpServer> ServeMetrics(
   return server;
 }
 
+// Hands every slot's job back at once, so that the grace is the whole process's. A release
+// blocked past it (a write to a scheduler that stopped reading) is cut short: Stop() cancels
+// the stream, and never waits on a write itself.
+void ReleaseAgents(const std::vector<std::unique_ptr<tl::worker::WorkerAgent>>& agents,
+                   std::chrono::milliseconds grace) {
+  std::mutex mutex;
+  std::condition_variable all_done;
+  size_t done = 0;
+  std::vector<std::thread> releases;
+  for (const auto& agent : agents) {
+    releases.emplace_back([&, agent = agent.get()] {
+      agent->Release(grace);
+      std::lock_guard<std::mutex> lock(mutex);
+      ++done;
+      all_done.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    if (!all_done.wait_for(lock, grace + std::chrono::seconds(1),
+                           [&] { return done == releases.size(); })) {
+      for (const auto& agent : agents) agent->Stop();
+    }
+  }
+  for (std::thread& release : releases) release.join();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -323,29 +350,7 @@ int main(int argc, char** argv) {
       std::lock_guard<std::mutex> lock(stop_guard.mutex);
       if (!stop_guard.agents_gone) {
         tl::LogInfo("signal ", received, " received; handing running jobs back and stopping");
-        // Every slot at once, so that the grace is the whole process's. A release blocked past
-        // it (a write to a scheduler that stopped reading) is cut short: Stop() cancels the
-        // stream, and never waits on a write itself.
-        std::mutex mutex;
-        std::condition_variable all_done;
-        size_t done = 0;
-        std::vector<std::thread> releases;
-        for (const auto& agent : agents) {
-          releases.emplace_back([&, agent = agent.get()] {
-            agent->Release(grace);
-            std::lock_guard<std::mutex> lock(mutex);
-            ++done;
-            all_done.notify_all();
-          });
-        }
-        {
-          std::unique_lock<std::mutex> lock(mutex);
-          if (!all_done.wait_for(lock, grace + std::chrono::seconds(1),
-                                 [&] { return done == releases.size(); })) {
-            for (const auto& agent : agents) agent->Stop();
-          }
-        }
-        for (std::thread& release : releases) release.join();
+        ReleaseAgents(agents, grace);
       }
     }
     for (;;) pause();
