@@ -10,11 +10,11 @@
 #include "train/epoch_stats.h"
 #include "train/trainer.h"
 
-#ifdef USE_C10D_GLOO
+#ifdef TL_WITH_C10D_GLOO
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_NCCL
+#ifdef TL_WITH_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #endif
@@ -44,7 +44,7 @@ void CheckDistributedOptions(const DistributedOptions& options) {
   }
 }
 
-#ifdef USE_C10D_GLOO
+#ifdef TL_WITH_C10D_GLOO
 
 bool DistributedTrainingAvailable() { return true; }
 
@@ -86,7 +86,7 @@ class ProcessGroupReplicas::Impl {
       store_options.timeout = options_.rendezvous_timeout;
       auto tcp_store = c10::make_intrusive<c10d::TCPStore>(options_.store_host, store_options);
       store_ = c10::make_intrusive<c10d::PrefixStore>(options_.key_prefix, tcp_store);
-#ifdef USE_C10D_NCCL
+#ifdef TL_WITH_C10D_NCCL
       if (device.is_cuda()) {
         auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
         nccl_options->timeout = options_.timeout;
