@@ -339,6 +339,11 @@ class Scheduler {
   // Requeue, then the worker gauges and the next placement: the job's worker is free.
   void RequeueAndPlace(ActiveJob& active, std::string why, bool counts_as_failure);
   void AdoptHeldJob(int64_t session, WorkerState& worker);
+  // A worker that comes back under the id an orphaned job's attempt was
+  // given to, without that job in its hello, is a new process: the copy
+  // died with the old one, so the job is queued again now (a failure
+  // counted, as a lost lease counts) rather than after the lease.
+  void RequeueJobsLeftBehind(const tl::v1::WorkerHello& hello);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
       const Principal& credential, std::vector<std::shared_ptr<WorkerConnection>>* replaced);

@@ -816,6 +816,32 @@ TEST_F(SchedulerTest, AClosedStreamSaysWhyItWasClosed) {
   EXPECT_THAT(draining.connection->close_reason(), HasSubstr("shutting down"));
 }
 
+// A worker process that died and was started again under its id says in its hello that it
+// holds nothing: the job went with the old process, so it is queued again at once, its failure
+// counted as a lost lease's is, rather than after the lease.
+TEST_F(SchedulerTest, WorkerComingBackWithoutItsJobHasItQueuedAgainAtOnce) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  auto watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
+  scheduler_->DisconnectWorker(worker.session);
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+
+  FakeWorker restarted = Connect("w1");
+  ASSERT_THAT(watcher->described(), ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING",
+                                                "job QUEUED", "job ASSIGNED"));
+  const JobEvent requeued = watcher->events()[3];
+  EXPECT_EQ(requeued.job().failures(), 1);
+  EXPECT_THAT(requeued.job().error(), HasSubstr("worker w1 restarted during attempt 1"));
+  // Then to the idle worker, the restarted one, as attempt 2.
+  const std::vector<Assignment> assignments = restarted.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(1));
+  EXPECT_EQ(assignments[0].job_id(), id);
+  EXPECT_EQ(assignments[0].attempt(), 2);
+  EXPECT_THAT(restarted.connection->cancels(), IsEmpty());
+}
+
 TEST_F(SchedulerTest, WorkerReconnectingWithinTheLeaseKeepsItsJob) {
   const std::string id = Submit("flowers");
   FakeWorker worker = Connect("w1");

@@ -96,6 +96,8 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
     const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
     const Principal& credential, std::vector<std::shared_ptr<WorkerConnection>>* replaced) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // A job that a restarted worker left behind may end (its last attempt).
+  const ServeSweepsAtExit serve(*this);
   // Only the credential a live session came with may replace it: another one (a leaked token
   // whose worker ids overlap) would take over that worker's job and report for it.
   for (const auto& [session, worker] : workers_) {
@@ -151,10 +153,31 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   LogInfo("worker ", hello.worker_id(), " connected (session ", session, ", ",
           hello.devices_size(), " devices", hello.held_job_id().empty() ? "" : ", holding ",
           hello.held_job_id(), ")");
+  RequeueJobsLeftBehind(hello);
   if (!hello.held_job_id().empty()) AdoptHeldJob(session, worker);
   UpdateWorkerMetrics();
   Dispatch();
   return session;
+}
+
+void Scheduler::RequeueJobsLeftBehind(const tl::v1::WorkerHello& hello) {
+  std::vector<std::string> left;
+  for (const auto& [id, active] : active_) {
+    // A gang's rank 0 rejoins through RejoinGang, which knows its peers.
+    if (id != hello.held_job_id() && active.session == 0 && HoldsWorker(active.job.state()) &&
+        active.leased_to == hello.worker_id() && Replicas(active.job) == 1) {
+      left.push_back(id);
+    }
+  }
+  for (const std::string& id : left) {
+    ActiveJob& active = active_.at(id);
+    LogWarning("worker ", hello.worker_id(), " came back without job ", id, ", attempt ",
+               active.job.attempt(), ": queued again");
+    Requeue(active,
+            absl::StrCat("worker ", hello.worker_id(), " restarted during attempt ",
+                         active.job.attempt()),
+            /*counts_as_failure=*/true);
+  }
 }
 
 void Scheduler::AdoptHeldJob(int64_t session, WorkerState& worker) {
