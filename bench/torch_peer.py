@@ -10,6 +10,8 @@ Prints one JSON object on stdout.
   torch_peer.py train --backbone resnet18.pt --data DIR --image-size 64 --epochs 3
   torch_peer.py train --strategy feature_extraction --no-flip --epochs 10 ...
   torch_peer.py train --precision bf16 ...  # forward and loss under CPU bf16 autocast
+  torch_peer.py train --device cuda ...      # on a GPU (scripts/gpu-worker-check),
+                                             # batches pinned and copied asynchronously
   torch_peer.py pipeline --data DIR --image-size 224
   torch_peer.py flops --image-size 224      # ResNet-18's forward FLOPs per image
 
@@ -107,7 +109,8 @@ def _dataset(args):
 
 def _loader(dataset, args, shuffle):
     return torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=shuffle,
-                                       num_workers=args.workers)
+                                       num_workers=args.workers,
+                                       pin_memory=args.device.startswith("cuda"))
 
 
 def _feature_dim(backbone_path):
@@ -119,8 +122,11 @@ def run_train(args):
     start = time.perf_counter()
     dataset = _dataset(args)
     loader = _loader(dataset, args, shuffle=True)
-    backbone = torch.jit.load(args.backbone, map_location="cpu")
-    head = nn.Linear(_feature_dim(args.backbone), len(dataset.classes))
+    device = torch.device(args.device)
+    backbone = torch.jit.load(args.backbone, map_location=device)
+    head = nn.Linear(_feature_dim(args.backbone), len(dataset.classes)).to(device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    backbone = backbone.to(memory_format=memory_format)
     frozen = args.strategy == "feature_extraction"
     bf16 = args.precision == "bf16"
     if frozen:
@@ -141,9 +147,11 @@ def run_train(args):
         images = 0
         total_loss = 0.0
         for x, y in loader:
+            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            y = y.to(device, non_blocking=True)
             # The documented mixed-precision idiom: the forward pass and
             # the loss under autocast, backward and step outside it.
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 if frozen:
                     with torch.no_grad():
                         features = backbone(x)
@@ -155,6 +163,8 @@ def run_train(args):
             optimizer.step()
             total_loss += loss.item() * x.size(0)
             images += x.size(0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - epoch_start
         epochs.append({"epoch": epoch, "images_per_second": images / seconds,
                        "seconds": seconds, "train_loss": total_loss / images})
@@ -206,6 +216,9 @@ def main(argv):
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--no-flip", dest="flip", action="store_false")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="images and weights in channels-last")
     args = parser.parse_args(argv)
     if args.mode == "flops":
         print(json.dumps({"image_size": args.image_size,

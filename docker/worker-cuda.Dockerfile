@@ -1,8 +1,8 @@
 # tlworker for NVIDIA GPUs: the worker built against PyTorch's CUDA LibTorch
 # (pip wheel), with gRPC, protobuf, abseil, prometheus-cpp and OpenCV from
 # Ubuntu 24.04, whose versions are bookworm's. Only tlworker is built (CMake option
-# TL_WORKER_ONLY), as scripts/gpu-check builds the engine against a pip
-# PyTorch.
+# TL_WORKER_ONLY), by scripts/gpu-build: the build steps scripts/gpu-worker-check
+# runs on a GPU machine against the same library versions from its bundle.
 #   docker build -f docker/worker-cuda.Dockerfile -t tl/worker-cuda .
 # Run with the NVIDIA container toolkit (`--gpus all`, or the device
 # reservation in deploy/docker-compose.yml). The build context is the
@@ -24,10 +24,6 @@ ARG TORCH_VERSION=2.7.1
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 RUN python3 -m venv /opt/torch \
  && /opt/torch/bin/pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
-# One binary links LibTorch and the system's gRPC and protobuf: they must
-# agree on the std::string ABI, and the system libraries use the C++11 one.
-RUN /opt/torch/bin/python -c "import sys, torch; sys.exit(0 if torch.compiled_with_cxx11_abi() else \
-      'this PyTorch uses the old std::string ABI; the system gRPC needs a C++11-ABI LibTorch (PyTorch 2.7 or later)')"
 
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -35,16 +31,18 @@ COPY proto proto
 COPY common common
 COPY worker worker
 COPY bench bench
+COPY scripts/gpu-build scripts/gpu-build
 COPY docker/runtime-packages /usr/local/bin/runtime-packages
 # GPU generations to compile kernels for (tl's own code has none; LibTorch's
 # CMake wants the list). 8.0 A100, 8.6/8.9 RTX 30/40, 9.0 H100/H200.
 ARG CUDA_ARCHS="8.0;8.6;8.9;9.0"
 ARG JOBS=4
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTL_BUILD_TESTS=OFF \
-      -DTL_WORKER_ONLY=ON \
-      -DCMAKE_PREFIX_PATH="$(/opt/torch/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" \
-      -DTORCH_CUDA_ARCH_LIST="$CUDA_ARCHS" \
- && ninja -C /build -j "$JOBS" tlworker \
+# The build steps of scripts/gpu-worker-check (scripts/gpu-build: the
+# std::string ABI check, the CMake options), with the distribution's
+# packages in place of its bundle, which are the same versions.
+RUN PYTHON=/opt/torch/bin/python TL_GPU_BUILD=/build TL_GPU_DEPS=system \
+      TL_CUDA_ARCHS="$CUDA_ARCHS" TL_GPU_BUILD_JOBS="$JOBS" TL_GPU_CMAKE_ARGS=-DTL_WORKER_ONLY=ON \
+      scripts/gpu-build tlworker \
  && mkdir /out \
  && cp /build/worker/tlworker /out/ \
  && PROVIDED_AT_RUN_TIME="libcuda.so.1" runtime-packages /out/tlworker >/out/worker.packages

@@ -43,6 +43,8 @@ class LocalCluster:
     def __init__(self, run_dir: pathlib.Path, bin_dir: pathlib.Path, worker_flags=()):
         self.processes = []
         self.logs = []
+        self.run_dir = run_dir
+        self.bin_dir = bin_dir
         user_token, worker_token = os.urandom(16).hex(), os.urandom(16).hex()
         old = os.umask(0o077)
         try:
@@ -70,14 +72,21 @@ class LocalCluster:
             else:
                 raise SystemExit(f"tlserver wrote no ready file; see {run_dir / 'server.log'}")
             self.address = "127.0.0.1:" + ready.read_text().split("grpc=")[1].split()[0]
-            self.processes.append(subprocess.Popen(
-                [str(bin_dir / "worker" / "tlworker"), "--data_root", "data", "--artifact_root",
-                 "artifacts", "--server", self.address, "--worker_id", "local-worker",
-                 "--token_file", "worker.token", *worker_flags],
-                cwd=run_dir, stdout=self._log(run_dir / "worker.log"), stderr=subprocess.STDOUT))
+            self.worker = self.start_worker(worker_flags)
         except BaseException:
             self.stop()
             raise
+
+    def start_worker(self, worker_flags=()):
+        """A tlworker (another one after a kill, say) logging to worker.log; its process."""
+        process = subprocess.Popen(
+            [str(self.bin_dir / "worker" / "tlworker"), "--data_root", "data", "--artifact_root",
+             "artifacts", "--server", self.address, "--worker_id", "local-worker",
+             "--token_file", "worker.token", *worker_flags],
+            cwd=self.run_dir, stdout=self._log(self.run_dir / "worker.log"),
+            stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
 
     def wait_for_worker_sessions(self, count: int, limit_s: float = 60):
         """Until tlserver has logged `count` worker sessions (a worker with slots opens one

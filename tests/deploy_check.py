@@ -478,6 +478,31 @@ def check_build_packages(root: str, errors: List[str]) -> None:
                       f"{INSTALL_DEPS} installs to build tl")
 
 
+CUDA_DOCKERFILE = "docker/worker-cuda.Dockerfile"
+GPU_BUILD = "scripts/gpu-build"
+
+
+def check_cuda_worker_build(root: str, errors: List[str]) -> None:
+    """The CUDA worker image builds tlworker with scripts/gpu-build, the build
+    steps scripts/gpu-worker-check runs on a GPU machine, rather than a CMake
+    line of its own that could drift from them."""
+    path = os.path.join(root, CUDA_DOCKERFILE)
+    if not os.path.isfile(path):
+        return
+    copied = runs = False
+    for keyword, arguments in dockerfile_instructions(path):
+        if keyword == "COPY" and GPU_BUILD in arguments.split():
+            copied = True
+        elif keyword == "RUN" and re.search(r"(^|[\s;&|])" + re.escape(GPU_BUILD) + r"\s", arguments):
+            runs = copied
+        elif keyword == "RUN" and re.search(r"\bcmake\s+-S\b", arguments):
+            errors.append(f"{CUDA_DOCKERFILE}: configures CMake itself; build with {GPU_BUILD}, "
+                          "whose steps scripts/gpu-worker-check runs on a GPU machine")
+    if not runs:
+        errors.append(f"{CUDA_DOCKERFILE}: does not COPY and RUN {GPU_BUILD}, the build steps "
+                      "scripts/gpu-worker-check runs on a GPU machine")
+
+
 def check_dockerfiles(root: str, from_compose: List[Tuple[str, str]], errors: List[str]) -> None:
     contexts = {os.path.realpath(dockerfile): context for dockerfile, context in from_compose}
     dockerfiles = glob.glob(os.path.join(root, "docker/*Dockerfile"))
@@ -883,6 +908,7 @@ def check_all(root: str) -> List[str]:
     check_grafana(root, errors)
     check_dockerfiles(root, check_compose(root, errors), errors)
     check_build_packages(root, errors)
+    check_cuda_worker_build(root, errors)
     check_k8s(root, errors)
     return errors
 

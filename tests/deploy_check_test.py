@@ -128,6 +128,14 @@ class DeployCheckTest(unittest.TestCase):
         self.copy.edit("scripts/install-deps", "libssl-dev", "libssl-dev libzstd-dev")
         self.assertProblem(deploy_check.check_build_packages, r"does not install libzstd-dev")
 
+    def test_cuda_worker_built_without_the_gpu_build_script(self):
+        self.copy.edit("docker/worker-cuda.Dockerfile", "      scripts/gpu-build tlworker",
+                       "      cmake -S . -B /build && ninja -C /build tlworker")
+        self.assertProblem(deploy_check.check_cuda_worker_build,
+                           r"worker-cuda.Dockerfile: configures CMake itself")
+        self.assertProblem(deploy_check.check_cuda_worker_build,
+                           r"worker-cuda.Dockerfile: does not COPY and RUN scripts/gpu-build")
+
     def test_image_running_as_root(self):
         self.copy.edit("docker/worker-cuda.Dockerfile", "USER tl\n", "")
         self.assertProblem(lambda root, errors: deploy_check.check_dockerfiles(root, [], errors),

@@ -50,8 +50,10 @@ RULES = [
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 SOURCE_SUFFIXES = (".cc", ".h")
-SKIPPED_FOLDERS = ("build", ".git", ".gpu-deps", ".whl", ".gl", "demo-run", "results-run",
-                   "bench-results")
+# Top-level folders that hold no source of tl's own: build trees (every
+# /build*/ that .gitignore ignores), runs, bundles.
+SKIPPED_FOLDERS = (".git", ".gpu-deps", ".whl", ".gl", "demo-run", "results-run",
+                   "bench-results", "study-run")
 
 
 def rule_for(path):
@@ -87,7 +89,8 @@ def sources(root):
     for directory, folders, files in os.walk(root):
         relative_directory = os.path.relpath(directory, root)
         if relative_directory == ".":
-            folders[:] = [f for f in folders if f not in SKIPPED_FOLDERS]
+            folders[:] = [f for f in folders
+                          if f not in SKIPPED_FOLDERS and not f.startswith("build")]
         for name in files:
             if name.endswith(SOURCE_SUFFIXES):
                 path = os.path.normpath(os.path.join(relative_directory, name)).replace(os.sep, "/")

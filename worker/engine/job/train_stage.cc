@@ -79,6 +79,11 @@ OrStopped<TrainedModel> TrainModel(const ImageJobConfig& config, const PreparedJ
   std::vector<EpochStats> done = trainer.LoadCheckpoint(
       config.output_dir, [&observer](const std::string& line) { observer.OnNotice(line); });
   if (model.replicas) done = ShareTrainingState(*model.replicas, trainer, done);
+  // Said in the job's log, so that whoever reads it (or scripts/gpu-worker-
+  // check) sees that a retried attempt went on rather than starting over.
+  if (!done.empty()) {
+    observer.OnNotice("resuming from the checkpoint after epoch " + std::to_string(done.size()));
+  }
   TrainedModel trained;
   trained.first_epoch_run = static_cast<int>(done.size()) + 1;
   // Epochs from the checkpoint are reported again: the attempt that ran them
