@@ -827,19 +827,53 @@ TEST_F(SchedulerTest, WorkerComingBackWithoutItsJobHasItQueuedAgainAtOnce) {
   ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
   scheduler_->DisconnectWorker(worker.session);
   EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  // Another worker (another slot of the same process, too) leaves it alone.
+  FakeWorker other = Connect("w1/slot2");
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  EXPECT_THAT(other.connection->assignments(), IsEmpty());
+  scheduler_->DisconnectWorker(other.session);
 
   FakeWorker restarted = Connect("w1");
   ASSERT_THAT(watcher->described(), ElementsAre("job QUEUED", "job ASSIGNED", "job RUNNING",
                                                 "job QUEUED", "job ASSIGNED"));
   const JobEvent requeued = watcher->events()[3];
   EXPECT_EQ(requeued.job().failures(), 1);
-  EXPECT_THAT(requeued.job().error(), HasSubstr("worker w1 restarted during attempt 1"));
+  EXPECT_THAT(requeued.job().error(), HasSubstr("worker w1 came back without the job"));
   // Then to the idle worker, the restarted one, as attempt 2.
   const std::vector<Assignment> assignments = restarted.connection->assignments();
   ASSERT_THAT(assignments, SizeIs(1));
   EXPECT_EQ(assignments[0].job_id(), id);
   EXPECT_EQ(assignments[0].attempt(), 2);
   EXPECT_THAT(restarted.connection->cancels(), IsEmpty());
+}
+
+// A worker that comes back holding another attempt (here one the scheduler no longer knows)
+// does not run the job its lease was given for either.
+TEST_F(SchedulerTest, WorkerComingBackWithAnotherJobHasItsLeasedOneQueuedAgain) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  scheduler_->DisconnectWorker(worker.session);
+  FakeWorker back = Connect("w1", {"cpu"}, "gone-job", 3);
+  EXPECT_EQ(Stored(id).failures(), 1);
+  ASSERT_THAT(back.connection->cancels(), SizeIs(1));
+  EXPECT_EQ(back.connection->cancels()[0].job_id(), "gone-job");
+}
+
+// After a scheduler restart the leased jobs wait for their workers; one that comes back holding
+// nothing gives its job up at once.
+TEST_F(SchedulerTest, AfterARestartAWorkerComingBackEmptyHasItsJobQueuedAgainAtOnce) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  Restart(DefaultOptions());
+  EXPECT_EQ(Get(id).state(), Job::RUNNING);
+  FakeWorker back = Connect("w1");
+  const std::vector<Assignment> assignments = back.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(1));
+  EXPECT_EQ(assignments[0].job_id(), id);
+  EXPECT_EQ(assignments[0].attempt(), 2);
+  EXPECT_EQ(Stored(id).failures(), 1);
 }
 
 TEST_F(SchedulerTest, WorkerReconnectingWithinTheLeaseKeepsItsJob) {
@@ -1859,24 +1893,17 @@ TEST_F(SchedulerControlTest, ARestartWithAnotherNumberOfSlotsReplacesTheOldSessi
   // The process comes back with 2 slots before its old stream is seen to end: that session
   // is of a process that has gone, and must not look idle and take work.
   auto one = std::make_shared<FakeConnection>();
-  ASSERT_OK_AND_ASSIGN(int64_t slot_one,
-                       scheduler_->ConnectWorker(hello_of(1, 2), one, gpu1));
-  const absl::Time orphaned_by = absl::Now();
+  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(1, 2), one, gpu1), IsOk());
   EXPECT_TRUE(plain->closed());
-  auto two = std::make_shared<FakeConnection>();
-  ASSERT_OK_AND_ASSIGN(int64_t slot_two,
-                       scheduler_->ConnectWorker(hello_of(2, 2), two, gpu1));
-  EXPECT_FALSE(one->closed()) << "slots of one layout live side by side";
-  // Its job was orphaned with the old session and is queued again after the lease, for the
-  // slots, which have been heard from meanwhile.
-  EXPECT_EQ(Get(id).state(), Job::RUNNING);
-  tl::v1::WorkerMessage heartbeat;
-  heartbeat.mutable_heartbeat();
-  scheduler_->HandleWorkerMessage(slot_one, heartbeat);
-  scheduler_->HandleWorkerMessage(slot_two, heartbeat);
-  scheduler_->CheckLeases(orphaned_by + kLease);
-  EXPECT_EQ(one->assignments().size() + two->assignments().size(), 1u);
+  // Its job went with the old process: queued again at once, a failure counted, and given to
+  // the idle slot.
+  ASSERT_THAT(one->assignments(), SizeIs(1));
   EXPECT_EQ(Get(id).attempt(), 2);
+  EXPECT_EQ(Get(id).failures(), 1);
+  auto two = std::make_shared<FakeConnection>();
+  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(2, 2), two, gpu1), IsOk());
+  EXPECT_FALSE(one->closed()) << "slots of one layout live side by side";
+  EXPECT_THAT(two->assignments(), IsEmpty());
   // A third slot claimed under a layout of 4 replaces both, as a new process would.
   auto four = std::make_shared<FakeConnection>();
   ASSERT_THAT(scheduler_->ConnectWorker(hello_of(3, 4), four, gpu1), IsOk());

@@ -117,6 +117,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   // a second holder of the token cannot add slots beside a live worker's
   // unnoticed.
   const auto slots_of = [](const tl::v1::WorkerHello& of) { return std::max(1, of.slots()); };
+  std::vector<std::string> older_layout_ids;
   for (auto it = workers_.begin(); it != workers_.end();) {
     const tl::v1::WorkerHello& old = it->second.hello;
     const bool same_worker = old.worker_id() == hello.worker_id();
@@ -127,6 +128,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
       ++it;
       continue;
     }
+    if (!same_worker) older_layout_ids.push_back(old.worker_id());
     DetachSession(it->first, it->second.job_id, Now());
     replaced->push_back(it->second.connection);
     it = workers_.erase(it);
@@ -153,30 +155,30 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   LogInfo("worker ", hello.worker_id(), " connected (session ", session, ", ",
           hello.devices_size(), " devices", hello.held_job_id().empty() ? "" : ", holding ",
           hello.held_job_id(), ")");
-  RequeueJobsLeftBehind(hello);
+  RequeueJobsLeftBehind(hello.worker_id(), hello.held_job_id());
+  for (const std::string& old_id : older_layout_ids) RequeueJobsLeftBehind(old_id, "");
   if (!hello.held_job_id().empty()) AdoptHeldJob(session, worker);
   UpdateWorkerMetrics();
   Dispatch();
   return session;
 }
 
-void Scheduler::RequeueJobsLeftBehind(const tl::v1::WorkerHello& hello) {
+void Scheduler::RequeueJobsLeftBehind(const std::string& worker_id,
+                                      const std::string& held_job_id) {
   std::vector<std::string> left;
   for (const auto& [id, active] : active_) {
     // A gang's rank 0 rejoins through RejoinGang, which knows its peers.
-    if (id != hello.held_job_id() && active.session == 0 && HoldsWorker(active.job.state()) &&
-        active.leased_to == hello.worker_id() && Replicas(active.job) == 1) {
+    if (id != held_job_id && active.session == 0 && HoldsWorker(active.job.state()) &&
+        active.leased_to == worker_id && Replicas(active.job) == 1) {
       left.push_back(id);
     }
   }
   for (const std::string& id : left) {
     ActiveJob& active = active_.at(id);
-    LogWarning("worker ", hello.worker_id(), " came back without job ", id, ", attempt ",
-               active.job.attempt(), ": queued again");
-    Requeue(active,
-            absl::StrCat("worker ", hello.worker_id(), " restarted during attempt ",
-                         active.job.attempt()),
-            /*counts_as_failure=*/true);
+    const std::string why = absl::StrCat("worker ", worker_id, " came back without the job ",
+                                         "during attempt ", active.job.attempt());
+    LogWarning("job ", id, " queued again: ", why);
+    Requeue(active, why, /*counts_as_failure=*/true);
   }
 }
 
