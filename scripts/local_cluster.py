@@ -54,6 +54,8 @@ class LocalCluster:
         finally:
             os.umask(old)
         self.token = user_token
+        server_log = run_dir / "server.log"
+        self.server_log_start = server_log.stat().st_size if server_log.exists() else 0
         ready = run_dir / "ready"
         if ready.exists():
             ready.unlink()
@@ -89,13 +91,16 @@ class LocalCluster:
         return process
 
     def wait_for_worker_sessions(self, count: int, limit_s: float = 60):
-        """Until tlserver has logged `count` worker sessions (a worker with slots opens one
-        per slot)."""
+        """Until tlserver has logged `count` worker sessions since it started (a worker with
+        slots opens one per slot)."""
         log = pathlib.Path(self.logs[0].name)
         deadline = time.time() + limit_s
         while time.time() < deadline:
-            if log.read_text().count(" connected (session") >= count:
-                return
+            # The log is appended to across runs in one folder: this server's lines only.
+            with open(log, errors="replace") as text:
+                text.seek(self.server_log_start)
+                if text.read().count(" connected (session") >= count:
+                    return
             time.sleep(0.2)
         raise SystemExit(f"fewer than {count} worker sessions within {limit_s} s; see {log}")
 
