@@ -136,8 +136,8 @@ def make_photos(folder, classes, per_class, processes):
 
 
 def steady(rates):
-    """The median of the epochs after the first (which pays for warm-up and,
-    in tl, for decoding the files), or the one epoch there is."""
+    """The median of the epochs after the first (which pays for warm-up), or
+    the one epoch there is."""
     return statistics.median(rates[1:] if len(rates) > 1 else rates)
 
 
@@ -343,8 +343,8 @@ def main(argv):
         "| --- | ---: | ---: |",
         f"| whole job from JPEG files: images x epochs / seconds from start to end | "
         f"{tl_job:.1f} | {peer_job:.1f} |",
-        f"| training epochs 2-{args.epochs}, median images/s (tl: images decoded in epoch 1 "
-        f"and kept) | {tl_steady:.1f} | {peer_steady:.1f} |",
+        f"| training epochs 2-{args.epochs}, median images/s (tl trains from the images it "
+        f"decoded once, before epoch 1) | {tl_steady:.1f} | {peer_steady:.1f} |",
         f"| engine_bench, the same step on synthetic pre-decoded images (images/s) | "
         f"{synthetic_rate:.1f} | |",
         "",
