@@ -6,7 +6,9 @@ unpack_gpu_deps() {
   if [ -f "$1.tar.xz" ] && { [ ! -f "$1/.unpacked" ] || [ "$1.tar.xz" -nt "$1/.unpacked" ]; }; then
     echo "unpacking $1.tar.xz"
     rm -rf "$1"
-    tar -C "$(dirname "$1")" -xJf "$1.tar.xz"
+    mkdir -p "$1"
+    # The archive holds one folder (.gpu-deps); its contents go to $1.
+    tar -C "$1" --strip-components=1 -xJf "$1.tar.xz"
     touch "$1/.unpacked"
   fi
 }

@@ -90,17 +90,21 @@ class LocalCluster:
         self.processes.append(process)
         return process
 
+    def sessions_logged(self) -> int:
+        """Worker sessions tlserver has logged since it started (the log is appended to
+        across runs in one folder: this server's lines only)."""
+        with open(self.logs[0].name, errors="replace") as text:
+            text.seek(self.server_log_start)
+            return text.read().count(" connected (session")
+
     def wait_for_worker_sessions(self, count: int, limit_s: float = 60):
         """Until tlserver has logged `count` worker sessions since it started (a worker with
         slots opens one per slot)."""
         log = pathlib.Path(self.logs[0].name)
         deadline = time.time() + limit_s
         while time.time() < deadline:
-            # The log is appended to across runs in one folder: this server's lines only.
-            with open(log, errors="replace") as text:
-                text.seek(self.server_log_start)
-                if text.read().count(" connected (session") >= count:
-                    return
+            if self.sessions_logged() >= count:
+                return
             time.sleep(0.2)
         raise SystemExit(f"fewer than {count} worker sessions within {limit_s} s; see {log}")
 

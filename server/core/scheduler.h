@@ -340,12 +340,14 @@ class Scheduler {
   void RequeueAndPlace(ActiveJob& active, std::string why, bool counts_as_failure);
   void AdoptHeldJob(int64_t session, WorkerState& worker);
   // A worker that comes back under the id an orphaned job's attempt was
-  // given to, without that job in its hello (`held_job_id`), does not run
-  // it: a new process (the old one died), an assignment lost with the old
-  // stream, a copy it fenced. The job is queued again now (a failure
-  // counted, as a lost lease counts) rather than after the lease. Also for
-  // the ids of a process that came back with another number of slots.
-  void RequeueJobsLeftBehind(const std::string& worker_id, const std::string& held_job_id);
+  // given to, without that attempt in its hello (`held_job_id`,
+  // `held_attempt`), does not run it: a new process (the old one died), an
+  // assignment lost with the old stream, a copy it fenced. The job is queued
+  // again now (a failure counted, as a lost lease counts) rather than after
+  // the lease. Also for the ids of a process that came back with another
+  // number of slots.
+  void RequeueJobsLeftBehind(const std::string& worker_id, const std::string& held_job_id,
+                             int held_attempt);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
       const Principal& credential, std::vector<std::shared_ptr<WorkerConnection>>* replaced);

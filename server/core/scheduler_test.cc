@@ -1577,6 +1577,22 @@ TEST_F(SchedulerControlTest, PauseOfAJobWhoseWorkerIsLostPausesInsteadOfRequeuin
   EXPECT_THAT(other.connection->assignments(), IsEmpty());
 }
 
+// Holding an older attempt of the job (its last result) is not holding the attempt it was given
+// since, whose assignment went down with the old stream.
+TEST_F(SchedulerControlTest, WorkerComingBackWithAnOlderAttemptHasTheNewerOneQueuedAgain) {
+  const std::string id = Submit("flowers");
+  FakeWorker worker = Connect("w1");
+  Started(worker, id, 1);
+  FinishedRetryable(worker, id, 1, "trainer crashed");
+  ASSERT_EQ(Stored(id).attempt(), 2);  // given back to the same, free worker
+  scheduler_->DisconnectWorker(worker.session);
+  FakeWorker back = Connect("w1", {"cpu"}, id, 1);
+  EXPECT_EQ(Stored(id).failures(), 2);
+  const std::vector<Assignment> assignments = back.connection->assignments();
+  ASSERT_THAT(assignments, SizeIs(1));
+  EXPECT_EQ(assignments[0].attempt(), 3);
+}
+
 TEST_F(SchedulerControlTest, RetryableFailureRequeuesAndCountsUntilTheLimit) {
   SchedulerOptions options = DefaultOptions();
   options.max_attempts = 2;

@@ -155,8 +155,8 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   LogInfo("worker ", hello.worker_id(), " connected (session ", session, ", ",
           hello.devices_size(), " devices", hello.held_job_id().empty() ? "" : ", holding ",
           hello.held_job_id(), ")");
-  RequeueJobsLeftBehind(hello.worker_id(), hello.held_job_id());
-  for (const std::string& old_id : older_layout_ids) RequeueJobsLeftBehind(old_id, "");
+  RequeueJobsLeftBehind(hello.worker_id(), hello.held_job_id(), hello.held_attempt());
+  for (const std::string& old_id : older_layout_ids) RequeueJobsLeftBehind(old_id, "", 0);
   if (!hello.held_job_id().empty()) AdoptHeldJob(session, worker);
   UpdateWorkerMetrics();
   Dispatch();
@@ -164,11 +164,12 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
 }
 
 void Scheduler::RequeueJobsLeftBehind(const std::string& worker_id,
-                                      const std::string& held_job_id) {
+                                      const std::string& held_job_id, int held_attempt) {
   std::vector<std::string> left;
   for (const auto& [id, active] : active_) {
+    const bool held = id == held_job_id && active.job.attempt() == held_attempt;
     // A gang's rank 0 rejoins through RejoinGang, which knows its peers.
-    if (id != held_job_id && active.session == 0 && HoldsWorker(active.job.state()) &&
+    if (!held && active.session == 0 && HoldsWorker(active.job.state()) &&
         active.leased_to == worker_id && Replicas(active.job) == 1) {
       left.push_back(id);
     }
