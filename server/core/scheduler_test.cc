@@ -56,6 +56,13 @@ using ::tl::v1::JobSpec;
 using ::tl::v1::SchedulerMessage;
 using ::tl::v1::WorkerMessage;
 
+// An assignment of attempt `attempt` of job `job_id`.
+MATCHER_P2(AssignmentOf, job_id, attempt,
+           std::string(negation ? "is not" : "is") + " attempt " +
+               ::testing::PrintToString(attempt) + " of job " + ::testing::PrintToString(job_id)) {
+  return arg.job_id() == job_id && arg.attempt() == attempt;
+}
+
 // Long enough that the scheduler's own lease thread (which wakes every lease / 10) never
 // expires anything during a test: lease expiry is driven by calling CheckLeases with
 // synthetic times instead, which makes it deterministic.
@@ -753,10 +760,7 @@ TEST_F(SchedulerTest, LostWorkersJobIsRequeuedAfterTheLeaseAndRunsElsewhere) {
   EXPECT_THAT(events[3].job().error(), HasSubstr("w1"));
   EXPECT_EQ(events[4].job().attempt(), 2);
   EXPECT_EQ(events[4].job().worker_id(), "w2");
-  const std::vector<Assignment> assignments = second.connection->assignments();
-  ASSERT_THAT(assignments, SizeIs(1));
-  EXPECT_EQ(assignments[0].job_id(), id);
-  EXPECT_EQ(assignments[0].attempt(), 2);
+  EXPECT_THAT(second.connection->assignments(), ElementsAre(AssignmentOf(id, 2)));
   EXPECT_FALSE(second.connection->closed());
 
   // Reports of the lost attempt no longer count.
@@ -840,10 +844,7 @@ TEST_F(SchedulerTest, WorkerComingBackWithoutItsJobHasItQueuedAgainAtOnce) {
   EXPECT_EQ(requeued.job().failures(), 1);
   EXPECT_THAT(requeued.job().error(), HasSubstr("worker w1 came back without the job"));
   // Then to the idle worker, the restarted one, as attempt 2.
-  const std::vector<Assignment> assignments = restarted.connection->assignments();
-  ASSERT_THAT(assignments, SizeIs(1));
-  EXPECT_EQ(assignments[0].job_id(), id);
-  EXPECT_EQ(assignments[0].attempt(), 2);
+  EXPECT_THAT(restarted.connection->assignments(), ElementsAre(AssignmentOf(id, 2)));
   EXPECT_THAT(restarted.connection->cancels(), IsEmpty());
 }
 
@@ -869,10 +870,7 @@ TEST_F(SchedulerTest, AfterARestartAWorkerComingBackEmptyHasItsJobQueuedAgainAtO
   Restart(DefaultOptions());
   EXPECT_EQ(Get(id).state(), Job::RUNNING);
   FakeWorker back = Connect("w1");
-  const std::vector<Assignment> assignments = back.connection->assignments();
-  ASSERT_THAT(assignments, SizeIs(1));
-  EXPECT_EQ(assignments[0].job_id(), id);
-  EXPECT_EQ(assignments[0].attempt(), 2);
+  EXPECT_THAT(back.connection->assignments(), ElementsAre(AssignmentOf(id, 2)));
   EXPECT_EQ(Stored(id).failures(), 1);
 }
 
@@ -1089,10 +1087,7 @@ TEST_F(SchedulerTest, RestartDispatchesJobsQueuedInTheStore) {
   EXPECT_EQ(Get(first).state(), Job::QUEUED);
   EXPECT_THAT(Metric("tl_jobs", {{"state", "queued"}}), Optional(2.0));
   FakeWorker worker = Connect("w1");
-  const std::vector<Assignment> assignments = worker.connection->assignments();
-  ASSERT_THAT(assignments, SizeIs(1));
-  EXPECT_EQ(assignments[0].job_id(), first);
-  EXPECT_EQ(assignments[0].attempt(), 1);
+  EXPECT_THAT(worker.connection->assignments(), ElementsAre(AssignmentOf(first, 1)));
   Finished(worker, first, 1, JobFinished::SUCCEEDED);
   ASSERT_THAT(worker.connection->assignments(), SizeIs(2));
   EXPECT_EQ(worker.connection->assignments()[1].job_id(), second);
@@ -1123,10 +1118,7 @@ TEST_F(SchedulerTest, RestartRequeuesLeasedJobsAfterTheLeaseUnlessReclaimed) {
   EXPECT_EQ(requeued.attempt(), 1);
 
   FakeWorker c = Connect("wc");
-  const std::vector<Assignment> assignments = c.connection->assignments();
-  ASSERT_THAT(assignments, SizeIs(1));
-  EXPECT_EQ(assignments[0].job_id(), abandoned);
-  EXPECT_EQ(assignments[0].attempt(), 2);
+  EXPECT_THAT(c.connection->assignments(), ElementsAre(AssignmentOf(abandoned, 2)));
   Finished(a_back, reclaimed, 1, JobFinished::SUCCEEDED);
   EXPECT_EQ(Stored(reclaimed).state(), Job::SUCCEEDED);
 }
@@ -1588,9 +1580,7 @@ TEST_F(SchedulerControlTest, WorkerComingBackWithAnOlderAttemptHasTheNewerOneQue
   scheduler_->DisconnectWorker(worker.session);
   FakeWorker back = Connect("w1", {"cpu"}, id, 1);
   EXPECT_EQ(Stored(id).failures(), 2);
-  const std::vector<Assignment> assignments = back.connection->assignments();
-  ASSERT_THAT(assignments, SizeIs(1));
-  EXPECT_EQ(assignments[0].attempt(), 3);
+  EXPECT_THAT(back.connection->assignments(), ElementsAre(AssignmentOf(id, 3)));
 }
 
 TEST_F(SchedulerControlTest, RetryableFailureRequeuesAndCountsUntilTheLimit) {
