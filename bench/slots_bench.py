@@ -25,7 +25,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from local_cluster import (LocalCluster, exported_resnet18, generated_photos,  # noqa: E402
+from local_cluster import (LocalCluster, exported_backbone, generated_photos,  # noqa: E402
                            import_client, seconds, wait_for_job)
 
 QUICK = os.environ.get("TL_BENCH_QUICK") == "1"
@@ -52,7 +52,7 @@ def prepare(data: pathlib.Path):
             images = sorted((every / name).iterdir())[job * PER_CLASS:(job + 1) * PER_CLASS]
             for image in images:
                 os.link(image, folder / name / image.name)
-    exported_resnet18(data / "resnet18.pt")
+    exported_backbone(data / "resnet18.pt")
 
 
 def job_spec(job: int):

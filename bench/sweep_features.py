@@ -27,7 +27,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from local_cluster import (LocalCluster, exported_resnet18, generated_photos,  # noqa: E402
+from local_cluster import (LocalCluster, exported_backbone, generated_photos,  # noqa: E402
                            import_client, seconds, wait_for_sweep)
 
 QUICK = os.environ.get("TL_BENCH_QUICK") == "1"
@@ -41,7 +41,7 @@ EPOCHS = 10 if QUICK else 30
 
 def prepare(data: pathlib.Path):
     generated_photos(data / "photos", CLASSES, PER_CLASS)
-    exported_resnet18(data / "resnet18.pt")
+    exported_backbone(data / "resnet18.pt")
 
 
 def sweep_spec(name):

@@ -20,7 +20,6 @@ are reported, not enforced. Every wait is bounded (--job-limit for a job).
 """
 import argparse
 import calendar
-import concurrent.futures
 import json
 import os
 import pathlib
@@ -35,7 +34,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from local_cluster import LocalCluster  # noqa: E402
+from local_cluster import LocalCluster, exported_backbone, generated_photos  # noqa: E402
 
 ENDED = {"SUCCEEDED", "FAILED", "CANCELLED", "STOPPED_EARLY"}
 
@@ -106,34 +105,6 @@ def job_seconds(job):
     return stamp(job["end_time"]) - stamp(job["start_time"])
 
 
-def make_photos(folder, classes, per_class, processes):
-    """bench/make_photos.py's JPEGs, made in parallel chunks (each its own seed)
-    and gathered into one folder per class; made again unless complete."""
-    complete = folder / ".complete"
-    if complete.exists():
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    chunks = max(1, min(processes, per_class))
-    parts = folder.parent / (folder.name + ".parts")
-    shutil.rmtree(parts, ignore_errors=True)
-
-    def make(chunk):
-        count = per_class // chunks + (1 if chunk < per_class % chunks else 0)
-        run([sys.executable, REPO / "bench" / "make_photos.py", "--out", parts / str(chunk),
-             "--classes", classes, "--per-class", count, "--seed", chunk])
-
-    with concurrent.futures.ThreadPoolExecutor(chunks) as pool:
-        list(pool.map(make, range(chunks)))
-    for chunk in range(chunks):
-        for class_dir in sorted((parts / str(chunk)).iterdir()):
-            target = folder / class_dir.name
-            target.mkdir(parents=True, exist_ok=True)
-            for photo in class_dir.iterdir():
-                photo.rename(target / f"{chunk}-{photo.name}")
-    shutil.rmtree(parts)
-    complete.touch()
-
-
 def steady(rates):
     """The median of the epochs after the first (which pays for warm-up), or
     the one epoch there is."""
@@ -182,14 +153,12 @@ def main(argv):
 
     started = time.time()
     photos = data / f"photos-{args.classes}x{args.per_class}"
-    make_photos(photos, args.classes, args.per_class, cores)
+    generated_photos(photos, args.classes, args.per_class, processes=cores)
     images = sum(1 for _ in photos.rglob("*.jpg"))
     report["images"] = images
     log(f"{images} JPEGs in {photos}")
     backbone = data / "backbones" / f"{args.arch}.pt"
-    if not backbone.exists():
-        run([sys.executable, REPO / "tools" / "export_backbone.py", "--arch", args.arch,
-             "--out", backbone, "--seed", "1"])
+    exported_backbone(backbone, args.arch)
     shutil.rmtree(run_dir / "artifacts", ignore_errors=True)
     for stale in ("tl.db", "tl.db-wal", "tl.db-shm"):
         (run_dir / stale).unlink(missing_ok=True)

@@ -1,42 +1,70 @@
 """tlserver (with generated bearer tokens) and one tlworker on 127.0.0.1, for
 the scripts and benchmarks that run real jobs: scripts/results.py,
-scripts/recipe_study.py, bench/sweep_features.py.
+scripts/recipe_study.py, scripts/gpu_worker_check.py, bench/sweep_features.py,
+bench/slots_bench.py; and the photos and backbones they train on.
 
 The run folder holds data/ (the data root), artifacts/, tl.db and the logs.
 """
+import concurrent.futures
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
 def import_client(bin_dir: pathlib.Path):
     """Makes tl_client importable: the package from the repository, its
     stubs from the build folder."""
-    repo = pathlib.Path(__file__).resolve().parent.parent
-    sys.path[:0] = [str(repo / "client" / "python"), str(bin_dir / "client" / "python" / "gen")]
+    sys.path[:0] = [str(REPO / "client" / "python"), str(bin_dir / "client" / "python" / "gen")]
 
 
-def generated_photos(folder: pathlib.Path, classes: int, per_class: int):
-    """bench/make_photos.py's JPEGs in `folder`, made once."""
-    if not folder.exists():
-        repo = pathlib.Path(__file__).resolve().parent.parent
-        subprocess.run(["/usr/bin/python3", str(repo / "bench" / "make_photos.py"), "--out",
-                        str(folder), "--classes", str(classes), "--per-class", str(per_class)],
-                       check=True)
+def generated_photos(folder: pathlib.Path, classes: int, per_class: int, processes: int = 1):
+    """bench/make_photos.py's JPEGs in `folder`, made once: a marker beside it says the folder
+    is whole, so an interrupted run's is made again. With `processes` above 1 they are made in
+    as many chunks at once, each with its own seed, and gathered into one folder per class."""
+    complete = folder.parent / (folder.name + ".complete")
+    if complete.exists():
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    chunks = max(1, min(processes, per_class))
+
+    def make(out: pathlib.Path, count: int, seed: int):
+        subprocess.run([sys.executable, str(REPO / "bench" / "make_photos.py"), "--out",
+                        str(out), "--classes", str(classes), "--per-class", str(count),
+                        "--seed", str(seed)], check=True)
+
+    if chunks == 1:
+        make(folder, per_class, 0)
+    else:
+        parts = folder.parent / (folder.name + ".parts")
+        shutil.rmtree(parts, ignore_errors=True)
+        with concurrent.futures.ThreadPoolExecutor(chunks) as pool:
+            list(pool.map(lambda chunk: make(parts / str(chunk), per_class // chunks +
+                                             (1 if chunk < per_class % chunks else 0), chunk),
+                          range(chunks)))
+        for chunk in range(chunks):
+            for class_dir in sorted((parts / str(chunk)).iterdir()):
+                target = folder / class_dir.name
+                target.mkdir(parents=True, exist_ok=True)
+                for photo in class_dir.iterdir():
+                    photo.rename(target / f"{chunk}-{photo.name}")
+        shutil.rmtree(parts)
+    complete.touch()
 
 
-def exported_resnet18(path: pathlib.Path, input_size: int = 0):
-    """An ImageNet-shaped ResNet-18 backbone at `path` (its manifest beside it), made once;
-    `input_size` (0: the architecture's own) is the side its manifest asks for."""
+def exported_backbone(path: pathlib.Path, arch: str = "resnet18", input_size: int = 0):
+    """An ImageNet-shaped backbone of torchvision's `arch` at `path` (its manifest beside it),
+    made once; `input_size` (0: the architecture's own) is the side its manifest asks for."""
     if not path.exists():
-        repo = pathlib.Path(__file__).resolve().parent.parent
         size = ["--input-size", str(input_size)] if input_size else []
-        subprocess.run(["/usr/bin/python3", str(repo / "tools" / "export_backbone.py"), "--arch",
-                        "resnet18", *size, "--out", str(path)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, str(REPO / "tools" / "export_backbone.py"), "--arch",
+                        arch, *size, "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
 
 
 class LocalCluster:
