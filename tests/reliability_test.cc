@@ -436,9 +436,9 @@ TEST(ReliabilityTest, SigtermDrainsAndARestartCarriesOn) {
 // `docker stop` and Kubernetes stop a worker with SIGTERM: each slot stops its job before the next
 // batch and hands it back to the scheduler, which queues it again at once (not after a lease,
 // here a minute), and the worker exits 0; another worker resumes the jobs from their
-// checkpoints, no failure counted and every epoch stored once. (LibTorch starts threads before main() blocks the signals; one
-// of them used to take SIGTERM and end the process without a word, and as a container's PID 1
-// the worker ignored it until docker killed it 10 s later.)
+// checkpoints, no failure counted and every epoch stored once. (LibTorch starts threads before
+// main() blocks the signals; one of them used to take SIGTERM and end the process without a
+// word, and as a container's PID 1 the worker ignored it until docker killed it 10 s later.)
 TEST(ReliabilityTest, AWorkerStoppedWithSigtermHandsItsJobsBackAndExits) {
   Cluster cluster;
   cluster.StartServer({"--heartbeat_seconds=0.2", "--lease_seconds=60"});
