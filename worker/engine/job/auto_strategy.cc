@@ -158,6 +158,18 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
   return decision;
 }
 
+int ProbeRunEpochs(int64_t final_images, int final_epochs, int batch_size, int64_t fold_images,
+                   int64_t runs, double probe_budget) {
+  const int64_t final_steps =
+      static_cast<int64_t>(std::max(final_epochs, 1)) * StepsPerEpoch(final_images, batch_size);
+  const int64_t steps_per_run = std::max<int64_t>(
+      1, static_cast<int64_t>(probe_budget * final_steps / std::max<int64_t>(runs, 1)));
+  const int64_t fold_steps = StepsPerEpoch(fold_images, batch_size);
+  const int64_t budget_epochs = (steps_per_run + fold_steps - 1) / fold_steps;
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(budget_epochs, std::max(final_epochs, 1))));
+}
+
 OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
                                       const AutoStrategyOptions& options) {
   const auto start = std::chrono::steady_clock::now();
@@ -217,13 +229,8 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
   candidates.push_back({Strategy::kFull, 0, rate(Strategy::kFull)});
 
   // Every run of a candidate that trains the backbone gets an equal share of
-  // the budget; the frozen head gets as many steps, which cost little.
-  const int64_t final_steps =
-      static_cast<int64_t>(std::max(job.train_options.epochs, 1)) *
-      StepsPerEpoch(static_cast<int64_t>(job.train.size()), job.batch_size);
+  // the budget; the frozen head gets as many epochs, which cost little.
   const int64_t runs = static_cast<int64_t>(candidates.size() - 1) * figures.folds;
-  const int64_t steps_per_run = std::max<int64_t>(
-      1, static_cast<int64_t>(options.probe_budget * final_steps / std::max<int64_t>(runs, 1)));
 
   ImageFolderSourceOptions train_options;
   train_options.batch_size = job.batch_size;
@@ -243,10 +250,10 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
     for (size_t f = 0; f < folds.size(); ++f) {
       observer.NextRun();
       const auto& [fold_train, fold_holdout] = folds[f];
-      const int64_t fold_steps =
-          StepsPerEpoch(static_cast<int64_t>(fold_train.size()), job.batch_size);
-      const int epochs =
-          static_cast<int>(std::max<int64_t>(1, (steps_per_run + fold_steps - 1) / fold_steps));
+      const int epochs = ProbeRunEpochs(static_cast<int64_t>(job.train.size()),
+                                        job.train_options.epochs, job.batch_size,
+                                        static_cast<int64_t>(fold_train.size()), runs,
+                                        options.probe_budget);
       candidate.epochs = epochs;
       TrainOptions probe = ProbeTrainOptions(job.train_options, options, candidate.strategy, epochs);
       probe.learning_rate = candidate.learning_rate;

@@ -111,6 +111,7 @@ struct AutoStrategyOptions {
   // cached features costs little beside them. A FULL step costs more than
   // a fine-tune's, and each fold decodes its images, so with the final run
   // this keeps an AUTO job near three times one that names its strategy.
+  // ProbeRunEpochs also caps each run at the final run's epochs.
   double probe_budget = 1.5;
   AutoRule rule;
 };
@@ -145,6 +146,18 @@ struct AutoProbeJob {
   std::string feature_cache_dir;
   int64_t feature_cache_max_bytes = 0;  // its bound; 0: none
 };
+
+// The epochs of one probe run of a candidate that trains backbone layers:
+// an equal share, among `runs` such runs, of probe_budget times the final
+// run's steps (`final_epochs` over `final_images` in batches of
+// `batch_size`), and never more epochs over its `fold_images` than the final
+// run makes over the whole set. On a large set the probe's images are a
+// subset, and a share of the budget would train a candidate many more
+// epochs over them than the final run will: the held-out score would then
+// measure a longer regime than the one chosen, at a cost the decision does
+// not need. At least one epoch.
+int ProbeRunEpochs(int64_t final_images, int final_epochs, int batch_size, int64_t fold_images,
+                   int64_t runs, double probe_budget);
 
 // Runs the probe and applies the rule; stops (cancelled) on a stop request.
 OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job, const AutoStrategyOptions& options);

@@ -67,6 +67,19 @@ TEST(AutoRuleTest, FineTuningStaysWithinTheMarginOfTheBest) {
   EXPECT_EQ(DecideStrategy({}, {}).strategy, Strategy::kFineTune);
 }
 
+TEST(AutoRuleTest, AProbeRunSharesTheBudgetAndNeverOutrunsTheFinalEpochs) {
+  // 100 images, 100 epochs of 25: 400 final steps; 1.5 times that over six
+  // runs (two candidates, three folds) is 100 steps, 34 epochs of a fold's
+  // 67 images (3 steps each).
+  EXPECT_EQ(ProbeRunEpochs(100, 100, 25, 67, 6, 1.5), 34);
+  // 2,500 images, 10 epochs of 32: 790 final steps; two runs on a slice of
+  // 800 would get 592 steps, 24 epochs, more than the final run's 10.
+  EXPECT_EQ(ProbeRunEpochs(2500, 10, 32, 800, 2, 1.5), 10);
+  EXPECT_EQ(ProbeRunEpochs(2500, 10, 32, 800, 2, 0.5), 8);
+  // At least one epoch, however small the budget.
+  EXPECT_EQ(ProbeRunEpochs(100, 1, 25, 67, 6, 0.01), 1);
+}
+
 TEST(AutoRuleTest, TheChosenStrategysDefaultsApply) {
   AutoStrategyOptions options;
   TrainOptions train;
