@@ -10,11 +10,13 @@
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "base/errors.h"
 #include "data/tensor_source.h"
@@ -60,7 +62,7 @@ void AddFlags(CLI::App& app, Args& args) {
   app.add_option("--warmup", args.warmup, "untimed steps first (default 5)");
   app.add_option("--steps", args.steps, "timed steps (default 20)");
   app.add_option("--classes", args.classes, "classes of the head (default 10)");
-  app.add_option("--threads", args.threads, "intra-op threads (default: LibTorch's)");
+  app.add_option("--threads", args.threads, "intra-op threads (default: every core, as a job)");
   app.add_option("--image_size", args.image_size, "image side (default: the manifest's)");
   app.add_flag("--check", args.check, "check a CUDA step against the CPU step instead of timing");
 }
@@ -124,7 +126,8 @@ int Time(const Args& args, const BackboneManifest& manifest) {
   const double images_per_second = args.steps * args.batch / seconds;
   std::cout << "{\"tool\": \"tl\", \"device\": \"" << args.device << "\", \"precision\": \""
             << args.precision << "\", \"channels_last\": " << (args.channels_last ? "true" : "false")
-            << ", \"strategy\": \"" << args.strategy << "\", \"batch\": " << args.batch
+            << ", \"strategy\": \"" << args.strategy << "\", \"threads\": " << args.threads
+            << ", \"batch\": " << args.batch
             << ", \"image_size\": " << side << ", \"steps\": " << args.steps
             << ", \"images_per_second\": " << images_per_second
             << ", \"step_ms\": " << 1000.0 * seconds / args.steps
@@ -218,7 +221,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
   }
-  if (args.threads > 0) at::set_num_threads(args.threads);
+  // A job sets its intra-op threads to every core unless its spec says
+  // otherwise (ComputeThreadsOf in job/stages.h, which needs OpenCV's side of
+  // the engine); LibTorch's own default here is one thread, which would time
+  // a different loop from the one a job runs.
+  if (args.threads <= 0) {
+    args.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  at::set_num_threads(args.threads);
   try {
     const BackboneManifest manifest = ReadManifest(ManifestPathFor(args.backbone));
     return args.check ? Check(args, manifest) : Time(args, manifest);
