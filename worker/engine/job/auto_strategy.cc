@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -122,6 +123,18 @@ std::vector<Fold> StratifiedFolds(const std::vector<ImageSample>& samples, int f
 
 }  // namespace
 
+int64_t HeldOutImages(const AutoProbeFigures& figures) {
+  if (figures.folds <= 0) return 0;
+  return figures.folds > 1 ? figures.probe_train_images + figures.probe_holdout_images
+                           : figures.probe_holdout_images;
+}
+
+double HeldOutDifferenceError(double a, double b, int64_t images) {
+  if (images <= 0) return 0;
+  const double p = std::clamp((a + b) / 2, 0.0, 1.0);
+  return std::sqrt(2 * p * (1 - p) / static_cast<double>(images));
+}
+
 AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
                             const AutoProbeFigures& figures, const AutoRule& rule) {
   AutoDecision decision;
@@ -138,13 +151,22 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
     decision.reason = "no candidate was scored; FINE_TUNE, the default strategy";
     return decision;
   }
-  if (fine_tune != nullptr && best != fine_tune &&
-      best->accuracy - fine_tune->accuracy <= rule.keep_default_margin) {
-    decision.strategy = Strategy::kFineTune;
-    decision.reason = CandidateName(*best) + " scored " + Points(best->accuracy - fine_tune->accuracy) +
-                      " above " + CandidateName(*fine_tune) + ", not over " +
-                      Points(rule.keep_default_margin) + ": the default strategy stays";
-    return decision;
+  if (fine_tune != nullptr && best != fine_tune) {
+    const int64_t images = HeldOutImages(figures);
+    const double noise = rule.keep_default_standard_errors *
+                         HeldOutDifferenceError(best->accuracy, fine_tune->accuracy, images);
+    const double margin = std::max(rule.keep_default_margin, noise);
+    if (best->accuracy - fine_tune->accuracy <= margin) {
+      decision.strategy = Strategy::kFineTune;
+      decision.reason =
+          CandidateName(*best) + " scored " + Points(best->accuracy - fine_tune->accuracy) +
+          " above " + CandidateName(*fine_tune) + ", not over " + Points(margin) +
+          (noise > rule.keep_default_margin
+               ? " (the noise of a difference on " + std::to_string(images) + " held-out images)"
+               : "") +
+          ": the default strategy stays";
+      return decision;
+    }
   }
   decision.strategy = best->strategy;
   std::string others;

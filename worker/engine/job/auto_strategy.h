@@ -52,9 +52,14 @@ struct AutoProbeFigures {
 // The rule's thresholds. Accuracies are fractions (0.01 is 1 point).
 struct AutoRule {
   // FINE_TUNE, the default strategy, stays unless another candidate beats
-  // it by more than this: on a few dozen held-out images a smaller gap is
-  // noise.
+  // it by more than this, and by more than keep_default_standard_errors
+  // standard errors of the difference of two accuracies measured on the
+  // probe's held-out images (HeldOutDifferenceError): on a few dozen
+  // held-out images a gap of several points is noise, and a recipe chosen
+  // on noise can lose far more than it could gain (FULL trained long on 50
+  // images fell 12 points below the fine-tune once, in docs/RESULTS.md).
   double keep_default_margin = 0.01;
+  double keep_default_standard_errors = 1.0;
   // Folds below this many probe images per class; at and above it one
   // held-out slice scores enough images.
   double kfold_below_images_per_class = 100;
@@ -71,8 +76,19 @@ struct AutoDecision {
   bool reused = false;  // read back from auto.json rather than probed now
 };
 
+// The held-out images the candidates' mean accuracies rest on: with folds,
+// every image of the probe once; else the one slice. 0 when not probed.
+int64_t HeldOutImages(const AutoProbeFigures& figures);
+
+// One standard error of the difference between two accuracies `a` and `b`,
+// each measured on `images` held-out images: sqrt(2 p (1 - p) / images) at
+// their mean p. 0 for no images.
+double HeldOutDifferenceError(double a, double b, int64_t images);
+
 // The rule, a pure function of the candidates: the most accurate, unless
-// FINE_TUNE (when tried) is within keep_default_margin of it.
+// FINE_TUNE (when tried) is within keep_default_margin of it, or within
+// keep_default_standard_errors of HeldOutDifferenceError on the figures'
+// HeldOutImages.
 AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
                             const AutoProbeFigures& figures, const AutoRule& rule = {});
 

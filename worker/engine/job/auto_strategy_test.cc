@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -65,6 +66,33 @@ TEST(AutoRuleTest, FineTuningStaysWithinTheMarginOfTheBest) {
                 .strategy,
             Strategy::kFull);
   EXPECT_EQ(DecideStrategy({}, {}).strategy, Strategy::kFineTune);
+}
+
+TEST(AutoRuleTest, FineTuningStaysWithinTheNoiseOfTheHeldOutImages) {
+  // Three folds of 50 images: each image held out once.
+  AutoProbeFigures folds;
+  folds.folds = 3;
+  folds.probe_train_images = 33;
+  folds.probe_holdout_images = 17;
+  EXPECT_EQ(HeldOutImages(folds), 50);
+  // 2.8 points on 50 images lies well inside one standard error (7.9 points).
+  const AutoDecision noisy = DecideStrategy(Scored(0.72, 0.794, 0.822), folds);
+  EXPECT_EQ(noisy.strategy, Strategy::kFineTune);
+  EXPECT_NE(noisy.reason.find("50 held-out images"), std::string::npos) << noisy.reason;
+  // The same gap on one slice of 2,000 held-out images is evidence (1.2 points).
+  AutoProbeFigures slice;
+  slice.folds = 1;
+  slice.probe_train_images = 8000;
+  slice.probe_holdout_images = 2000;
+  EXPECT_EQ(HeldOutImages(slice), 2000);
+  EXPECT_EQ(DecideStrategy(Scored(0.72, 0.794, 0.822), slice).strategy, Strategy::kFull);
+  // A clear gap wins on few images too: 5.9 points on 100 (3.4 points of noise).
+  folds.probe_train_images = 67;
+  folds.probe_holdout_images = 33;
+  EXPECT_EQ(DecideStrategy(Scored(0.77, 0.908, 0.967), folds).strategy, Strategy::kFull);
+  EXPECT_NEAR(HeldOutDifferenceError(0.9, 0.9, 100), std::sqrt(2 * 0.9 * 0.1 / 100), 1e-12);
+  EXPECT_EQ(HeldOutDifferenceError(0.9, 0.8, 0), 0);
+  EXPECT_EQ(HeldOutImages(AutoProbeFigures{}), 0);
 }
 
 TEST(AutoRuleTest, AProbeRunSharesTheBudgetAndNeverOutrunsTheFinalEpochs) {
