@@ -362,6 +362,7 @@ class Scheduler {
     int epoch = 0;
     int epochs = 0;  // the trial's training.epochs: where its ASHA rungs lie
     std::optional<double> objective;
+    std::optional<double> tie_break_loss;  // once SUCCEEDED: TrialTieBreakLoss
     std::string error;  // the job's
     bool changed = false;  // since watchers last heard
   };

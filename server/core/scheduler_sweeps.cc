@@ -326,9 +326,10 @@ void Scheduler::ApplyTrialChange(ActiveSweep& active, const TrialChange& change)
   if (job.state() == Job::SUCCEEDED) {
     // The exported weights are the best epoch's under early stopping: its figure counts.
     absl::StatusOr<std::vector<tl::v1::EpochMetrics>> epochs = store_.GetEpochs(job.id());
-    trial.objective = TrialObjective(spec.objective(),
-                                     epochs.ok() ? *epochs : std::vector<tl::v1::EpochMetrics>(),
-                                     &job.result());
+    const std::vector<tl::v1::EpochMetrics> stored =
+        epochs.ok() ? *epochs : std::vector<tl::v1::EpochMetrics>();
+    trial.objective = TrialObjective(spec.objective(), stored, &job.result());
+    trial.tie_break_loss = TrialTieBreakLoss(stored, &job.result());
   }
   trial.changed = true;
 }
@@ -404,6 +405,7 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
     status.state = trial.state;
     status.ended = IsTerminal(trial.state);
     status.objective = trial.objective;
+    status.tie_break_loss = trial.tie_break_loss;
     status.error = trial.error;
   }
   const SweepRequest request = active.sweep.cancel_requested() ? SweepRequest::kCancel
@@ -619,8 +621,9 @@ absl::Status Scheduler::LoadSweeps() {
         }
       }
       if (IsRefitTrial(spec, job.sweep_trial())) continue;
-      entry.objective = TrialObjective(spec.objective(), epochs,
-                                       job.state() == Job::SUCCEEDED ? &job.result() : nullptr);
+      const tl::v1::JobResult* result = job.state() == Job::SUCCEEDED ? &job.result() : nullptr;
+      entry.objective = TrialObjective(spec.objective(), epochs, result);
+      if (result != nullptr) entry.tie_break_loss = TrialTieBreakLoss(epochs, result);
     }
     LogInfo("recovered sweep ", record.id(), " (", Sweep::State_Name(record.state()), ", ",
             std::min<size_t>(trials.size(), record.spec().max_trials()), " of ",

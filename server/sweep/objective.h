@@ -29,4 +29,17 @@ std::optional<double> TrialObjective(const SweepObjective& objective,
                                      const std::vector<tl::v1::EpochMetrics>& epochs,
                                      const tl::v1::JobResult* result);
 
+// The validation loss at the epoch TrialObjective reads: what decides between trials whose
+// objectives are equal, the lower the better. On a few validation images several trials
+// reach the same accuracy (often all of them 1.0), and the loss still tells a recipe that fits
+// those images with confidence from one that barely does. nullopt where TrialObjective is.
+std::optional<double> TrialTieBreakLoss(const std::vector<tl::v1::EpochMetrics>& epochs,
+                                        const tl::v1::JobResult* result);
+
+// Whether a trial of objective `a` and tie-break loss `a_loss` ranks above one of `b` and
+// `b_loss`: a better objective, or an equal one and a lower loss (a known loss above none;
+// NaN below any).
+bool RanksAbove(const SweepObjective& objective, double a, std::optional<double> a_loss, double b,
+                std::optional<double> b_loss);
+
 }  // namespace tl::server

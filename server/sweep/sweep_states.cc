@@ -49,6 +49,7 @@ SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
   int stopped_early = 0;
   int cancelled = 0;
   const TrialStatus* refit = nullptr;
+  const TrialStatus* best = nullptr;
   for (const TrialStatus& trial : trials) {
     if (IsRefitTrial(spec, trial.index)) {
       refit = &trial;
@@ -64,8 +65,9 @@ SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
     if (trial.state != Job::SUCCEEDED) continue;
     ++outlook.succeeded;
     if (!trial.objective) continue;
-    if (!outlook.best_objective ||
-        IsBetter(spec.objective(), *trial.objective, *outlook.best_objective)) {
+    if (best == nullptr || RanksAbove(spec.objective(), *trial.objective, trial.tie_break_loss,
+                                      *best->objective, best->tie_break_loss)) {
+      best = &trial;
       outlook.best_objective = trial.objective;
       outlook.best_job_id = trial.job_id;
     }

@@ -19,8 +19,9 @@
 // - Otherwise PAUSED when asked, creating nothing, else RUNNING, creating
 //   trials while fewer than max_parallel_trials are unended.
 //
-// The best trial is the SUCCEEDED one with the best objective (the first
-// created among equals): only a trial that finished has exported a model.
+// The best trial is the SUCCEEDED one with the best objective, among equals
+// the one of the lowest validation loss (TrialTieBreakLoss), then the first
+// created: only a trial that finished has exported a model.
 #pragma once
 
 #include <optional>
@@ -45,6 +46,7 @@ struct TrialStatus {
   // Whether the job has ended (the scheduler's job_states.h decides).
   bool ended = false;
   std::optional<double> objective;
+  std::optional<double> tie_break_loss;  // TrialTieBreakLoss
   std::string error;  // the job's own, for one that ended without succeeding
 };
 

@@ -1,5 +1,6 @@
 #include "server/sweep/sweep_states.h"
 
+#include <limits>
 #include <set>
 #include <utility>
 #include <vector>
@@ -102,6 +103,31 @@ TEST(SweepStatesTest, SucceedsWhenAllTrialsEndedAndOneSucceededWithTheBestRecord
       AssessSweep(Spec(2, 2, 1, SweepObjective::MINIMIZE), SweepRequest::kRun,
                   {Trial(0, Job::SUCCEEDED, 0.6), Trial(1, Job::SUCCEEDED, 0.4)});
   EXPECT_EQ(minimizing.best_job_id, "job1");
+}
+
+TEST(SweepStatesTest, AmongEqualObjectivesTheLowerValidationLossIsTheBest) {
+  // On 20 validation images four trials reached accuracy 1.0: the first created fitted them
+  // least confidently.
+  std::vector<TrialStatus> trials = {Trial(0, Job::SUCCEEDED, 1.0), Trial(1, Job::SUCCEEDED, 1.0),
+                                     Trial(2, Job::SUCCEEDED, 0.95), Trial(3, Job::SUCCEEDED, 1.0)};
+  trials[0].tie_break_loss = 0.41;
+  trials[1].tie_break_loss = 0.05;
+  trials[2].tie_break_loss = 0.01;  // a lower loss, but a worse objective
+  trials[3].tie_break_loss = 0.05;
+  SweepOutlook outlook = AssessSweep(Spec(4, 2, 1), SweepRequest::kRun, trials);
+  EXPECT_EQ(outlook.best_job_id, "job1");  // first of the two equal losses
+  EXPECT_DOUBLE_EQ(*outlook.best_objective, 1.0);
+  // A trial without a loss (or a NaN one) ranks below an equal one with a loss.
+  trials[1].tie_break_loss.reset();
+  trials[3].tie_break_loss = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(AssessSweep(Spec(4, 2, 1), SweepRequest::kRun, trials).best_job_id, "job0");
+
+  SweepObjective accuracy = Spec(1, 1, 1).objective();
+  EXPECT_TRUE(RanksAbove(accuracy, 0.9, 0.5, 0.8, 0.1));
+  EXPECT_FALSE(RanksAbove(accuracy, 0.8, 0.1, 0.9, 0.5));
+  EXPECT_TRUE(RanksAbove(accuracy, 0.9, 0.1, 0.9, 0.5));
+  EXPECT_FALSE(RanksAbove(accuracy, 0.9, 0.5, 0.9, 0.5));
+  EXPECT_FALSE(RanksAbove(accuracy, std::numeric_limits<double>::quiet_NaN(), 0.1, 0.2, 0.5));
 }
 
 TEST(SweepStatesTest, FailsPastTheFailureBudgetAndStopsTheRest) {
