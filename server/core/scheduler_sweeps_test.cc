@@ -121,13 +121,15 @@ class SchedulerSweepsTest : public ::testing::Test {
     scheduler_->HandleWorkerMessage(session, message);
   }
 
-  void Epoch(int64_t session, const std::string& job_id, int epoch, double accuracy) {
+  void Epoch(int64_t session, const std::string& job_id, int epoch, double accuracy,
+             double loss = 0) {
     WorkerMessage message;
     message.mutable_epoch()->set_job_id(job_id);
     tl::v1::EpochMetrics& metrics = *message.mutable_epoch()->mutable_metrics();
     metrics.set_epoch(epoch);
     metrics.set_attempt(1);
     metrics.set_val_accuracy(accuracy);
+    metrics.set_val_loss(loss);
     scheduler_->HandleWorkerMessage(session, message);
   }
 
@@ -382,6 +384,54 @@ TEST_F(SchedulerSweepsTest, PausedSweepsCreateNothingAndResumeWhereTheyStopped) 
   ASSERT_OK_AND_ASSIGN(const Sweep resumed, scheduler_->ResumeSweep(sweep.id()));
   EXPECT_EQ(resumed.state(), Sweep::RUNNING);
   EXPECT_EQ(resumed.trials(0).state(), Job::QUEUED);
+}
+
+TEST_F(SchedulerSweepsTest, TiesGoToTheLowerLossAndTheRefitsTrialStaysTheBestAfterARestart) {
+  ASSERT_OK_AND_ASSIGN(
+      const Sweep sweep,
+      scheduler_->SubmitSweep(
+          Spec(R"({"name": "lr", "base": {"backbone": {"path": "backbones/net.pt"},
+              "dataset": {"trainDir": "train", "valFraction": 0.5}, "training": {"epochs": 2}},
+              "space": [{"field": "training.learning_rate", "values": [0.1, 0.01]}],
+              "maxParallelTrials": 2, "refit": true})"),
+          "alice"));
+  TrialWorkers workers = StartTrials(2);
+  ASSERT_EQ(workers.jobs.size(), 2u);
+  // Both reach accuracy 1.0; the second with the lower validation loss.
+  for (int i = 0; i < 2; ++i) {
+    for (int epoch = 1; epoch <= 2; ++epoch) {
+      Epoch(workers.sessions[i], workers.jobs[i], epoch, 1.0, i == 0 ? 0.4 : 0.05);
+    }
+    Finished(workers.sessions[i], workers.jobs[i], JobFinished::SUCCEEDED);
+  }
+  ASSERT_OK_AND_ASSIGN(const Sweep refitting, scheduler_->GetSweep(sweep.id()));
+  EXPECT_EQ(refitting.best_job_id(), workers.jobs[1]);
+  const std::string refit = refitting.refit_job_id();
+  ASSERT_FALSE(refit.empty());
+  int refit_worker = -1;  // the refit went to an idle trial worker at once
+  for (int i = 0; i < 2; ++i) {
+    if (workers.connections[i]->Assigned().size() == 2) refit_worker = i;
+  }
+  ASSERT_GE(refit_worker, 0);
+  Started(workers.sessions[refit_worker], refit);
+
+  // A server that ranked ties by creation stored the first trial as the best and refit it; a
+  // restart must not move the best away from the trial the refit trains.
+  ASSERT_OK_AND_ASSIGN(SweepRecord stored, store_->GetSweep(sweep.id()));
+  stored.set_best_job_id(workers.jobs[0]);
+  ASSERT_THAT(store_->UpdateSweep(stored), IsOk());
+  StartScheduler();
+  tl::v1::WorkerHello hello;  // back with the refit still running
+  hello.set_worker_id("w" + std::to_string(refit_worker));
+  hello.add_devices()->set_kind("cpu");
+  hello.set_held_job_id(refit);
+  hello.set_held_attempt(1);
+  ASSERT_OK_AND_ASSIGN(const int64_t session,
+                       scheduler_->ConnectWorker(hello, std::make_shared<RecordingConnection>()));
+  Finished(session, refit, JobFinished::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(const Sweep done, scheduler_->GetSweep(sweep.id()));
+  EXPECT_EQ(done.state(), Sweep::SUCCEEDED);
+  EXPECT_EQ(done.best_job_id(), workers.jobs[0]);
 }
 
 TEST_F(SchedulerSweepsTest, ARestartedSchedulerGoesOnWithoutCreatingATrialTwice) {
