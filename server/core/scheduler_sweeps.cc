@@ -411,14 +411,8 @@ bool Scheduler::ServeSweep(ActiveSweep& active) {
   const SweepRequest request = active.sweep.cancel_requested() ? SweepRequest::kCancel
                                : active.sweep.pause_requested() ? SweepRequest::kPause
                                                                 : SweepRequest::kRun;
-  SweepOutlook outlook = AssessSweep(active.sweep.spec(), request, trials);
-  // Once the refit exists the search is over, and the best trial is the one whose recipe the
-  // refit trains, as stored then: a server that ranks equal objectives otherwise (an older
-  // one, before ties went to the lower validation loss) must not move it.
-  if (!outlook.refit_job_id.empty() && !active.sweep.best_job_id().empty()) {
-    outlook.best_job_id = active.sweep.best_job_id();
-    if (active.sweep.has_best_objective()) outlook.best_objective = active.sweep.best_objective();
-  }
+  SweepOutlook outlook =
+      AssessSweep(active.sweep.spec(), request, trials, active.sweep.best_job_id());
 
   bool changed = std::any_of(active.trials.begin(), active.trials.end(),
                              [](const auto& entry) { return entry.second.changed; });

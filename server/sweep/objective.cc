@@ -71,7 +71,7 @@ std::optional<double> TrialTieBreakLoss(const std::vector<tl::v1::EpochMetrics>&
 bool RanksAbove(const SweepObjective& objective, double a, std::optional<double> a_loss, double b,
                 std::optional<double> b_loss) {
   if (IsBetter(objective, a, b)) return true;
-  if (IsBetter(objective, b, a) || std::isnan(a) != std::isnan(b)) return false;
+  if (IsBetter(objective, b, a)) return false;
   if (!a_loss || std::isnan(*a_loss)) return false;
   if (!b_loss || std::isnan(*b_loss)) return true;
   return *a_loss < *b_loss;

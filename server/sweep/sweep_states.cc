@@ -44,12 +44,20 @@ bool IsAllowedSweepTransition(Sweep::State from, Sweep::State to) {
 bool IsRefitTrial(const tl::v1::SweepSpec& spec, int index) { return index >= spec.max_trials(); }
 
 SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
-                         const std::vector<TrialStatus>& trials) {
+                         const std::vector<TrialStatus>& trials,
+                         const std::string& recorded_best_job_id) {
   SweepOutlook outlook;
   int stopped_early = 0;
   int cancelled = 0;
   const TrialStatus* refit = nullptr;
   const TrialStatus* best = nullptr;
+  // The refit's trial, once the refit exists: it stays the best.
+  const bool refit_exists =
+      std::any_of(trials.begin(), trials.end(),
+                  [&spec](const TrialStatus& trial) { return IsRefitTrial(spec, trial.index); });
+  const auto refits_trial = [&](const TrialStatus& trial) {
+    return refit_exists && !recorded_best_job_id.empty() && trial.job_id == recorded_best_job_id;
+  };
   for (const TrialStatus& trial : trials) {
     if (IsRefitTrial(spec, trial.index)) {
       refit = &trial;
@@ -65,8 +73,11 @@ SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
     if (trial.state != Job::SUCCEEDED) continue;
     ++outlook.succeeded;
     if (!trial.objective) continue;
-    if (best == nullptr || RanksAbove(spec.objective(), *trial.objective, trial.tie_break_loss,
-                                      *best->objective, best->tie_break_loss)) {
+    if (best == nullptr ||
+        (!refits_trial(*best) &&
+         (refits_trial(trial) ||
+          RanksAbove(spec.objective(), *trial.objective, trial.tie_break_loss, *best->objective,
+                     best->tie_break_loss)))) {
       best = &trial;
       outlook.best_objective = trial.objective;
       outlook.best_job_id = trial.job_id;

@@ -21,7 +21,10 @@
 //
 // The best trial is the SUCCEEDED one with the best objective, among equals
 // the one of the lowest validation loss (TrialTieBreakLoss), then the first
-// created: only a trial that finished has exported a model.
+// created: only a trial that finished has exported a model. Once the refit
+// exists, the best trial is the one the sweep recorded when it created the
+// refit, whose recipe the refit trains, whatever a later ranking says (a
+// server that ranked equal objectives otherwise created it).
 #pragma once
 
 #include <optional>
@@ -72,9 +75,11 @@ struct SweepOutlook {
   std::optional<double> best_objective;
 };
 
-// `spec` is a stored (validated) spec; `trials` every trial created so far.
+// `spec` is a stored (validated) spec; `trials` every trial created so far;
+// `recorded_best_job_id` the best trial the sweep has recorded.
 SweepOutlook AssessSweep(const tl::v1::SweepSpec& spec, SweepRequest request,
-                         const std::vector<TrialStatus>& trials);
+                         const std::vector<TrialStatus>& trials,
+                         const std::string& recorded_best_job_id = "");
 
 // SUCCEEDED, FAILED and CANCELLED: nothing follows.
 bool IsSweepTerminal(tl::v1::Sweep::State state);

@@ -122,6 +122,15 @@ TEST(SweepStatesTest, AmongEqualObjectivesTheLowerValidationLossIsTheBest) {
   trials[3].tie_break_loss = std::numeric_limits<double>::quiet_NaN();
   EXPECT_EQ(AssessSweep(Spec(4, 2, 1), SweepRequest::kRun, trials).best_job_id, "job0");
 
+  // Once the refit exists, the best trial the sweep recorded then stays the best: the refit
+  // trains its recipe (a server that ranked ties otherwise created it).
+  SweepSpec refit_spec = Spec(4, 2, 1);
+  refit_spec.set_refit(true);
+  std::vector<TrialStatus> refitting = trials;
+  refitting.push_back(Trial(4, Job::RUNNING));
+  EXPECT_EQ(AssessSweep(refit_spec, SweepRequest::kRun, refitting, "job3").best_job_id, "job3");
+  EXPECT_EQ(AssessSweep(refit_spec, SweepRequest::kRun, trials, "job3").best_job_id, "job0");
+
   SweepObjective accuracy = Spec(1, 1, 1).objective();
   EXPECT_TRUE(RanksAbove(accuracy, 0.9, 0.5, 0.8, 0.1));
   EXPECT_FALSE(RanksAbove(accuracy, 0.8, 0.1, 0.9, 0.5));
