@@ -10,15 +10,14 @@
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
-#include <thread>
 
 #include "base/errors.h"
+#include "base/hardware_threads.h"
 #include "data/tensor_source.h"
 #include "model/manifest.h"
 #include "model/transfer_model.h"
@@ -225,9 +224,7 @@ int main(int argc, char** argv) {
   // otherwise (ComputeThreadsOf in job/stages.h, which needs OpenCV's side of
   // the engine); LibTorch's own default here is one thread, which would time
   // a different loop from the one a job runs.
-  if (args.threads <= 0) {
-    args.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  }
+  if (args.threads <= 0) args.threads = HardwareThreads();
   at::set_num_threads(args.threads);
   try {
     const BackboneManifest manifest = ReadManifest(ManifestPathFor(args.backbone));

@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <thread>
 
 #include "base/errors.h"
 #include "eval/image_evaluation.h"
+#include "job/stages.h"
 #include "model/predictor.h"
 #include "train/precision.h"
 #include "train/trainer.h"
@@ -19,8 +19,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   const auto start = std::chrono::steady_clock::now();
   if (config.batch_size < 1) throw InvalidArgument("training.batch_size must be positive");
   if (config.output_dir.empty()) throw InvalidArgument("output directory is empty");
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(config.threads > 0 ? config.threads : cores);
+  at::set_num_threads(ComputeThreadsOf(config));
   Predictor predictor(config.evaluate_model_path, config.train.device, config.artifact_root);
   // The forward passes follow the job's training.precision by the rule a
   // training job uses (bf16 where the device runs it fast, under AUTO).
@@ -39,7 +38,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   observer.OnDataset(result.dataset);
   ImageFolderSourceOptions options;
   options.batch_size = config.batch_size;
-  options.threads = config.loader_threads > 0 ? config.loader_threads : std::clamp(cores / 2, 1, 4);
+  options.threads = config.loader_threads > 0 ? config.loader_threads : std::clamp(HardwareThreads() / 2, 1, 4);
   options.read_rules = ImageReadRulesOf(config);
   const auto num_classes = static_cast<int64_t>(class_names.size());
   const auto evaluate = [&](BatchSource& source) {

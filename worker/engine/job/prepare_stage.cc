@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <thread>
 
 #include "base/errors.h"
 #include "data/csv_dataset.h"
@@ -152,8 +151,6 @@ Preprocessing PreprocessingOf(const ImageJobConfig& config, const BackboneManife
 }
 
 }  // namespace
-
-int HardwareThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 int ComputeThreadsOf(const ImageJobConfig& config) {
   return config.threads > 0 ? config.threads : HardwareThreads();

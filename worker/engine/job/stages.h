@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/confined_file.h"
+#include "base/hardware_threads.h"
 #include "base/run_outcome.h"
 #include "data/image_folder.h"
 #include "eval/image_evaluation.h"
@@ -37,8 +38,6 @@
 
 namespace tl::engine {
 
-// Every core of this machine (at least one).
-int HardwareThreads();
 // Intra-op threads, and threads that decode ahead: the job's, else every core.
 int ComputeThreadsOf(const ImageJobConfig& config);
 
