@@ -129,8 +129,7 @@ void SizeFromData(const ImageJobConfig& config, PreparedJob& job) {
                               config.train.head_only_epochs + 1});
   rule.max_epochs = std::max(rule.max_epochs, rule.min_epochs);
   // Every replica of a data-parallel job takes a share of each batch.
-  rule.min_batch = std::max(rule.min_batch, config.distributed.world_size);
-  rule.max_batch = std::max(rule.max_batch, rule.min_batch);
+  rule.replicas = std::max(rule.replicas, config.distributed.world_size);
   const DataSizingRequest request{config.sizing.epochs, config.sizing.batch_size,
                                   config.sizing.val_fraction && !HasValidationSet(config)};
   job.sizing = SizeTraining(request, static_cast<int64_t>(job.train.size()), config.batch_size,
