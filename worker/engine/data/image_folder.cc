@@ -296,7 +296,7 @@ class ImageFolderSource::Impl {
 
   int64_t size() const { return static_cast<int64_t>(samples_.size()); }
   int64_t batches() const {
-    return (ImagesPerEpoch() + options_.batch_size - 1) / options_.batch_size;
+    return BatchCount(ImagesPerEpoch(), options_.batch_size);
   }
   void StartEpoch(int epoch);
   std::optional<Batch> Next();
@@ -329,12 +329,15 @@ class ImageFolderSource::Impl {
     std::exception_ptr error;
   };
 
-  // The last image of an epoch that would form a batch of its own is left
-  // out when drop_singleton_batch asks for it.
+  // When the images dealt into even batches (BatchStart) would leave one
+  // alone in a batch, one image of the epoch (its last) is left out if
+  // drop_singleton_batch asks for it; with a batch of 2 or more that only
+  // happens to an odd count in batches of two, or a single image.
   int64_t ImagesPerEpoch() const {
     const int64_t count = size();
-    const bool drop_last = options_.drop_singleton_batch && count % options_.batch_size == 1 &&
-                           options_.batch_size > 1;
+    const bool lone_image = count > 0 && count / BatchCount(count, options_.batch_size) == 1;
+    const bool drop_last =
+        options_.drop_singleton_batch && lone_image && options_.batch_size > 1;
     return drop_last ? count - 1 : count;
   }
   int64_t Window() const { return kBatchesAheadPerThread * options_.threads; }
@@ -487,8 +490,8 @@ void ImageFolderSource::Impl::LoaderLoop() {
 ImageFolderSource::Impl::Slot ImageFolderSource::Impl::LoadBatch(int64_t batch) {
   Slot slot;
   try {
-    const int64_t batch_begin = batch * options_.batch_size;
-    const int64_t batch_end = std::min(batch_begin + options_.batch_size, ImagesPerEpoch());
+    const int64_t batch_begin = BatchStart(ImagesPerEpoch(), options_.batch_size, batch);
+    const int64_t batch_end = BatchStart(ImagesPerEpoch(), options_.batch_size, batch + 1);
     const auto [shard_begin, shard_end] = ShardRange(batch_end - batch_begin, options_.shard_count,
                                                      options_.shard_index);
     const int64_t begin = batch_begin + shard_begin;

@@ -511,7 +511,8 @@ TEST_F(ImageFolderTest, SourceBatchShapesAndCount) {
     EXPECT_EQ(batch.labels.dtype(), torch::kInt64);
     EXPECT_EQ(batch.labels.size(0), batch.images.size(0));
   }
-  EXPECT_EQ(sizes, (std::vector<int64_t>{5, 5, 2}));
+  // 12 images in batches of at most 5: three of 4, not 5, 5 and 2.
+  EXPECT_EQ(sizes, (std::vector<int64_t>{4, 4, 4}));
   EXPECT_FALSE(source.Next().has_value());  // the end repeats
 }
 
@@ -681,17 +682,23 @@ TEST_F(ImageFolderTest, SourceCacheBudgetCapsCachedImages) {
 }
 
 TEST_F(ImageFolderTest, SourceDropsSingletonFinalBatch) {
-  ImageFolderSource dropping(ReadableSamples(), PlainPreprocessing(), DroppingOptions(11));
-  EXPECT_EQ(dropping.batches(), 1);
-  EXPECT_EQ(EpochIds(dropping, 0).size(), 11u);
+  // 12 images in batches of 11 are dealt as two of 6: nothing is alone.
+  ImageFolderSource even(ReadableSamples(), PlainPreprocessing(), DroppingOptions(11));
+  EXPECT_EQ(even.batches(), 2);
+  EXPECT_EQ(EpochIds(even, 0).size(), 12u);
 
-  ImageFolderSource keeping(ReadableSamples(), PlainPreprocessing(), Options(11, 2));
-  EXPECT_EQ(keeping.batches(), 2);
-  EXPECT_EQ(EpochIds(keeping, 0).size(), 12u);
+  // 11 images in batches of two leave one alone; it is dropped.
+  std::vector<ImageSample> eleven = ReadableSamples();
+  eleven.pop_back();
+  ImageFolderSource dropping(eleven, PlainPreprocessing(), DroppingOptions(2));
+  EXPECT_EQ(dropping.batches(), 5);
+  EXPECT_EQ(EpochIds(dropping, 0).size(), 10u);
 
-  // Only a lone final image is dropped, and batch size 1 drops nothing.
-  ImageFolderSource pair_left(ReadableSamples(), PlainPreprocessing(), DroppingOptions(10));
-  EXPECT_EQ(pair_left.batches(), 2);
+  ImageFolderSource keeping(eleven, PlainPreprocessing(), Options(2, 2));
+  EXPECT_EQ(keeping.batches(), 6);
+  EXPECT_EQ(EpochIds(keeping, 0).size(), 11u);
+
+  // Batch size 1 drops nothing.
   ImageFolderSource singles(ReadableSamples(), PlainPreprocessing(), DroppingOptions(1));
   EXPECT_EQ(singles.batches(), 12);
   EXPECT_EQ(EpochIds(singles, 0).size(), 12u);

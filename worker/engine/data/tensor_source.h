@@ -16,7 +16,7 @@ class TensorSource : public BatchSource {
                uint64_t seed);
 
   int64_t size() const override { return images_.size(0); }
-  int64_t batches() const override { return (size() + batch_size_ - 1) / batch_size_; }
+  int64_t batches() const override { return BatchCount(size(), batch_size_); }
   void StartEpoch(int epoch) override;
   std::optional<Batch> Next() override;
 
@@ -27,7 +27,7 @@ class TensorSource : public BatchSource {
   bool shuffle_;
   uint64_t seed_;
   torch::Tensor order_;
-  int64_t next_ = 0;
+  int64_t next_batch_ = 0;
 };
 
 inline TensorSource::TensorSource(torch::Tensor images, torch::Tensor labels, int64_t batch_size,
@@ -39,7 +39,7 @@ inline TensorSource::TensorSource(torch::Tensor images, torch::Tensor labels, in
       seed_(seed) {}
 
 inline void TensorSource::StartEpoch(int epoch) {
-  next_ = 0;
+  next_batch_ = 0;
   if (shuffle_) {
     auto generator = at::detail::createCPUGenerator(seed_ * 1000003u + static_cast<uint64_t>(epoch));
     order_ = torch::randperm(size(), generator, torch::kInt64);
@@ -49,10 +49,9 @@ inline void TensorSource::StartEpoch(int epoch) {
 }
 
 inline std::optional<Batch> TensorSource::Next() {
-  if (next_ >= size()) return std::nullopt;
-  const int64_t end = std::min(size(), next_ + batch_size_);
-  const int64_t begin = next_;
-  next_ = end;
+  if (next_batch_ >= batches()) return std::nullopt;
+  const int64_t begin = BatchStart(size(), batch_size_, next_batch_);
+  const int64_t end = BatchStart(size(), batch_size_, ++next_batch_);
   if (!shuffle_) {
     // Views keep the storage's properties (pinned memory stays pinned).
     return Batch{images_.slice(0, begin, end), labels_.slice(0, begin, end)};

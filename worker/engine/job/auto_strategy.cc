@@ -300,21 +300,14 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
             return RunOutcome::Cancelled("stopped on request while computing the features");
           }
         }
-        FeatureTraining features(model, *pool_features, fold_train, fold_holdout,
-                                 EvenBatchSize(static_cast<int64_t>(fold_train.size()),
-                                               job.batch_size),
+        FeatureTraining features(model, *pool_features, fold_train, fold_holdout, job.batch_size,
                                  seed);
         // A fold whose held-out images are all unreadable scores nothing.
         accuracy = features.validation() == nullptr
                        ? OrStopped<double>(0.0)
                        : ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
       } else {
-        // The fold's images dealt evenly, in as many steps as the job's
-        // batch takes them (EvenBatchSize), so ProbeRunEpochs's steps hold.
-        ImageFolderSourceOptions fold_options = train_options;
-        fold_options.batch_size =
-            EvenBatchSize(static_cast<int64_t>(fold_train.size()), job.batch_size);
-        ImageFolderSource train_source(fold_train, job.preprocessing, fold_options);
+        ImageFolderSource train_source(fold_train, job.preprocessing, train_options);
         ImageFolderSource holdout_source(fold_holdout, job.preprocessing, holdout_options);
         train_source.Preload(job.decode_threads, job.stop_requested);
         holdout_source.Preload(job.decode_threads, job.stop_requested);

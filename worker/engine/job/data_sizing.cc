@@ -15,15 +15,10 @@ double SizedValFraction(int64_t images, size_t classes, bool needs_validation,
   return per_class < rule.min_images_per_class_for_val ? 0 : rule.val_fraction;
 }
 
-int EvenBatchSize(int64_t images, int largest) {
-  const int64_t steps = StepsPerEpoch(images, largest);
-  return static_cast<int>((std::max<int64_t>(images, 1) + steps - 1) / steps);
-}
-
 int SizedBatchSize(int64_t train_images, const DataSizingRule& rule) {
   const auto share = static_cast<int64_t>(std::floor(train_images * rule.max_batch_share));
-  const int largest = static_cast<int>(std::clamp<int64_t>(share, rule.min_batch, rule.max_batch));
-  return std::max(EvenBatchSize(train_images, largest), rule.replicas);
+  const int batch = static_cast<int>(std::clamp<int64_t>(share, rule.min_batch, rule.max_batch));
+  return std::max(batch, rule.replicas);
 }
 
 int64_t SizedSteps(int64_t train_images, const DataSizingRule& rule) {

@@ -31,10 +31,10 @@ struct DataSizingRule {
   double min_images_per_class_for_val = 50;
   // The slice held out at and above that size.
   double val_fraction = 0.1;
-  // The largest batch is this share of the training images (at least
-  // min_batch, at most max_batch), so that an epoch has several steps; the
-  // images are then dealt evenly into as few batches as that allows
-  // (EvenBatchSize), never fewer than `replicas` images a batch.
+  // The batch is at most this share of the training images (at least
+  // min_batch, at most max_batch), so that an epoch has several steps (the
+  // loader deals the images evenly into them, BatchStart), and at least
+  // `replicas`: every replica of a data-parallel job takes a share.
   double max_batch_share = 1.0 / 4;
   int min_batch = 8;
   int max_batch = 32;
@@ -66,13 +66,6 @@ double SizedValFraction(int64_t images, size_t classes, bool needs_validation = 
                         const DataSizingRule& rule = {});
 // The batch for `train_images` images after the slice.
 int SizedBatchSize(int64_t train_images, const DataSizingRule& rule = {});
-// The smallest batch that still takes `images` in as few steps as batches
-// of `largest` do: the images dealt evenly, so that an epoch does not end
-// on a batch of a few images. Such a batch trains as much as a full one
-// (one optimizer step) on a noisy gradient, and FULL and FINE_TUNE take its
-// BatchNorm statistics; at 50 images, batches of 12 left one of 2 every
-// epoch, and a run that should have fitted ended at training loss 0.2.
-int EvenBatchSize(int64_t images, int largest);
 // The optimizer steps a run of `train_images` images wants.
 int64_t SizedSteps(int64_t train_images, const DataSizingRule& rule = {});
 

@@ -21,8 +21,8 @@ TEST(DataSizingTest, TinySetsHoldNothingOutLargerOnesASlice) {
 
 TEST(DataSizingTest, TheBatchIsAShareOfTheSetWithinBounds) {
   const DataSizingRule rule;
+  EXPECT_EQ(SizedBatchSize(10, rule), rule.min_batch);
   EXPECT_EQ(SizedBatchSize(100000, rule), rule.max_batch);
-  EXPECT_EQ(SizedBatchSize(4 * rule.min_batch, rule), rule.min_batch);
   const auto middle =
       static_cast<int64_t>((rule.min_batch + rule.max_batch) / 2 / rule.max_batch_share);
   const int batch = SizedBatchSize(middle, rule);
@@ -31,33 +31,10 @@ TEST(DataSizingTest, TheBatchIsAShareOfTheSetWithinBounds) {
   EXPECT_LE(batch, middle * rule.max_batch_share);
 }
 
-TEST(DataSizingTest, TheImagesAreDealtEvenlyIntoTheFewestBatches) {
-  // 50 images: a quarter is 12, which left a batch of 2 every epoch; five
-  // batches of 10 take them in as many steps.
-  EXPECT_EQ(SizedBatchSize(50), 10);
-  EXPECT_EQ(StepsPerEpoch(50, 10), StepsPerEpoch(50, 12));
-  // A set that a batch of 32 divides keeps it.
-  EXPECT_EQ(SizedBatchSize(320), 32);
-  for (int64_t images = 1; images <= 3000; ++images) {
-    for (int largest : {1, 8, 12, 32}) {
-      const int batch = EvenBatchSize(images, largest);
-      SCOPED_TRACE(testing::Message() << images << " images, batches of at most " << largest);
-      ASSERT_GE(batch, 1);
-      ASSERT_LE(batch, largest);
-      const int64_t steps = StepsPerEpoch(images, largest);
-      ASSERT_EQ(StepsPerEpoch(images, batch), steps);
-      // No smaller batch takes them in as few steps, so the last batch is
-      // short of the others by fewer images than the epoch has steps.
-      if (batch > 1) ASSERT_GT(StepsPerEpoch(images, batch - 1), steps);
-      ASSERT_GE(images - (steps - 1) * batch, batch - (steps - 1));
-    }
-  }
-}
-
 TEST(DataSizingTest, EveryReplicaGetsAnImageOfEachBatch) {
   DataSizingRule rule;
   rule.replicas = 16;
-  // 40 images would be dealt into batches of 10.
+  // 40 images alone would take batches of 10.
   EXPECT_EQ(SizedBatchSize(40, DataSizingRule{}), 10);
   EXPECT_EQ(SizedBatchSize(40, rule), 16);
   rule.replicas = 64;
