@@ -47,6 +47,7 @@ EvaluationStats EvaluateLogits(
   const int64_t top_k = std::min(kTopK, num_classes);
   int64_t top_k_correct = 0;
   double loss_sum = 0;
+  std::vector<uint8_t> correct;
   while (std::optional<Batch> batch = source.Next()) {
     const torch::Tensor logits = AtLeastFloat32(logits_of(batch->images));
     const torch::Tensor labels = batch->labels.to(logits.device());
@@ -54,10 +55,15 @@ EvaluationStats EvaluateLogits(
                     logits, labels,
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
-    confusion.Add(logits.argmax(1), labels);
+    const torch::Tensor predicted = logits.argmax(1);
+    confusion.Add(predicted, labels);
     top_k_correct += TopKCorrect(logits, labels, top_k);
+    const torch::Tensor hits = predicted.eq(labels).to(torch::kCPU, torch::kUInt8).contiguous();
+    const uint8_t* hit = hits.data_ptr<uint8_t>();
+    correct.insert(correct.end(), hit, hit + hits.numel());
   }
   EvaluationStats stats;
+  stats.correct = std::move(correct);
   stats.images = confusion.total();
   stats.loss = stats.images > 0 ? loss_sum / static_cast<double>(stats.images) : 0.0;
   stats.accuracy = confusion.accuracy();

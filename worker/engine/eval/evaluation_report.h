@@ -30,6 +30,11 @@ struct EvaluationStats {
   double top_k_accuracy = 0;
   // Everything else (per-class scores, weighted averages) follows from it.
   ConfusionMatrix confusion{0};
+  // Whether each image's top-1 class was right (1) or not (0), in the order
+  // the source delivered them: two models scored on the same source can be
+  // compared image by image. This process's images only (a data-parallel
+  // replica's shard).
+  std::vector<uint8_t> correct;
 };
 
 // Every batch of `source` (from StartEpoch(epoch)) through `logits_of`

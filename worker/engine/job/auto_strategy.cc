@@ -73,15 +73,14 @@ TrainOptions ProbeTrainOptions(const TrainOptions& job, const AutoStrategyOption
   return options;
 }
 
-// Runs one probe; the accuracy it reached on the held-out slice, scored
-// once after the last epoch (scoring every epoch would cost as much again
-// on small folds).
-OrStopped<double> ProbeAccuracy(Trainer& trainer, BatchSource& train, BatchSource& holdout,
-                                TrainObserver& observer) {
+// Runs one probe; how it did on the held-out slice, scored once after the
+// last epoch (scoring every epoch would cost as much again on small folds).
+OrStopped<EvaluationStats> ProbeAccuracy(Trainer& trainer, BatchSource& train,
+                                         BatchSource& holdout, TrainObserver& observer) {
   const Trainer::RunResult run = trainer.Run(train, nullptr, observer);
   if (!run.outcome.finished()) return run.outcome;
   const int last_epoch = run.epochs.empty() ? 1 : run.epochs.back().epoch;
-  return trainer.Evaluate(holdout, last_epoch).accuracy;
+  return trainer.Evaluate(holdout, last_epoch);
 }
 
 Strategy StrategyFromName(const std::string& name, const std::string& origin) {
@@ -97,6 +96,15 @@ std::string CandidateName(const AutoCandidate& candidate) {
     name += " (last " + std::to_string(candidate.unfreeze_groups) + " groups)";
   }
   return name;
+}
+
+// Held-out images one candidate got right and the other wrong.
+int64_t DiscordantImages(const AutoCandidate& a, const AutoCandidate& b) {
+  int64_t count = 0;
+  for (size_t i = 0; i < std::min(a.held_out_correct.size(), b.held_out_correct.size()); ++i) {
+    count += (a.held_out_correct[i] != 0) != (b.held_out_correct[i] != 0) ? 1 : 0;
+  }
+  return count;
 }
 
 using Fold = std::pair<std::vector<ImageSample>, std::vector<ImageSample>>;  // train, held out
@@ -135,6 +143,20 @@ double HeldOutDifferenceError(double a, double b, int64_t images) {
   return std::sqrt(2 * p * (1 - p) / static_cast<double>(images));
 }
 
+double PairedDifferenceError(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  if (a.size() != b.size() || a.size() < 2) return -1;
+  const auto n = static_cast<double>(a.size());
+  double sum = 0;
+  double squares = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double difference = static_cast<double>(a[i] != 0) - static_cast<double>(b[i] != 0);
+    sum += difference;
+    squares += difference * difference;
+  }
+  const double variance = std::max(0.0, (squares - sum * sum / n) / (n - 1));
+  return std::sqrt(variance / n);
+}
+
 AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
                             const AutoProbeFigures& figures, const AutoRule& rule) {
   AutoDecision decision;
@@ -152,19 +174,28 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
     return decision;
   }
   if (fine_tune != nullptr && best != fine_tune) {
-    const int64_t images = HeldOutImages(figures);
-    const double noise = rule.keep_default_standard_errors *
-                         HeldOutDifferenceError(best->accuracy, fine_tune->accuracy, images);
+    const double paired = PairedDifferenceError(best->held_out_correct, fine_tune->held_out_correct);
+    const int64_t images = paired >= 0 ? static_cast<int64_t>(best->held_out_correct.size())
+                                       : HeldOutImages(figures);
+    const double error =
+        paired >= 0 ? paired : HeldOutDifferenceError(best->accuracy, fine_tune->accuracy, images);
+    const double noise = rule.keep_default_standard_errors * error;
     const double margin = std::max(rule.keep_default_margin, noise);
     if (best->accuracy - fine_tune->accuracy <= margin) {
       decision.strategy = Strategy::kFineTune;
-      decision.reason =
-          CandidateName(*best) + " scored " + Points(best->accuracy - fine_tune->accuracy) +
-          " above " + CandidateName(*fine_tune) + ", not over " + Points(margin) +
-          (noise > rule.keep_default_margin
-               ? " (the noise of a difference on " + std::to_string(images) + " held-out images)"
-               : "") +
-          ": the default strategy stays";
+      std::string why;
+      if (noise > rule.keep_default_margin) {
+        why = paired >= 0 ? " (the noise of a paired difference on " + std::to_string(images) +
+                                " held-out images, " +
+                                std::to_string(DiscordantImages(*best, *fine_tune)) +
+                                " of them called differently)"
+                          : " (the noise of a difference on " + std::to_string(images) +
+                                " held-out images)";
+      }
+      decision.reason = CandidateName(*best) + " scored " +
+                        Points(best->accuracy - fine_tune->accuracy) + " above " +
+                        CandidateName(*fine_tune) + ", not over " + Points(margin) + why +
+                        ": the default strategy stays";
       return decision;
     }
   }
@@ -285,7 +316,7 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
       TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
                           seed, job.backbone_open_as);
       Trainer trainer(model, probe);
-      OrStopped<double> accuracy = 0.0;
+      OrStopped<EvaluationStats> scored = EvaluationStats{};
       if (candidate.strategy == Strategy::kFeatureExtraction) {
         // A linear head on features computed once for every fold (or found
         // in the worker's cache).
@@ -303,23 +334,26 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
         FeatureTraining features(model, *pool_features, fold_train, fold_holdout, job.batch_size,
                                  seed);
         // A fold whose held-out images are all unreadable scores nothing.
-        accuracy = features.validation() == nullptr
-                       ? OrStopped<double>(0.0)
-                       : ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
+        scored = features.validation() == nullptr
+                     ? OrStopped<EvaluationStats>(EvaluationStats{})
+                     : ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
       } else {
         ImageFolderSource train_source(fold_train, job.preprocessing, train_options);
         ImageFolderSource holdout_source(fold_holdout, job.preprocessing, holdout_options);
         train_source.Preload(job.decode_threads, job.stop_requested);
         holdout_source.Preload(job.decode_threads, job.stop_requested);
-        accuracy = ProbeAccuracy(trainer, train_source, holdout_source, observer);
+        scored = ProbeAccuracy(trainer, train_source, holdout_source, observer);
       }
-      if (accuracy.stopped()) return accuracy.stop();
-      candidate.fold_accuracies.push_back(*accuracy);
+      if (scored.stopped()) return scored.stop();
+      const double accuracy = scored->accuracy;
+      candidate.fold_accuracies.push_back(accuracy);
+      candidate.held_out_correct.insert(candidate.held_out_correct.end(), scored->correct.begin(),
+                                        scored->correct.end());
       if (job.notice) {
         std::ostringstream line;
         line.precision(4);
         line << "auto probe: " << CandidateName(candidate) << ", fold " << f + 1 << " of "
-             << folds.size() << ": " << *accuracy << " on " << fold_holdout.size()
+             << folds.size() << ": " << accuracy << " on " << fold_holdout.size()
              << " held-out images after " << epochs << " epochs";
         job.notice(line.str());
       }

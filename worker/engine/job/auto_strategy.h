@@ -34,6 +34,10 @@ struct AutoCandidate {
   std::vector<double> fold_accuracies;
   double accuracy = 0;
   double seconds = 0;
+  // Whether it got each held-out image right, fold after fold, in the same
+  // order for every candidate (EvaluationStats.correct): the rule compares
+  // two candidates image by image. Not kept in the decision's JSON.
+  std::vector<uint8_t> held_out_correct;
 };
 
 // What the probe measured, and the size of the job's data. Accuracies are
@@ -53,14 +57,12 @@ struct AutoProbeFigures {
 struct AutoRule {
   // FINE_TUNE, the default strategy, stays unless another candidate beats
   // it by more than this, and by more than keep_default_standard_errors
-  // standard errors of the difference of two accuracies measured on the
-  // probe's held-out images (HeldOutDifferenceError): on a few dozen
-  // held-out images a gap of several points is noise, and a recipe chosen
-  // on noise can lose far more than it could gain (on Fashion-MNIST at 10
-  // images per class, FULL chosen on a 2.8-point lead over 50 images
-  // scored 0.74 on the test images, the fine-tune 0.87). The error is that
-  // of two independent samples, larger than that of two candidates scored
-  // on the same images: the rule leans towards the default.
+  // standard errors of that difference on the probe's held-out images: on
+  // a few dozen held-out images a gap of several points can be noise. Both
+  // candidates are scored on the same images, so the error is the paired
+  // one (PairedDifferenceError), which counts only the images the two call
+  // differently; without per-image results it is that of two independent
+  // samples (HeldOutDifferenceError), which is larger.
   double keep_default_margin = 0.01;
   double keep_default_standard_errors = 1.0;
   // Folds below this many probe images per class; at and above it one
@@ -89,10 +91,18 @@ int64_t HeldOutImages(const AutoProbeFigures& figures);
 // their mean p. 0 for no images.
 double HeldOutDifferenceError(double a, double b, int64_t images);
 
+// One standard error of the mean of a_i - b_i over images scored by two
+// candidates (1 right, 0 wrong; the same images in the same order):
+// sqrt(s^2 / n), s^2 the sample variance of the differences. Only the
+// images the two call differently make it. -1 when the two do not cover
+// the same number of images (at least 2).
+double PairedDifferenceError(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
+
 // The rule, a pure function of the candidates: the most accurate, unless
 // FINE_TUNE (when tried) is within keep_default_margin of it, or within
-// keep_default_standard_errors of HeldOutDifferenceError on the figures'
-// HeldOutImages.
+// keep_default_standard_errors of the difference's standard error: paired
+// when both candidates' held_out_correct cover the same images, else
+// HeldOutDifferenceError on the figures' HeldOutImages.
 AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
                             const AutoProbeFigures& figures, const AutoRule& rule = {});
 

@@ -95,6 +95,49 @@ TEST(AutoRuleTest, FineTuningStaysWithinTheNoiseOfTheHeldOutImages) {
   EXPECT_EQ(HeldOutImages(AutoProbeFigures{}), 0);
 }
 
+// Per-image results of `images` held-out images: the first `right` right.
+std::vector<uint8_t> RightOnFirst(int images, int right) {
+  std::vector<uint8_t> correct(images, 0);
+  std::fill(correct.begin(), correct.begin() + right, 1);
+  return correct;
+}
+
+TEST(AutoRuleTest, CandidatesScoredOnTheSameImagesAreComparedImageByImage) {
+  AutoProbeFigures folds;
+  folds.folds = 3;
+  folds.probe_train_images = 33;
+  folds.probe_holdout_images = 17;
+  // FULL gets right every image the fine-tune gets right, and 3 more of 50:
+  // 6 points, beyond one paired error (3.4 points) though inside the
+  // unpaired one (7.5 points).
+  std::vector<AutoCandidate> agreeing = Scored(0.70, 0.80, 0.86);
+  EXPECT_EQ(DecideStrategy(agreeing, folds).strategy, Strategy::kFineTune);
+  agreeing[1].held_out_correct = RightOnFirst(50, 40);
+  agreeing[2].held_out_correct = RightOnFirst(50, 43);
+  EXPECT_NEAR(PairedDifferenceError(agreeing[2].held_out_correct, agreeing[1].held_out_correct),
+              std::sqrt((3 - 9.0 / 50) / 49 / 50), 1e-12);
+  EXPECT_EQ(DecideStrategy(agreeing, folds).strategy, Strategy::kFull);
+  // 4 points where the two disagree on 18 images (FULL wrong on 8 the
+  // fine-tune got, right on its 10 misses) are noise: one paired error is
+  // 8.6 points.
+  std::vector<AutoCandidate> noisy = Scored(0.70, 0.80, 0.84);
+  noisy[1].held_out_correct = RightOnFirst(50, 40);
+  noisy[2].held_out_correct.assign(50, 1);
+  std::fill(noisy[2].held_out_correct.begin(), noisy[2].held_out_correct.begin() + 8, 0);
+  const AutoDecision kept = DecideStrategy(noisy, folds);
+  EXPECT_EQ(kept.strategy, Strategy::kFineTune);
+  EXPECT_NE(kept.reason.find("paired difference on 50 held-out images, 18 of them called "
+                             "differently"),
+            std::string::npos)
+      << kept.reason;
+  // Results that do not cover the same images fall back to the unpaired error.
+  EXPECT_EQ(PairedDifferenceError(RightOnFirst(50, 40), RightOnFirst(49, 40)), -1);
+  EXPECT_EQ(PairedDifferenceError({}, {}), -1);
+  EXPECT_EQ(PairedDifferenceError(RightOnFirst(10, 5), RightOnFirst(10, 5)), 0);
+  agreeing[2].held_out_correct.pop_back();
+  EXPECT_EQ(DecideStrategy(agreeing, folds).strategy, Strategy::kFineTune);
+}
+
 TEST(AutoRuleTest, AProbeRunSharesTheBudgetAndNeverOutrunsTheFinalEpochs) {
   // 100 images, 100 epochs of 25: 400 final steps; 1.5 times that over six
   // runs (two candidates, three folds) is 100 steps, 34 epochs of a fold's
@@ -213,6 +256,8 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
   for (const AutoCandidate& candidate : decision.candidates) {
     EXPECT_EQ(candidate.fold_accuracies.size(), 3u) << StrategyName(candidate.strategy);
     EXPECT_GE(candidate.epochs, 1);
+    // Every image held out once, in the same order for every candidate.
+    EXPECT_EQ(candidate.held_out_correct.size(), 30u) << StrategyName(candidate.strategy);
   }
   EXPECT_EQ(decision.strategy, DecideStrategy(decision.candidates, decision.figures).strategy);
   ASSERT_EQ(first_observer.decisions.size(), 1u);
