@@ -256,7 +256,7 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
   for (const AutoCandidate& candidate : decision.candidates) {
     EXPECT_EQ(candidate.fold_accuracies.size(), 3u) << StrategyName(candidate.strategy);
     EXPECT_GE(candidate.epochs, 1);
-    // Every image held out once, in the same order for every candidate.
+    // Every image held out once, each image's result kept for the rule.
     EXPECT_EQ(candidate.held_out_correct.size(), 30u) << StrategyName(candidate.strategy);
   }
   EXPECT_EQ(decision.strategy, DecideStrategy(decision.candidates, decision.figures).strategy);

@@ -34,7 +34,8 @@ struct DataSizingRule {
   // The batch is at most this share of the training images (at least
   // min_batch, at most max_batch), so that an epoch has several steps (the
   // loader deals the images evenly into them, BatchStart), and at least
-  // `replicas`: every replica of a data-parallel job takes a share.
+  // `replicas`, the replicas of a data-parallel job, which each take a
+  // share of every batch.
   double max_batch_share = 1.0 / 4;
   int min_batch = 8;
   int max_batch = 32;

@@ -31,7 +31,7 @@ TEST(DataSizingTest, TheBatchIsAShareOfTheSetWithinBounds) {
   EXPECT_LE(batch, middle * rule.max_batch_share);
 }
 
-TEST(DataSizingTest, EveryReplicaGetsAnImageOfEachBatch) {
+TEST(DataSizingTest, TheBatchIsAtLeastTheReplicas) {
   DataSizingRule rule;
   rule.replicas = 16;
   // 40 images alone would take batches of 10.

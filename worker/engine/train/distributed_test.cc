@@ -62,7 +62,7 @@ ImageJobConfig ConfigFor(const RankPlan& plan) {
   config.backbone_path = plan.data_dir + "/backbones/tiny.pt";
   config.train_dir = plan.data_dir + "/train";
   config.val_dir = plan.data_dir + "/val";
-  config.batch_size = 5;  // 18 images: batches of 5, 5, 5, 3, split 3+2 and 2+1
+  config.batch_size = 4;  // 18 images: batches of 4, 4, 4, 3, 3, split 2+2 and 2+1
   config.threads = 1;
   config.loader_threads = 1;
   config.seed = 11;
@@ -235,7 +235,7 @@ TEST_F(DistributedTest, ShardedSourcesDeliverEveryTrainingImageOncePerEpoch) {
   ImageFolderIndex index = ScanImageFolder(dir_.Sub("train"));
   Preprocessing preprocessing{10, 8, {0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
   ImageFolderSourceOptions options;
-  options.batch_size = 5;
+  options.batch_size = 4;  // 18 images: 4, 4, 4, 3, 3, split 2+2 and 2+1
   options.shuffle = true;
   options.random_hflip = true;
   options.drop_singleton_batch = true;
