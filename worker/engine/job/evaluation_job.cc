@@ -2,7 +2,6 @@
 
 #include <ATen/Parallel.h>
 
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -38,7 +37,7 @@ ImageJobResult RunEvaluationJob(const ImageJobConfig& config, ImageJobObserver& 
   observer.OnDataset(result.dataset);
   ImageFolderSourceOptions options;
   options.batch_size = config.batch_size;
-  options.threads = config.loader_threads > 0 ? config.loader_threads : std::clamp(HardwareThreads() / 2, 1, 4);
+  options.threads = LoaderThreadsOf(config);
   options.read_rules = ImageReadRulesOf(config);
   const auto num_classes = static_cast<int64_t>(class_names.size());
   const auto evaluate = [&](BatchSource& source) {

@@ -1,5 +1,4 @@
 // The stages that build what training needs: BuildModel and LoadData.
-#include <algorithm>
 #include <filesystem>
 #include <functional>
 
@@ -23,7 +22,7 @@ ImageFolderSourceOptions TrainingSourceOptions(const ImageJobConfig& config) {
   options.augmentation = config.augmentation;
   options.drop_singleton_batch = true;
   options.seed = config.seed;
-  options.threads = config.loader_threads > 0 ? config.loader_threads : std::clamp(HardwareThreads() / 2, 1, 4);
+  options.threads = LoaderThreadsOf(config);
   options.read_rules = ImageReadRulesOf(config);
   // Validation and test sources shard alike (their sums are added up).
   ShardTrainingSource(config.distributed, options);

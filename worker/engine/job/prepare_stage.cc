@@ -155,6 +155,11 @@ int ComputeThreadsOf(const ImageJobConfig& config) {
   return config.threads > 0 ? config.threads : HardwareThreads();
 }
 
+int LoaderThreadsOf(const ImageJobConfig& config) {
+  return config.loader_threads > 0 ? config.loader_threads
+                                   : std::clamp(HardwareThreads() / 2, 1, 4);
+}
+
 std::string TrainOriginOf(const ImageJobConfig& config) { return TrainOrigin(config).Describe(); }
 
 std::string ValOriginOf(const ImageJobConfig& config) { return ValOrigin(config).Describe(); }

@@ -40,6 +40,9 @@ namespace tl::engine {
 
 // Intra-op threads, and threads that decode ahead: the job's, else every core.
 int ComputeThreadsOf(const ImageJobConfig& config);
+// Threads that load batches while a job trains or scores: the job's, else
+// half the cores (1 to 4), leaving the rest to the forward and backward passes.
+int LoaderThreadsOf(const ImageJobConfig& config);
 
 // Where each split's images come from, for messages: "dataset.train_dir
 // /data/pets" (or train_csv; validation held out of the training images
