@@ -98,15 +98,6 @@ std::string CandidateName(const AutoCandidate& candidate) {
   return name;
 }
 
-// Held-out images one candidate got right and the other wrong.
-int64_t DiscordantImages(const AutoCandidate& a, const AutoCandidate& b) {
-  int64_t count = 0;
-  for (size_t i = 0; i < std::min(a.held_out_correct.size(), b.held_out_correct.size()); ++i) {
-    count += (a.held_out_correct[i] != 0) != (b.held_out_correct[i] != 0) ? 1 : 0;
-  }
-  return count;
-}
-
 using Fold = std::pair<std::vector<ImageSample>, std::vector<ImageSample>>;  // train, held out
 
 // k stratified folds: each class's images, shuffled by the seed, are dealt
@@ -143,16 +134,23 @@ double HeldOutDifferenceError(double a, double b, int64_t images) {
   return std::sqrt(2 * p * (1 - p) / static_cast<double>(images));
 }
 
+DiscordantImages CountDiscordant(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  DiscordantImages counts;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    if ((a[i] != 0) == (b[i] != 0)) continue;
+    ++(a[i] != 0 ? counts.only_a : counts.only_b);
+  }
+  return counts;
+}
+
 double PairedDifferenceError(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
   if (a.size() != b.size() || a.size() < 2) return -1;
+  // Each difference is +1 (only a right), -1 (only b) or 0: their sum is
+  // only_a - only_b and their squares sum to the discordant count.
+  const DiscordantImages counts = CountDiscordant(a, b);
   const auto n = static_cast<double>(a.size());
-  double sum = 0;
-  double squares = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double difference = static_cast<double>(a[i] != 0) - static_cast<double>(b[i] != 0);
-    sum += difference;
-    squares += difference * difference;
-  }
+  const auto sum = static_cast<double>(counts.only_a - counts.only_b);
+  const auto squares = static_cast<double>(counts.total());
   const double variance = std::max(0.0, (squares - sum * sum / n) / (n - 1));
   return std::sqrt(variance / n);
 }
@@ -187,7 +185,9 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
       if (noise > rule.keep_default_margin) {
         why = paired >= 0 ? " (the noise of a paired difference on " + std::to_string(images) +
                                 " held-out images, " +
-                                std::to_string(DiscordantImages(*best, *fine_tune)) +
+                                std::to_string(CountDiscordant(best->held_out_correct,
+                                                               fine_tune->held_out_correct)
+                                                   .total()) +
                                 " of them called differently)"
                           : " (the noise of a difference on " + std::to_string(images) +
                                 " held-out images)";

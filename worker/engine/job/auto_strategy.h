@@ -91,6 +91,16 @@ int64_t HeldOutImages(const AutoProbeFigures& figures);
 // their mean p. 0 for no images.
 double HeldOutDifferenceError(double a, double b, int64_t images);
 
+// Of images scored by two candidates (1 right, 0 wrong; the same images in
+// the same order, the shorter list's length compared), those only the first
+// got right and those only the second did.
+struct DiscordantImages {
+  int64_t only_a = 0;
+  int64_t only_b = 0;
+  int64_t total() const { return only_a + only_b; }
+};
+DiscordantImages CountDiscordant(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
+
 // One standard error of the mean of a_i - b_i over images scored by two
 // candidates (1 right, 0 wrong; the same images in the same order):
 // sqrt(s^2 / n), s^2 the sample variance of the differences. Only the

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "data/batch_source.h"
+
 namespace tl::engine {
 
 double SizedValFraction(int64_t images, size_t classes, bool needs_validation,
@@ -27,8 +29,7 @@ int64_t SizedSteps(int64_t train_images, const DataSizingRule& rule) {
 }
 
 int64_t StepsPerEpoch(int64_t images, int batch_size) {
-  const int64_t batch = std::max(batch_size, 1);
-  return (std::max<int64_t>(images, 1) + batch - 1) / batch;
+  return BatchCount(std::max<int64_t>(images, 1), std::max(batch_size, 1));
 }
 
 int SizedEpochs(int64_t train_images, int batch_size, const DataSizingRule& rule) {
