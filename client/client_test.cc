@@ -440,6 +440,20 @@ TEST(JobDetailsTest, ShowsWhatAnAutoJobChoseAndWhy) {
   EXPECT_THAT(JobDetails(job),
               HasSubstr("auto       FULL: FEATURE_EXTRACTION 0.6500, FINE_TUNE (2 groups) 0.8125, "
                         "FULL 0.8500 over 3 folds\n"));
+  // With the rates the probe tried, and the fine-tune's second rate on the first fold.
+  decision.set_chosen(tl::v1::TrainingSpec::FINE_TUNE);
+  decision.set_chosen_learning_rate(0.01);
+  decision.mutable_candidates(1)->set_learning_rate(0.003);
+  tl::v1::AutoCandidate& check = *decision.add_candidates();
+  check.set_strategy(tl::v1::TrainingSpec::FINE_TUNE);
+  check.set_unfreeze_groups(2);
+  check.set_learning_rate(0.01);
+  check.set_accuracy(0.875);
+  check.set_first_fold_only(true);
+  EXPECT_THAT(JobDetails(job),
+              HasSubstr("auto       FINE_TUNE at 0.01: FEATURE_EXTRACTION 0.6500, FINE_TUNE (2 "
+                        "groups) at 0.003 0.8125, FULL 0.8500, FINE_TUNE (2 groups) at 0.01 0.8750 "
+                        "(first fold) over 3 folds\n"));
 }
 
 TEST(JobDetailsTest, ShowsWhatTheDataSized) {

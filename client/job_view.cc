@@ -177,11 +177,13 @@ std::string JobDetails(const tl::v1::Job& job) {
       std::vector<std::string> scored;
       for (const tl::v1::AutoCandidate& candidate : decision.candidates()) {
         scored.push_back(absl::StrFormat(
-            "%s%s %.4f", tl::v1::TrainingSpec::Strategy_Name(candidate.strategy()),
+            "%s%s%s %.4f%s", tl::v1::TrainingSpec::Strategy_Name(candidate.strategy()),
             candidate.strategy() == tl::v1::TrainingSpec::FINE_TUNE
                 ? absl::StrCat(" (", candidate.unfreeze_groups(), " groups)")
                 : "",
-            candidate.accuracy()));
+            candidate.learning_rate() > 0 ? absl::StrFormat(" at %.3g", candidate.learning_rate())
+                                          : "",
+            candidate.accuracy(), candidate.first_fold_only() ? " (first fold)" : ""));
       }
       evidence = absl::StrCat(": ", absl::StrJoin(scored, ", "), " over ", decision.folds(),
                               decision.folds() == 1 ? " held-out slice" : " folds");
@@ -191,6 +193,9 @@ std::string JobDetails(const tl::v1::Job& job) {
                                  decision.fine_tune_accuracy(), decision.probe_holdout_images());
     }
     absl::StrAppend(&text, "auto       ", tl::v1::TrainingSpec::Strategy_Name(decision.chosen()),
+                    decision.chosen_learning_rate() > 0
+                        ? absl::StrFormat(" at %.3g", decision.chosen_learning_rate())
+                        : "",
                     evidence, "\n           ", Shown(decision.reason()), "\n");
   }
   if (result.has_final_metrics()) {

@@ -66,7 +66,10 @@ std::string EvaluationReportText(const std::string& title, const tl::v1::Evaluat
 
 std::string AutoProbeText(const tl::v1::AutoStrategyDecision& decision) {
   std::string text = absl::StrFormat(
-      "AUTO chose %s\n  %s\n", tl::v1::TrainingSpec::Strategy_Name(decision.chosen()),
+      "AUTO chose %s%s\n  %s\n", tl::v1::TrainingSpec::Strategy_Name(decision.chosen()),
+      decision.chosen_learning_rate() > 0
+          ? absl::StrFormat(" at %.3g", decision.chosen_learning_rate())
+          : "",
       EscapeControlCharacters(decision.reason()));
   if (decision.candidates_size() == 0) return text;
   absl::StrAppendFormat(&text, "  probe: %d %s, %d training and %d held-out images%s\n",
@@ -84,7 +87,12 @@ std::string AutoProbeText(const tl::v1::AutoStrategyDecision& decision) {
     for (double accuracy : candidate.fold_accuracies()) {
       folds.push_back(absl::StrFormat("%.4f", accuracy));
     }
-    const char* mark = candidate.strategy() == decision.chosen() ? "  <- chosen" : "";
+    // Probes that chose no rate (earlier versions) tried one per strategy.
+    const bool chosen = candidate.strategy() == decision.chosen() &&
+                        (decision.chosen_learning_rate() <= 0 ||
+                         candidate.learning_rate() == decision.chosen_learning_rate());
+    const std::string mark = absl::StrCat(candidate.first_fold_only() ? "  first fold only" : "",
+                                          chosen ? "  <- chosen" : "");
     absl::StrAppendFormat(&text, "  %-24s  %9.3g  %6d  %-23s  %8.4f  %7.1f%s\n", name,
                           candidate.learning_rate(), candidate.epochs(),
                           absl::StrJoin(folds, " "), candidate.accuracy(), candidate.seconds(),

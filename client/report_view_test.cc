@@ -135,6 +135,19 @@ TEST(JobReportTextTest, AnAutoJobShowsEveryCandidateOfItsProbe) {
   EXPECT_THAT(text, ::testing::ContainsRegex(
                         "FULL +0.001 +7 +0.9500 0.8800 0.9000 +0.9100 +0.0  <- chosen\n"));
   EXPECT_THAT(text, ::testing::ContainsRegex("FEATURE_EXTRACTION +0.01 +7 [0-9. ]+\n"));
+
+  // A fine-tune chosen, then trained at the second rate its first fold preferred.
+  decision.set_chosen(tl::v1::TrainingSpec::FINE_TUNE);
+  decision.set_chosen_learning_rate(0.01);
+  add(tl::v1::TrainingSpec::FINE_TUNE, 2, 0.01, {0.95});
+  decision.mutable_candidates(3)->set_first_fold_only(true);
+  const std::string faster = JobReportText(job);
+  EXPECT_THAT(faster, HasSubstr("AUTO chose FINE_TUNE at 0.01\n"));
+  EXPECT_THAT(faster, ::testing::ContainsRegex(
+                          "FINE_TUNE \\(2 groups\\) +0.01 +7 +0.9500 +0.9500 +0.0  first fold "
+                          "only  <- chosen\n"));
+  EXPECT_THAT(faster, ::testing::ContainsRegex("FINE_TUNE \\(2 groups\\) +0.003 +7 [0-9. ]+\n"));
+  EXPECT_THAT(faster, ::testing::ContainsRegex("FULL +0.001 +7 [0-9. ]+\n"));
 }
 
 TEST(JobDetailsTest, NamesTheTestFiguresAndTheReportFile) {

@@ -486,15 +486,28 @@ def task_section(task, k, jobs_dir):
                     c.get("strategy"), c.get("strategy", "?"))
                 if name == "FT":
                     name += str(c.get("unfreeze_groups", ""))
+                if c.get("first_fold_only"):
+                    # The chosen strategy's second rate, on the first fold alone.
+                    cells.append(f"{name} at {c.get('learning_rate', 0.0):g}: "
+                                 f"{c.get('accuracy', 0.0):.3f} on fold 1")
+                    continue
                 cells.append(f"{name} {c.get('accuracy', 0.0):.3f}")
             hand = max(test_report(load(jobs_dir, f"{task.key}-{m}-{size}-{seed}"))
                        .get("accuracy", 0.0) for m in HAND_SET)
             probe_rows.append(f"| {size} | {seed} | {', '.join(cells) or '-'} "
-                              f"({decision.get('folds', 1) or 1}) | {decision.get('chosen', '?')} | "
+                              f"({decision.get('folds', 1) or 1}) | {decision.get('chosen', '?')}"
+                              f"{chosen_rate(decision)} | "
                               f"{test_report(auto).get('accuracy', 0.0):.4f} | {hand:.4f} |")
     lines += ["What AUTO's probe measured on the job's own training images, and what it chose.",
               "", *probe_rows, ""]
     return lines
+
+
+def chosen_rate(decision):
+    """' at RATE' where the probe tried a second rate of the chosen strategy."""
+    if not any(c.get("first_fold_only") for c in decision.get("candidates", [])):
+        return ""
+    return f" at {decision.get('chosen_learning_rate', 0.0):g}"
 
 
 def write_table(out, run_dir, k, run_seconds):

@@ -190,12 +190,14 @@ tl::v1::AutoStrategyDecision ToProto(const engine::AutoDecision& decision) {
   out.set_probed(decision.probed);
   out.set_full_accuracy(figures.full_accuracy);
   out.set_folds(figures.folds);
+  out.set_chosen_learning_rate(decision.learning_rate);
   for (const engine::AutoCandidate& candidate : decision.candidates) {
     tl::v1::AutoCandidate& c = *out.add_candidates();
     c.set_strategy(StrategyProtoOf(candidate.strategy));
     c.set_unfreeze_groups(candidate.unfreeze_groups);
     c.set_learning_rate(candidate.learning_rate);
     c.set_epochs(candidate.epochs);
+    c.set_first_fold_only(candidate.first_fold_only);
     c.mutable_fold_accuracies()->Add(candidate.fold_accuracies.begin(),
                                      candidate.fold_accuracies.end());
     c.set_accuracy(candidate.accuracy);

@@ -1060,9 +1060,12 @@ TEST_F(JobRunnerTest, LogLinesTellTheJobsStory) {
 TEST_F(JobRunnerTest, AutoStrategyReportsItsChoiceInResultAndLog) {
   Assignment assignment = MakeAssignment(TrainingSpec::AUTO);
   assignment.mutable_spec()->mutable_training()->clear_backbone_lr_scale();
+  // The rate is left to the probe too.
+  assignment.mutable_spec()->mutable_training()->clear_learning_rate();
   ASSERT_OK_AND_ASSIGN(engine::ImageJobConfig config, EngineConfigFor(assignment, Settings()));
   EXPECT_TRUE(config.auto_strategy.enabled);
   EXPECT_FALSE(config.auto_strategy.backbone_lr_scale.has_value());
+  EXPECT_FALSE(config.auto_strategy.learning_rate.has_value());
 
   const std::vector<WorkerMessage> messages = Run(assignment);
   const JobFinished finished = FinishedOf(messages);
@@ -1086,10 +1089,19 @@ TEST_F(JobRunnerTest, AutoStrategyReportsItsChoiceInResultAndLog) {
     if (probe) probe_runs = m.progress().progress().epochs();
   }
   EXPECT_THAT(order, ElementsAre("started", "probe", "dataset", "training"));
-  // Three candidates (FE, FT, FULL), on three folds at this size.
-  EXPECT_EQ(probe_runs, finished.result().auto_strategy().candidates_size() *
-                            finished.result().auto_strategy().folds());
+  // Three candidates (FE, FT, FULL) on three folds at this size, and the
+  // fine-tune's second rate on the first fold when it is chosen; the count
+  // of runs shown makes room for that one.
   const tl::v1::AutoStrategyDecision& decision = finished.result().auto_strategy();
+  int scored_runs = 0;
+  for (const tl::v1::AutoCandidate& candidate : decision.candidates()) {
+    scored_runs += candidate.fold_accuracies_size();
+  }
+  const bool fine_tune = decision.chosen() == TrainingSpec::FINE_TUNE;
+  EXPECT_EQ(scored_runs, 3 * decision.folds() + (fine_tune ? 1 : 0));
+  EXPECT_EQ(probe_runs, 3 * decision.folds() + 1);
+  EXPECT_EQ(decision.candidates_size(), fine_tune ? 4 : 3);
+  EXPECT_GT(decision.chosen_learning_rate(), 0);
   EXPECT_TRUE(decision.probed());
   EXPECT_NE(decision.chosen(), TrainingSpec::AUTO);
   EXPECT_NE(decision.chosen(), TrainingSpec::STRATEGY_UNSPECIFIED);

@@ -207,7 +207,7 @@ std::vector<SpecField> BuildTable() {
       SpecField("training.learning_rate")
           .Defaults(LearningRateFor,
                     "`ADAM`, `ADAMW`: 0.01 for `FEATURE_EXTRACTION`, 0.003 for `FINE_TUNE`, "
-                    "0.001 for `FULL`; `SGD`: 0.01; `AUTO`: unset, the chosen strategy's")
+                    "0.001 for `FULL`; `SGD`: 0.01; `AUTO`: unset, the rate its probe chose")
           .Within(1e-12, kMaxLearningRate)
           .PositiveFirst(),
       SpecField("training.backbone_lr_scale")

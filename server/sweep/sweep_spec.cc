@@ -203,6 +203,10 @@ JobSpec RefitSpec(const SweepSpec& spec, const std::vector<SpaceParameter>& spac
   if (training.strategy() == tl::v1::TrainingSpec::AUTO && best_result.has_auto_strategy() &&
       best_result.auto_strategy().chosen() != tl::v1::TrainingSpec::STRATEGY_UNSPECIFIED) {
     training.set_strategy(best_result.auto_strategy().chosen());
+    // And at the rate it chose, where the trial left the rate to the probe.
+    if (!training.has_learning_rate() && best_result.auto_strategy().chosen_learning_rate() > 0) {
+      training.set_learning_rate(best_result.auto_strategy().chosen_learning_rate());
+    }
     if (training.strategy() != tl::v1::TrainingSpec::FINE_TUNE) {
       // Fields only a fine-tune takes.
       training.clear_unfreeze_groups();

@@ -153,6 +153,18 @@ TEST_F(SweepSpecTest, TheRefitTrainsTheBestTrialsRecipeOnEveryTrainingImage) {
   EXPECT_THAT(ValidateJobSpecNumbers(chosen), tl::testing::IsOk());
   probed.mutable_auto_strategy()->set_chosen(tl::v1::TrainingSpec::FINE_TUNE);
   EXPECT_EQ(RefitSpec(automatic, space, 0, probed).training().unfreeze_groups(), 1);
+  // And at the rate its probe chose, where the trial left the rate to the probe.
+  probed.mutable_auto_strategy()->set_chosen_learning_rate(0.01);
+  EXPECT_EQ(RefitSpec(automatic, space, 0, probed).training().learning_rate(), 0.1);
+  ASSERT_OK_AND_ASSIGN(
+      const SweepSpec seeds,
+      Validate(Sweep(R"([{"field": "training.seed", "values": [1, 2]}])", "",
+                     R"({"epochs": 12, "strategy": "AUTO"})")));
+  ASSERT_OK_AND_ASSIGN(const std::vector<SpaceParameter> seed_space, ResolveSpace(seeds));
+  EXPECT_FALSE(RefitSpec(seeds, seed_space, 0, tl::v1::JobResult{}).training().has_learning_rate());
+  const JobSpec probed_rate = RefitSpec(seeds, seed_space, 0, probed);
+  EXPECT_EQ(probed_rate.training().strategy(), tl::v1::TrainingSpec::FINE_TUNE);
+  EXPECT_EQ(probed_rate.training().learning_rate(), 0.01);
 }
 
 TEST_F(SweepSpecTest, BadSweepsAreRefusedNamingTheField) {

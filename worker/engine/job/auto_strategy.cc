@@ -95,7 +95,9 @@ std::string CandidateName(const AutoCandidate& candidate) {
   if (candidate.strategy == Strategy::kFineTune) {
     name += " (last " + std::to_string(candidate.unfreeze_groups) + " groups)";
   }
-  return name;
+  std::ostringstream rate;
+  rate << candidate.learning_rate;
+  return name + " at " + rate.str();
 }
 
 using Fold = std::pair<std::vector<ImageSample>, std::vector<ImageSample>>;  // train, held out
@@ -155,21 +157,23 @@ double PairedDifferenceError(const std::vector<uint8_t>& a, const std::vector<ui
   return std::sqrt(variance / n);
 }
 
-AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
-                            const AutoProbeFigures& figures, const AutoRule& rule) {
-  AutoDecision decision;
-  decision.figures = figures;
-  decision.candidates = candidates;
+namespace {
+
+// The strategy half of DecideStrategy: the candidate scored on every fold
+// that the rule picks (nullptr: none), and why.
+const AutoCandidate* ChooseCandidate(const std::vector<AutoCandidate>& candidates,
+                                     const AutoProbeFigures& figures, const AutoRule& rule,
+                                     AutoDecision& decision) {
   const AutoCandidate* best = nullptr;
   const AutoCandidate* fine_tune = nullptr;
   for (const AutoCandidate& candidate : candidates) {
+    if (candidate.first_fold_only) continue;
     if (best == nullptr || candidate.accuracy > best->accuracy) best = &candidate;
-    if (candidate.strategy == Strategy::kFineTune) fine_tune = &candidate;
+    if (candidate.strategy == Strategy::kFineTune && fine_tune == nullptr) fine_tune = &candidate;
   }
   if (best == nullptr) {
-    decision.strategy = Strategy::kFineTune;
     decision.reason = "no candidate was scored; FINE_TUNE, the default strategy";
-    return decision;
+    return nullptr;
   }
   if (fine_tune != nullptr && best != fine_tune) {
     const double paired = PairedDifferenceError(best->held_out_correct, fine_tune->held_out_correct);
@@ -180,7 +184,6 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
     const double noise = rule.keep_default_standard_errors * error;
     const double margin = std::max(rule.keep_default_margin, noise);
     if (best->accuracy - fine_tune->accuracy <= margin) {
-      decision.strategy = Strategy::kFineTune;
       std::string why;
       if (noise > rule.keep_default_margin) {
         why = paired >= 0 ? " (the noise of a paired difference on " + std::to_string(images) +
@@ -196,18 +199,58 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
                         Points(best->accuracy - fine_tune->accuracy) + " above " +
                         CandidateName(*fine_tune) + ", not over " + Points(margin) + why +
                         ": the default strategy stays";
-      return decision;
+      return fine_tune;
     }
   }
-  decision.strategy = best->strategy;
   std::string others;
   for (const AutoCandidate& candidate : candidates) {
-    if (&candidate == best) continue;
+    if (&candidate == best || candidate.first_fold_only) continue;
     others += (others.empty() ? "" : ", ") + CandidateName(candidate) + " by " +
               Points(best->accuracy - candidate.accuracy);
   }
   decision.reason = CandidateName(*best) + " scored best on the held-out images" +
                     (others.empty() ? "" : " (above " + others + ")");
+  return best;
+}
+
+}  // namespace
+
+AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
+                            const AutoProbeFigures& figures, const AutoRule& rule) {
+  AutoDecision decision;
+  decision.figures = figures;
+  decision.candidates = candidates;
+  const AutoCandidate* chosen = ChooseCandidate(candidates, figures, rule, decision);
+  if (chosen == nullptr) return decision;
+  decision.strategy = chosen->strategy;
+  decision.learning_rate = chosen->learning_rate;
+  // Its rate: a rate of the same recipe tried on the first fold alone wins
+  // where it scored higher there than the chosen candidate did.
+  if (chosen->fold_accuracies.empty()) return decision;
+  const double first_fold = chosen->fold_accuracies.front();
+  const AutoCandidate* faster = nullptr;
+  for (const AutoCandidate& candidate : candidates) {
+    if (!candidate.first_fold_only || candidate.strategy != chosen->strategy ||
+        candidate.unfreeze_groups != chosen->unfreeze_groups ||
+        candidate.fold_accuracies.empty()) {
+      continue;
+    }
+    const double score = candidate.fold_accuracies.front();
+    std::ostringstream line;
+    line.precision(4);
+    line << "; " << candidate.learning_rate << " scored " << score << " on the first fold against "
+         << first_fold << " at " << chosen->learning_rate;
+    decision.reason += line.str();
+    if (score > (faster == nullptr ? first_fold : faster->fold_accuracies.front())) {
+      faster = &candidate;
+    }
+  }
+  if (faster != nullptr) {
+    decision.learning_rate = faster->learning_rate;
+    std::ostringstream rate;
+    rate << faster->learning_rate;
+    decision.reason += ": trained at " + rate.str();
+  }
   return decision;
 }
 
@@ -267,24 +310,38 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
     return decision;
   }
 
-  std::vector<AutoCandidate> candidates;
-  const auto rate = [&](Strategy strategy) {
-    return options.learning_rate.value_or(
-        DefaultLearningRate(strategy, job.train_options.optimizer));
+  // The candidates, in the order tried: the head on features, the fine-tune,
+  // FULL (unfreezing every group is FULL's candidate), each at its
+  // strategy's first rate, on every fold. Then the chosen strategy's other
+  // rates (ProbeLearningRates), on the first fold alone.
+  const auto rates = [&](Strategy strategy) {
+    return options.learning_rate ? std::vector<double>{*options.learning_rate}
+                                 : ProbeLearningRates(strategy, job.train_options.optimizer);
   };
-  candidates.push_back({Strategy::kFeatureExtraction, 0, rate(Strategy::kFeatureExtraction)});
-  // Unfreezing every group is FULL's candidate (at its own rates).
+  std::vector<AutoCandidate> candidates;
   const int groups = static_cast<int>(job.manifest.layer_groups.size());
-  if (job.train_options.unfreeze_groups < groups) {
-    candidates.push_back(
-        {Strategy::kFineTune, job.train_options.unfreeze_groups, rate(Strategy::kFineTune)});
+  for (Strategy strategy : {Strategy::kFeatureExtraction, Strategy::kFineTune, Strategy::kFull}) {
+    if (strategy == Strategy::kFineTune && job.train_options.unfreeze_groups >= groups) continue;
+    AutoCandidate candidate;
+    candidate.strategy = strategy;
+    candidate.learning_rate = rates(strategy).front();
+    if (strategy == Strategy::kFineTune) {
+      candidate.unfreeze_groups = job.train_options.unfreeze_groups;
+    }
+    candidates.push_back(candidate);
   }
-  candidates.push_back({Strategy::kFull, 0, rate(Strategy::kFull)});
 
-  // Every run of a candidate that trains the backbone gets an equal share of
-  // the budget; the frozen head gets as many epochs, which cost little.
-  const int64_t runs = static_cast<int64_t>(candidates.size() - 1) * figures.folds;
-
+  // Every run of a candidate that trains backbone layers gets an equal share
+  // of the budget, a rate check included; the frozen head gets as many
+  // epochs, which cost little.
+  int64_t rate_checks = 0;
+  for (const AutoCandidate& candidate : candidates) {
+    if (candidate.strategy == Strategy::kFeatureExtraction) continue;
+    rate_checks = std::max<int64_t>(rate_checks,
+                                    static_cast<int64_t>(rates(candidate.strategy).size()) - 1);
+  }
+  const int64_t runs =
+      static_cast<int64_t>(candidates.size() - 1) * figures.folds + rate_checks;
   ImageFolderSourceOptions train_options;
   train_options.batch_size = job.batch_size;
   train_options.shuffle = true;
@@ -293,76 +350,82 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
   train_options.threads = job.loader_threads;
   train_options.read_rules = job.read_rules;
   const ImageFolderSourceOptions holdout_options = EvaluationOptions(train_options);
-  ProbeObserver observer(job, static_cast<int>(candidates.size() * folds.size()));
+  ProbeObserver observer(job, static_cast<int>(runs + figures.folds));
   const std::string& backbone_bytes =
       job.backbone_open_as.empty() ? job.backbone_path : job.backbone_open_as;
 
   std::optional<FeatureTable> pool_features;
-  for (AutoCandidate& candidate : candidates) {
-    const auto candidate_start = std::chrono::steady_clock::now();
-    for (size_t f = 0; f < folds.size(); ++f) {
-      observer.NextRun();
-      const auto& [fold_train, fold_holdout] = folds[f];
-      const int epochs = ProbeRunEpochs(static_cast<int64_t>(job.train.size()),
-                                        job.train_options.epochs, job.batch_size,
-                                        static_cast<int64_t>(fold_train.size()), runs,
-                                        options.probe_budget);
-      candidate.epochs = epochs;
-      TrainOptions probe = ProbeTrainOptions(job.train_options, options, candidate.strategy, epochs);
-      probe.learning_rate = candidate.learning_rate;
-      probe.backbone_lr_scale = options.backbone_lr_scale.value_or(
-          DefaultBackboneLrScale(candidate.strategy));
-      if (candidate.strategy == Strategy::kFineTune) probe.unfreeze_groups = candidate.unfreeze_groups;
-      TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
-                          seed, job.backbone_open_as);
-      Trainer trainer(model, probe);
-      OrStopped<EvaluationStats> scored = EvaluationStats{};
-      if (candidate.strategy == Strategy::kFeatureExtraction) {
-        // A linear head on features computed once for every fold (or found
-        // in the worker's cache).
-        if (!pool_features) {
-          pool_features.emplace(model, pool,
-                                FeatureTable::Options{job.feature_cache_dir, backbone_bytes,
-                                                      job.preprocessing, holdout_options,
-                                                      trainer.device(), job.stop_requested,
-                                                      job.feature_cache_max_bytes,
-                                                      job.train_options.precision});
-          if (pool_features->stopped()) {
-            return RunOutcome::Cancelled("stopped on request while computing the features");
-          }
+  // Trains `candidate` on fold f and scores it on the images the fold held out.
+  const auto run_fold = [&](AutoCandidate& candidate, size_t f) -> std::optional<RunOutcome> {
+    const auto run_start = std::chrono::steady_clock::now();
+    observer.NextRun();
+    const auto& [fold_train, fold_holdout] = folds[f];
+    const int epochs =
+        ProbeRunEpochs(static_cast<int64_t>(job.train.size()), job.train_options.epochs,
+                       job.batch_size, static_cast<int64_t>(fold_train.size()), runs,
+                       options.probe_budget);
+    candidate.epochs = epochs;
+    TrainOptions probe = ProbeTrainOptions(job.train_options, options, candidate.strategy, epochs);
+    probe.learning_rate = candidate.learning_rate;
+    probe.backbone_lr_scale =
+        options.backbone_lr_scale.value_or(DefaultBackboneLrScale(candidate.strategy));
+    if (candidate.strategy == Strategy::kFineTune) probe.unfreeze_groups = candidate.unfreeze_groups;
+    TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
+                        seed, job.backbone_open_as);
+    Trainer trainer(model, probe);
+    OrStopped<EvaluationStats> scored = EvaluationStats{};
+    if (candidate.strategy == Strategy::kFeatureExtraction) {
+      // A linear head on features computed once for every fold (or found
+      // in the worker's cache).
+      if (!pool_features) {
+        pool_features.emplace(model, pool,
+                              FeatureTable::Options{job.feature_cache_dir, backbone_bytes,
+                                                    job.preprocessing, holdout_options,
+                                                    trainer.device(), job.stop_requested,
+                                                    job.feature_cache_max_bytes,
+                                                    job.train_options.precision});
+        if (pool_features->stopped()) {
+          return RunOutcome::Cancelled("stopped on request while computing the features");
         }
-        FeatureTraining features(model, *pool_features, fold_train, fold_holdout, job.batch_size,
-                                 seed);
-        // A fold whose held-out images are all unreadable scores nothing.
-        scored = features.validation() == nullptr
-                     ? OrStopped<EvaluationStats>(EvaluationStats{})
-                     : ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
-      } else {
-        ImageFolderSource train_source(fold_train, job.preprocessing, train_options);
-        ImageFolderSource holdout_source(fold_holdout, job.preprocessing, holdout_options);
-        train_source.Preload(job.decode_threads, job.stop_requested);
-        holdout_source.Preload(job.decode_threads, job.stop_requested);
-        scored = ProbeAccuracy(trainer, train_source, holdout_source, observer);
       }
-      if (scored.stopped()) return scored.stop();
-      const double accuracy = scored->accuracy;
-      candidate.fold_accuracies.push_back(accuracy);
-      candidate.held_out_correct.insert(candidate.held_out_correct.end(), scored->correct.begin(),
-                                        scored->correct.end());
-      if (job.notice) {
-        std::ostringstream line;
-        line.precision(4);
-        line << "auto probe: " << CandidateName(candidate) << ", fold " << f + 1 << " of "
-             << folds.size() << ": " << accuracy << " on " << fold_holdout.size()
-             << " held-out images after " << epochs << " epochs";
-        job.notice(line.str());
-      }
+      FeatureTraining features(model, *pool_features, fold_train, fold_holdout, job.batch_size,
+                               seed);
+      // A fold whose held-out images are all unreadable scores nothing.
+      scored = features.validation() == nullptr
+                   ? OrStopped<EvaluationStats>(EvaluationStats{})
+                   : ProbeAccuracy(trainer, features.train(), *features.validation(), observer);
+    } else {
+      ImageFolderSource train_source(fold_train, job.preprocessing, train_options);
+      ImageFolderSource holdout_source(fold_holdout, job.preprocessing, holdout_options);
+      train_source.Preload(job.decode_threads, job.stop_requested);
+      holdout_source.Preload(job.decode_threads, job.stop_requested);
+      scored = ProbeAccuracy(trainer, train_source, holdout_source, observer);
     }
+    if (scored.stopped()) return scored.stop();
+    const double accuracy = scored->accuracy;
+    candidate.fold_accuracies.push_back(accuracy);
+    candidate.held_out_correct.insert(candidate.held_out_correct.end(), scored->correct.begin(),
+                                      scored->correct.end());
     double sum = 0;
-    for (double accuracy : candidate.fold_accuracies) sum += accuracy;
+    for (double fold_accuracy : candidate.fold_accuracies) sum += fold_accuracy;
     candidate.accuracy = sum / static_cast<double>(candidate.fold_accuracies.size());
-    candidate.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - candidate_start).count();
+    candidate.seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    if (job.notice) {
+      std::ostringstream line;
+      line.precision(4);
+      line << "auto probe: " << CandidateName(candidate) << ", fold " << f + 1 << " of "
+           << folds.size() << ": " << accuracy << " on " << fold_holdout.size()
+           << " held-out images after " << epochs << " epochs";
+      job.notice(line.str());
+    }
+    return std::nullopt;
+  };
+
+  for (AutoCandidate& candidate : candidates) {
+    for (size_t f = 0; f < folds.size(); ++f) {
+      if (std::optional<RunOutcome> stop = run_fold(candidate, f)) return *stop;
+    }
     switch (candidate.strategy) {
       case Strategy::kFeatureExtraction:
         figures.feature_extraction_accuracy = candidate.accuracy;
@@ -375,8 +438,28 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
         break;
     }
   }
-
   AutoDecision decision = DecideStrategy(candidates, figures, rule);
+  // The chosen strategy's other rates, each on the first fold beside its
+  // first rate's score there: one rung of successive halving, run only for
+  // the strategy that won, so that the choice of strategy rests on each
+  // strategy's default alone.
+  const std::vector<double> chosen_rates = rates(decision.strategy);
+  const auto chosen = std::find_if(candidates.begin(), candidates.end(), [&](const auto& c) {
+    return c.strategy == decision.strategy;
+  });
+  if (chosen_rates.size() > 1 && chosen != candidates.end()) {
+    const int unfreeze_groups = chosen->unfreeze_groups;
+    for (size_t r = 1; r < chosen_rates.size(); ++r) {
+      AutoCandidate check;
+      check.strategy = decision.strategy;
+      check.unfreeze_groups = unfreeze_groups;
+      check.learning_rate = chosen_rates[r];
+      check.first_fold_only = true;
+      if (std::optional<RunOutcome> stop = run_fold(check, 0)) return *stop;
+      candidates.push_back(check);
+    }
+    decision = DecideStrategy(candidates, figures, rule);
+  }
   decision.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return decision;
@@ -421,11 +504,18 @@ double DefaultLearningRate(Strategy strategy, OptimizerKind optimizer) {
   }
 }
 
+std::vector<double> ProbeLearningRates(Strategy strategy, OptimizerKind optimizer) {
+  const double rate = DefaultLearningRate(strategy, optimizer);
+  if (strategy == Strategy::kFineTune && optimizer != OptimizerKind::kSgd) return {rate, 0.01};
+  return {rate};
+}
+
 void ApplyAutoDecision(const AutoDecision& decision, const AutoStrategyOptions& options,
                        TrainOptions& train) {
   train.strategy = decision.strategy;
-  train.learning_rate =
-      options.learning_rate.value_or(DefaultLearningRate(decision.strategy, train.optimizer));
+  train.learning_rate = options.learning_rate.value_or(
+      decision.learning_rate > 0 ? decision.learning_rate
+                                 : DefaultLearningRate(decision.strategy, train.optimizer));
   train.backbone_lr_scale =
       options.backbone_lr_scale.value_or(DefaultBackboneLrScale(decision.strategy));
   if (decision.strategy != Strategy::kFineTune) {
@@ -444,9 +534,11 @@ std::string AutoDecisionToJson(const AutoDecision& decision) {
                           {"epochs", c.epochs},
                           {"fold_accuracies", c.fold_accuracies},
                           {"accuracy", c.accuracy},
-                          {"seconds", c.seconds}});
+                          {"seconds", c.seconds},
+                          {"first_fold_only", c.first_fold_only}});
   }
   const nlohmann::json json = {{"strategy", StrategyName(decision.strategy)},
+                               {"learning_rate", decision.learning_rate},
                                {"reason", decision.reason},
                                {"probed", decision.probed},
                                {"feature_extraction_accuracy", f.feature_extraction_accuracy},
@@ -478,6 +570,8 @@ AutoDecision AutoDecisionFromJson(const std::string& text, const std::string& or
     // Decisions of earlier versions compared two candidates on one slice.
     f.full_accuracy = json.value("full_accuracy", 0.0);
     f.folds = json.value("folds", 1);
+    // And chose no rate.
+    decision.learning_rate = json.value("learning_rate", 0.0);
     for (const nlohmann::json& c : json.value("candidates", nlohmann::json::array())) {
       AutoCandidate candidate;
       candidate.strategy = StrategyFromName(c.at("strategy").get<std::string>(), origin);
@@ -487,6 +581,7 @@ AutoDecision AutoDecisionFromJson(const std::string& text, const std::string& or
       candidate.fold_accuracies = c.at("fold_accuracies").get<std::vector<double>>();
       candidate.accuracy = c.at("accuracy").get<double>();
       candidate.seconds = c.at("seconds").get<double>();
+      candidate.first_fold_only = c.value("first_fold_only", false);
       decision.candidates.push_back(std::move(candidate));
     }
     return decision;
@@ -500,11 +595,13 @@ std::string DescribeAutoDecision(const AutoDecision& decision) {
   std::ostringstream text;
   text.precision(4);
   text << "auto strategy: " << StrategyName(decision.strategy);
+  if (decision.learning_rate > 0) text << " at " << decision.learning_rate;
   if (decision.probed) {
     text << " (";
     for (size_t i = 0; i < decision.candidates.size(); ++i) {
-      text << (i == 0 ? "" : ", ") << CandidateName(decision.candidates[i]) << " "
-           << decision.candidates[i].accuracy;
+      const AutoCandidate& candidate = decision.candidates[i];
+      text << (i == 0 ? "" : ", ") << CandidateName(candidate) << " " << candidate.accuracy
+           << (candidate.first_fold_only ? " on the first fold" : "");
     }
     text << "; held-out accuracy over " << f.folds << (f.folds == 1 ? " fold" : " folds")
          << " of " << f.probe_train_images + f.probe_holdout_images << " probe images; "

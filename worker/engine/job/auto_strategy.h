@@ -5,9 +5,12 @@
 // groups, the whole network; each at its strategy's learning rate) on folds
 // of the training images and scores it on the images each fold held out:
 // three folds when there are few images per class, so that every image is
-// scored once, else one held-out slice. Its optimizer steps are bounded by a
-// share of the final run's. The decision is kept in the job's output folder
-// (auto.json), so a resumed job trains as it started.
+// scored once, else one held-out slice. The strategy chosen, where it has
+// more rates to try (ProbeLearningRates), tries them on the first fold and
+// takes one that scores higher there than its first rate did. Its optimizer
+// steps are bounded by a share of the final run's. The decision is kept in
+// the job's output folder (auto.json), so a resumed job trains as it
+// started.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +37,10 @@ struct AutoCandidate {
   std::vector<double> fold_accuracies;
   double accuracy = 0;
   double seconds = 0;
+  // A second rate of the chosen strategy, trained and scored on the first
+  // fold alone: its accuracy is that fold's, and only the rate choice
+  // reads it.
+  bool first_fold_only = false;
   // Whether it got each held-out image right, fold after fold, in the same
   // order for every candidate (EvaluationStats.correct): the rule compares
   // two candidates image by image. Not kept in the decision's JSON.
@@ -73,6 +80,9 @@ struct AutoRule {
 
 struct AutoDecision {
   Strategy strategy = Strategy::kFineTune;
+  // The chosen candidate's rate; 0 when none was probed (the strategy's
+  // default, or the spec's rate, applies).
+  double learning_rate = 0;
   AutoProbeFigures figures;
   std::vector<AutoCandidate> candidates;
   std::string reason;   // one sentence for people
@@ -108,11 +118,14 @@ DiscordantImages CountDiscordant(const std::vector<uint8_t>& a, const std::vecto
 // the same number of images (at least 2).
 double PairedDifferenceError(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
 
-// The rule, a pure function of the candidates: the most accurate, unless
-// FINE_TUNE (when tried) is within keep_default_margin of it, or within
+// The rule, a pure function of the candidates: of those scored on every
+// fold, the most accurate, unless FINE_TUNE (when tried) is within
+// keep_default_margin of it, or within
 // keep_default_standard_errors of the difference's standard error: paired
 // when both candidates' held_out_correct cover the same images, else
-// HeldOutDifferenceError on the figures' HeldOutImages.
+// HeldOutDifferenceError on the figures' HeldOutImages. Its rate is that
+// candidate's, unless a first_fold_only candidate of the same recipe scored
+// higher on the first fold.
 AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
                             const AutoProbeFigures& figures, const AutoRule& rule = {});
 
@@ -130,6 +143,16 @@ double DefaultBackboneLrScale(Strategy strategy);
 // rule, and docs/API.md's training.learningRate row documents it.
 double DefaultLearningRate(Strategy strategy, OptimizerKind optimizer);
 
+// The rates AUTO's probe tries for a strategy when the spec sets none, the
+// default first (the one the strategy is chosen by). From the learning
+// curves in docs/RESULTS.md ("How the defaults were chosen"): with Adam, a
+// fine-tune at 0.01 scored within 0.2 points of 0.003 or above it (by up to
+// 1.3 on the digits) at every size; FULL at 0.003 won on the digits and
+// lost on Fashion-MNIST at 10 and 500 per class after the final run's
+// steps while winning the probe's shorter runs there, so FULL keeps one
+// rate; a head on features and SGD were not measured at other rates.
+std::vector<double> ProbeLearningRates(Strategy strategy, OptimizerKind optimizer);
+
 // How an AUTO job probes, and what it keeps of the spec for the strategy it
 // chooses. The worker sets enabled, backbone_lr_scale and learning_rate
 // from the stored spec; the probe's bounds below are the engine's own.
@@ -139,7 +162,7 @@ struct AutoStrategyOptions {
   // DefaultBackboneLrScale.
   std::optional<double> backbone_lr_scale;
   // The spec's training.learning_rate, for every candidate; absent: each
-  // candidate's strategy's, DefaultLearningRate.
+  // candidate's strategy's rates, ProbeLearningRates.
   std::optional<double> learning_rate;
   // Share of the probe's images held out (stratified, seeded) to score it
   // when there are enough images per class for one slice.

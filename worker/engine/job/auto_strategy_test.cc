@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -138,6 +139,58 @@ TEST(AutoRuleTest, CandidatesScoredOnTheSameImagesAreComparedImageByImage) {
   EXPECT_EQ(DecideStrategy(agreeing, folds).strategy, Strategy::kFineTune);
 }
 
+TEST(AutoRuleTest, ARateTriedOnTheFirstFoldChoosesTheRateNotTheStrategy) {
+  // The fine-tune won at 0.003; 0.01, tried on the first fold alone, scored
+  // higher there, so it trains at 0.01.
+  std::vector<AutoCandidate> candidates = Scored(0.5, 0.80, 0.78);
+  candidates[1].learning_rate = 0.003;
+  candidates[2].learning_rate = 0.001;
+  AutoCandidate check = Candidate(Strategy::kFineTune, 0.95);
+  check.learning_rate = 0.01;
+  check.first_fold_only = true;
+  candidates.push_back(check);
+  const AutoDecision faster = DecideStrategy(candidates, {});
+  EXPECT_EQ(faster.strategy, Strategy::kFineTune);
+  EXPECT_EQ(faster.learning_rate, 0.01);
+  EXPECT_NE(faster.reason.find("0.01 scored 0.95 on the first fold against 0.8 at 0.003: "
+                               "trained at 0.01"),
+            std::string::npos)
+      << faster.reason;
+  // Its one fold does not compete for the strategy: FULL must beat the
+  // fine-tune's own folds, and then trains at its own rate.
+  candidates[2].accuracy = 0.90;
+  const AutoDecision full = DecideStrategy(candidates, {});
+  EXPECT_EQ(full.strategy, Strategy::kFull);
+  EXPECT_EQ(full.learning_rate, 0.001);
+  EXPECT_EQ(full.reason.find("first fold"), std::string::npos) << full.reason;
+  // A rate that scores no higher on the first fold leaves the first.
+  candidates[2].accuracy = 0.78;
+  candidates[3].fold_accuracies = {0.80};
+  const AutoDecision kept = DecideStrategy(candidates, {});
+  EXPECT_EQ(kept.strategy, Strategy::kFineTune);
+  EXPECT_EQ(kept.learning_rate, 0.003);
+  EXPECT_NE(kept.reason.find("0.01 scored 0.8 on the first fold"), std::string::npos)
+      << kept.reason;
+
+  TrainOptions train;
+  ApplyAutoDecision(faster, AutoStrategyOptions{}, train);
+  EXPECT_EQ(train.learning_rate, 0.01);
+  AutoStrategyOptions spec_rate;
+  spec_rate.learning_rate = 0.02;
+  ApplyAutoDecision(faster, spec_rate, train);
+  EXPECT_EQ(train.learning_rate, 0.02);
+}
+
+TEST(AutoRuleTest, TheFineTuneProbesASecondRateWithAdamOnly) {
+  for (OptimizerKind optimizer : {OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+    EXPECT_EQ(ProbeLearningRates(Strategy::kFineTune, optimizer),
+              (std::vector<double>{DefaultLearningRate(Strategy::kFineTune, optimizer), 0.01}));
+    EXPECT_EQ(ProbeLearningRates(Strategy::kFull, optimizer),
+              (std::vector<double>{DefaultLearningRate(Strategy::kFull, optimizer)}));
+  }
+  EXPECT_EQ(ProbeLearningRates(Strategy::kFineTune, OptimizerKind::kSgd).size(), 1u);
+}
+
 TEST(AutoRuleTest, AProbeRunSharesTheBudgetAndNeverOutrunsTheFinalEpochs) {
   // 100 images, 100 epochs of 25: 400 final steps; 1.5 times that over six
   // runs (two candidates, three folds) is 100 steps, 34 epochs of a fold's
@@ -184,6 +237,8 @@ TEST(AutoRuleTest, DecisionsSurviveTheirJson) {
   figures.probe_holdout_images = 10;
   AutoDecision decision = DecideStrategy(Scored(0.5, 0.75, 0.7), figures);
   decision.candidates[2].fold_accuracies = {0.6, 0.7, 0.8};
+  decision.candidates[0].first_fold_only = true;
+  decision.learning_rate = 0.01;
   decision.seconds = 1.5;
   const AutoDecision back = AutoDecisionFromJson(AutoDecisionToJson(decision), "auto.json");
   EXPECT_EQ(back.strategy, decision.strategy);
@@ -196,6 +251,9 @@ TEST(AutoRuleTest, DecisionsSurviveTheirJson) {
   EXPECT_EQ(back.candidates[1].strategy, Strategy::kFineTune);
   EXPECT_EQ(back.candidates[1].unfreeze_groups, 2);
   EXPECT_EQ(back.candidates[2].fold_accuracies, (std::vector<double>{0.6, 0.7, 0.8}));
+  EXPECT_TRUE(back.candidates[0].first_fold_only);
+  EXPECT_FALSE(back.candidates[1].first_fold_only);
+  EXPECT_EQ(back.learning_rate, 0.01);
   // A decision an earlier version wrote (two figures, no candidates) reads back.
   const AutoDecision older = AutoDecisionFromJson(
       R"({"strategy": "FINE_TUNE", "reason": "r", "probed": true,
@@ -205,6 +263,7 @@ TEST(AutoRuleTest, DecisionsSurviveTheirJson) {
       "auto.json");
   EXPECT_EQ(older.strategy, Strategy::kFineTune);
   EXPECT_EQ(older.figures.folds, 1);
+  EXPECT_EQ(older.learning_rate, 0);  // the strategy's default applies
   EXPECT_TRUE(older.candidates.empty());
   try {
     AutoDecisionFromJson(R"({"strategy": "SIDEWAYS"})", "job/auto.json");
@@ -254,11 +313,22 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
   EXPECT_EQ(decision.candidates.front().strategy, Strategy::kFeatureExtraction);
   EXPECT_EQ(decision.candidates.back().strategy, Strategy::kFull);
   for (const AutoCandidate& candidate : decision.candidates) {
-    EXPECT_EQ(candidate.fold_accuracies.size(), 3u) << StrategyName(candidate.strategy);
     EXPECT_GE(candidate.epochs, 1);
+    if (candidate.first_fold_only) {
+      // The chosen fine-tune's second rate, scored on the first fold's 12
+      // held-out images only.
+      EXPECT_EQ(candidate.strategy, Strategy::kFineTune);
+      EXPECT_EQ(candidate.fold_accuracies.size(), 1u);
+      EXPECT_EQ(candidate.held_out_correct.size(), 12u);
+      continue;
+    }
+    EXPECT_EQ(candidate.fold_accuracies.size(), 3u) << StrategyName(candidate.strategy);
     // Every image held out once, each image's result kept for the rule.
     EXPECT_EQ(candidate.held_out_correct.size(), 30u) << StrategyName(candidate.strategy);
   }
+  // Adam's fine-tune, when chosen, tries its second rate.
+  EXPECT_EQ(decision.candidates.size(), decision.strategy == Strategy::kFineTune ? 4u : 3u);
+  EXPECT_GT(decision.learning_rate, 0);
   EXPECT_EQ(decision.strategy, DecideStrategy(decision.candidates, decision.figures).strategy);
   ASSERT_EQ(first_observer.decisions.size(), 1u);
   EXPECT_EQ(first.epochs.size(), 2u);
@@ -286,16 +356,30 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
 TEST_F(AutoJobTest, WithoutARateTheChosenStrategysIsUsed) {
   ImageJobConfig config = Config("no-rate");
   config.train.learning_rate = 0;
+  // A fine-tune that always stays: its second rate is tried.
+  config.auto_strategy.rule.keep_default_margin = 1;
   ImageJobObserver observer;
   const ImageJobResult result = RunImageJob(config, observer);
   ASSERT_TRUE(result.auto_decision.has_value());
-  for (const AutoCandidate& candidate : result.auto_decision->candidates) {
+  const AutoDecision& decision = *result.auto_decision;
+  EXPECT_EQ(decision.strategy, Strategy::kFineTune);
+  ASSERT_EQ(decision.candidates.size(), 4u);
+  for (size_t i = 0; i < 3; ++i) {
+    const AutoCandidate& candidate = decision.candidates[i];
     EXPECT_EQ(candidate.learning_rate,
               DefaultLearningRate(candidate.strategy, config.train.optimizer));
   }
+  const AutoCandidate& check = decision.candidates[3];
+  EXPECT_TRUE(check.first_fold_only);
+  EXPECT_EQ(check.learning_rate,
+            ProbeLearningRates(Strategy::kFineTune, config.train.optimizer).back());
+  const double first_rate_first_fold = decision.candidates[1].fold_accuracies.front();
+  EXPECT_EQ(decision.learning_rate, check.fold_accuracies.front() > first_rate_first_fold
+                                        ? check.learning_rate
+                                        : decision.candidates[1].learning_rate);
+  // The training takes the rate the probe chose.
   ASSERT_FALSE(result.epochs.empty());
-  EXPECT_EQ(result.epochs.front().learning_rate,
-            DefaultLearningRate(result.auto_decision->strategy, config.train.optimizer));
+  EXPECT_EQ(result.epochs.front().learning_rate, decision.learning_rate);
 }
 
 TEST_F(AutoJobTest, AResumedJobKeepsItsDecision) {
