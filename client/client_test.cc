@@ -450,10 +450,15 @@ TEST(JobDetailsTest, ShowsWhatAnAutoJobChoseAndWhy) {
   check.set_learning_rate(0.01);
   check.set_accuracy(0.875);
   check.set_first_fold_only(true);
+  decision.mutable_candidates(0)->set_learning_rate(0.01);
+  decision.mutable_candidates(2)->set_learning_rate(0.001);
   EXPECT_THAT(JobDetails(job),
-              HasSubstr("auto       FINE_TUNE at 0.01: FEATURE_EXTRACTION 0.6500, FINE_TUNE (2 "
-                        "groups) at 0.003 0.8125, FULL 0.8500, FINE_TUNE (2 groups) at 0.01 0.8750 "
-                        "(first fold) over 3 folds\n"));
+              HasSubstr("auto       FINE_TUNE at 0.01: FEATURE_EXTRACTION at 0.01: 0.6500, "
+                        "FINE_TUNE (2 groups) at 0.003: 0.8125, FULL at 0.001: 0.8500, FINE_TUNE "
+                        "(2 groups) at 0.01: 0.8750 (first fold) over 3 folds\n"));
+  // On one held-out slice every candidate ran on the same images.
+  decision.set_folds(1);
+  EXPECT_THAT(JobDetails(job), HasSubstr("at 0.01: 0.8750 over 1 held-out slice\n"));
 }
 
 TEST(JobDetailsTest, ShowsWhatTheDataSized) {

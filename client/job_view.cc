@@ -181,9 +181,10 @@ std::string JobDetails(const tl::v1::Job& job) {
             candidate.strategy() == tl::v1::TrainingSpec::FINE_TUNE
                 ? absl::StrCat(" (", candidate.unfreeze_groups(), " groups)")
                 : "",
-            candidate.learning_rate() > 0 ? absl::StrFormat(" at %.3g", candidate.learning_rate())
+            candidate.learning_rate() > 0 ? absl::StrFormat(" at %.3g:", candidate.learning_rate())
                                           : "",
-            candidate.accuracy(), candidate.first_fold_only() ? " (first fold)" : ""));
+            candidate.accuracy(),
+            candidate.first_fold_only() && decision.folds() > 1 ? " (first fold)" : ""));
       }
       evidence = absl::StrCat(": ", absl::StrJoin(scored, ", "), " over ", decision.folds(),
                               decision.folds() == 1 ? " held-out slice" : " folds");

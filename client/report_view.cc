@@ -91,8 +91,9 @@ std::string AutoProbeText(const tl::v1::AutoStrategyDecision& decision) {
     const bool chosen = candidate.strategy() == decision.chosen() &&
                         (decision.chosen_learning_rate() <= 0 ||
                          candidate.learning_rate() == decision.chosen_learning_rate());
-    const std::string mark = absl::StrCat(candidate.first_fold_only() ? "  first fold only" : "",
-                                          chosen ? "  <- chosen" : "");
+    const std::string mark =
+        absl::StrCat(candidate.first_fold_only() && decision.folds() > 1 ? "  first fold only" : "",
+                     chosen ? "  <- chosen" : "");
     absl::StrAppendFormat(&text, "  %-24s  %9.3g  %6d  %-23s  %8.4f  %7.1f%s\n", name,
                           candidate.learning_rate(), candidate.epochs(),
                           absl::StrJoin(folds, " "), candidate.accuracy(), candidate.seconds(),

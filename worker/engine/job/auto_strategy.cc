@@ -46,10 +46,12 @@ class ProbeObserver : public TrainObserver {
     job_.progress(probe);
   }
   void NextRun() { ++run_; }
+  // Runs decided on after the count was first shown (a rate check).
+  void AddRuns(int runs) { runs_ += runs; }
 
  private:
   const AutoProbeJob& job_;
-  const int runs_;
+  int runs_;
   int run_ = 0;
 };
 
@@ -229,6 +231,7 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
   if (chosen->fold_accuracies.empty()) return decision;
   const double first_fold = chosen->fold_accuracies.front();
   const AutoCandidate* faster = nullptr;
+  bool checked = false;
   for (const AutoCandidate& candidate : candidates) {
     if (!candidate.first_fold_only || candidate.strategy != chosen->strategy ||
         candidate.unfreeze_groups != chosen->unfreeze_groups ||
@@ -238,17 +241,19 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
     const double score = candidate.fold_accuracies.front();
     std::ostringstream line;
     line.precision(4);
-    line << "; " << candidate.learning_rate << " scored " << score << " on the first fold against "
-         << first_fold << " at " << chosen->learning_rate;
+    line << "; " << candidate.learning_rate << " scored " << score << " on the "
+         << (figures.folds > 1 ? "first fold" : "held-out slice") << " against " << first_fold
+         << " at " << chosen->learning_rate;
     decision.reason += line.str();
+    checked = true;
     if (score > (faster == nullptr ? first_fold : faster->fold_accuracies.front())) {
       faster = &candidate;
     }
   }
-  if (faster != nullptr) {
-    decision.learning_rate = faster->learning_rate;
+  if (faster != nullptr) decision.learning_rate = faster->learning_rate;
+  if (checked) {
     std::ostringstream rate;
-    rate << faster->learning_rate;
+    rate << decision.learning_rate;
     decision.reason += ": trained at " + rate.str();
   }
   return decision;
@@ -332,16 +337,10 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
   }
 
   // Every run of a candidate that trains backbone layers gets an equal share
-  // of the budget, a rate check included; the frozen head gets as many
-  // epochs, which cost little.
-  int64_t rate_checks = 0;
-  for (const AutoCandidate& candidate : candidates) {
-    if (candidate.strategy == Strategy::kFeatureExtraction) continue;
-    rate_checks = std::max<int64_t>(rate_checks,
-                                    static_cast<int64_t>(rates(candidate.strategy).size()) - 1);
-  }
-  const int64_t runs =
-      static_cast<int64_t>(candidates.size() - 1) * figures.folds + rate_checks;
+  // of the budget; the frozen head gets as many epochs, which cost little.
+  // A rate check is one more run of that length, beyond the budget, so that
+  // the runs that choose the strategy are as long with it as without.
+  const int64_t runs = static_cast<int64_t>(candidates.size() - 1) * figures.folds;
   ImageFolderSourceOptions train_options;
   train_options.batch_size = job.batch_size;
   train_options.shuffle = true;
@@ -449,6 +448,7 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
   });
   if (chosen_rates.size() > 1 && chosen != candidates.end()) {
     const int unfreeze_groups = chosen->unfreeze_groups;
+    observer.AddRuns(static_cast<int>(chosen_rates.size() - 1));
     for (size_t r = 1; r < chosen_rates.size(); ++r) {
       AutoCandidate check;
       check.strategy = decision.strategy;
@@ -600,8 +600,8 @@ std::string DescribeAutoDecision(const AutoDecision& decision) {
     text << " (";
     for (size_t i = 0; i < decision.candidates.size(); ++i) {
       const AutoCandidate& candidate = decision.candidates[i];
-      text << (i == 0 ? "" : ", ") << CandidateName(candidate) << " " << candidate.accuracy
-           << (candidate.first_fold_only ? " on the first fold" : "");
+      text << (i == 0 ? "" : ", ") << CandidateName(candidate) << ": " << candidate.accuracy
+           << (candidate.first_fold_only && f.folds > 1 ? " on the first fold" : "");
     }
     text << "; held-out accuracy over " << f.folds << (f.folds == 1 ? " fold" : " folds")
          << " of " << f.probe_train_images + f.probe_holdout_images << " probe images; "

@@ -137,8 +137,9 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
 // and docs/API.md's training.backboneLrScale row documents it.
 double DefaultBackboneLrScale(Strategy strategy);
 
-// The learning_rate of an AUTO job whose spec leaves it unset, by the
-// strategy chosen and the optimizer: the server's table for strategies named
+// A strategy's default learning_rate by the optimizer: the rate each AUTO
+// candidate is first tried at, and an AUTO job's rate where its decision
+// holds none (no probe). The server's table for strategies named
 // at submit (server/spec/spec_fields.cc, LearningRateFor) states the same
 // rule, and docs/API.md's training.learningRate row documents it.
 double DefaultLearningRate(Strategy strategy, OptimizerKind optimizer);
@@ -202,7 +203,8 @@ struct AutoProbeJob {
   // A line for the job's log as each candidate is scored.
   std::function<void(const std::string&)> notice;
   // Each batch of the probe's runs, with auto_probe set and epoch / epochs
-  // counting the runs (every candidate on every fold).
+  // counting the runs (every candidate on every fold; a rate check, when
+  // the chosen strategy has one, adds to the count as it starts).
   std::function<void(const BatchProgress&)> progress;
   // Where the frozen head's candidate finds or leaves the pool's features
   // (feature_cache.h); empty: computed in memory.
@@ -231,7 +233,8 @@ OrStopped<AutoDecision> DecideOrReuseStrategy(const AutoProbeJob& job,
                                               const AutoStrategyOptions& options,
                                               const std::string& output_dir);
 
-// The chosen strategy and its defaults applied to a job's training options.
+// The chosen strategy, its rate (unless the spec set one) and its defaults
+// applied to a job's training options.
 void ApplyAutoDecision(const AutoDecision& decision, const AutoStrategyOptions& options,
                        TrainOptions& train);
 

@@ -149,7 +149,9 @@ TEST(AutoRuleTest, ARateTriedOnTheFirstFoldChoosesTheRateNotTheStrategy) {
   check.learning_rate = 0.01;
   check.first_fold_only = true;
   candidates.push_back(check);
-  const AutoDecision faster = DecideStrategy(candidates, {});
+  AutoProbeFigures folds;
+  folds.folds = 3;
+  const AutoDecision faster = DecideStrategy(candidates, folds);
   EXPECT_EQ(faster.strategy, Strategy::kFineTune);
   EXPECT_EQ(faster.learning_rate, 0.01);
   EXPECT_NE(faster.reason.find("0.01 scored 0.95 on the first fold against 0.8 at 0.003: "
@@ -159,18 +161,25 @@ TEST(AutoRuleTest, ARateTriedOnTheFirstFoldChoosesTheRateNotTheStrategy) {
   // Its one fold does not compete for the strategy: FULL must beat the
   // fine-tune's own folds, and then trains at its own rate.
   candidates[2].accuracy = 0.90;
-  const AutoDecision full = DecideStrategy(candidates, {});
+  const AutoDecision full = DecideStrategy(candidates, folds);
   EXPECT_EQ(full.strategy, Strategy::kFull);
   EXPECT_EQ(full.learning_rate, 0.001);
   EXPECT_EQ(full.reason.find("first fold"), std::string::npos) << full.reason;
   // A rate that scores no higher on the first fold leaves the first.
   candidates[2].accuracy = 0.78;
   candidates[3].fold_accuracies = {0.80};
-  const AutoDecision kept = DecideStrategy(candidates, {});
+  const AutoDecision kept = DecideStrategy(candidates, folds);
   EXPECT_EQ(kept.strategy, Strategy::kFineTune);
   EXPECT_EQ(kept.learning_rate, 0.003);
-  EXPECT_NE(kept.reason.find("0.01 scored 0.8 on the first fold"), std::string::npos)
+  EXPECT_NE(kept.reason.find("0.01 scored 0.8 on the first fold against 0.8 at 0.003: trained at "
+                             "0.003"),
+            std::string::npos)
       << kept.reason;
+  // On one held-out slice the check ran on that slice.
+  AutoProbeFigures slice;
+  slice.folds = 1;
+  EXPECT_NE(DecideStrategy(candidates, slice).reason.find("on the held-out slice"),
+            std::string::npos);
 
   TrainOptions train;
   ApplyAutoDecision(faster, AutoStrategyOptions{}, train);
@@ -309,25 +318,20 @@ TEST_F(AutoJobTest, TheDecisionIsRecordedAndRepeatsForASeed) {
   EXPECT_EQ(decision.figures.probe_holdout_images + decision.figures.probe_train_images, 30);
   EXPECT_EQ(decision.figures.probe_holdout_images, 12);  // 4 of each class's 10
   EXPECT_DOUBLE_EQ(decision.figures.images_per_class, 10);
-  ASSERT_FALSE(decision.candidates.empty());
-  EXPECT_EQ(decision.candidates.front().strategy, Strategy::kFeatureExtraction);
-  EXPECT_EQ(decision.candidates.back().strategy, Strategy::kFull);
-  for (const AutoCandidate& candidate : decision.candidates) {
+  // FE, FT and FULL on every fold; a fourth, the fine-tune's second rate,
+  // only where the fine-tune is chosen (WithoutARateTheChosenStrategysIsUsed).
+  ASSERT_EQ(decision.candidates.size(), decision.strategy == Strategy::kFineTune ? 4u : 3u);
+  EXPECT_EQ(decision.candidates[0].strategy, Strategy::kFeatureExtraction);
+  EXPECT_EQ(decision.candidates[1].strategy, Strategy::kFineTune);
+  EXPECT_EQ(decision.candidates[2].strategy, Strategy::kFull);
+  for (size_t i = 0; i < 3; ++i) {
+    const AutoCandidate& candidate = decision.candidates[i];
+    EXPECT_FALSE(candidate.first_fold_only);
     EXPECT_GE(candidate.epochs, 1);
-    if (candidate.first_fold_only) {
-      // The chosen fine-tune's second rate, scored on the first fold's 12
-      // held-out images only.
-      EXPECT_EQ(candidate.strategy, Strategy::kFineTune);
-      EXPECT_EQ(candidate.fold_accuracies.size(), 1u);
-      EXPECT_EQ(candidate.held_out_correct.size(), 12u);
-      continue;
-    }
     EXPECT_EQ(candidate.fold_accuracies.size(), 3u) << StrategyName(candidate.strategy);
     // Every image held out once, each image's result kept for the rule.
     EXPECT_EQ(candidate.held_out_correct.size(), 30u) << StrategyName(candidate.strategy);
   }
-  // Adam's fine-tune, when chosen, tries its second rate.
-  EXPECT_EQ(decision.candidates.size(), decision.strategy == Strategy::kFineTune ? 4u : 3u);
   EXPECT_GT(decision.learning_rate, 0);
   EXPECT_EQ(decision.strategy, DecideStrategy(decision.candidates, decision.figures).strategy);
   ASSERT_EQ(first_observer.decisions.size(), 1u);
@@ -371,6 +375,11 @@ TEST_F(AutoJobTest, WithoutARateTheChosenStrategysIsUsed) {
   }
   const AutoCandidate& check = decision.candidates[3];
   EXPECT_TRUE(check.first_fold_only);
+  // Trained and scored on the first fold alone: its 12 held-out images, as
+  // long as the first rate's run there.
+  EXPECT_EQ(check.fold_accuracies.size(), 1u);
+  EXPECT_EQ(check.held_out_correct.size(), 12u);
+  EXPECT_EQ(check.epochs, decision.candidates[1].epochs);
   EXPECT_EQ(check.learning_rate,
             ProbeLearningRates(Strategy::kFineTune, config.train.optimizer).back());
   const double first_rate_first_fold = decision.candidates[1].fold_accuracies.front();

@@ -55,7 +55,7 @@ void CheckConfig(const ImageJobConfig& config) {
   if (!config.sizing.epochs && config.train.epochs < 1) {
     throw InvalidArgument("training.epochs must be positive");
   }
-  // AUTO without a rate takes the chosen strategy's (ApplyAutoDecision).
+  // AUTO without a rate takes the one its probe chose (ApplyAutoDecision).
   const bool rate_from_auto =
       config.auto_strategy.enabled && !config.auto_strategy.learning_rate.has_value();
   if (!rate_from_auto && !(config.train.learning_rate > 0)) {
