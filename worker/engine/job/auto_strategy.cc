@@ -30,6 +30,13 @@ std::string Points(double fraction) {
   return text.str();
 }
 
+// A learning rate as people write it: 0.003, 1e-05.
+std::string Rate(double rate) {
+  std::ostringstream text;
+  text << rate;
+  return text.str();
+}
+
 // The probe's runs are not the job's epochs: their batches reach the job
 // as the probe's progress (run `run` of `runs`), their epochs not at all; a
 // stop request reaches them.
@@ -55,17 +62,19 @@ class ProbeObserver : public TrainObserver {
   int run_ = 0;
 };
 
-// Constant learning rate, no warmup, no class weights or smoothing: the
-// probe compares strategies, not recipes.
+// The candidate's recipe at a constant learning rate, no warmup, no class
+// weights or smoothing: the probe compares candidates, not schedules.
 TrainOptions ProbeTrainOptions(const TrainOptions& job, const AutoStrategyOptions& auto_options,
-                               Strategy strategy, int epochs) {
+                               const AutoCandidate& candidate, int epochs) {
   TrainOptions options;
-  options.strategy = strategy;
-  options.unfreeze_groups = job.unfreeze_groups;
+  options.strategy = candidate.strategy;
+  options.unfreeze_groups =
+      candidate.strategy == Strategy::kFineTune ? candidate.unfreeze_groups : job.unfreeze_groups;
   options.epochs = epochs;
   options.optimizer = job.optimizer;
-  options.learning_rate =
-      auto_options.learning_rate.value_or(DefaultLearningRate(strategy, job.optimizer));
+  options.learning_rate = candidate.learning_rate;
+  options.backbone_lr_scale =
+      auto_options.backbone_lr_scale.value_or(DefaultBackboneLrScale(candidate.strategy));
   options.momentum = job.momentum;
   options.nesterov = job.nesterov;
   options.weight_decay = job.weight_decay;
@@ -97,9 +106,7 @@ std::string CandidateName(const AutoCandidate& candidate) {
   if (candidate.strategy == Strategy::kFineTune) {
     name += " (last " + std::to_string(candidate.unfreeze_groups) + " groups)";
   }
-  std::ostringstream rate;
-  rate << candidate.learning_rate;
-  return name + " at " + rate.str();
+  return name + " at " + Rate(candidate.learning_rate);
 }
 
 using Fold = std::pair<std::vector<ImageSample>, std::vector<ImageSample>>;  // train, held out
@@ -251,11 +258,7 @@ AutoDecision DecideStrategy(const std::vector<AutoCandidate>& candidates,
     }
   }
   if (faster != nullptr) decision.learning_rate = faster->learning_rate;
-  if (checked) {
-    std::ostringstream rate;
-    rate << decision.learning_rate;
-    decision.reason += ": trained at " + rate.str();
-  }
+  if (checked) decision.reason += ": trained at " + Rate(decision.learning_rate);
   return decision;
 }
 
@@ -364,11 +367,7 @@ OrStopped<AutoDecision> ProbeStrategy(const AutoProbeJob& job,
                        job.batch_size, static_cast<int64_t>(fold_train.size()), runs,
                        options.probe_budget);
     candidate.epochs = epochs;
-    TrainOptions probe = ProbeTrainOptions(job.train_options, options, candidate.strategy, epochs);
-    probe.learning_rate = candidate.learning_rate;
-    probe.backbone_lr_scale =
-        options.backbone_lr_scale.value_or(DefaultBackboneLrScale(candidate.strategy));
-    if (candidate.strategy == Strategy::kFineTune) probe.unfreeze_groups = candidate.unfreeze_groups;
+    const TrainOptions probe = ProbeTrainOptions(job.train_options, options, candidate, epochs);
     TransferModel model(job.backbone_path, job.manifest, static_cast<int64_t>(job.class_count),
                         seed, job.backbone_open_as);
     Trainer trainer(model, probe);
