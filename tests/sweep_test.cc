@@ -1,7 +1,7 @@
 // Sweeps with real processes on 127.0.0.1: a tlserver, tlworkers and the tiny data of
-// cluster.h. A four-trial sweep end to end; a tlserver killed with SIGKILL mid-sweep (no trial
-// lost, none created or started twice); a cancel that meets trials queued, running and
-// finished. Every wait is on a condition, within a deadline.
+// cluster.h. A four-trial sweep end to end, and a job that starts from its result; a tlserver
+// killed with SIGKILL mid-sweep (no trial lost, none created or started twice); a cancel that
+// meets trials queued, running and finished. Every wait is on a condition, within a deadline.
 #include <set>
 #include <string>
 #include <vector>
@@ -156,6 +156,16 @@ TEST(SweepTest, FourTrialsEndToEndWithTheBestRecordedAndWatched) {
             best.result().dataset().train_images());
   EXPECT_EQ(refit_job.result().dataset().val_images(), 0);
   EXPECT_EQ(TrialJobs(cluster, submitted.id()).size(), 5u);
+
+  // A job that starts from the sweep starts from its result, the refit, and says so.
+  tl::v1::JobSpec from_sweep = TinySpec(1);
+  from_sweep.mutable_backbone()->set_from_job(submitted.id());
+  const Job transfer = Submit(cluster, from_sweep);
+  ASSERT_FALSE(transfer.id().empty());
+  EXPECT_EQ(transfer.spec().backbone().from_job(), refit.job_id());
+  WatchToEnd(cluster, transfer.id());
+  const Job transferred = Get(cluster, transfer.id());
+  EXPECT_EQ(transferred.state(), Job::SUCCEEDED) << transferred.error();
 }
 
 TEST(SweepTest, AKilledServerLosesNoTrialAndStartsNoneTwice) {

@@ -1,6 +1,7 @@
 // Sweeps through the scheduler with stand-in workers: trials created as jobs, ASHA stopping a
 // trial on scripted metrics (it ends STOPPED_EARLY), cancel reaching trials in every state,
-// ownership, and a restart that resumes a sweep without creating a trial twice.
+// ownership, a restart that resumes a sweep without creating a trial twice, a trial whose
+// lease runs out (the lease clock driven by hand), and jobs that start from a sweep's result.
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -49,6 +50,16 @@ class RecordingConnection final : public WorkerConnection {
       if (m.has_assignment()) ids.push_back(m.assignment().job_id());
     }
     return ids;
+  }
+  // The backbone an assignment of `job_id` named; empty when none was sent.
+  std::string BackbonePathOf(const std::string& job_id) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const SchedulerMessage& m : messages_) {
+      if (m.has_assignment() && m.assignment().job_id() == job_id) {
+        return m.assignment().backbone_path();
+      }
+    }
+    return "";
   }
   std::vector<std::string> Cancelled() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -432,6 +443,133 @@ TEST_F(SchedulerSweepsTest, TiesGoToTheLowerLossAndTheRefitsTrialStaysTheBestAft
   ASSERT_OK_AND_ASSIGN(const Sweep done, scheduler_->GetSweep(sweep.id()));
   EXPECT_EQ(done.state(), Sweep::SUCCEEDED);
   EXPECT_EQ(done.best_job_id(), workers.jobs[0]);
+}
+
+// The lease clock is the scheduler's CheckLeases(now), called here with a time past the lease:
+// a trial whose worker falls silent goes back to the queue as any job does, and the sweep
+// neither replaces it nor counts it; once it has failed its last attempt it counts against the
+// sweep's failure budget, and the sweep goes on to its next trial and ends SUCCEEDED.
+TEST_F(SchedulerSweepsTest, ATrialWhoseWorkerFallsSilentIsRetriedThenCountedAndTheSweepGoesOn) {
+  options_.max_attempts = 2;
+  StartScheduler();
+  ASSERT_OK_AND_ASSIGN(
+      const Sweep submitted,
+      scheduler_->SubmitSweep(
+          RateSweep(R"(, "maxParallelTrials": 1, "maxFailedTrials": 1, "refit": false)"),
+          "alice"));
+  ASSERT_EQ(submitted.trials_size(), 1);
+  const std::string first = submitted.trials(0).job_id();
+  const auto start = [&](const std::string& worker_id, int attempt) {
+    auto connection = std::make_shared<RecordingConnection>();
+    const int64_t session = Connect(worker_id, connection);
+    EXPECT_EQ(connection->Assigned(), std::vector<std::string>{first});
+    WorkerMessage message;
+    message.mutable_started()->set_job_id(first);
+    message.mutable_started()->set_attempt(attempt);
+    scheduler_->HandleWorkerMessage(session, message);
+    EXPECT_EQ(StateOf(first), Job::RUNNING);
+  };
+
+  start("w0", 1);
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);  // w0 said nothing for two leases
+  EXPECT_EQ(StateOf(first), Job::QUEUED);
+  ASSERT_OK_AND_ASSIGN(const Sweep retrying, scheduler_->GetSweep(submitted.id()));
+  EXPECT_EQ(retrying.state(), Sweep::RUNNING);
+  EXPECT_EQ(retrying.trials_size(), 1);  // the same trial, not a new one
+  EXPECT_EQ(retrying.failed_trials(), 0);
+
+  start("w1", 2);
+  scheduler_->CheckLeases(absl::Now() + 2 * kLease);  // its second and last attempt lost too
+  ASSERT_OK_AND_ASSIGN(const Job failed, scheduler_->GetJob(first));
+  EXPECT_EQ(failed.state(), Job::FAILED);
+  EXPECT_THAT(failed.error(), HasSubstr("worker w1 lost during attempt 2"));
+  ASSERT_OK_AND_ASSIGN(const Sweep going_on, scheduler_->GetSweep(submitted.id()));
+  EXPECT_EQ(going_on.state(), Sweep::RUNNING);
+  EXPECT_EQ(going_on.failed_trials(), 1);
+  ASSERT_EQ(going_on.trials_size(), 2);
+
+  auto connection = std::make_shared<RecordingConnection>();
+  const int64_t session = Connect("w2", connection);
+  for (int trial = 1; trial <= 2; ++trial) {
+    ASSERT_EQ(connection->Assigned().size(), static_cast<size_t>(trial));
+    const std::string job = connection->Assigned().back();
+    Started(session, job);
+    Epoch(session, job, 1, 0.5 + 0.1 * trial);
+    Finished(session, job, JobFinished::SUCCEEDED);
+  }
+  ASSERT_OK_AND_ASSIGN(const Sweep done, scheduler_->GetSweep(submitted.id()));
+  EXPECT_EQ(done.state(), Sweep::SUCCEEDED);
+  EXPECT_EQ(done.failed_trials(), 1);
+  EXPECT_EQ(done.trials_size(), 3);
+  EXPECT_EQ(done.trials(0).state(), Job::FAILED);
+  EXPECT_EQ(done.best_job_id(), connection->Assigned()[1]);
+}
+
+// backbone.from_job and evaluate.from_job may name a sweep: its best trial while it runs, its
+// refit once it has succeeded. The stored spec names the job it stood for, and that job's
+// backbone is what the worker is given.
+TEST_F(SchedulerSweepsTest, AJobNamingASweepStartsFromTheJobThatIsItsResult) {
+  ASSERT_OK_AND_ASSIGN(
+      const Sweep submitted,
+      scheduler_->SubmitSweep(
+          Spec(R"({"name": "one", "base": {"backbone": {"path": "backbones/net.pt"},
+              "dataset": {"trainDir": "train"}, "training": {"epochs": 1}},
+              "space": [{"field": "training.learning_rate", "values": [0.01]}]})"),
+          "alice"));
+  auto connection = std::make_shared<RecordingConnection>();
+  const int64_t session = Connect("w", connection);
+  const fs::path artifacts(options_.artifact_root);
+  const auto succeed = [&](const std::string& job) {
+    Started(session, job);
+    Epoch(session, job, 1, 0.8);
+    WriteFile(artifacts / job / "backbone.pt", "torchscript");
+    WriteFile(artifacts / job / "backbone.json", R"({"format": "tl.backbone.v1"})");
+    WriteFile(artifacts / job / "model.pt", "torchscript");
+    WriteFile(artifacts / job / "model.json", "{}");
+    WorkerMessage message;
+    message.mutable_finished()->set_job_id(job);
+    message.mutable_finished()->set_attempt(1);
+    message.mutable_finished()->set_outcome(JobFinished::SUCCEEDED);
+    message.mutable_finished()->mutable_result()->set_model_path(job + "/model.pt");
+    message.mutable_finished()->mutable_result()->set_backbone_path(job + "/backbone.pt");
+    scheduler_->HandleWorkerMessage(session, message);
+  };
+  const Principal alice{"alice", Role::kUser, {}, false};
+  tl::v1::JobSpec transfer;
+  transfer.mutable_backbone()->set_from_job(submitted.id());
+  transfer.mutable_dataset()->set_train_dir("train");
+  tl::v1::JobSpec evaluation;
+  evaluation.mutable_evaluate()->set_from_job(submitted.id());
+  evaluation.mutable_dataset()->set_test_dir("train");
+
+  ASSERT_EQ(connection->Assigned().size(), 1u);
+  const std::string trial = connection->Assigned()[0];
+  succeed(trial);
+  ASSERT_EQ(connection->Assigned().size(), 2u);  // the refit, running now
+  const std::string refit = connection->Assigned()[1];
+  ASSERT_OK_AND_ASSIGN(const Job from_trial, scheduler_->SubmitJob(transfer, "alice", "", alice));
+  EXPECT_EQ(from_trial.spec().backbone().from_job(), trial);
+
+  succeed(refit);
+  ASSERT_OK_AND_ASSIGN(const Sweep done, scheduler_->GetSweep(submitted.id()));
+  ASSERT_EQ(done.state(), Sweep::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(const Job from_refit, scheduler_->SubmitJob(transfer, "alice", "", alice));
+  EXPECT_EQ(from_refit.spec().backbone().from_job(), refit);
+  ASSERT_OK_AND_ASSIGN(const Job evaluating,
+                       scheduler_->SubmitJob(evaluation, "alice", "", alice));
+  EXPECT_EQ(evaluating.spec().evaluate().model_path(), refit + "/model.pt");
+
+  // The worker, idle since the refit, is given each queued job in turn, with the files of the
+  // job its source stood for.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(connection->Assigned().size(), static_cast<size_t>(3 + i));
+    const std::string job = connection->Assigned().back();
+    Started(session, job);
+    Finished(session, job, JobFinished::SUCCEEDED);
+  }
+  EXPECT_EQ(connection->BackbonePathOf(from_trial.id()), trial + "/backbone.pt");
+  EXPECT_EQ(connection->BackbonePathOf(from_refit.id()), refit + "/backbone.pt");
+  EXPECT_EQ(StateOf(evaluating.id()), Job::SUCCEEDED);
 }
 
 TEST_F(SchedulerSweepsTest, ARestartedSchedulerGoesOnWithoutCreatingATrialTwice) {

@@ -138,7 +138,12 @@ absl::Status CheckBackbone(JobSpec& spec, const SpecContext& context) {
         return Invalid("backbone.from_job", absl::StrCat("backbone of job ", backbone.from_job(),
                                                          " is gone from ", file.string()));
       }
-      return CheckManifestFile("backbone.from_job", file);
+      absl::Status manifest = CheckManifestFile("backbone.from_job", file);
+      if (!manifest.ok()) return manifest;
+      // A sweep's id stands for the job that is its result now; the spec keeps that job, so
+      // that assignment finds its backbone and a later refit of the sweep changes nothing.
+      backbone.set_from_job(source->id());
+      return absl::OkStatus();
     }
     case tl::v1::BackboneSpec::SOURCE_NOT_SET:
       break;
