@@ -23,6 +23,7 @@ using ::tl::v1::Job;
 using ::tl::v1::JobEvent;
 using ::tl::v1::SchedulerMessage;
 using scheduler_internal::HoldsWorker;
+using scheduler_internal::SweepResultJobId;
 using scheduler_internal::ToTimestamp;
 using scheduler_internal::Waiting;
 
@@ -350,8 +351,16 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
   *assignment.mutable_spec() = job.spec();
   assignment.set_output_dir(job.id());
   if (job.spec().backbone().has_from_job()) {
-    TL_ASSIGN_OR_RETURN(JobRecord source, store_.GetJob(job.spec().backbone().from_job()));
-    assignment.set_backbone_path(source.result().backbone_path());
+    const std::string& source_id = job.spec().backbone().from_job();
+    absl::StatusOr<JobRecord> source = store_.GetJob(source_id);
+    if (absl::IsNotFound(source.status())) {
+      // A job stored before submit resolved a sweep's id to its result job names the sweep;
+      // it takes the sweep's result now (it was checked against that sweep when submitted).
+      TL_ASSIGN_OR_RETURN(SweepRecord sweep, store_.GetSweep(source_id));
+      source = store_.GetJob(SweepResultJobId(sweep));
+    }
+    if (!source.ok()) return source.status();
+    assignment.set_backbone_path(source->result().backbone_path());
     assignment.set_backbone_from_artifacts(true);
   } else {
     assignment.set_backbone_path(job.spec().backbone().path());

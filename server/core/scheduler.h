@@ -254,6 +254,9 @@ class Scheduler {
     tl::v1::JobSpec spec;  // validated, defaults filled in
     std::string owner;
     std::string request_id;
+    // backbone.from_job as the caller gave it: a sweep's id where `spec` holds the job that
+    // sweep stood for at validation.
+    std::string backbone_source;
     absl::StatusOr<tl::v1::Job> result = absl::UnknownError("not committed");
     bool done = false;  // guarded by submit_mutex_
   };
@@ -315,6 +318,17 @@ class Scheduler {
   std::string PendingReason(const ActiveJob& active) const;
   // The stored job, if `caller` may use its outputs (see SubmitJob).
   absl::StatusOr<JobRecord> UsableSourceJob(const std::string& job_id, const Principal& caller);
+  // Whether a repeat of a submit (same owner and request id) asks for what `earlier` holds.
+  // Both specs are validated; `repeat_source` is the repeat's backbone.from_job as given. A
+  // source named by a sweep's id resolves to whichever job is the sweep's result at the time,
+  // and a model named by evaluate.from_job to that job's model path: a repeat that named the
+  // same sweep or job is the same request even where its result has moved on since.
+  bool SameSubmission(const tl::v1::JobSpec& earlier, tl::v1::JobSpec repeat,
+                      const std::string& repeat_source);
+  // The rule for backbone.from_job within it: the same job, or the earlier job is a trial of the
+  // sweep the repeat named (`repeat_source`, the repeat's from_job as given).
+  bool SameBackboneSource(const std::string& earlier_job, const std::string& repeat_job,
+                          const std::string& repeat_source);
   // The job as `caller` sees it, if it may act on it: an active one from memory (with why it
   // waits), else from the store.
   absl::StatusOr<tl::v1::Job> VisibleJob(const std::string& job_id, const Principal& caller);

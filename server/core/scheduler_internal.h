@@ -4,8 +4,12 @@
 
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
+#include <string>
+
 #include "google/protobuf/util/time_util.h"
+#include "server/record/sweep_record.pb.h"
 #include "tl/v1/jobs.pb.h"
+#include "tl/v1/sweeps.pb.h"
 
 namespace tl::server::scheduler_internal {
 
@@ -20,6 +24,16 @@ inline bool Waiting(tl::v1::Job::State state) {
 // Holding a worker: counted against max_running_per_owner, and lost with that worker.
 inline bool HoldsWorker(tl::v1::Job::State state) {
   return state == tl::v1::Job::ASSIGNED || state == tl::v1::Job::RUNNING;
+}
+
+// The job a sweep stands for where a spec names the sweep (backbone.from_job,
+// evaluate.from_job): its refit once the sweep has SUCCEEDED with one, else its best trial;
+// empty while no trial has succeeded.
+inline std::string SweepResultJobId(const SweepRecord& sweep) {
+  if (sweep.state() == tl::v1::Sweep::SUCCEEDED && !sweep.refit_job_id().empty()) {
+    return sweep.refit_job_id();
+  }
+  return sweep.best_job_id();
 }
 
 }  // namespace tl::server::scheduler_internal

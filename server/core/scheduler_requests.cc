@@ -23,6 +23,7 @@ using ::tl::v1::Job;
 using ::tl::v1::JobEvent;
 using ::tl::v1::SchedulerMessage;
 using scheduler_internal::HoldsWorker;
+using scheduler_internal::SweepResultJobId;
 
 // Log lines one GetJobLogs call reads from the store before following.
 constexpr int kMaxLogLinesReplayed = 100000;
@@ -59,7 +60,8 @@ absl::StatusOr<Job> Scheduler::SubmitJob(const tl::v1::JobSpec& spec, const std:
   };
   // Validation reads the file system; it runs before the lock is taken.
   TL_ASSIGN_OR_RETURN(tl::v1::JobSpec validated, ValidateJobSpec(spec, context));
-  PendingSubmit mine{std::move(validated), owner.empty() ? "anonymous" : owner, request_id};
+  PendingSubmit mine{std::move(validated), owner.empty() ? "anonymous" : owner, request_id,
+                     spec.backbone().from_job()};
   // Group commit: whoever finds no commit in progress takes every submit queued so far and
   // stores them in one transaction (one sync to disk); the others wait for it. Under load
   // the batches grow by themselves, and a lone submit is committed at once.
@@ -115,7 +117,7 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
         // its spec: the repeat, sized alike, must match it.
         tl::v1::JobSpec repeated = pending->spec;
         if (job.result().has_data_sizing()) FillSizedFields(job.result().data_sizing(), repeated);
-        if (job.spec().SerializeAsString() != repeated.SerializeAsString()) {
+        if (!SameSubmission(job.spec(), repeated, pending->backbone_source)) {
           pending->result = absl::AlreadyExistsError(
               absl::StrCat("request_id \"", pending->request_id, "\" already created job ",
                            job.id(), " with a different spec"));
@@ -163,7 +165,8 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
   }
   for (auto& [repeat, first] : repeats) {
     if (first->result.ok() &&
-        first->spec.SerializeAsString() != repeat->spec.SerializeAsString()) {
+        (first->backbone_source != repeat->backbone_source ||
+         !SameSubmission(first->spec, repeat->spec, repeat->backbone_source))) {
       repeat->result = absl::AlreadyExistsError(
           absl::StrCat("request_id \"", repeat->request_id, "\" already created job ",
                        first->result->id(), " with a different spec"));
@@ -173,24 +176,43 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
   }
 }
 
+bool Scheduler::SameSubmission(const tl::v1::JobSpec& earlier, tl::v1::JobSpec repeat,
+                               const std::string& repeat_source) {
+  if (repeat.backbone().from_job() != earlier.backbone().from_job() &&
+      SameBackboneSource(earlier.backbone().from_job(), repeat.backbone().from_job(),
+                         repeat_source)) {
+    repeat.mutable_backbone()->set_from_job(earlier.backbone().from_job());
+  }
+  if (!repeat.evaluate().from_job().empty() &&
+      repeat.evaluate().from_job() == earlier.evaluate().from_job()) {
+    repeat.mutable_evaluate()->set_model_path(earlier.evaluate().model_path());
+  }
+  return earlier.SerializeAsString() == repeat.SerializeAsString();
+}
+
+bool Scheduler::SameBackboneSource(const std::string& earlier_job, const std::string& repeat_job,
+                                   const std::string& repeat_source) {
+  if (earlier_job == repeat_job) return true;
+  // Only a sweep's id resolves to another job than the one named.
+  if (repeat_source == repeat_job || repeat_source.empty()) return false;
+  absl::StatusOr<JobRecord> taken = store_.GetJob(earlier_job);
+  return taken.ok() && taken->sweep_id() == repeat_source;
+}
+
 absl::StatusOr<JobRecord> Scheduler::UsableSourceJob(const std::string& job_id,
                                                      const Principal& caller) {
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
   if (absl::IsNotFound(job.status())) {
-    // A sweep stands for its result, under that job's owner and sharing: its refit once the
-    // sweep has SUCCEEDED with one, else its best trial.
+    // A sweep stands for its result (SweepResultJobId), under that job's owner and sharing.
     absl::StatusOr<SweepRecord> sweep = store_.GetSweep(job_id);
     if (sweep.ok()) {
-      if (sweep->state() == tl::v1::Sweep::SUCCEEDED && !sweep->refit_job_id().empty()) {
-        job = store_.GetJob(sweep->refit_job_id());
-      } else if (sweep->best_job_id().empty()) {
-        if (caller.SeesEveryJob() || sweep->owner() == caller.name) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "sweep ", job_id, " has no succeeded trial yet (it is ",
-              tl::v1::Sweep::State_Name(sweep->state()), ")"));
-        }
-      } else {
-        job = store_.GetJob(sweep->best_job_id());
+      const std::string result = SweepResultJobId(*sweep);
+      if (!result.empty()) {
+        job = store_.GetJob(result);
+      } else if (caller.SeesEveryJob() || sweep->owner() == caller.name) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("sweep ", job_id, " has no succeeded trial yet (it is ",
+                         tl::v1::Sweep::State_Name(sweep->state()), ")"));
       }
     }
   }

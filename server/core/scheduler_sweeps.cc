@@ -79,7 +79,14 @@ absl::StatusOr<Sweep> Scheduler::SubmitSweep(const SweepSpec& spec, const std::s
     TL_ASSIGN_OR_RETURN(std::optional<SweepRecord> earlier,
                         store_.FindSweepByRequestId(sweep_owner, request_id));
     if (earlier.has_value()) {
-      if (earlier->spec().SerializeAsString() != validated.SerializeAsString()) {
+      SweepSpec repeat = validated;
+      const std::string& earlier_source = earlier->spec().base().backbone().from_job();
+      if (repeat.base().backbone().from_job() != earlier_source &&
+          SameBackboneSource(earlier_source, repeat.base().backbone().from_job(),
+                             spec.base().backbone().from_job())) {
+        repeat.mutable_base()->mutable_backbone()->set_from_job(earlier_source);
+      }
+      if (earlier->spec().SerializeAsString() != repeat.SerializeAsString()) {
         return absl::AlreadyExistsError(absl::StrCat("request_id \"", request_id,
                                                      "\" already created sweep ", earlier->id(),
                                                      " with a different spec"));

@@ -542,17 +542,50 @@ TEST_F(SchedulerSweepsTest, AJobNamingASweepStartsFromTheJobThatIsItsResult) {
   evaluation.mutable_evaluate()->set_from_job(submitted.id());
   evaluation.mutable_dataset()->set_test_dir("train");
 
+  SweepSpec from_sweep = Spec(R"({"name": "next", "base": {"dataset": {"trainDir": "train"},
+      "training": {"epochs": 1}},
+      "space": [{"field": "training.learning_rate", "values": [0.01]}]})");
+  from_sweep.mutable_base()->mutable_backbone()->set_from_job(submitted.id());
+
   ASSERT_EQ(connection->Assigned().size(), 1u);
   const std::string trial = connection->Assigned()[0];
   succeed(trial);
   ASSERT_EQ(connection->Assigned().size(), 2u);  // the refit, running now
   const std::string refit = connection->Assigned()[1];
-  ASSERT_OK_AND_ASSIGN(const Job from_trial, scheduler_->SubmitJob(transfer, "alice", "", alice));
+  ASSERT_OK_AND_ASSIGN(const Job from_trial,
+                       scheduler_->SubmitJob(transfer, "alice", "job-from-sweep", alice));
   EXPECT_EQ(from_trial.spec().backbone().from_job(), trial);
+  ASSERT_OK_AND_ASSIGN(const Job evaluating_trial,
+                       scheduler_->SubmitJob(evaluation, "alice", "eval-from-sweep", alice));
+  EXPECT_EQ(evaluating_trial.spec().evaluate().model_path(), trial + "/model.pt");
+  // A sweep from the sweep: every trial starts from the one job its base resolved to.
+  ASSERT_OK_AND_ASSIGN(const Sweep next,
+                       scheduler_->SubmitSweep(from_sweep, "alice", "sweep-from-sweep", alice));
+  EXPECT_EQ(next.spec().base().backbone().from_job(), trial);
+  ASSERT_EQ(next.trials_size(), 1);
+  ASSERT_OK_AND_ASSIGN(const Job next_trial, scheduler_->GetJob(next.trials(0).job_id()));
+  EXPECT_EQ(next_trial.spec().backbone().from_job(), trial);
+  ASSERT_THAT(scheduler_->CancelSweep(next.id(), "not needed"), IsOk());
 
   succeed(refit);
   ASSERT_OK_AND_ASSIGN(const Sweep done, scheduler_->GetSweep(submitted.id()));
   ASSERT_EQ(done.state(), Sweep::SUCCEEDED);
+  // Repeats of those submits (a client that never saw the answer) are the same requests, though
+  // the sweep they name now stands for its refit.
+  ASSERT_OK_AND_ASSIGN(const Job repeated,
+                       scheduler_->SubmitJob(transfer, "alice", "job-from-sweep", alice));
+  EXPECT_EQ(repeated.id(), from_trial.id());
+  ASSERT_OK_AND_ASSIGN(const Job repeated_evaluation,
+                       scheduler_->SubmitJob(evaluation, "alice", "eval-from-sweep", alice));
+  EXPECT_EQ(repeated_evaluation.id(), evaluating_trial.id());
+  ASSERT_OK_AND_ASSIGN(const Sweep repeated_sweep,
+                       scheduler_->SubmitSweep(from_sweep, "alice", "sweep-from-sweep", alice));
+  EXPECT_EQ(repeated_sweep.id(), next.id());
+  tl::v1::JobSpec other = transfer;
+  other.mutable_dataset()->set_val_fraction(0.5);
+  EXPECT_THAT(scheduler_->SubmitJob(other, "alice", "job-from-sweep", alice),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+
   ASSERT_OK_AND_ASSIGN(const Job from_refit, scheduler_->SubmitJob(transfer, "alice", "", alice));
   EXPECT_EQ(from_refit.spec().backbone().from_job(), refit);
   ASSERT_OK_AND_ASSIGN(const Job evaluating,
@@ -561,7 +594,7 @@ TEST_F(SchedulerSweepsTest, AJobNamingASweepStartsFromTheJobThatIsItsResult) {
 
   // The worker, idle since the refit, is given each queued job in turn, with the files of the
   // job its source stood for.
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     ASSERT_EQ(connection->Assigned().size(), static_cast<size_t>(3 + i));
     const std::string job = connection->Assigned().back();
     Started(session, job);
@@ -570,6 +603,18 @@ TEST_F(SchedulerSweepsTest, AJobNamingASweepStartsFromTheJobThatIsItsResult) {
   EXPECT_EQ(connection->BackbonePathOf(from_trial.id()), trial + "/backbone.pt");
   EXPECT_EQ(connection->BackbonePathOf(from_refit.id()), refit + "/backbone.pt");
   EXPECT_EQ(StateOf(evaluating.id()), Job::SUCCEEDED);
+
+  // A job stored while submit kept the sweep's id (before it resolved it) is assigned the
+  // sweep's result after a restart.
+  tl::v1::JobSpec stored_spec = from_refit.spec();
+  stored_spec.mutable_backbone()->set_from_job(submitted.id());
+  ASSERT_OK_AND_ASSIGN(const std::vector<JobRecord> stored,
+                       store_->CreateJobs({{stored_spec, "alice", "", absl::Now()}}));
+  StartScheduler();
+  auto restarted = std::make_shared<RecordingConnection>();
+  Connect("w2", restarted);
+  EXPECT_EQ(restarted->Assigned(), std::vector<std::string>{stored[0].id()});
+  EXPECT_EQ(restarted->BackbonePathOf(stored[0].id()), refit + "/backbone.pt");
 }
 
 TEST_F(SchedulerSweepsTest, ARestartedSchedulerGoesOnWithoutCreatingATrialTwice) {

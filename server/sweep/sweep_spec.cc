@@ -270,6 +270,11 @@ absl::StatusOr<SweepSpec> ValidateSweepSpec(const SweepSpec& submitted,
       return TrialError(space, index, TrialValues(space, spec.method(), spec.seed(), index),
                         checked.status());
     }
+    if (index == 0 && spec.base().backbone().has_from_job()) {
+      // A sweep's id resolved to the job that is its result now: every trial and the refit
+      // start from that one job, whatever that sweep does later.
+      spec.mutable_base()->mutable_backbone()->set_from_job(checked->backbone().from_job());
+    }
     for (size_t p = 0; p < space.size(); ++p) {
       if (applied.fields().count(space[p].field->path) > 0) ever_applied[p] = true;
     }
