@@ -350,14 +350,21 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
   assignment.set_attempt(job.attempt() + 1);
   *assignment.mutable_spec() = job.spec();
   assignment.set_output_dir(job.id());
+  // Set where a stored spec still names a sweep: the job it resolved to, kept from now on.
+  std::string resolved_source;
   if (job.spec().backbone().has_from_job()) {
     const std::string& source_id = job.spec().backbone().from_job();
     absl::StatusOr<JobRecord> source = store_.GetJob(source_id);
     if (absl::IsNotFound(source.status())) {
       // A job stored before submit resolved a sweep's id to its result job names the sweep;
-      // it takes the sweep's result now (it was checked against that sweep when submitted).
+      // it takes the sweep's result now (it was checked against that sweep when submitted),
+      // and keeps it for every later attempt.
       TL_ASSIGN_OR_RETURN(SweepRecord sweep, store_.GetSweep(source_id));
       source = store_.GetJob(SweepResultJobId(sweep));
+      if (source.ok()) {
+        resolved_source = source->id();
+        assignment.mutable_spec()->mutable_backbone()->set_from_job(resolved_source);
+      }
     }
     if (!source.ok()) return source.status();
     assignment.set_backbone_path(source->result().backbone_path());
@@ -379,6 +386,9 @@ absl::Status Scheduler::Assign(ActiveJob& active, const std::vector<int64_t>& se
   absl::Status status = Update(active, [&](ActiveJob& next) {
     next.job.set_state(Job::ASSIGNED);
     next.job.set_attempt(assignment.attempt());
+    if (!resolved_source.empty()) {
+      next.job.mutable_spec()->mutable_backbone()->set_from_job(resolved_source);
+    }
     next.job.set_worker_id(rank_zero.hello.worker_id());
     next.leased_to = rank_zero.hello.worker_id();
     next.job.set_error("");

@@ -325,8 +325,9 @@ class Scheduler {
   // same sweep or job is the same request even where its result has moved on since.
   bool SameSubmission(const tl::v1::JobSpec& earlier, tl::v1::JobSpec repeat,
                       const std::string& repeat_source);
-  // The rule for backbone.from_job within it: the same job, or the earlier job is a trial of the
-  // sweep the repeat named (`repeat_source`, the repeat's from_job as given).
+  // The rule for backbone.from_job within it: the same job; or the repeat named a sweep
+  // (`repeat_source`, its from_job as given) and the earlier one holds that sweep's id (stored
+  // before submit resolved it) or one of its trials.
   bool SameBackboneSource(const std::string& earlier_job, const std::string& repeat_job,
                           const std::string& repeat_source);
   // The job as `caller` sees it, if it may act on it: an active one from memory (with why it

@@ -165,8 +165,7 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
   }
   for (auto& [repeat, first] : repeats) {
     if (first->result.ok() &&
-        (first->backbone_source != repeat->backbone_source ||
-         !SameSubmission(first->spec, repeat->spec, repeat->backbone_source))) {
+        !SameSubmission(first->spec, repeat->spec, repeat->backbone_source)) {
       repeat->result = absl::AlreadyExistsError(
           absl::StrCat("request_id \"", repeat->request_id, "\" already created job ",
                        first->result->id(), " with a different spec"));
@@ -193,6 +192,8 @@ bool Scheduler::SameSubmission(const tl::v1::JobSpec& earlier, tl::v1::JobSpec r
 bool Scheduler::SameBackboneSource(const std::string& earlier_job, const std::string& repeat_job,
                                    const std::string& repeat_source) {
   if (earlier_job == repeat_job) return true;
+  // The earlier one was stored with the sweep's id itself (before submit resolved it).
+  if (earlier_job == repeat_source) return true;
   // Only a sweep's id resolves to another job than the one named.
   if (repeat_source == repeat_job || repeat_source.empty()) return false;
   absl::StatusOr<JobRecord> taken = store_.GetJob(earlier_job);

@@ -585,6 +585,10 @@ TEST_F(SchedulerSweepsTest, AJobNamingASweepStartsFromTheJobThatIsItsResult) {
   other.mutable_dataset()->set_val_fraction(0.5);
   EXPECT_THAT(scheduler_->SubmitJob(other, "alice", "job-from-sweep", alice),
               StatusIs(absl::StatusCode::kAlreadyExists));
+  other = transfer;  // the refit named by its own id is another source than the sweep was
+  other.mutable_backbone()->set_from_job(refit);
+  EXPECT_THAT(scheduler_->SubmitJob(other, "alice", "job-from-sweep", alice),
+              StatusIs(absl::StatusCode::kAlreadyExists));
 
   ASSERT_OK_AND_ASSIGN(const Job from_refit, scheduler_->SubmitJob(transfer, "alice", "", alice));
   EXPECT_EQ(from_refit.spec().backbone().from_job(), refit);
@@ -604,17 +608,24 @@ TEST_F(SchedulerSweepsTest, AJobNamingASweepStartsFromTheJobThatIsItsResult) {
   EXPECT_EQ(connection->BackbonePathOf(from_refit.id()), refit + "/backbone.pt");
   EXPECT_EQ(StateOf(evaluating.id()), Job::SUCCEEDED);
 
-  // A job stored while submit kept the sweep's id (before it resolved it) is assigned the
-  // sweep's result after a restart.
+  // A job stored while submit kept the sweep's id (before it resolved it): a repeat of its
+  // submit is the same request, and after a restart it is assigned the sweep's result, which
+  // its spec keeps from then on.
   tl::v1::JobSpec stored_spec = from_refit.spec();
   stored_spec.mutable_backbone()->set_from_job(submitted.id());
-  ASSERT_OK_AND_ASSIGN(const std::vector<JobRecord> stored,
-                       store_->CreateJobs({{stored_spec, "alice", "", absl::Now()}}));
+  ASSERT_OK_AND_ASSIGN(
+      const std::vector<JobRecord> stored,
+      store_->CreateJobs({{stored_spec, "alice", "stored-from-sweep", absl::Now()}}));
   StartScheduler();
+  ASSERT_OK_AND_ASSIGN(const Job repeated_stored,
+                       scheduler_->SubmitJob(transfer, "alice", "stored-from-sweep", alice));
+  EXPECT_EQ(repeated_stored.id(), stored[0].id());
   auto restarted = std::make_shared<RecordingConnection>();
   Connect("w2", restarted);
   EXPECT_EQ(restarted->Assigned(), std::vector<std::string>{stored[0].id()});
   EXPECT_EQ(restarted->BackbonePathOf(stored[0].id()), refit + "/backbone.pt");
+  ASSERT_OK_AND_ASSIGN(const JobRecord kept, store_->GetJob(stored[0].id()));
+  EXPECT_EQ(kept.spec().backbone().from_job(), refit);
 }
 
 TEST_F(SchedulerSweepsTest, ARestartedSchedulerGoesOnWithoutCreatingATrialTwice) {
