@@ -6,6 +6,11 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <set>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -112,8 +117,33 @@ Bf16Hardware DetectBf16Hardware(const torch::Device& device) {
   return hardware;
 }
 
+CpuBf16Support CapToOneDnnIsa(CpuBf16Support cpu, const std::string& cap) {
+  std::string name = cap;
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  // oneDNN's cap names (old and new spellings), by what they allow.
+  static const std::set<std::string> kNoBf16 = {
+      "SSE41",      "AVX",        "AVX2",           "AVX2_VNNI",       "AVX2_VNNI_2",
+      "AVX512_MIC", "AVX512_MIC_4OPS", "AVX512_CORE", "AVX512_CORE_VNNI"};
+  static const std::set<std::string> kNoAmx = {"AVX512_CORE_BF16", "AVX512_CORE_FP16",
+                                               "AVX10_1_512"};
+  const bool avx512_bf16 = cpu.avx512_bf16 && kNoBf16.count(name) == 0;
+  const bool amx_bf16 = cpu.amx_bf16 && kNoBf16.count(name) == 0 && kNoAmx.count(name) == 0;
+  if (avx512_bf16 != cpu.avx512_bf16 || amx_bf16 != cpu.amx_bf16) {
+    cpu.hidden_by = "ONEDNN_MAX_CPU_ISA=" + name;
+  }
+  cpu.avx512_bf16 = avx512_bf16;
+  cpu.amx_bf16 = amx_bf16;
+  return cpu;
+}
+
 CpuBf16Support DetectCpuBf16() {
-  static const CpuBf16Support support = ReadCpuid();
+  static const CpuBf16Support support = [] {
+    // oneDNN reads its cap once, from the newer name first.
+    const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+    if (cap == nullptr) cap = std::getenv("DNNL_MAX_CPU_ISA");
+    return CapToOneDnnIsa(ReadCpuid(), cap == nullptr ? "" : cap);
+  }();
   return support;
 }
 
@@ -139,6 +169,14 @@ PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& d
     }
     return {Precision::kBFloat16,
             "AUTO: BF16 autocast on CUDA (compute capability " + CapabilityText(*hardware.cuda) + ")"};
+  }
+  // Below the CPU's own instructions oneDNN's bf16 kernels lost to float32 in both caps
+  // measured on an AMX CPU: 0.34x with no bf16 instructions left, 0.82x with AVX512-BF16 but
+  // no AMX (a CPU that has AVX512-BF16 alone gained 1.96x; docs/BENCHMARKS.md).
+  if (!hardware.cpu.hidden_by.empty()) {
+    return {Precision::kFloat32, "AUTO: FP32, " + hardware.cpu.hidden_by +
+                                     " keeps oneDNN below the CPU's bf16 instructions (its bf16 "
+                                     "kernels there lose to float32)"};
   }
   if (hardware.cpu.any()) {
     return {Precision::kBFloat16, std::string("AUTO: BF16 autocast, the CPU has ") +

@@ -22,12 +22,23 @@ enum class Precision {
 // What a job asks for: its spec's training.precision.
 enum class PrecisionRequest { kAuto, kFloat32, kBFloat16 };
 
-// The CPU's bf16 instructions (CPUID leaf 7).
+// The CPU's bf16 instructions (CPUID leaf 7) that oneDNN, which runs the
+// CPU's convolutions and matrix products, may use.
 struct CpuBf16Support {
   bool avx512_bf16 = false;
   bool amx_bf16 = false;
+  // "ONEDNN_MAX_CPU_ISA=<cap>" where that cap hid bf16 instructions the CPU
+  // has; empty otherwise.
+  std::string hidden_by;
   bool any() const { return avx512_bf16 || amx_bf16; }
 };
+
+// What `cpu` leaves to oneDNN under the instruction-set cap `cap` (the value
+// of ONEDNN_MAX_CPU_ISA or DNNL_MAX_CPU_ISA, any case): below
+// AVX512_CORE_BF16 no bf16 instructions, below AVX512_CORE_AMX no AMX. An
+// operator caps oneDNN to work around a kernel, or to match a fleet's oldest
+// CPU. An empty or unknown cap (which oneDNN ignores too) changes nothing.
+CpuBf16Support CapToOneDnnIsa(CpuBf16Support cpu, const std::string& cap);
 
 // A GPU's compute capability: bf16 tensor cores from 8.0 (Ampere) on.
 struct CudaCapability {
@@ -42,7 +53,7 @@ struct Bf16Hardware {
   std::optional<CudaCapability> cuda;
 };
 
-// This CPU's, read once.
+// This CPU's, read once, under the process's oneDNN cap (CapToOneDnnIsa).
 CpuBf16Support DetectCpuBf16();
 // This CPU's, and `device`'s compute capability when it is a CUDA device
 // (asked of the CUDA driver, loaded at run time: the engine also builds
@@ -56,8 +67,9 @@ struct PrecisionChoice {
 
 // The rule, a pure function: FP32 and BF16 as asked; AUTO bf16 on a CUDA
 // GPU of compute capability 8.0 or more (or one whose capability is
-// unknown) and on a CPU with bf16 instructions; float32 on older GPUs and
-// other CPUs, where autocast would emulate bf16.
+// unknown) and on a CPU with bf16 instructions; float32 on older GPUs, on
+// other CPUs, where autocast would emulate bf16, and where a oneDNN cap hides
+// bf16 instructions the CPU has (CpuBf16Support::hidden_by).
 PrecisionChoice ChoosePrecision(PrecisionRequest request, const torch::Device& device,
                                 const Bf16Hardware& hardware);
 

@@ -63,6 +63,52 @@ TEST(ChoosePrecisionTest, AutoTakesBf16WhereTheHardwareHasIt) {
   EXPECT_STREQ(PrecisionName(Precision::kFloat32), "FP32");
 }
 
+// A oneDNN instruction-set cap hides what lies above it, and AUTO then keeps float32 and
+// says why; caps at or above the CPU's own instructions, and names oneDNN does not know,
+// change nothing.
+TEST(ChoosePrecisionTest, AOneDnnCapBelowBf16KeepsFloat32) {
+  CpuBf16Support amx;
+  amx.avx512_bf16 = true;
+  amx.amx_bf16 = true;
+  CpuBf16Support capped = CapToOneDnnIsa(amx, "avx512_core");
+  EXPECT_FALSE(capped.any());
+  EXPECT_EQ(capped.hidden_by, "ONEDNN_MAX_CPU_ISA=AVX512_CORE");
+  capped = CapToOneDnnIsa(amx, "AVX512_CORE_BF16");
+  EXPECT_TRUE(capped.avx512_bf16);
+  EXPECT_FALSE(capped.amx_bf16);
+  EXPECT_EQ(capped.hidden_by, "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16");
+  for (const std::string cap : {"", "ALL", "AVX512_CORE_AMX", "avx10_1_512_amx", "NONSENSE"}) {
+    capped = CapToOneDnnIsa(amx, cap);
+    EXPECT_TRUE(capped.avx512_bf16 && capped.amx_bf16) << cap;
+    EXPECT_TRUE(capped.hidden_by.empty()) << cap;
+  }
+  CpuBf16Support avx512_only;
+  avx512_only.avx512_bf16 = true;
+  // Nothing above AVX512-BF16 to hide: the cap names nothing this CPU has.
+  EXPECT_TRUE(CapToOneDnnIsa(avx512_only, "AVX512_CORE_BF16").hidden_by.empty());
+  EXPECT_TRUE(CapToOneDnnIsa(CpuBf16Support(), "AVX2").hidden_by.empty());
+
+  const torch::Device cpu(torch::kCPU);
+  Bf16Hardware hardware;
+  hardware.cpu = CapToOneDnnIsa(amx, "AVX512_CORE_VNNI");
+  PrecisionChoice choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, hardware);
+  EXPECT_EQ(choice.precision, Precision::kFloat32);
+  EXPECT_NE(choice.reason.find("ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI"), std::string::npos)
+      << choice.reason;
+  // AVX512-BF16 left but AMX hidden: measured slower than float32 on such a CPU.
+  hardware.cpu = CapToOneDnnIsa(amx, "AVX512_CORE_BF16");
+  choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, hardware);
+  EXPECT_EQ(choice.precision, Precision::kFloat32);
+  EXPECT_NE(choice.reason.find("ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16"), std::string::npos)
+      << choice.reason;
+  // A CPU of AVX512-BF16 alone under that cap loses nothing to it.
+  hardware.cpu = CapToOneDnnIsa(avx512_only, "AVX512_CORE_BF16");
+  EXPECT_EQ(ChoosePrecision(PrecisionRequest::kAuto, cpu, hardware).precision,
+            Precision::kBFloat16);
+  EXPECT_EQ(ChoosePrecision(PrecisionRequest::kBFloat16, cpu, hardware).precision,
+            Precision::kBFloat16);
+}
+
 TEST(ChoosePrecisionTest, CommandLineNamesMapToRequests) {
   EXPECT_EQ(PrecisionRequestNamed("auto"), PrecisionRequest::kAuto);
   EXPECT_EQ(PrecisionRequestNamed("fp32"), PrecisionRequest::kFloat32);
