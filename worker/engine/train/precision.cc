@@ -117,20 +117,30 @@ Bf16Hardware DetectBf16Hardware(const torch::Device& device) {
   return hardware;
 }
 
-CpuBf16Support CapToOneDnnIsa(CpuBf16Support cpu, const std::string& cap) {
-  std::string name = cap;
+OneDnnIsaCap OneDnnIsaCapFrom(const char* onednn_max_cpu_isa, const char* dnnl_max_cpu_isa) {
+  if (onednn_max_cpu_isa != nullptr && *onednn_max_cpu_isa != '\0') {
+    return {"ONEDNN_MAX_CPU_ISA", onednn_max_cpu_isa};
+  }
+  if (dnnl_max_cpu_isa != nullptr && *dnnl_max_cpu_isa != '\0') {
+    return {"DNNL_MAX_CPU_ISA", dnnl_max_cpu_isa};
+  }
+  return {};
+}
+
+CpuBf16Support CapToOneDnnIsa(CpuBf16Support cpu, const OneDnnIsaCap& cap) {
+  std::string name = cap.value;
   std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   // oneDNN's cap names (old and new spellings), by what they allow.
-  static const std::set<std::string> kNoBf16 = {
-      "SSE41",      "AVX",        "AVX2",           "AVX2_VNNI",       "AVX2_VNNI_2",
-      "AVX512_MIC", "AVX512_MIC_4OPS", "AVX512_CORE", "AVX512_CORE_VNNI"};
+  static const std::set<std::string> kNoBf16 = {"SSE41",       "AVX",         "AVX2",
+                                                "AVX2_VNNI",   "AVX2_VNNI_2", "AVX512_CORE",
+                                                "AVX512_CORE_VNNI"};
   static const std::set<std::string> kNoAmx = {"AVX512_CORE_BF16", "AVX512_CORE_FP16",
                                                "AVX10_1_512"};
   const bool avx512_bf16 = cpu.avx512_bf16 && kNoBf16.count(name) == 0;
   const bool amx_bf16 = cpu.amx_bf16 && kNoBf16.count(name) == 0 && kNoAmx.count(name) == 0;
   if (avx512_bf16 != cpu.avx512_bf16 || amx_bf16 != cpu.amx_bf16) {
-    cpu.hidden_by = "ONEDNN_MAX_CPU_ISA=" + name;
+    cpu.hidden_by = cap.variable + "=" + cap.value;
   }
   cpu.avx512_bf16 = avx512_bf16;
   cpu.amx_bf16 = amx_bf16;
@@ -138,12 +148,10 @@ CpuBf16Support CapToOneDnnIsa(CpuBf16Support cpu, const std::string& cap) {
 }
 
 CpuBf16Support DetectCpuBf16() {
-  static const CpuBf16Support support = [] {
-    // oneDNN reads its cap once, from the newer name first.
-    const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
-    if (cap == nullptr) cap = std::getenv("DNNL_MAX_CPU_ISA");
-    return CapToOneDnnIsa(ReadCpuid(), cap == nullptr ? "" : cap);
-  }();
+  // oneDNN reads its cap once too.
+  static const CpuBf16Support support = CapToOneDnnIsa(
+      ReadCpuid(),
+      OneDnnIsaCapFrom(std::getenv("ONEDNN_MAX_CPU_ISA"), std::getenv("DNNL_MAX_CPU_ISA")));
   return support;
 }
 

@@ -27,18 +27,27 @@ enum class PrecisionRequest { kAuto, kFloat32, kBFloat16 };
 struct CpuBf16Support {
   bool avx512_bf16 = false;
   bool amx_bf16 = false;
-  // "ONEDNN_MAX_CPU_ISA=<cap>" where that cap hid bf16 instructions the CPU
-  // has; empty otherwise.
+  // "<variable>=<cap>" where that cap hid bf16 instructions the CPU has;
+  // empty otherwise.
   std::string hidden_by;
   bool any() const { return avx512_bf16 || amx_bf16; }
 };
 
-// What `cpu` leaves to oneDNN under the instruction-set cap `cap` (the value
-// of ONEDNN_MAX_CPU_ISA or DNNL_MAX_CPU_ISA, any case): below
-// AVX512_CORE_BF16 no bf16 instructions, below AVX512_CORE_AMX no AMX. An
-// operator caps oneDNN to work around a kernel, or to match a fleet's oldest
-// CPU. An empty or unknown cap (which oneDNN ignores too) changes nothing.
-CpuBf16Support CapToOneDnnIsa(CpuBf16Support cpu, const std::string& cap);
+// oneDNN's instruction-set cap: the environment variable that set it and its value.
+struct OneDnnIsaCap {
+  std::string variable;
+  std::string value;  // empty: no cap
+};
+
+// The cap oneDNN takes from ONEDNN_MAX_CPU_ISA, else DNNL_MAX_CPU_ISA (either
+// may be null); an empty value counts as unset, as oneDNN counts it.
+OneDnnIsaCap OneDnnIsaCapFrom(const char* onednn_max_cpu_isa, const char* dnnl_max_cpu_isa);
+
+// What `cpu` leaves to oneDNN under `cap` (any case): below AVX512_CORE_BF16
+// no bf16 instructions, below AVX512_CORE_AMX no AMX. An operator caps oneDNN
+// to work around a kernel, or to match a fleet's oldest CPU. An empty or
+// unknown cap (which oneDNN ignores too) changes nothing.
+CpuBf16Support CapToOneDnnIsa(CpuBf16Support cpu, const OneDnnIsaCap& cap);
 
 // A GPU's compute capability: bf16 tensor cores from 8.0 (Ampere) on.
 struct CudaCapability {
@@ -53,7 +62,8 @@ struct Bf16Hardware {
   std::optional<CudaCapability> cuda;
 };
 
-// This CPU's, read once, under the process's oneDNN cap (CapToOneDnnIsa).
+// This CPU's, read once, under the process's oneDNN cap (OneDnnIsaCapFrom,
+// CapToOneDnnIsa).
 CpuBf16Support DetectCpuBf16();
 // This CPU's, and `device`'s compute capability when it is a CUDA device
 // (asked of the CUDA driver, loaded at run time: the engine also builds

@@ -70,39 +70,53 @@ TEST(ChoosePrecisionTest, AOneDnnCapBelowBf16KeepsFloat32) {
   CpuBf16Support amx;
   amx.avx512_bf16 = true;
   amx.amx_bf16 = true;
-  CpuBf16Support capped = CapToOneDnnIsa(amx, "avx512_core");
+  const auto cap = [](const std::string& value) {
+    return OneDnnIsaCap{"ONEDNN_MAX_CPU_ISA", value};
+  };
+  CpuBf16Support capped = CapToOneDnnIsa(amx, cap("avx512_core"));
   EXPECT_FALSE(capped.any());
-  EXPECT_EQ(capped.hidden_by, "ONEDNN_MAX_CPU_ISA=AVX512_CORE");
-  capped = CapToOneDnnIsa(amx, "AVX512_CORE_BF16");
+  EXPECT_EQ(capped.hidden_by, "ONEDNN_MAX_CPU_ISA=avx512_core");
+  capped = CapToOneDnnIsa(amx, OneDnnIsaCap{"DNNL_MAX_CPU_ISA", "AVX512_CORE_BF16"});
   EXPECT_TRUE(capped.avx512_bf16);
   EXPECT_FALSE(capped.amx_bf16);
-  EXPECT_EQ(capped.hidden_by, "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16");
-  for (const std::string cap : {"", "ALL", "AVX512_CORE_AMX", "avx10_1_512_amx", "NONSENSE"}) {
-    capped = CapToOneDnnIsa(amx, cap);
-    EXPECT_TRUE(capped.avx512_bf16 && capped.amx_bf16) << cap;
-    EXPECT_TRUE(capped.hidden_by.empty()) << cap;
+  EXPECT_EQ(capped.hidden_by, "DNNL_MAX_CPU_ISA=AVX512_CORE_BF16");
+  for (const std::string value :
+       {"", "ALL", "AVX512_CORE_AMX", "avx10_1_512_amx", "NONSENSE"}) {
+    capped = CapToOneDnnIsa(amx, cap(value));
+    EXPECT_TRUE(capped.avx512_bf16 && capped.amx_bf16) << value;
+    EXPECT_TRUE(capped.hidden_by.empty()) << value;
   }
   CpuBf16Support avx512_only;
   avx512_only.avx512_bf16 = true;
   // Nothing above AVX512-BF16 to hide: the cap names nothing this CPU has.
-  EXPECT_TRUE(CapToOneDnnIsa(avx512_only, "AVX512_CORE_BF16").hidden_by.empty());
-  EXPECT_TRUE(CapToOneDnnIsa(CpuBf16Support(), "AVX2").hidden_by.empty());
+  EXPECT_TRUE(CapToOneDnnIsa(avx512_only, cap("AVX512_CORE_BF16")).hidden_by.empty());
+  EXPECT_TRUE(CapToOneDnnIsa(CpuBf16Support(), cap("AVX2")).hidden_by.empty());
+
+  // The newer variable first; an empty value is no cap, and the older one then applies.
+  OneDnnIsaCap from = OneDnnIsaCapFrom("AVX2", "ALL");
+  EXPECT_EQ(from.variable, "ONEDNN_MAX_CPU_ISA");
+  EXPECT_EQ(from.value, "AVX2");
+  from = OneDnnIsaCapFrom("", "AVX512_CORE");
+  EXPECT_EQ(from.variable, "DNNL_MAX_CPU_ISA");
+  EXPECT_EQ(from.value, "AVX512_CORE");
+  from = OneDnnIsaCapFrom(nullptr, nullptr);
+  EXPECT_TRUE(from.value.empty());
 
   const torch::Device cpu(torch::kCPU);
   Bf16Hardware hardware;
-  hardware.cpu = CapToOneDnnIsa(amx, "AVX512_CORE_VNNI");
+  hardware.cpu = CapToOneDnnIsa(amx, cap("AVX512_CORE_VNNI"));
   PrecisionChoice choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, hardware);
   EXPECT_EQ(choice.precision, Precision::kFloat32);
   EXPECT_NE(choice.reason.find("ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI"), std::string::npos)
       << choice.reason;
   // AVX512-BF16 left but AMX hidden: measured slower than float32 on such a CPU.
-  hardware.cpu = CapToOneDnnIsa(amx, "AVX512_CORE_BF16");
+  hardware.cpu = CapToOneDnnIsa(amx, cap("AVX512_CORE_BF16"));
   choice = ChoosePrecision(PrecisionRequest::kAuto, cpu, hardware);
   EXPECT_EQ(choice.precision, Precision::kFloat32);
   EXPECT_NE(choice.reason.find("ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16"), std::string::npos)
       << choice.reason;
   // A CPU of AVX512-BF16 alone under that cap loses nothing to it.
-  hardware.cpu = CapToOneDnnIsa(avx512_only, "AVX512_CORE_BF16");
+  hardware.cpu = CapToOneDnnIsa(avx512_only, cap("AVX512_CORE_BF16"));
   EXPECT_EQ(ChoosePrecision(PrecisionRequest::kAuto, cpu, hardware).precision,
             Precision::kBFloat16);
   EXPECT_EQ(ChoosePrecision(PrecisionRequest::kBFloat16, cpu, hardware).precision,
