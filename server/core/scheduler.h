@@ -325,11 +325,12 @@ class Scheduler {
   // same sweep or job is the same request even where its result has moved on since.
   bool SameSubmission(const tl::v1::JobSpec& earlier, tl::v1::JobSpec repeat,
                       const std::string& repeat_source);
-  // The rule for backbone.from_job within it: the same job; or the repeat named a sweep
-  // (`repeat_source`, its from_job as given) and the earlier one holds that sweep's id (stored
-  // before submit resolved it) or one of its trials.
-  bool SameBackboneSource(const std::string& earlier_job, const std::string& repeat_job,
-                          const std::string& repeat_source);
+  // The rule for backbone.from_job within it, for a job's spec and a sweep's base alike:
+  // whether a repeat whose from_job is `repeat_job` (it named `repeat_source`) asks for another
+  // id than `earlier_job` only because it named a sweep, and the earlier one holds that sweep's
+  // id (stored before submit resolved it) or one of its trials.
+  bool NamedTheEarlierSourcesSweep(const std::string& earlier_job, const std::string& repeat_job,
+                                   const std::string& repeat_source);
   // The job as `caller` sees it, if it may act on it: an active one from memory (with why it
   // waits), else from the store.
   absl::StatusOr<tl::v1::Job> VisibleJob(const std::string& job_id, const Principal& caller);

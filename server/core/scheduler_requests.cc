@@ -177,9 +177,8 @@ void Scheduler::CommitSubmits(const std::vector<PendingSubmit*>& batch) {
 
 bool Scheduler::SameSubmission(const tl::v1::JobSpec& earlier, tl::v1::JobSpec repeat,
                                const std::string& repeat_source) {
-  if (repeat.backbone().from_job() != earlier.backbone().from_job() &&
-      SameBackboneSource(earlier.backbone().from_job(), repeat.backbone().from_job(),
-                         repeat_source)) {
+  if (NamedTheEarlierSourcesSweep(earlier.backbone().from_job(), repeat.backbone().from_job(),
+                                  repeat_source)) {
     repeat.mutable_backbone()->set_from_job(earlier.backbone().from_job());
   }
   if (!repeat.evaluate().from_job().empty() &&
@@ -189,13 +188,15 @@ bool Scheduler::SameSubmission(const tl::v1::JobSpec& earlier, tl::v1::JobSpec r
   return earlier.SerializeAsString() == repeat.SerializeAsString();
 }
 
-bool Scheduler::SameBackboneSource(const std::string& earlier_job, const std::string& repeat_job,
-                                   const std::string& repeat_source) {
-  if (earlier_job == repeat_job) return true;
-  // The earlier one was stored with the sweep's id itself (before submit resolved it).
-  if (earlier_job == repeat_source) return true;
+bool Scheduler::NamedTheEarlierSourcesSweep(const std::string& earlier_job,
+                                            const std::string& repeat_job,
+                                            const std::string& repeat_source) {
   // Only a sweep's id resolves to another job than the one named.
-  if (repeat_source == repeat_job || repeat_source.empty()) return false;
+  if (repeat_job == earlier_job || repeat_source.empty() || repeat_source == repeat_job) {
+    return false;
+  }
+  // The earlier one holds the sweep's id itself (stored before submit resolved it), or a trial.
+  if (earlier_job == repeat_source) return true;
   absl::StatusOr<JobRecord> taken = store_.GetJob(earlier_job);
   return taken.ok() && taken->sweep_id() == repeat_source;
 }

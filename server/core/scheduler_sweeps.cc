@@ -81,9 +81,8 @@ absl::StatusOr<Sweep> Scheduler::SubmitSweep(const SweepSpec& spec, const std::s
     if (earlier.has_value()) {
       SweepSpec repeat = validated;
       const std::string& earlier_source = earlier->spec().base().backbone().from_job();
-      if (repeat.base().backbone().from_job() != earlier_source &&
-          SameBackboneSource(earlier_source, repeat.base().backbone().from_job(),
-                             spec.base().backbone().from_job())) {
+      if (NamedTheEarlierSourcesSweep(earlier_source, repeat.base().backbone().from_job(),
+                                      spec.base().backbone().from_job())) {
         repeat.mutable_base()->mutable_backbone()->set_from_job(earlier_source);
       }
       if (earlier->spec().SerializeAsString() != repeat.SerializeAsString()) {

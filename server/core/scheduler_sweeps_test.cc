@@ -144,7 +144,8 @@ class SchedulerSweepsTest : public ::testing::Test {
     scheduler_->HandleWorkerMessage(session, message);
   }
 
-  void Finished(int64_t session, const std::string& job_id, JobFinished::Outcome outcome) {
+  // The end of attempt 1 of `job_id`; a success exports <job_id>/model.pt. Tests add to it.
+  static WorkerMessage FinishedMessage(const std::string& job_id, JobFinished::Outcome outcome) {
     WorkerMessage message;
     message.mutable_finished()->set_job_id(job_id);
     message.mutable_finished()->set_attempt(1);
@@ -152,7 +153,11 @@ class SchedulerSweepsTest : public ::testing::Test {
     if (outcome == JobFinished::SUCCEEDED) {
       message.mutable_finished()->mutable_result()->set_model_path(job_id + "/model.pt");
     }
-    scheduler_->HandleWorkerMessage(session, message);
+    return message;
+  }
+
+  void Finished(int64_t session, const std::string& job_id, JobFinished::Outcome outcome) {
+    scheduler_->HandleWorkerMessage(session, FinishedMessage(job_id, outcome));
   }
 
   // One stand-in worker per trial, w0, w1, ..., each assigned a trial and started on it.
@@ -317,10 +322,7 @@ TEST_F(SchedulerSweepsTest, AFailedRefitFailsTheSweepWithItsOwnError) {
   ASSERT_EQ(connection->Assigned().size(), 2u);  // the refit, placed at once
   const std::string refit = connection->Assigned()[1];
   Started(session, refit);
-  WorkerMessage failed;
-  failed.mutable_finished()->set_job_id(refit);
-  failed.mutable_finished()->set_attempt(1);
-  failed.mutable_finished()->set_outcome(JobFinished::FAILED);
+  WorkerMessage failed = FinishedMessage(refit, JobFinished::FAILED);
   failed.mutable_finished()->set_error("training.learning_rate: loss became NaN");
   scheduler_->HandleWorkerMessage(session, failed);
   ASSERT_OK_AND_ASSIGN(const Sweep ended, scheduler_->GetSweep(submitted.id()));
@@ -526,11 +528,7 @@ TEST_F(SchedulerSweepsTest, AJobNamingASweepStartsFromTheJobThatIsItsResult) {
     WriteFile(artifacts / job / "backbone.json", R"({"format": "tl.backbone.v1"})");
     WriteFile(artifacts / job / "model.pt", "torchscript");
     WriteFile(artifacts / job / "model.json", "{}");
-    WorkerMessage message;
-    message.mutable_finished()->set_job_id(job);
-    message.mutable_finished()->set_attempt(1);
-    message.mutable_finished()->set_outcome(JobFinished::SUCCEEDED);
-    message.mutable_finished()->mutable_result()->set_model_path(job + "/model.pt");
+    WorkerMessage message = FinishedMessage(job, JobFinished::SUCCEEDED);
     message.mutable_finished()->mutable_result()->set_backbone_path(job + "/backbone.pt");
     scheduler_->HandleWorkerMessage(session, message);
   };
