@@ -1,7 +1,10 @@
 // Sweeps with real processes on 127.0.0.1: a tlserver, tlworkers and the tiny data of
 // cluster.h. A four-trial sweep end to end, and a job that starts from its result; a tlserver
 // killed with SIGKILL mid-sweep (no trial lost, none created or started twice); a cancel that
-// meets trials queued, running and finished. Every wait is on a condition, within a deadline.
+// meets trials queued, running and finished; ASHA stopping a trial on its worker. Every wait
+// is on a condition, within a deadline.
+#include <gmock/gmock.h>
+
 #include <set>
 #include <string>
 #include <vector>
@@ -239,6 +242,58 @@ TEST(SweepTest, CancelReachesTrialsQueuedRunningAndFinished) {
   const Sweep after = GetSweep(cluster, submitted.id());
   EXPECT_EQ(after.trials_ended(), 3);
   EXPECT_EQ(after.error(), "enough");
+}
+
+TEST(SweepTest, AshaStopsTheWorseTrialOnItsWorkerWhichGoesOnToTheNext) {
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  constexpr int kEpochs = 30;  // rungs at 1, 2, 4, 8 and 16
+  SweepSpec spec = TinySweep(kEpochs);
+  spec.set_method(SweepSpec::ASHA);
+  spec.mutable_asha()->set_reduction_factor(2);
+  spec.mutable_objective()->set_metric(SweepSpec::Objective::VAL_LOSS);
+  // A rate that learns and one that barely moves the weights. Seed 1 draws them for trials
+  // 0, 1 and 2 as learns, barely, learns (checked below); one at a time, so trial 0 reaches
+  // every rung first and trial 1 meets it at the first.
+  Search(spec, "training.learning_rate", {1e-6, 0.03});
+  spec.set_seed(1);
+  spec.set_max_trials(3);
+  spec.set_max_parallel_trials(1);
+  spec.set_refit(false);
+  const Sweep submitted = SubmitSweep(cluster, spec);
+  ASSERT_FALSE(submitted.id().empty());
+  const Sweep done = WaitForSweep(cluster, submitted.id(), SweepEnded, 120s);
+  ASSERT_EQ(done.state(), Sweep::SUCCEEDED) << done.error();
+  ASSERT_EQ(done.trials_size(), 3);
+  const auto rate = [&](int trial) {
+    return done.trials(trial).parameters().fields().at("training.learning_rate").number_value();
+  };
+  ASSERT_DOUBLE_EQ(rate(0), 0.03);
+  ASSERT_DOUBLE_EQ(rate(1), 1e-6);
+  ASSERT_DOUBLE_EQ(rate(2), 0.03);
+
+  // The worse trial was told to stop after its first rung, and its worker stopped it there:
+  // not one more rung's epochs, and the state says why it ended.
+  const Job stopped = Get(cluster, done.trials(1).job_id());
+  EXPECT_EQ(stopped.state(), Job::STOPPED_EARLY) << stopped.error();
+  EXPECT_THAT(stopped.error(), ::testing::HasSubstr("stopped early by ASHA at epoch 1"));
+  const std::vector<int> stopped_epochs = EpochsOf(WatchToEnd(cluster, stopped.id()));
+  ASSERT_FALSE(stopped_epochs.empty());
+  EXPECT_EQ(stopped_epochs.front(), 1);
+  EXPECT_LT(stopped_epochs.back(), kEpochs);
+  EXPECT_EQ(done.trials(1).state(), Job::STOPPED_EARLY);
+
+  // The better ones went on through every rung, the second after the stopped one on the same
+  // worker, and the sweep's result is one of them.
+  for (int trial : {0, 2}) {
+    const Job job = Get(cluster, done.trials(trial).job_id());
+    EXPECT_EQ(job.state(), Job::SUCCEEDED) << job.error();
+    EXPECT_EQ(job.epoch(), kEpochs);
+  }
+  EXPECT_NE(done.best_job_id(), stopped.id());
+  EXPECT_FALSE(done.best_job_id().empty());
+  EXPECT_EQ(done.trials_ended(), 3);
 }
 
 }  // namespace
