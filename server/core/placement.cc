@@ -10,9 +10,15 @@ namespace tl::server {
 
 int Replicas(const JobRecord& job) { return std::max(1, job.spec().resources().replicas()); }
 
+bool WantsCuda(const tl::v1::ResourceRequest& resources) {
+  // GPU memory asked for is a GPU asked for: else the job would land on any worker, a CPU one
+  // or a slot whose share of the memory is smaller.
+  return resources.device() == "cuda" || resources.gpu_count() > 0 ||
+         resources.min_gpu_memory_bytes() > 0;
+}
+
 bool WorkerFits(const tl::v1::WorkerHello& worker, const tl::v1::ResourceRequest& resources) {
-  const bool wants_cuda = resources.device() == "cuda" || resources.gpu_count() > 0;
-  if (!wants_cuda) {
+  if (!WantsCuda(resources)) {
     if (resources.device().empty()) return true;
     for (const tl::v1::Device& device : worker.devices()) {
       if (device.kind() == resources.device()) return true;
@@ -38,6 +44,12 @@ const std::string& WorkerProcessOf(const tl::v1::WorkerHello& worker) {
 
 absl::Status CheckWorkerSlots(const tl::v1::WorkerHello& worker) {
   if (worker.slot_of().empty() && worker.slot() == 0 && worker.slots() == 0) {
+    // The scheduler reads a job's slot from its worker id (SlotProcessOf).
+    if (const std::string_view process = SlotProcessOf(worker.worker_id()); !process.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "hello.worker_id is \"", worker.worker_id(), "\", the id of a slot of worker \"",
+          std::string(process), "\"; a worker of one slot takes an id of another form"));
+    }
     return absl::OkStatus();
   }
   if (worker.slots() < 1 || worker.slots() > kMaxWorkerSlots) {
@@ -62,7 +74,7 @@ absl::Status CheckWorkerSlots(const tl::v1::WorkerHello& worker) {
 }
 
 std::string DescribeResources(const tl::v1::ResourceRequest& resources) {
-  if (resources.device() != "cuda" && resources.gpu_count() == 0) {
+  if (!WantsCuda(resources)) {
     return resources.device().empty() ? "any device" : resources.device();
   }
   std::string text = absl::StrCat(std::max(1, resources.gpu_count()), " CUDA device(s)");

@@ -18,6 +18,9 @@ namespace tl::server {
 
 // Workers one attempt of `job` needs at once (resources.replicas, at least 1).
 int Replicas(const JobRecord& job);
+// Whether `resources` asks for CUDA devices: device "cuda", a gpu_count, or
+// GPU memory (which only a CUDA device has, even where device is empty).
+bool WantsCuda(const tl::v1::ResourceRequest& resources);
 // Whether the worker offers the devices `resources` asks for.
 bool WorkerFits(const tl::v1::WorkerHello& worker, const tl::v1::ResourceRequest& resources);
 // Whether the worker may train in a gang: it said where peers reach it.

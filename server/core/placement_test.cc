@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/worker_slots.h"
+
 namespace tl::server {
 namespace {
 
@@ -152,6 +154,18 @@ TEST_F(PlacementTest, AJobGoesOnlyToASlotWhoseShareOfGpuMemoryFitsIt) {
   EXPECT_THAT(Describe(PlaceJobs(queue, halves, {})), ElementsAre("big: 3", "small: 4"));
 }
 
+TEST_F(PlacementTest, GpuMemoryAskedForWithoutADeviceStillNeedsACudaDeviceWithThatMuch) {
+  JobRecord& big = *const_cast<JobRecord*>(AddJob("big", "alice"));  // resources.device empty
+  big.mutable_spec()->mutable_resources()->set_min_gpu_memory_bytes(int64_t{30} << 30);
+  const std::vector<const JobRecord*> queue = {&big};
+  const std::vector<PlacementWorker> cpu_and_quarters = {AddWorker(1, {"cpu"}),
+                                                         AddSlot(2, "1", 1, 4, 20)};
+  EXPECT_THAT(Describe(PlaceJobs(queue, cpu_and_quarters, {})), ElementsAre());
+  EXPECT_THAT(Describe(PlaceJobs(queue, {AddSlot(3, "2", 1, 2, 40)}, {})), ElementsAre("big: 3"));
+  EXPECT_EQ(DescribeResources(big.spec().resources()),
+            "1 CUDA device(s) with at least 30720 MiB each");
+}
+
 TEST_F(PlacementTest, SlotFieldsOfAHelloAreCheckedAndNamed) {
   WorkerHello hello;
   hello.set_worker_id("w1");
@@ -183,6 +197,21 @@ TEST_F(PlacementTest, SlotFieldsOfAHelloAreCheckedAndNamed) {
   bad = hello;
   bad.set_slot_of("");
   refused(bad, "hello.slot_of");
+  // A worker of one slot under a slot's id would be taken for that slot.
+  WorkerHello plain;
+  plain.set_worker_id("w1/slot2");
+  refused(plain, "hello.worker_id");
+  plain.set_worker_id("w1/slot0");
+  EXPECT_TRUE(CheckWorkerSlots(plain).ok());
+}
+
+TEST(SlotProcessOfTest, NamesTheProcessOfASlotsIdAndNothingElse) {
+  EXPECT_EQ(SlotProcessOf(SlotWorkerId("gpu-0", 2)), "gpu-0");
+  EXPECT_EQ(SlotProcessOf(SlotWorkerId("a/slot1", kMaxWorkerSlots)), "a/slot1");
+  for (const char* other : {"gpu-0", "gpu-0/slot", "gpu-0/slot0", "gpu-0/slot02", "gpu-0/slot17",
+                            "gpu-0/slot1x", "/slot1", "gpu-0/slots2"}) {
+    EXPECT_EQ(SlotProcessOf(other), "") << other;
+  }
 }
 
 TEST_F(PlacementTest, ResourcesAreDescribedForPeople) {
