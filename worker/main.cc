@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -319,13 +320,20 @@ int main(int argc, char** argv) {
   std::unique_ptr<tl::MetricsHttpServer> metrics_server = ServeMetrics(metrics);
 
   std::vector<std::unique_ptr<tl::worker::WorkerAgent>> agents;
+  std::set<int> rendezvous_ports;  // the slots' so far
   for (tl::worker::AgentOptions& slot : tl::worker::SlotAgentOptions(
            options, slots, static_cast<int>(std::thread::hardware_concurrency()))) {
     if (!slot.settings.replica_address.empty() && slot.settings.rendezvous_port == 0) {
       // Another process could take it before a job needs it; that attempt's rendezvous then
-      // fails and the job is retried. A fixed --rendezvous_port avoids that.
-      slot.settings.rendezvous_port = tl::FreePort(slot.settings.replica_address);
+      // fails and the job is retried. A fixed --rendezvous_port avoids that. The kernel may
+      // hand a probed port out again once its probe has closed: each slot needs its own.
+      int port = 0;
+      for (int tries = 0; tries < 32 && (port == 0 || rendezvous_ports.count(port) > 0); ++tries) {
+        port = tl::FreePort(slot.settings.replica_address);
+      }
+      slot.settings.rendezvous_port = port;
     }
+    rendezvous_ports.insert(slot.settings.rendezvous_port);
     agents.push_back(std::make_unique<tl::worker::WorkerAgent>(slot));
   }
   if (slots > 1) {

@@ -360,10 +360,13 @@ class Scheduler {
   // `held_attempt`), does not run it: a new process (the old one died), an
   // assignment lost with the old stream, a copy it fenced. The job is queued
   // again now (a failure counted, as a lost lease counts) rather than after
-  // the lease. Also for the ids of a process that came back with another
-  // number of slots.
+  // the lease.
   void RequeueJobsLeftBehind(const std::string& worker_id, const std::string& held_job_id,
                              int held_attempt);
+  // The same for the jobs of the hello's worker process leased to an id of it
+  // that its slots no longer connect under: it came back with another number
+  // of slots (common/worker_slots.h).
+  void RequeueJobsOfAnotherLayout(const tl::v1::WorkerHello& hello);
   absl::StatusOr<int64_t> ConnectWorkerLocked(
       const tl::v1::WorkerHello& hello, std::shared_ptr<WorkerConnection> connection,
       const Principal& credential, std::vector<std::shared_ptr<WorkerConnection>>* replaced);

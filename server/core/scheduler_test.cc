@@ -42,6 +42,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::Optional;
+using ::testing::_;
 using ::testing::SizeIs;
 using ::tl::server::testing::FailingJobStore;
 using ::tl::testing::IsOk;
@@ -1910,11 +1911,96 @@ TEST_F(SchedulerControlTest, ARestartWithAnotherNumberOfSlotsReplacesTheOldSessi
   ASSERT_THAT(scheduler_->ConnectWorker(hello_of(2, 2), two, gpu1), IsOk());
   EXPECT_FALSE(one->closed()) << "slots of one layout live side by side";
   EXPECT_THAT(two->assignments(), IsEmpty());
-  // A third slot claimed under a layout of 4 replaces both, as a new process would.
+  // A third slot claimed under a layout of 4 replaces both, as a new process would, and the
+  // replaced sessions leave /metrics with them.
+  metrics_->RefreshLeaseAges();
+  ASSERT_THAT(Metric("tl_worker_lease_age_seconds", {{"worker_id", "gpu-1/slot2"}}),
+              Optional(_));
   auto four = std::make_shared<FakeConnection>();
   ASSERT_THAT(scheduler_->ConnectWorker(hello_of(3, 4), four, gpu1), IsOk());
   EXPECT_TRUE(one->closed());
   EXPECT_TRUE(two->closed());
+  metrics_->RefreshLeaseAges();
+  EXPECT_EQ(Metric("tl_worker_lease_age_seconds", {{"worker_id", "gpu-1/slot1"}}), std::nullopt);
+  EXPECT_EQ(Metric("tl_worker_lease_age_seconds", {{"worker_id", "gpu-1/slot2"}}), std::nullopt);
+  EXPECT_THAT(Metric("tl_worker_lease_age_seconds", {{"worker_id", "gpu-1/slot3"}}),
+              Optional(_));
+}
+
+TEST_F(SchedulerControlTest, AProcessKilledThenBackWithAnotherNumberOfSlotsGetsItsJobsRequeued) {
+  const Principal gpu1{"gpu-1", Role::kWorker, {}};
+  const auto hello_of = [](int slot, int slots) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(slots == 0 ? "gpu-1" : "gpu-1/slot" + std::to_string(slot));
+    if (slots > 0) {
+      hello.set_slot_of("gpu-1");
+      hello.set_slot(slot);
+      hello.set_slots(slots);
+    }
+    hello.add_devices()->set_kind("cpu");
+    return hello;
+  };
+  // Three slots, each running a job; the process dies, and its streams are seen to end.
+  std::vector<std::string> jobs;
+  std::vector<int64_t> sessions;
+  for (int slot = 1; slot <= 3; ++slot) {
+    jobs.push_back(Submit("flowers"));
+    auto connection = std::make_shared<FakeConnection>();
+    ASSERT_OK_AND_ASSIGN(int64_t session,
+                         scheduler_->ConnectWorker(hello_of(slot, 3), connection, gpu1));
+    Started(FakeWorker{"gpu-1/slot" + std::to_string(slot), session, connection}, jobs.back(), 1);
+    sessions.push_back(session);
+  }
+  for (int64_t session : sessions) scheduler_->DisconnectWorker(session);
+
+  // Back with 2 slots: slot 3's job has no slot to claim it, and is queued again at once, a
+  // failure counted; slot 2's waits for slot 2, which may still hold it.
+  auto first = std::make_shared<FakeConnection>();
+  ASSERT_OK_AND_ASSIGN(int64_t first_session,
+                       scheduler_->ConnectWorker(hello_of(1, 2), first, gpu1));
+  EXPECT_EQ(Get(jobs[2]).state(), Job::QUEUED);  // slot 1 took the job it came back without
+  EXPECT_EQ(Get(jobs[2]).failures(), 1);
+  EXPECT_THAT(Get(jobs[2]).error(), HasSubstr("without gpu-1/slot3"));
+  EXPECT_EQ(Get(jobs[1]).attempt(), 1);
+  EXPECT_EQ(Get(jobs[1]).state(), Job::RUNNING);
+
+  // Killed again, and back as a worker of one slot: slot 2's job too, without waiting out its
+  // lease.
+  scheduler_->DisconnectWorker(first_session);
+  auto plain = std::make_shared<FakeConnection>();
+  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(0, 0), plain, gpu1), IsOk());
+  EXPECT_EQ(Get(jobs[1]).state(), Job::QUEUED);
+  EXPECT_EQ(Get(jobs[1]).failures(), 1);
+  EXPECT_THAT(Get(jobs[1]).error(), HasSubstr("without gpu-1/slot2"));
+  EXPECT_THAT(plain->assignments(), SizeIs(1));
+}
+
+TEST_F(SchedulerControlTest, AnotherCredentialMayNotAddSlotsBesideALiveWorkerNorPoseAsIt) {
+  const Principal owner{"gpu-1", Role::kWorker, {}};
+  const Principal pool{"pool", Role::kWorker, {"gpu-*"}};
+  const auto hello_of = [](int slot, int slots) {
+    tl::v1::WorkerHello hello;
+    hello.set_worker_id(slots == 0 ? "gpu-1" : "gpu-1/slot" + std::to_string(slot));
+    if (slots > 0) {
+      hello.set_slot_of("gpu-1");
+      hello.set_slot(slot);
+      hello.set_slots(slots);
+    }
+    hello.add_devices()->set_kind("cpu");
+    return hello;
+  };
+  auto one = std::make_shared<FakeConnection>();
+  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(1, 2), one, owner), IsOk());
+  auto intruder = std::make_shared<FakeConnection>();
+  for (const tl::v1::WorkerHello& hello : {hello_of(2, 2), hello_of(3, 4), hello_of(0, 0)}) {
+    EXPECT_THAT(scheduler_->ConnectWorker(hello, intruder, pool),
+                StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("another credential")))
+        << hello.worker_id();
+  }
+  EXPECT_FALSE(one->closed());
+  // The owner's own second slot still joins.
+  auto two = std::make_shared<FakeConnection>();
+  EXPECT_THAT(scheduler_->ConnectWorker(hello_of(2, 2), two, owner), IsOk());
 }
 
 TEST_F(SchedulerControlTest, AResultPointingOutsideTheJobsFolderIsRefused) {

@@ -100,13 +100,17 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   const ServeSweepsAtExit serve(*this);
   // Only the credential a live session came with may replace it: another one (a leaked token
   // whose worker ids overlap) would take over that worker's job and report for it.
+  // The same holds for a session of another slot of the same worker process: a token whose
+  // worker ids overlap must not add slots beside a live worker's, nor pose as it.
   for (const auto& [session, worker] : workers_) {
-    if (worker.hello.worker_id() == hello.worker_id() && worker.credential != credential.name) {
-      LogWarning("refused a second session of worker ", hello.worker_id(), " from principal ",
-                 credential.name, "; its live session came from ", worker.credential);
+    if (WorkerProcessOf(worker.hello) == WorkerProcessOf(hello) &&
+        worker.credential != credential.name) {
+      LogWarning("refused a session of worker ", hello.worker_id(), " from principal ",
+                 credential.name, "; the live session of ", worker.hello.worker_id(),
+                 " came from ", worker.credential);
       return absl::AlreadyExistsError(absl::StrCat(
-          "worker ", hello.worker_id(), " is connected with another credential; try again "
-          "once that session has ended"));
+          "worker ", WorkerProcessOf(hello), " is connected with another credential (as ",
+          worker.hello.worker_id(), "); try again once that session has ended"));
     }
   }
   // Two sessions of one worker cannot both be live: the older one is a
@@ -117,7 +121,6 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
   // a second holder of the token cannot add slots beside a live worker's
   // unnoticed.
   const auto slots_of = [](const tl::v1::WorkerHello& of) { return std::max(1, of.slots()); };
-  std::vector<std::string> older_layout_ids;
   for (auto it = workers_.begin(); it != workers_.end();) {
     const tl::v1::WorkerHello& old = it->second.hello;
     const bool same_worker = old.worker_id() == hello.worker_id();
@@ -128,7 +131,11 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
       ++it;
       continue;
     }
-    if (!same_worker) older_layout_ids.push_back(old.worker_id());
+    if (!same_worker) {
+      // Its series would otherwise stay on /metrics, its lease age growing (DisconnectWorker
+      // will not see this session again).
+      metrics_.WorkerGone(old.worker_id());
+    }
     DetachSession(it->first, it->second.job_id, Now());
     replaced->push_back(it->second.connection);
     it = workers_.erase(it);
@@ -156,7 +163,7 @@ absl::StatusOr<int64_t> Scheduler::ConnectWorkerLocked(
           hello.devices_size(), " devices", hello.held_job_id().empty() ? "" : ", holding ",
           hello.held_job_id(), ")");
   RequeueJobsLeftBehind(hello.worker_id(), hello.held_job_id(), hello.held_attempt());
-  for (const std::string& old_id : older_layout_ids) RequeueJobsLeftBehind(old_id, "", 0);
+  RequeueJobsOfAnotherLayout(hello);
   if (!hello.held_job_id().empty()) AdoptHeldJob(session, worker);
   UpdateWorkerMetrics();
   Dispatch();
@@ -178,6 +185,39 @@ void Scheduler::RequeueJobsLeftBehind(const std::string& worker_id,
     ActiveJob& active = active_.at(id);
     const std::string why = absl::StrCat("worker ", worker_id, " came back without the job ",
                                          "during attempt ", active.job.attempt());
+    LogWarning("job ", id, " queued again: ", why);
+    Requeue(active, why, /*counts_as_failure=*/true);
+  }
+}
+
+void Scheduler::RequeueJobsOfAnotherLayout(const tl::v1::WorkerHello& hello) {
+  const std::string& process = WorkerProcessOf(hello);
+  const int slots = std::max(1, hello.slots());
+  // The ids this process's slots connect under now; a job leased to another id of the process
+  // (its own or a slot's) was left by the process before it came back with another number of
+  // slots: no session will claim it back, whether or not the old ones were seen to end.
+  const auto in_this_layout = [&](const std::string& id) {
+    if (hello.slot_of().empty()) return id == process;
+    for (int slot = 1; slot <= slots; ++slot) {
+      if (id == SlotWorkerId(process, slot)) return true;
+    }
+    return false;
+  };
+  std::vector<std::string> left;
+  for (const auto& [id, active] : active_) {
+    const bool of_this_process =
+        active.leased_to == process || SlotProcessOf(active.leased_to) == process;
+    // A gang's rank 0 rejoins through RejoinGang, which knows its peers.
+    if (active.session == 0 && HoldsWorker(active.job.state()) && of_this_process &&
+        !in_this_layout(active.leased_to) && Replicas(active.job) == 1) {
+      left.push_back(id);
+    }
+  }
+  for (const std::string& id : left) {
+    ActiveJob& active = active_.at(id);
+    const std::string why = absl::StrCat(
+        "worker ", process, " came back with ", slots, " slot(s), without ", active.leased_to,
+        ", which held the job during attempt ", active.job.attempt());
     LogWarning("job ", id, " queued again: ", why);
     Requeue(active, why, /*counts_as_failure=*/true);
   }
