@@ -832,8 +832,9 @@ TEST_F(SchedulerTest, WorkerComingBackWithoutItsJobHasItQueuedAgainAtOnce) {
   ASSERT_THAT(scheduler_->WatchJob(id, watcher), IsOk());
   scheduler_->DisconnectWorker(worker.session);
   EXPECT_EQ(Get(id).state(), Job::RUNNING);
-  // Another worker (another slot of the same process, too) leaves it alone.
-  FakeWorker other = Connect("w1/slot2");
+  // Another worker leaves it alone. (The same process back with slots does not:
+  // AProcessKilledThenBackWithAnotherNumberOfSlotsGetsItsJobsRequeued.)
+  FakeWorker other = Connect("w2");
   EXPECT_EQ(Get(id).state(), Job::RUNNING);
   EXPECT_THAT(other.connection->assignments(), IsEmpty());
   scheduler_->DisconnectWorker(other.session);
