@@ -8,7 +8,23 @@ unpack_gpu_deps() {
     rm -rf "$1"
     mkdir -p "$1"
     # The archive holds one folder (.gpu-deps); its contents go to $1.
-    tar -C "$1" --strip-components=1 -xJf "$1.tar.xz"
+    if command -v xz >/dev/null 2>&1; then
+      tar -C "$1" --strip-components=1 -xJf "$1.tar.xz"
+    else
+      # tar needs the xz program for -J; Python's tarfile reads xz itself.
+      ${PYTHON:-python3} - "$1.tar.xz" "$1" <<'PY'
+import os, sys, tarfile
+with tarfile.open(sys.argv[1]) as archive:
+    for member in archive.getmembers():
+        parts = member.name.split("/", 1)
+        if len(parts) < 2 or not parts[1]:
+            continue
+        member.name = parts[1]
+        if member.islnk():
+            member.linkname = member.linkname.split("/", 1)[-1]
+        archive.extract(member, sys.argv[2], set_attrs=True)
+PY
+    fi
     touch "$1/.unpacked"
   fi
 }

@@ -15,11 +15,15 @@ then, on a worker of two slots:
   4. kill -9 of the worker mid-job: a worker started again under its id
      resumes the job from its checkpoint.
 Writes gpu-worker-check.json after every step and gpu-worker-check.md (the
-table) at the end to --out; exits 1 when a check fails. The speed targets
-are reported, not enforced. Every wait is bounded (--job-limit for a job).
+table) at the end to --out; exits 1 when a check fails. A step that fails
+(a job, the peer, engine_bench) is recorded as a failed check and the steps
+after it still run: the machine this runs on is lent for minutes. The speed
+targets are reported, not enforced. Every wait is bounded (--job-limit for a
+job).
 """
 import argparse
 import calendar
+import contextlib
 import json
 import os
 import pathlib
@@ -151,6 +155,14 @@ def main(argv):
             failures.append(name)
         save()
 
+    @contextlib.contextmanager
+    def step(name):
+        """A step that raises is a failed check named `name`; the next steps still run."""
+        try:
+            yield
+        except (Exception, SystemExit) as error:  # run() and Tlctl's waits end in SystemExit
+            check(name, False, f"{type(error).__name__}: {str(error)[-1500:]}")
+
     started = time.time()
     photos = data / f"photos-{args.classes}x{args.per_class}"
     generated_photos(photos, args.classes, args.per_class, processes=cores)
@@ -187,20 +199,21 @@ def main(argv):
 
             # 1. The fine-tune from JPEG files, on one slot.
             log("fine-tune through tlctl, on a worker of one slot")
-            job_id = tlctl.submit(spec("fine-tune", "FULL", args.epochs), specs)
-            job = tlctl.wait_ended(job_id, limit_s=args.job_limit)
-            ok = job["state"] == "SUCCEEDED"
-            check("fine-tune succeeded", ok, f"{job['state']} {job.get('error', '')}".strip())
-            if ok:
-                metrics = json.loads((run_dir / "artifacts" /
-                                      job["result"]["metrics_path"]).read_text())
-                report["tl_epochs_images_per_second"] = [
-                    epoch["images_per_second"] for epoch in metrics["epochs"]]
-                # The whole job, from its start on the worker (data checks, decoding every
-                # file, training, export) to its end.
-                report["tl_job_images_per_second"] = images * args.epochs / job_seconds(job)
-                report["tl_precision_used"] = job.get("result", {}).get("precision", "")
-            save()
+            with step("fine-tune succeeded"):
+                job_id = tlctl.submit(spec("fine-tune", "FULL", args.epochs), specs)
+                job = tlctl.wait_ended(job_id, limit_s=args.job_limit)
+                ok = job["state"] == "SUCCEEDED"
+                check("fine-tune succeeded", ok, f"{job['state']} {job.get('error', '')}".strip())
+                if ok:
+                    metrics = json.loads((run_dir / "artifacts" /
+                                          job["result"]["metrics_path"]).read_text())
+                    report["tl_epochs_images_per_second"] = [
+                        epoch["images_per_second"] for epoch in metrics["epochs"]]
+                    # The whole job, from its start on the worker (data checks, decoding every
+                    # file, training, export) to its end.
+                    report["tl_job_images_per_second"] = images * args.epochs / job_seconds(job)
+                    report["tl_precision_used"] = job.get("result", {}).get("precision", "")
+                save()
 
             log("the PyTorch DataLoader peer on the same files")
             peer_command = [sys.executable, REPO / "bench" / "torch_peer.py", "train",
@@ -210,12 +223,13 @@ def main(argv):
                             "--precision", args.precision, "--device", args.device]
             if args.channels_last:
                 peer_command.append("--channels-last")
-            peer = last_json(run(peer_command, timeout=args.job_limit))
-            report["pytorch_epochs_images_per_second"] = [
-                epoch["images_per_second"] for epoch in peer["epochs"]]
-            report["pytorch_job_images_per_second"] = (
-                peer["train_images"] * args.epochs / peer["job_seconds"])
-            save()
+            with step("the PyTorch DataLoader peer ran"):
+                peer = last_json(run(peer_command, timeout=args.job_limit))
+                report["pytorch_epochs_images_per_second"] = [
+                    epoch["images_per_second"] for epoch in peer["epochs"]]
+                report["pytorch_job_images_per_second"] = (
+                    peer["train_images"] * args.epochs / peer["job_seconds"])
+                save()
 
             log("engine_bench: the same step on synthetic, pre-decoded images")
             bench_command = [build / "bench" / "engine_bench", "--backbone", backbone,
@@ -225,86 +239,97 @@ def main(argv):
                              "--steps", "20"]
             if args.channels_last:
                 bench_command.append("--channels_last")
-            synthetic = last_json(run(bench_command, timeout=args.job_limit))
-            report["engine_bench_images_per_second"] = synthetic["images_per_second"]
-            save()
+            with step("engine_bench ran"):
+                synthetic = last_json(run(bench_command, timeout=args.job_limit))
+                report["engine_bench_images_per_second"] = synthetic["images_per_second"]
+                save()
 
             # The rest on two slots: the one-slot worker hands back nothing (it is idle).
-            cluster.worker.send_signal(signal.SIGTERM)
-            cluster.worker.wait(timeout=60)
-            # Both new slots, whatever reconnects the first worker logged meanwhile.
-            sessions = cluster.sessions_logged()
-            cluster.worker = cluster.start_worker(two_slots)
-            cluster.wait_for_worker_sessions(sessions + 2, limit_s=120)
+            with step("a worker of two slots started"):
+                cluster.worker.send_signal(signal.SIGTERM)
+                cluster.worker.wait(timeout=60)
+                # Both new slots, whatever reconnects the first worker logged meanwhile.
+                sessions = cluster.sessions_logged()
+                cluster.worker = cluster.start_worker(two_slots)
+                cluster.wait_for_worker_sessions(sessions + 2, limit_s=120)
 
             # 2. Two feature-extraction jobs at once, one per slot.
-            log("two feature-extraction jobs at once, on a worker of two slots")
-            fe_ids = [tlctl.submit(spec(f"features-{n}", "FEATURE_EXTRACTION", 3), specs)
-                      for n in (1, 2)]
-            fe_jobs = [tlctl.wait_ended(i, limit_s=args.job_limit) for i in fe_ids]
-            both_ok = all(j["state"] == "SUCCEEDED" for j in fe_jobs)
-            spans = [(stamp(j["start_time"]), stamp(j["end_time"])) for j in fe_jobs] \
-                if both_ok else [(0, 0), (0, 0)]
-            overlap = min(spans[0][1], spans[1][1]) - max(spans[0][0], spans[1][0])
-            report["feature_jobs_seconds"] = [end - start for start, end in spans]
-            report["feature_jobs_overlap_seconds"] = overlap
-            report["feature_jobs_workers"] = [j.get("worker_id", "") for j in fe_jobs]
-            check("two feature-extraction jobs ran at once", both_ok and overlap > 0,
-                  f"{[j['state'] for j in fe_jobs]}, each "
-                  f"{', '.join(f'{end - start:.1f} s' for start, end in spans)}, "
-                  f"together for {overlap:.1f} s")
+            with step("two feature-extraction jobs ran at once"):
+                log("two feature-extraction jobs at once, on a worker of two slots")
+                fe_ids = [tlctl.submit(spec(f"features-{n}", "FEATURE_EXTRACTION", 3), specs)
+                          for n in (1, 2)]
+                fe_jobs = [tlctl.wait_ended(i, limit_s=args.job_limit) for i in fe_ids]
+                both_ok = all(j["state"] == "SUCCEEDED" for j in fe_jobs)
+                spans = [(stamp(j["start_time"]), stamp(j["end_time"])) for j in fe_jobs] \
+                    if both_ok else [(0, 0), (0, 0)]
+                overlap = min(spans[0][1], spans[1][1]) - max(spans[0][0], spans[1][0])
+                report["feature_jobs_seconds"] = [end - start for start, end in spans]
+                report["feature_jobs_overlap_seconds"] = overlap
+                report["feature_jobs_workers"] = [j.get("worker_id", "") for j in fe_jobs]
+                check("two feature-extraction jobs ran at once", both_ok and overlap > 0,
+                      f"{[j['state'] for j in fe_jobs]}, each "
+                      f"{', '.join(f'{end - start:.1f} s' for start, end in spans)}, "
+                      f"together for {overlap:.1f} s")
 
             # 3. Cancel of a running job.
-            log("cancel of a running job")
-            long_id = tlctl.submit(spec("cancelled", "FULL", 1000), specs)
-            tlctl.wait(long_id, lambda j: j.get("state") == "RUNNING" and j.get("epoch", 0) >= 1,
-                       limit_s=args.job_limit, what="its first epoch")
-            asked = time.time()
-            tlctl("cancel", long_id)
-            job = tlctl.wait_ended(long_id, limit_s=120)
-            report["cancel_seconds"] = time.time() - asked
-            check("cancel of a running job", job["state"] == "CANCELLED",
-                  f"{job['state']} {report['cancel_seconds']:.1f} s after the request")
+            with step("cancel of a running job"):
+                log("cancel of a running job")
+                long_id = tlctl.submit(spec("cancelled", "FULL", 1000), specs)
+                tlctl.wait(long_id,
+                           lambda j: j.get("state") == "RUNNING" and j.get("epoch", 0) >= 1,
+                           limit_s=args.job_limit, what="its first epoch")
+                asked = time.time()
+                tlctl("cancel", long_id)
+                job = tlctl.wait_ended(long_id, limit_s=120)
+                report["cancel_seconds"] = time.time() - asked
+                check("cancel of a running job", job["state"] == "CANCELLED",
+                      f"{job['state']} {report['cancel_seconds']:.1f} s after the request")
 
             # 4. kill -9 of the worker mid-job; it is started again and resumes the job.
-            log("kill -9 of the worker mid-job")
-            epochs = max(6, args.epochs)
-            resumed_id = tlctl.submit(spec("resumed", "FULL", epochs), specs)
-            # At least two epochs left: the kill lands mid-job, however fast an epoch is.
-            tlctl.wait(resumed_id,
-                       lambda j: j.get("state") == "RUNNING" and 1 <= j.get("epoch", 0) <= epochs - 2,
-                       limit_s=args.job_limit, what="an epoch between 1 and the last two")
-            cluster.worker.send_signal(signal.SIGKILL)
-            cluster.worker.wait()
-            killed_at = time.time()
-            # Started again under the same id, as a supervisor would: its hello holds no job,
-            # so the scheduler queues the one the old process had at once.
-            cluster.worker = cluster.start_worker(two_slots)
-            tlctl.wait(resumed_id, lambda j: j.get("attempt", 0) >= 2 and
-                       j.get("state") in {"RUNNING"} | ENDED, limit_s=120, what="attempt 2")
-            report["requeue_seconds"] = time.time() - killed_at
-            job = tlctl.wait_ended(resumed_id, limit_s=args.job_limit)
-            # The trainer logs where it resumed ("... after epoch N").
-            resumed_after = 0
-            for line in tlctl("logs", resumed_id).splitlines():
-                found = re.search(r"resuming from the checkpoint after epoch (\d+)", line)
-                if found:
-                    resumed_after = int(found.group(1))
-            report["resumed_after_epoch"] = resumed_after
-            check("kill -9 mid-job: resumed from its checkpoint",
-                  job["state"] == "SUCCEEDED" and job.get("attempt") == 2 and resumed_after >= 1,
-                  f"{job['state']} on attempt {job.get('attempt')}, running again "
-                  f"{report['requeue_seconds']:.1f} s after the kill, resumed after epoch "
-                  f"{resumed_after} of {epochs}")
+            with step("kill -9 mid-job: resumed from its checkpoint"):
+                log("kill -9 of the worker mid-job")
+                epochs = max(6, args.epochs)
+                resumed_id = tlctl.submit(spec("resumed", "FULL", epochs), specs)
+                # At least two epochs left: the kill lands mid-job, however fast an epoch is.
+                tlctl.wait(resumed_id,
+                           lambda j: (j.get("state") == "RUNNING" and
+                                      1 <= j.get("epoch", 0) <= epochs - 2),
+                           limit_s=args.job_limit, what="an epoch between 1 and the last two")
+                cluster.worker.send_signal(signal.SIGKILL)
+                cluster.worker.wait()
+                killed_at = time.time()
+                # Started again under the same id, as a supervisor would: its hello holds no job,
+                # so the scheduler queues the one the old process had at once.
+                cluster.worker = cluster.start_worker(two_slots)
+                tlctl.wait(resumed_id, lambda j: j.get("attempt", 0) >= 2 and
+                           j.get("state") in {"RUNNING"} | ENDED, limit_s=120, what="attempt 2")
+                report["requeue_seconds"] = time.time() - killed_at
+                job = tlctl.wait_ended(resumed_id, limit_s=args.job_limit)
+                # The trainer logs where it resumed ("... after epoch N").
+                resumed_after = 0
+                for line in tlctl("logs", resumed_id).splitlines():
+                    found = re.search(r"resuming from the checkpoint after epoch (\d+)", line)
+                    if found:
+                        resumed_after = int(found.group(1))
+                report["resumed_after_epoch"] = resumed_after
+                check("kill -9 mid-job: resumed from its checkpoint",
+                      job["state"] == "SUCCEEDED" and job.get("attempt") == 2 and
+                      resumed_after >= 1,
+                      f"{job['state']} on attempt {job.get('attempt')}, running again "
+                      f"{report['requeue_seconds']:.1f} s after the kill, resumed after epoch "
+                      f"{resumed_after} of {epochs}")
     finally:
         report["seconds"] = time.time() - started
+        error = sys.exc_info()[1]
+        if error is not None:  # what ended the run before its table
+            report["error"] = f"{type(error).__name__}: {str(error)[-1500:]}"
         save()
 
     tl_steady = steady(report.get("tl_epochs_images_per_second", [0.0]))
-    peer_steady = steady(report["pytorch_epochs_images_per_second"])
+    peer_steady = steady(report.get("pytorch_epochs_images_per_second", [0.0]))
     tl_job = report.get("tl_job_images_per_second", 0.0)
-    peer_job = report["pytorch_job_images_per_second"]
-    synthetic_rate = report["engine_bench_images_per_second"]
+    peer_job = report.get("pytorch_job_images_per_second", 0.0)
+    synthetic_rate = report.get("engine_bench_images_per_second", 0.0)
     report["tl_over_pytorch"] = tl_job / peer_job if peer_job else 0.0
     report["tl_steady_over_synthetic"] = tl_steady / synthetic_rate if synthetic_rate else 0.0
     save()
@@ -324,11 +349,12 @@ def main(argv):
         f"| tl's training epochs / its synthetic figure (at least 0.80) | "
         f"{report['tl_steady_over_synthetic']:.2f} |",
         f"| two feature-extraction jobs on two slots, each (s), overlapping "
-        f"{report['feature_jobs_overlap_seconds']:.1f} s | "
-        f"{', '.join(f'{s:.1f}' for s in report['feature_jobs_seconds'])} |",
-        f"| cancel of a running job, request to CANCELLED (s) | {report['cancel_seconds']:.1f} |",
+        f"{report.get('feature_jobs_overlap_seconds', 0.0):.1f} s | "
+        f"{', '.join(f'{s:.1f}' for s in report.get('feature_jobs_seconds', []))} |",
+        f"| cancel of a running job, request to CANCELLED (s) | "
+        f"{report.get('cancel_seconds', 0.0):.1f} |",
         f"| kill -9 of the worker, to the job running again (s) | "
-        f"{report['requeue_seconds']:.1f} |",
+        f"{report.get('requeue_seconds', 0.0):.1f} |",
     ]
     table = (f"{args.arch} at {args.image_size} px, {args.precision}"
              f"{', channels-last' if args.channels_last else ''}, batch {args.batch}, "
