@@ -1,7 +1,8 @@
 // Data-parallel jobs with real processes on 127.0.0.1: tlserver and tlworker
 // processes that train one job as a gang over a Gloo process group. A job of
 // two replicas must reach what one replica reaches with the same global batch,
-// survive one of its ranks being killed, and stop on every rank when cancelled.
+// survive one of its ranks being killed, stop on every rank when cancelled, and run two at
+// once on the slots of two workers.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,11 +25,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::tl::testing::Cancel;
 using ::tl::testing::Cluster;
+using ::tl::testing::Ended;
 using ::tl::testing::EpochsOf;
 using ::tl::testing::Get;
 using ::tl::testing::Process;
 using ::tl::testing::Submit;
 using ::tl::testing::TinySpec;
+using ::tl::testing::WaitFor;
 using ::tl::testing::WaitForJob;
 using ::tl::testing::WatchToEnd;
 using ::tl::v1::Job;
@@ -152,6 +156,52 @@ TEST(DataParallelTest, CancelStopsEveryRankAndFreesTheirWorkers) {
   // Both ranks stopped: a new gang of two starts and finishes on the same two workers.
   const Job next = RunToEnd(cluster, Replicated(TinySpec(1), 2));
   EXPECT_EQ(next.state(), Job::SUCCEEDED) << next.error();
+}
+
+// Workers of two slots each: two gangs train at once, each rank of a gang on another process
+// (a slot's rendezvous store on a port of its own), and a cancel frees all four slots.
+TEST(DataParallelTest, TwoGangsTrainAtOnceOnTheSlotsOfTwoWorkers) {
+  Cluster cluster;
+  cluster.StartServer();
+  const Job first = Submit(cluster, Replicated(TinySpec(1000), 2));
+  const Job second = Submit(cluster, Replicated(TinySpec(1000), 2));
+  Process& p1 = cluster.StartWorker("p1", {"--replica_address=127.0.0.1", "--slots=2"});
+  Process& p2 = cluster.StartWorker("p2", {"--replica_address=127.0.0.1", "--slots=2"});
+  const auto training = [&](const std::string& id) {
+    const Job job = Get(cluster, id);
+    return job.state() == Job::RUNNING && job.epoch() >= 1;
+  };
+  ASSERT_TRUE(WaitFor([&] { return training(first.id()) && training(second.id()); }, 90s))
+      << p1.Log() << p2.Log();
+  std::set<std::string> slots;
+  for (const Job& job : {Get(cluster, first.id()), Get(cluster, second.id())}) {
+    ASSERT_EQ(job.replica_worker_ids_size(), 2);
+    std::set<std::string> processes;
+    for (const std::string& id : job.replica_worker_ids()) {
+      processes.insert(id.substr(0, id.find('/')));
+      slots.insert(id);
+    }
+    EXPECT_EQ(processes, (std::set<std::string>{"p1", "p2"})) << job.id();
+  }
+  EXPECT_EQ(slots, (std::set<std::string>{"p1/slot1", "p1/slot2", "p2/slot1", "p2/slot2"}));
+
+  for (const Job& job : {first, second}) {
+    Job reply;
+    ASSERT_TRUE(Cancel(cluster, job.id(), "enough", &reply).ok());
+  }
+  for (const Job& job : {first, second}) {
+    const Job ended =
+        WaitForJob(cluster, job.id(), [](const Job& j) { return Ended(j.state()); });
+    EXPECT_EQ(ended.state(), Job::CANCELLED);
+  }
+  // Every rank stopped: two more gangs start and finish on the same four slots.
+  const Job third = Submit(cluster, Replicated(TinySpec(2), 2));
+  const Job fourth = Submit(cluster, Replicated(TinySpec(2), 2));
+  for (const Job& job : {third, fourth}) {
+    WatchToEnd(cluster, job.id());
+    const Job ended = Get(cluster, job.id());
+    EXPECT_EQ(ended.state(), Job::SUCCEEDED) << ended.error() << p1.Log() << p2.Log();
+  }
 }
 
 }  // namespace
