@@ -358,6 +358,14 @@ TEST(EpochTableTest, RowValuesSitUnderTheirHeaders) {
                  HasSubstr("0.8123"), HasSubstr("0.7999"), HasSubstr("1535"), HasSubstr("42.3")));
 }
 
+TEST(EpochTableTest, ARowWithoutValidationShowsDashesInTheSameColumns) {
+  const std::string row = EpochTableRow(MakeEpoch(), /*validated=*/false);
+  EXPECT_EQ(row.size(), EpochTableHeader().size());
+  EXPECT_EQ(TokenEnds(row), TokenEnds(EpochTableHeader()));
+  EXPECT_THAT(row, AllOf(HasSubstr("0.4321"), HasSubstr("0.8765"), Not(HasSubstr("0.5432")),
+                         Not(HasSubstr("0.8123")), HasSubstr("1535")));
+}
+
 TEST(EpochTableTest, ZeroRowKeepsTheSameColumns) {
   const std::string row = EpochTableRow(tl::v1::EpochMetrics());
   EXPECT_EQ(row.size(), EpochTableHeader().size());
@@ -391,6 +399,20 @@ Job FinishedJob() {
   result.set_backbone_path("jobs/job-42/backbone.pt");
   result.set_metrics_path("jobs/job-42/metrics.json");
   return job;
+}
+
+TEST(JobDetailsTest, AJobWithoutValidationImagesShowsTrainFiguresNotZeros) {
+  Job job = FinishedJob();
+  job.mutable_result()->mutable_dataset()->set_val_images(0);
+  job.mutable_result()->mutable_final_metrics()->set_val_accuracy(0);
+  job.mutable_result()->mutable_final_metrics()->set_train_accuracy(0.9875);
+  EXPECT_TRUE(HasValidationImages(FinishedJob()));
+  EXPECT_FALSE(HasValidationImages(job));
+  const std::string text = JobDetails(job);
+  EXPECT_THAT(text, HasSubstr("train accuracy 0.9875, train loss 0.2468 (no validation images)"));
+  EXPECT_THAT(text, Not(HasSubstr("val accuracy")));
+  EXPECT_THAT(JobListRow(job), Not(HasSubstr("0.0000")));
+  EXPECT_THAT(JobListRow(FinishedJob()), HasSubstr("0.9125"));
 }
 
 TEST(JobDetailsTest, ShowsEverythingAFinishedJobHas) {

@@ -393,7 +393,7 @@ int WatchCommand(Connection& connection, const std::string& job_id, CommandOutpu
           console.Line(EpochTableHeader());
           header_printed = true;
         }
-        console.Line(EpochTableRow(event.epoch()));
+        console.Line(EpochTableRow(event.epoch(), HasValidationImages(last_job)));
       } else if (event.has_progress()) {
         console.Progress(ProgressLine(event.progress()));
       }

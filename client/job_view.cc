@@ -93,10 +93,19 @@ std::string EpochTableHeader() {
                          "train_acc", "val_loss", "val_acc", "val_f1", "img/s", "seconds");
 }
 
-std::string EpochTableRow(const tl::v1::EpochMetrics& m) {
+std::string EpochTableRow(const tl::v1::EpochMetrics& m, bool validated) {
+  if (!validated) {
+    return absl::StrFormat("%5d  %10.4f  %9.4f  %8s  %7s  %7s  %8.0f  %7.1f", m.epoch(),
+                           m.train_loss(), m.train_accuracy(), "-", "-", "-",
+                           m.images_per_second(), m.seconds());
+  }
   return absl::StrFormat("%5d  %10.4f  %9.4f  %8.4f  %7.4f  %7.4f  %8.0f  %7.1f", m.epoch(),
                          m.train_loss(), m.train_accuracy(), m.val_loss(), m.val_accuracy(),
                          m.val_macro_f1(), m.images_per_second(), m.seconds());
+}
+
+bool HasValidationImages(const tl::v1::Job& job) {
+  return !job.result().has_dataset() || job.result().dataset().val_images() > 0;
 }
 
 std::string JobDetails(const tl::v1::Job& job) {
@@ -201,10 +210,15 @@ std::string JobDetails(const tl::v1::Job& job) {
   }
   if (result.has_final_metrics()) {
     const tl::v1::EpochMetrics& m = result.final_metrics();
-    absl::StrAppend(&text, "metrics    ",
-                    absl::StrFormat("val accuracy %.4f, val macro F1 %.4f, train loss %.4f",
-                                    m.val_accuracy(), m.val_macro_f1(), m.train_loss()),
-                    "\n");
+    // Zeros where nothing was held out would read as a model that learned nothing.
+    absl::StrAppend(
+        &text, "metrics    ",
+        HasValidationImages(job)
+            ? absl::StrFormat("val accuracy %.4f, val macro F1 %.4f, train loss %.4f",
+                              m.val_accuracy(), m.val_macro_f1(), m.train_loss())
+            : absl::StrFormat("train accuracy %.4f, train loss %.4f (no validation images)",
+                              m.train_accuracy(), m.train_loss()),
+        "\n");
   }
   if (result.best_epoch() > 0) {
     absl::StrAppend(&text, "best epoch ", result.best_epoch(),
@@ -237,7 +251,7 @@ std::string JobListHeader() {
 
 std::string JobListRow(const tl::v1::Job& job) {
   const std::string accuracy =
-      job.result().has_final_metrics()
+      job.result().has_final_metrics() && HasValidationImages(job)
           ? absl::StrFormat("%.4f", job.result().final_metrics().val_accuracy())
           : "-";
   return absl::StrFormat("%-16s  %-13s  %-24s  %-10s  %5d  %7s  %s", job.id(),

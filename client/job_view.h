@@ -19,7 +19,13 @@ std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp);
 std::string ProgressLine(const tl::v1::Progress& progress, int bar_width = 24);
 
 std::string EpochTableHeader();
-std::string EpochTableRow(const tl::v1::EpochMetrics& metrics);
+// `validated` false: the job holds out no validation images, and the
+// validation columns show "-" rather than zeros.
+std::string EpochTableRow(const tl::v1::EpochMetrics& metrics, bool validated = true);
+// False once the job's result says it has no validation images (a refit, a
+// small set under the data-sized defaults, val_fraction 0); true until its
+// dataset is known.
+bool HasValidationImages(const tl::v1::Job& job);
 
 // Several lines: id, name, state, attempt, owner, times, error, result.
 std::string JobDetails(const tl::v1::Job& job);

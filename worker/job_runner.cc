@@ -255,6 +255,7 @@ class ReportingObserver : public engine::ImageJobObserver {
 
   void OnDataset(const engine::DatasetInfo& dataset) override {
     if (!reports_job_) return;
+    validated_ = dataset.val_images > 0;
     ReportStarted(&dataset);
     log_(absl::StrCat("dataset: ", dataset.class_names.size(), " classes, ",
                       dataset.train_images, " training and ", dataset.val_images,
@@ -312,8 +313,11 @@ class ReportingObserver : public engine::ImageJobObserver {
     message.mutable_epoch()->set_job_id(assignment_.job_id());
     *message.mutable_epoch()->mutable_metrics() = EpochMetricsProto(stats, assignment_.attempt());
     report_(message);
+    // Without validation images the validation figures are zeros, not measurements.
     log_(absl::StrCat("epoch ", stats.epoch, ": train loss ", stats.train_loss,
-                      ", val loss ", stats.val_loss, ", val accuracy ", stats.val_accuracy,
+                      validated_ ? absl::StrCat(", val loss ", stats.val_loss, ", val accuracy ",
+                                                stats.val_accuracy)
+                                 : absl::StrCat(", train accuracy ", stats.train_accuracy),
                       ", ", static_cast<int64_t>(stats.images_per_second), " images/s, ",
                       absl::SixDigits(stats.seconds), " s"));
   }
@@ -343,6 +347,7 @@ class ReportingObserver : public engine::ImageJobObserver {
   Clock::time_point last_progress_{};
   JobListener* const listener_;
   std::optional<tl::v1::DataSizing> sizing_;
+  bool validated_ = true;  // the dataset holds validation images (unknown: true)
 };
 
 // The engine reads every file confined to the worker's roots at the moment

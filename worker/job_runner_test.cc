@@ -1053,8 +1053,25 @@ TEST_F(JobRunnerTest, LogLinesTellTheJobsStory) {
   EXPECT_THAT(log_lines_[1], HasSubstr("precision: "));
   EXPECT_THAT(log_lines_[2], HasSubstr("dataset: 3 classes"));
   EXPECT_THAT(log_lines_[3], HasSubstr("epoch 1: train loss"));
+  EXPECT_THAT(log_lines_[3], HasSubstr(", val accuracy "));
   EXPECT_THAT(log_lines_[4], HasSubstr("epoch 2: train loss"));
   EXPECT_EQ(log_lines_[5], "SUCCEEDED");
+}
+
+TEST_F(JobRunnerTest, EpochLinesOfAJobWithoutValidationImagesGiveTrainAccuracyNotZeros) {
+  tl::v1::Assignment assignment = MakeAssignment(TrainingSpec::FINE_TUNE);
+  assignment.mutable_spec()->mutable_dataset()->clear_val_dir();
+  assignment.mutable_spec()->mutable_dataset()->set_val_fraction(0);
+  const std::vector<WorkerMessage> messages = Run(assignment);
+  ASSERT_EQ(FinishedOf(messages).outcome(), JobFinished::SUCCEEDED) << FinishedOf(messages).error();
+  int epoch_lines = 0;
+  for (const std::string& line : log_lines_) {
+    if (line.rfind("epoch ", 0) != 0) continue;
+    ++epoch_lines;
+    EXPECT_THAT(line, HasSubstr(", train accuracy "));
+    EXPECT_THAT(line, Not(HasSubstr("val ")));
+  }
+  EXPECT_EQ(epoch_lines, 2);
 }
 
 TEST_F(JobRunnerTest, AutoStrategyReportsItsChoiceInResultAndLog) {
