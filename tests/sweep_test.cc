@@ -273,15 +273,16 @@ TEST(SweepTest, AshaStopsTheWorseTrialOnItsWorkerWhichGoesOnToTheNext) {
   ASSERT_DOUBLE_EQ(rate(1), 1e-6);
   ASSERT_DOUBLE_EQ(rate(2), 0.03);
 
-  // The worse trial was told to stop after its first rung, and its worker stopped it there:
-  // not one more rung's epochs, and the state says why it ended.
+  // The worse trial was told to stop after its first rung, and its worker stopped it there
+  // (a stop is a cancel, taken before the next batch: at most an epoch or so later, not the
+  // next rungs' epochs), and the state says why it ended.
   const Job stopped = Get(cluster, done.trials(1).job_id());
   EXPECT_EQ(stopped.state(), Job::STOPPED_EARLY) << stopped.error();
   EXPECT_THAT(stopped.error(), ::testing::HasSubstr("stopped early by ASHA at epoch 1"));
   const std::vector<int> stopped_epochs = EpochsOf(WatchToEnd(cluster, stopped.id()));
   ASSERT_FALSE(stopped_epochs.empty());
   EXPECT_EQ(stopped_epochs.front(), 1);
-  EXPECT_LT(stopped_epochs.back(), kEpochs);
+  EXPECT_LT(stopped_epochs.back(), 4);
   EXPECT_EQ(done.trials(1).state(), Job::STOPPED_EARLY);
 
   // The better ones went on through every rung, the second after the stopped one on the same

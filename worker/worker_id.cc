@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/worker_slots.h"
 
 namespace tl::worker {
 
@@ -36,6 +37,13 @@ absl::StatusOr<std::string> ResolveWorkerId(std::string_view pattern, std::strin
     at += name.size();
   }
   if (id.empty()) return absl::InvalidArgumentError("--worker_id resolves to an empty id");
+  // The scheduler would refuse it: it reads a job's slot from its worker id.
+  if (const std::string_view process = SlotProcessOf(id); !process.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--worker_id \"", id, "\" reads as slot ", id.substr(process.size() + 5), " of worker \"",
+        std::string(process), "\"; give the process an id that does not end in /slotN (its "
+        "slots, with --slots, connect as ID/slot1, ID/slot2, ...)"));
+  }
   return id;
 }
 

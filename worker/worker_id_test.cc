@@ -30,5 +30,13 @@ TEST(ResolveWorkerIdTest, AnIdThatResolvesToNothingIsRefused) {
   EXPECT_FALSE(ResolveWorkerId("{hostname}", "", 1).ok());
 }
 
+TEST(ResolveWorkerIdTest, AnIdThatReadsAsAnotherWorkersSlotIsRefused) {
+  const auto id = ResolveWorkerId("{hostname}/slot3", "gpu-1", 1);
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(std::string(id.status().message()),
+              HasSubstr("reads as slot 3 of worker \"gpu-1\""));
+  EXPECT_TRUE(ResolveWorkerId("{hostname}/slots", "gpu-1", 1).ok());
+}
+
 }  // namespace
 }  // namespace tl::worker

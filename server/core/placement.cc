@@ -43,15 +43,17 @@ const std::string& WorkerProcessOf(const tl::v1::WorkerHello& worker) {
 }
 
 absl::Status CheckWorkerSlots(const tl::v1::WorkerHello& worker) {
-  if (worker.slot_of().empty() && worker.slot() == 0 && worker.slots() == 0) {
-    // The scheduler reads a job's slot from its worker id (SlotProcessOf).
-    if (const std::string_view process = SlotProcessOf(worker.worker_id()); !process.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "hello.worker_id is \"", worker.worker_id(), "\", the id of a slot of worker \"",
-          std::string(process), "\"; a worker of one slot takes an id of another form"));
-    }
-    return absl::OkStatus();
+  const bool one_slot = worker.slot_of().empty() && worker.slot() == 0 && worker.slots() == 0;
+  // The scheduler reads a job's slot from its worker id (SlotProcessOf), so a process's own id
+  // may not read as a slot's: a job of that slot would be taken for this process's.
+  const std::string& process_id = one_slot ? worker.worker_id() : worker.slot_of();
+  if (const std::string_view owner = SlotProcessOf(process_id); !owner.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        one_slot ? "hello.worker_id" : "hello.slot_of", " is \"", process_id,
+        "\", the id of a slot of worker \"", std::string(owner),
+        "\"; a worker process takes an id of another form"));
   }
+  if (one_slot) return absl::OkStatus();
   if (worker.slots() < 1 || worker.slots() > kMaxWorkerSlots) {
     return absl::InvalidArgumentError(absl::StrCat("hello.slots is ", worker.slots(),
                                                    "; it must lie in [1, ", kMaxWorkerSlots, "]"));

@@ -203,6 +203,11 @@ TEST_F(PlacementTest, SlotFieldsOfAHelloAreCheckedAndNamed) {
   refused(plain, "hello.worker_id");
   plain.set_worker_id("w1/slot0");
   EXPECT_TRUE(CheckWorkerSlots(plain).ok());
+  // Nor may a process of slots: its slot 1 would be "w1/slot2/slot1", and "w1/slot2" a job's.
+  bad = hello;
+  bad.set_slot_of("w1/slot2");
+  bad.set_worker_id("w1/slot2/slot2");
+  refused(bad, "hello.slot_of");
 }
 
 TEST(SlotProcessOfTest, NamesTheProcessOfASlotsIdAndNothingElse) {
