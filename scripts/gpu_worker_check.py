@@ -156,12 +156,25 @@ def main(argv):
         save()
 
     @contextlib.contextmanager
-    def step(name):
-        """A step that raises is a failed check named `name`; the next steps still run."""
+    def step(name, tlctl=None):
+        """A step that raises is a failed check named `name`, and the jobs it submitted
+        (ids it appended to the list it yields) are cancelled, so that the next steps, which
+        still run, find the slots free. At the deadline's SIGINT the report says where it
+        stopped before the cluster's teardown."""
+        submitted = []
         try:
-            yield
+            yield submitted
+        except KeyboardInterrupt:
+            report["error"] = f"stopped at the deadline during: {name}"
+            save()
+            raise
         except (Exception, SystemExit) as error:  # run() and Tlctl's waits end in SystemExit
             check(name, False, f"{type(error).__name__}: {str(error)[-1500:]}")
+            for job_id in submitted:
+                try:
+                    tlctl("cancel", job_id)
+                except (Exception, SystemExit):  # it may have ended meanwhile
+                    pass
 
     started = time.time()
     photos = data / f"photos-{args.classes}x{args.per_class}"
@@ -199,8 +212,9 @@ def main(argv):
 
             # 1. The fine-tune from JPEG files, on one slot.
             log("fine-tune through tlctl, on a worker of one slot")
-            with step("fine-tune succeeded"):
+            with step("fine-tune ran and its figures were read", tlctl) as submitted:
                 job_id = tlctl.submit(spec("fine-tune", "FULL", args.epochs), specs)
+                submitted.append(job_id)
                 job = tlctl.wait_ended(job_id, limit_s=args.job_limit)
                 ok = job["state"] == "SUCCEEDED"
                 check("fine-tune succeeded", ok, f"{job['state']} {job.get('error', '')}".strip())
@@ -254,10 +268,11 @@ def main(argv):
                 cluster.wait_for_worker_sessions(sessions + 2, limit_s=120)
 
             # 2. Two feature-extraction jobs at once, one per slot.
-            with step("two feature-extraction jobs ran at once"):
+            with step("two feature-extraction jobs ran at once", tlctl) as submitted:
                 log("two feature-extraction jobs at once, on a worker of two slots")
                 fe_ids = [tlctl.submit(spec(f"features-{n}", "FEATURE_EXTRACTION", 3), specs)
                           for n in (1, 2)]
+                submitted.extend(fe_ids)
                 fe_jobs = [tlctl.wait_ended(i, limit_s=args.job_limit) for i in fe_ids]
                 both_ok = all(j["state"] == "SUCCEEDED" for j in fe_jobs)
                 spans = [(stamp(j["start_time"]), stamp(j["end_time"])) for j in fe_jobs] \
@@ -272,9 +287,10 @@ def main(argv):
                       f"together for {overlap:.1f} s")
 
             # 3. Cancel of a running job.
-            with step("cancel of a running job"):
+            with step("cancel of a running job", tlctl) as submitted:
                 log("cancel of a running job")
                 long_id = tlctl.submit(spec("cancelled", "FULL", 1000), specs)
+                submitted.append(long_id)
                 tlctl.wait(long_id,
                            lambda j: j.get("state") == "RUNNING" and j.get("epoch", 0) >= 1,
                            limit_s=args.job_limit, what="its first epoch")
@@ -286,10 +302,11 @@ def main(argv):
                       f"{job['state']} {report['cancel_seconds']:.1f} s after the request")
 
             # 4. kill -9 of the worker mid-job; it is started again and resumes the job.
-            with step("kill -9 mid-job: resumed from its checkpoint"):
+            with step("kill -9 mid-job: resumed from its checkpoint", tlctl) as submitted:
                 log("kill -9 of the worker mid-job")
                 epochs = max(6, args.epochs)
                 resumed_id = tlctl.submit(spec("resumed", "FULL", epochs), specs)
+                submitted.append(resumed_id)
                 # At least two epochs left: the kill lands mid-job, however fast an epoch is.
                 tlctl.wait(resumed_id,
                            lambda j: (j.get("state") == "RUNNING" and
@@ -321,40 +338,50 @@ def main(argv):
     finally:
         report["seconds"] = time.time() - started
         error = sys.exc_info()[1]
-        if error is not None:  # what ended the run before its table
-            report["error"] = f"{type(error).__name__}: {str(error)[-1500:]}"
+        if error is not None:  # what ended the run before its table, unless a step said
+            report.setdefault("error", f"{type(error).__name__}: {str(error)[-1500:]}")
         save()
 
-    tl_steady = steady(report.get("tl_epochs_images_per_second", [0.0]))
-    peer_steady = steady(report.get("pytorch_epochs_images_per_second", [0.0]))
-    tl_job = report.get("tl_job_images_per_second", 0.0)
-    peer_job = report.get("pytorch_job_images_per_second", 0.0)
-    synthetic_rate = report.get("engine_bench_images_per_second", 0.0)
-    report["tl_over_pytorch"] = tl_job / peer_job if peer_job else 0.0
-    report["tl_steady_over_synthetic"] = tl_steady / synthetic_rate if synthetic_rate else 0.0
+    # A figure a failed step did not measure is None, and "-" in the table: a 0 would read as
+    # measured.
+    tl_rates = report.get("tl_epochs_images_per_second")
+    peer_rates = report.get("pytorch_epochs_images_per_second")
+    tl_steady = steady(tl_rates) if tl_rates else None
+    peer_steady = steady(peer_rates) if peer_rates else None
+    tl_job = report.get("tl_job_images_per_second")
+    peer_job = report.get("pytorch_job_images_per_second")
+    synthetic_rate = report.get("engine_bench_images_per_second")
+    report["tl_over_pytorch"] = tl_job / peer_job if tl_job and peer_job else None
+    report["tl_steady_over_synthetic"] = (
+        tl_steady / synthetic_rate if tl_steady and synthetic_rate else None)
     save()
+
+    def shown(value, form=".1f", suffix=""):
+        return "-" if value is None else f"{value:{form}}{suffix}"
+
     rows = [
         "| what | tl | PyTorch |",
         "| --- | ---: | ---: |",
         f"| whole job from JPEG files: images x epochs / seconds from start to end | "
-        f"{tl_job:.1f} | {peer_job:.1f} |",
+        f"{shown(tl_job)} | {shown(peer_job)} |",
         f"| training epochs 2-{args.epochs}, median images/s (tl trains from the images it "
-        f"decoded once, before epoch 1) | {tl_steady:.1f} | {peer_steady:.1f} |",
+        f"decoded once, before epoch 1) | {shown(tl_steady)} | {shown(peer_steady)} |",
         f"| engine_bench, the same step on synthetic pre-decoded images (images/s) | "
-        f"{synthetic_rate:.1f} | |",
+        f"{shown(synthetic_rate)} | |",
         "",
         "| target | figure |",
         "| --- | ---: |",
-        f"| tl / PyTorch, whole job (at least 1.0) | {report['tl_over_pytorch']:.2f}x |",
+        f"| tl / PyTorch, whole job (at least 1.0) | "
+        f"{shown(report['tl_over_pytorch'], '.2f', 'x')} |",
         f"| tl's training epochs / its synthetic figure (at least 0.80) | "
-        f"{report['tl_steady_over_synthetic']:.2f} |",
+        f"{shown(report['tl_steady_over_synthetic'], '.2f')} |",
         f"| two feature-extraction jobs on two slots, each (s), overlapping "
-        f"{report.get('feature_jobs_overlap_seconds', 0.0):.1f} s | "
-        f"{', '.join(f'{s:.1f}' for s in report.get('feature_jobs_seconds', []))} |",
+        f"{shown(report.get('feature_jobs_overlap_seconds'))} s | "
+        f"{', '.join(f'{s:.1f}' for s in report.get('feature_jobs_seconds', [])) or '-'} |",
         f"| cancel of a running job, request to CANCELLED (s) | "
-        f"{report.get('cancel_seconds', 0.0):.1f} |",
+        f"{shown(report.get('cancel_seconds'))} |",
         f"| kill -9 of the worker, to the job running again (s) | "
-        f"{report.get('requeue_seconds', 0.0):.1f} |",
+        f"{shown(report.get('requeue_seconds'))} |",
     ]
     table = (f"{args.arch} at {args.image_size} px, {args.precision}"
              f"{', channels-last' if args.channels_last else ''}, batch {args.batch}, "
