@@ -441,7 +441,9 @@ void Scheduler::OnEpoch(int64_t session, const tl::v1::EpochReport& report) {
           next.job.set_epoch(report.metrics().epoch());
           *next.job.mutable_result()->mutable_final_metrics() = report.metrics();
           // Gauges before the event goes out: whoever hears of the epoch can scrape it at once.
-          metrics_.EpochFinished(report.job_id(), report.metrics());
+          const tl::v1::JobResult& result = next.job.result();
+          metrics_.EpochFinished(report.job_id(), report.metrics(),
+                                 !result.has_dataset() || result.dataset().val_images() > 0);
         }
         if (stop_early.has_value()) MarkStopEarly(next, *stop_early);
       },

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <chrono>
 #include <string>
+#include <string_view>
 
 #include "common/refreshed_registry.h"
 
@@ -207,12 +208,20 @@ void ServerMetrics::UpdateEta(const std::string& job_id, JobSeries& series) {
   series.eta->Set(*seconds_left);
 }
 
-void ServerMetrics::EpochFinished(const std::string& job_id, const tl::v1::EpochMetrics& metrics) {
+void ServerMetrics::EpochFinished(const std::string& job_id, const tl::v1::EpochMetrics& metrics,
+                                  bool validated) {
   std::lock_guard<std::mutex> lock(mutex_);
   JobSeries& series = SeriesFor(job_id);
-#define TL_SET_JOB_GAUGE(member, ...)                                        \
-  if (prometheus::Gauge* gauge = series.figures[EpochMetricIndex::member]) { \
-    gauge->Set(static_cast<double>(metrics.member()));                       \
+  // A validation figure of a job without validation images is a zero that measured nothing:
+  // its series goes (a dashboard then shows no line rather than a model stuck at 0).
+#define TL_SET_JOB_GAUGE(member, ...)                                                       \
+  if (prometheus::Gauge* gauge = series.figures[EpochMetricIndex::member]) {                \
+    if (validated || std::string_view(#member).rfind("val_", 0) != 0) {                     \
+      gauge->Set(static_cast<double>(metrics.member()));                                    \
+    } else {                                                                                \
+      job_figures_[EpochMetricIndex::member]->Remove(gauge);                                \
+      series.figures[EpochMetricIndex::member] = nullptr;                                   \
+    }                                                                                       \
   }
   TL_EPOCH_METRICS(TL_SET_JOB_GAUGE, TL_EPOCH_METRICS_SKIP)
 #undef TL_SET_JOB_GAUGE
@@ -241,7 +250,9 @@ void ServerMetrics::RemoveJob(const std::string& job_id) {
   auto it = series_.find(job_id);
   if (it == series_.end()) return;
   for (size_t i = 0; i < kEpochMetricCount; ++i) {
-    if (job_figures_[i] != nullptr) job_figures_[i]->Remove(it->second.figures[i]);
+    if (job_figures_[i] != nullptr && it->second.figures[i] != nullptr) {
+      job_figures_[i]->Remove(it->second.figures[i]);
+    }
   }
   job_epoch_progress_.Remove(it->second.epoch_progress);
   if (it->second.eta != nullptr) job_eta_.Remove(it->second.eta);

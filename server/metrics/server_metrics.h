@@ -50,7 +50,10 @@ class ServerMetrics {
   void WorkerGone(const std::string& worker_id);
   void RefreshLeaseAges();
 
-  void EpochFinished(const std::string& job_id, const tl::v1::EpochMetrics& metrics);
+  // `validated` false: the job holds out no validation images, so its
+  // validation gauges are left out rather than set to zeros.
+  void EpochFinished(const std::string& job_id, const tl::v1::EpochMetrics& metrics,
+                     bool validated = true);
   void Progressed(const std::string& job_id, const tl::v1::Progress& progress);
   void RemoveJob(const std::string& job_id);
 

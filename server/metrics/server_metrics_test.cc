@@ -120,6 +120,26 @@ TEST(ServerMetricsTest, EpochsFeedTheJobGaugesTheEpochHistogramAndTheEta) {
   EXPECT_EQ(Gauge(metrics, "tl_job_eta_seconds", job), 50);
 }
 
+TEST(ServerMetricsTest, AJobWithoutValidationImagesHasNoValidationGauges) {
+  ServerMetrics metrics;
+  const Labels job = {{"job_id", "j1"}};
+  tl::v1::EpochMetrics epoch;
+  epoch.set_epoch(1);
+  epoch.set_train_loss(0.5);
+  metrics.EpochFinished("j1", epoch, /*validated=*/false);
+  metrics.EpochFinished("j1", epoch, /*validated=*/false);
+  EXPECT_EQ(Gauge(metrics, "tl_job_train_loss", job), 0.5);
+  EXPECT_EQ(Gauge(metrics, "tl_job_val_accuracy", job), std::nullopt);
+  EXPECT_EQ(Gauge(metrics, "tl_job_val_loss", job), std::nullopt);
+  EXPECT_EQ(Gauge(metrics, "tl_job_val_macro_f1", job), std::nullopt);
+  metrics.RemoveJob("j1");
+  EXPECT_EQ(Gauge(metrics, "tl_job_train_loss", job), std::nullopt);
+  // Another job's are there.
+  epoch.set_val_accuracy(0.75);
+  metrics.EpochFinished("j2", epoch);
+  EXPECT_EQ(Gauge(metrics, "tl_job_val_accuracy", {{"job_id", "j2"}}), 0.75);
+}
+
 TEST(ServerMetricsTest, AutoProbeProgressLeavesTheJobsEpochGaugesAlone) {
   ServerMetrics metrics;
   const Labels job = {{"job_id", "j1"}};
