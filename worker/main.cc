@@ -36,6 +36,7 @@
 #include "common/metrics_http_server.h"
 #include "common/termination_signal.h"
 #include "common/worker_slots.h"
+#include "base/hardware_threads.h"
 #include "data/image_header.h"
 #include "worker/slot_options.h"
 #include "worker/worker_agent.h"
@@ -50,7 +51,9 @@ ABSL_FLAG(std::string, data_root, "data",
           "folder that job datasets and backbones lie under (not inside --artifact_root, nor holding it)");
 ABSL_FLAG(std::string, artifact_root, "artifacts", "folder that job outputs are written under");
 ABSL_FLAG(std::string, device, "cpu", "device to train on: cpu, cuda or cuda:N");
-ABSL_FLAG(int, threads, 0, "intra-op threads for training; 0: every core");
+ABSL_FLAG(int, threads, 0,
+          "intra-op threads for training; 0: every core this process may use (its CPU "
+          "affinity, within a container's or pod's CPU quota)");
 ABSL_FLAG(int, loader_threads, 0, "image decoding threads; 0: chosen from the core count");
 ABSL_FLAG(int, slots, 1,
           "jobs this worker runs at once on its device, at most 16: each slot connects as "
@@ -124,7 +127,7 @@ std::vector<tl::v1::Device> DescribeDevices(const std::string& device_flag) {
   std::vector<tl::v1::Device> devices;
   tl::v1::Device cpu;
   cpu.set_kind("cpu");
-  cpu.set_name(absl::StrCat(std::thread::hardware_concurrency(), " cores"));
+  cpu.set_name(absl::StrCat(tl::engine::HardwareThreads(), " cores"));
   cpu.set_memory_bytes(static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE));
   devices.push_back(cpu);
   if (device_flag.rfind("cuda", 0) == 0 && torch::cuda::is_available()) {
@@ -322,7 +325,7 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<tl::worker::WorkerAgent>> agents;
   std::set<int> rendezvous_ports;  // the slots' so far
   for (tl::worker::AgentOptions& slot : tl::worker::SlotAgentOptions(
-           options, slots, static_cast<int>(std::thread::hardware_concurrency()))) {
+           options, slots, tl::engine::HardwareThreads())) {
     if (!slot.settings.replica_address.empty() && slot.settings.rendezvous_port == 0) {
       // Another process could take it before a job needs it; that attempt's rendezvous then
       // fails and the job is retried. A fixed --rendezvous_port avoids that. The kernel may
