@@ -410,6 +410,10 @@ absl::Status Scheduler::WatchJob(const std::string& job_id, std::shared_ptr<JobW
   }
   if (IsTerminal(job.state())) {
     watcher->Finish();
+  } else if (draining_) {
+    // BeginDrain interrupted the watchers it found; one registered after it would wait, never
+    // told, until the transport is torn down under it. It ends as they did: call again.
+    watcher->Interrupt();
   } else {
     watchers_[job_id].push_back(std::move(watcher));
   }
@@ -426,6 +430,8 @@ absl::Status Scheduler::GetJobLogs(const std::string& job_id, int64_t after_sequ
   for (const tl::v1::LogLine& line : lines) follower->Deliver(line);
   if (!follow || IsTerminal(job.state())) {
     follower->Finish();
+  } else if (draining_) {
+    follower->Interrupt();  // as WatchJob's
   } else {
     log_followers_[job_id].push_back(std::move(follower));
   }

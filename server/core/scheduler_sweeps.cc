@@ -258,6 +258,10 @@ absl::Status Scheduler::WatchSweep(const std::string& sweep_id,
     watcher->Finish();
     return absl::OkStatus();
   }
+  if (draining_) {
+    watcher->Interrupt();  // as WatchJob's
+    return absl::OkStatus();
+  }
   sweep_watchers_[sweep_id].push_back(std::make_shared<NumberedSweepWatcher>(std::move(watcher)));
   return absl::OkStatus();
 }

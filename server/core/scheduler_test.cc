@@ -2242,6 +2242,16 @@ TEST_F(SchedulerControlTest, DrainingStopsDispatchAndRefusesSubmissions) {
   EXPECT_TRUE(busy.connection->closed());
   EXPECT_EQ(watcher->interrupt_count(), 1);
   EXPECT_EQ(watcher->finish_count(), 0);
+  // A watch or a log follow that arrives while draining is told the same after what is
+  // stored, rather than left waiting until the transport goes.
+  auto late_watcher = std::make_shared<FakeWatcher>();
+  ASSERT_THAT(scheduler_->WatchJob(running, late_watcher), IsOk());
+  EXPECT_GE(late_watcher->events().size(), 1u);
+  EXPECT_EQ(late_watcher->interrupt_count(), 1);
+  EXPECT_EQ(late_watcher->finish_count(), 0);
+  auto late_follower = std::make_shared<FakeFollower>();
+  ASSERT_THAT(scheduler_->GetJobLogs(running, 0, /*follow=*/true, late_follower), IsOk());
+  EXPECT_EQ(late_follower->interrupt_count(), 1);
   FakeWorker late = Connect("w1");
   EXPECT_THAT(late.connection->assignments(), IsEmpty());
   EXPECT_EQ(Get(waiting).pending_reason(), "the server is shutting down");
