@@ -1,7 +1,7 @@
 """The Python client against a real tlserver on 127.0.0.1 (no worker: jobs
 stay queued until cancelled): submit, get, list, watch, cancel, validation
-errors, the bearer token, health checking, server reflection, and the
-example script.
+errors, the bearer token, health checking, server reflection, the example
+script, and watch() and logs() across a restart of the server.
 
     client_test.py --tlserver build/server/tlserver
 (with client/python and build/client/python/gen on PYTHONPATH)
@@ -12,6 +12,8 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 import grpc
@@ -208,6 +210,69 @@ class ClientTest(unittest.TestCase):
             capture_output=True, text=True, timeout=DEADLINE_SECONDS)
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         self.assertIn("bad.json", result.stderr)
+
+
+class ServerRestartTest(unittest.TestCase):
+    """A watch, a log follower and a timeout across tlserver stopping (SIGTERM) and another
+    starting on its port with its database."""
+
+    def setUp(self):
+        self.directory = tempfile.TemporaryDirectory(prefix="tl-python-restart-")
+        self.addCleanup(self.directory.cleanup)
+        self.server = LocalServer(TLSERVER, self.directory.name)
+        self.addCleanup(lambda: self.server.stop())
+        self.port = int(self.server.address.rsplit(":", 1)[1])
+
+    def test_watch_and_logs_go_on_across_a_restart(self):
+        client = Client(self.server.address, timeout=DEADLINE_SECONDS)
+        self.addCleanup(client.close)
+        job = client.submit(tiny_spec(), owner="py-test")
+        seen = {"states": [], "lines": 0}
+        first = threading.Event()
+
+        def watch():
+            for event in client.watch(job.id):
+                if event.WhichOneof("event") == "job":
+                    seen["states"].append(event.job.state)
+                    first.set()
+
+        def follow():
+            for _ in client.logs(job.id, follow=True):
+                seen["lines"] += 1
+
+        threads = [threading.Thread(target=watch, daemon=True),
+                   threading.Thread(target=follow, daemon=True)]
+        for thread in threads:
+            thread.start()
+        self.assertTrue(first.wait(DEADLINE_SECONDS))
+        self.server.stop()
+        self.server = LocalServer(TLSERVER, self.directory.name, port=self.port)
+        Client(self.server.address, timeout=DEADLINE_SECONDS).cancel(job.id, reason="over")
+        for thread in threads:
+            thread.join(DEADLINE_SECONDS)
+            self.assertFalse(thread.is_alive(), "a stream did not end after the restart")
+        self.assertEqual(seen["states"], [jobs_pb2.Job.QUEUED, jobs_pb2.Job.CANCELLED])
+        self.assertEqual(seen["lines"], 0)  # no worker ran it
+
+    def test_a_watch_timeout_bounds_the_whole_watch(self):
+        client = Client(self.server.address, timeout=DEADLINE_SECONDS)
+        self.addCleanup(client.close)
+        job = client.submit(tiny_spec(), owner="py-test")
+        started = time.monotonic()
+        with self.assertRaises(CallError) as raised:
+            for _ in client.watch(job.id, timeout=1.0):
+                pass
+        self.assertEqual(raised.exception.code, grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertLess(time.monotonic() - started, DEADLINE_SECONDS)
+        client.cancel(job.id)
+
+    def test_one_state_by_name_lists_by_that_state(self):
+        client = Client(self.server.address, timeout=DEADLINE_SECONDS)
+        self.addCleanup(client.close)
+        job = client.submit(tiny_spec(), owner="py-test")
+        self.assertIn(job.id, [j.id for j in client.list(states="QUEUED").jobs])
+        self.assertNotIn(job.id, [j.id for j in client.list(states="RUNNING").jobs])
+        client.cancel(job.id)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Submits the job in a job.json file, follows it to its end, and optionally
 cancels it after a while.
 
@@ -49,13 +49,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("job_file", help="proto3 JSON form of tl.v1.JobSpec")
     parser.add_argument("--server", default=os.environ.get("TL_SERVER", "127.0.0.1:50051"))
-    parser.add_argument("--owner", default=getpass.getuser())
+    parser.add_argument("--owner", default=None,
+                        help="who owns the job; default: the token's principal, or your user "
+                             "name without a token (a user token may submit only as itself)")
     parser.add_argument("--token", default=os.environ.get("TL_TOKEN"),
                         help="bearer token sent with every call (default: $TL_TOKEN)")
     parser.add_argument("--cancel-after", type=float, metavar="SECONDS",
                         help="cancel the job this long after submitting it")
     parser.add_argument("--progress", action="store_true", help="print progress events too")
     args = parser.parse_args()
+    if args.owner is None:
+        # As tlctl does: a server with tokens takes the owner from the token.
+        args.owner = "" if args.token else getpass.getuser()
 
     try:
         spec = load_job_file(args.job_file)

@@ -82,6 +82,8 @@ class Client:
         self._channel = channel or make_channel(address, tls, root_certificates)
         self._stub = service_pb2_grpc.JobServiceStub(self._channel)
         self._timeout = timeout
+        # A token read from a file keeps its newline, which no header may hold.
+        token = token.strip() if token else token
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     def close(self) -> None:
@@ -100,6 +102,31 @@ class Client:
                                              metadata=self._metadata)
         except grpc.RpcError as error:
             raise _call_error(name, error) from None
+
+    def _reconnect_pause(self, failures: int, deadline: Optional[float]) -> None:
+        """Before a broken stream is opened again: a pause that grows with the failures in a
+        row, then a wait (within `deadline`, a time.monotonic() one) for the channel to
+        connect. Without that wait a stream opened while a restarting server goes away can
+        wait on the channel with neither an event nor an error."""
+        pause = min(0.2 * failures, 2.0)
+        if deadline is not None:
+            pause = max(0.0, min(pause, deadline - time.monotonic()))
+        time.sleep(pause)
+        ready_within = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=ready_within)
+        except grpc.FutureTimeoutError:
+            pass  # the next stream fails and counts as another failure
+
+    @staticmethod
+    def _stream_timeout(deadline: Optional[float], method: str) -> Optional[float]:
+        """What is left of a watch's whole `timeout` for its next stream."""
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CallError(method, grpc.StatusCode.DEADLINE_EXCEEDED, "the timeout passed")
+        return left
 
     def _submit(self, name: str, request, retries: int):
         """A call that may not have arrived (UNAVAILABLE, DEADLINE_EXCEEDED)
@@ -126,14 +153,14 @@ class Client:
     def get(self, job_id: str) -> "jobs_pb2.Job":
         return self._unary("GetJob", service_pb2.GetJobRequest(job_id=job_id))
 
-    def list(self, states: Iterable[JobState] = (), page_size: int = 0,
+    def list(self, states: Union[JobState, Iterable[JobState]] = (), page_size: int = 0,
              page_token: str = "", sweep_id: str = "") -> "service_pb2.ListJobsResponse":
         """One page of jobs, newest first; `states` by name ("RUNNING") or
-        number, none for every state; with `sweep_id`, only that sweep's
-        trials. Continue with the reply's next_page_token (and the same
-        filters: the token holds only a place)."""
+        number, one or several, none for every state; with `sweep_id`, only
+        that sweep's trials. Continue with the reply's next_page_token (and
+        the same filters: the token holds only a place)."""
         request = service_pb2.ListJobsRequest(
-            states=[_state_number(jobs_pb2.Job.State, "job", s) for s in states],
+            states=[_state_number(jobs_pb2.Job.State, "job", s) for s in _several(states)],
             page_size=page_size, page_token=page_token, sweep_id=sweep_id)
         return self._unary("ListJobs", request)
 
@@ -167,12 +194,16 @@ class Client:
         (event.WhichOneof("event")); stored events carry a sequence number.
         A broken stream (a restarting server) is opened again after the last
         sequence seen, up to `reconnects` times in a row, so no event is
-        missed or repeated. `timeout` bounds each stream; none by default."""
+        missed or repeated. `timeout` bounds the whole watch, reconnects
+        included (DEADLINE_EXCEEDED); none by default."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         last = after_sequence
         failures = 0
         while True:
             request = service_pb2.WatchJobRequest(job_id=job_id, after_sequence=last)
-            stream = self._stub.WatchJob(request, timeout=timeout, metadata=self._metadata)
+            stream = self._stub.WatchJob(request,
+                                         timeout=self._stream_timeout(deadline, "WatchJob"),
+                                         metadata=self._metadata)
             try:
                 for event in stream:
                     failures = 0
@@ -182,25 +213,41 @@ class Client:
                 return
             except grpc.RpcError as error:
                 failures += 1
-                if error.code() not in _MAYBE_NOT_ARRIVED or failures > reconnects:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or failures > reconnects:
                     raise _call_error("WatchJob", error) from None
-                time.sleep(min(0.2 * failures, 2.0))
+                self._reconnect_pause(failures, deadline)
             finally:
                 stream.cancel()  # a caller that stops early ends the stream too
 
     def logs(self, job_id: str, follow: bool = False, after_sequence: int = 0,
-             timeout: Optional[float] = None) -> Iterator["service_pb2.LogLine"]:
-        """The job's kept log lines, oldest first; with `follow`, new ones
-        until the job ends."""
-        request = service_pb2.GetJobLogsRequest(job_id=job_id, follow=follow,
-                                                after_sequence=after_sequence)
-        stream = self._stub.GetJobLogs(request, timeout=timeout, metadata=self._metadata)
-        try:
-            yield from stream
-        except grpc.RpcError as error:
-            raise _call_error("GetJobLogs", error) from None
-        finally:
-            stream.cancel()
+             timeout: Optional[float] = None,
+             reconnects: int = 30) -> Iterator["service_pb2.LogLine"]:
+        """The job's kept log lines after `after_sequence`, oldest first;
+        with `follow`, new ones until the job ends. A broken stream is opened
+        again after the last line seen, as watch() does; `timeout` bounds the
+        whole call."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = after_sequence
+        failures = 0
+        while True:
+            request = service_pb2.GetJobLogsRequest(job_id=job_id, follow=follow,
+                                                    after_sequence=last)
+            stream = self._stub.GetJobLogs(request,
+                                           timeout=self._stream_timeout(deadline, "GetJobLogs"),
+                                           metadata=self._metadata)
+            try:
+                for line in stream:
+                    failures = 0
+                    last = max(last, line.sequence)
+                    yield line
+                return
+            except grpc.RpcError as error:
+                failures += 1
+                if error.code() != grpc.StatusCode.UNAVAILABLE or failures > reconnects:
+                    raise _call_error("GetJobLogs", error) from None
+                self._reconnect_pause(failures, deadline)
+            finally:
+                stream.cancel()
 
 
     # ------------------------------------------------------------------ sweeps
@@ -221,12 +268,13 @@ class Client:
         objective) and its best trial so far."""
         return self._unary("GetSweep", service_pb2.GetSweepRequest(sweep_id=sweep_id))
 
-    def list_sweeps(self, states: Iterable[SweepState] = (), page_size: int = 0,
+    def list_sweeps(self, states: Union[SweepState, Iterable[SweepState]] = (),
+                    page_size: int = 0,
                     page_token: str = "") -> "service_pb2.ListSweepsResponse":
         """One page of sweeps, newest first, without their trials (get_sweep
-        has them); `states` by name ("RUNNING") or number."""
+        has them); `states` by name ("RUNNING") or number, one or several."""
         request = service_pb2.ListSweepsRequest(
-            states=[_state_number(sweeps_pb2.Sweep.State, "sweep", s) for s in states],
+            states=[_state_number(sweeps_pb2.Sweep.State, "sweep", s) for s in _several(states)],
             page_size=page_size, page_token=page_token)
         return self._unary("ListSweeps", request)
 
@@ -250,12 +298,16 @@ class Client:
         until it ends (SWEEP_ENDED_STATES; the iterator then stops). A broken
         stream is opened again, up to `reconnects` times in a row; each new
         stream starts with the sweep as it is, which is yielded only if it
-        differs from the last one yielded. `timeout` bounds each stream."""
+        differs from the last one yielded. `timeout` bounds the whole watch,
+        reconnects included (DEADLINE_EXCEEDED); none by default."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         last = None
         failures = 0
         while True:
             request = service_pb2.WatchSweepRequest(sweep_id=sweep_id)
-            stream = self._stub.WatchSweep(request, timeout=timeout, metadata=self._metadata)
+            stream = self._stub.WatchSweep(request,
+                                           timeout=self._stream_timeout(deadline, "WatchSweep"),
+                                           metadata=self._metadata)
             try:
                 for event in stream:
                     if event.sweep != last:
@@ -270,14 +322,19 @@ class Client:
                                     "the stream ended before the sweep did")
             except grpc.RpcError as error:
                 failures += 1
-                if error.code() not in _MAYBE_NOT_ARRIVED or failures > reconnects:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or failures > reconnects:
                     raise _call_error("WatchSweep", error) from None
             finally:
                 stream.cancel()  # a caller that stops early ends the stream too
-            time.sleep(min(0.2 * failures, 2.0))
+            self._reconnect_pause(failures, deadline)
 
 
 _MAYBE_NOT_ARRIVED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def _several(states):
+    """One state (a name or a number) as a tuple of one; several as they are."""
+    return (states,) if isinstance(states, (str, int)) else states
 
 # A job in one of these has ended for good (STOPPED_EARLY: a sweep's trial
 # that the sweep stopped).

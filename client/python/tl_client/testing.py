@@ -68,15 +68,20 @@ def tiny_spec(**training) -> dict:
 
 
 class LocalServer:
-    def __init__(self, tlserver: str, directory: str):
+    def __init__(self, tlserver: str, directory: str, port: int = 0):
+        """`port` 0: a free one. A server started again in the same `directory` (on the port
+        the first one had) finds its database and data root as they were."""
         self.directory = directory
         data_root = os.path.join(directory, "data")
-        write_data_root(data_root)
+        if not os.path.exists(data_root):
+            write_data_root(data_root)
         ready = os.path.join(directory, "ready")
+        if os.path.exists(ready):
+            os.remove(ready)
         self.log_path = os.path.join(directory, "tlserver.log")
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [tlserver, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                [tlserver, f"--listen=127.0.0.1:{port}", "--metrics_listen=127.0.0.1:0",
                  "--db=" + os.path.join(directory, "tl.db"), "--data_root=" + data_root,
                  "--artifact_root=" + os.path.join(directory, "artifacts"),
                  "--ready_file=" + ready],
