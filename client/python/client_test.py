@@ -247,7 +247,8 @@ class ServerRestartTest(unittest.TestCase):
         self.assertTrue(first.wait(DEADLINE_SECONDS))
         self.server.stop()
         self.server = LocalServer(TLSERVER, self.directory.name, port=self.port)
-        Client(self.server.address, timeout=DEADLINE_SECONDS).cancel(job.id, reason="over")
+        with Client(self.server.address, timeout=DEADLINE_SECONDS) as other:
+            other.cancel(job.id, reason="over")
         for thread in threads:
             thread.join(DEADLINE_SECONDS)
             self.assertFalse(thread.is_alive(), "a stream did not end after the restart")

@@ -23,7 +23,9 @@ from tl_client import jobs_pb2
 EXIT_BY_STATE = {jobs_pb2.Job.SUCCEEDED: 0, jobs_pb2.Job.FAILED: 3, jobs_pb2.Job.CANCELLED: 4}
 
 
-def describe(event) -> str:
+def describe(event, validated: bool = True) -> str:
+    """One line for the event; `validated` False: the job holds out no validation images, so
+    its epochs' validation figures are zeros that measured nothing."""
     kind = event.WhichOneof("event")
     if kind == "job":
         job = event.job
@@ -31,8 +33,10 @@ def describe(event) -> str:
         return line + (f": {job.error}" if job.error else "")
     if kind == "epoch":
         e = event.epoch
-        return (f"epoch {e.epoch}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}, "
-                f"val accuracy {e.val_accuracy:.4f}, {e.images_per_second:.0f} images/s")
+        figures = (f"val loss {e.val_loss:.4f}, val accuracy {e.val_accuracy:.4f}" if validated
+                   else f"train accuracy {e.train_accuracy:.4f}")
+        return (f"epoch {e.epoch}: train loss {e.train_loss:.4f}, {figures}, "
+                f"{e.images_per_second:.0f} images/s")
     p = event.progress
     what = "auto probe run" if p.phase == jobs_pb2.Progress.AUTO_PROBE else "epoch"
     return f"  {what} {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} loss {p.loss:.4f}"
@@ -77,13 +81,17 @@ def main() -> int:
                 timer = threading.Timer(args.cancel_after, cancel_quietly, args=(client, job.id))
                 timer.start()
             last_state = job.state
+            validated = True  # until the job's dataset is known
             try:
                 for event in client.watch(job.id):
                     if event.WhichOneof("event") == "progress" and not args.progress:
                         continue
                     if event.WhichOneof("event") == "job":
                         last_state = event.job.state
-                    print(describe(event), flush=True)
+                        result = event.job.result
+                        validated = (not result.HasField("dataset")
+                                     or result.dataset.val_images > 0)
+                    print(describe(event, validated), flush=True)
             finally:
                 if timer is not None:
                     timer.cancel()

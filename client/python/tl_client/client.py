@@ -106,17 +106,20 @@ class Client:
     def _reconnect_pause(self, failures: int, deadline: Optional[float]) -> None:
         """Before a broken stream is opened again: a pause that grows with the failures in a
         row, then a wait (within `deadline`, a time.monotonic() one) for the channel to
-        connect. Without that wait a stream opened while a restarting server goes away can
-        wait on the channel with neither an event nor an error."""
+        connect (at most a second, so that `reconnects` failures in a row against a server
+        that stays down give up within about a minute and a half). Without that wait a
+        stream opened while a restarting server goes away can wait on the channel with
+        neither an event nor an error (seen with grpcio 1.51)."""
         pause = min(0.2 * failures, 2.0)
         if deadline is not None:
             pause = max(0.0, min(pause, deadline - time.monotonic()))
         time.sleep(pause)
-        ready_within = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        ready_within = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+        ready = grpc.channel_ready_future(self._channel)
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=ready_within)
+            ready.result(timeout=ready_within)
         except grpc.FutureTimeoutError:
-            pass  # the next stream fails and counts as another failure
+            ready.cancel()  # else it stays subscribed to the channel until it connects
 
     @staticmethod
     def _stream_timeout(deadline: Optional[float], method: str) -> Optional[float]:
@@ -223,8 +226,8 @@ class Client:
              timeout: Optional[float] = None,
              reconnects: int = 30) -> Iterator["service_pb2.LogLine"]:
         """The job's kept log lines after `after_sequence`, oldest first;
-        with `follow`, new ones until the job ends. A broken stream is opened
-        again after the last line seen, as watch() does; `timeout` bounds the
+        with `follow`, new ones until the job ends, a broken stream opened
+        again after the last line seen, as watch() does. `timeout` bounds the
         whole call."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last = after_sequence
@@ -243,7 +246,9 @@ class Client:
                 return
             except grpc.RpcError as error:
                 failures += 1
-                if error.code() != grpc.StatusCode.UNAVAILABLE or failures > reconnects:
+                # Without `follow` a call is one read: it fails as any unary call does.
+                if (not follow or error.code() != grpc.StatusCode.UNAVAILABLE
+                        or failures > reconnects):
                     raise _call_error("GetJobLogs", error) from None
                 self._reconnect_pause(failures, deadline)
             finally:
