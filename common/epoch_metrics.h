@@ -108,6 +108,13 @@ inline constexpr EpochMetricInfo kEpochMetrics[] = {
 
 inline constexpr std::size_t kEpochMetricCount = std::size(kEpochMetrics);
 
+// Whether figure `index` of kEpochMetrics is measured on the validation
+// images (its name starts "val_"): for a job without any, such a figure is a
+// zero that measured nothing.
+constexpr bool IsValidationFigure(std::size_t index) {
+  return index < kEpochMetricCount && kEpochMetrics[index].name.substr(0, 4) == "val_";
+}
+
 // Each figure's position in kEpochMetrics, by member name, for arrays that
 // hold something per figure (EpochMetricIndex::val_loss).
 struct EpochMetricIndex {

@@ -106,5 +106,14 @@ TEST(EpochMetricsTest, OnlyTheFiguresOfTheFirstCheckpointsAreRequired) {
   }
 }
 
+TEST(EpochMetricsTest, ValidationFiguresAreThoseMeasuredOnTheValidationImages) {
+  EXPECT_TRUE(IsValidationFigure(EpochMetricIndex::val_loss));
+  EXPECT_TRUE(IsValidationFigure(EpochMetricIndex::val_accuracy));
+  EXPECT_TRUE(IsValidationFigure(EpochMetricIndex::val_images));
+  EXPECT_FALSE(IsValidationFigure(EpochMetricIndex::train_accuracy));
+  EXPECT_FALSE(IsValidationFigure(EpochMetricIndex::images_per_second));
+  EXPECT_FALSE(IsValidationFigure(kEpochMetricCount));
+}
+
 }  // namespace
 }  // namespace tl

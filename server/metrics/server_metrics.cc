@@ -4,7 +4,6 @@
 #include <cctype>
 #include <chrono>
 #include <string>
-#include <string_view>
 
 #include "common/refreshed_registry.h"
 
@@ -193,8 +192,12 @@ ServerMetrics::JobSeries& ServerMetrics::SeriesFor(const std::string& job_id) {
   if (it != series_.end()) return it->second;
   const std::map<std::string, std::string> labels = {{"job_id", job_id}};
   JobSeries series;
+  // The validation figures wait for an epoch of a job that has validation images
+  // (EpochFinished): before it they would be zeros that measured nothing.
   for (size_t i = 0; i < kEpochMetricCount; ++i) {
-    if (job_figures_[i] != nullptr) series.figures[i] = &job_figures_[i]->Add(labels);
+    if (job_figures_[i] != nullptr && !IsValidationFigure(i)) {
+      series.figures[i] = &job_figures_[i]->Add(labels);
+    }
   }
   series.epoch_progress = &job_epoch_progress_.Add(labels);
   return series_.emplace(job_id, series).first->second;
@@ -214,14 +217,18 @@ void ServerMetrics::EpochFinished(const std::string& job_id, const tl::v1::Epoch
   JobSeries& series = SeriesFor(job_id);
   // A validation figure of a job without validation images is a zero that measured nothing:
   // its series goes (a dashboard then shows no line rather than a model stuck at 0).
-#define TL_SET_JOB_GAUGE(member, ...)                                                       \
-  if (prometheus::Gauge* gauge = series.figures[EpochMetricIndex::member]) {                \
-    if (validated || std::string_view(#member).rfind("val_", 0) != 0) {                     \
-      gauge->Set(static_cast<double>(metrics.member()));                                    \
-    } else {                                                                                \
-      job_figures_[EpochMetricIndex::member]->Remove(gauge);                                \
-      series.figures[EpochMetricIndex::member] = nullptr;                                   \
-    }                                                                                       \
+  const std::map<std::string, std::string> labels = {{"job_id", job_id}};
+#define TL_SET_JOB_GAUGE(member, ...)                                                 \
+  {                                                                                   \
+    constexpr size_t i = EpochMetricIndex::member;                                    \
+    prometheus::Gauge*& gauge = series.figures[i];                                    \
+    if (job_figures_[i] != nullptr && (validated || !IsValidationFigure(i))) {        \
+      if (gauge == nullptr) gauge = &job_figures_[i]->Add(labels);                    \
+      gauge->Set(static_cast<double>(metrics.member()));                              \
+    } else if (gauge != nullptr) {                                                    \
+      job_figures_[i]->Remove(gauge);                                                 \
+      gauge = nullptr;                                                                \
+    }                                                                                 \
   }
   TL_EPOCH_METRICS(TL_SET_JOB_GAUGE, TL_EPOCH_METRICS_SKIP)
 #undef TL_SET_JOB_GAUGE

@@ -126,6 +126,9 @@ TEST(ServerMetricsTest, AJobWithoutValidationImagesHasNoValidationGauges) {
   tl::v1::EpochMetrics epoch;
   epoch.set_epoch(1);
   epoch.set_train_loss(0.5);
+  // Not before the first epoch either: progress makes the job's series.
+  metrics.Progressed("j1", ProgressOf(1, 4, 2, 8));
+  EXPECT_EQ(Gauge(metrics, "tl_job_val_accuracy", job), std::nullopt);
   metrics.EpochFinished("j1", epoch, /*validated=*/false);
   metrics.EpochFinished("j1", epoch, /*validated=*/false);
   EXPECT_EQ(Gauge(metrics, "tl_job_train_loss", job), 0.5);
