@@ -44,8 +44,10 @@ inline int QuotaThreads(std::string_view cpu_max) {
   }
 }
 
-// The quota of this process's cgroup (v2, then v1's cpu controller); 0 for
-// none found.
+// The tightest CPU quota on this process's cgroup and its ancestors (a
+// parent's counts too: a systemd slice's CPUQuota, a container with cgroups
+// of its own inside); 0 for none found. cgroup v2's cpu.max, else v1's cpu
+// controller.
 inline int CgroupQuotaThreads() {
   const auto read = [](const std::string& path) {
     std::ifstream file(path);
@@ -53,27 +55,62 @@ inline int CgroupQuotaThreads() {
     text << file.rdbuf();
     return file ? text.str() : std::string();
   };
-  // "0::/PATH" names the process's v2 cgroup; inside a container's cgroup
-  // namespace it is "/", whose cpu.max is the container's.
+  // From `relative` ("/a/b", or "/" inside a container's cgroup namespace)
+  // up to the root of the hierarchy mounted at `mount`, the tightest
+  // quota `at(folder)` finds.
+  const auto tightest = [](const std::string& mount, std::string relative,
+                           const auto& at) {
+    int found = 0;
+    while (true) {
+      if (relative == "/") relative.clear();
+      if (const int quota = at(mount + relative); quota > 0) {
+        found = found == 0 ? quota : std::min(found, quota);
+      }
+      if (relative.empty()) return found;
+      relative.erase(relative.rfind('/'));
+    }
+  };
   std::istringstream cgroups(read("/proc/self/cgroup"));
+  std::string v2_path;
+  std::string v1_cpu_path;
+  bool v2 = false;
+  bool v1 = false;
   for (std::string line; std::getline(cgroups, line);) {
-    if (line.rfind("0::", 0) != 0) continue;
-    std::string relative = line.substr(3);
-    if (relative == "/") relative.clear();
-    for (const std::string& path :
-         {"/sys/fs/cgroup" + relative + "/cpu.max", std::string("/sys/fs/cgroup/cpu.max")}) {
-      const std::string text = read(path);
-      if (!text.empty()) return QuotaThreads(text);
+    // "ID:CONTROLLERS:PATH"; v2's is "0::PATH", v1's cpu one "N:cpu,cpuacct:PATH".
+    const size_t first = line.find(':');
+    const size_t second = first == std::string::npos ? first : line.find(':', first + 1);
+    if (second == std::string::npos) continue;
+    const std::string controllers = "," + line.substr(first + 1, second - first - 1) + ",";
+    if (line.compare(0, second + 1, "0::") == 0) {
+      v2 = true;
+      v2_path = line.substr(second + 1);
+    } else if (controllers.find(",cpu,") != std::string::npos) {
+      v1 = true;
+      v1_cpu_path = line.substr(second + 1);
     }
   }
-  const std::string quota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us");
-  const std::string period = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
-  if (quota.empty() || period.empty()) return 0;
-  try {
-    return QuotaThreads(std::stoll(quota), std::stoll(period));
-  } catch (const std::exception&) {
-    return 0;
+  if (v2) {
+    const int quota = tightest("/sys/fs/cgroup", v2_path, [&](const std::string& folder) {
+      const std::string text = read(folder + "/cpu.max");
+      return text.empty() ? 0 : QuotaThreads(text);
+    });
+    if (quota > 0) return quota;
   }
+  if (!v1) return 0;
+  for (const std::string mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
+    const int quota = tightest(mount, v1_cpu_path, [&](const std::string& folder) {
+      const std::string quota_us = read(folder + "/cpu.cfs_quota_us");
+      const std::string period_us = read(folder + "/cpu.cfs_period_us");
+      if (quota_us.empty() || period_us.empty()) return 0;
+      try {
+        return QuotaThreads(std::stoll(quota_us), std::stoll(period_us));
+      } catch (const std::exception&) {
+        return 0;
+      }
+    });
+    if (quota > 0) return quota;
+  }
+  return 0;
 }
 
 // Every core this process may use (at least one): the CPUs of its affinity
