@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
+#include "common/worker_slots.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -208,6 +209,20 @@ std::optional<double> MetricValue(const prometheus::Registry& registry, const st
     }
   }
   return std::nullopt;
+}
+
+// Slot `slot` of `slots` of worker process `process`, a CPU worker (common/worker_slots.h);
+// `slots` 0: the process itself, a worker of one slot.
+tl::v1::WorkerHello SlotHello(const std::string& process, int slot, int slots) {
+  tl::v1::WorkerHello hello;
+  hello.set_worker_id(slots == 0 ? process : SlotWorkerId(process, slot));
+  if (slots > 0) {
+    hello.set_slot_of(process);
+    hello.set_slot(slot);
+    hello.set_slots(slots);
+  }
+  hello.add_devices()->set_kind("cpu");
+  return hello;
 }
 
 struct FakeWorker {
@@ -1824,24 +1839,15 @@ TEST_F(SchedulerControlTest, AWorkerConnectsOnlyAsItsOwnIdAndIsNotReplacedByAnot
 
 TEST_F(SchedulerControlTest, TheSlotsOfAWorkerConnectUnderItsTokenAndEachRunsAJob) {
   const Principal gpu1{"gpu-1", Role::kWorker, {}};
-  const auto slot_hello = [](const std::string& process, int slot) {
-    tl::v1::WorkerHello hello;
-    hello.set_worker_id(process + "/slot" + std::to_string(slot));
-    hello.set_slot_of(process);
-    hello.set_slot(slot);
-    hello.set_slots(2);
-    hello.add_devices()->set_kind("cpu");
-    return hello;
-  };
   // A token names the process; its slots connect under it, and only its own.
   auto impostor = std::make_shared<FakeConnection>();
-  EXPECT_THAT(scheduler_->ConnectWorker(slot_hello("gpu-2", 1), impostor, gpu1),
+  EXPECT_THAT(scheduler_->ConnectWorker(SlotHello("gpu-2", 1, 2), impostor, gpu1),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("hello.slot_of")));
-  tl::v1::WorkerHello renamed = slot_hello("gpu-1", 1);
+  tl::v1::WorkerHello renamed = SlotHello("gpu-1", 1, 2);
   renamed.set_worker_id("gpu-2/slot1");
   EXPECT_THAT(scheduler_->ConnectWorker(renamed, impostor, gpu1),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.worker_id")));
-  tl::v1::WorkerHello too_many = slot_hello("gpu-1", 3);
+  tl::v1::WorkerHello too_many = SlotHello("gpu-1", 3, 2);
   EXPECT_THAT(scheduler_->ConnectWorker(too_many, impostor, gpu1),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.slot ")));
 
@@ -1850,8 +1856,8 @@ TEST_F(SchedulerControlTest, TheSlotsOfAWorkerConnectUnderItsTokenAndEachRunsAJo
   const std::string third = Submit("flowers");
   auto one = std::make_shared<FakeConnection>();
   auto two = std::make_shared<FakeConnection>();
-  ASSERT_OK_AND_ASSIGN(int64_t session_one, scheduler_->ConnectWorker(slot_hello("gpu-1", 1), one, gpu1));
-  ASSERT_OK_AND_ASSIGN(int64_t session_two, scheduler_->ConnectWorker(slot_hello("gpu-1", 2), two, gpu1));
+  ASSERT_OK_AND_ASSIGN(int64_t session_one, scheduler_->ConnectWorker(SlotHello("gpu-1", 1, 2), one, gpu1));
+  ASSERT_OK_AND_ASSIGN(int64_t session_two, scheduler_->ConnectWorker(SlotHello("gpu-1", 2, 2), two, gpu1));
   ASSERT_THAT(one->assignments(), SizeIs(1));
   ASSERT_THAT(two->assignments(), SizeIs(1));
   EXPECT_EQ(one->assignments()[0].job_id(), first);
@@ -1883,25 +1889,14 @@ TEST_F(SchedulerControlTest, TheSlotsOfAWorkerConnectUnderItsTokenAndEachRunsAJo
 
 TEST_F(SchedulerControlTest, ARestartWithAnotherNumberOfSlotsReplacesTheOldSessions) {
   const Principal gpu1{"gpu-1", Role::kWorker, {}};
-  const auto hello_of = [](int slot, int slots) {
-    tl::v1::WorkerHello hello;
-    hello.set_worker_id(slots == 0 ? "gpu-1" : "gpu-1/slot" + std::to_string(slot));
-    if (slots > 0) {
-      hello.set_slot_of("gpu-1");
-      hello.set_slot(slot);
-      hello.set_slots(slots);
-    }
-    hello.add_devices()->set_kind("cpu");
-    return hello;
-  };
   const std::string id = Submit("flowers");
   auto plain = std::make_shared<FakeConnection>();
-  ASSERT_OK_AND_ASSIGN(int64_t session, scheduler_->ConnectWorker(hello_of(0, 0), plain, gpu1));
+  ASSERT_OK_AND_ASSIGN(int64_t session, scheduler_->ConnectWorker(SlotHello("gpu-1", 0, 0), plain, gpu1));
   Started(FakeWorker{"gpu-1", session, plain}, id, 1);
   // The process comes back with 2 slots before its old stream is seen to end: that session
   // is of a process that has gone, and must not look idle and take work.
   auto one = std::make_shared<FakeConnection>();
-  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(1, 2), one, gpu1), IsOk());
+  ASSERT_THAT(scheduler_->ConnectWorker(SlotHello("gpu-1", 1, 2), one, gpu1), IsOk());
   EXPECT_TRUE(plain->closed());
   // Its job went with the old process: queued again at once, a failure counted, and given to
   // the idle slot.
@@ -1909,7 +1904,7 @@ TEST_F(SchedulerControlTest, ARestartWithAnotherNumberOfSlotsReplacesTheOldSessi
   EXPECT_EQ(Get(id).attempt(), 2);
   EXPECT_EQ(Get(id).failures(), 1);
   auto two = std::make_shared<FakeConnection>();
-  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(2, 2), two, gpu1), IsOk());
+  ASSERT_THAT(scheduler_->ConnectWorker(SlotHello("gpu-1", 2, 2), two, gpu1), IsOk());
   EXPECT_FALSE(one->closed()) << "slots of one layout live side by side";
   EXPECT_THAT(two->assignments(), IsEmpty());
   // A third slot claimed under a layout of 4 replaces both, as a new process would, and the
@@ -1918,7 +1913,7 @@ TEST_F(SchedulerControlTest, ARestartWithAnotherNumberOfSlotsReplacesTheOldSessi
   ASSERT_THAT(Metric("tl_worker_lease_age_seconds", {{"worker_id", "gpu-1/slot2"}}),
               Optional(_));
   auto four = std::make_shared<FakeConnection>();
-  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(3, 4), four, gpu1), IsOk());
+  ASSERT_THAT(scheduler_->ConnectWorker(SlotHello("gpu-1", 3, 4), four, gpu1), IsOk());
   EXPECT_TRUE(one->closed());
   EXPECT_TRUE(two->closed());
   metrics_->RefreshLeaseAges();
@@ -1930,17 +1925,6 @@ TEST_F(SchedulerControlTest, ARestartWithAnotherNumberOfSlotsReplacesTheOldSessi
 
 TEST_F(SchedulerControlTest, AProcessKilledThenBackWithAnotherNumberOfSlotsGetsItsJobsRequeued) {
   const Principal gpu1{"gpu-1", Role::kWorker, {}};
-  const auto hello_of = [](int slot, int slots) {
-    tl::v1::WorkerHello hello;
-    hello.set_worker_id(slots == 0 ? "gpu-1" : "gpu-1/slot" + std::to_string(slot));
-    if (slots > 0) {
-      hello.set_slot_of("gpu-1");
-      hello.set_slot(slot);
-      hello.set_slots(slots);
-    }
-    hello.add_devices()->set_kind("cpu");
-    return hello;
-  };
   // Three slots, each running a job; the process dies, and its streams are seen to end.
   std::vector<std::string> jobs;
   std::vector<int64_t> sessions;
@@ -1948,7 +1932,7 @@ TEST_F(SchedulerControlTest, AProcessKilledThenBackWithAnotherNumberOfSlotsGetsI
     jobs.push_back(Submit("flowers"));
     auto connection = std::make_shared<FakeConnection>();
     ASSERT_OK_AND_ASSIGN(int64_t session,
-                         scheduler_->ConnectWorker(hello_of(slot, 3), connection, gpu1));
+                         scheduler_->ConnectWorker(SlotHello("gpu-1", slot, 3), connection, gpu1));
     Started(FakeWorker{"gpu-1/slot" + std::to_string(slot), session, connection}, jobs.back(), 1);
     sessions.push_back(session);
   }
@@ -1958,7 +1942,7 @@ TEST_F(SchedulerControlTest, AProcessKilledThenBackWithAnotherNumberOfSlotsGetsI
   // failure counted; slot 2's waits for slot 2, which may still hold it.
   auto first = std::make_shared<FakeConnection>();
   ASSERT_OK_AND_ASSIGN(int64_t first_session,
-                       scheduler_->ConnectWorker(hello_of(1, 2), first, gpu1));
+                       scheduler_->ConnectWorker(SlotHello("gpu-1", 1, 2), first, gpu1));
   EXPECT_EQ(Get(jobs[2]).state(), Job::QUEUED);  // slot 1 took the job it came back without
   EXPECT_EQ(Get(jobs[2]).failures(), 1);
   EXPECT_THAT(Get(jobs[2]).error(), HasSubstr("without gpu-1/slot3"));
@@ -1969,7 +1953,7 @@ TEST_F(SchedulerControlTest, AProcessKilledThenBackWithAnotherNumberOfSlotsGetsI
   // lease.
   scheduler_->DisconnectWorker(first_session);
   auto plain = std::make_shared<FakeConnection>();
-  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(0, 0), plain, gpu1), IsOk());
+  ASSERT_THAT(scheduler_->ConnectWorker(SlotHello("gpu-1", 0, 0), plain, gpu1), IsOk());
   EXPECT_EQ(Get(jobs[1]).state(), Job::QUEUED);
   EXPECT_EQ(Get(jobs[1]).failures(), 1);
   EXPECT_THAT(Get(jobs[1]).error(), HasSubstr("without gpu-1/slot2"));
@@ -1979,21 +1963,11 @@ TEST_F(SchedulerControlTest, AProcessKilledThenBackWithAnotherNumberOfSlotsGetsI
 TEST_F(SchedulerControlTest, AnotherCredentialMayNotAddSlotsBesideALiveWorkerNorPoseAsIt) {
   const Principal owner{"gpu-1", Role::kWorker, {}};
   const Principal pool{"pool", Role::kWorker, {"gpu-*"}};
-  const auto hello_of = [](int slot, int slots) {
-    tl::v1::WorkerHello hello;
-    hello.set_worker_id(slots == 0 ? "gpu-1" : "gpu-1/slot" + std::to_string(slot));
-    if (slots > 0) {
-      hello.set_slot_of("gpu-1");
-      hello.set_slot(slot);
-      hello.set_slots(slots);
-    }
-    hello.add_devices()->set_kind("cpu");
-    return hello;
-  };
   auto one = std::make_shared<FakeConnection>();
-  ASSERT_THAT(scheduler_->ConnectWorker(hello_of(1, 2), one, owner), IsOk());
+  ASSERT_THAT(scheduler_->ConnectWorker(SlotHello("gpu-1", 1, 2), one, owner), IsOk());
   auto intruder = std::make_shared<FakeConnection>();
-  for (const tl::v1::WorkerHello& hello : {hello_of(2, 2), hello_of(3, 4), hello_of(0, 0)}) {
+  for (const tl::v1::WorkerHello& hello :
+       {SlotHello("gpu-1", 2, 2), SlotHello("gpu-1", 3, 4), SlotHello("gpu-1", 0, 0)}) {
     EXPECT_THAT(scheduler_->ConnectWorker(hello, intruder, pool),
                 StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("another credential")))
         << hello.worker_id();
@@ -2001,7 +1975,7 @@ TEST_F(SchedulerControlTest, AnotherCredentialMayNotAddSlotsBesideALiveWorkerNor
   EXPECT_FALSE(one->closed());
   // The owner's own second slot still joins.
   auto two = std::make_shared<FakeConnection>();
-  EXPECT_THAT(scheduler_->ConnectWorker(hello_of(2, 2), two, owner), IsOk());
+  EXPECT_THAT(scheduler_->ConnectWorker(SlotHello("gpu-1", 2, 2), two, owner), IsOk());
 }
 
 TEST_F(SchedulerControlTest, AResultPointingOutsideTheJobsFolderIsRefused) {

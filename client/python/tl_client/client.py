@@ -199,28 +199,10 @@ class Client:
         sequence seen, up to `reconnects` times in a row, so no event is
         missed or repeated. `timeout` bounds the whole watch, reconnects
         included (DEADLINE_EXCEEDED); none by default."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = after_sequence
-        failures = 0
-        while True:
-            request = service_pb2.WatchJobRequest(job_id=job_id, after_sequence=last)
-            stream = self._stub.WatchJob(request,
-                                         timeout=self._stream_timeout(deadline, "WatchJob"),
-                                         metadata=self._metadata)
-            try:
-                for event in stream:
-                    failures = 0
-                    if event.sequence:
-                        last = event.sequence
-                    yield event
-                return
-            except grpc.RpcError as error:
-                failures += 1
-                if error.code() != grpc.StatusCode.UNAVAILABLE or failures > reconnects:
-                    raise _call_error("WatchJob", error) from None
-                self._reconnect_pause(failures, deadline)
-            finally:
-                stream.cancel()  # a caller that stops early ends the stream too
+        return self._resumed_stream(
+            "WatchJob", lambda last: service_pb2.WatchJobRequest(job_id=job_id,
+                                                                 after_sequence=last),
+            after_sequence, timeout, reconnects, resume=True)
 
     def logs(self, job_id: str, follow: bool = False, after_sequence: int = 0,
              timeout: Optional[float] = None,
@@ -229,31 +211,39 @@ class Client:
         with `follow`, new ones until the job ends, a broken stream opened
         again after the last line seen, as watch() does. `timeout` bounds the
         whole call."""
+        # Without `follow` a call is one read: it fails as any unary call does.
+        return self._resumed_stream(
+            "GetJobLogs", lambda last: service_pb2.GetJobLogsRequest(
+                job_id=job_id, follow=follow, after_sequence=last),
+            after_sequence, timeout, reconnects, resume=follow)
+
+    def _resumed_stream(self, method: str, request_after, after_sequence: int,
+                        timeout: Optional[float], reconnects: int, resume: bool):
+        """The messages of stream `method`, whose request_after(n) asks for those after
+        sequence n. With `resume`, a stream broken by UNAVAILABLE (a restarting server) is
+        opened again after the last sequence seen, up to `reconnects` times in a row;
+        `timeout` bounds the whole call, reconnects included."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last = after_sequence
         failures = 0
         while True:
-            request = service_pb2.GetJobLogsRequest(job_id=job_id, follow=follow,
-                                                    after_sequence=last)
-            stream = self._stub.GetJobLogs(request,
-                                           timeout=self._stream_timeout(deadline, "GetJobLogs"),
-                                           metadata=self._metadata)
+            stream = getattr(self._stub, method)(request_after(last),
+                                                 timeout=self._stream_timeout(deadline, method),
+                                                 metadata=self._metadata)
             try:
-                for line in stream:
+                for message in stream:
                     failures = 0
-                    last = max(last, line.sequence)
-                    yield line
+                    last = max(last, message.sequence)  # 0: not stored (a progress event)
+                    yield message
                 return
             except grpc.RpcError as error:
                 failures += 1
-                # Without `follow` a call is one read: it fails as any unary call does.
-                if (not follow or error.code() != grpc.StatusCode.UNAVAILABLE
+                if (not resume or error.code() != grpc.StatusCode.UNAVAILABLE
                         or failures > reconnects):
-                    raise _call_error("GetJobLogs", error) from None
+                    raise _call_error(method, error) from None
                 self._reconnect_pause(failures, deadline)
             finally:
-                stream.cancel()
-
+                stream.cancel()  # a caller that stops early ends the stream too
 
     # ------------------------------------------------------------------ sweeps
 
