@@ -227,18 +227,24 @@ class ServerRestartTest(unittest.TestCase):
         client = Client(self.server.address, timeout=DEADLINE_SECONDS)
         self.addCleanup(client.close)
         job = client.submit(tiny_spec(), owner="py-test")
-        seen = {"states": [], "lines": 0}
+        seen = {"states": [], "lines": 0, "errors": []}
         first = threading.Event()
 
         def watch():
-            for event in client.watch(job.id):
-                if event.WhichOneof("event") == "job":
-                    seen["states"].append(event.job.state)
-                    first.set()
+            try:
+                for event in client.watch(job.id):
+                    if event.WhichOneof("event") == "job":
+                        seen["states"].append(event.job.state)
+                        first.set()
+            except CallError as error:
+                seen["errors"].append(str(error))
 
         def follow():
-            for _ in client.logs(job.id, follow=True):
-                seen["lines"] += 1
+            try:
+                for _ in client.logs(job.id, follow=True):
+                    seen["lines"] += 1
+            except CallError as error:
+                seen["errors"].append(str(error))
 
         threads = [threading.Thread(target=watch, daemon=True),
                    threading.Thread(target=follow, daemon=True)]
@@ -252,6 +258,7 @@ class ServerRestartTest(unittest.TestCase):
         for thread in threads:
             thread.join(DEADLINE_SECONDS)
             self.assertFalse(thread.is_alive(), "a stream did not end after the restart")
+        self.assertEqual(seen["errors"], [])
         self.assertEqual(seen["states"], [jobs_pb2.Job.QUEUED, jobs_pb2.Job.CANCELLED])
         self.assertEqual(seen["lines"], 0)  # no worker ran it
 

@@ -220,7 +220,7 @@ class Client:
     def _resumed_stream(self, method: str, request_after, after_sequence: int,
                         timeout: Optional[float], reconnects: int, resume: bool):
         """The messages of stream `method`, whose request_after(n) asks for those after
-        sequence n. With `resume`, a stream broken by UNAVAILABLE (a restarting server) is
+        sequence n. With `resume`, a stream broken by its server going away (_STREAM_BROKEN) is
         opened again after the last sequence seen, up to `reconnects` times in a row;
         `timeout` bounds the whole call, reconnects included."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -238,7 +238,7 @@ class Client:
                 return
             except grpc.RpcError as error:
                 failures += 1
-                if (not resume or error.code() != grpc.StatusCode.UNAVAILABLE
+                if (not resume or error.code() not in _STREAM_BROKEN
                         or failures > reconnects):
                     raise _call_error(method, error) from None
                 self._reconnect_pause(failures, deadline)
@@ -317,7 +317,7 @@ class Client:
                                     "the stream ended before the sweep did")
             except grpc.RpcError as error:
                 failures += 1
-                if error.code() != grpc.StatusCode.UNAVAILABLE or failures > reconnects:
+                if error.code() not in _STREAM_BROKEN or failures > reconnects:
                     raise _call_error("WatchSweep", error) from None
             finally:
                 stream.cancel()  # a caller that stops early ends the stream too
@@ -325,6 +325,10 @@ class Client:
 
 
 _MAYBE_NOT_ARRIVED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# How a stream ends when its server goes away: UNAVAILABLE, or CANCELLED where the server's
+# shutdown cut it before it could say more (a caller's own early stop raises nothing). A
+# DEADLINE_EXCEEDED is the caller's own timeout, and is not retried.
+_STREAM_BROKEN = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 def _several(states):
